@@ -1,0 +1,107 @@
+# qeval - build, test, demo.  `make demo` and `make check` are the quick start.
+#
+# Layout of outputs: $(BUILD)/ holds objects, the static library and the test
+# runner; $(BINDIR)/qeval is the CLI. The sanitizer build uses its own
+# BUILD/BINDIR so both can coexist.
+
+BUILD   ?= build
+BINDIR  ?= bin
+CC      ?= cc
+QEVAL_DATA ?= $(abspath ../shared/data)
+export QEVAL_DATA
+
+OPT     ?= -O2
+QE_COMMIT := $(shell git rev-parse --short=12 HEAD 2>/dev/null || echo unknown)
+CFLAGS_BASE := -DQE_VERSION='"0.1.0"' -DQE_COMMIT='"$(QE_COMMIT)"' -std=c11 -Wall -Wextra -Werror -g $(OPT) -D_POSIX_C_SOURCE=200809L \
+               -Ilib -I$(BUILD) -MMD -MP
+SANFLAGS :=
+ifeq ($(SAN),1)
+SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer
+endif
+CFLAGS  += $(CFLAGS_BASE) $(SANFLAGS)
+LDFLAGS += $(SANFLAGS)
+LDLIBS  := -lOpenCL -lsqlite3 -lcsv -linih -ljansson -lpthread -lm
+CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
+
+LIB_SRC  := $(sort $(wildcard lib/*.c lib/*/*.c))
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/kernels_embed.o
+CMD_SRC  := $(sort $(wildcard cmd/*.c))
+CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/%.o)
+TEST_SRC := $(sort $(wildcard tests/*.c))
+TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
+SUITES   := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
+KERNELS  := $(sort $(wildcard kernels/*.cl))
+
+LIB  := $(BUILD)/libqeval.a
+BIN  := $(BINDIR)/qeval
+TESTBIN := $(BUILD)/run_tests
+
+.PHONY: all deps check test e2e asan fuzz demo clean models
+all: $(BIN)
+
+deps:
+	@sh tools/deps.sh
+
+$(BUILD)/%.o: %.c
+	@mkdir -p $(dir $@)
+	$(CC) $(CFLAGS) -c $< -o $@
+
+# Kernels are embedded into the binary; the generator is a host tool built
+# without sanitizers.
+$(BUILD)/embed: tools/embed.c
+	@mkdir -p $(BUILD)
+	$(CC) -std=c11 -O1 -o $@ $<
+$(BUILD)/kernels_embed.c: $(BUILD)/embed $(KERNELS)
+	$(BUILD)/embed $@ $(KERNELS)
+$(BUILD)/kernels_embed.o: $(BUILD)/kernels_embed.c
+	$(CC) $(CFLAGS) -c $< -o $@
+
+$(LIB): $(LIB_OBJ)
+	@rm -f $@
+	ar rcs $@ $^
+
+$(BIN): $(CMD_OBJ) $(LIB)
+	@mkdir -p $(BINDIR)
+	$(CC) $(LDFLAGS) -o $@ $(CMD_OBJ) $(LIB) $(LDLIBS)
+
+# The test runner calls <module>_suite() for every tests/check_<module>.c.
+$(BUILD)/suites.inc: $(wildcard tests/check_*.c)
+	@mkdir -p $(BUILD)
+	@printf '$(foreach s,$(SUITES),QE_SUITE($(s))\n)' > $@.tmp && mv $@.tmp $@
+$(BUILD)/tests/runner.o: $(BUILD)/suites.inc
+$(TESTBIN): $(TEST_OBJ) $(LIB)
+	$(CC) $(LDFLAGS) -o $@ $(TEST_OBJ) $(LIB) $(CHECK_LIBS) $(LDLIBS)
+
+# Unit suites (TAP on stdout), then end-to-end tests of the CLI.
+test: $(TESTBIN) $(BIN)
+	QEVAL_BUILD=$(BUILD) $(TESTBIN)
+	QEVAL=$(BIN) QEVAL_BUILD=$(BUILD) bash tests/e2e.sh
+
+check: deps
+	$(MAKE) test
+
+# Same tests under AddressSanitizer + UndefinedBehaviorSanitizer. Leak checks
+# are on for our code; tests/lsan.supp silences leaks inside the OpenCL ICD
+# and PoCL's LLVM, which are not ours to fix.
+asan: deps
+	ASAN_OPTIONS=detect_leaks=1:abort_on_error=0 \
+	LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0 \
+	UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
+	$(MAKE) BUILD=build-asan BINDIR=build-asan/bin SAN=1 OPT=-O1 test
+
+# libFuzzer harnesses (clang). FUZZ_SECONDS bounds each run.
+FUZZ_SECONDS ?= 60
+fuzz: deps
+	@mkdir -p build-fuzz/corpus-gguf
+	clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib -fsanitize=fuzzer,address,undefined \
+	    -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c lib/gguf.c lib/dtype.c lib/status.c
+	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-gguf fuzz/seeds
+
+demo: deps all
+	$(BIN) devices
+	$(BIN) inspect $(QEVAL_DATA)/models/stories260K.gguf
+
+clean:
+	rm -rf build build-asan build-fuzz bin
+
+-include $(shell find $(BUILD) -name '*.d' 2>/dev/null)

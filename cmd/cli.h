@@ -1,0 +1,26 @@
+/* cli.h - what every subcommand shares: exit codes and error reporting.
+ *
+ * Exit codes scripts can rely on:
+ *   0 success; 1 runtime failure (I/O, OpenCL, SQLite); 2 usage error;
+ *   3 invalid input file (model, dataset, job file); 130 interrupted. */
+#ifndef QE_CLI_H
+#define QE_CLI_H
+
+#include "status.h"
+
+enum { QE_EXIT_OK = 0, QE_EXIT_FAIL = 1, QE_EXIT_USAGE = 2, QE_EXIT_INPUT = 3,
+       QE_EXIT_INTERRUPTED = 130 };
+
+/* Map a status to an exit code. */
+int qe_cli_exit_code(qe_status s);
+/* Print "qeval CMD: <qe_errmsg()>" to stderr and return the exit code. */
+int qe_cli_report(const char *cmd, qe_status s);
+/* Print "qeval CMD: msg" plus a hint to use --help; returns QE_EXIT_USAGE. */
+int qe_cli_usage_error(const char *cmd, const char *fmt, ...)
+    __attribute__((format(printf, 2, 3)));
+
+/* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
+
+
+
+#endif

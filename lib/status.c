@@ -1,0 +1,78 @@
+/* status.c - status names and the thread-local error message.
+ * Threading: each thread has its own message buffer; no locks. */
+#include "status.h"
+
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+static _Thread_local char errbuf[1024];
+
+static const char *const names[QE_STATUS_COUNT] = {
+    [QE_OK] = "OK",
+    [QE_ENOMEM] = "ENOMEM",
+    [QE_EIO] = "EIO",
+    [QE_ECORRUPT] = "ECORRUPT",
+    [QE_EINVAL] = "EINVAL",
+    [QE_EUNSUPPORTED] = "EUNSUPPORTED",
+    [QE_ERANGE] = "ERANGE",
+    [QE_ENOTFOUND] = "ENOTFOUND",
+    [QE_ECL] = "ECL",
+    [QE_EDB] = "EDB",
+    [QE_EINTERRUPTED] = "EINTERRUPTED",
+};
+
+const char *qe_status_str(qe_status s)
+{
+    if ((unsigned)s >= QE_STATUS_COUNT)
+        return "EUNKNOWN";
+    return names[s];
+}
+
+qe_status qe_vfail(qe_status s, const char *fmt, va_list ap)
+{
+    vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    return s;
+}
+
+qe_status qe_fail(qe_status s, const char *fmt, ...)
+{
+    va_list ap;
+    va_start(ap, fmt);
+    qe_vfail(s, fmt, ap);
+    va_end(ap);
+    return s;
+}
+
+qe_status qe_fail_prefix(qe_status s, const char *fmt, ...)
+{
+    char prefix[512], old[sizeof errbuf];
+    va_list ap;
+    va_start(ap, fmt);
+    vsnprintf(prefix, sizeof prefix, fmt, ap);
+    va_end(ap);
+    memcpy(old, errbuf, sizeof old);
+    /* Truncation is acceptable: the message is for humans. */
+    size_t n = strlen(prefix);
+    if (n > sizeof errbuf - 3)
+        n = sizeof errbuf - 3;
+    memcpy(errbuf, prefix, n);
+    memcpy(errbuf + n, ": ", 2);
+    size_t rest = sizeof errbuf - n - 3, m = strlen(old);
+    if (m > rest)
+        m = rest;
+    memcpy(errbuf + n + 2, old, m);
+    errbuf[n + 2 + m] = '\0';
+    return s;
+}
+
+const char *qe_errmsg(void) { return errbuf; }
+
+void qe_errclear(void) { errbuf[0] = '\0'; }
+
+void qe_assert_fail(const char *expr, const char *file, int line)
+{
+    fprintf(stderr, "qeval: internal error: assertion '%s' failed at %s:%d\n",
+            expr, file, line);
+    abort();
+}
