@@ -1,0 +1,27 @@
+#!/usr/bin/env bash
+# Source this on the GPU machine (device tool) to build and run qeval there.
+# That image has a CUDA toolchain but not qeval's Debian libraries, so the
+# lead carries them as .deb files in .debs/ (`apt-get download ...`, see
+# README "GPU machine") and this script unpacks them into a private prefix.
+# It also registers NVIDIA's OpenCL ICD, which the image does not do.
+#   usage: source bench/gpu_env.sh && make BUILD=build-gpu BINDIR=build-gpu/bin
+set -e
+QE_PREFIX=${QE_PREFIX:-/tmp/qe-deps}
+if [ ! -d "$QE_PREFIX/usr" ]; then
+    mkdir -p "$QE_PREFIX"
+    for f in .debs/*.deb; do dpkg -x "$f" "$QE_PREFIX"; done
+fi
+mkdir -p /etc/OpenCL/vendors
+[ -f /etc/OpenCL/vendors/nvidia.icd ] || echo libnvidia-opencl.so.1 > /etc/OpenCL/vendors/nvidia.icd
+LIBDIR=$QE_PREFIX/usr/lib/x86_64-linux-gnu
+# Dev symlinks in the .debs are absolute; point them into the prefix.
+for l in "$LIBDIR"/*.so; do
+    t=$(readlink "$l" || true)
+    case "$t" in /*) ln -sf "$QE_PREFIX$t" "$l" 2>/dev/null || ln -sf "$(basename "$t")" "$l";; esac
+done
+export CPATH=$QE_PREFIX/usr/include${CPATH:+:$CPATH}
+export LIBRARY_PATH=$LIBDIR${LIBRARY_PATH:+:$LIBRARY_PATH}
+export LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
+export OCL_ICD_VENDORS=/etc/OpenCL/vendors
+set +e
