@@ -68,6 +68,7 @@ typedef struct qe_cl_device_info {
     char platform_version[128]; /* "OpenCL 3.0 CUDA 12.8.90" */
     char name[256];             /* device name */
     char vendor[128];
+    uint32_t vendor_id;         /* PCI vendor id: 0x10de NVIDIA, 0x1002 AMD, 0x8086 Intel */
     char driver_version[128];
     char device_version[128];   /* "OpenCL 3.0 CUDA" */
     char c_version[128];        /* "OpenCL C 1.2" */
