@@ -26,7 +26,7 @@ void qe_hash_sha256_update(qe_hash_sha256 *c, const void *data, size_t n);
 void qe_hash_sha256_final(qe_hash_sha256 *c, uint8_t out[QE_HASH_SHA256_BYTES]);
 
 /* One-shot digest of a buffer. */
-void qe_hash_sha256(const void *data, size_t n, uint8_t out[QE_HASH_SHA256_BYTES]);
+void qe_hash_sha256_buf(const void *data, size_t n, uint8_t out[QE_HASH_SHA256_BYTES]);
 
 /* Digest of a whole file read in chunks. QE_EIO (naming the path) on failure. */
 qe_status qe_hash_sha256_file(const char *path, uint8_t out[QE_HASH_SHA256_BYTES]);

@@ -85,7 +85,8 @@ typedef struct qe_hparams {
     float rope_freq_scale;        /* multiplies positions: 1/rope_factor for LINEAR, else 1 */
     int32_t bos_id;      /* -1 when the file does not say */
     int32_t eos_id;      /* -1 when the file does not say */
-    int tied;            /* 1: the file has no output matrix; output views token_embd */
+    int tied;            /* 1: output views token_embd (the file has no output matrix,
+                            or its bytes equal the embedding's) */
 } qe_hparams;
 
 typedef struct qe_layer {
