@@ -554,7 +554,7 @@ static qe_status run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_s
 static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
 {
     float scale = (float)(1.0 / sqrt((double)e->hp.head_dim));
-    qe_status st = qe_cl_args(e->k_attn, 10, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
+    qe_status st = qe_cl_args(e->k_attn, 9, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
                               sizeof(cl_mem), &d->vc, sizeof(int), &n_tok, sizeof(int),
                               &e->opt.n_ctx, sizeof(int), &e->hp.n_heads, sizeof(int),
                               &e->hp.n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &e->att);
