@@ -20,6 +20,7 @@ static int cmd_version(int argc, char **argv);
 
 static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
+    {"devices", qe_cmd_devices, "list OpenCL devices, their limits and probed capabilities"},
 
 
 };

@@ -1,0 +1,96 @@
+/* probe.cl - one-kernel capability probes for lib/cl.c (qe_cl_probe).
+ *
+ * Each build defines exactly one QE_PROBE_* macro, so a feature the compiler
+ * rejects only breaks its own probe. A probe that fails to build means "not
+ * available". Every probe also computes something the host checks, because
+ * some compilers accept code they then miscompile or run as a no-op.
+ */
+
+#ifdef QE_PROBE_FP16
+/* half arithmetic (cl_khr_fp16). out[i] = in[i] * 1.5h + 0.25h computed in
+ * half; inputs are chosen so every result is exact in half.
+ * Any work-group shape. */
+#pragma OPENCL EXTENSION cl_khr_fp16 : enable
+__kernel void probe_fp16(__global const float *in, __global float *out)
+{
+    size_t i = get_global_id(0);
+    half a = (half)in[i];
+    half b = (half)1.5f;
+    half c = a * b + (half)0.25f;
+    out[i] = (float)c;
+}
+#endif
+
+#ifdef QE_PROBE_SUBGROUPS
+/* sub_group_reduce_add (cl_khr_subgroups, or cl_intel_subgroups which
+ * provides the same built-ins). out[2i] = the subgroup's sum of ones,
+ * out[2i+1] = get_sub_group_size(); the host checks they agree. */
+#pragma OPENCL EXTENSION cl_khr_subgroups : enable
+__kernel void probe_subgroups(__global int *out)
+{
+    size_t i = get_global_id(0);
+    out[2 * i] = (int)sub_group_reduce_add(1u);
+    out[2 * i + 1] = (int)get_sub_group_size();
+}
+#endif
+
+#ifdef QE_PROBE_HALF_STORAGE
+/* vstore_half / vload_half, core in OpenCL 1.x even without cl_khr_fp16.
+ * h[i] = in[i] rounded to half (round to nearest even); out[i] = h[i] read
+ * back as float. Any work-group shape. */
+__kernel void probe_half_storage(__global const float *in, __global half *h,
+                                 __global float *out)
+{
+    size_t i = get_global_id(0);
+    vstore_half(in[i], i, h);
+    out[i] = vload_half(i, h);
+}
+#endif
+
+#ifdef QE_PROBE_PTX_SHFL
+/* NVIDIA inline PTX: butterfly shuffle across a warp. Run with one
+ * work-group of 32: out[i] = i ^ 1. */
+__kernel void probe_ptx_shfl(__global int *out)
+{
+    int v = (int)get_local_id(0);
+    int r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, 1, 0x1f, 0xffffffff;" : "=r"(r) : "r"(v));
+    out[get_global_id(0)] = r;
+}
+#endif
+
+#ifdef QE_PROBE_PTX_MMA
+/* NVIDIA inline PTX tensor-core MMA: D(16x8 f32) = A(16x16 f16, row-major)
+ * x B(16x8 f16) + C(16x8 f32). Run with one work-group of 32 (one warp).
+ * a: 16x16 half bits, row-major; bt: B transposed (8x16, i.e. B's columns
+ * contiguous, the ".col" operand layout); c, d: 16x8 row-major floats.
+ * Fragment layout (PTX ISA, "Matrix Fragments for mma.m16n8k16"): with
+ * g = lane / 4 and t = lane % 4, A reg r holds row g + 8*(r&1), columns
+ * 2t + 8*(r>>1) and +1; B reg r holds rows 2t + 8r and +1 of column g;
+ * C/D element e holds row g + 8*(e>>1), column 2t + (e&1). */
+__kernel void probe_ptx_mma(__global const ushort *a, __global const ushort *bt,
+                            __global const float *c, __global float *d)
+{
+    uint lane = (uint)get_local_id(0);
+    uint g = lane >> 2, t = lane & 3;
+    uint ar[4], br[2];
+    for (uint r = 0; r < 4; r++) {
+        uint row = g + 8 * (r & 1), col = 2 * t + 8 * (r >> 1);
+        ar[r] = (uint)a[row * 16 + col] | ((uint)a[row * 16 + col + 1] << 16);
+    }
+    for (uint r = 0; r < 2; r++) {
+        uint k = 2 * t + 8 * r;
+        br[r] = (uint)bt[g * 16 + k] | ((uint)bt[g * 16 + k + 1] << 16);
+    }
+    float cr[4], dr[4];
+    for (uint e = 0; e < 4; e++)
+        cr[e] = c[(g + 8 * (e >> 1)) * 8 + 2 * t + (e & 1)];
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%10,%11,%12,%13};"
+                 : "=f"(dr[0]), "=f"(dr[1]), "=f"(dr[2]), "=f"(dr[3])
+                 : "r"(ar[0]), "r"(ar[1]), "r"(ar[2]), "r"(ar[3]), "r"(br[0]), "r"(br[1]),
+                   "f"(cr[0]), "f"(cr[1]), "f"(cr[2]), "f"(cr[3]));
+    for (uint e = 0; e < 4; e++)
+        d[(g + 8 * (e >> 1)) * 8 + 2 * t + (e & 1)] = dr[e];
+}
+#endif

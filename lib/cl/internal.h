@@ -1,0 +1,25 @@
+/* internal.h - what the files of lib/cl/ share; not part of the API.
+ * Everything here is still prefixed qe_cl_ because the static library
+ * exports it. */
+#ifndef QE_CL_INTERNAL_H
+#define QE_CL_INTERNAL_H
+
+#include "cl.h"
+
+struct qe_cl {
+    qe_cl_device_info info; /* own copy; info.extensions owned */
+    cl_context ctx;
+    cl_command_queue queue; /* in-order */
+    unsigned flags;         /* QE_CL_* */
+};
+
+/* Record "call(what): CL_ERROR_NAME" as QE_ECL (what may be NULL), with a
+ * debug log, and return QE_ECL. */
+qe_status qe_cl_fail_call(const char *call, const char *what, cl_int err);
+
+/* Build like qe_cl_build; quiet = 1 skips printing the build log of a
+ * failed build (probes expect failures). */
+qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
+                         const char *options, int quiet, cl_program *out);
+
+#endif
