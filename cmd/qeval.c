@@ -21,8 +21,7 @@ static int cmd_version(int argc, char **argv);
 static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
     {"devices", qe_cmd_devices, "list OpenCL devices, their limits and probed capabilities"},
-
-
+    {"inspect", qe_cmd_inspect, "validate a GGUF file and show its metadata and tensors"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
