@@ -20,6 +20,8 @@ static int cmd_version(int argc, char **argv);
 
 static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
+    {"tokenize", qe_cmd_tokenize, "text -> token ids with a model's tokenizer"},
+    {"detokenize", qe_cmd_detokenize, "token ids -> text with a model's tokenizer"},
 
 
 };
