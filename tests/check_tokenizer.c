@@ -6,7 +6,9 @@
  *   - fixtures written by tests/oracle/hf_tokenize.py with Hugging Face
  *     `tokenizers` (tests/fixtures/tok_*.txt): the whole-file id sequence's
  *     length and SHA-256 (ids as u32 little-endian, concatenated) and the ids
- *     of the first lines; plus a few special-token cases pasted from it;
+ *     of the first lines; a small trained byte-level BPE with the ids of a
+ *     set of cases under each pre-tokenizer (tok_bpe_cases.json); plus a few
+ *     special-token cases pasted from it;
  *   - MANIFEST.md facts (stories260K: 512 tokens, BOS 1, EOS 2);
  *   - round trips (decode(encode(x)) == x) and hand-derived regex splits;
  *   - published Unicode facts (categories of specific code points, GPT-2's
@@ -15,6 +17,7 @@
  * model they are not added, and a TAP comment says so.
  */
 #include <check.h>
+#include <jansson.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -504,6 +507,107 @@ START_TEST(test_hf_roundtrip)
 }
 END_TEST
 
+/* ---- byte-level BPE pre-tokenizers against tokenizers (no model needed) ---- */
+
+static void check_cases(const qe_tokenizer *t, const json_t *cases, const json_t *expected, const char *what)
+{
+    qe_tokenizer_ids ids = {0};
+    for (size_t c = 0; c < json_array_size(cases); c++) {
+        const json_t *cs = json_array_get(cases, c), *ex = json_array_get(expected, c);
+        encode(t, json_string_value(cs), json_string_length(cs), QE_TOK_PARSE_SPECIAL, &ids);
+        size_t k = 0;
+        while (k < ids.n && k < json_array_size(ex) && ids.v[k] == json_integer_value(json_array_get(ex, k)))
+            k++;
+        ck_assert_msg(k == ids.n && k == json_array_size(ex),
+                      "%s, case %zu ('%.40s'): differs at id %zu (%zu ids, the oracle has %zu)", what, c,
+                      json_string_value(cs), k, ids.n, json_array_size(ex));
+    }
+    qe_tokenizer_ids_free(&ids);
+}
+
+START_TEST(test_bpe_pretok_oracle)
+{
+    /* tok_bpe_cases.json: an 800-token byte-level BPE and, for each
+     * pre-tokenizer llama.cpp names, the ids Hugging Face tokenizers gives a
+     * set of cases with the equivalent pre_tokenizer. The same vocabulary
+     * goes through qeval twice: as a GGUF (tokenizer.ggml.pre = the name) and
+     * as a tokenizer.json (the oracle's pre_tokenizer). */
+    json_error_t err;
+    json_t *fx = json_load_file("tests/fixtures/tok_bpe_cases.json", 0, &err);
+    ck_assert_msg(fx != NULL, "tok_bpe_cases.json: line %d: %s", err.line, err.text);
+    const json_t *vocab = json_object_get(fx, "vocab"), *merges = json_object_get(fx, "merges"),
+                 *cases = json_object_get(fx, "cases");
+    size_t nv = json_array_size(vocab), nm = json_array_size(merges);
+    ck_assert(nv == 800 && nm > 100 && json_array_size(cases) > 10);
+    const char **toks = malloc(nv * sizeof *toks), **mer = malloc(nm * sizeof *mer);
+    int32_t *types = malloc(nv * sizeof *types);
+    for (size_t i = 0; i < nv; i++) {
+        toks[i] = json_string_value(json_array_get(vocab, i));
+        types[i] = i == 0 ? QE_TOKATTR_CONTROL : QE_TOKATTR_NORMAL; /* 0 = <|endoftext|> */
+    }
+    for (size_t i = 0; i < nm; i++)
+        mer[i] = json_string_value(json_array_get(merges, i));
+    static const char *pres[] = {"gpt-2", "llama-bpe", "qwen2", "smollm"};
+    char *dir = qe_test_tmpdir();
+    for (size_t p = 0; p < 4; p++) {
+        const json_t *expected = json_object_get(json_object_get(fx, "expected"), pres[p]);
+        ck_assert_uint_eq(json_array_size(expected), json_array_size(cases));
+        /* As a GGUF. */
+        qe_gguf_writer *w = NULL;
+        void *buf = NULL;
+        size_t size = 0;
+        qe_gguf *g = NULL;
+        qe_tokenizer *t = NULL;
+        OK(qe_gguf_writer_new(3, &w));
+        OK(qe_gguf_writer_add_str(w, "tokenizer.ggml.model", "gpt2"));
+        OK(qe_gguf_writer_add_str(w, "tokenizer.ggml.pre", pres[p]));
+        OK(qe_gguf_writer_add_arr_str(w, "tokenizer.ggml.tokens", toks, nv));
+        OK(qe_gguf_writer_add_arr(w, "tokenizer.ggml.token_type", QE_GGUF_INT32, types, nv));
+        OK(qe_gguf_writer_add_arr_str(w, "tokenizer.ggml.merges", mer, nm));
+        OK(qe_gguf_writer_add_bool(w, "tokenizer.ggml.add_bos_token", 0));
+        OK(qe_gguf_writer_write_mem(w, &buf, &size));
+        OK(qe_gguf_open_mem(buf, size, pres[p], &g));
+        OK(qe_tokenizer_from_gguf(g, &t));
+        ck_assert_str_eq(qe_tokenizer_pre_name(t), pres[p]);
+        check_cases(t, cases, expected, pres[p]);
+        qe_tokenizer_close(t);
+        qe_gguf_close(g);
+        qe_gguf_writer_free(w);
+        free(buf);
+        /* As a tokenizer.json with the oracle's pre_tokenizer. */
+        json_t *jv = json_object(), *jm = json_array(), *root = json_object(), *model = json_object();
+        for (size_t i = 0; i < nv; i++)
+            json_object_set_new(jv, toks[i], json_integer((json_int_t)i));
+        for (size_t i = 0; i < nm; i++)
+            json_array_append_new(jm, json_string(mer[i]));
+        json_object_set_new(model, "type", json_string("BPE"));
+        json_object_set_new(model, "vocab", jv);
+        json_object_set_new(model, "merges", jm);
+        json_object_set_new(model, "ignore_merges", json_boolean(p == 1));
+        json_object_set_new(root, "model", model);
+        json_object_set(root, "pre_tokenizer", json_object_get(json_object_get(fx, "pre_tokenizers"), pres[p]));
+        json_object_set_new(root, "added_tokens",
+                            json_pack("[{s:i, s:s, s:b, s:b}]", "id", 0, "content", "<|endoftext|>", "special", 1,
+                                      "normalized", 0));
+        char path[1024];
+        snprintf(path, sizeof path, "%s/%s.json", dir, pres[p]);
+        ck_assert_int_eq(json_dump_file(root, path, 0), 0);
+        json_decref(root);
+        t = open_tok(path);
+        char what[64];
+        snprintf(what, sizeof what, "%s (tokenizer.json)", pres[p]);
+        check_cases(t, cases, expected, what);
+        qe_tokenizer_close(t);
+    }
+    qe_test_rmtree(dir);
+    free(dir);
+    free(toks);
+    free(mer);
+    free(types);
+    json_decref(fx);
+}
+END_TEST
+
 /* ---- SmolLM2 (byte-level BPE), when `make models` has run ---- */
 
 START_TEST(test_bpe_smollm2)
@@ -784,6 +888,11 @@ Suite *tokenizer_suite(void)
     tcase_set_timeout(spm, 60);
     suite_add_tcase(s, spm);
 
+    TCase *bpe = tcase_create("bpe");
+    tcase_add_test(bpe, test_bpe_pretok_oracle);
+    tcase_set_timeout(bpe, 60);
+    suite_add_tcase(s, bpe);
+
     TCase *hf = tcase_create("hf");
     tcase_add_test(hf, test_hf_tinystories);
     tcase_add_test(hf, test_hf_roundtrip);
@@ -791,15 +900,15 @@ Suite *tokenizer_suite(void)
     suite_add_tcase(s, hf);
 
     if (exists(model_path("smollm2-135m-q4_1.gguf"))) {
-        TCase *bpe = tcase_create("smollm2");
-        tcase_add_test(bpe, test_bpe_smollm2);
+        TCase *sm = tcase_create("smollm2");
+        tcase_add_test(sm, test_bpe_smollm2);
         if (exists(model_path("smollm2-135m-hf/tokenizer.json")))
-            tcase_add_test(bpe, test_bpe_smollm2_hf_json);
+            tcase_add_test(sm, test_bpe_smollm2_hf_json);
         else
             printf("# tokenizer: %s absent (run tests/oracle/hf_tokenize.py): HF-json SmolLM2 case skipped\n",
                    model_path("smollm2-135m-hf/tokenizer.json"));
-        tcase_set_timeout(bpe, 60);
-        suite_add_tcase(s, bpe);
+        tcase_set_timeout(sm, 60);
+        suite_add_tcase(s, sm);
     } else {
         printf("# tokenizer: %s absent (run `make models`): SmolLM2 cases skipped\n",
                model_path("smollm2-135m-q4_1.gguf"));

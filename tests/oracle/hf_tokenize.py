@@ -20,6 +20,15 @@ Tokenizers:
                    path can be checked against the same fixture.
 Texts: DATA/text/wiki.test.raw and DATA/text/tinyshakespeare_input.txt.
 
+Also tests/fixtures/tok_bpe_cases.json, for the byte-level BPE pre-tokenizers
+without any downloaded model: an 800-token byte-level BPE trained here on
+tinyshakespeare and wiki.test.raw ("vocab": token texts in id order, id 0 = "<|endoftext|>" a
+special token; "merges": "a b" in rank order), "cases": strings, and for each
+llama.cpp pre-tokenizer name the Hugging Face pre_tokenizer that has the same
+regexes ("pre_tokenizers"; llama-bpe also sets the model's ignore_merges) and
+the ids `tokenizers` gives each case ("expected"; encode(case).ids, which
+matches added tokens in the text).
+
 How qeval tokenizes a dataset, and so how this script does: the whole file,
 decoded as UTF-8, is ONE string, encoded with add_special_tokens=True (BOS/EOS
 as the tokenizer's post-processor says).
@@ -39,6 +48,7 @@ Fixture file tests/fixtures/tok_<tokenizer>_<text>.txt (plain text):
 """
 import argparse
 import hashlib
+import json
 import os
 import struct
 import sys
@@ -142,6 +152,68 @@ def fixture(name, tok, text_name, text):
     return "\n".join(lines) + "\n"
 
 
+LLAMA3_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}{1,3}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+             r"\s*[\r\n]+|\s+(?!\S)|\s+")
+QWEN2_RE = (r"(?i:'s|'t|'re|'ve|'m|'ll|'d)|[^\r\n\p{L}\p{N}]?\p{L}+|\p{N}| ?[^\s\p{L}\p{N}]+[\r\n]*|"
+            r"\s*[\r\n]+|\s+(?!\S)|\s+")
+BPE_CASES = [
+    "Hello world! It's 2024, isn't it? I'M FINE, you're ok; we'll see... they'd've",
+    "  leading spaces and trailing   ",
+    "tabs\tand\nnewlines\n\n\r\n  \n mixed\n",
+    "numbers 1 12 123 1234 12345 3.14159 1,000,000 x86_64 v2.0",
+    "0000 00000 000000 0000000 2000 1900s 10000th",
+    "unicode: caf\u00e9 na\u00efve \u03a9\u03bc\u03ad\u03b3\u03b1 \u041c\u043e\u0441\u043a\u0432\u0430 "
+    "\u6771\u4eac \U0001F600\U0001F44D\U0001F3FD \u00bd \u0663\u0664 \u2581x \u00a0y\u3000z",
+    "<|endoftext|>special in text<|endoftext|> end",
+    "code: def f(x):\n    return x**2  # comment\n\n\n",
+    "'s 't 'S 'T 're 'Re 'RE 'll 'd 'm 've 'x",
+    "",
+    " ",
+    "\n",
+    "!!!!!! ?????? ------====== \"quoted\" (paren) [brack] {brace}",
+]
+
+
+def bpe_cases(data):
+    """The tok_bpe_cases.json fixture (see the module docstring)."""
+    from tokenizers import Regex, Tokenizer, models, pre_tokenizers, trainers
+
+    base = Tokenizer(models.BPE())
+    base.pre_tokenizer = pre_tokenizers.ByteLevel(add_prefix_space=False)
+    trainer = trainers.BpeTrainer(vocab_size=800, initial_alphabet=pre_tokenizers.ByteLevel.alphabet(),
+                                  special_tokens=["<|endoftext|>"], show_progress=False)
+    base.train([os.path.join(data, "text/tinyshakespeare_input.txt"), os.path.join(data, "text/wiki.test.raw")],
+               trainer)
+    j = json.loads(base.to_str())
+    vocab = sorted(j["model"]["vocab"].items(), key=lambda kv: kv[1])
+    assert [i for _, i in vocab] == list(range(len(vocab)))
+    merges = [" ".join(m) if isinstance(m, list) else m for m in j["model"]["merges"]]
+    with open(os.path.join(data, "text/tinyshakespeare_input.txt"), encoding="utf-8") as f:
+        cases = BPE_CASES + [f.read(3000)]
+    variants = {
+        "gpt-2": (pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True), False),
+        "llama-bpe": (pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(LLAMA3_RE), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), True),
+        "qwen2": (pre_tokenizers.Sequence([
+            pre_tokenizers.Split(Regex(QWEN2_RE), behavior="isolated", invert=False),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=False)]), False),
+        "smollm": (pre_tokenizers.Sequence([
+            pre_tokenizers.Digits(individual_digits=True),
+            pre_tokenizers.ByteLevel(add_prefix_space=False, use_regex=True)]), False),
+    }
+    out = {"vocab": [t for t, _ in vocab], "merges": merges, "cases": cases, "pre_tokenizers": {},
+           "expected": {}}
+    for name, (pre, ignore_merges) in variants.items():
+        jj = json.loads(base.to_str())
+        jj["model"]["ignore_merges"] = ignore_merges
+        tok = Tokenizer.from_str(json.dumps(jj))
+        tok.pre_tokenizer = pre
+        out["pre_tokenizers"][name] = json.loads(tok.to_str())["pre_tokenizer"]
+        out["expected"][name] = [tok.encode(c).ids for c in cases]
+    return out
+
+
 def tokenizers_version():
     import tokenizers
     return tokenizers.__version__
@@ -170,6 +242,9 @@ def main():
     if args.hf_json_only:
         return
     os.makedirs(args.out, exist_ok=True)
+    with open(os.path.join(args.out, "tok_bpe_cases.json"), "w") as f:
+        json.dump(bpe_cases(args.data), f, ensure_ascii=True, indent=None, separators=(",", ":"))
+        f.write("\n")
     for name, tok in toks.items():
         for text_name in TEXTS:
             with open(os.path.join(args.data, "text", text_name), "rb") as f:
