@@ -971,13 +971,17 @@ qe_status qe_tok_hf_load(qe_tokenizer *t, const char *path)
                 free(nb.p);
                 goto done;
             }
+            if (nb.n == 0) { /* normalized to nothing: it can never match */
+                free(nb.p);
+                continue;
+            }
             sp->s = nb.p, sp->len = nb.n;
         } else {
             sp->s = dup_bytes(c, cn), sp->len = cn;
-        }
-        if (!sp->s) {
-            st = qe_fail(QE_ENOMEM, "%s: out of memory", path);
-            goto done;
+            if (!sp->s) {
+                st = qe_fail(QE_ENOMEM, "%s: out of memory", path);
+                goto done;
+            }
         }
         t->n_special++;
     }

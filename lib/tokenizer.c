@@ -455,9 +455,25 @@ static qe_status partition_llama(const qe_tokenizer *t, const char *text, int pa
     qe_status st = QE_OK;
     qe_tok_frag *next = NULL;
     size_t n_next = 0, cap_next = 0;
+    size_t len = (*frags)[0].len;
+    /* Which tokens occur at all: one pass with the first-byte index, so a
+     * vocabulary with thousands of special tokens (Gemma) costs a scan per
+     * token only for those in the text. */
+    uint8_t *present = calloc(t->n_special + 1, 1);
+    if (!present)
+        return qe_fail(QE_ENOMEM, "tokenizer: out of memory");
+    for (size_t i = 0; i < len; i++) {
+        unsigned char c = (unsigned char)text[i];
+        for (uint32_t j = t->sp_first[c]; j < t->sp_first[c + 1]; j++) {
+            uint32_t k = t->sp_by_first[j];
+            const qe_tok_special *sp = &t->special[k];
+            if (!present[k] && sp->len <= len - i && !memcmp(text + i, sp->s, sp->len))
+                present[k] = 1;
+        }
+    }
     for (size_t k = 0; k < t->n_special; k++) {
         const qe_tok_special *sp = &t->special[k];
-        if (!eligible(sp, parse_special, -1))
+        if (!present[k] || !eligible(sp, parse_special, -1))
             continue;
         n_next = 0;
         int changed = 0;
@@ -503,6 +519,7 @@ static qe_status partition_llama(const qe_tokenizer *t, const char *text, int pa
     }
 done:
     free(next);
+    free(present);
     return st;
 }
 

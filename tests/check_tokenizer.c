@@ -608,6 +608,48 @@ START_TEST(test_bpe_pretok_oracle)
 }
 END_TEST
 
+START_TEST(test_hf_metaspace)
+{
+    /* tok_metaspace_cases.json: TinyStories-656K's tokenizer.json with a
+     * Metaspace pre-tokenizer (each prepend_scheme, split or not) instead of
+     * its normalizer, and the ids tokenizers gives each case. */
+    json_error_t err;
+    json_t *fx = json_load_file("tests/fixtures/tok_metaspace_cases.json", 0, &err);
+    json_t *base = json_load_file(qe_test_data("models/TinyStories-656K/tokenizer.json"), 0, &err);
+    ck_assert(fx && base);
+    const json_t *cases = json_object_get(fx, "cases"), *variants = json_object_get(fx, "variants");
+    ck_assert_uint_eq(json_array_size(variants), 6);
+    char *dir = qe_test_tmpdir();
+    for (size_t v = 0; v < json_array_size(variants); v++) {
+        const json_t *var = json_array_get(variants, v);
+        json_object_set_new(base, "normalizer", json_null());
+        json_object_set(base, "pre_tokenizer", json_object_get(var, "pre_tokenizer"));
+        char path[1024], what[64];
+        snprintf(path, sizeof path, "%s/metaspace%zu.json", dir, v);
+        ck_assert_int_eq(json_dump_file(base, path, 0), 0);
+        qe_tokenizer *t = open_tok(path);
+        ck_assert(qe_tokenizer_dummy_prefix(t) == (v < 4)); /* "always" and "first" prepend */
+        snprintf(what, sizeof what, "metaspace variant %zu", v);
+        qe_tokenizer_ids ids = {0};
+        for (size_t c = 0; c < json_array_size(cases); c++) {
+            const json_t *cs = json_array_get(cases, c), *ex = json_array_get(json_object_get(var, "expected"), c);
+            encode(t, json_string_value(cs), json_string_length(cs), QE_TOK_ADD_SPECIAL | QE_TOK_PARSE_SPECIAL, &ids);
+            size_t k = 0;
+            while (k < ids.n && k < json_array_size(ex) && ids.v[k] == json_integer_value(json_array_get(ex, k)))
+                k++;
+            ck_assert_msg(k == ids.n && k == json_array_size(ex), "%s, case %zu ('%s'): differs at id %zu", what, c,
+                          json_string_value(cs), k);
+        }
+        qe_tokenizer_ids_free(&ids);
+        qe_tokenizer_close(t);
+    }
+    qe_test_rmtree(dir);
+    free(dir);
+    json_decref(base);
+    json_decref(fx);
+}
+END_TEST
+
 /* ---- SmolLM2 (byte-level BPE), when `make models` has run ---- */
 
 START_TEST(test_bpe_smollm2)
@@ -896,6 +938,7 @@ Suite *tokenizer_suite(void)
     TCase *hf = tcase_create("hf");
     tcase_add_test(hf, test_hf_tinystories);
     tcase_add_test(hf, test_hf_roundtrip);
+    tcase_add_test(hf, test_hf_metaspace);
     tcase_set_timeout(hf, 60);
     suite_add_tcase(s, hf);
 

@@ -28,6 +28,8 @@ llama.cpp pre-tokenizer name the Hugging Face pre_tokenizer that has the same
 regexes ("pre_tokenizers"; llama-bpe also sets the model's ignore_merges) and
 the ids `tokenizers` gives each case ("expected"; encode(case).ids, which
 matches added tokens in the text).
+And tests/fixtures/tok_metaspace_cases.json: the Metaspace pre-tokenizer (see
+metaspace_cases below).
 
 How qeval tokenizes a dataset, and so how this script does: the whole file,
 decoded as UTF-8, is ONE string, encoded with add_special_tokens=True (BOS/EOS
@@ -214,6 +216,31 @@ def bpe_cases(data):
     return out
 
 
+META_CASES = ["Once upon a time, there was a girl.", "  two  spaces ", "a<|end_story|> b", "\nnew\n line", "x",
+              "", " ", "Tom's dog\u2581ran!"]
+
+
+def metaspace_cases(data):
+    """tok_metaspace_cases.json: TinyStories-656K's tokenizer.json with its
+    normalizer removed and a Metaspace pre-tokenizer instead, for every
+    prepend_scheme and split; ids of each case (encode(case).ids)."""
+    from tokenizers import Tokenizer
+
+    with open(os.path.join(data, "models/TinyStories-656K/tokenizer.json")) as f:
+        base = json.load(f)
+    out = {"cases": META_CASES, "variants": []}
+    for scheme in ("always", "first", "never"):
+        for split in (False, True):
+            j = json.loads(json.dumps(base))
+            j["normalizer"] = None
+            j["pre_tokenizer"] = {"type": "Metaspace", "replacement": "\u2581", "prepend_scheme": scheme,
+                                  "split": split}
+            tok = Tokenizer.from_str(json.dumps(j))
+            out["variants"].append({"pre_tokenizer": j["pre_tokenizer"],
+                                    "expected": [tok.encode(c).ids for c in META_CASES]})
+    return out
+
+
 def tokenizers_version():
     import tokenizers
     return tokenizers.__version__
@@ -244,6 +271,9 @@ def main():
     os.makedirs(args.out, exist_ok=True)
     with open(os.path.join(args.out, "tok_bpe_cases.json"), "w") as f:
         json.dump(bpe_cases(args.data), f, ensure_ascii=True, indent=None, separators=(",", ":"))
+        f.write("\n")
+    with open(os.path.join(args.out, "tok_metaspace_cases.json"), "w") as f:
+        json.dump(metaspace_cases(args.data), f, ensure_ascii=True, indent=None, separators=(",", ":"))
         f.write("\n")
     for name, tok in toks.items():
         for text_name in TEXTS:
