@@ -23,7 +23,8 @@
  *           qwen2, deepseek-r1-qwen
  *                              the llama3 pattern with \p{N} instead of \p{N}{1,3}
  *           smollm             every \p{N} alone, then the gpt-2 pattern
- *         The patterns are hand-coded state machines (tok_pretok.c). A byte
+ *         The patterns are hand-coded state machines (tok_pretok.c), checked
+ *         against `tokenizers` running the real regexes. A byte
  *         whose byte-alphabet character is not in the vocabulary produces no
  *         token (llama.cpp drops it; SmolLM2 lacks 21 such bytes: six control
  *         bytes and bytes that valid UTF-8 never or hardly uses).
@@ -40,22 +41,32 @@
  * Special tokens. Before the model runs, the text is cut at special-token
  * texts: user-defined tokens always, control tokens (BOS, <|im_end|>, ...)
  * only with QE_TOK_PARSE_SPECIAL. Datasets are tokenized without it, as
- * llama.cpp's perplexity does.
+ * llama.cpp's perplexity does. GGUF kinds follow llama.cpp (one token at a
+ * time, longest first; texts such as <|end|> or <|endoftext|> count as control
+ * tokens whatever their type; Phi-3's special tokens swallow the whitespace
+ * after them). HF follows `tokenizers` (leftmost-longest over all added
+ * tokens, lstrip/rstrip, normalized ones matched after normalization); added
+ * tokens with "special": true are control tokens, so QE_TOK_PARSE_SPECIAL
+ * gives what `tokenizers` gives by default.
  *
- * Invalid UTF-8 in the input is not an error. SPM cuts symbols at the
- * lengths lead bytes announce (as llama.cpp does) and byte-falls-back what
- * forms no piece; byte-level BPE treats each invalid byte as a one-byte
- * symbol of no class, which its byte alphabet encodes losslessly (llama.cpp
- * would substitute U+FFFD there); HF looks each invalid byte up as a <0xNN>
- * byte token, else emits UNK. So decode(encode(x)) == x holds for any bytes
- * whenever no UNK is produced.
+ * Invalid UTF-8 in the input is not an error: each invalid byte is a
+ * symbol of its own. SPM spells it with its <0xNN> byte token (llama.cpp
+ * cuts at the length the lead byte announces instead, which differs only
+ * for invalid input); byte-level BPE gives it no character class, and its
+ * byte alphabet encodes it losslessly (llama.cpp would substitute U+FFFD);
+ * HF looks for a <0xNN> token (byte_fallback), else emits UNK. So
+ * decode(encode(x)) == x for any bytes x, unless an UNK is produced, a byte
+ * is dropped (see BPE), x holds special-token texts, or (SPM, HF Metaspace)
+ * x holds U+2581 itself, which decodes as a space.
  *
  * Decoding concatenates each token's bytes (GPT-2 byte alphabet undone,
- * "▁" -> " ", <0xNN> -> the byte); control tokens produce nothing unless
- * QE_TOK_RENDER_SPECIAL. The dummy-prefix rule: when the tokenizer adds a
- * dummy prefix (SPM with add_space_prefix, HF with a Prepend("▁") normalizer
- * or a prepending Metaspace), one leading space of the decoded text is
- * removed, so decode(encode(x)) == x for text without special tokens.
+ * "▁" -> " ", <0xNN> -> the byte); control and unknown tokens produce
+ * nothing unless QE_TOK_RENDER_SPECIAL. The dummy-prefix rule: when the
+ * tokenizer adds a dummy prefix (SPM with add_space_prefix, HF with a
+ * Prepend("▁") normalizer, a prepending Metaspace or ByteLevel with
+ * add_prefix_space), one leading space of the decoded text is removed. The
+ * tokenizer.json "decoder" section is not read: this rule and the piece
+ * mapping above are what decoding does for every supported tokenizer.
  *
  * Threading: a handle is immutable after construction; any number of
  * threads may encode/decode with it at once (scratch memory is per call).
