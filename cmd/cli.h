@@ -20,6 +20,7 @@ int qe_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
 /* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
+int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
 int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
 int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
 
