@@ -97,6 +97,10 @@ fuzz: deps
 	    -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c lib/gguf.c lib/dtype.c lib/status.c
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-gguf fuzz/seeds
 
+# Optional models for extra tests (models/ is git-ignored): tools/models.sh.
+models:
+	@sh tools/models.sh
+
 demo: deps all
 	$(BIN) devices
 	$(BIN) inspect $(QEVAL_DATA)/models/stories260K.gguf
