@@ -21,7 +21,8 @@ int qe_cli_usage_error(const char *cmd, const char *fmt, ...)
 
 /* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
 int qe_cmd_devices(int argc, char **argv);
-
-
+int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
+int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
+int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
 
 #endif

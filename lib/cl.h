@@ -36,6 +36,9 @@
  * are thread-safe. A qe_cl handle and the objects made from it are used by
  * one thread at a time (the caller serialises); cl_kernel objects must not
  * have their arguments set from two threads at once (OpenCL's rule).
+ * OpenCL state does not survive fork(): a child must open its own qe_cl, and
+ * a parent that will fork (Check's runner with CK_FORK=yes) must not call
+ * OpenCL before forking - tests open the shared context lazily in the child.
  */
 #ifndef QE_CL_H
 #define QE_CL_H

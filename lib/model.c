@@ -606,12 +606,14 @@ static qe_status load_hf(qe_model *m)
     qe_hparams *hp = &m->hp;
     qe_weights *w = &m->w;
     size_t plen = strlen(m->path) + 32;
-    if (!(cfg_path = malloc(plen)) || !(m->weights_path = malloc(plen))) {
+    int default_weights = !m->weights_path; /* else the .safetensors path given */
+    if (!(cfg_path = malloc(plen)) || (default_weights && !(m->weights_path = malloc(plen)))) {
         st = qe_fail(QE_ENOMEM, "out of memory");
         goto done;
     }
     snprintf(cfg_path, plen, "%s/config.json", m->path);
-    snprintf(m->weights_path, plen, "%s/model.safetensors", m->path);
+    if (default_weights)
+        snprintf(m->weights_path, plen, "%s/model.safetensors", m->path);
     const char *src = cfg_path;
     json_error_t err;
     cfg = json_load_file(cfg_path, JSON_REJECT_DUPLICATES, &err);
@@ -733,23 +735,48 @@ done:
     return st;
 }
 
+static int ends_with(const char *s, const char *suffix)
+{
+    size_t n = strlen(s), k = strlen(suffix);
+    return n >= k && strcmp(s + n - k, suffix) == 0;
+}
+
 qe_status qe_model_open(const char *path, qe_model **out)
 {
     *out = NULL;
+    qe_status st = QE_OK;
+    qe_model *m = NULL;
+    char *dir = NULL;
     struct stat sb;
     if (stat(path, &sb) != 0)
         return qe_fail(QE_EIO, "%s: cannot open: %s", path, strerror(errno));
-    int is_dir = S_ISDIR(sb.st_mode);
-    qe_model *m = model_new(path, is_dir ? QE_MODEL_HF : QE_MODEL_GGUF);
-    if (!m)
-        return qe_fail(QE_ENOMEM, "%s: out of memory", path);
-    qe_status st = is_dir ? load_hf(m) : load_gguf(m);
-    if (st != QE_OK) {
-        qe_model_close(m);
-        return st;
+    if (S_ISDIR(sb.st_mode)) {
+        m = model_new(path, QE_MODEL_HF);
+    } else if (ends_with(path, ".safetensors")) {
+        /* A weights file names its HF directory (config.json beside it). */
+        const char *slash = strrchr(path, '/');
+        dir = slash ? strndup(path, (size_t)(slash - path + (slash == path))) : strdup(".");
+        if (!dir)
+            goto oom;
+        m = model_new(dir, QE_MODEL_HF);
+        if (m && !(m->weights_path = strdup(path)))
+            goto oom;
+    } else {
+        m = model_new(path, QE_MODEL_GGUF);
     }
-    *out = m;
-    return QE_OK;
+    if (!m)
+        goto oom;
+    st = m->format == QE_MODEL_HF ? load_hf(m) : load_gguf(m);
+    goto done;
+oom:
+    st = qe_fail(QE_ENOMEM, "%s: out of memory", path);
+done:
+    free(dir);
+    if (st != QE_OK)
+        qe_model_close(m);
+    else
+        *out = m;
+    return st;
 }
 
 const qe_hparams *qe_model_hparams(const qe_model *m) { return &m->hp; }

@@ -3,8 +3,10 @@
  * Sources:
  *   - a GGUF file whose general.architecture is "llama" (any other string is
  *     QE_EUNSUPPORTED, and the message names it);
- *   - a Hugging Face directory holding config.json (model_type "llama" or
- *     architectures ["LlamaForCausalLM"]) and a single model.safetensors.
+ *   - a Hugging Face directory holding config.json (model_type "llama", or
+ *     no model_type and architectures ["LlamaForCausalLM"]) and a single
+ *     model.safetensors; or the path of a .safetensors file, whose directory
+ *     holds config.json.
  *
  * Weights are qe_tensor views into the mmap'ed file: nothing is copied, and
  * the views live until qe_model_close. Every tensor's shape is checked

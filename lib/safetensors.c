@@ -243,38 +243,28 @@ static qe_status parse(qe_safetensors *st)
     return QE_OK;
 }
 
-static qe_status finish_open(qe_safetensors *st, qe_safetensors **out)
-{
-    qe_status s = parse(st);
-    if (s != QE_OK) {
-        qe_safetensors_close(st);
-        return s;
-    }
-    *out = st;
-    return QE_OK;
-}
-
 qe_status qe_safetensors_open(const char *path, qe_safetensors **out)
 {
     *out = NULL;
+    qe_status s = QE_OK;
+    int fd = -1;
     qe_safetensors *st = calloc(1, sizeof *st);
     if (!st || !(st->path = strdup(path))) {
-        free(st);
-        return qe_fail(QE_ENOMEM, "%s: out of memory", path);
+        s = qe_fail(QE_ENOMEM, "%s: out of memory", path);
+        goto done;
     }
-    int fd = open(path, O_RDONLY | O_CLOEXEC);
+    fd = open(path, O_RDONLY | O_CLOEXEC);
     if (fd < 0) {
-        qe_safetensors_close(st);
-        return qe_fail(QE_EIO, "%s: cannot open: %s", path, strerror(errno));
+        s = qe_fail(QE_EIO, "%s: cannot open: %s", path, strerror(errno));
+        goto done;
     }
     struct stat sb;
-    qe_status s = QE_OK;
     if (fstat(fd, &sb) != 0 || !S_ISREG(sb.st_mode)) {
         s = qe_fail(QE_EIO, "%s: not a readable regular file", path);
         goto done;
     }
     st->size = (uint64_t)sb.st_size;
-    if (st->size >= 8) {
+    if (st->size >= 8) { /* smaller files fail in parse() with a clear message */
         void *p = mmap(NULL, (size_t)st->size, PROT_READ, MAP_PRIVATE, fd, 0);
         if (p == MAP_FAILED) {
             s = qe_fail(QE_EIO, "%s: mmap of %llu bytes failed: %s", path,
@@ -284,33 +274,39 @@ qe_status qe_safetensors_open(const char *path, qe_safetensors **out)
         st->base = p;
         st->mapped = 1;
     }
+    s = parse(st);
 done:
-    close(fd);
-    if (s != QE_OK) {
+    if (fd >= 0)
+        close(fd);
+    if (s != QE_OK)
         qe_safetensors_close(st);
-        return s;
-    }
-    return finish_open(st, out);
+    else
+        *out = st;
+    return s;
 }
 
 qe_status qe_safetensors_open_mem(const void *data, size_t size, const char *name,
                                   qe_safetensors **out)
 {
     *out = NULL;
+    qe_status s = QE_OK;
     qe_safetensors *st = calloc(1, sizeof *st);
-    uint8_t *copy = malloc(size ? size : 1);
-    if (!st || !copy || !(st->path = strdup(name))) {
-        free(copy);
-        if (st)
-            free(st->path);
-        free(st);
-        return qe_fail(QE_ENOMEM, "%s: out of memory", name);
+    uint8_t *copy = NULL;
+    if (!st || !(st->path = strdup(name)) || !(copy = malloc(size ? size : 1))) {
+        s = qe_fail(QE_ENOMEM, "%s: out of memory", name);
+        goto done;
     }
     if (size)
         memcpy(copy, data, size);
     st->base = copy;
     st->size = size;
-    return finish_open(st, out);
+    s = parse(st);
+done:
+    if (s != QE_OK)
+        qe_safetensors_close(st);
+    else
+        *out = st;
+    return s;
 }
 
 void qe_safetensors_close(qe_safetensors *st)

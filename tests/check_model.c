@@ -103,6 +103,15 @@ START_TEST(test_hf_tinystories)
     memcpy(&first, (const char *)w->layers[0].wq.data + 5 * 128 * 4, 4);
     ck_assert(row[0] == first);
     check_sha(m, "models/TinyStories-656K/model.safetensors");
+    /* The weights file's path opens the same model. */
+    qe_model *m2 = NULL;
+    ck_assert_msg(qe_model_open(qe_test_data("models/TinyStories-656K/model.safetensors"), &m2) ==
+                      QE_OK,
+                  "%s", qe_errmsg());
+    ck_assert_int_eq(qe_model_hparams(m2)->n_ff, 384);
+    ck_assert_str_eq(qe_model_name(m2), "TinyStories-656K");
+    check_sha(m2, "models/TinyStories-656K/model.safetensors");
+    qe_model_close(m2);
     char desc[1024];
     qe_model_describe(m, desc, sizeof desc);
     ck_assert_ptr_nonnull(strstr(desc, "TinyStories-656K"));
@@ -223,6 +232,10 @@ START_TEST(test_unknown_arch)
     qe_test_rmtree(dir);
     free(dir);
     hf_expect("\"model_type\": \"llama\"", "\"model_type\": \"gpt2\"", QE_EUNSUPPORTED, "\"gpt2\"");
+    /* A real file of another architecture (a vocabulary-only phi-3 GGUF). */
+    ck_assert_int_eq(qe_model_open(qe_test_data("vocab/ggml-vocab-phi-3.gguf"), &m), QE_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "\"phi3\""));
+    ck_assert_ptr_null(m);
 }
 END_TEST
 

@@ -7,6 +7,9 @@
  *   - causality: logits at i ignore tokens after i; rewinding the cache equals
  *     a fresh run;
  *   - an independent float32 forward written here (llama2.c style) agrees;
+ *   - TinyStories-656K converted to GGUF the way llama.cpp's converter does
+ *     (Q/K permuted, F32 or F16) and opened from disk gives the HF logits;
+ *   - F16/BF16 weights equal F32 weights holding the same rounded values;
  *   - a trained model finds a TinyStories sentence far likelier than the
  *     same tokens shuffled. */
 #include <check.h>
@@ -16,6 +19,7 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "gguf_write.h"
 #include "model.h"
 #include "ref.h"
 #include "testutil.h"
@@ -79,16 +83,23 @@ static void variant_init(variant *v, const qe_model *src)
     v->w.layers = v->layers;
 }
 
-/* A new F32 tensor of rows rows, row r = src row map(r) (map NULL: r). */
+/* rows x ne[0] floats, row r = src row map(r) (map NULL: r); malloc'ed. */
+static float *decode_rows(const qe_tensor *src, int64_t rows, const int64_t *map)
+{
+    int64_t ne0 = src->ne[0];
+    float *d = malloc((size_t)(ne0 * rows) * sizeof *d);
+    ck_assert_ptr_nonnull(d);
+    for (int64_t r = 0; r < rows; r++)
+        qe_tensor_row_f32(src, map ? map[r] : r, d + r * ne0);
+    return d;
+}
+
+/* A new F32 tensor of decode_rows(src, rows, map), owned by the variant. */
 static qe_tensor remap_rows(variant *v, const qe_tensor *src, int64_t rows, const int64_t *map)
 {
     ck_assert_int_lt(v->n_owned, MAX_OWNED);
     int64_t ne0 = src->ne[0];
-    float *d = malloc((size_t)(ne0 * rows) * sizeof *d);
-    ck_assert_ptr_nonnull(d);
-    v->owned[v->n_owned++] = d;
-    for (int64_t r = 0; r < rows; r++)
-        qe_tensor_row_f32(src, map ? map[r] : r, d + r * ne0);
+    float *d = v->owned[v->n_owned++] = decode_rows(src, rows, map);
     qe_tensor t;
     ck_assert_int_eq(qe_tensor_view(&t, src->name, QE_DT_F32, ne0, rows, d,
                                     (uint64_t)(ne0 * rows) * sizeof(float), 1),
@@ -274,6 +285,7 @@ typedef struct f32model {
     float *emb, *out, *out_norm;                       /* (vocab, dim), (vocab, dim), (dim) */
     float *att_norm, *wq, *wk, *wv, *wo;               /* per layer, concatenated */
     float *ffn_norm, *w1, *w2, *w3;
+    float *rope_div;                                   /* (head_dim/2) or NULL */
 } f32model;
 
 static float *all_rows(const qe_tensor *t, float *dst)
@@ -315,12 +327,14 @@ static void f32_load(f32model *f, const qe_model *m)
     f->w1 = layers_of(m, offsetof(qe_layer, w_gate), ff * dim);
     f->w3 = layers_of(m, offsetof(qe_layer, w_up), ff * dim);
     f->w2 = layers_of(m, offsetof(qe_layer, w_down), dim * ff);
+    f->rope_div = w->rope_freqs.data ? all_rows(&w->rope_freqs, malloc((size_t)p->head_dim / 2 * 4))
+                                     : NULL;
 }
 
 static void f32_free(f32model *f)
 {
     float *ps[] = {f->emb, f->out, f->out_norm, f->att_norm, f->wq, f->wk, f->wv,
-                   f->wo, f->ffn_norm, f->w1, f->w2, f->w3};
+                   f->wo, f->ffn_norm, f->w1, f->w2, f->w3, f->rope_div};
     for (size_t i = 0; i < sizeof ps / sizeof ps[0]; i++)
         free(ps[i]);
 }
@@ -346,12 +360,14 @@ static void f_matmul(float *xout, const float *x, const float *w, int n, int d)
     }
 }
 
-/* Rotate one head in place as complex numbers (re, im), per layout. */
-static void f_rope(float *v, int hd, int pos, float base, int halves)
+/* Rotate one head in place as complex numbers (re, im), per layout; the
+ * position is scaled by pos_scale and frequency i divided by div[i]. */
+static void f_rope(float *v, int hd, int pos, float base, int halves, float pos_scale,
+                   const float *div)
 {
     for (int i = 0; i < hd / 2; i++) {
-        float freq = 1.0f / powf(base, (float)(2 * i) / (float)hd);
-        float ang = (float)pos * freq, fcr = cosf(ang), fci = sinf(ang);
+        float freq = 1.0f / powf(base, (float)(2 * i) / (float)hd) / (div ? div[i] : 1.0f);
+        float ang = (float)pos * pos_scale * freq, fcr = cosf(ang), fci = sinf(ang);
         float *re = halves ? &v[i] : &v[2 * i], *im = halves ? &v[i + hd / 2] : &v[2 * i + 1];
         float a = *re, b = *im;
         *re = a * fcr - b * fci;
@@ -380,9 +396,11 @@ static void f32_forward(const f32model *f, const int *tok, int n, float *out)
             f_matmul(k, xb, f->wk + (size_t)l * kvd * dim, dim, kvd);
             f_matmul(v, xb, f->wv + (size_t)l * kvd * dim, dim, kvd);
             for (int h = 0; h < p->n_heads; h++)
-                f_rope(q + h * hd, hd, pos, p->rope_base, p->rope_layout == QE_ROPE_HALVES);
+                f_rope(q + h * hd, hd, pos, p->rope_base, p->rope_layout == QE_ROPE_HALVES,
+                       p->rope_freq_scale, f->rope_div);
             for (int h = 0; h < p->n_kv_heads; h++)
-                f_rope(k + h * hd, hd, pos, p->rope_base, p->rope_layout == QE_ROPE_HALVES);
+                f_rope(k + h * hd, hd, pos, p->rope_base, p->rope_layout == QE_ROPE_HALVES,
+                       p->rope_freq_scale, f->rope_div);
             for (int h = 0; h < p->n_heads; h++) {
                 float *qh = q + h * hd, mx = -INFINITY, sum = 0;
                 for (int t = 0; t <= pos; t++) {
@@ -425,9 +443,8 @@ static void f32_forward(const f32model *f, const int *tok, int n, float *out)
         free(ps[i]);
 }
 
-static void check_f32(const char *rel)
+static void check_f32_model(const qe_model *m, const char *rel)
 {
-    qe_model *m = open_model(rel);
     const qe_hparams *hp = qe_model_hparams(m);
     ck_assert_int_eq(hp->n_rot, hp->head_dim); /* f_rope rotates whole heads */
     f32model f;
@@ -451,6 +468,12 @@ static void check_f32(const char *rel)
     free(ld);
     free(lf);
     f32_free(&f);
+}
+
+static void check_f32(const char *rel)
+{
+    qe_model *m = open_model(rel);
+    check_f32_model(m, rel);
     qe_model_close(m);
 }
 
@@ -458,6 +481,269 @@ START_TEST(test_f32_hf) { check_f32("models/TinyStories-656K"); }
 END_TEST
 
 START_TEST(test_f32_gguf) { check_f32("models/stories260K.gguf"); }
+END_TEST
+
+START_TEST(test_f32_scaled)
+{
+    /* RoPE scalings against the float32 forward's own reading of them:
+     * positions times rope_freq_scale; frequencies divided by rope_freqs. */
+    qe_model *src = open_model("models/TinyStories-656K");
+    variant v;
+    variant_init(&v, src);
+    v.hp.rope_scaling = QE_ROPE_SCALING_LINEAR;
+    v.hp.rope_factor = 4.0f;
+    v.hp.rope_freq_scale = 0.25f;
+    variant_build(&v);
+    check_f32_model(v.m, "linear x4");
+    qe_model_close(v.m);
+    float div[8] = {1, 1, 1.5f, 2, 3, 5, 8, 8};
+    ck_assert_int_eq(qe_tensor_view(&v.w.rope_freqs, "rope_freqs", QE_DT_F32, 8, 1, div,
+                                    sizeof div, 1),
+                     QE_OK);
+    v.hp.rope_scaling = QE_ROPE_SCALING_LLAMA3;
+    v.hp.rope_factor = 8.0f;
+    v.hp.rope_freq_scale = 1.0f;
+    variant_build(&v);
+    check_f32_model(v.m, "divisors");
+    variant_free(&v);
+    qe_model_close(src);
+}
+END_TEST
+
+/* ---- other weight types and the GGUF convention, end to end ---- */
+
+typedef enum { ROUND_F16, ROUND_BF16 } rounding;
+
+static float round_to(float x, rounding r)
+{
+    return r == ROUND_F16 ? qe_f16_to_f32(qe_f32_to_f16(x)) : qe_bf16_to_f32(qe_f32_to_bf16(x));
+}
+
+/* Matrix t as 16-bit values (F16 or BF16), rows reordered by map (or not). */
+static uint16_t *to_16(const qe_tensor *t, rounding r, const int64_t *map)
+{
+    int64_t ne0 = t->ne[0], rows = t->ne[1];
+    uint16_t *d = malloc((size_t)(ne0 * rows) * 2);
+    float *row = malloc((size_t)ne0 * sizeof *row);
+    ck_assert(d && row);
+    for (int64_t i = 0; i < rows; i++) {
+        qe_tensor_row_f32(t, map ? map[i] : i, row);
+        for (int64_t j = 0; j < ne0; j++)
+            d[i * ne0 + j] = r == ROUND_F16 ? qe_f32_to_f16(row[j]) : qe_f32_to_bf16(row[j]);
+    }
+    free(row);
+    return d;
+}
+
+/* The seven matrices of a layer, by offset. */
+static const size_t matrices[] = {offsetof(qe_layer, wq),     offsetof(qe_layer, wk),
+                                  offsetof(qe_layer, wv),     offsetof(qe_layer, wo),
+                                  offsetof(qe_layer, w_gate), offsetof(qe_layer, w_up),
+                                  offsetof(qe_layer, w_down)};
+
+START_TEST(test_half_types)
+{
+    /* An in-memory model with F16 (then BF16) matrices equals one whose F32
+     * matrices hold the same rounded values: the row decoder is exact. */
+    /* stories260K: its F32 weights are not all f16- or bf16-exact
+     * (TinyStories-656K's values sampled were exactly both). */
+    qe_model *src = open_model("models/stories260K.gguf");
+    const qe_hparams *hp = qe_model_hparams(src);
+    enum { N = 8 };
+    int tok[N];
+    tokens(tok, N, hp->n_vocab, 21);
+    for (int r = ROUND_F16; r <= ROUND_BF16; r++) {
+        variant half, f32;
+        variant_init(&half, src);
+        variant_init(&f32, src);
+        uint16_t *bufs[8 * 7];
+        int nb = 0;
+        for (int l = 0; l < hp->n_layers; l++)
+            for (size_t k = 0; k < sizeof matrices / sizeof matrices[0]; k++) {
+                qe_tensor *th = (qe_tensor *)((char *)&half.layers[l] + matrices[k]);
+                qe_tensor *tf = (qe_tensor *)((char *)&f32.layers[l] + matrices[k]);
+                uint16_t *d = bufs[nb++] = to_16(th, (rounding)r, NULL);
+                *tf = remap_rows(&f32, tf, tf->ne[1], NULL);
+                float *fd = (float *)tf->data;
+                for (int64_t i = 0; i < tf->ne[0] * tf->ne[1]; i++)
+                    fd[i] = round_to(fd[i], (rounding)r);
+                ck_assert_int_eq(qe_tensor_view(th, th->name, r == ROUND_F16 ? QE_DT_F16 : QE_DT_BF16,
+                                                th->ne[0], th->ne[1], d,
+                                                (uint64_t)(th->ne[0] * th->ne[1]) * 2, 1),
+                                 QE_OK);
+            }
+        variant_build(&half);
+        variant_build(&f32);
+        double *a = run(half.m, tok, N), *b = run(f32.m, tok, N), *o = run(src, tok, N);
+        size_t n = (size_t)N * hp->n_vocab;
+        ck_assert(memcmp(a, b, n * sizeof *a) == 0);
+        ck_assert_msg(max_diff(a, o, n) > 0, "rounding changed nothing?");
+        free(a);
+        free(b);
+        free(o);
+        for (int i = 0; i < nb; i++)
+            free(bufs[i]);
+        variant_free(&half);
+        variant_free(&f32);
+    }
+    qe_model_close(src);
+}
+END_TEST
+
+/* Write TinyStories-656K as llama.cpp's convert_hf_to_gguf.py would: llama
+ * keys, Q/K rows permuted, matrices in `wt` (F32 or F16), norms and the
+ * embedding in F32, no output.weight (tied). Buffers go to keep[]. */
+static char *convert(const qe_model *hf, const char *dir, qe_dtype wt, float linear,
+                     void **keep, int *n_keep)
+{
+    const qe_hparams *hp = qe_model_hparams(hf);
+    const qe_weights *w = qe_model_weights(hf);
+    qe_gguf_writer *g = NULL;
+    ck_assert_int_eq(qe_gguf_writer_new(3, &g), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_str(g, "general.architecture", "llama"), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.context_length", 512), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.embedding_length", 128), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.block_count", 2), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.feed_forward_length", 384), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.attention.head_count", 8), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.attention.head_count_kv", 4), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "llama.rope.dimension_count", 16), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_f32(g, "llama.rope.freq_base", 10000.0f), QE_OK);
+    ck_assert_int_eq(qe_gguf_writer_add_f32(g, "llama.attention.layer_norm_rms_epsilon", 1e-6f),
+                     QE_OK);
+    if (linear != 1.0f) {
+        ck_assert_int_eq(qe_gguf_writer_add_str(g, "llama.rope.scaling.type", "linear"), QE_OK);
+        ck_assert_int_eq(qe_gguf_writer_add_f32(g, "llama.rope.scaling.factor", linear), QE_OK);
+    }
+    ck_assert_int_eq(qe_gguf_writer_add_u32(g, "tokenizer.ggml.bos_token_id", 1), QE_OK);
+    int64_t *pq = rope_permutation(hp->n_heads, hp->head_dim);
+    int64_t *pk = rope_permutation(hp->n_kv_heads, hp->head_dim);
+    ck_assert_int_le(*n_keep + 2 + 2 + 9 * 2, 128);
+    keep[(*n_keep)++] = pq;
+    keep[(*n_keep)++] = pk;
+    struct item {
+        const char *name;
+        const qe_tensor *t;
+        const int64_t *map;
+        int matrix;
+    } list[2 + 9 * 2];
+    int n = 0;
+    list[n++] = (struct item){"token_embd.weight", &w->token_embd, NULL, 0};
+    list[n++] = (struct item){"output_norm.weight", &w->output_norm, NULL, 0};
+    static char names[2][9][48];
+    static const char *parts[9] = {"attn_norm", "attn_q",   "attn_k", "attn_v", "attn_output",
+                                   "ffn_norm",  "ffn_gate", "ffn_up", "ffn_down"};
+    for (int l = 0; l < 2; l++) {
+        const qe_layer *L = &w->layers[l];
+        const qe_tensor *ts[9] = {&L->attn_norm, &L->wq,     &L->wk,   &L->wv,    &L->wo,
+                                  &L->ffn_norm,  &L->w_gate, &L->w_up, &L->w_down};
+        for (int k = 0; k < 9; k++) {
+            snprintf(names[l][k], sizeof names[l][k], "blk.%d.%s.weight", l, parts[k]);
+            list[n++] = (struct item){names[l][k], ts[k], k == 1 ? pq : k == 2 ? pk : NULL,
+                                      k != 0 && k != 5};
+        }
+    }
+    for (int i = 0; i < n; i++) {
+        const qe_tensor *t = list[i].t;
+        int64_t ne[2] = {t->ne[0], t->ne[1]};
+        void *d;
+        qe_dtype type = QE_DT_F32;
+        if (list[i].matrix && wt == QE_DT_F16) {
+            d = to_16(t, ROUND_F16, list[i].map);
+            type = QE_DT_F16;
+        } else {
+            d = decode_rows(t, t->ne[1], list[i].map);
+        }
+        keep[(*n_keep)++] = d;
+        ck_assert_int_eq(qe_gguf_writer_add_tensor(g, list[i].name, type, ne[1] == 1 ? 1 : 2, ne, d),
+                         QE_OK);
+    }
+    char path[4096];
+    snprintf(path, sizeof path, "%s/converted-%s.gguf", dir, qe_dtype_name(wt));
+    ck_assert_msg(qe_gguf_writer_write_file(g, path) == QE_OK, "%s", qe_errmsg());
+    qe_gguf_writer_free(g);
+    return strdup(path);
+}
+
+START_TEST(test_gguf_conversion)
+{
+    qe_model *hf = open_model("models/TinyStories-656K");
+    const qe_hparams *hp = qe_model_hparams(hf);
+    char *dir = qe_test_tmpdir();
+    void *keep[128];
+    int n_keep = 0;
+    enum { N = 12 };
+    int tok[N];
+    tokens(tok, N, hp->n_vocab, 31);
+    size_t n = (size_t)N * hp->n_vocab;
+    double *want = run(hf, tok, N);
+
+    /* F32: the converted file reproduces the HF model. */
+    char *path = convert(hf, dir, QE_DT_F32, 1.0f, keep, &n_keep);
+    qe_model *g = NULL;
+    ck_assert_msg(qe_model_open(path, &g) == QE_OK, "%s", qe_errmsg());
+    ck_assert_int_eq(qe_model_hparams(g)->rope_layout, QE_ROPE_PAIRS);
+    ck_assert_int_eq(qe_model_hparams(g)->tied, 1);
+    ck_assert_int_eq(qe_model_hparams(g)->eos_id, -1);
+    double *got = run(g, tok, N), d = max_diff(want, got, n);
+    ck_assert_msg(d < 1e-9, "converted F32 GGUF vs HF: max diff %g", d);
+    free(got);
+    qe_model_close(g);
+    free(path);
+
+    /* F16 matrices: equal to the HF model with its matrices rounded to f16. */
+    path = convert(hf, dir, QE_DT_F16, 1.0f, keep, &n_keep);
+    ck_assert_msg(qe_model_open(path, &g) == QE_OK, "%s", qe_errmsg());
+    ck_assert_int_eq(qe_model_weights(g)->layers[1].w_up.type, QE_DT_F16);
+    variant r;
+    variant_init(&r, hf);
+    for (int l = 0; l < hp->n_layers; l++)
+        for (size_t k = 0; k < sizeof matrices / sizeof matrices[0]; k++) {
+            qe_tensor *t = (qe_tensor *)((char *)&r.layers[l] + matrices[k]);
+            *t = remap_rows(&r, t, t->ne[1], NULL);
+            float *fd = (float *)t->data;
+            for (int64_t i = 0; i < t->ne[0] * t->ne[1]; i++)
+                fd[i] = round_to(fd[i], ROUND_F16);
+        }
+    variant_build(&r);
+    double *ref16 = run(r.m, tok, N);
+    got = run(g, tok, N);
+    d = max_diff(ref16, got, n);
+    ck_assert_msg(d < 1e-9, "converted F16 GGUF vs rounded HF: max diff %g", d);
+    free(got);
+    free(ref16);
+    qe_model_close(g);
+    free(path);
+
+    /* Linear RoPE scaling keys reach the forward like config.json's do. */
+    path = convert(hf, dir, QE_DT_F32, 2.0f, keep, &n_keep);
+    ck_assert_msg(qe_model_open(path, &g) == QE_OK, "%s", qe_errmsg());
+    ck_assert_int_eq(qe_model_hparams(g)->rope_scaling, QE_ROPE_SCALING_LINEAR);
+    ck_assert(qe_model_hparams(g)->rope_freq_scale == 0.5f);
+    qe_model_close(r.m);
+    r.hp.rope_scaling = QE_ROPE_SCALING_LINEAR;
+    r.hp.rope_factor = 2.0f;
+    r.hp.rope_freq_scale = 0.5f;
+    memcpy(r.layers, qe_model_weights(hf)->layers, 2 * sizeof r.layers[0]);
+    variant_build(&r);
+    double *lin = run(r.m, tok, N);
+    got = run(g, tok, N);
+    d = max_diff(lin, got, n);
+    ck_assert_msg(d < 1e-9, "linear-scaled GGUF vs HF: max diff %g", d);
+    ck_assert_msg(max_diff(lin, want, n) > 1e-4, "scaling changed nothing");
+    free(got);
+    free(lin);
+    qe_model_close(g);
+    free(path);
+
+    variant_free(&r);
+    for (int i = 0; i < n_keep; i++)
+        free(keep[i]);
+    free(want);
+    qe_test_rmtree(dir);
+    free(dir);
+    qe_model_close(hf);
+}
 END_TEST
 
 /* ---- sanity on real text ---- */
@@ -576,6 +862,9 @@ Suite *ref_suite(void)
     tcase_add_test(tc, test_causality);
     tcase_add_test(tc, test_f32_hf);
     tcase_add_test(tc, test_f32_gguf);
+    tcase_add_test(tc, test_f32_scaled);
+    tcase_add_test(tc, test_half_types);
+    tcase_add_test(tc, test_gguf_conversion);
     tcase_add_test(tc, test_story_nll);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");

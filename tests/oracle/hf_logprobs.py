@@ -35,6 +35,11 @@ Examples:
   hf_logprobs.py --model ../shared/data/models/stories260K.gguf \\
       --ids ids.txt --n-ctx 256 --bos 1 --first half --out hf.tsv
 
+Without the gguf package (torch images usually lack it): carry its wheel and
+  python3 -m pip install -q --no-deps --target /tmp/site gguf-*.whl
+  export PYTHONPATH=/tmp/site
+(gguf needs numpy, pyyaml, requests and tqdm, which such images have).
+
 Compare two outputs with --compare A B (prints max/mean |diff| of logprobs
 over the lines both files have, keyed by chunk and pos).
 """
@@ -78,7 +83,9 @@ class TorchBackend:
         else:
             d, f = os.path.split(os.path.abspath(path))
             m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, **kw)
-        self.m = m.to(self.dev).eval()
+        # float32 whatever the checkpoint's default dtype ("auto" in newer
+        # transformers) would have picked.
+        self.m = m.float().to(self.dev).eval()
         self.n_vocab = self.m.config.vocab_size
 
     def logprobs(self, chunk):
