@@ -69,7 +69,8 @@ struct qe_engine {
     qe_hparams hp;
     qe_engine_opts opt;
     int q_dim, kv_dim;   /* n_heads*hd, n_kv*hd */
-    int rw;              /* reduction width of norm.cl / logits.cl */
+    int nw;              /* work-items per row of norm.cl */
+    int rw;              /* work-items per row of logits.cl */
     int bkv;             /* attention.cl keys per tile */
     int stride;          /* floats per stats row: 4 + 2*top_k */
 
@@ -295,8 +296,9 @@ static qe_status build_common(qe_engine *e)
 {
     static const char *const srcs[] = {"norm.cl", "rope.cl", "attention.cl", "ffn.cl", "logits.cl"};
     char opts[160];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DQE_RW=%d -DQE_HD=%d -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d",
-             e->rw, e->hp.head_dim, ATT_BQ, e->bkv, e->opt.top_k);
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DQE_NW=%d -DQE_RW=%d -DQE_HD=%d -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d",
+             e->nw, e->rw, e->hp.head_dim, ATT_BQ, e->bkv, e->opt.top_k);
     qe_status st = qe_cl_build(e->cl, srcs, 5, opts, &e->prog_common);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rmsnorm", &e->k_norm);
@@ -312,7 +314,7 @@ static qe_status build_common(qe_engine *e)
         cl_kernel k;
         size_t need;
         const char *name;
-    } req[] = {{e->k_norm, (size_t)e->rw, "rmsnorm"},
+    } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
                {e->k_stats, (size_t)e->rw, "logit_stats"},
                {e->k_attn, ATT_BQ, "attention"}};
     for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
@@ -360,7 +362,13 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->stride = STATS_HDR + 2 * e->opt.top_k;
     e->bkv = 2048 / hp->head_dim;
     e->bkv = e->bkv < 1 ? 1 : e->bkv > 32 ? 32 : e->bkv;
-    e->rw = pow2_upto(qe_cl_device(cl)->max_wg_size);
+    /* Reduction widths: up to 256 work-items per row, each given at least 4
+     * elements (narrow rows would mostly wait at barriers). */
+    const int wg = pow2_upto(qe_cl_device(cl)->max_wg_size);
+    e->nw = pow2_upto((size_t)hp->dim / 4);
+    e->nw = e->nw > wg ? wg : e->nw;
+    e->rw = pow2_upto((size_t)hp->n_vocab / 4);
+    e->rw = e->rw > wg ? wg : e->rw;
     if (e->opt.head_rows == 0) {
         size_t fit = HEAD_BYTES / ((size_t)hp->n_vocab * sizeof(float));
         if (fit >= MM_TILE)
@@ -531,7 +539,7 @@ static qe_status run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride,
                               &e->hp.dim, sizeof(float), &eps, sizeof(cl_mem), &y);
     if (st != QE_OK)
         return st;
-    size_t global = (size_t)n_rows * (size_t)e->rw, local = (size_t)e->rw;
+    size_t global = (size_t)n_rows * (size_t)e->nw, local = (size_t)e->nw;
     return qe_cl_run(e->cl, e->k_norm, 1, &global, &local, NULL);
 }
 

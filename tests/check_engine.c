@@ -545,8 +545,8 @@ END_TEST
 
 /* Exact ties: output rows 3, 7 and 259 are one large random row, the others
  * small, so wherever that row's logit is positive the three tie for the
- * lead (259 shares a work-item's strided list with 3 when the reduction
- * width is 256, 7 does not). Arg-max and top-k must rank them by lower id. */
+ * lead (259 shares a work-item's strided list with 3 for reduction widths
+ * 256 down to 4, 7 does not). Arg-max and top-k must rank them by lower id. */
 START_TEST(test_ties)
 {
     rng_seed(333);
