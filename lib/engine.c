@@ -181,20 +181,28 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
     w->ne1 = (int)t->ne[1];
     w->owned = 1;
     if (to_f32) {
-        size_t n = (size_t)t->ne[0] * (size_t)t->ne[1];
-        if (n > SIZE_MAX / sizeof(float)) {
+        /* Converted a slab of rows at a time (about 16 MiB), so a large
+         * embedding never needs a second full-size copy on the host. */
+        const size_t row = (size_t)t->ne[0] * sizeof(float), rows = (size_t)t->ne[1];
+        if (rows > SIZE_MAX / row) {
             st = qe_fail(QE_ERANGE, "engine: tensor %s is too large", t->name);
             goto done;
         }
-        tmp = malloc(n * sizeof(float));
+        size_t slab = ((size_t)16 << 20) / row;
+        slab = slab < 1 ? 1 : slab > rows ? rows : slab;
+        tmp = malloc(slab * row);
         if (!tmp) {
             st = qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory converting to f32", t->name);
             goto done;
         }
-        for (int64_t r = 0; r < t->ne[1]; r++)
-            qe_tensor_row_f32(t, r, tmp + (size_t)r * (size_t)t->ne[0]);
-        w->row_bytes = (cl_ulong)t->ne[0] * sizeof(float);
-        st = qe_cl_alloc(e->cl, n * sizeof(float), QE_CL_RO, tmp, &w->buf);
+        w->row_bytes = (cl_ulong)row;
+        st = qe_cl_alloc(e->cl, rows * row, QE_CL_RO, NULL, &w->buf);
+        for (size_t r0 = 0; st == QE_OK && r0 < rows; r0 += slab) {
+            size_t n = rows - r0 < slab ? rows - r0 : slab;
+            for (size_t r = 0; r < n; r++)
+                qe_tensor_row_f32(t, (int64_t)(r0 + r), tmp + r * (size_t)t->ne[0]);
+            st = qe_cl_write(e->cl, w->buf, r0 * row, n * row, tmp, 1);
+        }
     } else {
         w->row_bytes = t->row_bytes;
         st = qe_cl_alloc(e->cl, t->nbytes, QE_CL_RO, t->data, &w->buf);

@@ -50,7 +50,7 @@ typedef struct qe_engine_opts {
     int n_seq;     /* sequences per batch (>= 1); default 1 */
     int top_k;     /* top-k entries per position, 0 .. QE_ENGINE_TOP_K_MAX; default 10 */
     int head_rows; /* LM-head rows per pass; 0 (default) = as many as fit a
-                      64 MiB logits buffer, capped at n_seq * n_ctx */
+                      64 MiB logits buffer; any value is capped at n_seq * n_ctx */
 } qe_engine_opts;
 
 /* The defaults above. */
