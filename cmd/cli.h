@@ -22,5 +22,6 @@ int qe_cli_usage_error(const char *cmd, const char *fmt, ...)
 /* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
 int qe_cmd_devices(int argc, char **argv);
 int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
+int qe_cmd_quantize(int argc, char **argv); /* cmd/quantize.c */
 
 #endif

@@ -22,6 +22,7 @@ static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
     {"devices", qe_cmd_devices, "list OpenCL devices, their limits and probed capabilities"},
     {"inspect", qe_cmd_inspect, "validate a GGUF file and show its metadata and tensors"},
+    {"quantize", qe_cmd_quantize, "convert a GGUF model's weights to f32, f16, q8_0 or q4_0"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
