@@ -18,18 +18,20 @@
  *         Eight sub-blocks of 32 with 6-bit scale sc and min m packed in
  *         scales[] (ggml's get_scale_min_k4: sub-block j < 4: sc = s[j] & 63,
  *         m = s[j+4] & 63; j >= 4: sc = (s[j+4] & 15) | (s[j-4] >> 6) << 4,
- *         m = (s[j+4] >> 4) | (s[j] >> 6) << 4). Each 32-byte run of qs
- *         holds sub-block 2i in its low nibbles and 2i+1 in its high nibbles;
- *         x = d*sc * q - dmin*m
+ *         m = (s[j+4] >> 4) | (s[j] >> 6) << 4). Element 64r + l (l < 32)
+ *         is the low nibble of qs[32r + l] (sub-block 2r), element 64r + 32 + l
+ *         its high nibble (sub-block 2r + 1); x = (d*sc) * q - (dmin*m)
  *   Q5_K  256 elements, 176 bytes: f16 d | f16 dmin | u8 scales[12] |
- *         u8 qh[32] | u8 qs[128]; as Q4_K plus a fifth bit: element l of
- *         sub-block j takes bit j of qh[l] as 16
+ *         u8 qh[32] | u8 qs[128]; as Q4_K plus a fifth bit: element 32j + l
+ *         (sub-block j) adds 16 when bit j of qh[l] is set
  *   Q6_K  256 elements, 210 bytes: u8 ql[128] | u8 qh[64] | int8 scales[16] |
- *         f16 d; sixteen sub-blocks of 16 with x = d * scales[s] * (q - 32),
- *         q = 4 low bits from ql and 2 high bits from qh (ggml's order)
+ *         f16 d. Element 128h + 32g + l (h < 2, g < 4, l < 32): low 4 bits
+ *         from ql[64h + l + 32(g & 1)] (low nibble for g < 2, high for
+ *         g >= 2), high 2 bits from bits 2g..2g+1 of qh[32h + l], scale
+ *         scales[8h + l/16 + 2g]; x = (d * scale) * (q - 32)
  *
  * Quantization (F32, F16, Q8_0, Q4_0) follows ggml's quantize_row_*_ref
- * exactly, so files match llama-quantize byte for byte (without an
+ * exactly, so Q8_0/Q4_0 blocks match llama-quantize's byte for byte (without an
  * importance matrix):
  *   Q8_0: amax = max |x|, d = amax / 127, id = d ? 1/d : 0,
  *         qs = roundf(x * id), d stored as f16 (round to nearest even).
