@@ -24,5 +24,6 @@ int qe_cmd_devices(int argc, char **argv);
 int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
 int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
 int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
+int qe_cmd_quantize(int argc, char **argv); /* cmd/quantize.c */
 
 #endif

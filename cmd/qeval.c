@@ -24,6 +24,7 @@ static const struct command commands[] = {
     {"inspect", qe_cmd_inspect, "validate a GGUF file and show its metadata and tensors"},
     {"tokenize", qe_cmd_tokenize, "text -> token ids with a model's tokenizer"},
     {"detokenize", qe_cmd_detokenize, "token ids -> text with a model's tokenizer"},
+    {"quantize", qe_cmd_quantize, "convert a GGUF model's weights to f32, f16, q8_0 or q4_0"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 
