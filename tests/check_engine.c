@@ -23,6 +23,7 @@
 #include "engine.h"
 #include "log.h"
 #include "model.h"
+#include "quant.h"
 #include "ref.h"
 #include "testutil.h"
 
@@ -663,6 +664,14 @@ START_TEST(test_limits)
     ck_assert_int_eq(qe_engine_open(cl, s.m, &o, &e), QE_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "head_dim"));
     synth_free(&s);
+
+    /* a weight type without a device kernel (Q8_0 until its matmul exists) */
+    qe_quant_model *qm = NULL;
+    OK(qe_quant_model_new(m, QE_DT_Q8_0, &qm));
+    ck_assert_int_eq(qe_engine_open(cl, qe_quant_model_get(qm), NULL, &e), QE_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "q8_0"));
+    ck_assert_ptr_null(e);
+    qe_quant_model_free(qm);
 
     /* prefill arguments */
     e = open_engine(m, 16, 2, 4, 0);
