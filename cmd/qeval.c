@@ -21,6 +21,7 @@ static int cmd_version(int argc, char **argv);
 static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
     {"devices", qe_cmd_devices, "list OpenCL devices, their limits and probed capabilities"},
+    {"perplexity", qe_cmd_perplexity, "perplexity of a model over a text file (llama-perplexity's method)"},
     {"inspect", qe_cmd_inspect, "validate a GGUF file and show its metadata and tensors"},
     {"tokenize", qe_cmd_tokenize, "text -> token ids with a model's tokenizer"},
     {"detokenize", qe_cmd_detokenize, "token ids -> text with a model's tokenizer"},
