@@ -92,7 +92,11 @@ class TorchBackend:
             m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, config=cfg, **kw)
         # float32 whatever the checkpoint's default dtype ("auto" in newer
         # transformers) would have picked.
-        self.m = m.float().to(self.dev).eval()
+        # (A GGUF-loaded model counts as "quantized" and refuses .float(),
+        # but it is already dequantized to the torch_dtype asked for.)
+        if next(m.parameters()).dtype != torch.float32:
+            m = m.float()
+        self.m = m.to(self.dev).eval()
         self.n_vocab = self.m.config.vocab_size
 
     def logprobs(self, chunk):
