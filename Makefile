@@ -109,7 +109,8 @@ models:
 
 demo: deps all
 	$(BIN) devices
-	$(BIN) inspect $(QEVAL_DATA)/models/stories260K.gguf
+	$(BIN) inspect --no-tensors $(QEVAL_DATA)/models/stories260K.gguf
+	$(BIN) perplexity -m $(QEVAL_DATA)/models/stories260K.gguf -f $(QEVAL_DATA)/text/wiki.test.raw --ctx 128 --chunks 64
 
 clean:
 	rm -rf build build-asan build-fuzz bin
