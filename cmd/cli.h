@@ -22,5 +22,10 @@ int qe_cli_usage_error(const char *cmd, const char *fmt, ...)
 /* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
 int qe_cmd_devices(int argc, char **argv);
 int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
+int qe_cmd_run(int argc, char **argv);     /* cmd/run.c */
+int qe_cmd_merge(int argc, char **argv);   /* cmd/merge.c */
+int qe_cmd_compare(int argc, char **argv); /* cmd/report.c */
+int qe_cmd_export(int argc, char **argv);  /* cmd/report.c */
+int qe_cmd_sql(int argc, char **argv);     /* cmd/report.c */
 
 #endif

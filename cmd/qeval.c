@@ -22,6 +22,11 @@ static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
     {"devices", qe_cmd_devices, "list OpenCL devices, their limits and probed capabilities"},
     {"inspect", qe_cmd_inspect, "validate a GGUF file and show its metadata and tensors"},
+    {"run", qe_cmd_run, "evaluate a job file's runs into a results database (resumable)"},
+    {"merge", qe_cmd_merge, "merge results databases (Slurm array tasks) without duplicates"},
+    {"compare", qe_cmd_compare, "the format comparison table: PPL, KLD, bits/weight, speed"},
+    {"export", qe_cmd_export, "write runs, tokens, KLD or timings as CSV"},
+    {"sql", qe_cmd_sql, "run a read-only SQL query on a results database"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

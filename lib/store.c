@@ -337,8 +337,8 @@ qe_status qe_store_open(const char *path, unsigned flags, int busy_ms, qe_store 
     if (st->readonly) {
         if (st->version < (int)qe_schema_n_srcs) {
             r = qe_fail(QE_EUNSUPPORTED, "%s: schema version %d, this qeval reads version %d: "
-                        "open it once for writing (e.g. qeval merge --db %s) to upgrade it",
-                        path, st->version, (int)qe_schema_n_srcs, path);
+                        "upgrade it with 'qeval merge --db %s'", path, st->version,
+                        (int)qe_schema_n_srcs, path);
             goto done;
         }
     } else {

@@ -76,10 +76,13 @@ static qe_status check_source(qe_store *dst, const char *src_path)
     if (app != APP_ID)
         return qe_fail(QE_ECORRUPT, "%s: not a qeval database (application_id 0x%08llx)",
                        src_path, (unsigned long long)app);
+    if (ver > dst->version)
+        return qe_fail(QE_EUNSUPPORTED, "%s: schema version %lld is newer than this qeval's (%d): "
+                       "merge with a newer qeval", src_path, (long long)ver, dst->version);
     if (ver != dst->version)
-        return qe_fail(QE_EUNSUPPORTED, "%s: schema version %lld, the destination has %d: open "
-                       "the older one for writing with this qeval first to upgrade it", src_path,
-                       (long long)ver, dst->version);
+        return qe_fail(QE_EUNSUPPORTED, "%s: schema version %lld, the destination has %d: "
+                       "upgrade the older one first ('qeval merge --db FILE' with no input)",
+                       src_path, (long long)ver, dst->version);
     return QE_OK;
 }
 
@@ -112,7 +115,9 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {
-        r = qe_fail(QE_EIO, "%s: cannot attach: %s", src_path, sqlite3_errmsg(dst->db));
+        int bad = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
+        r = qe_fail(bad ? QE_ECORRUPT : QE_EIO, "%s: cannot attach: %s", src_path,
+                    sqlite3_errmsg(dst->db));
         goto done;
     }
     attached = 1;

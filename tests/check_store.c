@@ -220,7 +220,7 @@ START_TEST(test_migrate_every_old_version)
 
         qe_store *st;
         ck_assert_int_eq(qe_store_open(path, QE_STORE_READONLY, 0, &st), QE_EUNSUPPORTED);
-        ck_assert_ptr_nonnull(strstr(qe_errmsg(), "open it once for writing"));
+        ck_assert_ptr_nonnull(strstr(qe_errmsg(), "upgrade it with 'qeval merge --db "));
         ck_assert_int_eq(qe_store_open(path, 0, 0, &st), QE_OK);
         ck_assert_int_eq(qe_store_version(st), n);
         qe_store_close(st);
