@@ -45,6 +45,7 @@ struct msg {
     qe_kld_summary kld;
     qe_store_chunk chunk;  /* arrays point into `data` */
     void *data;
+    char **topk_json;      /* [chunk.n_scored] encoded on the evaluator's thread */
 };
 
 struct writer {
@@ -79,6 +80,9 @@ static void writer_free(void *ctx, void *job)
 {
     (void)ctx;
     struct msg *m = job;
+    for (int j = 0; m->topk_json && j < m->chunk.n_scored; j++)
+        free(m->topk_json[j]);
+    free(m->topk_json);
     free(m->data);
     free(m);
 }
@@ -174,6 +178,23 @@ qe_status qe_runner_chunk(qe_runner_sink *s, const qe_store_chunk *c)
     m->chunk.logits = take(&cur, c->logits, sizes[7]);
     if (!c->logits)
         m->chunk.n_logits = 0;
+    /* Formatting the top-k floats is most of a chunk write's CPU time: do it
+     * here, beside the device work, rather than on the writer thread. */
+    if (c->top_k && c->topk_id && c->topk_logprob && !(m->chunk.flags & QE_STORE_CHUNK_NO_TOKENS)) {
+        m->topk_json = calloc(ns ? ns : 1, sizeof *m->topk_json);
+        for (size_t j = 0; m->topk_json && j < ns; j++)
+            if (!(m->topk_json[j] = qe_store_topk_json(c->topk_id + j * k, c->topk_logprob + j * k,
+                                                       c->top_k))) {
+                writer_free(NULL, m);
+                return qe_fail(QE_ENOMEM, "run %.12s: out of memory for chunk %lld",
+                               s->task->run_key, (long long)c->chunk);
+            }
+        if (!m->topk_json) {
+            writer_free(NULL, m);
+            return qe_fail(QE_ENOMEM, "run %.12s: out of memory", s->task->run_key);
+        }
+        m->chunk.topk_json = m->topk_json;
+    }
     s->sent++;
     return send(s, m);
 }

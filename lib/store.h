@@ -163,8 +163,11 @@ int qe_store_resume_has(const qe_store_resume *r, int64_t i);
 
 /* Create the run row for cfg (described by the session's job, host, device,
  * driver and commit) or find it, mark it running, and say which chunks are
- * stored. ref_run_key: the KLD reference's key, NULL for a reference. The
- * model and dataset rows must exist (QE_ENOTFOUND otherwise). */
+ * stored. ref_run_key: the KLD reference's key, NULL for a reference (the
+ * reference is not part of the key: a run compared against another
+ * reference by a later job keeps its chunks, and the later non-NULL
+ * reference is recorded). The model, dataset and session rows must exist
+ * (QE_ENOTFOUND naming the missing one otherwise). */
 qe_status qe_store_run_begin(qe_store *st, const qe_store_run_config *cfg,
                              const char *ref_run_key, const char *session_key,
                              qe_store_resume *out);
@@ -214,7 +217,16 @@ typedef struct qe_store_chunk {
     int n_vocab;
     const int32_t *logit_pos;  /* [n_logits] chunk positions (first <= pos < first+n_scored) */
     const float *logits;       /* [n_logits][n_vocab] */
+    /* optional: the top-k JSON of each position already encoded with
+     * qe_store_topk_json (on another thread: formatting floats is most of a
+     * chunk write's CPU time); NULL = encoded by qe_store_put_chunk */
+    char *const *topk_json;    /* [n_scored] */
 } qe_store_chunk;
+
+/* The tokens.topk text of one position: JSON [[id, logprob], ...] with
+ * 9 significant digits (a float reads back exactly; non-finite -> null).
+ * malloc'ed (free()); NULL when out of memory. Thread-safe. */
+char *qe_store_topk_json(const int32_t *id, const float *logprob, int k);
 
 /* Store a chunk and its tokens (and logits) in one transaction. A chunk
  * already stored is left as it is (*written = 0): rewriting is a no-op, so

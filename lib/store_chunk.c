@@ -44,6 +44,9 @@ static qe_status check_chunk(const qe_store_chunk *c)
         if (isnan(c->logprob[j]) || c->logprob[j] > 0)
             return qe_fail(QE_EINVAL, "chunk %" PRId64 ": logprob[%d] = %g: expected a log "
                            "probability (<= 0)", c->chunk, j, (double)c->logprob[j]);
+    for (int j = 0; c->top_k && c->topk_json && j < c->n_scored; j++)
+        if (!c->topk_json[j])
+            return qe_fail(QE_EINVAL, "chunk %" PRId64 ": topk_json[%d] is NULL", c->chunk, j);
     if (c->n_logits < 0 || (c->n_logits && (!c->logit_pos || !c->logits || c->n_vocab < 1 ||
                                             c->n_vocab > MAX_VOCAB)))
         return qe_fail(QE_EINVAL, "chunk %" PRId64 ": %d logit rows of n_vocab %d: expected "
@@ -57,8 +60,7 @@ static qe_status check_chunk(const qe_store_chunk *c)
     return QE_OK;
 }
 
-/* JSON [[id, logprob], ...] (jansson; 9 significant digits keep a float). */
-static char *topk_json(const int32_t *id, const float *lp, int k)
+char *qe_store_topk_json(const int32_t *id, const float *lp, int k)
 {
     json_t *a = json_array();
     for (int i = 0; a && i < k; i++) {
@@ -172,9 +174,11 @@ qe_status qe_store_put_chunk(qe_store *st, const char *run_key, const char *sess
         if (isfinite(c->logprob[j]))
             sqlite3_bind_double(s, 5, c->logprob[j]);
         sqlite3_bind_int(s, 6, c->argmax[j]);
-        if (c->top_k) {
-            char *js = topk_json(c->topk_id + (size_t)j * c->top_k,
-                                 c->topk_logprob + (size_t)j * c->top_k, c->top_k);
+        if (c->top_k && c->topk_json) {
+            sqlite3_bind_text(s, 7, c->topk_json[j], -1, SQLITE_STATIC);
+        } else if (c->top_k) {
+            char *js = qe_store_topk_json(c->topk_id + (size_t)j * c->top_k,
+                                          c->topk_logprob + (size_t)j * c->top_k, c->top_k);
             if (!js) {
                 r = qe_fail(QE_ENOMEM, "%s: out of memory for top-k JSON", st->path);
                 goto done;

@@ -80,7 +80,7 @@ static void setup(void)
                 n_common++;
             }
         }
-        qe_store_chunk k = {ch, 32, 31, tgt, lp, am, 2, tid, tlp, NULL, 0.25, 0, 0, 0, NULL, NULL};
+        qe_store_chunk k = {ch, 32, 31, tgt, lp, am, 2, tid, tlp, NULL, 0.25, 0, 0, 0, NULL, NULL, NULL};
         ck_assert_int_eq(qe_store_put_chunk(st, ref_key, session, &k, NULL), QE_OK);
         if (ch < 2) {
             k.logprob = lq;

@@ -120,7 +120,7 @@ static qe_status ref_eval(void *ud, const qe_runner_task *t, qe_runner_sink *sin
         if (e->poison && e->chunks == 1)
             lp[0] = 0.5f;
         qe_store_chunk ch = {c, plan.first, plan.n_scored, target, lp, argmax, k, topk_id,
-                             topk_lp, NULL, 0.01, 0, 0, 0, NULL, NULL};
+                             topk_lp, NULL, 0.01, 0, 0, 0, NULL, NULL, NULL};
         r = qe_runner_chunk(sink, &ch);
         e->chunks++;
         e->seen[e->n_seen++] = c;
@@ -391,12 +391,14 @@ START_TEST(test_shards_merge)
 END_TEST
 
 static int notes;
+static int64_t noted_done;
 static void count_note(void *ud, const qe_runner_task *t, int evaluate)
 {
     (void)ud;
     ck_assert_int_eq(evaluate, 0);
     ck_assert_uint_eq(strlen(t->run_key), 64);
     notes++;
+    noted_done += t->stored->n_done;
 }
 
 START_TEST(test_dry_run_and_errors)
@@ -423,6 +425,18 @@ START_TEST(test_dry_run_and_errors)
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "logprob[0] = 0.5"));
     sqlite3 *h = open_db(db);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM chunks"), 1);
+    sqlite3_close(h);
+    /* a dry run reads what is stored, and still writes nothing */
+    struct stat before;
+    ck_assert_int_eq(stat(db, &before), 0);
+    notes = 0;
+    noted_done = 0;
+    o.dry_run = 1;
+    ck_assert_int_eq(qe_runner_run(job, &o, &s), QE_OK);
+    ck_assert_int_eq(notes, 2);
+    ck_assert_int_eq(noted_done, 1);
+    h = open_db(db);
+    ck_assert_int_eq(q_int(h, "SELECT count(*) FROM sessions"), 1);
     sqlite3_close(h);
     qe_job_free(job);
 

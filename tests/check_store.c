@@ -133,7 +133,7 @@ static void fill_chunk(struct chunk_data *d, int64_t chunk, int n, unsigned seed
         }
     }
     d->c = (qe_store_chunk){chunk, 64, n, d->target, d->logprob, d->argmax, 4, d->topk_id,
-                            d->topk_lp, d->kld, 0.5, 0, 0, 0, NULL, NULL};
+                            d->topk_lp, d->kld, 0.5, 0, 0, 0, NULL, NULL, NULL};
 }
 
 /* ---- migrations and identity ---- */
@@ -440,7 +440,16 @@ START_TEST(test_views_match_independent_math)
             n++;
             top1 += cd.argmax[j] == cd.target[j];
         }
+        /* chunk 2's top-k arrives encoded already (as the runner sends it) */
+        char *js[64] = {0};
+        if (ch == 2) {
+            for (int j = 0; j < 63; j++)
+                js[j] = qe_store_topk_json(cd.topk_id + 4 * j, cd.topk_lp + 4 * j, 4);
+            cd.c.topk_json = js;
+        }
         ck_assert_int_eq(qe_store_put_chunk(st, run, session, &cd.c, NULL), QE_OK);
+        for (int j = 0; j < 63; j++)
+            free(js[j]);
     }
     qe_ppl_result pr = qe_ppl_result_of(&ppl);
     double ppl_here = exp(s1 / (double)n);
@@ -852,6 +861,11 @@ START_TEST(test_limits)
     fill_chunk(&cd, 0, 10, 1);
     cd.c.topk_id = NULL;
     ck_assert_int_eq(qe_store_put_chunk(st, run, session, &cd.c, NULL), QE_EINVAL);
+    fill_chunk(&cd, 0, 10, 1);
+    char *none[10] = {0};
+    cd.c.topk_json = none;
+    ck_assert_int_eq(qe_store_put_chunk(st, run, session, &cd.c, NULL), QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "topk_json[0] is NULL"));
     fill_chunk(&cd, 0, 10, 1);
     cd.c.seconds = -1;
     ck_assert_int_eq(qe_store_put_chunk(st, run, session, &cd.c, NULL), QE_EINVAL);
