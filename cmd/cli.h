@@ -6,6 +6,8 @@
 #ifndef QE_CLI_H
 #define QE_CLI_H
 
+#include <stddef.h>
+
 #include "status.h"
 
 enum { QE_EXIT_OK = 0, QE_EXIT_FAIL = 1, QE_EXIT_USAGE = 2, QE_EXIT_INPUT = 3,
@@ -19,6 +21,12 @@ int qe_cli_report(const char *cmd, qe_status s);
 int qe_cli_usage_error(const char *cmd, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 
+/* Parse a whole decimal integer (no trailing junk); QE_EINVAL otherwise. */
+qe_status qe_cli_parse_long(const char *s, long *out);
+/* Read a whole file into a malloc'ed, NUL-terminated buffer. QE_EIO names
+ * the file and the system error. */
+qe_status qe_cli_read_file(const char *path, char **out, size_t *len);
+
 /* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
 int qe_cmd_devices(int argc, char **argv);
 int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
@@ -27,5 +35,9 @@ int qe_cmd_merge(int argc, char **argv);   /* cmd/merge.c */
 int qe_cmd_compare(int argc, char **argv); /* cmd/report.c */
 int qe_cmd_export(int argc, char **argv);  /* cmd/report.c */
 int qe_cmd_sql(int argc, char **argv);     /* cmd/report.c */
+int qe_cmd_perplexity(int argc, char **argv); /* cmd/perplexity.c */
+int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
+int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
+int qe_cmd_quantize(int argc, char **argv); /* cmd/quantize.c */
 
 #endif

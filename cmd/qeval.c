@@ -21,12 +21,16 @@ static int cmd_version(int argc, char **argv);
 static const struct command commands[] = {
     {"version", cmd_version, "print the version and build commit"},
     {"devices", qe_cmd_devices, "list OpenCL devices, their limits and probed capabilities"},
+    {"perplexity", qe_cmd_perplexity, "perplexity of a model over a text file (llama-perplexity's method)"},
     {"inspect", qe_cmd_inspect, "validate a GGUF file and show its metadata and tensors"},
     {"run", qe_cmd_run, "evaluate a job file's runs into a results database (resumable)"},
     {"merge", qe_cmd_merge, "merge results databases (Slurm array tasks) without duplicates"},
     {"compare", qe_cmd_compare, "the format comparison table: PPL, KLD, bits/weight, speed"},
     {"export", qe_cmd_export, "write runs, tokens, KLD or timings as CSV"},
     {"sql", qe_cmd_sql, "run a read-only SQL query on a results database"},
+    {"tokenize", qe_cmd_tokenize, "text -> token ids with a model's tokenizer"},
+    {"detokenize", qe_cmd_detokenize, "token ids -> text with a model's tokenizer"},
+    {"quantize", qe_cmd_quantize, "convert a GGUF model's weights to f32, f16, q8_0 or q4_0"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])
 

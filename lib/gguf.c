@@ -357,7 +357,8 @@ static qe_status parse_kv(struct parser *ps)
             (s = check_value_type(ps, et_off, k->arr_type, key)) != QE_OK)
             return s;
         if (k->arr_type == QE_GGUF_ARRAY)
-            return corrupt(g, et_off, "array of arrays for key '%s' (nested arrays are not allowed)",
+            return corrupt(g, et_off, "array of arrays for key '%s' (nested arrays are not"
+                           " allowed)",
                            printable(key, strlen(key), kb, sizeof kb));
         uint64_t n_off = ps->pos;
         if ((s = rd_u64(ps, "array length", &k->arr_len)) != QE_OK)
@@ -624,8 +625,8 @@ static qe_status parse(qe_gguf *g)
         if ((s = parse_kv(&ps)) != QE_OK)
             return s;
     uint64_t dup, first;
-    if ((s = build_index(&g->kv_ix, g->n_kv, g, g->kv ? (const char *)g->kv + offsetof(struct kv, key) : NULL,
-                           sizeof *g->kv, &dup, &first)) != QE_OK)
+    const void *keys = g->kv ? (const char *)g->kv + offsetof(struct kv, key) : NULL;
+    if ((s = build_index(&g->kv_ix, g->n_kv, g, keys, sizeof *g->kv, &dup, &first)) != QE_OK)
         return s;
     if (dup != UINT64_MAX) {
         const char *key = str_at(g, g->kv[dup].key);
@@ -644,11 +645,12 @@ static qe_status parse(qe_gguf *g)
         g->t[k].name = str_at(g, g->ti[k].name);
     for (uint64_t k = 0; k < g->n_kv; k++)
         g->kv_ix[k].name = str_at(g, g->kv[g->kv_ix[k].i].key);
-    if ((s = build_index(&g->t_ix, g->n_t, g, g->ti ? (const char *)g->ti + offsetof(struct tinfo, name) : NULL,
-                           sizeof *g->ti, &dup, &first)) != QE_OK)
+    const void *names = g->ti ? (const char *)g->ti + offsetof(struct tinfo, name) : NULL;
+    if ((s = build_index(&g->t_ix, g->n_t, g, names, sizeof *g->ti, &dup, &first)) != QE_OK)
         return s;
     if (dup != UINT64_MAX)
-        return corrupt(g, g->ti[dup].off, "duplicate tensor name '%s' (first at offset %" PRIu64 ")",
+        return corrupt(g, g->ti[dup].off, "duplicate tensor name '%s' (first at offset %" PRIu64
+                       ")",
                        printable(g->t[dup].name, strlen(g->t[dup].name), nb, sizeof nb),
                        g->ti[first].off);
     uint64_t a = g->alignment, end = ps.pos;

@@ -11,7 +11,8 @@
  * arrays of arrays are rejected. ne[0] is the innermost (row) dimension.
  *
  * The file is mmap'ed read-only; tensor data pointers point into the map and
- * live until qe_gguf_close. Metadata strings are copied into NUL-terminated
+ * live until qe_gguf_close. As with any mapping, the file must not be
+ * truncated while open (reads past the new end raise SIGBUS). Metadata strings are copied into NUL-terminated
  * storage owned by the handle. Every count is bounded by the bytes left, every
  * size computation is overflow-checked, and every rejection names the byte
  * offset and the rule broken (qe_errmsg()), returning QE_ECORRUPT

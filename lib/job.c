@@ -22,7 +22,10 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "dtype.h"
 #include "hash.h"
+#include "kv_format.h"
+#include "quant.h"
 
 #define MAX_LINE 4096
 #define MAX_JOB_BYTES (1u << 20)
@@ -326,30 +329,48 @@ static qe_status parse_cstring(struct parse *p, const char *v, char **out, size_
     return QE_OK;
 }
 
-static const char *const weight_formats[] = {"native", "f32",  "f16",  "bf16", "q8_0",
-                                             "q6_k",   "q5_1", "q5_0", "q5_k", "q4_1",
-                                             "q4_0",   "q4_k", "q3_k", "q2_k", NULL};
-static const char *const kv_formats[] = {"f32",  "f16",  "bf16", "q8_0", "q5_1", "q5_0",
-                                         "q4_1", "q4_0", "tq4",  "tq3",  "tq2",  NULL};
-
-static int in_set(const char *const *set, const char *v)
+/* Weight formats: "native" (as stored) or a requantization target of
+ * lib/quant.h; KV formats: lib/kv_format.h. Those modules decide what
+ * exists, so a job can name exactly what the engine can run. */
+static int weight_format_ok(const char *v)
 {
-    for (; *set; set++)
-        if (!strcmp(*set, v))
-            return 1;
-    return 0;
+    qe_dtype t;
+    return !strcmp(v, "native") || (qe_dtype_from_name(v, &t) == QE_OK && qe_quant_target_ok(t));
 }
 
-static qe_status check_formats(struct parse *p, const char *key, char **items, size_t n,
-                               const char *const *set)
+static int kv_format_ok(const char *v)
+{
+    qe_kv_format f;
+    return qe_kv_format_parse(v, &f) == QE_OK;
+}
+
+static void weight_known(char *buf, size_t cap)
+{
+    size_t o = (size_t)snprintf(buf, cap, "native");
+    for (uint32_t t = 0; t < QE_DT_MAX && o < cap; t++)
+        if (qe_dtype_known(t) && qe_quant_target_ok((qe_dtype)t))
+            o += (size_t)snprintf(buf + o, cap - o, ", %s", qe_dtype_name(t));
+}
+
+static void kv_known(char *buf, size_t cap)
+{
+    size_t o = 0;
+    buf[0] = '\0';
+    for (int f = 0; f < QE_KV_FORMAT_COUNT && o < cap; f++)
+        o += (size_t)snprintf(buf + o, cap - o, "%s%s", f ? ", " : "",
+                              qe_kv_format_name((qe_kv_format)f));
+}
+
+static qe_status check_formats(struct parse *p, const char *key, char **items, size_t n, int kv)
 {
     for (size_t i = 0; i < n; i++)
-        if (!in_set(set, items[i])) {
-            char known[256] = "";
-            size_t o = 0;
-            for (const char *const *s = set; *s && o < sizeof known - 16; s++)
-                o += (size_t)snprintf(known + o, sizeof known - o, "%s%s", s == set ? "" : ", ",
-                                      *s);
+        if (!(kv ? kv_format_ok(items[i]) : weight_format_ok(items[i]))) {
+            char known[256];
+            if (kv)
+                kv_known(known, sizeof known);
+            else
+                weight_known(known, sizeof known);
+            qe_errclear();
             return perr(p, p->line, "%s: unknown format '%s' (known: %s)", key, items[i], known);
         }
     return QE_OK;
@@ -523,16 +544,15 @@ static qe_status key_sweep(struct parse *p, const char *k, const char *v)
     if (!strcmp(k, "reference")) {
         if (mark(p, "reference", 0))
             return p->st;
-        if (!in_set(weight_formats, v)) {
-            char *one = (char *)v;
-            return check_formats(p, k, &one, 1, weight_formats);
-        }
+        char *one = (char *)v;
+        if (check_formats(p, k, &one, 1, 0))
+            return p->st;
         return set_str(p, &j->reference, v);
     }
     if (!strcmp(k, "weights")) {
         if (mark(p, "weights", 0) || parse_list(p, k, v, &j->weights, &j->n_weights))
             return p->st;
-        return check_formats(p, k, j->weights, j->n_weights, weight_formats);
+        return check_formats(p, k, j->weights, j->n_weights, 0);
     }
     if (!strcmp(k, "kv")) {
         char **items;
@@ -554,9 +574,9 @@ static qe_status key_sweep(struct parse *p, const char *k, const char *v)
             if (!j->kv_k[i] || !j->kv_v[i])
                 r = p->st = qe_fail(QE_ENOMEM, "%s: out of memory", p->file);
             if (r == QE_OK)
-                r = check_formats(p, k, &j->kv_k[i], 1, kv_formats);
+                r = check_formats(p, k, &j->kv_k[i], 1, 1);
             if (r == QE_OK)
-                r = check_formats(p, k, &j->kv_v[i], 1, kv_formats);
+                r = check_formats(p, k, &j->kv_v[i], 1, 1);
         }
         free_list(items, n);
         return r;

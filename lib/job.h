@@ -46,9 +46,9 @@
  *                               C escapes (\n \t \\ \" \xNN), or bare text
  *
  * Paths expand ${VAR} from the environment (an unset variable is an error)
- * and are relative to the current directory. Weight formats: native, f32,
- * f16, bf16, q8_0, q6_k, q5_1, q5_0, q5_k, q4_1, q4_0, q4_k, q3_k, q2_k.
- * KV formats: f32, f16, bf16, q8_0, q5_1, q5_0, q4_1, q4_0, tq4, tq3, tq2.
+ * and are relative to the current directory. Weight formats: native (as
+ * stored) or a requantization target of lib/quant.h (f32, f16, q8_0, q4_0);
+ * KV formats: those of lib/kv_format.h (f32, f16, q8_0, q4_0, tq4, tq3, tq2).
  *
  * Every problem is QE_ECORRUPT with "FILE:LINE: what was expected":
  * unknown sections and keys, repeated keys, bad values, files that do not

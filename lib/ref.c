@@ -2,7 +2,8 @@
  * model.h). Modelled on llama2.c's forward(): one token per call, a KV cache
  * of doubles, every reduction accumulated in double. Weight rows go through
  * qe_tensor_row_f32, the single per-type decoder, so this file never looks at
- * element types.
+ * element types. With qe_ref_new_kv, K and V rows make a round trip through a
+ * KV-cache format (lib/kv_format.h) before they are cached.
  *
  * Threading: a qe_ref belongs to one thread at a time.
  * Cost: one pass over every weight per token; meant for small models and
@@ -29,21 +30,33 @@ struct qe_ref {
     double *k_cache; /* (n_layers, n_ctx, kv_dim) */
     double *v_cache; /* (n_layers, n_ctx, kv_dim) */
     float *row;  /* (max_row) one decoded weight row */
+    int kv_codec;            /* 1: K/V rows pass through kv_k / kv_v (qe_ref_new_kv) */
+    qe_kv_format kv_k, kv_v;
+    float *kv_f;             /* (kv_dim) a K or V row as float */
+    unsigned char *kv_bytes; /* (max row bytes of kv_k, kv_v) one encoded row */
 };
 
 static void *alloc_doubles(int64_t n) { return calloc((size_t)(n > 0 ? n : 1), sizeof(double)); }
 
-qe_status qe_ref_new(const qe_model *m, int n_ctx, qe_ref **out)
+static qe_status ref_new(const qe_model *m, int n_ctx, int kv_codec, qe_kv_format kv_k,
+                         qe_kv_format kv_v, qe_ref **out)
 {
     *out = NULL;
     if (n_ctx < 1)
         return qe_fail(QE_EINVAL, "reference forward: n_ctx %d, expected >= 1", n_ctx);
     const qe_hparams *hp = qe_model_hparams(m);
+    size_t k_bytes = 0, v_bytes = 0;
     qe_status st = QE_OK;
+    if (kv_codec && ((st = qe_kv_format_row_bytes(kv_k, hp->n_kv_heads, hp->head_dim, &k_bytes)) != QE_OK ||
+                     (st = qe_kv_format_row_bytes(kv_v, hp->n_kv_heads, hp->head_dim, &v_bytes)) != QE_OK))
+        return qe_fail_prefix(st, "reference forward: %s", qe_model_name(m));
     qe_ref *r = calloc(1, sizeof *r);
     if (!r)
         return qe_fail(QE_ENOMEM, "reference forward: out of memory");
     r->m = m;
+    r->kv_codec = kv_codec;
+    r->kv_k = kv_k;
+    r->kv_v = kv_v;
     r->n_ctx = n_ctx;
     r->q_dim = (int64_t)hp->n_heads * hp->head_dim;
     r->kv_dim = (int64_t)hp->n_kv_heads * hp->head_dim;
@@ -70,8 +83,10 @@ qe_status qe_ref_new(const qe_model *m, int n_ctx, qe_ref **out)
     r->k_cache = alloc_doubles(cache);
     r->v_cache = alloc_doubles(cache);
     r->row = calloc((size_t)r->max_row, sizeof(float));
+    r->kv_f = calloc((size_t)r->kv_dim, sizeof(float));
+    r->kv_bytes = malloc(k_bytes > v_bytes ? k_bytes : v_bytes > 0 ? v_bytes : 1);
     if (!r->x || !r->xb || !r->xb2 || !r->q || !r->hb || !r->hb2 || !r->att || !r->k_cache ||
-        !r->v_cache || !r->row)
+        !r->v_cache || !r->row || !r->kv_f || !r->kv_bytes)
         st = qe_fail(QE_ENOMEM, "reference forward: out of memory for n_ctx %d", n_ctx);
 done:
     if (st != QE_OK)
@@ -79,6 +94,17 @@ done:
     else
         *out = r;
     return st;
+}
+
+qe_status qe_ref_new(const qe_model *m, int n_ctx, qe_ref **out)
+{
+    return ref_new(m, n_ctx, 0, QE_KV_F32, QE_KV_F32, out);
+}
+
+qe_status qe_ref_new_kv(const qe_model *m, int n_ctx, qe_kv_format kv_k, qe_kv_format kv_v,
+                        qe_ref **out)
+{
+    return ref_new(m, n_ctx, 1, kv_k, kv_v, out);
 }
 
 void qe_ref_free(qe_ref *r)
@@ -95,6 +121,8 @@ void qe_ref_free(qe_ref *r)
     free(r->k_cache);
     free(r->v_cache);
     free(r->row);
+    free(r->kv_f);
+    free(r->kv_bytes);
     free(r);
 }
 
@@ -149,6 +177,18 @@ static void rope(const qe_hparams *hp, const qe_weights *w, double *v, int n_hea
     }
 }
 
+/* Replace a K or V row by what the cache format gives back for it. */
+static void kv_roundtrip(qe_ref *r, qe_kv_format f, double *row)
+{
+    const qe_hparams *hp = qe_model_hparams(r->m);
+    for (int64_t i = 0; i < r->kv_dim; i++)
+        r->kv_f[i] = (float)row[i];
+    qe_kv_format_quantize_row(f, r->kv_f, hp->n_kv_heads, hp->head_dim, r->kv_bytes);
+    qe_kv_format_dequantize_row(f, r->kv_bytes, hp->n_kv_heads, hp->head_dim, r->kv_f);
+    for (int64_t i = 0; i < r->kv_dim; i++)
+        row[i] = r->kv_f[i];
+}
+
 qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
 {
     const qe_hparams *hp = qe_model_hparams(r->m);
@@ -180,6 +220,10 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
         matvec(r, &L->wv, r->xb, v);
         rope(hp, w, r->q, hp->n_heads, pos);
         rope(hp, w, k, hp->n_kv_heads, pos);
+        if (r->kv_codec) {
+            kv_roundtrip(r, r->kv_k, k);
+            kv_roundtrip(r, r->kv_v, v);
+        }
 
         for (int h = 0; h < hp->n_heads; h++) {
             const double *qh = r->q + (size_t)h * head_dim;

@@ -12,6 +12,7 @@
 #ifndef QE_REF_H
 #define QE_REF_H
 
+#include "kv_format.h"
 #include "model.h"
 #include "status.h"
 
@@ -21,6 +22,16 @@ typedef struct qe_ref qe_ref;
  * takes 2 * n_layers * n_ctx * n_kv_heads * head_dim doubles). The model
  * must outlive the state. QE_EINVAL for n_ctx < 1, QE_ENOMEM. */
 qe_status qe_ref_new(const qe_model *m, int n_ctx, qe_ref **out);
+
+/* As qe_ref_new, with the KV cache held in formats kv_k and kv_v: every K row
+ * (after RoPE) and V row is encoded and decoded with qe_kv_format_* as it is
+ * written, which is exactly what attention over the encoded cache computes.
+ * Even QE_KV_F32 rounds K and V to float here, while qe_ref_new keeps them
+ * in double. QE_EINVAL for a format outside the enum; QE_EUNSUPPORTED (the
+ * message names the format and the sizes) when the model's n_kv_heads x
+ * head_dim rows do not fit a format. */
+qe_status qe_ref_new_kv(const qe_model *m, int n_ctx, qe_kv_format kv_k, qe_kv_format kv_v,
+                        qe_ref **out);
 
 /* Forget every cached position (start a new sequence). */
 void qe_ref_reset(qe_ref *r);

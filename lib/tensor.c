@@ -1,14 +1,17 @@
 /* tensor.c - weight views and the single per-type row converter.
  * Adding a weight format (a GGML quant) means: accept it in
  * qe_tensor_type_supported and decode one row of it in qe_tensor_row_f32.
+ * GGML block types are decoded by lib/quant.c.
  * Pure functions: safe from any thread. */
 #include "tensor.h"
 
 #include <string.h>
 
+#include "quant.h"
+
 int qe_tensor_type_supported(qe_dtype t)
 {
-    return t == QE_DT_F32 || t == QE_DT_F16 || t == QE_DT_BF16;
+    return t == QE_DT_F32 || t == QE_DT_F16 || t == QE_DT_BF16 || qe_quant_can_dequantize(t);
 }
 
 qe_status qe_tensor_view(qe_tensor *t, const char *name, qe_dtype type, int64_t ne0, int64_t ne1,
@@ -16,7 +19,8 @@ qe_status qe_tensor_view(qe_tensor *t, const char *name, qe_dtype type, int64_t 
 {
     uint64_t row = 0;
     if (!qe_tensor_type_supported(type))
-        return qe_fail(QE_EUNSUPPORTED, "tensor %s: element type %s is not supported (f32, f16, bf16)",
+        return qe_fail(QE_EUNSUPPORTED, "tensor %s: element type %s is not supported (f32, f16, bf16, q4_0, q4_1, "
+                       "q5_0, q5_1, q8_0, q4_k, q5_k, q6_k)",
                        name, qe_dtype_name(type));
     if (ne0 < 1 || ne1 < 1)
         return qe_fail(QE_ECORRUPT, "tensor %s: shape {%lld, %lld} has an empty dimension", name,
@@ -67,6 +71,6 @@ void qe_tensor_row_f32(const qe_tensor *t, int64_t row, float *dst)
         }
         break;
     default:
-        QE_ASSERT(!"qe_tensor_row_f32: type without a row converter");
+        qe_quant_dequantize_row(t->type, p, n, dst); /* asserts on types it cannot read */
     }
 }

@@ -8,8 +8,10 @@
  * rows are stored one after another, each row_bytes long. A 1-D tensor has
  * ne[1] = 1. A PyTorch Linear weight of shape [out, in] is ne = {in, out}.
  *
- * Element types accepted today: F32, F16, BF16. Quantized GGML types plug
- * into qe_tensor_row_f32 / qe_tensor_type_supported and nowhere else.
+ * Element types accepted today: F32, F16, BF16, and the GGML block types
+ * lib/quant.h decodes (Q4_0, Q4_1, Q5_0, Q5_1, Q8_0, Q4_K, Q5_K, Q6_K).
+ * Quantized GGML types plug into qe_tensor_row_f32 / qe_tensor_type_supported
+ * and nowhere else.
  *
  * Data may be unaligned (safetensors does not align tensors): read it with
  * memcpy or the row helper, never through a cast float pointer.

@@ -1,6 +1,7 @@
 /* runner.c - runs every Check suite (tests/check_<module>.c) and writes TAP.
  *
- * usage: run_tests [SUITE...]   (no argument: all suites)
+ * usage: run_tests [SUITE...] [-x SUITE...]
+ *   no SUITE: all suites; -x SUITE leaves that suite out (repeatable).
  * Environment: QEVAL_DATA (shared test data), CK_FORK=no to run tests in one
  * process under gdb or valgrind. Exit status 1 if any test fails. */
 #include <check.h>
@@ -26,11 +27,24 @@ static const struct entry suites[] = {
 int main(int argc, char **argv)
 {
     SRunner *sr = NULL;
+    int n_include = 0;
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "-x"))
+            i++;
+        else
+            n_include++;
+    }
     for (const struct entry *e = suites; e->name; e++) {
-        int want = argc < 2;
-        for (int i = 1; i < argc; i++)
-            want |= strcmp(argv[i], e->name) == 0;
-        if (!want)
+        int want = n_include == 0, excluded = 0;
+        for (int i = 1; i < argc; i++) {
+            if (!strcmp(argv[i], "-x")) {
+                excluded |= i + 1 < argc && !strcmp(argv[i + 1], e->name);
+                i++;
+            } else {
+                want |= strcmp(argv[i], e->name) == 0;
+            }
+        }
+        if (!want || excluded)
             continue;
         if (!sr)
             sr = srunner_create(e->make());

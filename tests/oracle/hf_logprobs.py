@@ -81,11 +81,22 @@ class TorchBackend:
         if os.path.isdir(path):
             m = AutoModelForCausalLM.from_pretrained(path, **kw)
         else:
+            from transformers import AutoConfig
             d, f = os.path.split(os.path.abspath(path))
-            m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, **kw)
+            # transformers copies the GGUF's padding token id into the config;
+            # stories260K's (-1 / out of range) makes nn.Embedding refuse it,
+            # and padding plays no part in scoring, so drop a bad one.
+            cfg = AutoConfig.from_pretrained(d, gguf_file=f)
+            if cfg.pad_token_id is not None and not (0 <= cfg.pad_token_id < cfg.vocab_size):
+                cfg.pad_token_id = None
+            m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, config=cfg, **kw)
         # float32 whatever the checkpoint's default dtype ("auto" in newer
         # transformers) would have picked.
-        self.m = m.float().to(self.dev).eval()
+        # (A GGUF-loaded model counts as "quantized" and refuses .float(),
+        # but it is already dequantized to the torch_dtype asked for.)
+        if next(m.parameters()).dtype != torch.float32:
+            m = m.float()
+        self.m = m.to(self.dev).eval()
         self.n_vocab = self.m.config.vocab_size
 
     def logprobs(self, chunk):

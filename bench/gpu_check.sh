@@ -1,0 +1,38 @@
+#!/usr/bin/env bash
+# Correctness on the GPU machine, in one call of the device tool:
+#   build, list devices, run the OpenCL suites on NVIDIA, perplexity of
+#   stories260K over all of wiki.test.raw (n_ctx 128), and the Hugging Face
+#   transformers oracle (tests/oracle/hf_logprobs.py) on the first chunks.
+# Needs (carried, git-ignored): .debs/ (see bench/gpu_env.sh) and .oracle/ with
+#   data/models/{stories260K.gguf,TinyStories-656K}, data/text/wiki.test.raw,
+#   ids-<model>.txt (from `qeval tokenize --ids`) and the gguf wheel.
+# usage (device tool): bash bench/gpu_check.sh   (writes logs to $OUT)
+set -u
+OUT=${OUT:-/tmp/qeval-gpu}
+T=/tmp/qeval-oracle  # per-token files stay here (too many to bring back)
+mkdir -p "$OUT" "$T"
+source bench/gpu_env.sh
+make -j16 BUILD=build-gpu BINDIR=build-gpu/bin build-gpu/bin/qeval build-gpu/run_tests >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+Q=build-gpu/bin/qeval
+export QEVAL_DATA=$PWD/.oracle/data
+if [ -z "${ORACLE_ONLY:-}" ]; then
+$Q devices
+echo "== OpenCL suites on NVIDIA"
+QEVAL_DEVICE=nvidia build-gpu/run_tests cl engine eval 2>&1 | grep -v '^ok'
+echo "== perplexity, stories260K, all of wiki.test.raw, n_ctx 128, NVIDIA"
+$Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/stories260K.gguf" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 128 -b 64 | tail -3
+fi
+echo "== transformers oracle (first chunks, per-token log-probs)"
+python3 -m pip install -q --no-deps --no-index --target /tmp/site .oracle/gguf-*.whl >/dev/null 2>&1
+export PYTHONPATH=/tmp/site
+for m in stories260K.gguf TinyStories-656K; do
+    for ctx in 128 512; do
+        n=$([ $ctx = 128 ] && echo 8 || echo 20)
+        python3 tests/oracle/hf_logprobs.py --model "$QEVAL_DATA/models/$m" --ids ".oracle/ids-$m.txt" \
+            --n-ctx $ctx --chunks $n --bos 1 --first half --out "$T/hf-$m-$ctx.tsv" 2>"$T/hf-$m-$ctx.err"
+        tail -1 "$T/hf-$m-$ctx.err"
+        $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/$m" -f "$QEVAL_DATA/text/wiki.test.raw" \
+            --ctx $ctx --chunks $n --dump "$T/qe-$m-$ctx.tsv" 2>/dev/null | grep Final
+        echo "$m n_ctx $ctx: $(python3 tests/oracle/hf_logprobs.py --compare "$T/hf-$m-$ctx.tsv" "$T/qe-$m-$ctx.tsv" 2>&1 | tail -2 | tr "\n" " ")"
+    done
+done

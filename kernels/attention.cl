@@ -1,0 +1,93 @@
+/* attention.cl - causal grouped-query attention over one sequence's positions
+ * (needs -DQE_HD=head_dim, -DQE_BQ=queries per work-group, -DQE_BKV=keys per
+ * local tile).
+ *
+ * attention: for sequence s, query position p < n_tok, head h, kv head
+ *   g = h / (n_heads / n_kv):
+ *     out[s,p][h] = sum_{j<=p} softmax_j(scale * q[s,p][h] . k[s,j][g]) v[s,j][g]
+ *   q/out rows are s * n_tok + p (n_heads * QE_HD floats); the K/V cache
+ *   rows are s * n_ctx + j (n_kv * QE_HD floats), RoPE already applied.
+ * Work-group: QE_BQ work-items, one query position each, for one (query
+ *   block, head, sequence): global (ceil(n_tok/QE_BQ)*QE_BQ, n_heads, n_seq).
+ *   Keys stream through local memory QE_BKV at a time (2*QE_BKV*QE_HD floats)
+ *   with an online softmax (running max and sum, rescaled once per tile), so
+ *   no score matrix is stored. Tiles start at key 0 for every query, so a
+ *   query's arithmetic depends only on its own sequence (batch invariant).
+ *   Masked keys are skipped, never multiplied by 0: stale cache rows beyond
+ *   n_tok are never read into a result.
+ * Limits: QE_HD <= 256 (q and the accumulator are private arrays of QE_HD),
+ *   any n_tok <= n_ctx.
+ */
+#if !defined(QE_HD) || !defined(QE_BQ) || !defined(QE_BKV)
+#error "build with -DQE_HD, -DQE_BQ and -DQE_BKV"
+#endif
+
+__kernel __attribute__((reqd_work_group_size(QE_BQ, 1, 1)))
+void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
+               const __global float *kc,  /* [n_seq*n_ctx][n_kv*QE_HD] */
+               const __global float *vc,  /* [n_seq*n_ctx][n_kv*QE_HD] */
+               int n_tok, int n_ctx, int n_heads, int n_kv, float scale,
+               __global float *out)       /* [n_seq*n_tok][n_heads*QE_HD] */
+{
+    __local float ks[QE_BKV][QE_HD];
+    __local float vs[QE_BKV][QE_HD];
+    const int lq = get_local_id(0);
+    const int p0 = get_group_id(0) * QE_BQ, p = p0 + lq;
+    const int h = get_group_id(1), s = get_group_id(2);
+    const int g = h / (n_heads / n_kv);
+    const int qd = n_heads * QE_HD, kd = n_kv * QE_HD;
+    const int valid = p < n_tok;
+    const int last = min(p0 + QE_BQ - 1, n_tok - 1); /* last key any query here needs */
+
+    float qv[QE_HD], acc[QE_HD];
+    const __global float *qr = q + ((size_t)s * n_tok + (valid ? p : 0)) * qd + h * QE_HD;
+    for (int d = 0; d < QE_HD; d++) {
+        qv[d] = valid ? qr[d] : 0.0f;
+        acc[d] = 0.0f;
+    }
+    float m = -INFINITY, l = 0.0f;
+
+    for (int j0 = 0; j0 <= last; j0 += QE_BKV) {
+        for (int e = lq; e < QE_BKV * QE_HD; e += QE_BQ) {
+            int jj = e / QE_HD, d = e % QE_HD, j = j0 + jj;
+            if (j <= last) {
+                size_t at = ((size_t)s * n_ctx + j) * kd + g * QE_HD + d;
+                ks[jj][d] = kc[at];
+                vs[jj][d] = vc[at];
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (valid && j0 <= p) {
+            const int nj = min(QE_BKV, p - j0 + 1);
+            float sc[QE_BKV];
+            float mt = -INFINITY;
+            for (int jj = 0; jj < nj; jj++) {
+                float dot = 0.0f;
+                for (int d = 0; d < QE_HD; d++)
+                    dot += qv[d] * ks[jj][d];
+                sc[jj] = dot * scale;
+                mt = fmax(mt, sc[jj]);
+            }
+            const float mn = fmax(m, mt);
+            const float corr = exp(m - mn); /* 0 on the first tile (m = -inf) */
+            l *= corr;
+            for (int d = 0; d < QE_HD; d++)
+                acc[d] *= corr;
+            for (int jj = 0; jj < nj; jj++) {
+                const float pj = exp(sc[jj] - mn);
+                l += pj;
+                for (int d = 0; d < QE_HD; d++)
+                    acc[d] += pj * vs[jj][d];
+            }
+            m = mn;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+    if (valid) {
+        __global float *o = out + ((size_t)s * n_tok + p) * qd + h * QE_HD;
+        const float inv = 1.0f / l;
+        for (int d = 0; d < QE_HD; d++)
+            o[d] = acc[d] * inv;
+    }
+}

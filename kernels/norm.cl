@@ -1,0 +1,41 @@
+/* norm.cl - RMSNorm (needs -DQE_NW, the reduction width, a power of two).
+ *
+ * rmsnorm: y[r][i] = x[src(r)][i] / sqrt(mean_i(x[src(r)]^2) + eps) * w[i]
+ *   with src(r) = (r / in_seq) * in_seq_stride + in_off + r % in_seq, so the
+ *   final norm can gather only the scored positions of each sequence
+ *   (in_seq = n_out, in_seq_stride = n_tok, in_off = out_first); plain use:
+ *   in_seq = in_seq_stride = n_rows, in_off = 0.
+ * One work-group of QE_NW work-items per output row: global (n_rows*QE_NW),
+ *   local (QE_NW). Each work-item sums the squares of elements lid, lid+QE_NW,
+ *   ... in order, then a fixed tree in local memory: the result depends only
+ *   on the row (batch invariant). Any dim >= 1.
+ */
+#ifndef QE_NW
+#error "build with -DQE_NW=<reduction width>"
+#endif
+
+__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
+void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
+             const __global float *w, /* [dim] */
+             int dim, float eps,
+             __global float *y)       /* [n_rows][dim] */
+{
+    __local float red[QE_NW];
+    const int r = get_group_id(0), t = get_local_id(0);
+    const __global float *xr =
+        x + ((size_t)(r / in_seq) * in_seq_stride + in_off + r % in_seq) * dim;
+    float s = 0.0f;
+    for (int i = t; i < dim; i += QE_NW)
+        s += xr[i] * xr[i];
+    red[t] = s;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = QE_NW / 2; off > 0; off >>= 1) {
+        if (t < off)
+            red[t] += red[t + off];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float scale = 1.0f / sqrt(red[0] / (float)dim + eps);
+    __global float *yr = y + (size_t)r * dim;
+    for (int i = t; i < dim; i += QE_NW)
+        yr[i] = xr[i] * scale * w[i];
+}

@@ -1,0 +1,751 @@
+/* engine.c - the OpenCL forward pass for batched prefill (see engine.h).
+ *
+ * Workload: perplexity-style prefill, n_seq sequences x n_tok positions per
+ * call, statistics for the second half of each sequence. Everything between
+ * the token upload and the statistics read-back is enqueued on the qe_cl's
+ * in-order queue without waiting, so a forward pass costs one host round
+ * trip. The schedule (docs/ARCHITECTURE.md repeats it):
+ *
+ *   embed                      tokens -> x                [rows][dim]
+ *   per layer:
+ *     rmsnorm                  x -> h                     [rows][dim]
+ *     matmul wq / wk / wv      h -> q [rows][n_heads*hd], K/V cache rows
+ *                              s*n_ctx + p [n_seq*n_ctx][n_kv*hd]
+ *     rope                     q, K cache (in place)
+ *     attention                q, K, V -> att             [rows][n_heads*hd]
+ *     matmul wo (accumulate)   att -> x
+ *     rmsnorm                  x -> h
+ *     matmul w_gate / w_up     h -> g, u                  [rows][n_ff]
+ *     silu_mul                 g = silu(g) * u
+ *     matmul w_down (accum.)   g -> x
+ *   rmsnorm (gathering p >= out_first)  x -> hout         [n_out_rows][dim]
+ *   per head pass of <= head_rows rows:
+ *     matmul output            hout -> logits             [head_rows][n_vocab]
+ *     logit_stats              logits -> stats            [n_out_rows][4+2k]
+ *   one read of stats.
+ * rows = n_seq * n_tok, row s*n_tok + p for position p of sequence s.
+ *
+ * Threading: one thread at a time per engine (and per qe_cl).
+ */
+#include "engine.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "log.h"
+
+/* Device storage formats of weight matrices (the values of QE_WT in
+ * kernels/weights.cl). */
+enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_COUNT };
+
+#define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
+#define MM_WI 16        /* matmul.cl: work-items per dimension */
+#define ATT_BQ 32       /* attention.cl: queries per work-group */
+#define HEAD_BYTES (64u << 20) /* default logits buffer budget */
+#define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
+
+typedef struct dev_weight {
+    cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
+    int fmt;             /* enum engine_wfmt */
+    int ne0, ne1;        /* row length (input dim), rows (output dim) */
+    cl_ulong row_bytes;
+    int owned;           /* 0 when buf aliases another weight (tied output) */
+} dev_weight;
+
+typedef struct dev_layer {
+    cl_mem attn_norm, ffn_norm;  /* [dim] f32 */
+    dev_weight wq, wk, wv;       /* {dim, n_heads*hd}, {dim, n_kv*hd} x 2 */
+    dev_weight wo;               /* {n_heads*hd, dim} */
+    dev_weight w_gate, w_up;     /* {dim, n_ff} */
+    dev_weight w_down;           /* {n_ff, dim} */
+    cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx][n_kv*hd] f32 */
+} dev_layer;
+
+struct qe_engine {
+    qe_cl *cl;
+    const qe_model *model;
+    qe_hparams hp;
+    qe_engine_opts opt;
+    int q_dim, kv_dim;   /* n_heads*hd, n_kv*hd */
+    int nw;              /* work-items per row of norm.cl */
+    int rw;              /* work-items per row of logits.cl */
+    int bkv;             /* attention.cl keys per tile */
+    int stride;          /* floats per stats row: 4 + 2*top_k */
+
+    cl_program prog_common, prog_wt[WF_COUNT];
+    cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
+    cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
+
+    dev_weight tok_embd, output;
+    cl_mem out_norm;     /* [dim] f32 */
+    cl_mem rope_cs;      /* [n_ctx][n_rot/2] (cos, sin) f32 */
+    dev_layer *layers;   /* [n_layers] */
+
+    cl_mem tokens;       /* [n_seq*n_ctx] int */
+    cl_mem targets;      /* [n_seq*n_ctx] int */
+    cl_mem x, h;         /* [n_seq*n_ctx][dim] */
+    cl_mem q, att;       /* [n_seq*n_ctx][q_dim] */
+    cl_mem g, u;         /* [n_seq*n_ctx][n_ff] */
+    cl_mem hout;         /* [n_seq*n_ctx][dim] final-normed scored rows */
+    cl_mem logits;       /* [head_rows][n_vocab] */
+    cl_mem stats;        /* [n_seq*n_ctx][stride] */
+
+    float *hstats;       /* host copy of stats, [n_seq*n_ctx][stride] */
+    int32_t *htmp;       /* host scratch for targets, [n_seq*n_ctx] */
+
+    int ran;             /* a prefill completed: the fields below describe it */
+    int last_n_seq, last_n_tok, last_out_first;
+};
+
+qe_engine_opts qe_engine_opts_default(void)
+{
+    qe_engine_opts o = {.n_ctx = 512, .n_seq = 1, .top_k = 10, .head_rows = 0};
+    return o;
+}
+
+qe_engine_opts qe_engine_options(const qe_engine *e)
+{
+    return e->opt;
+}
+
+cl_mem qe_engine_logits_mem(const qe_engine *e)
+{
+    return e->logits;
+}
+
+/* ---- weights: the one host-side dispatch on weight type ---- */
+
+/* Device format of a stored weight type, and whether rows are converted to
+ * f32 on the host first. Quantized formats add a case here, a loader in
+ * kernels/weights.cl, and nothing else. */
+static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *to_f32)
+{
+    switch (t->type) {
+    case QE_DT_F32:
+        *fmt = WF_F32;
+        *to_f32 = 0;
+        return QE_OK;
+    case QE_DT_F16:
+        *fmt = WF_F16;
+        *to_f32 = 0;
+        return QE_OK;
+    case QE_DT_BF16:
+        *fmt = WF_F32;
+        *to_f32 = 1;
+        return QE_OK;
+    default:
+        return qe_fail(QE_EUNSUPPORTED, "engine: tensor %s: type %s has no device kernel", t->name,
+                       qe_dtype_name(t->type));
+    }
+}
+
+/* Build the embed/matmul program for weight format fmt the first time a
+ * weight of that format is uploaded. */
+static qe_status need_wfmt(qe_engine *e, int fmt)
+{
+    static const char *const srcs[] = {"weights.cl", "embed.cl", "matmul.cl"};
+    if (e->prog_wt[fmt])
+        return QE_OK;
+    char opts[64];
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DQE_WT=%d", fmt);
+    qe_status st = qe_cl_build(e->cl, srcs, 3, opts, &e->prog_wt[fmt]);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_wt[fmt], "embed", &e->k_embed[fmt]);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_wt[fmt], "matmul", &e->k_matmul[fmt]);
+    size_t max_wg = 0;
+    if (st == QE_OK)
+        st = qe_cl_kernel_limits(e->cl, e->k_matmul[fmt], &max_wg, NULL, NULL);
+    if (st == QE_OK && max_wg < MM_WI * MM_WI)
+        st = qe_fail(QE_EUNSUPPORTED, "engine: matmul needs work-groups of %d, the device allows %zu",
+                     MM_WI * MM_WI, max_wg);
+    return st;
+}
+
+static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
+{
+    int fmt = 0, to_f32 = 0;
+    float *tmp = NULL;
+    qe_status st = engine_wfmt_of(t, &fmt, &to_f32);
+    if (st != QE_OK)
+        goto done;
+    if (t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX) {
+        st = qe_fail(QE_ERANGE, "engine: tensor %s: %lld x %lld is too large", t->name,
+                     (long long)t->ne[0], (long long)t->ne[1]);
+        goto done;
+    }
+    w->fmt = fmt;
+    w->ne0 = (int)t->ne[0];
+    w->ne1 = (int)t->ne[1];
+    w->owned = 1;
+    if (to_f32) {
+        /* Converted a slab of rows at a time (about 16 MiB), so a large
+         * embedding never needs a second full-size copy on the host. */
+        const size_t row = (size_t)t->ne[0] * sizeof(float), rows = (size_t)t->ne[1];
+        if (rows > SIZE_MAX / row) {
+            st = qe_fail(QE_ERANGE, "engine: tensor %s is too large", t->name);
+            goto done;
+        }
+        size_t slab = ((size_t)16 << 20) / row;
+        slab = slab < 1 ? 1 : slab > rows ? rows : slab;
+        tmp = malloc(slab * row);
+        if (!tmp) {
+            st = qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory converting to f32", t->name);
+            goto done;
+        }
+        w->row_bytes = (cl_ulong)row;
+        st = qe_cl_alloc(e->cl, rows * row, QE_CL_RO, NULL, &w->buf);
+        for (size_t r0 = 0; st == QE_OK && r0 < rows; r0 += slab) {
+            size_t n = rows - r0 < slab ? rows - r0 : slab;
+            for (size_t r = 0; r < n; r++)
+                qe_tensor_row_f32(t, (int64_t)(r0 + r), tmp + r * (size_t)t->ne[0]);
+            st = qe_cl_write(e->cl, w->buf, r0 * row, n * row, tmp, 1);
+        }
+    } else {
+        w->row_bytes = t->row_bytes;
+        st = qe_cl_alloc(e->cl, t->nbytes, QE_CL_RO, t->data, &w->buf);
+    }
+    if (st != QE_OK) {
+        qe_fail_prefix(st, "engine: uploading %s", t->name);
+        goto done;
+    }
+    st = need_wfmt(e, fmt);
+done:
+    free(tmp);
+    return st;
+}
+
+/* A vector weight (norms), always f32 on the device. */
+static qe_status upload_vec_f32(qe_engine *e, const qe_tensor *t, cl_mem *out)
+{
+    float *tmp = malloc((size_t)t->ne[0] * sizeof(float));
+    if (!tmp)
+        return qe_fail(QE_ENOMEM, "engine: out of memory for %s", t->name);
+    qe_tensor_row_f32(t, 0, tmp);
+    qe_status st = qe_cl_alloc(e->cl, (size_t)t->ne[0] * sizeof(float), QE_CL_RO, tmp, out);
+    free(tmp);
+    return st == QE_OK ? st : qe_fail_prefix(st, "engine: uploading %s", t->name);
+}
+
+/* (cos, sin) of theta_i(p) for every position and pair, computed in double
+ * (model.h's formula) and rounded once. */
+static qe_status upload_rope(qe_engine *e, const qe_weights *w)
+{
+    const int half = e->hp.n_rot / 2;
+    float *cs = NULL, *div = NULL;
+    qe_status st = QE_OK;
+    cs = malloc((size_t)e->opt.n_ctx * (size_t)half * 2 * sizeof(float));
+    div = malloc((size_t)half * sizeof(float));
+    if (!cs || !div) {
+        st = qe_fail(QE_ENOMEM, "engine: out of memory for the RoPE table");
+        goto done;
+    }
+    for (int i = 0; i < half; i++)
+        div[i] = 1.0f;
+    if (w->rope_freqs.data)
+        qe_tensor_row_f32(&w->rope_freqs, 0, div);
+    for (int p = 0; p < e->opt.n_ctx; p++)
+        for (int i = 0; i < half; i++) {
+            double theta = ((double)p * (double)e->hp.rope_freq_scale) *
+                           pow((double)e->hp.rope_base, -2.0 * i / (double)e->hp.n_rot) /
+                           (double)div[i];
+            size_t at = ((size_t)p * half + i) * 2;
+            cs[at] = (float)cos(theta);
+            cs[at + 1] = (float)sin(theta);
+        }
+    st = qe_cl_alloc(e->cl, (size_t)e->opt.n_ctx * half * 2 * sizeof(float), QE_CL_RO, cs,
+                     &e->rope_cs);
+done:
+    free(cs);
+    free(div);
+    return st;
+}
+
+static void free_weight(dev_weight *w)
+{
+    if (w->owned)
+        qe_cl_free(w->buf);
+    w->buf = NULL;
+}
+
+/* ---- open / close ---- */
+
+static qe_status check_opts(const qe_hparams *hp, const qe_engine_opts *o)
+{
+    if (o->n_ctx < 1 || o->n_ctx > (1 << 20))
+        return qe_fail(QE_EINVAL, "engine: n_ctx %d is outside 1 .. %d", o->n_ctx, 1 << 20);
+    if (o->n_seq < 1 || o->n_seq > (1 << 16))
+        return qe_fail(QE_EINVAL, "engine: n_seq %d is outside 1 .. %d", o->n_seq, 1 << 16);
+    if (o->top_k < 0 || o->top_k > QE_ENGINE_TOP_K_MAX || o->top_k > hp->n_vocab)
+        return qe_fail(QE_EINVAL, "engine: top_k %d is outside 0 .. %d", o->top_k,
+                       hp->n_vocab < QE_ENGINE_TOP_K_MAX ? hp->n_vocab : QE_ENGINE_TOP_K_MAX);
+    if (o->head_rows < 0)
+        return qe_fail(QE_EINVAL, "engine: head_rows %d is negative", o->head_rows);
+    if ((int64_t)o->n_ctx * o->n_seq > INT32_MAX / 2)
+        return qe_fail(QE_EINVAL, "engine: n_seq %d x n_ctx %d positions is too many", o->n_seq,
+                       o->n_ctx);
+    if (hp->head_dim > 256)
+        return qe_fail(QE_EUNSUPPORTED, "engine: head_dim %d is above 256", hp->head_dim);
+    return QE_OK;
+}
+
+/* The largest power of two <= min(256, limit). */
+static int pow2_upto(size_t limit)
+{
+    int w = 1;
+    while (w * 2 <= 256 && (size_t)w * 2 <= limit)
+        w *= 2;
+    return w;
+}
+
+static qe_status build_common(qe_engine *e)
+{
+    static const char *const srcs[] = {"norm.cl", "rope.cl", "attention.cl", "ffn.cl", "logits.cl"};
+    char opts[160];
+    snprintf(opts, sizeof opts,
+             "-cl-std=CL1.2 -DQE_NW=%d -DQE_RW=%d -DQE_HD=%d -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d",
+             e->nw, e->rw, e->hp.head_dim, ATT_BQ, e->bkv, e->opt.top_k);
+    qe_status st = qe_cl_build(e->cl, srcs, 5, opts, &e->prog_common);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "rmsnorm", &e->k_norm);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "rope", &e->k_rope);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "attention", &e->k_attn);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "silu_mul", &e->k_silu);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "logit_stats", &e->k_stats);
+    const struct {
+        cl_kernel k;
+        size_t need;
+        const char *name;
+    } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
+               {e->k_stats, (size_t)e->rw, "logit_stats"},
+               {e->k_attn, ATT_BQ, "attention"}};
+    for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
+        size_t max_wg = 0;
+        st = qe_cl_kernel_limits(e->cl, req[i].k, &max_wg, NULL, NULL);
+        if (st == QE_OK && max_wg < req[i].need)
+            st = qe_fail(QE_EUNSUPPORTED, "engine: %s needs work-groups of %zu, the device allows %zu",
+                         req[i].name, req[i].need, max_wg);
+    }
+    return st;
+}
+
+static qe_status alloc_act(qe_engine *e, size_t rows, size_t width, size_t elem, cl_mem *out,
+                           const char *what)
+{
+    if (width && rows > SIZE_MAX / width / elem)
+        return qe_fail(QE_ERANGE, "engine: %s buffer of %zu x %zu overflows", what, rows, width);
+    qe_status st = qe_cl_alloc(e->cl, rows * width * elem, QE_CL_RW, NULL, out);
+    return st == QE_OK ? st : qe_fail_prefix(st, "engine: %s buffer", what);
+}
+
+qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opts,
+                         qe_engine **out)
+{
+    qe_engine *e = NULL;
+    qe_status st = QE_OK;
+    *out = NULL;
+    if (!cl || !m)
+        return qe_fail(QE_EINVAL, "engine: no OpenCL context or model");
+    e = calloc(1, sizeof *e);
+    if (!e)
+        return qe_fail(QE_ENOMEM, "engine: out of memory");
+    e->cl = cl;
+    e->model = m;
+    e->hp = *qe_model_hparams(m);
+    e->opt = opts ? *opts : qe_engine_opts_default();
+    st = check_opts(&e->hp, &e->opt);
+    if (st != QE_OK)
+        goto done;
+
+    const qe_hparams *hp = &e->hp;
+    const size_t rows = (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
+    e->q_dim = hp->n_heads * hp->head_dim;
+    e->kv_dim = hp->n_kv_heads * hp->head_dim;
+    e->stride = STATS_HDR + 2 * e->opt.top_k;
+    e->bkv = 2048 / hp->head_dim;
+    e->bkv = e->bkv < 1 ? 1 : e->bkv > 32 ? 32 : e->bkv;
+    /* Reduction widths: up to 256 work-items per row, each given at least 4
+     * elements (narrow rows would mostly wait at barriers). */
+    const int wg = pow2_upto(qe_cl_device(cl)->max_wg_size);
+    e->nw = pow2_upto((size_t)hp->dim / 4);
+    e->nw = e->nw > wg ? wg : e->nw;
+    e->rw = pow2_upto((size_t)hp->n_vocab / 4);
+    e->rw = e->rw > wg ? wg : e->rw;
+    if (e->opt.head_rows == 0) {
+        size_t fit = HEAD_BYTES / ((size_t)hp->n_vocab * sizeof(float));
+        if (fit >= MM_TILE)
+            fit -= fit % MM_TILE;
+        e->opt.head_rows = fit < 1 ? 1 : fit > rows ? (int)rows : (int)fit;
+    } else if ((size_t)e->opt.head_rows > rows) {
+        e->opt.head_rows = (int)rows;
+    }
+
+    st = build_common(e);
+    if (st != QE_OK)
+        goto done;
+
+    /* weights */
+    const qe_weights *w = qe_model_weights(m);
+    e->layers = calloc((size_t)hp->n_layers, sizeof *e->layers);
+    if (!e->layers) {
+        st = qe_fail(QE_ENOMEM, "engine: out of memory");
+        goto done;
+    }
+    st = upload_weight(e, &w->token_embd, &e->tok_embd);
+    if (st == QE_OK && w->output.data == w->token_embd.data && w->output.type == w->token_embd.type) {
+        e->output = e->tok_embd;
+        e->output.owned = 0;
+    } else if (st == QE_OK) {
+        st = upload_weight(e, &w->output, &e->output);
+    }
+    if (st == QE_OK)
+        st = upload_vec_f32(e, &w->output_norm, &e->out_norm);
+    if (st == QE_OK)
+        st = upload_rope(e, w);
+    for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
+        const qe_layer *src = &w->layers[l];
+        dev_layer *d = &e->layers[l];
+        st = upload_vec_f32(e, &src->attn_norm, &d->attn_norm);
+        if (st == QE_OK)
+            st = upload_vec_f32(e, &src->ffn_norm, &d->ffn_norm);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->wq, &d->wq);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->wk, &d->wk);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->wv, &d->wv);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->wo, &d->wo);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->w_gate, &d->w_gate);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->w_up, &d->w_up);
+        if (st == QE_OK)
+            st = upload_weight(e, &src->w_down, &d->w_down);
+        if (st == QE_OK)
+            st = alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->kc, "K cache");
+        if (st == QE_OK)
+            st = alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->vc, "V cache");
+    }
+    if (st != QE_OK)
+        goto done;
+
+    /* activations */
+    if ((st = alloc_act(e, rows, 1, sizeof(cl_int), &e->tokens, "tokens")) != QE_OK ||
+        (st = alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->g, "ffn gate")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->u, "ffn up")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->hout, "head input")) != QE_OK ||
+        (st = alloc_act(e, (size_t)e->opt.head_rows, (size_t)hp->n_vocab, sizeof(float), &e->logits,
+                        "logits")) != QE_OK ||
+        (st = alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK)
+        goto done;
+    e->hstats = malloc(rows * (size_t)e->stride * sizeof(float));
+    e->htmp = malloc(rows * sizeof(int32_t));
+    if (!e->hstats || !e->htmp) {
+        st = qe_fail(QE_ENOMEM, "engine: out of memory");
+        goto done;
+    }
+    qe_log_debug("engine: %s on %s: n_ctx %d, n_seq %d, top_k %d, head_rows %d", qe_model_name(m),
+                 qe_cl_device(cl)->name, e->opt.n_ctx, e->opt.n_seq, e->opt.top_k, e->opt.head_rows);
+done:
+    if (st != QE_OK) {
+        qe_engine_close(e);
+        return st;
+    }
+    *out = e;
+    return QE_OK;
+}
+
+void qe_engine_close(qe_engine *e)
+{
+    if (!e)
+        return;
+    if (e->layers) {
+        for (int l = 0; l < e->hp.n_layers; l++) {
+            dev_layer *d = &e->layers[l];
+            qe_cl_free(d->attn_norm);
+            qe_cl_free(d->ffn_norm);
+            free_weight(&d->wq);
+            free_weight(&d->wk);
+            free_weight(&d->wv);
+            free_weight(&d->wo);
+            free_weight(&d->w_gate);
+            free_weight(&d->w_up);
+            free_weight(&d->w_down);
+            qe_cl_free(d->kc);
+            qe_cl_free(d->vc);
+        }
+        free(e->layers);
+    }
+    free_weight(&e->output);
+    free_weight(&e->tok_embd);
+    qe_cl_free(e->out_norm);
+    qe_cl_free(e->rope_cs);
+    cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
+                     e->g, e->u, e->hout, e->logits, e->stats};
+    for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
+        qe_cl_free(acts[i]);
+    for (int f = 0; f < WF_COUNT; f++) {
+        qe_cl_kernel_free(e->k_embed[f]);
+        qe_cl_kernel_free(e->k_matmul[f]);
+        qe_cl_program_free(e->prog_wt[f]);
+    }
+    qe_cl_kernel_free(e->k_norm);
+    qe_cl_kernel_free(e->k_rope);
+    qe_cl_kernel_free(e->k_attn);
+    qe_cl_kernel_free(e->k_silu);
+    qe_cl_kernel_free(e->k_stats);
+    qe_cl_program_free(e->prog_common);
+    free(e->hstats);
+    free(e->htmp);
+    free(e);
+}
+
+/* ---- kernel launches ---- */
+
+static size_t round_up(size_t n, size_t m)
+{
+    return (n + m - 1) / m * m;
+}
+
+/* y rows (r / y_seq) * y_seq_stride + r % y_seq  (+)=  x[x_off + r*ldx ..] W^T */
+static qe_status run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
+                            int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
+                            int accumulate)
+{
+    cl_kernel k = e->k_matmul[w->fmt];
+    qe_status st = qe_cl_args(k, 13, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+                              sizeof(int), &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong),
+                              &w->row_bytes, sizeof(int), &w->ne0, sizeof(int), &w->ne1,
+                              sizeof(cl_mem), &y, sizeof(int), &ldy, sizeof(int), &y_seq,
+                              sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
+    if (st != QE_OK)
+        return st;
+    size_t global[2] = {round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
+                        round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
+    size_t local[2] = {MM_WI, MM_WI};
+    return qe_cl_run(e->cl, k, 2, global, local, NULL);
+}
+
+static qe_status run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,
+                          cl_mem w, cl_mem y, int n_rows)
+{
+    float eps = e->hp.rms_eps;
+    qe_status st = qe_cl_args(e->k_norm, 8, sizeof(cl_mem), &x, sizeof(int), &in_seq, sizeof(int),
+                              &in_seq_stride, sizeof(int), &in_off, sizeof(cl_mem), &w, sizeof(int),
+                              &e->hp.dim, sizeof(float), &eps, sizeof(cl_mem), &y);
+    if (st != QE_OK)
+        return st;
+    size_t global = (size_t)n_rows * (size_t)e->nw, local = (size_t)e->nw;
+    return qe_cl_run(e->cl, e->k_norm, 1, &global, &local, NULL);
+}
+
+static qe_status run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
+                          int seq_stride)
+{
+    int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
+    qe_status st = qe_cl_args(e->k_rope, 8, sizeof(cl_mem), &buf, sizeof(int), &ld, sizeof(int),
+                              &n_tok, sizeof(int), &seq_stride, sizeof(int), &e->hp.head_dim,
+                              sizeof(int), &e->hp.n_rot, sizeof(int), &layout, sizeof(cl_mem),
+                              &e->rope_cs);
+    if (st != QE_OK)
+        return st;
+    size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)n_heads, (size_t)n_seq * (size_t)n_tok};
+    if (global[0] == 0)
+        return QE_OK; /* n_rot 0: nothing rotates */
+    return qe_cl_run(e->cl, e->k_rope, 3, global, NULL, NULL);
+}
+
+static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+{
+    float scale = (float)(1.0 / sqrt((double)e->hp.head_dim));
+    qe_status st = qe_cl_args(e->k_attn, 9, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
+                              sizeof(cl_mem), &d->vc, sizeof(int), &n_tok, sizeof(int),
+                              &e->opt.n_ctx, sizeof(int), &e->hp.n_heads, sizeof(int),
+                              &e->hp.n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &e->att);
+    if (st != QE_OK)
+        return st;
+    size_t global[3] = {round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
+    size_t local[3] = {ATT_BQ, 1, 1};
+    return qe_cl_run(e->cl, e->k_attn, 3, global, local, NULL);
+}
+
+/* The transformer and the final norm of the scored rows. */
+static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
+{
+    const qe_hparams *hp = &e->hp;
+    const int rows = n_seq * n_tok, n_out = n_tok - out_first;
+    const int ctx = e->opt.n_ctx;
+    cl_kernel ke = e->k_embed[e->tok_embd.fmt];
+    qe_status st = qe_cl_args(ke, 5, sizeof(cl_mem), &e->tokens, sizeof(cl_mem), &e->tok_embd.buf,
+                              sizeof(cl_ulong), &e->tok_embd.row_bytes, sizeof(int), &hp->dim,
+                              sizeof(cl_mem), &e->x);
+    size_t eg[2] = {(size_t)hp->dim, (size_t)rows};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL);
+    for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
+        const dev_layer *d = &e->layers[l];
+        if ((st = run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
+            (st = run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
+            (st = run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
+            (st = run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
+            (st = run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
+            (st = run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK ||
+            (st = run_attention(e, d, n_seq, n_tok)) != QE_OK ||
+            (st = run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
+            (st = run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
+            (st = run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
+            (st = run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
+            break;
+        st = qe_cl_args(e->k_silu, 3, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
+                        &hp->n_ff);
+        size_t sg[2] = {(size_t)hp->n_ff, (size_t)rows};
+        if (st == QE_OK)
+            st = qe_cl_run(e->cl, e->k_silu, 2, sg, NULL, NULL);
+        if (st == QE_OK)
+            st = run_matmul(e, &d->w_down, e->g, 0, hp->n_ff, rows, e->x, hp->dim, rows, rows, 1);
+    }
+    if (st == QE_OK)
+        st = run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);
+    return st;
+}
+
+/* LM head for output rows [row0, row0+n) into logits rows [0, n); with
+ * stats = 1 also their statistics into stats rows [row0, row0+n). */
+static qe_status run_head(qe_engine *e, int row0, int n, int stats)
+{
+    const int dim = e->hp.dim, nv = e->hp.n_vocab;
+    qe_status st = run_matmul(e, &e->output, e->hout, (cl_ulong)row0 * (cl_ulong)dim, dim, n,
+                              e->logits, nv, n, n, 0);
+    if (st != QE_OK || !stats)
+        return st;
+    st = qe_cl_args(e->k_stats, 5, sizeof(cl_mem), &e->logits, sizeof(int), &nv, sizeof(cl_mem),
+                    &e->targets, sizeof(cl_mem), &e->stats, sizeof(int), &row0);
+    size_t global = (size_t)n * (size_t)e->rw, local = (size_t)e->rw;
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, e->k_stats, 1, &global, &local, NULL);
+    return st;
+}
+
+/* ---- public calls ---- */
+
+qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *tokens,
+                            int out_first, const int32_t *targets, qe_engine_out *out)
+{
+    if (n_seq < 1 || n_seq > e->opt.n_seq)
+        return qe_fail(QE_EINVAL, "engine: n_seq %d is outside 1 .. %d", n_seq, e->opt.n_seq);
+    if (n_tok < 1 || n_tok > e->opt.n_ctx)
+        return qe_fail(QE_EINVAL, "engine: n_tok %d is outside 1 .. n_ctx %d", n_tok, e->opt.n_ctx);
+    if (out_first < 0 || out_first >= n_tok)
+        return qe_fail(QE_EINVAL, "engine: out_first %d is outside 0 .. %d", out_first, n_tok - 1);
+    const int nv = e->hp.n_vocab, n_out = n_tok - out_first, out_rows = n_seq * n_out;
+    for (int s = 0; s < n_seq; s++)
+        for (int p = 0; p < n_tok; p++) {
+            int32_t t = tokens[(size_t)s * n_tok + p];
+            if (t < 0 || t >= nv)
+                return qe_fail(QE_EINVAL, "engine: sequence %d position %d: token %d is outside 0 .. %d",
+                               s, p, (int)t, nv - 1);
+        }
+    for (int r = 0; targets && r < out_rows; r++)
+        if (targets[r] < -1 || targets[r] >= nv)
+            return qe_fail(QE_EINVAL, "engine: sequence %d position %d: target %d is outside -1 .. %d",
+                           r / n_out, out_first + r % n_out, (int)targets[r], nv - 1);
+
+    e->ran = 0;
+    qe_status st = qe_cl_write(e->cl, e->tokens, 0, (size_t)n_seq * n_tok * sizeof(int32_t), tokens, 1);
+    if (st == QE_OK && out) {
+        if (targets)
+            memcpy(e->htmp, targets, (size_t)out_rows * sizeof(int32_t));
+        else
+            for (int r = 0; r < out_rows; r++)
+                e->htmp[r] = -1;
+        st = qe_cl_write(e->cl, e->targets, 0, (size_t)out_rows * sizeof(int32_t), e->htmp, 1);
+    }
+    if (st == QE_OK)
+        st = run_trunk(e, n_seq, n_tok, out_first);
+    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += e->opt.head_rows)
+        st = run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
+    if (st == QE_OK && out)
+        st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
+    else if (st == QE_OK)
+        st = qe_cl_finish(e->cl);
+    if (st != QE_OK)
+        return qe_fail_prefix(st, "engine: prefill");
+    e->ran = 1;
+    e->last_n_seq = n_seq;
+    e->last_n_tok = n_tok;
+    e->last_out_first = out_first;
+    if (!out)
+        return QE_OK;
+
+    const int k = e->opt.top_k;
+    for (int r = 0; r < out_rows; r++) {
+        const float *row = e->hstats + (size_t)r * e->stride;
+        if (out->lse)
+            out->lse[r] = row[0];
+        if (out->target_logp)
+            out->target_logp[r] = row[1];
+        if (out->argmax)
+            memcpy(&out->argmax[r], &row[2], sizeof(int32_t));
+        if (out->topk_id && k)
+            memcpy(out->topk_id + (size_t)r * k, row + STATS_HDR, (size_t)k * sizeof(int32_t));
+        if (out->topk_logp && k)
+            memcpy(out->topk_logp + (size_t)r * k, row + STATS_HDR + k, (size_t)k * sizeof(float));
+    }
+    return QE_OK;
+}
+
+qe_status qe_engine_head(qe_engine *e, int row0, int n_rows)
+{
+    if (!e->ran)
+        return qe_fail(QE_EINVAL, "engine: no prefill has run");
+    const int out_rows = e->last_n_seq * (e->last_n_tok - e->last_out_first);
+    if (row0 < 0 || n_rows < 1 || n_rows > e->opt.head_rows || row0 > out_rows - n_rows)
+        return qe_fail(QE_EINVAL, "engine: head rows %d .. %d are outside 0 .. %d (at most %d at once)",
+                       row0, row0 + n_rows - 1, out_rows - 1, e->opt.head_rows);
+    return run_head(e, row0, n_rows, 0);
+}
+
+qe_status qe_engine_logits(qe_engine *e, int seq, int pos, float *dst)
+{
+    if (!e->ran)
+        return qe_fail(QE_EINVAL, "engine: no prefill has run");
+    if (seq < 0 || seq >= e->last_n_seq || pos < e->last_out_first || pos >= e->last_n_tok)
+        return qe_fail(QE_EINVAL,
+                       "engine: sequence %d position %d is outside the last prefill (%d sequences, "
+                       "positions %d .. %d)",
+                       seq, pos, e->last_n_seq, e->last_out_first, e->last_n_tok - 1);
+    const int n_out = e->last_n_tok - e->last_out_first;
+    qe_status st = run_head(e, seq * n_out + pos - e->last_out_first, 1, 0);
+    if (st == QE_OK)
+        st = qe_cl_read(e->cl, e->logits, 0, (size_t)e->hp.n_vocab * sizeof(float), dst);
+    return st;
+}
+
+qe_status qe_engine_poison(qe_engine *e)
+{
+    const float nan = NAN;
+    qe_status st = QE_OK;
+    cl_mem bufs[] = {e->x, e->h, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats};
+    for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
+        st = qe_cl_fill(e->cl, bufs[i], &nan, sizeof nan, 0, qe_cl_size(bufs[i]));
+    for (int l = 0; st == QE_OK && l < e->hp.n_layers; l++) {
+        st = qe_cl_fill(e->cl, e->layers[l].kc, &nan, sizeof nan, 0, qe_cl_size(e->layers[l].kc));
+        if (st == QE_OK)
+            st = qe_cl_fill(e->cl, e->layers[l].vc, &nan, sizeof nan, 0, qe_cl_size(e->layers[l].vc));
+    }
+    if (st == QE_OK)
+        st = qe_cl_finish(e->cl);
+    return st;
+}

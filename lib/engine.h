@@ -1,0 +1,120 @@
+/* engine.h - the OpenCL forward pass: batched prefill with per-position
+ * statistics computed on the device.
+ *
+ * An engine holds one model's weights on one device (lib/cl.h) and the
+ * activations and K/V cache for up to n_seq sequences of n_ctx positions.
+ * qe_engine_prefill runs n_seq independent sequences of n_tok tokens each,
+ * every one from an empty cache at positions 0 .. n_tok-1, computing the
+ * forward pass of model.h in f32. For each position p >= out_first it reduces
+ * the next-token logits on the device to a few numbers (log-sum-exp, the
+ * target's log-prob, arg-max, top-k); only those are read back, once, at the
+ * end. The LM head runs only for positions >= out_first (perplexity scores
+ * the second half of each chunk), in passes of at most head_rows rows, so the
+ * logits buffer stays small even for a 262144-token vocabulary.
+ *
+ * Output rows: position p of sequence s is row s * n_out + (p - out_first),
+ * n_out = n_tok - out_first. The target of a row is the token whose log-prob
+ * is wanted (for perplexity: the token at p + 1), or -1 for none.
+ *
+ * Weights are uploaded once at open: F32 and F16 as stored (F16 is read with
+ * vload_half, no half arithmetic), BF16 converted to F32 on the host (twice
+ * the device memory of the file). Norm weights and rope_freqs are always
+ * converted to F32. Other types are QE_EUNSUPPORTED until their kernels
+ * exist (the per-type dispatch is engine_wfmt_of in engine.c and wt_load in
+ * kernels/weights.cl).
+ *
+ * Numerics: every row's arithmetic is independent of the other rows (fixed
+ * reduction orders, tiles aligned to the row or sequence), so a sequence's
+ * outputs are bit-identical whether it runs alone or in a batch, and
+ * whatever out_first and head_rows are. Results are deterministic on one
+ * device; different devices (PoCL vs NVIDIA) may differ in the last bits.
+ *
+ * Threading: an engine is used by one thread at a time, and so is its qe_cl
+ * (the caller serialises). The qe_cl and the model must outlive the engine.
+ */
+#ifndef QE_ENGINE_H
+#define QE_ENGINE_H
+
+#include <stdint.h>
+
+#include "cl.h"
+#include "model.h"
+#include "status.h"
+
+#define QE_ENGINE_TOP_K_MAX 64
+
+typedef struct qe_engine qe_engine;
+
+typedef struct qe_engine_opts {
+    int n_ctx;     /* positions per sequence (>= 1); default 512 */
+    int n_seq;     /* sequences per batch (>= 1); default 1 */
+    int top_k;     /* top-k entries per position, 0 .. QE_ENGINE_TOP_K_MAX; default 10 */
+    int head_rows; /* LM-head rows per pass; 0 (default) = as many as fit a
+                      64 MiB logits buffer; any value is capped at n_seq * n_ctx */
+} qe_engine_opts;
+
+/* The defaults above. */
+qe_engine_opts qe_engine_opts_default(void);
+
+/* Upload m's weights to cl's device, build the kernels and allocate the
+ * buffers for opts (NULL = defaults). On success *out owns them.
+ * QE_EINVAL for options out of range (message names the option and range),
+ * QE_EUNSUPPORTED for a weight type without a device kernel or a head_dim
+ * above 256, QE_ERANGE for buffers larger than the device allows, QE_ECL for
+ * OpenCL failures (kernel build errors included). */
+qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opts,
+                         qe_engine **out);
+void qe_engine_close(qe_engine *e); /* NULL is fine */
+
+/* The options in force (head_rows resolved). */
+qe_engine_opts qe_engine_options(const qe_engine *e);
+
+/* Per-position results of a prefill, in caller memory. Row layout: see the
+ * top of this file (n_rows = n_seq * (n_tok - out_first)). Any pointer may be
+ * NULL: that result is not copied out. */
+typedef struct qe_engine_out {
+    float *lse;         /* [n_rows] log sum_v exp(logit_v) */
+    float *target_logp; /* [n_rows] logit_target - lse; NAN where target is -1 */
+    int32_t *argmax;    /* [n_rows] lowest id among the largest logits */
+    int32_t *topk_id;   /* [n_rows][top_k] by logit descending, ties by lower id */
+    float *topk_logp;   /* [n_rows][top_k] their log-probs (logit - lse) */
+} qe_engine_out;
+
+/* Prefill n_seq sequences of n_tok tokens each. tokens: [n_seq][n_tok].
+ * targets: [n_rows] (row layout above), each -1 or a token id; NULL = all -1.
+ * out NULL runs only the transformer and the final norm (for callers that
+ * drive the LM head themselves, see qe_engine_head).
+ * Requires 1 <= n_seq <= opts.n_seq, 1 <= n_tok <= opts.n_ctx,
+ * 0 <= out_first < n_tok, every token in [0, n_vocab), every target -1 or in
+ * [0, n_vocab): else QE_EINVAL (checked before anything is uploaded; the
+ * message names the sequence and position). Blocks until the results are on
+ * the host. */
+qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *tokens,
+                            int out_first, const int32_t *targets, qe_engine_out *out);
+
+/* Debug and tests: the n_vocab logits of sequence `seq` at position `pos` of
+ * the last prefill (out_first <= pos < n_tok), recomputed by the same LM-head
+ * kernel (bit-identical to what the statistics saw) into dst[n_vocab].
+ * QE_EINVAL when no prefill ran or seq/pos is outside it. */
+qe_status qe_engine_logits(qe_engine *e, int seq, int pos, float *dst);
+
+/* Tests: fill every activation, cache, logits and result buffer on the
+ * device with NaN, so values left from an earlier run cannot pass for new
+ * ones. */
+qe_status qe_engine_poison(qe_engine *e);
+
+/* ---- for device-side consumers of the logits (paired KL-divergence) ----
+ * A paired evaluation runs qe_engine_prefill on two engines (out may be NULL),
+ * then, for row0 = 0, head_rows, 2*head_rows, ... calls qe_engine_head on
+ * both and compares their qe_engine_logits_mem buffers with its own kernel on
+ * the same queue (both engines must share one qe_cl). */
+
+/* Enqueue (no wait) the LM head for output rows [row0, row0 + n_rows) of the
+ * last prefill into the logits buffer, row row0 + i at buffer row i.
+ * 1 <= n_rows <= head_rows; QE_EINVAL otherwise or when no prefill ran. */
+qe_status qe_engine_head(qe_engine *e, int row0, int n_rows);
+/* The logits buffer: [head_rows][n_vocab] f32, valid after qe_engine_head
+ * until the next engine call. */
+cl_mem qe_engine_logits_mem(const qe_engine *e);
+
+#endif
