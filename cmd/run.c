@@ -12,16 +12,16 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "cl.h"
 #include "cli.h"
+#include "jobeval.h"
 #include "job.h"
 #include "log.h"
 #include "runner.h"
 
-/* The evaluator: one perplexity run, its chunks to the sink. The forward
- * engine plugs in here (lib/runner.h, "Wiring an evaluation loop"); until
- * it does, `qeval run` can only --dry-run. */
-static const qe_runner_eval_fn run_evaluator = NULL;
-static void *run_evaluator_ud = NULL;
+/* The evaluator: one perplexity run, its chunks to the sink
+ * (lib/jobeval.h joins the runner and the perplexity loop). */
+static const qe_runner_eval_fn run_evaluator = qe_jobeval_run;
 
 static void usage(FILE *f)
 {
@@ -37,7 +37,9 @@ static void usage(FILE *f)
             "  --shard I/N    evaluate only runs i with i %% N == I (0 <= I < N), e.g.\n"
             "                 --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\n"
             "  --dry-run      hash and list the runs (key, stored chunks); write nothing\n"
-            "  --device C     device choice (as in qeval devices; default QEVAL_DEVICE)\n\n"
+            "  --device C     device choice (as in qeval devices; default QEVAL_DEVICE),\n"
+            "                 or 'ref' for the plain-C double-precision reference\n"
+            "  -q, --quiet    no progress line\n\n"
             "exit: 0 ok; 1 runtime failure (database, device, I/O); 2 usage; 3 invalid\n"
             "job file, model or dataset (the message names file and line or row).\n");
 }
@@ -66,13 +68,15 @@ static void note(void *ud, const qe_runner_task *t, int evaluate)
 int qe_cmd_run(int argc, char **argv)
 {
     const char *job_path = NULL, *db = NULL, *device = NULL;
-    int dry = 0, shard_i = 0, shard_n = 0;
+    int dry = 0, quiet = 0, shard_i = 0, shard_n = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
             return QE_EXIT_OK;
         } else if (!strcmp(argv[i], "--dry-run")) {
             dry = 1;
+        } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
+            quiet = 1;
         } else if (!strcmp(argv[i], "--db") || !strcmp(argv[i], "--shard") ||
                    !strcmp(argv[i], "--device")) {
             if (i + 1 >= argc)
@@ -99,11 +103,6 @@ int qe_cmd_run(int argc, char **argv)
     }
     if (!job_path)
         return qe_cli_usage_error("run", "a job file is required");
-    if (!dry && !run_evaluator) {
-        fprintf(stderr, "qeval run: this qeval has no evaluation engine wired in yet; "
-                        "--dry-run lists the runs\n");
-        return QE_EXIT_FAIL;
-    }
     /* A full disk or `ulimit -f` should fail a write, not kill the process
      * mid-transaction (SQLite rolls back; the database stays valid). */
     signal(SIGXFSZ, SIG_IGN);
@@ -112,9 +111,26 @@ int qe_cmd_run(int argc, char **argv)
     qe_status r = qe_job_parse_file(job_path, 0, &job);
     if (r != QE_OK)
         return qe_cli_report("run", r);
-    if (device)
-        setenv("QEVAL_DEVICE", device, 1);
-    qe_runner_opts o = {run_evaluator, run_evaluator_ud, note, dry, db, NULL, NULL,
+    /* The device recorded with the runs: the one the evaluator will open. */
+    char dev_name[256] = "C reference (double)", driver[128] = "-";
+    if (!dry && !(device && !strcmp(device, "ref"))) {
+        qe_cl_device_info *list = NULL;
+        size_t n_dev = 0, pick = 0;
+        r = qe_cl_list(&list, &n_dev);
+        if (r == QE_OK)
+            r = qe_cl_select(list, n_dev, device, &pick);
+        if (r == QE_OK) {
+            snprintf(dev_name, sizeof dev_name, "%s", list[pick].name);
+            snprintf(driver, sizeof driver, "%s", list[pick].driver_version);
+        }
+        qe_cl_list_free(list, n_dev);
+        if (r != QE_OK) {
+            qe_job_free(job);
+            return qe_cli_report("run", r);
+        }
+    }
+    qe_jobeval_opts eo = {device, !quiet};
+    qe_runner_opts o = {run_evaluator, &eo, note, dry, db, dev_name, driver,
                         shard_i, shard_n, 0};
     printf("job %s: %zu runs, %zu models, %zu datasets -> %s\n", job->name, job->n_runs,
            job->n_models, job->n_datasets, db ? db : job->output);

@@ -97,9 +97,10 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
     qe_chunk_plan plan;
     int use_ref = o->device && !strcmp(o->device, "ref");
     int bos = tok && qe_tokenizer_add_bos(tok) ? qe_tokenizer_bos(tok) : -1;
-    if (o->n_seq < 1 || o->top_k < 0 || o->top_k > QE_ENGINE_TOP_K_MAX)
-        return qe_fail(QE_EINVAL, "batch of %d sequences / top-k %d out of range (1.., 0..%d)",
-                       o->n_seq, o->top_k, QE_ENGINE_TOP_K_MAX);
+    if (o->n_seq < 1 || o->n_seq > QE_EVAL_MAX_SEQ || o->top_k < 0 ||
+        o->top_k > QE_ENGINE_TOP_K_MAX)
+        return qe_fail(QE_EINVAL, "batch of %d sequences / top-k %d out of range (1..%d, 0..%d)",
+                       o->n_seq, o->top_k, QE_EVAL_MAX_SEQ, QE_ENGINE_TOP_K_MAX);
     if ((st = qe_chunk_plan_make(n_tokens, o->n_ctx, o->max_chunks, bos, &plan)))
         return st;
     const int n_ctx = plan.n_ctx, first = plan.first, rows = n_ctx - first, k = o->top_k;
@@ -145,15 +146,28 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
     qe_ppl acc;
     qe_ppl_init(&acc);
     qe_progress prog;
+    int64_t n_eval = 0; /* chunks that will be evaluated, for the ETA */
+    for (int64_t i = 0; i < plan.n_chunk; i++)
+        n_eval += !o->skip || !o->skip(o->skip_ud, i);
     if (o->progress)
-        qe_progress_begin(&prog, "perplexity", (uint64_t)(plan.n_chunk * n_ctx));
-    for (int64_t c0 = 0; c0 < plan.n_chunk; c0 += n_seq) {
-        int ns = plan.n_chunk - c0 < n_seq ? (int)(plan.n_chunk - c0) : n_seq;
+        qe_progress_begin(&prog, "perplexity", (uint64_t)(n_eval * n_ctx));
+    int64_t next = 0; /* next chunk index to consider */
+    int64_t todo[QE_EVAL_MAX_SEQ];
+    for (;;) {
+        /* The next n_seq chunks that are not skipped, in chunk order. */
+        int ns = 0;
+        while (ns < n_seq && next < plan.n_chunk) {
+            if (!o->skip || !o->skip(o->skip_ud, next))
+                todo[ns++] = next;
+            next++;
+        }
+        if (ns == 0)
+            break;
         for (int s = 0; s < ns; s++) {
-            qe_chunk_fill(&plan, tokens, c0 + s, in + (size_t)s * n_ctx);
+            qe_chunk_fill(&plan, tokens, todo[s], in + (size_t)s * n_ctx);
             for (int j = 0; j < n_ctx; j++)
                 tg[(size_t)s * n_ctx + j] =
-                    j >= first && j < n_ctx - 1 ? qe_chunk_target(&plan, tokens, c0 + s, j) : -1;
+                    j >= first && j < n_ctx - 1 ? qe_chunk_target(&plan, tokens, todo[s], j) : -1;
         }
         double tb = qe_now();
         if (use_ref) {
@@ -186,7 +200,7 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
             }
             credit_text(&acc, tok, target, plan.n_scored);
             qe_eval_chunk ch = {
-                .index = c0 + s, .first = first, .n_scored = plan.n_scored, .target = target,
+                .index = todo[s], .first = first, .n_scored = plan.n_scored, .target = target,
                 .logp = logp + r0, .argmax = amax + r0, .top_k = k,
                 .topk_id = tk_id + r0 * k, .topk_logp = tk_lp + r0 * k, .nll_sum = sum,
                 .running = qe_ppl_result_of(&acc), .seconds = (te - tb) / ns};

@@ -25,6 +25,8 @@
 #include "status.h"
 #include "tokenizer.h"
 
+#define QE_EVAL_MAX_SEQ 4096 /* chunks per device batch, at most */
+
 typedef struct qe_eval_opts {
     int n_ctx;          /* tokens per chunk (default 512) */
     int64_t max_chunks; /* <= 0: all */
@@ -32,6 +34,11 @@ typedef struct qe_eval_opts {
     int top_k;          /* top-k entries recorded per scored position (default 10) */
     const char *device; /* OpenCL device choice (lib/cl.h), or "ref" for the C reference */
     int progress;       /* show a progress line on stderr */
+    /* Optional: chunks for which skip(skip_ud, index) is non-zero are not
+     * evaluated and not reported (a resumed job's stored chunks). Running
+     * statistics then cover the evaluated chunks only. */
+    int (*skip)(void *skip_ud, int64_t chunk);
+    void *skip_ud;
 } qe_eval_opts;
 
 qe_eval_opts qe_eval_opts_default(void);

@@ -1,5 +1,5 @@
 # shellcheck shell=bash
-# `qeval run` (without an engine: --dry-run and errors), `merge`, `compare`,
+# `qeval run` (--dry-run and errors; real runs are in run.sh), `merge`, `compare`,
 # `export`, `sql`: sourced by tests/e2e.sh (helpers expect_exit/expect_match/
 # expect_lines). Databases are filled with the sqlite3 shell, and expected
 # numbers are computed by Python from the same inserted values.
@@ -45,8 +45,8 @@ key_b=$(printf '%s\n' "$OUT" | awk '$1 == "0" {print $6}')
 if [ -n "$key_a" ] && [ "$key_a" != "$key_b" ]; then ok "a changed dataset byte changes the run key"; else
     not_ok "a changed dataset byte changes the run key" "$key_a vs $key_b"; fi
 
-expect_exit "run without an engine fails at runtime" 1 "$QEVAL" run "$S/job.ini" --db "$S/none.db"
-expect_match "run without an engine says so" "$ERR" "no evaluation engine"
+expect_exit "run on a device that does not exist fails at runtime" 1 "$QEVAL" run "$S/job.ini" --db "$S/none.db" --device no-such-device
+expect_match "the missing device is named, with the devices that exist" "$ERR" "no-such-device"
 if [ -e "$S/none.db" ]; then not_ok "a refused run writes no database"; else ok "a refused run writes no database"; fi
 
 # Job file errors: exit 3, FILE:LINE.
