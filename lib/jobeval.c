@@ -55,6 +55,10 @@ static qe_status to_store(void *ud, const qe_eval_chunk *c)
     sc.topk_id = c->topk_id;
     sc.topk_logprob = c->topk_logp;
     sc.seconds = c->seconds;
+    sc.n_logits = c->n_logits;
+    sc.n_vocab = c->n_vocab;
+    sc.logit_pos = c->logit_pos;
+    sc.logits = c->logits;
     return qe_runner_chunk(cc->sink, &sc);
 }
 
@@ -121,6 +125,7 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     eo.progress = jo ? jo->progress : 0;
     eo.skip = stored;
     eo.skip_ud = (void *)t;
+    eo.logits_every = t->job->store_logits;
     struct chunk_ctx cc = {t, sink};
     qe_eval_times tm;
     st = qe_eval_perplexity(m, tok, ids, (int64_t)n, &eo, to_store, &cc, NULL, &tm);

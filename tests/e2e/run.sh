@@ -70,3 +70,11 @@ for w in 1 8; do
 done
 if cmp -s "$R/w1.csv" "$R/w8.csv" && cmp -s "$R/w1.csv" "$R/full.csv"; then ok "1, 2 and 8 workers give identical rows"; else
     not_ok "1, 2 and 8 workers give identical rows" "$(diff "$R/w1.csv" "$R/w8.csv" | head -5)"; fi
+
+# store_logits = 16: full logits of every 16th scored position, as f16 BLOBs.
+job 2 "$R/logits.db"
+sed -i 's/^top_k = 4$/top_k = 4\nstore_logits = 16/' "$R/job-2.ini"
+expect_exit "a job storing full logits" 0 "$QEVAL" run -q "$R/job-2.ini"
+expect_exit "count stored logit rows" 0 "$QEVAL" sql --db "$R/logits.db" --csv "SELECT count(*) FROM logits"
+# 2 runs x 12 chunks x positions 0, 16 of 31 scored
+expect_match "two logit rows per chunk and run" "$OUT" "^48$"
