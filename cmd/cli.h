@@ -25,5 +25,6 @@ int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
 int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
 int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
 int qe_cmd_quantize(int argc, char **argv); /* cmd/quantize.c */
+int qe_cmd_synth(int argc, char **argv);    /* cmd/synth.c */
 
 #endif
