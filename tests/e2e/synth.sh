@@ -136,3 +136,32 @@ if [ -e "$SDIR/bad.gguf" ]; then not_ok "usage errors write nothing"; else ok "u
 expect_exit "synth into a missing directory exits 1" 1 "$QEVAL" synth --arch stories260k -o "$SDIR/no/such/dir/x.gguf"
 expect_match "unwritable output: names the path" "$ERR" "no/such/dir/x\.gguf"
 expect_exit "synth onto a directory exits 1" 1 "$QEVAL" synth --arch stories260k -o "$SDIR"
+
+# bench/torch_peer.py (runs on the GPU machine) builds its Hugging Face
+# config from bench/archs.json: it must compile here, and its --print-config
+# (no torch needed) must agree with qeval synth's plan: every table entry,
+# and an override with the head-dim rule.
+PEER=$(dirname "$ARCHS_JSON")/torch_peer.py
+if python3 -c 'import ast, sys; ast.parse(open(sys.argv[1]).read())' "$PEER" 2>"$SDIR/py.out"; then
+    ok "torch_peer.py compiles"; else not_ok "torch_peer.py compiles" "$(tail -3 "$SDIR/py.out")"; fi
+for args in "--arch llama-3.2-1b" "--arch qwen2.5-0.5b" "--arch smollm2-135m" "--arch stories260k" \
+            "--arch llama-3.2-1b --dim 512 --heads 4 --kv-heads 2 --layers 3 --untied"; do
+    # shellcheck disable=SC2086
+    "$QEVAL" synth $args --plan --json >"$SDIR/plan.json" 2>&1
+    # shellcheck disable=SC2086
+    if python3 "$PEER" $args --print-config >"$SDIR/peer.json" 2>"$SDIR/py.out" &&
+        python3 - "$SDIR/plan.json" "$SDIR/peer.json" >>"$SDIR/py.out" 2>&1 <<'PY'
+import json, sys
+plan, peer = (json.load(open(p)) for p in sys.argv[1:3])
+assert plan["config"] == peer["config"], (plan["config"], peer["config"])
+assert plan["arch"] == peer["arch"] and plan["n_params"] == peer["n_params"], (plan["arch"], peer["arch"])
+c, hf = peer["config"], peer["hf_v5"]
+assert (hf["hidden_size"], hf["num_hidden_layers"], hf["num_attention_heads"], hf["num_key_value_heads"],
+        hf["head_dim"], hf["intermediate_size"], hf["vocab_size"], hf["tie_word_embeddings"]) == \
+       (c["dim"], c["n_layers"], c["n_heads"], c["n_kv_heads"], c["head_dim"], c["n_ff"], c["n_vocab"], c["tied"])
+assert hf["rope_parameters"]["rope_theta"] == peer["hf_v4"]["rope_theta"] == c["rope_base"]
+assert (hf["rope_parameters"]["rope_type"] == "llama3") == (c["rope_scaling"] is not None)
+PY
+    then ok "torch_peer --print-config agrees with synth --plan: $args"; else
+        not_ok "torch_peer --print-config agrees with synth --plan: $args" "$(tail -3 "$SDIR/py.out")"; fi
+done
