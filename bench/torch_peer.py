@@ -18,7 +18,11 @@ one CUDA GPU, and measures:
            static KV cache: `generate(cache_implementation="static",
            min_new_tokens=max_new_tokens=128)` (default; transformers compiles
            the forward for a static cache unless --compile off), or a manual
-           loop over StaticCache (--decode loop). tokens/s = B x 128 / time.
+           loop over StaticCache (--decode loop; with --compile auto it wraps
+           the model in torch.compile(mode="reduce-overhead"), but with
+           transformers 5.17 inductor skips CUDA graphs there because the
+           cache mutates a counter, so batch 1 stays launch-bound: use the
+           default for the fast HF number). tokens/s = B x 128 / time.
            B in {1, 64}.
   copy     device-to-device copy bandwidth (torch Tensor.copy_ of a
            --copy-mib buffer) for the roofline: GB/s counting bytes read plus
@@ -34,6 +38,12 @@ Runs only where torch, transformers and a CUDA GPU are (the GPU machine:
 torch 2.11, transformers 5.17). Not part of `make check`, which only checks
 that this file compiles and that --print-config (which needs neither torch nor
 a GPU) agrees with `qeval synth --plan --json`.
+
+Measured on the GPU machine (nvidia-h200, torch 2.11.0+cu130, transformers
+5.17.0, 2026-11-22), llama-3.2-1b, medians of 5: copy 4253 GB/s read+write;
+prefill 52,950 / 170,160 / 176,395 tokens/s at B = 1 / 8 / 32; decode
+(generate, compiled) 373 / 17,567 tokens/s at B = 1 / 64 (eager, medians of
+3: 71 / 5,155).
 
 Commands (from the repository root on the GPU machine):
   python3 bench/torch_peer.py --arch llama-3.2-1b --out results/torch_peer.jsonl
@@ -274,14 +284,25 @@ def measure_decode(torch, model, cfg, a, args, B, common):
             out = model.generate(ids, attention_mask=mask, **kw)
         return out.shape[1] - 1
 
-    cache = make_static_cache(torch, cfg, B, n_gen + 1) if path == "loop" else None
+    cache = None
+    compiled = fwd is not model
+    if path == "loop":
+        cache = make_static_cache(torch, cfg, B, n_gen + 1)
+        # One eager step allocates the cache buffers (transformers 5 does it
+        # lazily) outside any compiled graph, so CUDA graphs never own them.
+        with torch.inference_mode():
+            pos = torch.tensor([0], device="cuda")
+            model(input_ids=ids, past_key_values=cache, cache_position=pos,
+                  position_ids=pos.unsqueeze(0).expand(B, 1), use_cache=True)
 
     def run_loop():
-        cache.reset()  # the same buffers every run (CUDA graphs keep their addresses)
         tok = ids
         with torch.inference_mode():
+            cache.reset()  # the same buffers every run (CUDA graphs keep their addresses)
             for step in range(n_gen):
                 pos = torch.tensor([step], device="cuda")
+                if compiled:  # a new step: earlier graph outputs may be overwritten
+                    torch.compiler.cudagraph_mark_step_begin()
                 out = fwd(input_ids=tok, past_key_values=cache, cache_position=pos,
                           position_ids=pos.unsqueeze(0).expand(B, 1), use_cache=True)
                 tok = out.logits[:, -1:, :].argmax(-1)
