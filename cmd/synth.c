@@ -316,6 +316,8 @@ int qe_cmd_synth(int argc, char **argv)
     int32_t *field[N_SIZES] = {&c.dim, &c.n_layers, &c.n_heads, &c.n_kv_heads,
                                &c.head_dim, &c.n_ff, &c.n_vocab, &c.n_ctx};
     int first = 1;
+    /* The label cannot overflow: a table name and 8 options of at most
+     * 9 + 1 + 10 characters take < 200 bytes. */
     for (int k = 0; k < N_SIZES; k++) {
         if (!given[k])
             continue;

@@ -173,8 +173,9 @@ static void gen_row(uint64_t key, uint64_t row, int64_t n, float mean, float std
 
 /* ---- the vocabulary ---- */
 
-/* Piece i (>= N_FIXED) of the synthetic vocabulary into out (room for 32
- * bytes); returns its length. See synth.h for the scheme. */
+/* Piece i (>= N_FIXED) of the synthetic vocabulary into out (room for 16
+ * bytes: at most "▁" and 6 letters below 2^24 pieces); returns its length.
+ * See synth.h for the scheme. */
 static size_t piece(uint64_t i, char *out)
 {
     static const char meta[] = "\xe2\x96\x81"; /* U+2581 */
@@ -215,7 +216,8 @@ static size_t piece(uint64_t i, char *out)
 static qe_status add_vocab(qe_gguf_writer *w, int32_t n)
 {
     qe_status st = QE_OK;
-    char *text = malloc((size_t)n * 32);
+    /* Longest entry: "▁" + 6 letters (vocabularies up to 2^24) + NUL. */
+    char *text = malloc((size_t)n * 16);
     const char **tok = malloc((size_t)n * sizeof *tok);
     float *score = malloc((size_t)n * sizeof *score);
     int32_t *type = malloc((size_t)n * sizeof *type);
