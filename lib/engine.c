@@ -28,6 +28,7 @@
  * Threading: one thread at a time per engine (and per qe_cl).
  */
 #include "engine.h"
+#include "engine_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -36,72 +37,10 @@
 
 #include "log.h"
 
-/* Device storage formats of weight matrices (the values of QE_WT in
- * kernels/weights.cl). */
-enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_COUNT };
-
-#define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
-#define MM_WI 16        /* matmul.cl: work-items per dimension */
-#define ATT_BQ 32       /* attention.cl: queries per work-group */
-#define HEAD_BYTES (64u << 20) /* default logits buffer budget */
-#define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
-
-typedef struct dev_weight {
-    cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
-    int fmt;             /* enum engine_wfmt */
-    int ne0, ne1;        /* row length (input dim), rows (output dim) */
-    cl_ulong row_bytes;
-    int owned;           /* 0 when buf aliases another weight (tied output) */
-} dev_weight;
-
-typedef struct dev_layer {
-    cl_mem attn_norm, ffn_norm;  /* [dim] f32 */
-    dev_weight wq, wk, wv;       /* {dim, n_heads*hd}, {dim, n_kv*hd} x 2 */
-    dev_weight wo;               /* {n_heads*hd, dim} */
-    dev_weight w_gate, w_up;     /* {dim, n_ff} */
-    dev_weight w_down;           /* {n_ff, dim} */
-    cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx][n_kv*hd] f32 */
-} dev_layer;
-
-struct qe_engine {
-    qe_cl *cl;
-    const qe_model *model;
-    qe_hparams hp;
-    qe_engine_opts opt;
-    int q_dim, kv_dim;   /* n_heads*hd, n_kv*hd */
-    int nw;              /* work-items per row of norm.cl */
-    int rw;              /* work-items per row of logits.cl */
-    int bkv;             /* attention.cl keys per tile */
-    int stride;          /* floats per stats row: 4 + 2*top_k */
-
-    cl_program prog_common, prog_wt[WF_COUNT];
-    cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
-    cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
-
-    dev_weight tok_embd, output;
-    cl_mem out_norm;     /* [dim] f32 */
-    cl_mem rope_cs;      /* [n_ctx][n_rot/2] (cos, sin) f32 */
-    dev_layer *layers;   /* [n_layers] */
-
-    cl_mem tokens;       /* [n_seq*n_ctx] int */
-    cl_mem targets;      /* [n_seq*n_ctx] int */
-    cl_mem x, h;         /* [n_seq*n_ctx][dim] */
-    cl_mem q, att;       /* [n_seq*n_ctx][q_dim] */
-    cl_mem g, u;         /* [n_seq*n_ctx][n_ff] */
-    cl_mem hout;         /* [n_seq*n_ctx][dim] final-normed scored rows */
-    cl_mem logits;       /* [head_rows][n_vocab] */
-    cl_mem stats;        /* [n_seq*n_ctx][stride] */
-
-    float *hstats;       /* host copy of stats, [n_seq*n_ctx][stride] */
-    int32_t *htmp;       /* host scratch for targets, [n_seq*n_ctx] */
-
-    int ran;             /* a prefill completed: the fields below describe it */
-    int last_n_seq, last_n_tok, last_out_first;
-};
-
 qe_engine_opts qe_engine_opts_default(void)
 {
-    qe_engine_opts o = {.n_ctx = 512, .n_seq = 1, .top_k = 10, .head_rows = 0};
+    qe_engine_opts o = {.n_ctx = 512, .n_seq = 1, .top_k = 10, .head_rows = 0,
+                        .kv_k = QE_KV_F32, .kv_v = QE_KV_F32};
     return o;
 }
 
@@ -117,23 +56,48 @@ cl_mem qe_engine_logits_mem(const qe_engine *e)
 
 /* ---- weights: the one host-side dispatch on weight type ---- */
 
-/* Device format of a stored weight type, and whether rows are converted to
- * f32 on the host first. Quantized formats add a case here, a loader in
- * kernels/weights.cl, and nothing else. */
-static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *to_f32)
+/* How a stored weight reaches the device: as stored, or converted on the
+ * host row by row (qe_tensor_row_f32) to f32 or f16. */
+enum { CONV_NONE = 0, CONV_F32, CONV_F16 };
+
+/* Device format of a stored weight type, and the host conversion on the way.
+ * The one host-side dispatch on weight type (kernels/weights.cl's wt_load is
+ * the device side):
+ *   F32, F16, Q8_0, Q4_0   as stored (block formats dequantized inside the
+ *                          kernels, never expanded in device memory)
+ *   BF16                   -> f32 (exact; twice the file's bytes)
+ *   Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K
+ *                          -> f16: decoded exactly as ggml does, then rounded
+ *                          once to half (relative error <= 2^-11 per weight,
+ *                          two orders of magnitude below these formats' own
+ *                          quantization error; 16 bits/weight on the device) */
+static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
 {
     switch (t->type) {
     case QE_DT_F32:
         *fmt = WF_F32;
-        *to_f32 = 0;
+        *conv = CONV_NONE;
         return QE_OK;
     case QE_DT_F16:
         *fmt = WF_F16;
-        *to_f32 = 0;
+        *conv = CONV_NONE;
+        return QE_OK;
+    case QE_DT_Q8_0:
+        *fmt = WF_Q8_0;
+        *conv = CONV_NONE;
+        return QE_OK;
+    case QE_DT_Q4_0:
+        *fmt = WF_Q4_0;
+        *conv = CONV_NONE;
         return QE_OK;
     case QE_DT_BF16:
         *fmt = WF_F32;
-        *to_f32 = 1;
+        *conv = CONV_F32;
+        return QE_OK;
+    case QE_DT_Q4_1: case QE_DT_Q5_0: case QE_DT_Q5_1:
+    case QE_DT_Q4_K: case QE_DT_Q5_K: case QE_DT_Q6_K:
+        *fmt = WF_F16;
+        *conv = CONV_F16;
         return QE_OK;
     default:
         return qe_fail(QE_EUNSUPPORTED, "engine: tensor %s: type %s has no device kernel", t->name,
@@ -166,9 +130,10 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
 
 static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
 {
-    int fmt = 0, to_f32 = 0;
+    int fmt = 0, conv = 0;
     float *tmp = NULL;
-    qe_status st = engine_wfmt_of(t, &fmt, &to_f32);
+    uint16_t *tmp16 = NULL;
+    qe_status st = engine_wfmt_of(t, &fmt, &conv);
     if (st != QE_OK)
         goto done;
     if (t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX) {
@@ -180,28 +145,36 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
     w->ne0 = (int)t->ne[0];
     w->ne1 = (int)t->ne[1];
     w->owned = 1;
-    if (to_f32) {
+    if (conv != CONV_NONE) {
         /* Converted a slab of rows at a time (about 16 MiB), so a large
          * embedding never needs a second full-size copy on the host. */
-        const size_t row = (size_t)t->ne[0] * sizeof(float), rows = (size_t)t->ne[1];
-        if (rows > SIZE_MAX / row) {
+        const size_t es = conv == CONV_F16 ? 2 : sizeof(float);
+        const size_t row32 = (size_t)t->ne[0] * sizeof(float), rows = (size_t)t->ne[1];
+        const size_t row = (size_t)t->ne[0] * es;
+        if (rows > SIZE_MAX / row32) {
             st = qe_fail(QE_ERANGE, "engine: tensor %s is too large", t->name);
             goto done;
         }
-        size_t slab = ((size_t)16 << 20) / row;
+        size_t slab = ((size_t)16 << 20) / row32;
         slab = slab < 1 ? 1 : slab > rows ? rows : slab;
-        tmp = malloc(slab * row);
-        if (!tmp) {
-            st = qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory converting to f32", t->name);
+        tmp = malloc(slab * row32);
+        if (conv == CONV_F16)
+            tmp16 = malloc(slab * row);
+        if (!tmp || (conv == CONV_F16 && !tmp16)) {
+            st = qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory converting rows", t->name);
             goto done;
         }
         w->row_bytes = (cl_ulong)row;
         st = qe_cl_alloc(e->cl, rows * row, QE_CL_RO, NULL, &w->buf);
         for (size_t r0 = 0; st == QE_OK && r0 < rows; r0 += slab) {
             size_t n = rows - r0 < slab ? rows - r0 : slab;
+            const size_t ne0 = (size_t)t->ne[0];
             for (size_t r = 0; r < n; r++)
-                qe_tensor_row_f32(t, (int64_t)(r0 + r), tmp + r * (size_t)t->ne[0]);
-            st = qe_cl_write(e->cl, w->buf, r0 * row, n * row, tmp, 1);
+                qe_tensor_row_f32(t, (int64_t)(r0 + r), tmp + r * ne0);
+            for (size_t i = 0; conv == CONV_F16 && i < n * ne0; i++)
+                tmp16[i] = qe_f32_to_f16(tmp[i]);
+            st = qe_cl_write(e->cl, w->buf, r0 * row, n * row,
+                             conv == CONV_F16 ? (const void *)tmp16 : (const void *)tmp, 1);
         }
     } else {
         w->row_bytes = t->row_bytes;
@@ -214,6 +187,7 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
     st = need_wfmt(e, fmt);
 done:
     free(tmp);
+    free(tmp16);
     return st;
 }
 
@@ -302,12 +276,16 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"norm.cl", "rope.cl", "attention.cl", "ffn.cl", "logits.cl"};
-    char opts[160];
+    static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
+                                       "ffn.cl",  "logits.cl"};
+    char defs[128], opts[320];
+    qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DQE_NW=%d -DQE_RW=%d -DQE_HD=%d -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d",
-             e->nw, e->rw, e->hp.head_dim, ATT_BQ, e->bkv, e->opt.top_k);
-    qe_status st = qe_cl_build(e->cl, srcs, 5, opts, &e->prog_common);
+             "-cl-std=CL1.2 -DQE_NW=%d -DQE_RW=%d %s -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d "
+             "-DQE_KVK=%d -DQE_KVV=%d",
+             e->nw, e->rw, defs, ATT_BQ, e->bkv, e->opt.top_k, (int)e->opt.kv_k,
+             (int)e->opt.kv_v);
+    qe_status st = qe_cl_build(e->cl, srcs, sizeof srcs / sizeof srcs[0], opts, &e->prog_common);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rmsnorm", &e->k_norm);
     if (st == QE_OK)
@@ -335,7 +313,7 @@ static qe_status build_common(qe_engine *e)
     return st;
 }
 
-static qe_status alloc_act(qe_engine *e, size_t rows, size_t width, size_t elem, cl_mem *out,
+qe_status qe_engine_alloc_act(qe_engine *e, size_t rows, size_t width, size_t elem, cl_mem *out,
                            const char *what)
 {
     if (width && rows > SIZE_MAX / width / elem)
@@ -386,7 +364,9 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         e->opt.head_rows = (int)rows;
     }
 
-    st = build_common(e);
+    st = qe_engine_kv_open(e);
+    if (st == QE_OK)
+        st = build_common(e);
     if (st != QE_OK)
         goto done;
 
@@ -429,26 +409,26 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         if (st == QE_OK)
             st = upload_weight(e, &src->w_down, &d->w_down);
         if (st == QE_OK)
-            st = alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->kc, "K cache");
+            st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[0], 1, &d->kc, "K cache");
         if (st == QE_OK)
-            st = alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->vc, "V cache");
+            st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->vc, "V cache");
     }
     if (st != QE_OK)
         goto done;
 
     /* activations */
-    if ((st = alloc_act(e, rows, 1, sizeof(cl_int), &e->tokens, "tokens")) != QE_OK ||
-        (st = alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->g, "ffn gate")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->u, "ffn up")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->hout, "head input")) != QE_OK ||
-        (st = alloc_act(e, (size_t)e->opt.head_rows, (size_t)hp->n_vocab, sizeof(float), &e->logits,
+    if ((st = qe_engine_alloc_act(e, rows, 1, sizeof(cl_int), &e->tokens, "tokens")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->g, "ffn gate")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->u, "ffn up")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->hout, "head input")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, (size_t)e->opt.head_rows, (size_t)hp->n_vocab, sizeof(float), &e->logits,
                         "logits")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK)
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK)
         goto done;
     e->hstats = malloc(rows * (size_t)e->stride * sizeof(float));
     e->htmp = malloc(rows * sizeof(int32_t));
@@ -507,6 +487,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_silu);
     qe_cl_kernel_free(e->k_stats);
     qe_cl_program_free(e->prog_common);
+    qe_engine_kv_close(e);
     free(e->hstats);
     free(e->htmp);
     free(e);
@@ -514,13 +495,13 @@ void qe_engine_close(qe_engine *e)
 
 /* ---- kernel launches ---- */
 
-static size_t round_up(size_t n, size_t m)
+size_t qe_engine_round_up(size_t n, size_t m)
 {
     return (n + m - 1) / m * m;
 }
 
 /* y rows (r / y_seq) * y_seq_stride + r % y_seq  (+)=  x[x_off + r*ldx ..] W^T */
-static qe_status run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
+qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
                             int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                             int accumulate)
 {
@@ -532,13 +513,13 @@ static qe_status run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulon
                               sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
     if (st != QE_OK)
         return st;
-    size_t global[2] = {round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
-                        round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
+    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
+                        qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
     size_t local[2] = {MM_WI, MM_WI};
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-static qe_status run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,
+qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,
                           cl_mem w, cl_mem y, int n_rows)
 {
     float eps = e->hp.rms_eps;
@@ -551,7 +532,7 @@ static qe_status run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride,
     return qe_cl_run(e->cl, e->k_norm, 1, &global, &local, NULL);
 }
 
-static qe_status run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
+qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
                           int seq_stride)
 {
     int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
@@ -567,26 +548,56 @@ static qe_status run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_s
     return qe_cl_run(e->cl, e->k_rope, 3, global, NULL, NULL);
 }
 
-static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
 {
     float scale = (float)(1.0 / sqrt((double)e->hp.head_dim));
-    qe_status st = qe_cl_args(e->k_attn, 9, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
-                              sizeof(cl_mem), &d->vc, sizeof(int), &n_tok, sizeof(int),
-                              &e->opt.n_ctx, sizeof(int), &e->hp.n_heads, sizeof(int),
-                              &e->hp.n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &e->att);
+    const cl_ulong krb = (cl_ulong)e->kv_row_bytes[0], vrb = (cl_ulong)e->kv_row_bytes[1];
+    qe_status st = qe_cl_args(e->k_attn, 11, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
+                              sizeof(cl_mem), &d->vc, sizeof(cl_ulong), &krb, sizeof(cl_ulong),
+                              &vrb, sizeof(int), &n_tok, sizeof(int), &e->opt.n_ctx, sizeof(int),
+                              &e->hp.n_heads, sizeof(int), &e->hp.n_kv_heads, sizeof(float),
+                              &scale, sizeof(cl_mem), &e->att);
     if (st != QE_OK)
         return st;
-    size_t global[3] = {round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
+    size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
     size_t local[3] = {ATT_BQ, 1, 1};
     return qe_cl_run(e->cl, e->k_attn, 3, global, local, NULL);
 }
 
+/* K and V of the batch's rows into layer d's caches (K after RoPE). An f32
+ * cache is written by the matmul directly; another format goes through the
+ * staging buffer and the store kernel, one of K and V at a time. */
+static qe_status run_kv(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+{
+    const qe_hparams *hp = &e->hp;
+    const int rows = n_seq * n_tok, ctx = e->opt.n_ctx;
+    qe_status st = QE_OK;
+    if (e->opt.kv_k == QE_KV_F32) {
+        if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok,
+                                       ctx, 0)) != QE_OK ||
+            (st = qe_engine_run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK)
+            return st;
+    } else if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim,
+                                          rows, rows, 0)) != QE_OK ||
+               (st = qe_engine_run_rope(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
+                                        n_tok)) != QE_OK ||
+               (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0)) != QE_OK) {
+        return st;
+    }
+    if (e->opt.kv_v == QE_KV_F32)
+        return qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx,
+                                    0);
+    st = qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim, rows, rows, 0);
+    if (st == QE_OK)
+        st = qe_engine_run_kv_store(e, 1, e->kvs, rows, d->vc, n_tok, ctx, 0);
+    return st;
+}
+
 /* The transformer and the final norm of the scored rows. */
-static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
+qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
 {
     const qe_hparams *hp = &e->hp;
     const int rows = n_seq * n_tok, n_out = n_tok - out_first;
-    const int ctx = e->opt.n_ctx;
     cl_kernel ke = e->k_embed[e->tok_embd.fmt];
     qe_status st = qe_cl_args(ke, 5, sizeof(cl_mem), &e->tokens, sizeof(cl_mem), &e->tok_embd.buf,
                               sizeof(cl_ulong), &e->tok_embd.row_bytes, sizeof(int), &hp->dim,
@@ -596,17 +607,15 @@ static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
-        if ((st = run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
-            (st = run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
-            (st = run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
-            (st = run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
-            (st = run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
-            (st = run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK ||
-            (st = run_attention(e, d, n_seq, n_tok)) != QE_OK ||
-            (st = run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
-            (st = run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
-            (st = run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
-            (st = run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
+        if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
+            (st = run_kv(e, d, n_seq, n_tok)) != QE_OK ||
+            (st = qe_engine_run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
+            (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
+            (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
             break;
         st = qe_cl_args(e->k_silu, 3, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
                         &hp->n_ff);
@@ -614,19 +623,19 @@ static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         if (st == QE_OK)
             st = qe_cl_run(e->cl, e->k_silu, 2, sg, NULL, NULL);
         if (st == QE_OK)
-            st = run_matmul(e, &d->w_down, e->g, 0, hp->n_ff, rows, e->x, hp->dim, rows, rows, 1);
+            st = qe_engine_run_matmul(e, &d->w_down, e->g, 0, hp->n_ff, rows, e->x, hp->dim, rows, rows, 1);
     }
     if (st == QE_OK)
-        st = run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);
+        st = qe_engine_run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);
     return st;
 }
 
 /* LM head for output rows [row0, row0+n) into logits rows [0, n); with
  * stats = 1 also their statistics into stats rows [row0, row0+n). */
-static qe_status run_head(qe_engine *e, int row0, int n, int stats)
+qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats)
 {
     const int dim = e->hp.dim, nv = e->hp.n_vocab;
-    qe_status st = run_matmul(e, &e->output, e->hout, (cl_ulong)row0 * (cl_ulong)dim, dim, n,
+    qe_status st = qe_engine_run_matmul(e, &e->output, e->hout, (cl_ulong)row0 * (cl_ulong)dim, dim, n,
                               e->logits, nv, n, n, 0);
     if (st != QE_OK || !stats)
         return st;
@@ -673,9 +682,9 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
         st = qe_cl_write(e->cl, e->targets, 0, (size_t)out_rows * sizeof(int32_t), e->htmp, 1);
     }
     if (st == QE_OK)
-        st = run_trunk(e, n_seq, n_tok, out_first);
+        st = qe_engine_run_trunk(e, n_seq, n_tok, out_first);
     for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += e->opt.head_rows)
-        st = run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
+        st = qe_engine_run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
     if (st == QE_OK && out)
         st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
     else if (st == QE_OK)
@@ -714,7 +723,7 @@ qe_status qe_engine_head(qe_engine *e, int row0, int n_rows)
     if (row0 < 0 || n_rows < 1 || n_rows > e->opt.head_rows || row0 > out_rows - n_rows)
         return qe_fail(QE_EINVAL, "engine: head rows %d .. %d are outside 0 .. %d (at most %d at once)",
                        row0, row0 + n_rows - 1, out_rows - 1, e->opt.head_rows);
-    return run_head(e, row0, n_rows, 0);
+    return qe_engine_run_head(e, row0, n_rows, 0);
 }
 
 qe_status qe_engine_logits(qe_engine *e, int seq, int pos, float *dst)
@@ -727,7 +736,7 @@ qe_status qe_engine_logits(qe_engine *e, int seq, int pos, float *dst)
                        "positions %d .. %d)",
                        seq, pos, e->last_n_seq, e->last_out_first, e->last_n_tok - 1);
     const int n_out = e->last_n_tok - e->last_out_first;
-    qe_status st = run_head(e, seq * n_out + pos - e->last_out_first, 1, 0);
+    qe_status st = qe_engine_run_head(e, seq * n_out + pos - e->last_out_first, 1, 0);
     if (st == QE_OK)
         st = qe_cl_read(e->cl, e->logits, 0, (size_t)e->hp.n_vocab * sizeof(float), dst);
     return st;
@@ -740,10 +749,15 @@ qe_status qe_engine_poison(qe_engine *e)
     cl_mem bufs[] = {e->x, e->h, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats};
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = qe_cl_fill(e->cl, bufs[i], &nan, sizeof nan, 0, qe_cl_size(bufs[i]));
+    if (st == QE_OK && e->kvs)
+        st = qe_cl_fill(e->cl, e->kvs, &nan, sizeof nan, 0, qe_cl_size(e->kvs));
+    /* All-ones bytes decode to NaN in every cache format (f32/f16 NaN, a NaN
+     * block scale or TurboQuant norm), and fit any row size. */
+    const unsigned char ff = 0xff;
     for (int l = 0; st == QE_OK && l < e->hp.n_layers; l++) {
-        st = qe_cl_fill(e->cl, e->layers[l].kc, &nan, sizeof nan, 0, qe_cl_size(e->layers[l].kc));
+        st = qe_cl_fill(e->cl, e->layers[l].kc, &ff, 1, 0, qe_cl_size(e->layers[l].kc));
         if (st == QE_OK)
-            st = qe_cl_fill(e->cl, e->layers[l].vc, &nan, sizeof nan, 0, qe_cl_size(e->layers[l].vc));
+            st = qe_cl_fill(e->cl, e->layers[l].vc, &ff, 1, 0, qe_cl_size(e->layers[l].vc));
     }
     if (st == QE_OK)
         st = qe_cl_finish(e->cl);
