@@ -35,17 +35,26 @@ struct chunk_ctx {
     int want_variant; /* paired runs: store only this variant's chunks */
 };
 
+static int beyond(const qe_runner_task *t, int64_t chunk)
+{
+    return t->max_chunks > 0 && chunk >= t->max_chunks;
+}
+
 static int stored(void *ud, int64_t chunk)
 {
     const qe_runner_task *t = ud;
-    return (t->max_chunks > 0 && chunk >= t->max_chunks) || qe_store_resume_has(t->stored, chunk);
+    return beyond(t, chunk) || qe_store_resume_has(t->stored, chunk);
 }
+
+static int beyond_max(void *ud, int64_t chunk) { return beyond(ud, chunk); }
 
 static qe_status to_store(void *ud, const qe_eval_chunk *c)
 {
     struct chunk_ctx *cc = ud;
     if (c->variant != cc->want_variant)
         return QE_OK; /* the reference's rows belong to its own run */
+    if (qe_store_resume_has(cc->t->stored, c->index))
+        return QE_OK; /* re-evaluated only for the KLD summary (see below) */
     qe_store_chunk sc;
     memset(&sc, 0, sizeof sc);
     sc.chunk = c->index;
@@ -161,11 +170,13 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
             goto done;
         qe_eval_variant_result res[2];
         cc.want_variant = 1;
+        /* A resumed variant evaluates its stored chunks again (and does not
+         * store them twice) so that its KLD summary covers every chunk: the
+         * database then equals an uninterrupted run's, row for row. */
+        eo.skip = beyond_max;
         st = qe_eval_paired(&base, &var, 1, tok, ids, (int64_t)n, &eo, to_store, &cc, res, &tm);
         if (st)
             goto done;
-        /* The summary covers the chunks evaluated in this call (all of them
-         * unless the run was resumed). */
         if (res[1].kld.n > 0 && (st = qe_runner_kld(sink, &res[1].kld)))
             goto done;
     } else {

@@ -27,16 +27,23 @@ EOT
 # Every stored per-token value, in key order, as text (the run keys are
 # content hashes, so two databases of the same job compare directly).
 dump() {
-    "$QEVAL" sql --db "$1" --csv "SELECT run_key, chunk, pos, target, logprob, argmax, topk
+    "$QEVAL" sql --db "$1" --csv "SELECT run_key, chunk, pos, target, logprob, argmax, topk, kld
         FROM tokens ORDER BY 1, 2, 3" 2>&1
+    "$QEVAL" sql --db "$1" --csv "SELECT run_key, chunk, n_scored, nll_sum FROM chunks ORDER BY 1, 2" 2>&1
+    "$QEVAL" sql --db "$1" --csv "SELECT run_key, ref_run_key, n, ppl_q, ppl_base, cor, kld_mean,
+        kld_err, kld_max, kld_p99, kld_median, kld_min, dp_mean, dp_rms, same_top FROM kld ORDER BY 1" 2>&1
 }
 job 2 "$R/full.db"
 expect_exit "qeval run evaluates a small job" 0 "$QEVAL" run -q "$R/job-2.ini"
 expect_match "both runs evaluated" "$OUT" "2 runs: 2 evaluated"
 dump "$R/full.db" > "$R/full.csv"
-n=$(wc -l < "$R/full.csv")
-# 2 runs x 12 chunks x 31 scored tokens, plus the header line
-if [ "$n" -eq $((2 * 12 * 31 + 1)) ]; then ok "one row per scored token ($n lines)"; else not_ok "one row per scored token" "got $n lines"; fi
+n=$("$QEVAL" sql --db "$R/full.db" --csv "SELECT count(*) FROM tokens" | tail -1)
+# 2 runs x 12 chunks x 31 scored tokens
+if [ "$n" -eq $((2 * 12 * 31)) ]; then ok "one row per scored token ($n rows)"; else not_ok "one row per scored token" "got $n rows"; fi
+nk=$("$QEVAL" sql --db "$R/full.db" --csv "SELECT count(*) FROM tokens WHERE kld IS NOT NULL" | tail -1)
+if [ "$nk" -eq $((12 * 31)) ]; then ok "the variant stores per-token KLD ($nk rows)"; else not_ok "the variant stores per-token KLD" "got $nk rows"; fi
+expect_exit "read the KLD summary" 0 "$QEVAL" sql --db "$R/full.db" --csv "SELECT n FROM kld"
+expect_match "one KLD summary over every scored token of the variant" "$OUT" "^372$"
 expect_exit "a second run finds everything stored" 0 "$QEVAL" run -q "$R/job-2.ini"
 expect_match "nothing evaluated twice" "$OUT" "2 runs: 0 evaluated, 2 already complete, 0 chunks written"
 expect_exit "compare reads the database" 0 "$QEVAL" compare --db "$R/full.db"
