@@ -28,6 +28,7 @@
  * Threading: one thread at a time per engine (and per qe_cl).
  */
 #include "engine.h"
+#include "engine_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -35,69 +36,6 @@
 #include <string.h>
 
 #include "log.h"
-
-/* Device storage formats of weight matrices (the values of QE_WT in
- * kernels/weights.cl). */
-enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_COUNT };
-
-#define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
-#define MM_WI 16        /* matmul.cl: work-items per dimension */
-#define ATT_BQ 32       /* attention.cl: queries per work-group */
-#define HEAD_BYTES (64u << 20) /* default logits buffer budget */
-#define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
-
-typedef struct dev_weight {
-    cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
-    int fmt;             /* enum engine_wfmt */
-    int ne0, ne1;        /* row length (input dim), rows (output dim) */
-    cl_ulong row_bytes;
-    int owned;           /* 0 when buf aliases another weight (tied output) */
-} dev_weight;
-
-typedef struct dev_layer {
-    cl_mem attn_norm, ffn_norm;  /* [dim] f32 */
-    dev_weight wq, wk, wv;       /* {dim, n_heads*hd}, {dim, n_kv*hd} x 2 */
-    dev_weight wo;               /* {n_heads*hd, dim} */
-    dev_weight w_gate, w_up;     /* {dim, n_ff} */
-    dev_weight w_down;           /* {n_ff, dim} */
-    cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx][n_kv*hd] f32 */
-} dev_layer;
-
-struct qe_engine {
-    qe_cl *cl;
-    const qe_model *model;
-    qe_hparams hp;
-    qe_engine_opts opt;
-    int q_dim, kv_dim;   /* n_heads*hd, n_kv*hd */
-    int nw;              /* work-items per row of norm.cl */
-    int rw;              /* work-items per row of logits.cl */
-    int bkv;             /* attention.cl keys per tile */
-    int stride;          /* floats per stats row: 4 + 2*top_k */
-
-    cl_program prog_common, prog_wt[WF_COUNT];
-    cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
-    cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
-
-    dev_weight tok_embd, output;
-    cl_mem out_norm;     /* [dim] f32 */
-    cl_mem rope_cs;      /* [n_ctx][n_rot/2] (cos, sin) f32 */
-    dev_layer *layers;   /* [n_layers] */
-
-    cl_mem tokens;       /* [n_seq*n_ctx] int */
-    cl_mem targets;      /* [n_seq*n_ctx] int */
-    cl_mem x, h;         /* [n_seq*n_ctx][dim] */
-    cl_mem q, att;       /* [n_seq*n_ctx][q_dim] */
-    cl_mem g, u;         /* [n_seq*n_ctx][n_ff] */
-    cl_mem hout;         /* [n_seq*n_ctx][dim] final-normed scored rows */
-    cl_mem logits;       /* [head_rows][n_vocab] */
-    cl_mem stats;        /* [n_seq*n_ctx][stride] */
-
-    float *hstats;       /* host copy of stats, [n_seq*n_ctx][stride] */
-    int32_t *htmp;       /* host scratch for targets, [n_seq*n_ctx] */
-
-    int ran;             /* a prefill completed: the fields below describe it */
-    int last_n_seq, last_n_tok, last_out_first;
-};
 
 qe_engine_opts qe_engine_opts_default(void)
 {
@@ -335,7 +273,7 @@ static qe_status build_common(qe_engine *e)
     return st;
 }
 
-static qe_status alloc_act(qe_engine *e, size_t rows, size_t width, size_t elem, cl_mem *out,
+qe_status qe_engine_alloc_act(qe_engine *e, size_t rows, size_t width, size_t elem, cl_mem *out,
                            const char *what)
 {
     if (width && rows > SIZE_MAX / width / elem)
@@ -429,26 +367,26 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         if (st == QE_OK)
             st = upload_weight(e, &src->w_down, &d->w_down);
         if (st == QE_OK)
-            st = alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->kc, "K cache");
+            st = qe_engine_alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->kc, "K cache");
         if (st == QE_OK)
-            st = alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->vc, "V cache");
+            st = qe_engine_alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->vc, "V cache");
     }
     if (st != QE_OK)
         goto done;
 
     /* activations */
-    if ((st = alloc_act(e, rows, 1, sizeof(cl_int), &e->tokens, "tokens")) != QE_OK ||
-        (st = alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->g, "ffn gate")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->u, "ffn up")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->hout, "head input")) != QE_OK ||
-        (st = alloc_act(e, (size_t)e->opt.head_rows, (size_t)hp->n_vocab, sizeof(float), &e->logits,
+    if ((st = qe_engine_alloc_act(e, rows, 1, sizeof(cl_int), &e->tokens, "tokens")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->g, "ffn gate")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->u, "ffn up")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->hout, "head input")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, (size_t)e->opt.head_rows, (size_t)hp->n_vocab, sizeof(float), &e->logits,
                         "logits")) != QE_OK ||
-        (st = alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK)
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK)
         goto done;
     e->hstats = malloc(rows * (size_t)e->stride * sizeof(float));
     e->htmp = malloc(rows * sizeof(int32_t));
@@ -514,13 +452,13 @@ void qe_engine_close(qe_engine *e)
 
 /* ---- kernel launches ---- */
 
-static size_t round_up(size_t n, size_t m)
+size_t qe_engine_round_up(size_t n, size_t m)
 {
     return (n + m - 1) / m * m;
 }
 
 /* y rows (r / y_seq) * y_seq_stride + r % y_seq  (+)=  x[x_off + r*ldx ..] W^T */
-static qe_status run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
+qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
                             int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                             int accumulate)
 {
@@ -532,13 +470,13 @@ static qe_status run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulon
                               sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
     if (st != QE_OK)
         return st;
-    size_t global[2] = {round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
-                        round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
+    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
+                        qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
     size_t local[2] = {MM_WI, MM_WI};
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-static qe_status run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,
+qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,
                           cl_mem w, cl_mem y, int n_rows)
 {
     float eps = e->hp.rms_eps;
@@ -551,7 +489,7 @@ static qe_status run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride,
     return qe_cl_run(e->cl, e->k_norm, 1, &global, &local, NULL);
 }
 
-static qe_status run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
+qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
                           int seq_stride)
 {
     int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
@@ -567,7 +505,7 @@ static qe_status run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_s
     return qe_cl_run(e->cl, e->k_rope, 3, global, NULL, NULL);
 }
 
-static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
 {
     float scale = (float)(1.0 / sqrt((double)e->hp.head_dim));
     qe_status st = qe_cl_args(e->k_attn, 9, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
@@ -576,13 +514,13 @@ static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int 
                               &e->hp.n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &e->att);
     if (st != QE_OK)
         return st;
-    size_t global[3] = {round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
+    size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
     size_t local[3] = {ATT_BQ, 1, 1};
     return qe_cl_run(e->cl, e->k_attn, 3, global, local, NULL);
 }
 
 /* The transformer and the final norm of the scored rows. */
-static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
+qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
 {
     const qe_hparams *hp = &e->hp;
     const int rows = n_seq * n_tok, n_out = n_tok - out_first;
@@ -596,17 +534,17 @@ static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
-        if ((st = run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
-            (st = run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
-            (st = run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
-            (st = run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
-            (st = run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
-            (st = run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK ||
-            (st = run_attention(e, d, n_seq, n_tok)) != QE_OK ||
-            (st = run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
-            (st = run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
-            (st = run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
-            (st = run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
+        if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
+            (st = qe_engine_run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
+            (st = qe_engine_run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK ||
+            (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
+            (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
+            (st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
             break;
         st = qe_cl_args(e->k_silu, 3, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
                         &hp->n_ff);
@@ -614,19 +552,19 @@ static qe_status run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         if (st == QE_OK)
             st = qe_cl_run(e->cl, e->k_silu, 2, sg, NULL, NULL);
         if (st == QE_OK)
-            st = run_matmul(e, &d->w_down, e->g, 0, hp->n_ff, rows, e->x, hp->dim, rows, rows, 1);
+            st = qe_engine_run_matmul(e, &d->w_down, e->g, 0, hp->n_ff, rows, e->x, hp->dim, rows, rows, 1);
     }
     if (st == QE_OK)
-        st = run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);
+        st = qe_engine_run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);
     return st;
 }
 
 /* LM head for output rows [row0, row0+n) into logits rows [0, n); with
  * stats = 1 also their statistics into stats rows [row0, row0+n). */
-static qe_status run_head(qe_engine *e, int row0, int n, int stats)
+qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats)
 {
     const int dim = e->hp.dim, nv = e->hp.n_vocab;
-    qe_status st = run_matmul(e, &e->output, e->hout, (cl_ulong)row0 * (cl_ulong)dim, dim, n,
+    qe_status st = qe_engine_run_matmul(e, &e->output, e->hout, (cl_ulong)row0 * (cl_ulong)dim, dim, n,
                               e->logits, nv, n, n, 0);
     if (st != QE_OK || !stats)
         return st;
@@ -673,9 +611,9 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
         st = qe_cl_write(e->cl, e->targets, 0, (size_t)out_rows * sizeof(int32_t), e->htmp, 1);
     }
     if (st == QE_OK)
-        st = run_trunk(e, n_seq, n_tok, out_first);
+        st = qe_engine_run_trunk(e, n_seq, n_tok, out_first);
     for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += e->opt.head_rows)
-        st = run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
+        st = qe_engine_run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
     if (st == QE_OK && out)
         st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
     else if (st == QE_OK)
@@ -714,7 +652,7 @@ qe_status qe_engine_head(qe_engine *e, int row0, int n_rows)
     if (row0 < 0 || n_rows < 1 || n_rows > e->opt.head_rows || row0 > out_rows - n_rows)
         return qe_fail(QE_EINVAL, "engine: head rows %d .. %d are outside 0 .. %d (at most %d at once)",
                        row0, row0 + n_rows - 1, out_rows - 1, e->opt.head_rows);
-    return run_head(e, row0, n_rows, 0);
+    return qe_engine_run_head(e, row0, n_rows, 0);
 }
 
 qe_status qe_engine_logits(qe_engine *e, int seq, int pos, float *dst)
@@ -727,7 +665,7 @@ qe_status qe_engine_logits(qe_engine *e, int seq, int pos, float *dst)
                        "positions %d .. %d)",
                        seq, pos, e->last_n_seq, e->last_out_first, e->last_n_tok - 1);
     const int n_out = e->last_n_tok - e->last_out_first;
-    qe_status st = run_head(e, seq * n_out + pos - e->last_out_first, 1, 0);
+    qe_status st = qe_engine_run_head(e, seq * n_out + pos - e->last_out_first, 1, 0);
     if (st == QE_OK)
         st = qe_cl_read(e->cl, e->logits, 0, (size_t)e->hp.n_vocab * sizeof(float), dst);
     return st;

@@ -1,0 +1,134 @@
+/* engine_internal.h - what the engine's source files (lib/engine*.c) share.
+ * Private to the module: nothing outside lib/engine*.c includes it, and the
+ * qe_engine_* helpers declared here are not part of the library's API (they
+ * carry the module prefix because the static library exports them).
+ *
+ * Contract for other engine files (e.g. a decode path): the struct layouts
+ * below are stable; new fields are appended at the end of a struct. Buffers
+ * listed here are owned by qe_engine_open/qe_engine_close; a file that adds
+ * buffers of its own frees them itself. All launch helpers only enqueue work
+ * on the engine's in-order queue (no wait) and return QE_ECL on an OpenCL
+ * failure.
+ *
+ * Threading: as engine.h (one thread at a time per engine and per qe_cl).
+ */
+#ifndef QE_ENGINE_INTERNAL_H
+#define QE_ENGINE_INTERNAL_H
+
+#include <stddef.h>
+#include <stdint.h>
+
+#include "cl.h"
+#include "engine.h"
+#include "model.h"
+#include "status.h"
+
+/* Device storage formats of weight matrices (the values of QE_WT in
+ * kernels/weights.cl). Q8_0 and Q4_0 are reserved for the quantized matmul
+ * (branch formats); engine_wfmt_of in engine.c decides which one a tensor
+ * gets. */
+enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
+
+#define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
+#define MM_WI 16        /* matmul.cl: work-items per dimension */
+#define ATT_BQ 32       /* attention.cl: queries per work-group */
+#define HEAD_BYTES (64u << 20) /* default logits buffer budget */
+#define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
+
+typedef struct dev_weight {
+    cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
+    int fmt;             /* enum engine_wfmt */
+    int ne0, ne1;        /* row length (input dim), rows (output dim) */
+    cl_ulong row_bytes;
+    int owned;           /* 0 when buf aliases another weight (tied output) */
+} dev_weight;
+
+typedef struct dev_layer {
+    cl_mem attn_norm, ffn_norm;  /* [dim] f32 */
+    dev_weight wq, wk, wv;       /* {dim, n_heads*hd}, {dim, n_kv*hd} x 2 */
+    dev_weight wo;               /* {n_heads*hd, dim} */
+    dev_weight w_gate, w_up;     /* {dim, n_ff} */
+    dev_weight w_down;           /* {n_ff, dim} */
+    cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx][n_kv*hd] f32 */
+} dev_layer;
+
+struct qe_engine {
+    qe_cl *cl;
+    const qe_model *model;
+    qe_hparams hp;
+    qe_engine_opts opt;
+    int q_dim, kv_dim;   /* n_heads*hd, n_kv*hd */
+    int nw;              /* work-items per row of norm.cl */
+    int rw;              /* work-items per row of logits.cl */
+    int bkv;             /* attention.cl keys per tile */
+    int stride;          /* floats per stats row: 4 + 2*top_k */
+
+    cl_program prog_common, prog_wt[WF_COUNT];
+    cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
+    cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
+
+    dev_weight tok_embd, output;
+    cl_mem out_norm;     /* [dim] f32 */
+    cl_mem rope_cs;      /* [n_ctx][n_rot/2] (cos, sin) f32 */
+    dev_layer *layers;   /* [n_layers] */
+
+    cl_mem tokens;       /* [n_seq*n_ctx] int */
+    cl_mem targets;      /* [n_seq*n_ctx] int */
+    cl_mem x, h;         /* [n_seq*n_ctx][dim] */
+    cl_mem q, att;       /* [n_seq*n_ctx][q_dim] */
+    cl_mem g, u;         /* [n_seq*n_ctx][n_ff] */
+    cl_mem hout;         /* [n_seq*n_ctx][dim] final-normed scored rows */
+    cl_mem logits;       /* [head_rows][n_vocab] */
+    cl_mem stats;        /* [n_seq*n_ctx][stride] */
+
+    float *hstats;       /* host copy of stats, [n_seq*n_ctx][stride] */
+    int32_t *htmp;       /* host scratch for targets, [n_seq*n_ctx] */
+
+    int ran;             /* a prefill completed: the fields below describe it */
+    int last_n_seq, last_n_tok, last_out_first;
+};
+
+/* ---- helpers shared by the engine's files (engine.c defines them) ---- */
+
+/* n rounded up to a multiple of m (m > 0). */
+size_t qe_engine_round_up(size_t n, size_t m);
+
+/* Allocate a device read-write buffer of rows x width elements of elem bytes
+ * into *out; QE_ERANGE when the size overflows, the message naming what. */
+qe_status qe_engine_alloc_act(qe_engine *e, size_t rows, size_t width, size_t elem, cl_mem *out,
+                              const char *what);
+
+/* Matmul: for r in [0, n_rows), output row (r / y_seq) * y_seq_stride +
+ * r % y_seq of y (row stride ldy floats) is set to (accumulate = 0) or
+ * incremented by (accumulate = 1) x[x_off + r*ldx .. + w->ne0) W^T, W being
+ * w's [ne1][ne0] matrix. x_off counts floats. */
+qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
+                               int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
+                               int accumulate);
+
+/* RMSNorm of n_rows rows of dim floats: input row i is
+ * (i / in_seq) * in_seq_stride + in_off + i % in_seq of x, output row i of y
+ * (dense); w: [dim] f32 weights. */
+qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,
+                             cl_mem w, cl_mem y, int n_rows);
+
+/* RoPE in place on buf (row stride ld floats, n_heads heads of head_dim):
+ * rows s*seq_stride + p for s < n_seq, p < n_tok, rotated for position p. */
+qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
+                             int seq_stride);
+
+/* Causal attention for n_seq sequences of n_tok positions from position 0:
+ * e->q [n_seq*n_tok][q_dim] against d's K/V cache rows s*n_ctx + p, into
+ * e->att [n_seq*n_tok][q_dim]. */
+qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok);
+
+/* The whole transformer for tokens already in e->tokens, then the final norm
+ * of positions >= out_first into e->hout (row s*(n_tok-out_first) + p-out_first). */
+qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first);
+
+/* LM head for e->hout rows [row0, row0+n) into e->logits rows [0, n); with
+ * stats = 1 also their statistics (targets from e->targets) into e->stats
+ * rows [row0, row0+n). */
+qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats);
+
+#endif
