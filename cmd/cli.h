@@ -34,5 +34,6 @@ int qe_cmd_perplexity(int argc, char **argv); /* cmd/perplexity.c */
 int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
 int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
 int qe_cmd_quantize(int argc, char **argv); /* cmd/quantize.c */
+int qe_cmd_generate(int argc, char **argv); /* cmd/generate.c */
 
 #endif
