@@ -20,17 +20,18 @@ SANFLAGS := -fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-om
 endif
 CFLAGS  += $(CFLAGS_BASE) $(SANFLAGS)
 LDFLAGS += $(SANFLAGS)
-LDLIBS  := -lOpenCL -lsqlite3 -lcsv -linih -ljansson -lpthread -lm
+LDLIBS  := -lOpenCL -lsqlite3 -lcsv -linih -ljansson -lz -lpthread -lm
 CHECK_LIBS := $(shell pkg-config --libs check 2>/dev/null || echo -lcheck -lsubunit -lrt -lm)
 
 LIB_SRC  := $(sort $(wildcard lib/*.c lib/*/*.c))
-LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/kernels_embed.o
+LIB_OBJ  := $(LIB_SRC:%.c=$(BUILD)/%.o) $(BUILD)/kernels_embed.o $(BUILD)/schemas_embed.o
 CMD_SRC  := $(sort $(wildcard cmd/*.c))
 CMD_OBJ  := $(CMD_SRC:%.c=$(BUILD)/%.o)
 TEST_SRC := $(sort $(wildcard tests/*.c))
 TEST_OBJ := $(TEST_SRC:%.c=$(BUILD)/%.o)
 SUITES   := $(patsubst tests/check_%.c,%,$(wildcard tests/check_*.c))
 KERNELS  := $(sort $(wildcard kernels/*.cl))
+SCHEMAS  := $(sort $(wildcard schemas/*.sql))
 
 LIB  := $(BUILD)/libqeval.a
 BIN  := $(BINDIR)/qeval
@@ -54,6 +55,11 @@ $(BUILD)/embed: tools/embed.c
 $(BUILD)/kernels_embed.c: $(BUILD)/embed $(KERNELS)
 	$(BUILD)/embed $@ $(KERNELS)
 $(BUILD)/kernels_embed.o: $(BUILD)/kernels_embed.c
+	$(CC) $(CFLAGS) -c $< -o $@
+# SQL migrations (schemas/NNN_*.sql, applied in name order) likewise.
+$(BUILD)/schemas_embed.c: $(BUILD)/embed $(SCHEMAS)
+	$(BUILD)/embed --name schema $@ $(SCHEMAS)
+$(BUILD)/schemas_embed.o: $(BUILD)/schemas_embed.c
 	$(CC) $(CFLAGS) -c $< -o $@
 
 $(LIB): $(LIB_OBJ)
@@ -86,7 +92,7 @@ check: deps
 # detect_leaks=0: LeakSanitizer's stop-the-world tracer crashes (SIGSEGV in
 # the tracer, "LeakSanitizer has encountered a fatal error") at exit while
 # PoCL's worker threads are alive, which made those runs flaky.
-CL_SUITES := cl engine eval decode generate
+CL_SUITES := cl engine eval engine_formats decode generate
 ASAN_ENV := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 asan: deps

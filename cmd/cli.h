@@ -30,6 +30,11 @@ qe_status qe_cli_read_file(const char *path, char **out, size_t *len);
 /* Subcommands: each parses its own argv (argv[0] is the subcommand name). */
 int qe_cmd_devices(int argc, char **argv);
 int qe_cmd_inspect(int argc, char **argv); /* cmd/inspect.c */
+int qe_cmd_run(int argc, char **argv);     /* cmd/run.c */
+int qe_cmd_merge(int argc, char **argv);   /* cmd/merge.c */
+int qe_cmd_compare(int argc, char **argv); /* cmd/report.c */
+int qe_cmd_export(int argc, char **argv);  /* cmd/report.c */
+int qe_cmd_sql(int argc, char **argv);     /* cmd/report.c */
 int qe_cmd_perplexity(int argc, char **argv); /* cmd/perplexity.c */
 int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
 int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */

@@ -1,12 +1,22 @@
 /* attention.cl - causal grouped-query attention over one sequence's positions
- * (needs -DQE_HD=head_dim, -DQE_BQ=queries per work-group, -DQE_BKV=keys per
- * local tile).
+ * (needs kvfmt.cl, -DQE_HD=head_dim, -DQE_BQ=queries per work-group,
+ * -DQE_BKV=keys per local tile, -DQE_KVK / -DQE_KVV = the K and V cache
+ * formats, kvfmt.cl's ids).
  *
  * attention: for sequence s, query position p < n_tok, head h, kv head
  *   g = h / (n_heads / n_kv):
  *     out[s,p][h] = sum_{j<=p} softmax_j(scale * q[s,p][h] . k[s,j][g]) v[s,j][g]
  *   q/out rows are s * n_tok + p (n_heads * QE_HD floats); the K/V cache
- *   rows are s * n_ctx + j (n_kv * QE_HD floats), RoPE already applied.
+ *   rows are s * n_ctx + j (k_row_bytes / v_row_bytes each, n_kv * QE_HD
+ *   values in the cache format), RoPE already applied.
+ * Quantized caches are read directly: the tile loader decodes each element
+ *   into local memory (kvfmt.cl's kv_load), nothing is expanded in global
+ *   memory. TurboQuant K: q is rotated once per work-item,
+ *   q' = H D q / sqrt(QE_HD) (qe_turboquant_rotate), and scored against the
+ *   rotated-domain keys centroid * norm / sqrt(QE_HD) (q' . k'' = q . k_dec).
+ *   TurboQuant V: the weighted sum is accumulated from rotated-domain values
+ *   and the output rotated back once, D H y / sqrt(QE_HD)
+ *   (qe_turboquant_unrotate).
  * Work-group: QE_BQ work-items, one query position each, for one (query
  *   block, head, sequence): global (ceil(n_tok/QE_BQ)*QE_BQ, n_heads, n_seq).
  *   Keys stream through local memory QE_BKV at a time (2*QE_BKV*QE_HD floats)
@@ -18,15 +28,15 @@
  * Limits: QE_HD <= 256 (q and the accumulator are private arrays of QE_HD),
  *   any n_tok <= n_ctx.
  */
-#if !defined(QE_HD) || !defined(QE_BQ) || !defined(QE_BKV)
-#error "build with -DQE_HD, -DQE_BQ and -DQE_BKV"
+#if !defined(QE_HD) || !defined(QE_BQ) || !defined(QE_BKV) || !defined(QE_KVK) || !defined(QE_KVV)
+#error "build with -DQE_HD, -DQE_BQ, -DQE_BKV, -DQE_KVK and -DQE_KVV"
 #endif
 
 __kernel __attribute__((reqd_work_group_size(QE_BQ, 1, 1)))
 void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
-               const __global float *kc,  /* [n_seq*n_ctx][n_kv*QE_HD] */
-               const __global float *vc,  /* [n_seq*n_ctx][n_kv*QE_HD] */
-               int n_tok, int n_ctx, int n_heads, int n_kv, float scale,
+               const __global uchar *kc,  /* [n_seq*n_ctx] rows of k_row_bytes */
+               const __global uchar *vc,  /* [n_seq*n_ctx] rows of v_row_bytes */
+               ulong k_row_bytes, ulong v_row_bytes, int n_tok, int n_ctx, int n_heads, int n_kv, float scale,
                __global float *out)       /* [n_seq*n_tok][n_heads*QE_HD] */
 {
     __local float ks[QE_BKV][QE_HD];
@@ -35,7 +45,7 @@ void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
     const int p0 = get_group_id(0) * QE_BQ, p = p0 + lq;
     const int h = get_group_id(1), s = get_group_id(2);
     const int g = h / (n_heads / n_kv);
-    const int qd = n_heads * QE_HD, kd = n_kv * QE_HD;
+    const int qd = n_heads * QE_HD;
     const int valid = p < n_tok;
     const int last = min(p0 + QE_BQ - 1, n_tok - 1); /* last key any query here needs */
 
@@ -45,15 +55,26 @@ void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         qv[d] = valid ? qr[d] : 0.0f;
         acc[d] = 0.0f;
     }
+#if KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
+    float sg[QE_HD];
+    tq_signs(sg);
+#endif
+#if KV_IS_TQ(QE_KVK)
+    for (int d = 0; d < QE_HD; d++)
+        qv[d] = sg[d] * qv[d];
+    tq_fwht(qv);
+    for (int d = 0; d < QE_HD; d++)
+        qv[d] /= QE_SQRT_HD;
+#endif
     float m = -INFINITY, l = 0.0f;
 
     for (int j0 = 0; j0 <= last; j0 += QE_BKV) {
         for (int e = lq; e < QE_BKV * QE_HD; e += QE_BQ) {
             int jj = e / QE_HD, d = e % QE_HD, j = j0 + jj;
             if (j <= last) {
-                size_t at = ((size_t)s * n_ctx + j) * kd + g * QE_HD + d;
-                ks[jj][d] = kc[at];
-                vs[jj][d] = vc[at];
+                const ulong row = (ulong)s * n_ctx + j;
+                ks[jj][d] = kv_load(kc + row * k_row_bytes, QE_KVK, g * QE_HD + d);
+                vs[jj][d] = kv_load(vc + row * v_row_bytes, QE_KVV, g * QE_HD + d);
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -87,7 +108,15 @@ void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
     if (valid) {
         __global float *o = out + ((size_t)s * n_tok + p) * qd + h * QE_HD;
         const float inv = 1.0f / l;
+#if KV_IS_TQ(QE_KVV)
+        for (int d = 0; d < QE_HD; d++)
+            acc[d] *= inv;
+        tq_fwht(acc);
+        for (int d = 0; d < QE_HD; d++)
+            o[d] = sg[d] * (acc[d] / QE_SQRT_HD);
+#else
         for (int d = 0; d < QE_HD; d++)
             o[d] = acc[d] * inv;
+#endif
     }
 }

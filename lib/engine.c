@@ -39,7 +39,8 @@
 
 qe_engine_opts qe_engine_opts_default(void)
 {
-    qe_engine_opts o = {.n_ctx = 512, .n_seq = 1, .top_k = 10, .head_rows = 0};
+    qe_engine_opts o = {.n_ctx = 512, .n_seq = 1, .top_k = 10, .head_rows = 0,
+                        .kv_k = QE_KV_F32, .kv_v = QE_KV_F32};
     return o;
 }
 
@@ -55,23 +56,48 @@ cl_mem qe_engine_logits_mem(const qe_engine *e)
 
 /* ---- weights: the one host-side dispatch on weight type ---- */
 
-/* Device format of a stored weight type, and whether rows are converted to
- * f32 on the host first. Quantized formats add a case here, a loader in
- * kernels/weights.cl, and nothing else. */
-static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *to_f32)
+/* How a stored weight reaches the device: as stored, or converted on the
+ * host row by row (qe_tensor_row_f32) to f32 or f16. */
+enum { CONV_NONE = 0, CONV_F32, CONV_F16 };
+
+/* Device format of a stored weight type, and the host conversion on the way.
+ * The one host-side dispatch on weight type (kernels/weights.cl's wt_load is
+ * the device side):
+ *   F32, F16, Q8_0, Q4_0   as stored (block formats dequantized inside the
+ *                          kernels, never expanded in device memory)
+ *   BF16                   -> f32 (exact; twice the file's bytes)
+ *   Q4_1, Q5_0, Q5_1, Q4_K, Q5_K, Q6_K
+ *                          -> f16: decoded exactly as ggml does, then rounded
+ *                          once to half (relative error <= 2^-11 per weight,
+ *                          two orders of magnitude below these formats' own
+ *                          quantization error; 16 bits/weight on the device) */
+static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
 {
     switch (t->type) {
     case QE_DT_F32:
         *fmt = WF_F32;
-        *to_f32 = 0;
+        *conv = CONV_NONE;
         return QE_OK;
     case QE_DT_F16:
         *fmt = WF_F16;
-        *to_f32 = 0;
+        *conv = CONV_NONE;
+        return QE_OK;
+    case QE_DT_Q8_0:
+        *fmt = WF_Q8_0;
+        *conv = CONV_NONE;
+        return QE_OK;
+    case QE_DT_Q4_0:
+        *fmt = WF_Q4_0;
+        *conv = CONV_NONE;
         return QE_OK;
     case QE_DT_BF16:
         *fmt = WF_F32;
-        *to_f32 = 1;
+        *conv = CONV_F32;
+        return QE_OK;
+    case QE_DT_Q4_1: case QE_DT_Q5_0: case QE_DT_Q5_1:
+    case QE_DT_Q4_K: case QE_DT_Q5_K: case QE_DT_Q6_K:
+        *fmt = WF_F16;
+        *conv = CONV_F16;
         return QE_OK;
     default:
         return qe_fail(QE_EUNSUPPORTED, "engine: tensor %s: type %s has no device kernel", t->name,
@@ -104,9 +130,10 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
 
 static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
 {
-    int fmt = 0, to_f32 = 0;
+    int fmt = 0, conv = 0;
     float *tmp = NULL;
-    qe_status st = engine_wfmt_of(t, &fmt, &to_f32);
+    uint16_t *tmp16 = NULL;
+    qe_status st = engine_wfmt_of(t, &fmt, &conv);
     if (st != QE_OK)
         goto done;
     if (t->ne[0] > INT32_MAX || t->ne[1] > INT32_MAX) {
@@ -118,28 +145,36 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
     w->ne0 = (int)t->ne[0];
     w->ne1 = (int)t->ne[1];
     w->owned = 1;
-    if (to_f32) {
+    if (conv != CONV_NONE) {
         /* Converted a slab of rows at a time (about 16 MiB), so a large
          * embedding never needs a second full-size copy on the host. */
-        const size_t row = (size_t)t->ne[0] * sizeof(float), rows = (size_t)t->ne[1];
-        if (rows > SIZE_MAX / row) {
+        const size_t es = conv == CONV_F16 ? 2 : sizeof(float);
+        const size_t row32 = (size_t)t->ne[0] * sizeof(float), rows = (size_t)t->ne[1];
+        const size_t row = (size_t)t->ne[0] * es;
+        if (rows > SIZE_MAX / row32) {
             st = qe_fail(QE_ERANGE, "engine: tensor %s is too large", t->name);
             goto done;
         }
-        size_t slab = ((size_t)16 << 20) / row;
+        size_t slab = ((size_t)16 << 20) / row32;
         slab = slab < 1 ? 1 : slab > rows ? rows : slab;
-        tmp = malloc(slab * row);
-        if (!tmp) {
-            st = qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory converting to f32", t->name);
+        tmp = malloc(slab * row32);
+        if (conv == CONV_F16)
+            tmp16 = malloc(slab * row);
+        if (!tmp || (conv == CONV_F16 && !tmp16)) {
+            st = qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory converting rows", t->name);
             goto done;
         }
         w->row_bytes = (cl_ulong)row;
         st = qe_cl_alloc(e->cl, rows * row, QE_CL_RO, NULL, &w->buf);
         for (size_t r0 = 0; st == QE_OK && r0 < rows; r0 += slab) {
             size_t n = rows - r0 < slab ? rows - r0 : slab;
+            const size_t ne0 = (size_t)t->ne[0];
             for (size_t r = 0; r < n; r++)
-                qe_tensor_row_f32(t, (int64_t)(r0 + r), tmp + r * (size_t)t->ne[0]);
-            st = qe_cl_write(e->cl, w->buf, r0 * row, n * row, tmp, 1);
+                qe_tensor_row_f32(t, (int64_t)(r0 + r), tmp + r * ne0);
+            for (size_t i = 0; conv == CONV_F16 && i < n * ne0; i++)
+                tmp16[i] = qe_f32_to_f16(tmp[i]);
+            st = qe_cl_write(e->cl, w->buf, r0 * row, n * row,
+                             conv == CONV_F16 ? (const void *)tmp16 : (const void *)tmp, 1);
         }
     } else {
         w->row_bytes = t->row_bytes;
@@ -152,6 +187,7 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
     st = need_wfmt(e, fmt);
 done:
     free(tmp);
+    free(tmp16);
     return st;
 }
 
@@ -240,12 +276,16 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"norm.cl", "rope.cl", "attention.cl", "ffn.cl", "logits.cl"};
-    char opts[160];
+    static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
+                                       "ffn.cl",  "logits.cl"};
+    char defs[128], opts[320];
+    qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
-             "-cl-std=CL1.2 -DQE_NW=%d -DQE_RW=%d -DQE_HD=%d -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d",
-             e->nw, e->rw, e->hp.head_dim, ATT_BQ, e->bkv, e->opt.top_k);
-    qe_status st = qe_cl_build(e->cl, srcs, 5, opts, &e->prog_common);
+             "-cl-std=CL1.2 -DQE_NW=%d -DQE_RW=%d %s -DQE_BQ=%d -DQE_BKV=%d -DQE_TOPK=%d "
+             "-DQE_KVK=%d -DQE_KVV=%d",
+             e->nw, e->rw, defs, ATT_BQ, e->bkv, e->opt.top_k, (int)e->opt.kv_k,
+             (int)e->opt.kv_v);
+    qe_status st = qe_cl_build(e->cl, srcs, sizeof srcs / sizeof srcs[0], opts, &e->prog_common);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rmsnorm", &e->k_norm);
     if (st == QE_OK)
@@ -324,7 +364,9 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         e->opt.head_rows = (int)rows;
     }
 
-    st = build_common(e);
+    st = qe_engine_kv_open(e);
+    if (st == QE_OK)
+        st = build_common(e);
     if (st != QE_OK)
         goto done;
 
@@ -367,9 +409,9 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         if (st == QE_OK)
             st = upload_weight(e, &src->w_down, &d->w_down);
         if (st == QE_OK)
-            st = qe_engine_alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->kc, "K cache");
+            st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[0], 1, &d->kc, "K cache");
         if (st == QE_OK)
-            st = qe_engine_alloc_act(e, rows, (size_t)e->kv_dim, sizeof(float), &d->vc, "V cache");
+            st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->vc, "V cache");
     }
     if (st != QE_OK)
         goto done;
@@ -445,6 +487,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_silu);
     qe_cl_kernel_free(e->k_stats);
     qe_cl_program_free(e->prog_common);
+    qe_engine_kv_close(e);
     free(e->hstats);
     free(e->htmp);
     free(e);
@@ -508,10 +551,12 @@ qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int 
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
 {
     float scale = (float)(1.0 / sqrt((double)e->hp.head_dim));
-    qe_status st = qe_cl_args(e->k_attn, 9, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
-                              sizeof(cl_mem), &d->vc, sizeof(int), &n_tok, sizeof(int),
-                              &e->opt.n_ctx, sizeof(int), &e->hp.n_heads, sizeof(int),
-                              &e->hp.n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &e->att);
+    const cl_ulong krb = (cl_ulong)e->kv_row_bytes[0], vrb = (cl_ulong)e->kv_row_bytes[1];
+    qe_status st = qe_cl_args(e->k_attn, 11, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
+                              sizeof(cl_mem), &d->vc, sizeof(cl_ulong), &krb, sizeof(cl_ulong),
+                              &vrb, sizeof(int), &n_tok, sizeof(int), &e->opt.n_ctx, sizeof(int),
+                              &e->hp.n_heads, sizeof(int), &e->hp.n_kv_heads, sizeof(float),
+                              &scale, sizeof(cl_mem), &e->att);
     if (st != QE_OK)
         return st;
     size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
@@ -519,12 +564,40 @@ qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, i
     return qe_cl_run(e->cl, e->k_attn, 3, global, local, NULL);
 }
 
+/* K and V of the batch's rows into layer d's caches (K after RoPE). An f32
+ * cache is written by the matmul directly; another format goes through the
+ * staging buffer and the store kernel, one of K and V at a time. */
+static qe_status run_kv(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+{
+    const qe_hparams *hp = &e->hp;
+    const int rows = n_seq * n_tok, ctx = e->opt.n_ctx;
+    qe_status st = QE_OK;
+    if (e->opt.kv_k == QE_KV_F32) {
+        if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok,
+                                       ctx, 0)) != QE_OK ||
+            (st = qe_engine_run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK)
+            return st;
+    } else if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim,
+                                          rows, rows, 0)) != QE_OK ||
+               (st = qe_engine_run_rope(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
+                                        n_tok)) != QE_OK ||
+               (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0)) != QE_OK) {
+        return st;
+    }
+    if (e->opt.kv_v == QE_KV_F32)
+        return qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx,
+                                    0);
+    st = qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim, rows, rows, 0);
+    if (st == QE_OK)
+        st = qe_engine_run_kv_store(e, 1, e->kvs, rows, d->vc, n_tok, ctx, 0);
+    return st;
+}
+
 /* The transformer and the final norm of the scored rows. */
 qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
 {
     const qe_hparams *hp = &e->hp;
     const int rows = n_seq * n_tok, n_out = n_tok - out_first;
-    const int ctx = e->opt.n_ctx;
     cl_kernel ke = e->k_embed[e->tok_embd.fmt];
     qe_status st = qe_cl_args(ke, 5, sizeof(cl_mem), &e->tokens, sizeof(cl_mem), &e->tok_embd.buf,
                               sizeof(cl_ulong), &e->tok_embd.row_bytes, sizeof(int), &hp->dim,
@@ -536,10 +609,8 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         const dev_layer *d = &e->layers[l];
         if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
             (st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
-            (st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
-            (st = qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx, 0)) != QE_OK ||
+            (st = run_kv(e, d, n_seq, n_tok)) != QE_OK ||
             (st = qe_engine_run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
-            (st = qe_engine_run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK ||
             (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
             (st = qe_engine_run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
             (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
@@ -678,10 +749,15 @@ qe_status qe_engine_poison(qe_engine *e)
     cl_mem bufs[] = {e->x, e->h, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats};
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = qe_cl_fill(e->cl, bufs[i], &nan, sizeof nan, 0, qe_cl_size(bufs[i]));
+    if (st == QE_OK && e->kvs)
+        st = qe_cl_fill(e->cl, e->kvs, &nan, sizeof nan, 0, qe_cl_size(e->kvs));
+    /* All-ones bytes decode to NaN in every cache format (f32/f16 NaN, a NaN
+     * block scale or TurboQuant norm), and fit any row size. */
+    const unsigned char ff = 0xff;
     for (int l = 0; st == QE_OK && l < e->hp.n_layers; l++) {
-        st = qe_cl_fill(e->cl, e->layers[l].kc, &nan, sizeof nan, 0, qe_cl_size(e->layers[l].kc));
+        st = qe_cl_fill(e->cl, e->layers[l].kc, &ff, 1, 0, qe_cl_size(e->layers[l].kc));
         if (st == QE_OK)
-            st = qe_cl_fill(e->cl, e->layers[l].vc, &nan, sizeof nan, 0, qe_cl_size(e->layers[l].vc));
+            st = qe_cl_fill(e->cl, e->layers[l].vc, &ff, 1, 0, qe_cl_size(e->layers[l].vc));
     }
     if (st == QE_OK)
         st = qe_cl_finish(e->cl);

@@ -16,12 +16,30 @@
  * n_out = n_tok - out_first. The target of a row is the token whose log-prob
  * is wanted (for perplexity: the token at p + 1), or -1 for none.
  *
- * Weights are uploaded once at open: F32 and F16 as stored (F16 is read with
- * vload_half, no half arithmetic), BF16 converted to F32 on the host (twice
- * the device memory of the file). Norm weights and rope_freqs are always
- * converted to F32. Other types are QE_EUNSUPPORTED until their kernels
- * exist (the per-type dispatch is engine_wfmt_of in engine.c and wt_load in
- * kernels/weights.cl).
+ * Weights are uploaded once at open: F32, F16, Q8_0 and Q4_0 as stored (the
+ * GGML blocks byte for byte; F16 read with vload_half, no half arithmetic;
+ * Q8_0/Q4_0 dequantized inside the matmul and embedding kernels, one element
+ * at a time, never expanded in device memory). BF16 is converted to F32 on
+ * the host (twice the device memory of the file); Q4_1, Q5_0, Q5_1, Q4_K,
+ * Q5_K and Q6_K are decoded on the host exactly as ggml does and rounded
+ * once to F16 (the device then holds 16 bits/weight; the rounding, <= 2^-11
+ * relative, is far below those formats' own error). Norm weights and
+ * rope_freqs are always converted to F32. Other types are QE_EUNSUPPORTED
+ * (the per-type dispatch is engine_wfmt_of in engine.c and wt_load in
+ * kernels/weights.cl). To evaluate a model at another weight type, requantize
+ * it on the host first (qe_quant_model_new).
+ *
+ * KV cache: opts.kv_k / opts.kv_v pick the format of the K and V caches
+ * (lib/kv_format.h). The engine's default is f32, the exact cache the
+ * reference comparisons use; qeval perplexity's default is f16, like
+ * llama.cpp's. For any other format the K/V projections go to an f32
+ * staging buffer, K gets RoPE there, and a store kernel (kernels/kv.cl)
+ * encodes each row into the cache, byte-identical to qe_kv_format_quantize_row
+ * on devices with cl_khr_fp64 (without it, divisions and the TurboQuant norm
+ * run in float and a rare byte may differ). Attention reads the encoded
+ * cache directly; for TurboQuant it works in the rotated domain
+ * (lib/turboquant.h), so its results equal qe_ref_new_kv's with the same
+ * formats up to float rounding.
  *
  * Numerics: every row's arithmetic is independent of the other rows (fixed
  * reduction orders, tiles aligned to the row or sequence), so a sequence's
@@ -38,6 +56,7 @@
 #include <stdint.h>
 
 #include "cl.h"
+#include "kv_format.h"
 #include "model.h"
 #include "status.h"
 
@@ -51,6 +70,7 @@ typedef struct qe_engine_opts {
     int top_k;     /* top-k entries per position, 0 .. QE_ENGINE_TOP_K_MAX; default 10 */
     int head_rows; /* LM-head rows per pass; 0 (default) = as many as fit a
                       64 MiB logits buffer; any value is capped at n_seq * n_ctx */
+    qe_kv_format kv_k, kv_v; /* K and V cache formats; default QE_KV_F32 */
 } qe_engine_opts;
 
 /* The defaults above. */
@@ -59,8 +79,9 @@ qe_engine_opts qe_engine_opts_default(void);
 /* Upload m's weights to cl's device, build the kernels and allocate the
  * buffers for opts (NULL = defaults). On success *out owns them.
  * QE_EINVAL for options out of range (message names the option and range),
- * QE_EUNSUPPORTED for a weight type without a device kernel or a head_dim
- * above 256, QE_ERANGE for buffers larger than the device allows, QE_ECL for
+ * QE_EUNSUPPORTED for a weight type without a device kernel, a head_dim
+ * above 256, or a KV format the model's rows do not fit
+ * (qe_kv_format_row_bytes), QE_ERANGE for buffers larger than the device allows, QE_ECL for
  * OpenCL failures (kernel build errors included). */
 qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opts,
                          qe_engine **out);
@@ -116,5 +137,46 @@ qe_status qe_engine_head(qe_engine *e, int row0, int n_rows);
 /* The logits buffer: [head_rows][n_vocab] f32, valid after qe_engine_head
  * until the next engine call. */
 cl_mem qe_engine_logits_mem(const qe_engine *e);
+
+/* Per-row comparison of a variant with a base (paired evaluation), computed
+ * on the device from both engines' logits; p = softmax of base, q = of the
+ * variant. Any pointer may be NULL. */
+typedef struct qe_engine_kld_out {
+    float *kld;       /* [n_rows] sum_v p_v (log p_v - log q_v) */
+    float *dp;        /* [n_rows] q(target) - p(target); NAN where target is -1 */
+    uint8_t *same_top;/* [n_rows] 1 if the arg-maxes agree, else 0 */
+} qe_engine_kld_out;
+
+/* Paired prefill: run base and n_var variant engines on the same tokens and
+ * targets (arguments as qe_engine_prefill), then, per LM-head pass, base's
+ * logits and statistics, each variant's logits and statistics, and a kernel
+ * (kernels/kld.cl) comparing each variant's logits with base's while both
+ * are on the device. Only the per-row statistics of every engine (base_out,
+ * var_out[i]) and the comparison scalars (kld_out[i]) are read back; device
+ * memory stays O(n_vocab x head_rows) per engine. Each output may be NULL
+ * (var_out / kld_out entirely, or any pointer inside them).
+ * All engines must share one qe_cl and have the same n_vocab and options
+ * n_ctx, n_seq and top_k (QE_EINVAL otherwise, naming the variant); the head
+ * passes use the smallest head_rows among them. seconds, when non-NULL,
+ * receives [1 + n_var] device seconds per engine (base first): the queue is
+ * then drained between engines to time them, which costs a few host round
+ * trips per batch. Results are bit-identical to each engine's own
+ * qe_engine_prefill. */
+qe_status qe_engine_prefill_paired(qe_engine *base, qe_engine *const *var, int n_var, int n_seq,
+                                   int n_tok, const int32_t *tokens, int out_first,
+                                   const int32_t *targets, qe_engine_out *base_out,
+                                   qe_engine_out *var_out, qe_engine_kld_out *kld_out,
+                                   double *seconds);
+
+/* Tests: the device's KV-cache codec for format f on n_rows rows of
+ * n_heads x head_dim floats x: the cache writer (kernels/kv.cl kv_store)
+ * encodes them into dst (n_rows * qe_kv_format_row_bytes bytes) and
+ * attention's reader (kvfmt.cl kv_load) decodes them into y
+ * ([n_rows][n_heads*head_dim]: the stored values for f32/f16/q8_0/q4_0, the
+ * rotated domain - qe_turboquant_dequantize_rotated - for tq*). dst or y may
+ * be NULL. head_dim <= 256. QE_EINVAL / QE_EUNSUPPORTED for sizes the format
+ * does not fit, QE_ECL for device errors. */
+qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_dim, int n_rows,
+                             const float *x, void *dst, float *y);
 
 #endif

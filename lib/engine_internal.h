@@ -34,6 +34,7 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
+#define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
 
 typedef struct dev_weight {
     cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
@@ -49,7 +50,8 @@ typedef struct dev_layer {
     dev_weight wo;               /* {n_heads*hd, dim} */
     dev_weight w_gate, w_up;     /* {dim, n_ff} */
     dev_weight w_down;           /* {n_ff, dim} */
-    cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx][n_kv*hd] f32 */
+    cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx] rows of kv_row_bytes[0] / [1]
+                                    bytes: n_kv*hd values in format opt.kv_k / kv_v */
 } dev_layer;
 
 struct qe_engine {
@@ -86,6 +88,19 @@ struct qe_engine {
 
     int ran;             /* a prefill completed: the fields below describe it */
     int last_n_seq, last_n_tok, last_out_first;
+
+    /* ---- KV-cache formats (engine_kv.c) ---- */
+    size_t kv_row_bytes[2];  /* bytes of one cache row: [0] K (opt.kv_k), [1] V (opt.kv_v) */
+    cl_program prog_kv[2];   /* kv.cl built for the K / V format; NULL when f32 */
+    cl_kernel k_store[2];    /* kv_store of prog_kv[i] */
+    cl_mem kvs;              /* [n_seq*n_ctx][kv_dim] f32 staging of K/V rows before they are
+                                encoded; NULL when both formats are f32 (matmul writes the
+                                cache directly) */
+
+    /* ---- paired evaluation (engine_pair.c) ---- */
+    cl_kernel k_kld;         /* kld.cl's kld_rows (in prog_common) */
+    cl_mem kld;              /* [n_seq*n_ctx][KLD_STRIDE] comparison with a base, per row */
+    float *hkld;             /* host copy of kld, [n_seq*n_ctx][KLD_STRIDE] */
 };
 
 /* ---- helpers shared by the engine's files (engine.c defines them) ---- */
@@ -130,5 +145,24 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
  * stats = 1 also their statistics (targets from e->targets) into e->stats
  * rows [row0, row0+n). */
 qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats);
+
+/* ---- KV-cache formats (engine_kv.c) ---- */
+
+/* Build options every program that includes kernels/kvfmt.cl needs, for a
+ * head dimension: "-DQE_HD=.. -DQE_SQRT_HD=.. [-DQE_FP64]" into buf. */
+void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap);
+
+/* At open, before the caches are allocated: the cache row sizes for
+ * opt.kv_k / kv_v (QE_EUNSUPPORTED when the model's rows do not fit a
+ * format), the store programs and the staging buffer. */
+qe_status qe_engine_kv_open(qe_engine *e);
+void qe_engine_kv_close(qe_engine *e);
+
+/* Encode n_rows f32 rows of src (dense, kv_dim floats each) into cache dst in
+ * the K (which = 0) or V (which = 1) format: source row r goes to cache row
+ * (r / y_seq) * y_seq_stride + y_off + r % y_seq. The format must not be
+ * f32 (that cache is written by the matmul directly). */
+qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
+                                 int y_seq, int y_seq_stride, int y_off);
 
 #endif

@@ -26,7 +26,8 @@ qe_eval_opts qe_eval_opts_default(void)
  * the same per-position outputs the engine computes on the device. */
 static qe_status ref_chunk(qe_ref *r, const qe_model *m, const int32_t *in, int n_ctx, int first,
                            const int32_t *targets, int top_k, double *logits, float *logp,
-                           int32_t *argmax, int32_t *topk_id, float *topk_lp)
+                           int32_t *argmax, int32_t *topk_id, float *topk_lp, int every,
+                           float *full)
 {
     int n_vocab = qe_model_hparams(m)->n_vocab;
     qe_ref_reset(r);
@@ -37,6 +38,9 @@ static qe_status ref_chunk(qe_ref *r, const qe_model *m, const int32_t *in, int 
         if (p < first)
             continue;
         int row = p - first, best = 0;
+        if (every > 0 && row % every == 0 && p < n_ctx - 1)
+            for (int v = 0; v < n_vocab; v++)
+                full[(size_t)(row / every) * n_vocab + v] = (float)logits[v];
         double mx = logits[0];
         for (int v = 1; v < n_vocab; v++)
             if (logits[v] > mx) {
@@ -97,9 +101,10 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
     qe_chunk_plan plan;
     int use_ref = o->device && !strcmp(o->device, "ref");
     int bos = tok && qe_tokenizer_add_bos(tok) ? qe_tokenizer_bos(tok) : -1;
-    if (o->n_seq < 1 || o->top_k < 0 || o->top_k > QE_ENGINE_TOP_K_MAX)
-        return qe_fail(QE_EINVAL, "batch of %d sequences / top-k %d out of range (1.., 0..%d)",
-                       o->n_seq, o->top_k, QE_ENGINE_TOP_K_MAX);
+    if (o->n_seq < 1 || o->n_seq > QE_EVAL_MAX_SEQ || o->top_k < 0 ||
+        o->top_k > QE_ENGINE_TOP_K_MAX)
+        return qe_fail(QE_EINVAL, "batch of %d sequences / top-k %d out of range (1..%d, 0..%d)",
+                       o->n_seq, o->top_k, QE_EVAL_MAX_SEQ, QE_ENGINE_TOP_K_MAX);
     if ((st = qe_chunk_plan_make(n_tokens, o->n_ctx, o->max_chunks, bos, &plan)))
         return st;
     const int n_ctx = plan.n_ctx, first = plan.first, rows = n_ctx - first, k = o->top_k;
@@ -114,9 +119,17 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
     int32_t *tg = malloc((size_t)n_seq * n_ctx * sizeof *tg);
     float *lse = malloc(nr * sizeof *lse), *logp = malloc(nr * sizeof *logp);
     int32_t *amax = malloc(nr * sizeof *amax);
+    const int every = o->logits_every > 0 ? o->logits_every : 0;
+    const int n_sel = every ? (n_ctx - 1 - first + every - 1) / every : 0;
+    const size_t n_vocab = (size_t)qe_model_hparams(m)->n_vocab;
+    float *full = every ? malloc((size_t)n_seq * n_sel * n_vocab * sizeof *full) : NULL;
+    int32_t *sel_pos = every ? malloc((size_t)n_sel * sizeof *sel_pos) : NULL;
+    for (int i = 0; i < n_sel; i++)
+        sel_pos[i] = first + i * every;
     int32_t *tk_id = malloc((nr * (size_t)k + 1) * sizeof *tk_id);
     float *tk_lp = malloc((nr * (size_t)k + 1) * sizeof *tk_lp);
-    if (!in || !tg || !lse || !logp || !amax || !tk_id || !tk_lp) {
+    if (!in || !tg || !lse || !logp || !amax || !tk_id || !tk_lp ||
+        (every && (!full || !sel_pos))) {
         st = qe_fail(QE_ENOMEM, "out of memory for a batch of %d x %d positions", n_seq, n_ctx);
         goto done;
     }
@@ -145,15 +158,28 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
     qe_ppl acc;
     qe_ppl_init(&acc);
     qe_progress prog;
+    int64_t n_eval = 0; /* chunks that will be evaluated, for the ETA */
+    for (int64_t i = 0; i < plan.n_chunk; i++)
+        n_eval += !o->skip || !o->skip(o->skip_ud, i);
     if (o->progress)
-        qe_progress_begin(&prog, "perplexity", (uint64_t)(plan.n_chunk * n_ctx));
-    for (int64_t c0 = 0; c0 < plan.n_chunk; c0 += n_seq) {
-        int ns = plan.n_chunk - c0 < n_seq ? (int)(plan.n_chunk - c0) : n_seq;
+        qe_progress_begin(&prog, "perplexity", (uint64_t)(n_eval * n_ctx));
+    int64_t next = 0; /* next chunk index to consider */
+    int64_t todo[QE_EVAL_MAX_SEQ];
+    for (;;) {
+        /* The next n_seq chunks that are not skipped, in chunk order. */
+        int ns = 0;
+        while (ns < n_seq && next < plan.n_chunk) {
+            if (!o->skip || !o->skip(o->skip_ud, next))
+                todo[ns++] = next;
+            next++;
+        }
+        if (ns == 0)
+            break;
         for (int s = 0; s < ns; s++) {
-            qe_chunk_fill(&plan, tokens, c0 + s, in + (size_t)s * n_ctx);
+            qe_chunk_fill(&plan, tokens, todo[s], in + (size_t)s * n_ctx);
             for (int j = 0; j < n_ctx; j++)
                 tg[(size_t)s * n_ctx + j] =
-                    j >= first && j < n_ctx - 1 ? qe_chunk_target(&plan, tokens, c0 + s, j) : -1;
+                    j >= first && j < n_ctx - 1 ? qe_chunk_target(&plan, tokens, todo[s], j) : -1;
         }
         double tb = qe_now();
         if (use_ref) {
@@ -161,7 +187,8 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
                 st = ref_chunk(ref, m, in + (size_t)s * n_ctx, n_ctx, first,
                                tg + (size_t)s * n_ctx + first, k, ref_logits,
                                logp + (size_t)s * rows, amax + (size_t)s * rows,
-                               tk_id + (size_t)s * rows * k, tk_lp + (size_t)s * rows * k);
+                               tk_id + (size_t)s * rows * k, tk_lp + (size_t)s * rows * k,
+                               every, full + (every ? (size_t)s * n_sel * n_vocab : 0));
         } else {
             /* Targets of the output rows only: the engine indexes them per row. */
             int32_t *tgr = tg; /* compact [ns][rows] in place (rows start at first) */
@@ -170,6 +197,11 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
                         (size_t)rows * sizeof *tg);
             qe_engine_out eo = {lse, logp, amax, tk_id, tk_lp};
             st = qe_engine_prefill(eng, ns, n_ctx, in, first, tgr, &eo);
+            /* Full logits of the chosen rows, recomputed by the same head. */
+            for (int s = 0; s < ns && !st && every; s++)
+                for (int i = 0; i < n_sel && !st; i++)
+                    st = qe_engine_logits(eng, s, sel_pos[i],
+                                          full + ((size_t)s * n_sel + i) * n_vocab);
         }
         if (st)
             goto done;
@@ -186,10 +218,12 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
             }
             credit_text(&acc, tok, target, plan.n_scored);
             qe_eval_chunk ch = {
-                .index = c0 + s, .first = first, .n_scored = plan.n_scored, .target = target,
+                .index = todo[s], .first = first, .n_scored = plan.n_scored, .target = target,
                 .logp = logp + r0, .argmax = amax + r0, .top_k = k,
                 .topk_id = tk_id + r0 * k, .topk_logp = tk_lp + r0 * k, .nll_sum = sum,
-                .running = qe_ppl_result_of(&acc), .seconds = (te - tb) / ns};
+                .running = qe_ppl_result_of(&acc), .seconds = (te - tb) / ns,
+                .n_logits = n_sel, .n_vocab = (int)n_vocab, .logit_pos = sel_pos,
+                .logits = every ? full + (size_t)s * n_sel * n_vocab : NULL};
             if (fn && (st = fn(ud, &ch)))
                 goto done;
         }
@@ -215,6 +249,8 @@ done:
     free(tk_id);
     free(tk_lp);
     free(ref_logits);
+    free(full);
+    free(sel_pos);
     qe_ref_free(ref);
     qe_engine_close(eng);
     qe_cl_close(cl);

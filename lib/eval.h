@@ -25,6 +25,8 @@
 #include "status.h"
 #include "tokenizer.h"
 
+#define QE_EVAL_MAX_SEQ 4096 /* chunks per device batch, at most */
+
 typedef struct qe_eval_opts {
     int n_ctx;          /* tokens per chunk (default 512) */
     int64_t max_chunks; /* <= 0: all */
@@ -32,6 +34,13 @@ typedef struct qe_eval_opts {
     int top_k;          /* top-k entries recorded per scored position (default 10) */
     const char *device; /* OpenCL device choice (lib/cl.h), or "ref" for the C reference */
     int progress;       /* show a progress line on stderr */
+    /* Optional: chunks for which skip(skip_ud, index) is non-zero are not
+     * evaluated and not reported (a resumed job's stored chunks). Running
+     * statistics then cover the evaluated chunks only. */
+    int (*skip)(void *skip_ud, int64_t chunk);
+    void *skip_ud;
+    int logits_every;   /* > 0: also return the full logits of every N-th
+                           scored position (first, first+N, ...) */
 } qe_eval_opts;
 
 qe_eval_opts qe_eval_opts_default(void);
@@ -48,6 +57,10 @@ typedef struct qe_eval_chunk {
     const int32_t *topk_id;  /* [n_scored][top_k], by log-prob descending */
     const float *topk_logp;  /* [n_scored][top_k] */
     double nll_sum;          /* this chunk's sum of -logp */
+    int n_logits;            /* rows of full logits below (opts.logits_every) */
+    int n_vocab;
+    const int32_t *logit_pos;/* [n_logits] chunk positions */
+    const float *logits;     /* [n_logits][n_vocab] */
     qe_ppl_result running;   /* over all chunks so far */
     double seconds;          /* device time of the batch this chunk ran in / chunks in it */
 } qe_eval_chunk;

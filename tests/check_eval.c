@@ -127,6 +127,52 @@ START_TEST(test_batch_invariance)
 }
 END_TEST
 
+/* Full logits of every 16th scored position agree with the per-position
+ * statistics the device computed (log-softmax of the target), for the
+ * engine and for the reference. */
+static qe_status check_logits(void *ud, const qe_eval_chunk *c)
+{
+    int *rows = ud;
+    ck_assert_int_eq(c->n_logits, (c->n_scored + 15) / 16);
+    for (int i = 0; i < c->n_logits; i++) {
+        int j = c->logit_pos[i] - c->first;
+        ck_assert_int_eq(j, i * 16);
+        const float *l = c->logits + (size_t)i * c->n_vocab;
+        double mx = l[0], s = 0;
+        for (int v = 1; v < c->n_vocab; v++)
+            mx = l[v] > mx ? l[v] : mx;
+        for (int v = 0; v < c->n_vocab; v++)
+            s += exp(l[v] - mx);
+        double lp = l[c->target[j]] - mx - log(s);
+        ck_assert_msg(fabs(lp - c->logp[j]) < 1e-4, "row %d: %.6f vs %.6f", j, lp, c->logp[j]);
+        (*rows)++;
+    }
+    return QE_OK;
+}
+
+START_TEST(test_full_logits)
+{
+    fixture f;
+    open_model(&f, "models/stories260K.gguf");
+    const char *devs[2] = {NULL, "ref"};
+    for (int d = 0; d < 2; d++) {
+        qe_eval_opts o = qe_eval_opts_default();
+        o.n_ctx = N_CTX;
+        o.max_chunks = 3;
+        o.n_seq = 2;
+        o.device = devs[d];
+        o.progress = 0;
+        o.logits_every = 16;
+        int rows = 0;
+        qe_ppl_result r;
+        ck_assert_int_eq(qe_eval_perplexity(f.m, f.tok, f.ids.v, (int64_t)f.ids.n, &o,
+                                            check_logits, &rows, &r, NULL), QE_OK);
+        ck_assert_int_eq(rows, 3 * 4); /* 63 scored positions: 0, 16, 32, 48 */
+    }
+    close_model(&f);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
     fixture f;
@@ -165,6 +211,7 @@ Suite *eval_suite(void)
     tcase_add_test(tc, test_stories260k_vs_ref);
     tcase_add_test(tc, test_tinystories656k_vs_ref);
     tcase_add_test(tc, test_batch_invariance);
+    tcase_add_test(tc, test_full_logits);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_set_timeout(lim, 300);

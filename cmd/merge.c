@@ -1,0 +1,69 @@
+/* merge.c - `qeval merge --db OUT IN...`: fold results databases written by
+ * separate processes (Slurm array tasks, other machines) into one.
+ *
+ * Threading: single-threaded command.
+ */
+#include <inttypes.h>
+#include <stdio.h>
+#include <string.h>
+
+#include "cli.h"
+#include "store.h"
+
+static void usage(FILE *f)
+{
+    fprintf(f,
+            "usage: qeval merge --db OUT [IN.db...]\n\n"
+            "Adds the rows of each IN database that OUT lacks (OUT is created if needed;\n"
+            "the inputs are only read). Models, datasets, runs, chunks and tokens are keyed\n"
+            "by content hashes, so the union never holds duplicates and merging the same\n"
+            "input twice adds nothing. A chunk present in both with different numbers (two\n"
+            "devices) keeps OUT's rows and is reported as a conflict. Prints one line per\n"
+            "input: rows added and conflicts. Without inputs it only creates OUT, or\n"
+            "upgrades it to this qeval's schema.\n\n"
+            "  --db OUT  the database to merge into\n\n"
+            "Typical Slurm use: each array task runs\n"
+            "  qeval run JOB.ini --db results/part-$SLURM_ARRAY_TASK_ID.db \\\n"
+            "      --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\n"
+            "then: qeval merge --db results/qeval.db results/part-*.db\n\n"
+            "exit: 0 ok; 1 a database cannot be read or written (the inputs merged before\n"
+            "it stay merged); 2 usage; 3 an input is not a qeval database.\n");
+}
+
+int qe_cmd_merge(int argc, char **argv)
+{
+    const char *db = NULL;
+    int n_in = 0;
+    char **in = argv; /* inputs are compacted in place: in[k] <= argv[i] */
+    for (int i = 1; i < argc; i++) {
+        if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
+            usage(stdout);
+            return QE_EXIT_OK;
+        } else if (!strcmp(argv[i], "--db")) {
+            if (i + 1 >= argc)
+                return qe_cli_usage_error("merge", "--db needs a path");
+            db = argv[++i];
+        } else if (argv[i][0] == '-') {
+            return qe_cli_usage_error("merge", "unknown option '%s'", argv[i]);
+        } else {
+            in[n_in++] = argv[i];
+        }
+    }
+    if (!db)
+        return qe_cli_usage_error("merge", "--db OUT is required");
+    qe_store *st;
+    qe_status r = qe_store_open(db, 0, 0, &st);
+    if (r != QE_OK)
+        return qe_cli_report("merge", r);
+    for (int i = 0; i < n_in && r == QE_OK; i++) {
+        qe_store_merge_stats s;
+        r = qe_store_merge(st, in[i], &s);
+        if (r == QE_OK)
+            printf("%s: +%" PRId64 " runs, +%" PRId64 " chunks, +%" PRId64 " tokens, +%" PRId64
+                   " models, +%" PRId64 " datasets, +%" PRId64 " sessions, +%" PRId64
+                   " kld, %" PRId64 " conflicts\n", in[i], s.runs, s.chunks, s.tokens,
+                   s.models, s.datasets, s.sessions, s.kld, s.conflicts);
+    }
+    qe_store_close(st);
+    return qe_cli_report("merge", r);
+}

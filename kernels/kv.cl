@@ -1,0 +1,193 @@
+/* kv.cl - the KV-cache write: encode f32 K/V rows into a cache format
+ * (needs kvfmt.cl and -DQE_KVF=<format id>).
+ *
+ * kv_store: source row r (n_kv * QE_HD floats, K already rotated by RoPE)
+ *   is encoded into cache row (r / y_seq) * y_seq_stride + y_off + r % y_seq
+ *   (row_bytes bytes each). The encoders reproduce lib/kv_format.c byte for
+ *   byte (lib/quant.c's Q8_0/Q4_0 quantizers, lib/turboquant.c's encoder):
+ *   the same float expressions in the same order, no contraction, f16 by
+ *   round-to-nearest-even (vstore_half_rte), divisions and the TurboQuant
+ *   norm in double when QE_FP64 is set (a float quotient rounded from double
+ *   is the correctly rounded one, and the norm is defined as a double sum).
+ *   Without fp64 divisions are OpenCL float divisions (<= 2.5 ulp), so a rare
+ *   byte may differ from the CPU's.
+ *   Work-items: one per element (f32, f16), per block of 32 (q8_0, q4_0) or
+ *   per head vector (tq*): global (units per row, n_rows), any local size.
+ *   Each unit is encoded sequentially by one work-item, so its arithmetic
+ *   is exactly the CPU loop's.
+ * kv_load_rows: tests only: decodes rows with kvfmt.cl's kv_load into
+ *   floats (tq*: the rotated domain), global (n_kv * QE_HD, n_rows).
+ */
+#ifndef QE_KVF
+#error "build with -DQE_KVF=<KV-cache format>"
+#endif
+
+#ifdef QE_FP64
+#define KV_DIV(a, b) ((float)((double)(a) / (double)(b)))
+#else
+#define KV_DIV(a, b) ((a) / (b))
+#endif
+#define F16_NAN_LO 0x00
+#define F16_NAN_HI 0x7e
+
+/* roundf(v) as an int8, saturated (lib/quant.c's sat_i8). */
+inline char kv_sat_i8(float v)
+{
+    if (!(v > -128.0f))
+        return v < 0.0f ? (char)-128 : (char)0;
+    return v >= 127.0f ? (char)127 : (char)(int)v;
+}
+
+/* min(15, (int)v), NaN -> 0 (lib/quant.c's nibble_q4_0). */
+inline uint kv_nibble(float v)
+{
+    if (v >= 15.0f)
+        return 15;
+    return v > 0.0f ? (uint)v : 0;
+}
+
+inline void kv_put_half(__global uchar *p, float v)
+{
+    /* p may be odd for tq head vectors: round through private memory. */
+    ushort h;
+    vstore_half_rte(v, 0, (__private half *)&h);
+    p[0] = (uchar)(h & 0xff);
+    p[1] = (uchar)(h >> 8);
+}
+
+__kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_HD] */
+                       __global uchar *dst, ulong row_bytes,
+                       int y_seq, int y_seq_stride, int y_off, int n_rows)
+{
+    const int u = get_global_id(0), r = get_global_id(1);
+    const int n = n_kv * QE_HD;
+    if (r >= n_rows)
+        return;
+    const __global float *x = src + (size_t)r * n;
+    __global uchar *row =
+        dst + ((ulong)(r / y_seq) * y_seq_stride + y_off + r % y_seq) * row_bytes;
+#if QE_KVF == KV_F32
+    if (u < n)
+        ((__global float *)row)[u] = x[u];
+#elif QE_KVF == KV_F16
+    if (u >= n)
+        return;
+    const float xv = x[u];
+    if (isnan(xv)) {
+        /* The NaN's sign and top payload bits, made quiet, as
+         * qe_f32_to_f16 writes them (vstore_half's NaN is unspecified). */
+        const uint b = as_uint(xv);
+        ((__global ushort *)row)[u] = (ushort)(((b >> 16) & 0x8000) | 0x7e00 | ((b & 0x7fffff) >> 13));
+    } else {
+        vstore_half_rte(xv, u, (__global half *)row);
+    }
+#elif QE_KVF == KV_Q8_0 || QE_KVF == KV_Q4_0
+    if (u >= n / 32)
+        return;
+    x += u * 32;
+    const int bs = QE_KVF == KV_Q8_0 ? 34 : 18;
+    __global uchar *b = row + u * bs;
+    int finite = 1;
+    for (int j = 0; j < 32; j++)
+        finite &= isfinite(x[j]) ? 1 : 0;
+    if (!finite) {
+        b[0] = F16_NAN_LO;
+        b[1] = F16_NAN_HI;
+        for (int j = 2; j < bs; j++)
+            b[j] = 0;
+        return;
+    }
+#if QE_KVF == KV_Q8_0
+    float amax = 0.0f;
+    for (int j = 0; j < 32; j++)
+        amax = fmax(amax, fabs(x[j]));
+    const float d = KV_DIV(amax, 127.0f);
+    const float id = d != 0.0f ? KV_DIV(1.0f, d) : 0.0f;
+    vstore_half_rte(d, 0, (__global half *)b);
+    for (int j = 0; j < 32; j++) {
+        const float v = x[j] * id;
+        b[2 + j] = as_uchar(kv_sat_i8(round(v)));
+    }
+#else
+    float amax = 0.0f, mx = 0.0f;
+    for (int j = 0; j < 32; j++)
+        if (amax < fabs(x[j])) {
+            amax = fabs(x[j]);
+            mx = x[j];
+        }
+    const float d = KV_DIV(mx, -8.0f);
+    const float id = d != 0.0f ? KV_DIV(1.0f, d) : 0.0f;
+    vstore_half_rte(d, 0, (__global half *)b);
+    for (int j = 0; j < 16; j++) {
+        float v0 = x[j] * id, v1 = x[j + 16] * id;
+        v0 += 8.5f;
+        v1 += 8.5f;
+        b[2 + j] = (uchar)(kv_nibble(v0) | kv_nibble(v1) << 4);
+    }
+#endif
+#else /* TurboQuant */
+    if (u >= n_kv)
+        return;
+    const int bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
+    x += u * QE_HD;
+    __global uchar *v = row + u * KV_TQ_VEC(QE_KVF);
+    float t[QE_HD];
+    uchar idx[QE_HD];
+    int finite = 1;
+#ifdef QE_FP64
+    double ss = 0.0;
+    for (int i = 0; i < QE_HD; i++) {
+        ss += (double)x[i] * (double)x[i];
+        finite &= isfinite(x[i]) ? 1 : 0;
+    }
+    const float norm = (float)sqrt(ss);
+#else
+    float ss = 0.0f;
+    for (int i = 0; i < QE_HD; i++) {
+        ss += x[i] * x[i];
+        finite &= isfinite(x[i]) ? 1 : 0;
+    }
+    const float norm = sqrt(ss);
+#endif
+    for (int i = 0; i < QE_HD; i++)
+        idx[i] = 0;
+    if (!finite) {
+        v[0] = F16_NAN_LO;
+        v[1] = F16_NAN_HI;
+    } else if (norm > 0.0f) {
+        float bound[15];
+        for (int k = 0; k + 1 < levels; k++)
+            bound[k] = 0.5f * (tq_centroid(bits, k) + tq_centroid(bits, k + 1));
+        tq_signs(t);
+        for (int i = 0; i < QE_HD; i++)
+            t[i] *= x[i];
+        tq_fwht(t);
+        for (int i = 0; i < QE_HD; i++) {
+            const float z = KV_DIV(t[i], norm);
+            int k = 0;
+            while (k + 1 < levels && z > bound[k])
+                k++;
+            idx[i] = (uchar)k;
+        }
+        kv_put_half(v, norm);
+    } else {
+        v[0] = 0;
+        v[1] = 0;
+    }
+    for (int g = 0; g < QE_HD / 8; g++) {
+        uint w = 0;
+        for (int k = 0; k < 8; k++)
+            w |= (uint)idx[8 * g + k] << (bits * k);
+        for (int j = 0; j < bits; j++)
+            v[2 + g * bits + j] = (uchar)(w >> (8 * j));
+    }
+#endif
+}
+
+__kernel void kv_load_rows(const __global uchar *src, ulong row_bytes, int n, /* n = n_kv*QE_HD */
+                           __global float *y)                                /* [n_rows][n] */
+{
+    const int e = get_global_id(0), r = get_global_id(1);
+    if (e < n)
+        y[(size_t)r * n + e] = kv_load(src + (ulong)r * row_bytes, QE_KVF, e);
+}

@@ -1,0 +1,125 @@
+/* kvfmt.cl - KV-cache element formats on the device: the layouts of
+ * lib/kv_format.h and lib/turboquant.h, read (attention.cl) and written
+ * (kv.cl) here only. No kernels; included in the programs that need it.
+ *
+ * Format ids are enum qe_kv_format: 0 f32, 1 f16, 2 q8_0, 3 q4_0, 4 tq4,
+ * 5 tq3, 6 tq2. A cache row holds one position's n_kv heads x QE_HD values:
+ *   f32/f16   plain, element e at e
+ *   q8_0/q4_0 GGML blocks of 32 along the whole row (34 / 18 bytes; every
+ *             block starts on an even byte, so vload_half reads its scale)
+ *   tq<b>     per head: f16 norm | QE_HD*b/8 bytes of packed indices (head
+ *             vectors of 2 + QE_HD*b/8 bytes may start on an odd byte, so the
+ *             norm is read as two bytes)
+ * kv_load(row, fmt, e) returns element e of a row as float: the stored
+ * value for f32/f16/q8_0/q4_0 (the same float expression as lib/quant.c's
+ * dequantizer), and for tq* the ROTATED-domain value
+ * centroid[idx] * (norm / sqrt(QE_HD)), i.e. qe_turboquant_dequantize_rotated
+ * (attention rotates q and un-rotates its output instead of decoding K/V to
+ * the natural basis).
+ *
+ * Needs -DQE_HD (head dimension) and -DQE_SQRT_HD (sqrtf(QE_HD) as computed
+ * by the host, a float literal); -DQE_FP64 when the device has cl_khr_fp64
+ * (the encoder then reproduces the CPU's double-precision steps exactly).
+ */
+#if !defined(QE_HD) || !defined(QE_SQRT_HD)
+#error "build with -DQE_HD and -DQE_SQRT_HD"
+#endif
+#ifdef QE_FP64
+#pragma OPENCL EXTENSION cl_khr_fp64 : enable
+#endif
+/* The codecs' float expressions must not be fused (lib/quant.h). */
+#pragma OPENCL FP_CONTRACT OFF
+
+#define KV_F32 0
+#define KV_F16 1
+#define KV_Q8_0 2
+#define KV_Q4_0 3
+#define KV_TQ4 4
+#define KV_TQ3 5
+#define KV_TQ2 6
+#define KV_IS_TQ(f) ((f) >= KV_TQ4)
+#define KV_TQ_BITS(f) ((f) == KV_TQ4 ? 4 : (f) == KV_TQ3 ? 3 : 2)
+#define KV_TQ_VEC(f) (2 + QE_HD * KV_TQ_BITS(f) / 8) /* bytes per head vector */
+#define TQ_SEED 0x7475726230717561UL /* QE_TURBOQUANT_SEED */
+
+/* Lloyd-Max centroids for N(0, 1), ascending (lib/turboquant.c's tables). */
+__constant float TQ_C2[4] = {-1.5104f, -0.4528f, 0.4528f, 1.5104f};
+__constant float TQ_C3[8] = {-2.1520f, -1.3439f, -0.7560f, -0.2451f,
+                             0.2451f,  0.7560f,  1.3439f,  2.1520f};
+__constant float TQ_C4[16] = {-2.7326f, -2.0691f, -1.6181f, -1.2562f, -0.9424f, -0.6568f,
+                              -0.3881f, -0.1284f, 0.1284f,  0.3881f,  0.6568f,  0.9424f,
+                              1.2562f,  1.6181f,  2.0691f,  2.7326f};
+
+inline float tq_centroid(int bits, int k)
+{
+    return bits == 4 ? TQ_C4[k] : bits == 3 ? TQ_C3[k] : TQ_C2[k];
+}
+
+/* Word k of the SplitMix64 stream started at seed (turboquant.h). */
+inline ulong tq_word(ulong k)
+{
+    ulong z = TQ_SEED + (k + 1) * 0x9E3779B97F4A7C15UL;
+    z = (z ^ (z >> 30)) * 0xBF58476D1CE4E5B9UL;
+    z = (z ^ (z >> 27)) * 0x94D049BB133111EBUL;
+    return z ^ (z >> 31);
+}
+
+/* s[i] = -1 or +1 for i < QE_HD. */
+inline void tq_signs(float *s)
+{
+    ulong w = 0;
+    for (int i = 0; i < QE_HD; i++) {
+        if (i % 64 == 0)
+            w = tq_word((ulong)(i / 64));
+        s[i] = (w >> (i % 64)) & 1 ? -1.0f : 1.0f;
+    }
+}
+
+/* Unnormalized Walsh-Hadamard transform in place, Sylvester order, the
+ * butterflies in lib/turboquant.c's order. */
+inline void tq_fwht(float *t)
+{
+    for (int len = 1; len < QE_HD; len *= 2)
+        for (int i = 0; i < QE_HD; i += 2 * len)
+            for (int j = i; j < i + len; j++) {
+                const float a = t[j], b = t[j + len];
+                t[j] = a + b;
+                t[j + len] = a - b;
+            }
+}
+
+/* An f16 stored at any byte address. */
+inline float kv_half_at(const __global uchar *p)
+{
+    const ushort h = (ushort)(p[0] | (p[1] << 8));
+    return vload_half(0, (const __private half *)&h);
+}
+
+/* Element e of a cache row (see the top of the file). fmt is a compile-time
+ * constant at every call, so the switch folds away. */
+inline float kv_load(const __global uchar *row, const int fmt, int e)
+{
+    if (fmt == KV_F32)
+        return ((const __global float *)row)[e];
+    if (fmt == KV_F16)
+        return vload_half(e, (const __global half *)row);
+    if (fmt == KV_Q8_0) {
+        const __global uchar *b = row + (e >> 5) * 34;
+        return (float)as_char(b[2 + (e & 31)]) * vload_half(0, (const __global half *)b);
+    }
+    if (fmt == KV_Q4_0) {
+        const __global uchar *b = row + (e >> 5) * 18;
+        const int j = e & 31;
+        const int q = j < 16 ? (b[2 + j] & 15) : (b[2 + j - 16] >> 4);
+        return (float)(q - 8) * vload_half(0, (const __global half *)b);
+    }
+    /* TurboQuant */
+    const int bits = KV_TQ_BITS(fmt), h = e / QE_HD, d = e % QE_HD;
+    const __global uchar *v = row + h * KV_TQ_VEC(fmt);
+    const __global uchar *g = v + 2 + (d / 8) * bits;
+    uint w = 0;
+    for (int j = 0; j < bits; j++)
+        w |= (uint)g[j] << (8 * j);
+    const int idx = (int)((w >> (bits * (d % 8))) & ((1u << bits) - 1));
+    return tq_centroid(bits, idx) * (kv_half_at(v) / QE_SQRT_HD);
+}

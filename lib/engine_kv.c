@@ -1,0 +1,150 @@
+/* engine_kv.c - the engine's KV-cache formats: cache row sizes, the store
+ * kernel that encodes K/V rows into a quantized cache (kernels/kv.cl), and
+ * the device codec entry point the tests compare with lib/kv_format.c.
+ *
+ * Workload: one store launch per layer and per K/V of a non-f32 cache, over
+ * the batch's rows; the codec test runs a handful of rows.
+ * Threading: as engine.c (one thread at a time per engine and per qe_cl).
+ */
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine.h"
+#include "engine_internal.h"
+
+void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap)
+{
+    /* sqrtf of a power of two, exact in hex so the device divides by the
+     * same float the CPU's qe_turboquant_rotate does. */
+    const int fp64 = qe_cl_has_extension(qe_cl_device(cl), "cl_khr_fp64");
+    snprintf(buf, cap, "-DQE_HD=%d -DQE_SQRT_HD=%af%s", head_dim, (double)sqrtf((float)head_dim),
+             fp64 ? " -DQE_FP64" : "");
+}
+
+/* Build kv.cl for format f into *prog / *store (and *load when non-NULL). */
+static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *prog,
+                          cl_kernel *store, cl_kernel *load)
+{
+    static const char *const srcs[] = {"kvfmt.cl", "kv.cl"};
+    char defs[128], opts[192];
+    qe_engine_kv_defines(cl, head_dim, defs, sizeof defs);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d", defs, (int)f);
+    qe_status st = qe_cl_build(cl, srcs, 2, opts, prog);
+    if (st == QE_OK)
+        st = qe_cl_kernel(*prog, "kv_store", store);
+    if (st == QE_OK && load)
+        st = qe_cl_kernel(*prog, "kv_load_rows", load);
+    return st;
+}
+
+qe_status qe_engine_kv_open(qe_engine *e)
+{
+    const qe_kv_format fmt[2] = {e->opt.kv_k, e->opt.kv_v};
+    const int nkv = e->hp.n_kv_heads, hd = e->hp.head_dim;
+    qe_status st = QE_OK;
+    for (int i = 0; i < 2 && st == QE_OK; i++) {
+        st = qe_kv_format_row_bytes(fmt[i], nkv, hd, &e->kv_row_bytes[i]);
+        if (st != QE_OK) {
+            qe_fail_prefix(st, "engine: %s cache", i ? "V" : "K");
+            break;
+        }
+        if (fmt[i] != QE_KV_F32)
+            st = build_kv(e->cl, fmt[i], hd, &e->prog_kv[i], &e->k_store[i], NULL);
+    }
+    if (st == QE_OK && (fmt[0] != QE_KV_F32 || fmt[1] != QE_KV_F32))
+        st = qe_engine_alloc_act(e, (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx,
+                                 (size_t)e->kv_dim, sizeof(float), &e->kvs, "K/V staging");
+    return st;
+}
+
+void qe_engine_kv_close(qe_engine *e)
+{
+    for (int i = 0; i < 2; i++) {
+        qe_cl_kernel_free(e->k_store[i]);
+        qe_cl_program_free(e->prog_kv[i]);
+        e->k_store[i] = NULL;
+        e->prog_kv[i] = NULL;
+    }
+    qe_cl_free(e->kvs);
+    e->kvs = NULL;
+}
+
+/* Work-items per row of kv_store for format f: one per element, per block
+ * of 32, or per head vector. */
+static size_t store_units(qe_kv_format f, int n_heads, int head_dim)
+{
+    const size_t n = (size_t)n_heads * (size_t)head_dim;
+    if (qe_kv_format_per_head(f))
+        return (size_t)n_heads;
+    return f == QE_KV_Q8_0 || f == QE_KV_Q4_0 ? n / 32 : n;
+}
+
+static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int n_heads, int head_dim,
+                           cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes, int y_seq,
+                           int y_seq_stride, int y_off)
+{
+    qe_status st = qe_cl_args(k, 8, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
+                              &dst, sizeof(cl_ulong), &row_bytes, sizeof(int), &y_seq, sizeof(int),
+                              &y_seq_stride, sizeof(int), &y_off, sizeof(int), &n_rows);
+    size_t global[2] = {store_units(f, n_heads, head_dim), (size_t)n_rows};
+    if (st == QE_OK)
+        st = qe_cl_run(cl, k, 2, global, NULL, NULL);
+    return st;
+}
+
+qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
+                                 int y_seq, int y_seq_stride, int y_off)
+{
+    const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
+    return run_store(e->cl, e->k_store[which], f, e->hp.n_kv_heads, e->hp.head_dim, src, n_rows,
+                     dst, (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off);
+}
+
+qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_dim, int n_rows,
+                             const float *x, void *dst, float *y)
+{
+    cl_program prog = NULL;
+    cl_kernel store = NULL, load = NULL;
+    cl_mem src = NULL, enc = NULL, dec = NULL;
+    size_t row_bytes = 0;
+    qe_status st = qe_kv_format_row_bytes(f, n_heads, head_dim, &row_bytes);
+    if (st != QE_OK)
+        return st;
+    if (head_dim > 256 || n_rows < 1 || (int64_t)n_heads * head_dim * n_rows > INT32_MAX)
+        return qe_fail(QE_EINVAL, "engine: KV codec test of %d rows x %d heads x %d is out of range",
+                       n_rows, n_heads, head_dim);
+    const size_t n = (size_t)n_heads * (size_t)head_dim;
+    if ((st = build_kv(cl, f, head_dim, &prog, &store, &load)) != QE_OK ||
+        (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_RO, x, &src)) != QE_OK ||
+        (st = qe_cl_alloc(cl, row_bytes * (size_t)n_rows, QE_CL_RW, NULL, &enc)) != QE_OK ||
+        (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_WO, NULL, &dec)) != QE_OK)
+        goto done;
+    /* Poison the cache bytes: every unit must be written. */
+    const unsigned char ff = 0xff;
+    if ((st = qe_cl_fill(cl, enc, &ff, 1, 0, row_bytes * (size_t)n_rows)) != QE_OK ||
+        (st = run_store(cl, store, f, n_heads, head_dim, src, n_rows, enc, (cl_ulong)row_bytes,
+                        n_rows, n_rows, 0)) != QE_OK)
+        goto done;
+    if (dst && (st = qe_cl_read(cl, enc, 0, row_bytes * (size_t)n_rows, dst)) != QE_OK)
+        goto done;
+    if (y) {
+        cl_ulong rb = (cl_ulong)row_bytes;
+        int ni = (int)n;
+        size_t global[2] = {n, (size_t)n_rows};
+        if ((st = qe_cl_args(load, 4, sizeof(cl_mem), &enc, sizeof(cl_ulong), &rb, sizeof(int),
+                             &ni, sizeof(cl_mem), &dec)) != QE_OK ||
+            (st = qe_cl_run(cl, load, 2, global, NULL, NULL)) != QE_OK ||
+            (st = qe_cl_read(cl, dec, 0, n * (size_t)n_rows * sizeof(float), y)) != QE_OK)
+            goto done;
+    }
+done:
+    qe_cl_free(src);
+    qe_cl_free(enc);
+    qe_cl_free(dec);
+    qe_cl_kernel_free(store);
+    qe_cl_kernel_free(load);
+    qe_cl_program_free(prog);
+    return st;
+}

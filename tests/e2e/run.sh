@@ -1,0 +1,80 @@
+# shellcheck shell=bash
+# `qeval run` end to end on PoCL: a small job evaluated into SQLite, resumed
+# after SIGKILL at random points, and run with 1 and 8 workers; the per-token
+# rows must be identical in every case.
+R=$E2E_TMP/run
+mkdir -p "$R"
+job() { # job WORKERS DB
+cat > "$R/job-$1.ini" <<EOT
+[job]
+name = e2e
+output = $2
+n_ctx = 64
+n_seq = 3
+top_k = 4
+chunks = 12
+workers = $1
+[model stories260K]
+path = \${QEVAL_DATA}/models/stories260K.gguf
+[dataset wiki]
+path = \${QEVAL_DATA}/text/wiki.test.raw
+[sweep]
+reference = f32
+weights = f16
+kv = f32
+EOT
+}
+# Every stored per-token value, in key order, as text (the run keys are
+# content hashes, so two databases of the same job compare directly).
+dump() {
+    "$QEVAL" sql --db "$1" --csv "SELECT run_key, chunk, pos, target, logprob, argmax, topk
+        FROM tokens ORDER BY 1, 2, 3" 2>&1
+}
+job 2 "$R/full.db"
+expect_exit "qeval run evaluates a small job" 0 "$QEVAL" run -q "$R/job-2.ini"
+expect_match "both runs evaluated" "$OUT" "2 runs: 2 evaluated"
+dump "$R/full.db" > "$R/full.csv"
+n=$(wc -l < "$R/full.csv")
+# 2 runs x 12 chunks x 31 scored tokens, plus the header line
+if [ "$n" -eq $((2 * 12 * 31 + 1)) ]; then ok "one row per scored token ($n lines)"; else not_ok "one row per scored token" "got $n lines"; fi
+expect_exit "a second run finds everything stored" 0 "$QEVAL" run -q "$R/job-2.ini"
+expect_match "nothing evaluated twice" "$OUT" "2 runs: 0 evaluated, 2 already complete, 0 chunks written"
+expect_exit "compare reads the database" 0 "$QEVAL" compare --db "$R/full.db"
+expect_match "compare shows both weight formats" "$OUT" "f16"
+
+# SIGKILL at random points, then resume until done.
+job 2 "$R/killed.db"
+kills=0
+for i in 1 2 3 4 5; do
+    delay=$(printf '0.%02d' $((5 + RANDOM % 40)))
+    "$QEVAL" run -q "$R/job-2.ini" >/dev/null 2>&1 &
+    pid=$!
+    sleep "$delay"
+    if kill -9 "$pid" 2>/dev/null; then kills=$((kills + 1)); fi
+    wait "$pid" 2>/dev/null
+done
+if [ "$kills" -ge 2 ]; then ok "qeval run was killed mid-job $kills times"; else
+    not_ok "qeval run was killed mid-job at least twice" "only $kills kills landed before the job ended"; fi
+expect_exit "resume after $kills kills" 0 "$QEVAL" run -q "$R/job-2.ini"
+dump "$R/killed.db" > "$R/killed.csv"
+if cmp -s "$R/full.csv" "$R/killed.csv"; then ok "killed and resumed equals uninterrupted (no duplicates, no gaps)"; else
+    not_ok "killed and resumed equals uninterrupted" "$(diff "$R/full.csv" "$R/killed.csv" | head -5)"; fi
+expect_exit "the killed database passes integrity_check" 0 "$QEVAL" sql --db "$R/killed.db" "PRAGMA integrity_check"
+expect_match "integrity ok" "$OUT" "ok"
+
+# Workers only tokenize and prepare: rows are identical for 1 and 8.
+for w in 1 8; do
+    job $w "$R/w$w.db"
+    expect_exit "run with $w workers" 0 "$QEVAL" run -q "$R/job-$w.ini"
+    dump "$R/w$w.db" > "$R/w$w.csv"
+done
+if cmp -s "$R/w1.csv" "$R/w8.csv" && cmp -s "$R/w1.csv" "$R/full.csv"; then ok "1, 2 and 8 workers give identical rows"; else
+    not_ok "1, 2 and 8 workers give identical rows" "$(diff "$R/w1.csv" "$R/w8.csv" | head -5)"; fi
+
+# store_logits = 16: full logits of every 16th scored position, as f16 BLOBs.
+job 2 "$R/logits.db"
+sed -i 's/^top_k = 4$/top_k = 4\nstore_logits = 16/' "$R/job-2.ini"
+expect_exit "a job storing full logits" 0 "$QEVAL" run -q "$R/job-2.ini"
+expect_exit "count stored logit rows" 0 "$QEVAL" sql --db "$R/logits.db" --csv "SELECT count(*) FROM logits"
+# 2 runs x 12 chunks x positions 0, 16 of 31 scored
+expect_match "two logit rows per chunk and run" "$OUT" "^48$"
