@@ -1,6 +1,7 @@
 /* decode.cl - the kernels a ragged batch needs beyond the prefill's: rows
- * that each carry their own KV-cache slot and position (needs -DQE_HD =
- * head_dim and -DQE_AW, a power of two, the attention work-group width).
+ * that each carry their own KV-cache slot and position (needs kvfmt.cl
+ * before it, with its -DQE_HD / -DQE_SQRT_HD, and -DQE_AW, a power of two,
+ * the attention work-group width; -DQE_KVK / -DQE_KVV, the cache formats).
  *
  * A ragged batch is a list of rows r = 0 .. n_rows-1, row r being the token
  * at position pos[r] of the sequence held in slot slot[r] (lib/decode.h).
@@ -9,8 +10,8 @@
  * data alone, with fixed reduction orders, so a row's results do not depend
  * on which other rows share the batch.
  */
-#if !defined(QE_HD) || !defined(QE_AW)
-#error "build with -DQE_HD and -DQE_AW"
+#if !defined(QE_HD) || !defined(QE_AW) || !defined(QE_KVK) || !defined(QE_KVV)
+#error "build with -DQE_HD, -DQE_AW, -DQE_KVK and -DQE_KVV"
 #endif
 
 /* gather_rows: y[r][i] = x[idx[r]][i] (a plain copy: no arithmetic).
@@ -44,26 +45,26 @@ __kernel void rope_rows(__global float *x, int ld, const __global int *pos, int 
     v[ib] = a * c.y + b * c.x;
 }
 
-/* kv_store: write row r's K and V (kv_dim floats each, RoPE already applied
- * to K) into the f32 caches at row slot[r] * n_ctx + pos[r].
- *   global (kv_dim, n_rows), any local size. */
-__kernel void kv_store(const __global float *kt, const __global float *vt,
-                       const __global int *slot, const __global int *pos, int n_ctx,
-                       int kv_dim, __global float *kc, __global float *vc)
+/* copy_rows: cache row slot[r] * n_ctx + pos[r] of dst = row r of src, as
+ * row_bytes raw bytes (rows already encoded in the cache format: the f32
+ * K/V themselves, or kv.cl's kv_store output for other formats).
+ *   global (row_bytes, n_rows), any local size. */
+__kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __global int *slot,
+                        const __global int *pos, int n_ctx, __global uchar *dst)
 {
-    const int i = get_global_id(0), r = get_global_id(1);
-    if (i >= kv_dim)
-        return;
-    const size_t at = ((size_t)slot[r] * n_ctx + pos[r]) * kv_dim + i;
-    kc[at] = kt[(size_t)r * kv_dim + i];
-    vc[at] = vt[(size_t)r * kv_dim + i];
+    const size_t b = get_global_id(0), r = get_global_id(1);
+    if (b < row_bytes)
+        dst[((ulong)slot[r] * n_ctx + pos[r]) * row_bytes + b] = src[r * row_bytes + b];
 }
 
 /* attn_rows: causal grouped-query attention of row r, head h, against its
  * own slot's cache:
  *     out[r][h] = sum_{j<=p} softmax_j(scale * q[r][h] . k[s,j][g]) v[s,j][g]
  *   with s = slot[r], p = pos[r], g = h / (n_heads / n_kv); cache rows
- *   s * n_ctx + j of n_kv * QE_HD floats.
+ *   s * n_ctx + j of k_row_bytes / v_row_bytes, read with kvfmt.cl's kv_load.
+ *   TurboQuant caches are used in the rotated domain as attention.cl does:
+ *   q rotated once (H D q / sqrt(QE_HD)) for a tq K cache, the output
+ *   rotated back (D H y / sqrt(QE_HD)) for a tq V cache.
  * Work-group: QE_AW work-items for one (row, head): global (n_rows * QE_AW,
  *   n_heads), local (QE_AW, 1). Keys go QE_AW at a time, one per work-item
  *   (its dot product over d in order); the tile's max and sum of exp are
@@ -78,8 +79,9 @@ __kernel void kv_store(const __global float *kt, const __global float *vt,
 
 __kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
 void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
-               const __global float *kc,    /* [n_slots*n_ctx][n_kv*QE_HD] */
-               const __global float *vc,    /* [n_slots*n_ctx][n_kv*QE_HD] */
+               const __global uchar *kc,    /* [n_slots*n_ctx] rows of k_row_bytes */
+               const __global uchar *vc,    /* [n_slots*n_ctx] rows of v_row_bytes */
+               ulong k_row_bytes, ulong v_row_bytes,
                const __global int *slot, const __global int *pos, /* [n_rows] */
                int n_ctx, int n_heads, int n_kv, float scale,
                __global float *out)         /* [n_rows][n_heads*QE_HD] */
@@ -89,11 +91,27 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
     __local float ps[QE_AW];
     const int t = get_local_id(0), r = get_group_id(0), h = get_group_id(1);
     const int g = h / (n_heads / n_kv);
-    const int qd = n_heads * QE_HD, kd = n_kv * QE_HD;
+    const int qd = n_heads * QE_HD;
     const int p = pos[r];
-    const size_t base = (size_t)slot[r] * n_ctx;
+    const ulong base = (ulong)slot[r] * n_ctx;
+    const __global float *qr = q + (size_t)r * qd + h * QE_HD;
+#if KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
+    float sg[QE_HD];
+    tq_signs(sg);
+#endif
+#if KV_IS_TQ(QE_KVK)
+    if (t == 0) {
+        float tv[QE_HD];
+        for (int d = 0; d < QE_HD; d++)
+            tv[d] = sg[d] * qr[d];
+        tq_fwht(tv);
+        for (int d = 0; d < QE_HD; d++)
+            qs[d] = tv[d] / QE_SQRT_HD;
+    }
+#else
     for (int d = t; d < QE_HD; d += QE_AW)
-        qs[d] = q[(size_t)r * qd + h * QE_HD + d];
+        qs[d] = qr[d];
+#endif
     barrier(CLK_LOCAL_MEM_FENCE);
 
     float m = -INFINITY, l = 0.0f;
@@ -104,10 +122,10 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
         const int j = j0 + t;
         float s = -INFINITY;
         if (j <= p) {
-            const __global float *k = kc + (base + j) * kd + g * QE_HD;
+            const __global uchar *krow = kc + (base + j) * k_row_bytes;
             float dot = 0.0f;
             for (int d = 0; d < QE_HD; d++)
-                dot += qs[d] * k[d];
+                dot += qs[d] * kv_load(krow, QE_KVK, g * QE_HD + d);
             s = dot * scale;
         }
         red[t] = s;
@@ -135,19 +153,36 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
             const int d = t + i * QE_AW;
             if (d >= QE_HD)
                 break;
-            const __global float *v = vc + (base + j0) * kd + g * QE_HD + d;
             float a = acc[i] * corr;
             for (int jj = 0; jj < nj; jj++)
-                a += ps[jj] * v[(size_t)jj * kd];
+                a += ps[jj] * kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
             acc[i] = a;
         }
         m = mn;
         barrier(CLK_LOCAL_MEM_FENCE); /* red and ps are rewritten by the next tile */
     }
     const float inv = 1.0f / l;
+    __global float *o = out + (size_t)r * qd + h * QE_HD;
+#if KV_IS_TQ(QE_KVV)
     for (int i = 0; i < AT_ND; i++) {
         const int d = t + i * QE_AW;
         if (d < QE_HD)
-            out[(size_t)r * qd + h * QE_HD + d] = acc[i] * inv;
+            qs[d] = acc[i] * inv; /* qs is free again: gather the rotated output */
     }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (t == 0) {
+        float tv[QE_HD];
+        for (int d = 0; d < QE_HD; d++)
+            tv[d] = qs[d];
+        tq_fwht(tv);
+        for (int d = 0; d < QE_HD; d++)
+            o[d] = sg[d] * (tv[d] / QE_SQRT_HD);
+    }
+#else
+    for (int i = 0; i < AT_ND; i++) {
+        const int d = t + i * QE_AW;
+        if (d < QE_HD)
+            o[d] = acc[i] * inv;
+    }
+#endif
 }

@@ -13,7 +13,8 @@
  *     rmsnorm (engine)         x -> h                           [rows][dim]
  *     matmul wq / wk / wv      h -> q [rows][q_dim], kt / vt    [rows][kv_dim]
  *     rope_rows                q, kt at pos[r]
- *     kv_store                 kt, vt -> cache rows slot[r]*n_ctx + pos[r]
+ *     kv_store (engine, kv.cl) kt, vt -> kenc, venc in the cache format (not f32)
+ *     copy_rows                kenc, venc (or kt, vt) -> cache rows slot[r]*n_ctx + pos[r]
  *     attn_rows                q, cache -> att                  [rows][q_dim]
  *     matmul wo (accumulate)   att -> x
  *     rmsnorm, gate/up matmuls, silu_mul, down matmul (accumulate) -> x
@@ -43,7 +44,7 @@ struct qe_decode {
     int *len;            /* [n_slots] positions held per slot */
 
     cl_program prog;
-    cl_kernel k_gather, k_rope, k_store, k_attn;
+    cl_kernel k_gather, k_rope, k_copy, k_attn;
 
     cl_mem tokens, rslot, rpos; /* [max_rows] int: each row's token, slot, position */
     cl_mem oidx;         /* [n_slots] int: row of each sequence's last token */
@@ -51,6 +52,8 @@ struct qe_decode {
     cl_mem x, h;         /* [max_rows][dim] */
     cl_mem q, att;       /* [max_rows][q_dim] */
     cl_mem kt, vt;       /* [max_rows][kv_dim] new K/V rows before the store */
+    cl_mem kenc, venc;   /* [max_rows] rows of kv_row_bytes[0] / [1]: kt / vt encoded in
+                            the cache format; NULL for an f32 cache (kt / vt are copied) */
     cl_mem g, u;         /* [max_rows][n_ff] */
     cl_mem xo, hout;     /* [n_slots][dim] */
     cl_mem logits;       /* [n_slots][n_vocab] */
@@ -96,12 +99,15 @@ static qe_status build(qe_decode *d)
     d->aw = DEC_AW_MAX;
     while ((size_t)d->aw > qe_cl_device(e->cl)->max_wg_size && d->aw > 1)
         d->aw /= 2;
-    char opts[96];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DQE_HD=%d -DQE_AW=%d", e->hp.head_dim, d->aw);
-    if ((st = qe_cl_build1(e->cl, "decode.cl", opts, &d->prog)) != QE_OK ||
+    static const char *const srcs[] = {"kvfmt.cl", "decode.cl"};
+    char defs[128], opts[256];
+    qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d", defs, d->aw,
+             (int)e->opt.kv_k, (int)e->opt.kv_v);
+    if ((st = qe_cl_build(e->cl, srcs, 2, opts, &d->prog)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "gather_rows", &d->k_gather)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "rope_rows", &d->k_rope)) != QE_OK ||
-        (st = qe_cl_kernel(d->prog, "kv_store", &d->k_store)) != QE_OK ||
+        (st = qe_cl_kernel(d->prog, "copy_rows", &d->k_copy)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "attn_rows", &d->k_attn)) != QE_OK ||
         (st = qe_cl_kernel_limits(e->cl, d->k_attn, &max_wg, NULL, NULL)) != QE_OK)
         return st;
@@ -173,6 +179,10 @@ qe_status qe_decode_open(qe_engine *e, const qe_decode_opts *o, qe_decode **out)
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = qe_engine_alloc_act(e, bufs[i].rows, bufs[i].width, bufs[i].elem, bufs[i].buf,
                                  bufs[i].what);
+    if (st == QE_OK && e->opt.kv_k != QE_KV_F32)
+        st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[0], 1, &d->kenc, "decode encoded keys");
+    if (st == QE_OK && e->opt.kv_v != QE_KV_F32)
+        st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->venc, "decode encoded values");
     if (st != QE_OK)
         goto done;
     for (size_t i = 0; i < slots; i++)
@@ -197,12 +207,12 @@ void qe_decode_close(qe_decode *d)
         return;
     cl_mem bufs[] = {d->tokens, d->rslot, d->rpos, d->oidx, d->targets, d->x,  d->h,
                      d->q,      d->att,   d->kt,   d->vt,   d->g,       d->u,  d->xo,
-                     d->hout,   d->logits, d->stats};
+                     d->hout,   d->logits, d->stats, d->kenc, d->venc};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         qe_cl_free(bufs[i]);
     qe_cl_kernel_free(d->k_gather);
     qe_cl_kernel_free(d->k_rope);
-    qe_cl_kernel_free(d->k_store);
+    qe_cl_kernel_free(d->k_copy);
     qe_cl_kernel_free(d->k_attn);
     qe_cl_program_free(d->prog);
     free(d->len);
@@ -229,6 +239,25 @@ static qe_status run_rope_rows(qe_decode *d, cl_mem buf, int ld, int n_heads, in
     return st ? st : qe_cl_run(e->cl, d->k_rope, 3, global, NULL, NULL);
 }
 
+/* K (which = 0) or V rows src [rows][kv_dim] into their slots of cache
+ * dst: encoded into enc by the engine's store kernel when the format is not
+ * f32, then copied row by row to slot[r] * n_ctx + pos[r]. */
+static qe_status store_rows(qe_decode *d, int which, cl_mem src, cl_mem enc, cl_mem dst, int rows)
+{
+    qe_engine *e = d->e;
+    qe_status st = QE_OK;
+    if (enc)
+        st = qe_engine_run_kv_store(e, which, src, rows, enc, rows, rows, 0);
+    cl_mem from = enc ? enc : src;
+    cl_ulong rb = (cl_ulong)e->kv_row_bytes[which];
+    int n_ctx = e->opt.n_ctx;
+    if (st == QE_OK)
+        st = qe_cl_args(d->k_copy, 6, sizeof(cl_mem), &from, sizeof(cl_ulong), &rb, sizeof(cl_mem),
+                        &d->rslot, sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(cl_mem), &dst);
+    size_t global[2] = {(size_t)rb, (size_t)rows};
+    return st ? st : qe_cl_run(e->cl, d->k_copy, 2, global, NULL, NULL);
+}
+
 static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
 {
     qe_engine *e = d->e;
@@ -242,17 +271,15 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
         (st = run_rope_rows(d, d->q, e->q_dim, hp->n_heads, rows)) ||
         (st = run_rope_rows(d, d->kt, e->kv_dim, hp->n_kv_heads, rows)))
         return st;
-    st = qe_cl_args(d->k_store, 8, sizeof(cl_mem), &d->kt, sizeof(cl_mem), &d->vt, sizeof(cl_mem),
-                    &d->rslot, sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(int),
-                    &e->kv_dim, sizeof(cl_mem), &l->kc, sizeof(cl_mem), &l->vc);
-    size_t sg[2] = {(size_t)e->kv_dim, (size_t)rows};
-    if (st || (st = qe_cl_run(e->cl, d->k_store, 2, sg, NULL, NULL)))
+    if ((st = store_rows(d, 0, d->kt, d->kenc, l->kc, rows)) ||
+        (st = store_rows(d, 1, d->vt, d->venc, l->vc, rows)))
         return st;
     float scale = (float)(1.0 / sqrt((double)hp->head_dim));
-    st = qe_cl_args(d->k_attn, 10, sizeof(cl_mem), &d->q, sizeof(cl_mem), &l->kc, sizeof(cl_mem),
-                    &l->vc, sizeof(cl_mem), &d->rslot, sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx,
-                    sizeof(int), &hp->n_heads, sizeof(int), &hp->n_kv_heads, sizeof(float), &scale,
-                    sizeof(cl_mem), &d->att);
+    cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
+    st = qe_cl_args(d->k_attn, 12, sizeof(cl_mem), &d->q, sizeof(cl_mem), &l->kc, sizeof(cl_mem),
+                    &l->vc, sizeof(cl_ulong), &kb, sizeof(cl_ulong), &vb, sizeof(cl_mem), &d->rslot,
+                    sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(int), &hp->n_heads,
+                    sizeof(int), &hp->n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &d->att);
     size_t ag[2] = {(size_t)rows * (size_t)d->aw, (size_t)hp->n_heads}, al[2] = {(size_t)d->aw, 1};
     if (st || (st = qe_cl_run(e->cl, d->k_attn, 2, ag, al, NULL)))
         return st;

@@ -23,7 +23,9 @@
 #include "cl.h"
 #include "decode.h"
 #include "engine.h"
+#include "kv_format.h"
 #include "model.h"
+#include "quant.h"
 #include "ref.h"
 #include "testutil.h"
 
@@ -363,6 +365,131 @@ START_TEST(test_batch_invariance)
 }
 END_TEST
 
+/* ---- cache and weight formats ---- */
+
+/* Mean and max |target log-prob difference| of decoding two random
+ * sequences (16-token prompts, then one token per call, both slots in every
+ * call) against a reference run with cache formats rk / rv. */
+typedef struct fdiff {
+    double mean, max, max_lse;
+} fdiff;
+
+static fdiff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv, qe_kv_format rk,
+                         qe_kv_format rv, const int32_t *tok /* [2][NT] */)
+{
+    enum { NT = 48, NP = 16 };
+    const int nv = qe_model_hparams(m)->n_vocab;
+    qe_engine_opts eo = qe_engine_opts_default();
+    eo.n_ctx = NT;
+    eo.n_seq = 2;
+    eo.top_k = 4;
+    eo.kv_k = kk;
+    eo.kv_v = kv;
+    qe_engine *e = NULL;
+    OK(qe_engine_open(shared_cl(), m, &eo, &e));
+    OK(qe_engine_poison(e));
+    qe_decode *d = open_decode(e, 0);
+    qe_ref *ref[2];
+    double *z = malloc((size_t)nv * sizeof *z);
+    float *dz = malloc((size_t)nv * sizeof *dz);
+    ck_assert(z && dz);
+    for (int s = 0; s < 2; s++)
+        OK(qe_ref_new_kv(m, NT, rk, rv, &ref[s]));
+    fdiff f = {0};
+    int n = 0, fed = 0;
+    while (fed < NT - 1) {
+        const int take = fed == 0 ? NP : 1;
+        qe_decode_seq seqs[2] = {{.slot = 1, .n_tok = take, .tokens = tok + fed},
+                                 {.slot = 0, .n_tok = take, .tokens = tok + NT + fed}};
+        float lse[2];
+        qe_decode_out out = {.lse = lse};
+        OK(qe_decode_run(d, 2, seqs, &out));
+        for (int s = 0; s < 2; s++) {
+            for (int p = fed; p < fed + take; p++)
+                OK(qe_ref_step(ref[s], tok[s * NT + p], p, z));
+            const int32_t t = tok[s * NT + fed + take];
+            OK(qe_decode_logits(d, s, dz));
+            const double l = ref_lse(z, nv);
+            const double dt = fabs(((double)dz[t] - lse[s]) - (z[t] - l)), dl = fabs(lse[s] - l);
+            ck_assert_msg(isfinite(dt), "%s/%s: not finite", qe_kv_format_name(kk), qe_kv_format_name(kv));
+            f.mean += dt;
+            f.max = dt > f.max ? dt : f.max;
+            f.max_lse = dl > f.max_lse ? dl : f.max_lse;
+            n++;
+        }
+        fed += take;
+    }
+    f.mean /= n;
+    for (int s = 0; s < 2; s++)
+        qe_ref_free(ref[s]);
+    free(z);
+    free(dz);
+    qe_decode_close(d);
+    qe_engine_close(e);
+    return f;
+}
+
+/* Every KV-cache format through the decoder against qe_ref_new_kv with the
+ * same formats, with check_engine_formats.c's criteria for the prefill: a
+ * cache that encodes like the reference's is far closer to it than to the
+ * f32 cache (rounding of K/V may flip a rare code, hence not 1e-4). */
+START_TEST(test_kv_formats)
+{
+    enum { NT = 48 };
+    rng_seed(21);
+    qe_model *m = open_model("models/stories260K.gguf");
+    int32_t tok[2 * NT];
+    for (int i = 0; i < 2 * NT; i++)
+        tok[i] = (int32_t)(rnd_u32() % 512);
+    const qe_kv_format pairs[][2] = {
+        {QE_KV_F32, QE_KV_F32},   {QE_KV_F16, QE_KV_F16}, {QE_KV_Q8_0, QE_KV_Q8_0},
+        {QE_KV_Q4_0, QE_KV_Q4_0}, {QE_KV_TQ4, QE_KV_TQ4}, {QE_KV_TQ3, QE_KV_TQ3},
+        {QE_KV_TQ2, QE_KV_TQ2},   {QE_KV_TQ4, QE_KV_Q8_0}, {QE_KV_F16, QE_KV_TQ3}};
+    for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
+        const qe_kv_format kk = pairs[i][0], kv = pairs[i][1];
+        fdiff same = format_diff(m, kk, kv, kk, kv, tok);
+        fprintf(stderr, "# decode kv %s/%s: |d logp| vs the same format: mean %.3g, max %.3g\n",
+                qe_kv_format_name(kk), qe_kv_format_name(kv), same.mean, same.max);
+        if (i == 0) {
+            ck_assert_msg(same.max < TOL && same.max_lse < TOL, "f32 cache: max |d logp| %.3g", same.max);
+            continue;
+        }
+        fdiff f32 = format_diff(m, kk, kv, QE_KV_F32, QE_KV_F32, tok);
+        ck_assert_msg(same.mean <= 2e-5 || same.mean <= 0.2 * f32.mean,
+                      "%s/%s: mean |d logp| %.3g vs its own format, %.3g vs f32", qe_kv_format_name(kk),
+                      qe_kv_format_name(kv), same.mean, f32.mean);
+        ck_assert_msg(same.mean <= 5e-4 && same.max <= 2e-2, "%s/%s: mean |d logp| %.3g, max %.3g",
+                      qe_kv_format_name(kk), qe_kv_format_name(kv), same.mean, same.max);
+    }
+    qe_model_close(m);
+}
+END_TEST
+
+/* Quantized weights go through the same matmul: a Q8_0 and a Q4_0 model
+ * decode like the reference over the same blocks. */
+START_TEST(test_quant_weights)
+{
+    enum { NT = 48 };
+    rng_seed(22);
+    qe_model *m = open_model("models/stories260K.gguf");
+    int32_t tok[2 * NT];
+    for (int i = 0; i < 2 * NT; i++)
+        tok[i] = (int32_t)(rnd_u32() % 512);
+    const qe_dtype types[] = {QE_DT_Q8_0, QE_DT_Q4_0};
+    for (int i = 0; i < 2; i++) {
+        qe_quant_model *qm = NULL;
+        OK(qe_quant_model_new(m, types[i], &qm));
+        const qe_model *q = qe_quant_model_get(qm);
+        ck_assert_int_eq(qe_model_weights(q)->layers[0].wq.type, types[i]);
+        fdiff f = format_diff(q, QE_KV_F32, QE_KV_F32, QE_KV_F32, QE_KV_F32, tok);
+        ck_assert_msg(f.max < TOL && f.max_lse < TOL, "%s: max |d logp| %.3g, |d lse| %.3g",
+                      qe_dtype_name(types[i]), f.max, f.max_lse);
+        qe_quant_model_free(qm);
+    }
+    qe_model_close(m);
+}
+END_TEST
+
 /* ---- limits ---- */
 
 START_TEST(test_limits)
@@ -441,6 +568,8 @@ Suite *decode_suite(void)
     tcase_add_test(tc, test_stories260k);
     tcase_add_test(tc, test_tinystories656k);
     tcase_add_test(tc, test_batch_invariance);
+    tcase_add_test(tc, test_kv_formats);
+    tcase_add_test(tc, test_quant_weights);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_set_timeout(lim, 60);
