@@ -3,7 +3,9 @@
  * Each kv is serialized (type + value bytes) when added; keys and tensor
  * records are kept in order and laid out at write time, when the alignment is
  * final. Duplicate checks are linear scans: writers hold tens of keys and at
- * most a few thousand tensors, and run once per file.
+ * most a few thousand tensors, and run once per file. Tensors are either
+ * caller buffers (referenced) or fill callbacks asked for runs of rows at
+ * write time, so a multi-GB file streams through one chunk buffer.
  *
  * Threading: none; a writer belongs to one thread.
  */
@@ -32,6 +34,9 @@ struct wtensor {
     uint64_t nbytes;
     uint64_t offset; /* assigned at write time */
     const void *data;
+    qe_gguf_fill_fn fill; /* non-NULL: bytes come from fill(ctx, ...) */
+    void *ctx;
+    uint64_t rows, row_bytes; /* nbytes = rows * row_bytes */
 };
 
 struct qe_gguf_writer {
@@ -43,7 +48,7 @@ struct qe_gguf_writer {
 };
 
 /* Growable byte buffer; `oom` latches the first allocation failure so that
- * callers check once at the end. */
+ * callers check once at the end. put() with src NULL appends n zeros. */
 struct buf {
     uint8_t *p;
     size_t len, cap;
@@ -71,8 +76,10 @@ static void put(struct buf *b, const void *src, size_t n)
         b->p = p;
         b->cap = c;
     }
-    if (n)
+    if (n && src)
         memcpy(b->p + b->len, src, n);
+    else if (n)
+        memset(b->p + b->len, 0, n);
     b->len += n;
 }
 
@@ -94,15 +101,7 @@ static void put_str(struct buf *b, const char *s, size_t n)
     put(b, s, n);
 }
 
-static void put_zeros(struct buf *b, size_t n)
-{
-    static const uint8_t z[64];
-    while (n && !b->oom) {
-        size_t k = n < sizeof z ? n : sizeof z;
-        put(b, z, k);
-        n -= k;
-    }
-}
+static void put_zeros(struct buf *b, size_t n) { put(b, NULL, n); }
 
 /* Append one value of type t read from host memory at src (elements of the
  * matching C type); returns its size in host memory. */
@@ -334,8 +333,8 @@ qe_status qe_gguf_writer_set_alignment(qe_gguf_writer *w, uint32_t a)
     return add_kv(w, "general.alignment", &b);
 }
 
-qe_status qe_gguf_writer_add_tensor(qe_gguf_writer *w, const char *name, uint32_t type,
-                                    uint32_t n_dims, const int64_t *ne, const void *data)
+static qe_status add_tensor(qe_gguf_writer *w, const char *name, uint32_t type, uint32_t n_dims,
+                            const int64_t *ne, const void *data, qe_gguf_fill_fn fill, void *ctx)
 {
     size_t len = name ? strlen(name) : 0;
     if (len == 0 || len >= QE_GGUF_MAX_NAME)
@@ -347,7 +346,7 @@ qe_status qe_gguf_writer_add_tensor(qe_gguf_writer *w, const char *name, uint32_
     if (n_dims < 1 || n_dims > QE_GGUF_MAX_DIMS)
         return qe_fail(QE_EINVAL, "gguf writer: tensor '%s' has %" PRIu32 " dims (expected 1..%u)",
                        name, n_dims, QE_GGUF_MAX_DIMS);
-    struct wtensor t = {.type = type, .n_dims = n_dims, .data = data};
+    struct wtensor t = {.type = type, .n_dims = n_dims, .data = data, .fill = fill, .ctx = ctx};
     memcpy(t.name, name, len + 1);
     uint64_t rows = 1;
     for (uint32_t j = 0; j < QE_GGUF_MAX_DIMS; j++) {
@@ -369,6 +368,8 @@ qe_status qe_gguf_writer_add_tensor(qe_gguf_writer *w, const char *name, uint32_
     if (rows != 0 && row > UINT64_MAX / rows)
         return qe_fail(QE_ERANGE, "gguf writer: tensor '%s' size overflows", name);
     t.nbytes = row * rows;
+    t.rows = rows;
+    t.row_bytes = row;
     if (w->n_t == w->t_cap) {
         size_t c = w->t_cap ? w->t_cap * 2 : 16;
         struct wtensor *p = realloc(w->t, c * sizeof *p);
@@ -381,7 +382,37 @@ qe_status qe_gguf_writer_add_tensor(qe_gguf_writer *w, const char *name, uint32_
     return QE_OK;
 }
 
+qe_status qe_gguf_writer_add_tensor(qe_gguf_writer *w, const char *name, uint32_t type,
+                                    uint32_t n_dims, const int64_t *ne, const void *data)
+{
+    return add_tensor(w, name, type, n_dims, ne, data, NULL, NULL);
+}
+
+qe_status qe_gguf_writer_add_tensor_fill(qe_gguf_writer *w, const char *name, uint32_t type,
+                                         uint32_t n_dims, const int64_t *ne, qe_gguf_fill_fn fill,
+                                         void *ctx)
+{
+    if (!fill)
+        return qe_fail(QE_EINVAL, "gguf writer: tensor '%s' has no fill function",
+                       name ? name : "");
+    return add_tensor(w, name, type, n_dims, ne, NULL, fill, ctx);
+}
+
 static uint64_t pad_to(uint64_t x, uint64_t a) { return (a - x % a) % a; }
+
+/* Rows per fill call for tensor t (see QE_GGUF_FILL_CHUNK). */
+static uint64_t chunk_rows(const struct wtensor *t)
+{
+    uint64_t n = t->row_bytes ? QE_GGUF_FILL_CHUNK / t->row_bytes : t->rows;
+    return n ? n : 1;
+}
+
+/* Ask t's fill function for rows [r0, r0 + n) into dst. */
+static qe_status fill_rows(const struct wtensor *t, uint64_t r0, uint64_t n, void *dst)
+{
+    qe_status s = t->fill(t->ctx, r0, n, dst);
+    return s == QE_OK ? QE_OK : qe_fail_prefix(s, "gguf writer: tensor '%s'", t->name);
+}
 
 /* Header, kvs, tensor infos and the padding before the data section; assigns
  * tensor offsets. *data_bytes gets the size of the data section. */
@@ -421,6 +452,19 @@ static qe_status build_meta(qe_gguf_writer *w, struct buf *b, uint64_t *data_byt
     return QE_OK;
 }
 
+qe_status qe_gguf_writer_size(qe_gguf_writer *w, uint64_t *size)
+{
+    struct buf b = {0};
+    uint64_t data_bytes;
+    qe_status s = build_meta(w, &b, &data_bytes);
+    if (s == QE_OK && data_bytes > UINT64_MAX - b.len)
+        s = qe_fail(QE_ERANGE, "gguf writer: file size overflows");
+    if (s == QE_OK)
+        *size = b.len + data_bytes;
+    free(b.p);
+    return s;
+}
+
 qe_status qe_gguf_writer_write_mem(qe_gguf_writer *w, void **out, size_t *size)
 {
     struct buf b = {0};
@@ -428,12 +472,18 @@ qe_status qe_gguf_writer_write_mem(qe_gguf_writer *w, void **out, size_t *size)
     qe_status s = build_meta(w, &b, &data_bytes);
     if (s != QE_OK)
         goto done;
-    for (size_t i = 0; i < w->n_t; i++) {
+    for (size_t i = 0; i < w->n_t && !b.oom; i++) {
         const struct wtensor *t = &w->t[i];
+        size_t start = b.len;
         if (t->data)
             put(&b, t->data, (size_t)t->nbytes);
         else
             put_zeros(&b, (size_t)t->nbytes);
+        for (uint64_t r = 0, step = chunk_rows(t); t->fill && !b.oom && r < t->rows; r += step) {
+            uint64_t n = t->rows - r < step ? t->rows - r : step;
+            if ((s = fill_rows(t, r, n, b.p + start + r * t->row_bytes)) != QE_OK)
+                goto done;
+        }
         put_zeros(&b, (size_t)pad_to(b.len, w->alignment));
     }
     if (b.oom) {
@@ -463,11 +513,42 @@ static int write_all(FILE *f, const void *p, uint64_t n)
     return 1;
 }
 
+/* Stream a fill tensor to f (the file being written for `path`) through the
+ * chunk buffer *buf, grown as needed. */
+static qe_status write_fill(const struct wtensor *t, FILE *f, const char *path, uint8_t **buf,
+                            size_t *cap)
+{
+    uint64_t step = chunk_rows(t);
+    if (step > t->rows)
+        step = t->rows;
+    uint64_t need = step * t->row_bytes;
+    if (need > SIZE_MAX)
+        return qe_fail(QE_ERANGE, "gguf writer: tensor '%s': rows too large", t->name);
+    if (need > *cap) {
+        uint8_t *p = realloc(*buf, (size_t)need);
+        if (!p)
+            return qe_fail(QE_ENOMEM, "gguf writer: out of memory for tensor '%s'", t->name);
+        *buf = p;
+        *cap = (size_t)need;
+    }
+    for (uint64_t r = 0; r < t->rows; r += step) {
+        uint64_t n = t->rows - r < step ? t->rows - r : step;
+        qe_status s = fill_rows(t, r, n, *buf);
+        if (s != QE_OK)
+            return s;
+        if (!write_all(f, *buf, n * t->row_bytes))
+            return qe_fail(QE_EIO, "%s: write failed: %s", path, strerror(errno));
+    }
+    return QE_OK;
+}
+
 qe_status qe_gguf_writer_write_file(qe_gguf_writer *w, const char *path)
 {
     struct buf b = {0};
     uint64_t data_bytes, pos = 0;
     char *tmp = NULL;
+    uint8_t *chunk = NULL;
+    size_t chunk_cap = 0;
     FILE *f = NULL;
     int fd = -1, created = 0;
     qe_status s = build_meta(w, &b, &data_bytes);
@@ -489,11 +570,18 @@ qe_status qe_gguf_writer_write_file(qe_gguf_writer *w, const char *path)
     pos = b.len;
     int ok = write_all(f, b.p, b.len);
     for (size_t i = 0; i < w->n_t && ok; i++) {
-        pos += w->t[i].nbytes;
+        const struct wtensor *t = &w->t[i];
+        pos += t->nbytes;
         uint64_t pad = pad_to(pos, w->alignment);
-        ok = write_all(f, w->t[i].data, w->t[i].nbytes) && write_all(f, NULL, pad);
+        if (t->fill)
+            ok = (s = write_fill(t, f, path, &chunk, &chunk_cap)) == QE_OK;
+        else
+            ok = write_all(f, t->data, t->nbytes);
+        ok = ok && write_all(f, NULL, pad);
         pos += pad;
     }
+    if (s != QE_OK)
+        goto done;
     /* mkstemp makes the file 0600; a model file is meant to be shared. */
     ok = ok && fflush(f) == 0 && fchmod(fileno(f), 0644) == 0 && fsync(fileno(f)) == 0;
     if (fclose(f) != 0)
@@ -511,6 +599,7 @@ done:
     if (s != QE_OK && created)
         unlink(tmp);
     free(tmp);
+    free(chunk);
     free(b.p);
     return s;
 }

@@ -73,6 +73,30 @@ qe_status qe_gguf_writer_set_alignment(qe_gguf_writer *w, uint32_t alignment);
 qe_status qe_gguf_writer_add_tensor(qe_gguf_writer *w, const char *name, uint32_t type,
                                     uint32_t n_dims, const int64_t *ne, const void *data);
 
+/* Streaming tensor sources, for files larger than memory. The writer asks
+ * `fill` for the tensor's bytes while it writes, in runs of whole rows (a row
+ * is ne[0] elements; a tensor has ne[1] * ne[2] * ne[3] rows): row0 = 0
+ * first, each call continuing where the last stopped, n_rows >= 1, until
+ * every row was produced. Each run holds at most
+ * max(1, QE_GGUF_FILL_CHUNK / row_bytes) rows; fill must write exactly
+ * n_rows * row_bytes bytes to dst (which is not aligned). A write call asks
+ * for every row once, so a file written twice asks twice. A status other
+ * than QE_OK stops the write: write_file leaves `path` untouched, write_mem
+ * returns nothing, and the status comes back with the tensor's name added to
+ * the message. */
+#define QE_GGUF_FILL_CHUNK ((uint64_t)16 << 20)
+typedef qe_status (*qe_gguf_fill_fn)(void *ctx, uint64_t row0, uint64_t n_rows, void *dst);
+
+/* As qe_gguf_writer_add_tensor, with the bytes produced by fill(ctx, ...)
+ * at write time (see above); ctx must stay valid until the last write call. */
+qe_status qe_gguf_writer_add_tensor_fill(qe_gguf_writer *w, const char *name, uint32_t type,
+                                         uint32_t n_dims, const int64_t *ne, qe_gguf_fill_fn fill,
+                                         void *ctx);
+
+/* The exact size in bytes of the file a write call would produce now,
+ * without producing it. QE_ERANGE when it does not fit 64 bits, QE_ENOMEM. */
+qe_status qe_gguf_writer_size(qe_gguf_writer *w, uint64_t *size);
+
 /* The whole file into a malloc'ed buffer the caller frees. */
 qe_status qe_gguf_writer_write_mem(qe_gguf_writer *w, void **out, size_t *size);
 /* The whole file to `path`, atomically: written to a temporary file in the

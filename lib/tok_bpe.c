@@ -17,74 +17,18 @@
 #include "tok_internal.h"
 #include "unicode.h"
 
-typedef struct cand {
-    uint32_t rank;
-    int32_t left;       /* symbol index */
-    int32_t lid, rid;   /* ids the pair had when pushed */
-} cand;
-
-static int before(const cand *a, const cand *b)
-{
-    return a->rank < b->rank || (a->rank == b->rank && a->left < b->left);
-}
-
-typedef struct heap {
-    cand *v;
-    size_t n, cap;
-} heap;
-
-static qe_status heap_push(heap *h, cand c)
-{
-    if (h->n == h->cap) {
-        size_t k = h->cap ? h->cap * 2 : 64;
-        cand *v = realloc(h->v, k * sizeof *v);
-        if (!v)
-            return qe_fail(QE_ENOMEM, "tokenizer: out of memory (BPE heap of %zu)", k);
-        h->v = v, h->cap = k;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&c, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = c;
-    return QE_OK;
-}
-
-static cand heap_pop(heap *h)
-{
-    cand top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
-static qe_status try_pair(const qe_tokenizer *t, const int32_t *sym, int32_t l, int32_t r, heap *h)
+static qe_status try_pair(const qe_tokenizer *t, const int32_t *sym, int32_t l, int32_t r, qe_tok_heap *h)
 {
     if (l < 0 || r < 0)
         return QE_OK;
     const qe_tok_merge *m = qe_tok_merge_get(t, sym[l], sym[r]);
-    return m ? heap_push(h, (cand){m->rank, l, sym[l], sym[r]}) : QE_OK;
+    return m ? qe_tok_heap_push(h, (qe_tok_pair){.key = m->rank, .left = l, .a = sym[l], .b = sym[r]})
+             : QE_OK;
 }
 
 /* Merge the stretch sym[lo..hi) and append its final ids. */
 static qe_status merge_stretch(const qe_tokenizer *t, int32_t *sym, int32_t *next, int32_t *prev, size_t lo,
-                               size_t hi, heap *h, qe_tokenizer_ids *out)
+                               size_t hi, qe_tok_heap *h, qe_tokenizer_ids *out)
 {
     qe_status st = QE_OK;
     h->n = 0;
@@ -96,11 +40,11 @@ static qe_status merge_stretch(const qe_tokenizer *t, int32_t *sym, int32_t *nex
         if ((st = try_pair(t, sym, (int32_t)i - 1, (int32_t)i, h)))
             return st;
     while (h->n) {
-        cand c = heap_pop(h);
+        qe_tok_pair c = qe_tok_heap_pop(h); /* a, b: the ids the pair had when pushed */
         int32_t r = next[c.left];
-        if (sym[c.left] != c.lid || r < 0 || sym[r] != c.rid)
+        if (sym[c.left] != c.a || r < 0 || sym[r] != c.b)
             continue; /* stale */
-        sym[c.left] = qe_tok_merge_get(t, c.lid, c.rid)->result;
+        sym[c.left] = qe_tok_merge_get(t, c.a, c.b)->result;
         sym[r] = -2; /* dead */
         next[c.left] = next[r];
         if (next[r] >= 0)
@@ -118,7 +62,7 @@ qe_status qe_tok_bpe_merge(const qe_tokenizer *t, int32_t *sym, size_t n, const 
                            qe_tokenizer_ids *out)
 {
     qe_status st = QE_OK;
-    heap h = {0};
+    qe_tok_heap h = {0};
     int32_t *next = NULL, *prev = NULL;
     if (n == 0)
         return QE_OK;
@@ -142,7 +86,7 @@ qe_status qe_tok_bpe_merge(const qe_tokenizer *t, int32_t *sym, size_t n, const 
 done:
     free(next);
     free(prev);
-    free(h.v);
+    qe_tok_heap_free(&h);
     return st;
 }
 

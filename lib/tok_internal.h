@@ -216,6 +216,21 @@ typedef struct qe_tok_frag {
 qe_status qe_tok_partition(const qe_tokenizer *t, const char *text, size_t len, int parse_special,
                            int normalized, qe_tok_frag **frags, size_t *n_frags);
 
+/* ---- merge heap (tok_heap.c), shared by the SPM and BPE merge loops ---- */
+typedef struct qe_tok_pair {
+    double key;          /* lower pops first: BPE rank, or -score for SPM */
+    int32_t left;        /* symbol index of the pair's left half (ties: lower first) */
+    int32_t a, b, c;     /* the caller's: BPE lid/rid, SPM right/id */
+    size_t size;         /* the caller's: SPM bytes of the pair when pushed */
+} qe_tok_pair;
+typedef struct qe_tok_heap {
+    qe_tok_pair *v;
+    size_t n, cap;
+} qe_tok_heap;
+qe_status qe_tok_heap_push(qe_tok_heap *h, qe_tok_pair p);
+qe_tok_pair qe_tok_heap_pop(qe_tok_heap *h); /* h->n > 0 */
+void qe_tok_heap_free(qe_tok_heap *h);
+
 /* ---- loaders ---- */
 qe_status qe_tok_hf_load(qe_tokenizer *t, const char *path);
 

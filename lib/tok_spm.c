@@ -29,67 +29,8 @@ typedef struct sym {
     int32_t id;   /* vocabulary entry of the symbol, -1 if none */
 } sym;
 
-typedef struct bigram {
-    float score;
-    int32_t left, right;
-    int32_t id;   /* entry the pair forms */
-    size_t size;  /* bytes of the pair when pushed */
-} bigram;
-
-/* a is popped before b: higher score, then smaller left. */
-static int before(const bigram *a, const bigram *b)
-{
-    return a->score > b->score || (a->score == b->score && a->left < b->left);
-}
-
-typedef struct heap {
-    bigram *v;
-    size_t n, cap;
-} heap;
-
-static qe_status heap_push(heap *h, bigram b)
-{
-    if (h->n == h->cap) {
-        size_t c = h->cap ? h->cap * 2 : 1024;
-        bigram *v = realloc(h->v, c * sizeof *v);
-        if (!v)
-            return qe_fail(QE_ENOMEM, "tokenizer: out of memory (SPM heap of %zu)", c);
-        h->v = v, h->cap = c;
-    }
-    size_t i = h->n++;
-    while (i > 0) {
-        size_t p = (i - 1) / 2;
-        if (!before(&b, &h->v[p]))
-            break;
-        h->v[i] = h->v[p];
-        i = p;
-    }
-    h->v[i] = b;
-    return QE_OK;
-}
-
-static bigram heap_pop(heap *h)
-{
-    bigram top = h->v[0], last = h->v[--h->n];
-    size_t i = 0;
-    for (;;) {
-        size_t c = 2 * i + 1;
-        if (c >= h->n)
-            break;
-        if (c + 1 < h->n && before(&h->v[c + 1], &h->v[c]))
-            c++;
-        if (!before(&h->v[c], &last))
-            break;
-        h->v[i] = h->v[c];
-        i = c;
-    }
-    if (h->n)
-        h->v[i] = last;
-    return top;
-}
-
 static qe_status try_pair(const qe_tokenizer *t, const char *text, const sym *s, int32_t l, int32_t r,
-                          heap *h)
+                          qe_tok_heap *h)
 {
     if (l < 0 || r < 0)
         return QE_OK;
@@ -97,12 +38,14 @@ static qe_status try_pair(const qe_tokenizer *t, const char *text, const sym *s,
     int32_t id = qe_tok_lookup(t, text + s[l].start, size);
     if (id < 0)
         return QE_OK;
-    return heap_push(h, (bigram){t->score[id], l, r, id, size});
+    /* Highest score first: the heap pops the lowest key. */
+    return qe_tok_heap_push(h, (qe_tok_pair){.key = -(double)t->score[id], .left = l, .a = r,
+                                             .b = id, .size = size});
 }
 
 /* Merge symbols s[0..n) (one stretch between cuts: prev/next local) and
  * append the result. */
-static qe_status spm_stretch(const qe_tokenizer *t, const char *text, sym *s, size_t n, heap *h,
+static qe_status spm_stretch(const qe_tokenizer *t, const char *text, sym *s, size_t n, qe_tok_heap *h,
                              qe_tokenizer_ids *out)
 {
     qe_status st = QE_OK;
@@ -115,13 +58,13 @@ static qe_status spm_stretch(const qe_tokenizer *t, const char *text, sym *s, si
         if ((st = try_pair(t, text, s, (int32_t)i - 1, (int32_t)i, h)))
             return st;
     while (h->n) {
-        bigram b = heap_pop(h);
-        sym *l = &s[b.left], *r = &s[b.right];
+        qe_tok_pair b = qe_tok_heap_pop(h); /* a: right symbol, b: the id the pair forms */
+        sym *l = &s[b.left], *r = &s[b.a];
         if (l->n == 0 || r->n == 0 || l->n + r->n != b.size)
             continue; /* stale: one side changed since the pair was pushed */
         l->n += r->n;
         r->n = 0;
-        l->id = b.id;
+        l->id = b.b;
         l->next = r->next;
         if (r->next >= 0)
             s[r->next].prev = b.left;
@@ -152,7 +95,7 @@ qe_status qe_tok_spm_encode(const qe_tokenizer *t, const char *text, size_t len,
                             qe_tokenizer_ids *out)
 {
     qe_status st = QE_OK;
-    heap h = {0};
+    qe_tok_heap h = {0};
     sym *s = NULL;
     size_t n = 0;
     if (len == 0)
@@ -182,6 +125,6 @@ qe_status qe_tok_spm_encode(const qe_tokenizer *t, const char *text, size_t len,
         from = i;
     }
     free(s);
-    free(h.v);
+    qe_tok_heap_free(&h);
     return st;
 }
