@@ -18,7 +18,7 @@ export QEVAL_DATA=$PWD/.oracle/data
 if [ -z "${ORACLE_ONLY:-}" ]; then
 $Q devices
 echo "== OpenCL suites on NVIDIA"
-QEVAL_DEVICE=nvidia build-gpu/run_tests cl engine eval 2>&1 | grep -v '^ok'
+QEVAL_DEVICE=nvidia build-gpu/run_tests cl engine eval engine_formats eval_paired 2>&1 | grep -v '^ok'
 echo "== perplexity, stories260K, all of wiki.test.raw, n_ctx 128, NVIDIA"
 $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/stories260K.gguf" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 128 -b 64 | tail -3
 fi
@@ -32,7 +32,7 @@ for m in stories260K.gguf TinyStories-656K; do
             --n-ctx $ctx --chunks $n --bos 1 --first half --out "$T/hf-$m-$ctx.tsv" 2>"$T/hf-$m-$ctx.err"
         tail -1 "$T/hf-$m-$ctx.err"
         $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/$m" -f "$QEVAL_DATA/text/wiki.test.raw" \
-            --ctx $ctx --chunks $n --dump "$T/qe-$m-$ctx.tsv" 2>/dev/null | grep Final
+            --ctx $ctx --chunks $n --kv f32 --dump "$T/qe-$m-$ctx.tsv" 2>/dev/null | grep Final
         echo "$m n_ctx $ctx: $(python3 tests/oracle/hf_logprobs.py --compare "$T/hf-$m-$ctx.tsv" "$T/qe-$m-$ctx.tsv" 2>&1 | tail -2 | tr "\n" " ")"
     done
 done

@@ -28,8 +28,8 @@ static void usage(FILE *f)
             "  -p, --n-prompt LIST   pp sizes, e.g. 128,512 (default 512; 0 = no pp test)\n"
             "  -n, --n-gen LIST      tg sizes (default 128; 0 = no tg test)\n"
             "  -b, --batch LIST      sequences side by side (default 1)\n"
-            "      --weights LIST    native (as stored) or f32, f16, q8_0, q4_0: the model is\n"
-            "                        requantized on the host first (default native)\n"
+            "      --weights LIST    file (as stored) or f32, f16, q8_0, q4_0: the model is\n"
+            "                        requantized on the host first (default file)\n"
             "      --kv LIST         KV-cache formats: f32, f16, q8_0, q4_0, tq4, tq3, tq2, or\n"
             "                        K/V pairs such as q8_0/f16 (default f16)\n"
             "  -r, --reps N          measured repetitions (default 5)\n"
@@ -108,7 +108,7 @@ int qe_cmd_bench(int argc, char **argv)
         {"profile", no_argument, 0, O_PROFILE},   {"seed", required_argument, 0, O_SEED},
         {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
         {0, 0, 0, 0}};
-    static char def_p[] = "512", def_n[] = "128", def_b[] = "1", def_w[] = "native", def_kv[] = "f16";
+    static char def_p[] = "512", def_n[] = "128", def_b[] = "1", def_w[] = "file", def_kv[] = "f16";
     char *lp = def_p, *ln = def_n, *lb = def_b, *lw = def_w, *lkv = def_kv;
     const char *model_path = NULL, *db_path = NULL, *device = NULL;
     qe_bench_opts o = qe_bench_opts_default();

@@ -11,10 +11,12 @@
 #include <stdlib.h>
 #include <string.h>
 
+#include "bench.h"
 #include "cli.h"
 #include "generate.h"
 #include "log.h"
 #include "model.h"
+#include "quant.h"
 #include "tokenizer.h"
 #include "unicode.h"
 
@@ -42,6 +44,10 @@ static void usage(FILE *f)
             "  -s, --stop STR        stop when the text contains STR (repeatable; STR is cut)\n"
             "      --logprobs K      top-K log-probs per generated token in --json (default 5)\n"
             "      --parse-special   control-token texts in prompts become those tokens\n"
+            "      --weights W       file (as stored, default), f32, f16, q8_0 or q4_0: the\n"
+            "                        model is requantized on the host first\n"
+            "      --kv F            KV-cache format, or K/V formats (default f16; f32, q8_0,\n"
+            "                        q4_0, tq4, tq3, tq2)\n"
             "  -d, --device D        OpenCL device (index or name part, see 'qeval devices')\n"
             "      --json            one JSON object per prompt (JSON lines) instead of text\n"
             "  -q, --quiet           no progress line and no summary\n"
@@ -278,7 +284,7 @@ static int parse_num(const char *opt, const char *s, double lo, double hi, doubl
 
 int qe_cmd_generate(int argc, char **argv)
 {
-    enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_LOGPROBS, O_JSON, O_SPECIAL };
+    enum { O_TEMP = 256, O_TOPK, O_TOPP, O_SEED, O_LOGPROBS, O_JSON, O_SPECIAL, O_WEIGHTS, O_KV };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},  {"prompt", required_argument, 0, 'p'},
         {"prompts", required_argument, 0, 'f'}, {"max-new", required_argument, 0, 'n'},
@@ -288,17 +294,21 @@ int qe_cmd_generate(int argc, char **argv)
         {"stop", required_argument, 0, 's'},   {"logprobs", required_argument, 0, O_LOGPROBS},
         {"parse-special", no_argument, 0, O_SPECIAL}, {"device", required_argument, 0, 'd'},
         {"json", no_argument, 0, O_JSON},      {"quiet", no_argument, 0, 'q'},
+        {"weights", required_argument, 0, O_WEIGHTS}, {"kv", required_argument, 0, O_KV},
         {"help", no_argument, 0, 'h'},         {0, 0, 0, 0}};
-    const char *model_path = NULL, *prompts_path = NULL;
+    const char *model_path = NULL, *prompts_path = NULL, *weights = "file";
     qe_gen_opts o = qe_gen_opts_default();
     o.progress = 1;
+    o.kv_k = o.kv_v = QE_KV_F16; /* as qeval perplexity and llama.cpp */
     out_ctx oc = {.o = &o};
     plist pl = {0};
     const char **stops = NULL;
     int n_stop = 0, c, rc = QE_EXIT_OK;
     qe_status st = QE_OK;
     qe_model *m = NULL;
+    qe_quant_model *qm = NULL;
     qe_tokenizer *tok = NULL;
+    qe_dtype wtype = QE_DT_F32;
     optind = 1;
     opterr = 0;
     stops = calloc((size_t)argc, sizeof *stops);
@@ -313,6 +323,13 @@ int qe_cmd_generate(int argc, char **argv)
         case 'q': o.progress = 0; oc.quiet = 1; break;
         case O_JSON: oc.json = 1; break;
         case O_SPECIAL: o.parse_special = 1; break;
+        case O_WEIGHTS: weights = optarg; break;
+        case O_KV:
+            if (qe_bench_parse_kv(optarg, &o.kv_k, &o.kv_v) != QE_OK) {
+                rc = qe_cli_usage_error("generate", "--kv: %s", qe_errmsg());
+                goto done;
+            }
+            break;
         case 'h': usage(stdout); goto done;
         case 'p':
             if ((st = plist_add(&pl, optarg, strlen(optarg))) != QE_OK)
@@ -377,12 +394,22 @@ int qe_cmd_generate(int argc, char **argv)
         rc = qe_cli_usage_error("generate", "--model and a --prompt or --prompts file are required");
         goto done;
     }
+    if (strcmp(weights, "file") != 0 &&
+        (qe_dtype_from_name(weights, &wtype) != QE_OK || !qe_quant_target_ok(wtype))) {
+        rc = qe_cli_usage_error("generate", "--weights: '%s' is not file, f32, f16, q8_0 or q4_0",
+                                weights);
+        goto done;
+    }
     o.stop = stops;
     o.n_stop = n_stop;
     if (prompts_path && (st = read_prompts(prompts_path, &pl)) != QE_OK)
         goto done;
     if ((st = qe_model_open(model_path, &m)) != QE_OK || (st = qe_tokenizer_open(model_path, &tok)) != QE_OK)
         goto done;
+    if (strcmp(weights, "file") != 0) {
+        if ((st = qe_quant_model_new(m, wtype, &qm)) != QE_OK)
+            goto done;
+    }
     oc.tok = tok;
     oc.n = pl.n;
     oc.ready = calloc(pl.n, sizeof *oc.ready);
@@ -391,17 +418,18 @@ int qe_cmd_generate(int argc, char **argv)
         goto done;
     }
     qe_gen_stats gs;
-    st = qe_generate(m, tok, NULL, (const char *const *)pl.v, pl.len, pl.n, &o, on_result, NULL,
+    st = qe_generate(qm ? qe_quant_model_get(qm) : m, tok, NULL, (const char *const *)pl.v, pl.len, pl.n, &o, on_result, NULL,
                      &oc, &gs);
     if (st != QE_OK || oc.quiet)
         goto done;
     fprintf(stderr,
-            "device: %s; %zu prompts, %d slots of %d positions\n"
+            "device: %s; weights %s, kv %s/%s; %zu prompts, %d slots of %d positions\n"
             "prefill: %lld tokens in %.3f s (%.1f tokens/s, %lld calls); mean time to first "
             "token %.3f s\n"
             "decode: %lld tokens in %.3f s (%.1f tokens/s, %lld steps, mean batch %.2f)\n"
             "generated %lld tokens; upload %.3f s, generation %.3f s\n",
-            gs.device, gs.n_prompts, gs.n_slots, gs.n_ctx, (long long)gs.prompt_tokens, gs.prefill_s,
+            gs.device, weights, qe_kv_format_name(o.kv_k), qe_kv_format_name(o.kv_v), gs.n_prompts,
+            gs.n_slots, gs.n_ctx, (long long)gs.prompt_tokens, gs.prefill_s,
             gs.prefill_s > 0 ? (double)gs.prompt_tokens / gs.prefill_s : 0.0,
             (long long)gs.prefill_calls, gs.n_prompts ? oc.ttft_sum / (double)gs.n_prompts : 0.0,
             (long long)gs.decode_rows, gs.decode_s,
@@ -417,6 +445,7 @@ done:
     free(stops);
     plist_free(&pl);
     qe_tokenizer_close(tok);
+    qe_quant_model_free(qm);
     qe_model_close(m);
     return rc;
 }

@@ -56,16 +56,16 @@ qe_status qe_bench_parse_kv(const char *s, qe_kv_format *k, qe_kv_format *v)
     return st ? st : qe_kv_format_parse(slash + 1, v);
 }
 
-/* The weight type a weights name asks for: 0 for "native", else the
- * requantization target. */
+/* The weight type a weights name asks for: *native for "file" (the weights
+ * as stored; "native" is accepted too), else the requantization target. */
 static qe_status weights_target(const char *name, qe_dtype *t, int *native)
 {
-    *native = strcmp(name, "native") == 0;
+    *native = strcmp(name, "file") == 0 || strcmp(name, "native") == 0;
     if (*native)
         return QE_OK;
     qe_status st = qe_dtype_from_name(name, t);
     if (st != QE_OK || !qe_quant_target_ok(*t))
-        return qe_fail(QE_EINVAL, "weights '%s': expected native, f32, f16, q8_0 or q4_0", name);
+        return qe_fail(QE_EINVAL, "weights '%s': expected file, f32, f16, q8_0 or q4_0", name);
     return QE_OK;
 }
 

@@ -17,8 +17,8 @@
  *
  * The cross product, in output order: weights x kv x b x (pp sizes, then tg
  * sizes); one engine per (weights, kv, b), sized for the largest test.
- * Weights: "native" (as stored) or a requantization target (f32, f16, q8_0,
- * q4_0; lib/quant.h's policy). KV: a lib/kv_format.h name for both caches,
+ * Weights: "file" (as stored, as qeval perplexity --weights names it) or a
+ * requantization target (f32, f16, q8_0, q4_0; lib/quant.h's policy). KV: a lib/kv_format.h name for both caches,
  * or "K/V" for two ("q8_0/f16").
  *
  * Profiling: with a qe_cl opened with QE_CL_PROFILE and opts.profile, the
@@ -45,7 +45,7 @@ typedef struct qe_bench_opts {
     int n_n_gen;
     const int *n_batch;         /* [n_n_batch] sequences side by side, >= 1 */
     int n_n_batch;
-    const char *const *weights; /* [n_weights] "native", "f32", "f16", "q8_0", "q4_0" */
+    const char *const *weights; /* [n_weights] "file", "f32", "f16", "q8_0", "q4_0" */
     int n_weights;
     const char *const *kv;      /* [n_kv] cache formats, "F" or "K/V" */
     int n_kv;
@@ -56,7 +56,7 @@ typedef struct qe_bench_opts {
 } qe_bench_opts;
 
 /* reps 5, warmup 1, no profile, seed 0; the lists are empty (the caller
- * provides them; the CLI's defaults are pp512, tg128, b 1, native, f16). */
+ * provides them; the CLI's defaults are pp512, tg128, b 1, file, f16). */
 qe_bench_opts qe_bench_opts_default(void);
 
 /* One measured test. Arrays are valid during the callback only. */

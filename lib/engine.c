@@ -277,7 +277,7 @@ static int pow2_upto(size_t limit)
 static qe_status build_common(qe_engine *e)
 {
     static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
-                                       "ffn.cl",  "logits.cl"};
+                                       "ffn.cl",  "logits.cl", "kld.cl"};
     char defs[128], opts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
@@ -296,12 +296,15 @@ static qe_status build_common(qe_engine *e)
         st = qe_cl_kernel(e->prog_common, "silu_mul", &e->k_silu);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "logit_stats", &e->k_stats);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "kld_rows", &e->k_kld);
     const struct {
         cl_kernel k;
         size_t need;
         const char *name;
     } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
                {e->k_stats, (size_t)e->rw, "logit_stats"},
+               {e->k_kld, (size_t)e->rw, "kld_rows"},
                {e->k_attn, ATT_BQ, "attention"}};
     for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
         size_t max_wg = 0;
@@ -428,11 +431,13 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->hout, "head input")) != QE_OK ||
         (st = qe_engine_alloc_act(e, (size_t)e->opt.head_rows, (size_t)hp->n_vocab, sizeof(float), &e->logits,
                         "logits")) != QE_OK ||
-        (st = qe_engine_alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK)
+        (st = qe_engine_alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK ||
+        (st = qe_engine_alloc_act(e, rows, KLD_STRIDE, sizeof(float), &e->kld, "comparison")) != QE_OK)
         goto done;
     e->hstats = malloc(rows * (size_t)e->stride * sizeof(float));
     e->htmp = malloc(rows * sizeof(int32_t));
-    if (!e->hstats || !e->htmp) {
+    e->hkld = malloc(rows * KLD_STRIDE * sizeof(float));
+    if (!e->hstats || !e->htmp || !e->hkld) {
         st = qe_fail(QE_ENOMEM, "engine: out of memory");
         goto done;
     }
@@ -486,6 +491,9 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_attn);
     qe_cl_kernel_free(e->k_silu);
     qe_cl_kernel_free(e->k_stats);
+    qe_cl_kernel_free(e->k_kld);
+    qe_cl_free(e->kld);
+    free(e->hkld);
     qe_cl_program_free(e->prog_common);
     qe_engine_kv_close(e);
     free(e->hstats);
@@ -649,8 +657,8 @@ qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats)
 
 /* ---- public calls ---- */
 
-qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *tokens,
-                            int out_first, const int32_t *targets, qe_engine_out *out)
+qe_status qe_engine_check_prefill(const qe_engine *e, int n_seq, int n_tok, const int32_t *tokens,
+                                  int out_first, const int32_t *targets)
 {
     if (n_seq < 1 || n_seq > e->opt.n_seq)
         return qe_fail(QE_EINVAL, "engine: n_seq %d is outside 1 .. %d", n_seq, e->opt.n_seq);
@@ -670,10 +678,16 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
         if (targets[r] < -1 || targets[r] >= nv)
             return qe_fail(QE_EINVAL, "engine: sequence %d position %d: target %d is outside -1 .. %d",
                            r / n_out, out_first + r % n_out, (int)targets[r], nv - 1);
+    return QE_OK;
+}
 
+qe_status qe_engine_begin(qe_engine *e, int n_seq, int n_tok, const int32_t *tokens, int out_first,
+                          const int32_t *targets, int with_targets)
+{
+    const int out_rows = n_seq * (n_tok - out_first);
     e->ran = 0;
     qe_status st = qe_cl_write(e->cl, e->tokens, 0, (size_t)n_seq * n_tok * sizeof(int32_t), tokens, 1);
-    if (st == QE_OK && out) {
+    if (st == QE_OK && with_targets) {
         if (targets)
             memcpy(e->htmp, targets, (size_t)out_rows * sizeof(int32_t));
         else
@@ -683,23 +697,16 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
     }
     if (st == QE_OK)
         st = qe_engine_run_trunk(e, n_seq, n_tok, out_first);
-    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += e->opt.head_rows)
-        st = qe_engine_run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
-    if (st == QE_OK && out)
-        st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
-    else if (st == QE_OK)
-        st = qe_cl_finish(e->cl);
-    if (st != QE_OK)
-        return qe_fail_prefix(st, "engine: prefill");
-    e->ran = 1;
     e->last_n_seq = n_seq;
     e->last_n_tok = n_tok;
     e->last_out_first = out_first;
-    if (!out)
-        return QE_OK;
+    return st;
+}
 
+void qe_engine_unpack(const qe_engine *e, int n_rows, qe_engine_out *out)
+{
     const int k = e->opt.top_k;
-    for (int r = 0; r < out_rows; r++) {
+    for (int r = 0; out && r < n_rows; r++) {
         const float *row = e->hstats + (size_t)r * e->stride;
         if (out->lse)
             out->lse[r] = row[0];
@@ -712,6 +719,26 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
         if (out->topk_logp && k)
             memcpy(out->topk_logp + (size_t)r * k, row + STATS_HDR + k, (size_t)k * sizeof(float));
     }
+}
+
+qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *tokens,
+                            int out_first, const int32_t *targets, qe_engine_out *out)
+{
+    qe_status st = qe_engine_check_prefill(e, n_seq, n_tok, tokens, out_first, targets);
+    if (st != QE_OK)
+        return st;
+    const int out_rows = n_seq * (n_tok - out_first);
+    st = qe_engine_begin(e, n_seq, n_tok, tokens, out_first, targets, out != NULL);
+    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += e->opt.head_rows)
+        st = qe_engine_run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
+    if (st == QE_OK && out)
+        st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
+    else if (st == QE_OK)
+        st = qe_cl_finish(e->cl);
+    if (st != QE_OK)
+        return qe_fail_prefix(st, "engine: prefill");
+    e->ran = 1;
+    qe_engine_unpack(e, out_rows, out);
     return QE_OK;
 }
 
@@ -746,7 +773,7 @@ qe_status qe_engine_poison(qe_engine *e)
 {
     const float nan = NAN;
     qe_status st = QE_OK;
-    cl_mem bufs[] = {e->x, e->h, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats};
+    cl_mem bufs[] = {e->x, e->h, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats, e->kld};
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = qe_cl_fill(e->cl, bufs[i], &nan, sizeof nan, 0, qe_cl_size(bufs[i]));
     if (st == QE_OK && e->kvs)

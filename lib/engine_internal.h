@@ -146,6 +146,22 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
  * rows [row0, row0+n). */
 qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats);
 
+/* QE_OK when a prefill of these arguments is valid for e (qe_engine_prefill's
+ * rules), else QE_EINVAL naming the sequence and position. */
+qe_status qe_engine_check_prefill(const qe_engine *e, int n_seq, int n_tok, const int32_t *tokens,
+                                  int out_first, const int32_t *targets);
+
+/* Enqueue a checked prefill's uploads (tokens; with with_targets also the
+ * targets, -1 for all when NULL) and its trunk; records n_seq / n_tok /
+ * out_first as the last prefill's, and clears e->ran (the caller sets it
+ * once the work is done). */
+qe_status qe_engine_begin(qe_engine *e, int n_seq, int n_tok, const int32_t *tokens, int out_first,
+                          const int32_t *targets, int with_targets);
+
+/* Copy n_rows statistics rows from e->hstats (already read back) into out
+ * (NULL: nothing). */
+void qe_engine_unpack(const qe_engine *e, int n_rows, qe_engine_out *out);
+
 /* ---- KV-cache formats (engine_kv.c) ---- */
 
 /* Build options every program that includes kernels/kvfmt.cl needs, for a

@@ -3,6 +3,7 @@
  * per chunk is O(n_ctx * top_k), the device does the O(n_ctx * model) part.
  * Threading: runs on the caller's thread. */
 #include "eval.h"
+#include "eval_internal.h"
 
 #include <math.h>
 #include <stdio.h>
@@ -18,7 +19,7 @@
 qe_eval_opts qe_eval_opts_default(void)
 {
     qe_eval_opts o = {.n_ctx = 512, .max_chunks = 0, .n_seq = 4, .top_k = 10,
-                      .device = NULL, .progress = 1};
+                      .device = NULL, .progress = 1, .kv_k = QE_KV_F32, .kv_v = QE_KV_F32};
     return o;
 }
 
@@ -75,7 +76,7 @@ static qe_status ref_chunk(qe_ref *r, const qe_model *m, const int32_t *in, int 
 }
 
 /* Word/byte accounting of one chunk's scored targets (their decoded bytes). */
-static void credit_text(qe_ppl *acc, const qe_tokenizer *tok, const int32_t *target, int n)
+void qe_eval_credit_text(qe_ppl *acc, const qe_tokenizer *tok, const int32_t *target, int n)
 {
     if (!tok)
         return;
@@ -141,7 +142,13 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
             st = qe_fail(QE_ENOMEM, "out of memory for reference logits");
             goto done;
         }
-        if ((st = qe_ref_new(m, n_ctx, &ref)))
+        /* An f32 cache: the double-precision reference, as before; any other
+         * format: K/V rows through that format's codec (qe_ref_new_kv). */
+        if (o->kv_k == QE_KV_F32 && o->kv_v == QE_KV_F32)
+            st = qe_ref_new(m, n_ctx, &ref);
+        else
+            st = qe_ref_new_kv(m, n_ctx, o->kv_k, o->kv_v, &ref);
+        if (st)
             goto done;
         snprintf(tm.device, sizeof tm.device, "C reference (double)");
     } else {
@@ -149,6 +156,8 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
         eo.n_ctx = n_ctx;
         eo.n_seq = n_seq;
         eo.top_k = k;
+        eo.kv_k = o->kv_k;
+        eo.kv_v = o->kv_v;
         if ((st = qe_cl_open(o->device, 0, &cl)) || (st = qe_engine_open(cl, m, &eo, &eng)))
             goto done;
         snprintf(tm.device, sizeof tm.device, "%s", qe_cl_device(cl)->name);
@@ -216,7 +225,7 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
                 qe_ppl_add(&acc, nll);
                 sum += nll;
             }
-            credit_text(&acc, tok, target, plan.n_scored);
+            qe_eval_credit_text(&acc, tok, target, plan.n_scored);
             qe_eval_chunk ch = {
                 .index = todo[s], .first = first, .n_scored = plan.n_scored, .target = target,
                 .logp = logp + r0, .argmax = amax + r0, .top_k = k,

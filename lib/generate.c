@@ -35,7 +35,8 @@ qe_gen_opts qe_gen_opts_default(void)
 {
     qe_gen_opts o = {.max_new = 128, .n_slots = 8, .n_ctx = 0, .max_rows = 0, .top_k = 5,
                      .sample = qe_sample_opts_default(), .stop = NULL, .n_stop = 0,
-                     .parse_special = 0, .device = NULL, .progress = 0};
+                     .parse_special = 0, .kv_k = QE_KV_F32, .kv_v = QE_KV_F32, .device = NULL,
+                     .progress = 0};
     return o;
 }
 
@@ -304,8 +305,13 @@ static qe_status loop(gen *g, qe_decode *d, qe_gen_step_fn on_step)
         st = qe_fail(QE_ENOMEM, "generate: out of memory");
         goto done;
     }
+    /* Progress in tokens run (prompts + generated) against the most there
+     * can be, every prompt generating max_new: a bound, reached only then. */
+    uint64_t bound = 0, run = 0;
+    for (size_t i = 0; i < g->n; i++)
+        bound += g->pids[i].n + (uint64_t)g->o->max_new;
     if (g->o->progress)
-        qe_progress_begin(&pg, "prompts", g->n);
+        qe_progress_begin(&pg, "generate", bound);
     while (n_done < g->n) {
         for (int s = 0; s < ns && next < g->n; s++)
             if (!g->slots[s].active && (st = admit(g, d, s, next++)) != QE_OK)
@@ -359,11 +365,12 @@ static qe_status loop(gen *g, qe_decode *d, qe_gen_step_fn on_step)
                 goto done;
             n_done += (size_t)fin;
         }
+        run += (uint64_t)rows;
         if (g->o->progress)
-            qe_progress_update(&pg, n_done);
+            qe_progress_update(&pg, run);
     }
     if (g->o->progress)
-        qe_progress_end(&pg, n_done);
+        qe_progress_end(&pg, run);
 done:
     free(seqs);
     free(slot_of);
@@ -422,6 +429,8 @@ qe_status qe_generate(const qe_model *m, const qe_tokenizer *tok, qe_cl *cl,
     eo.n_seq = g.n_slots;
     eo.top_k = g.dk;
     eo.head_rows = 1; /* the decoder has its own logits buffer */
+    eo.kv_k = o->kv_k;
+    eo.kv_v = o->kv_v;
     qe_decode_opts dopt = qe_decode_opts_default();
     dopt.max_rows = o->max_rows;
     if ((st = qe_engine_open(cl, m, &eo, &e)) != QE_OK || (st = qe_decode_open(e, &dopt, &d)) != QE_OK)

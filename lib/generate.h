@@ -24,6 +24,7 @@
 #include <stdint.h>
 
 #include "cl.h"
+#include "kv_format.h"
 #include "model.h"
 #include "sample.h"
 #include "status.h"
@@ -52,6 +53,7 @@ typedef struct qe_gen_opts {
     const char *const *stop;/* [n_stop] stop strings (non-empty) */
     int n_stop;
     int parse_special;      /* control-token texts in prompts become those tokens */
+    qe_kv_format kv_k, kv_v;/* KV-cache formats (default f32, the engine's; the CLI's is f16) */
     const char *device;     /* OpenCL device choice (lib/cl.h), when no qe_cl is given */
     int progress;           /* progress line on stderr (default 0) */
 } qe_gen_opts;

@@ -72,11 +72,10 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     size_t n = 0;
     const qe_model *m = t->model;
 
-    if (strcmp(t->run->kv_k, "f32") || strcmp(t->run->kv_v, "f32")) {
-        st = qe_fail(QE_EUNSUPPORTED,
-                     "run %s: KV-cache format %s/%s is not evaluated on the device yet "
-                     "(only f32); the job file may list them for later",
-                     t->run_key, t->run->kv_k, t->run->kv_v);
+    qe_kv_format kv_k, kv_v;
+    if ((st = qe_kv_format_parse(t->run->kv_k, &kv_k)) ||
+        (st = qe_kv_format_parse(t->run->kv_v, &kv_v))) {
+        qe_fail_prefix(st, "run %s", t->run_key);
         goto done;
     }
     double t0 = qe_now();
@@ -126,6 +125,8 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     eo.skip = stored;
     eo.skip_ud = (void *)t;
     eo.logits_every = t->job->store_logits;
+    eo.kv_k = kv_k;
+    eo.kv_v = kv_v;
     struct chunk_ctx cc = {t, sink};
     qe_eval_times tm;
     st = qe_eval_perplexity(m, tok, ids, (int64_t)n, &eo, to_store, &cc, NULL, &tm);

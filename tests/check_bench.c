@@ -71,7 +71,7 @@ static const qe_cl_kernel_time fake_k[2] = {{"matmul", 30, 9000000}, {"attn_rows
 
 static qe_bench_result fake_result(void)
 {
-    qe_bench_result r = {.n_gen = 32, .n_batch = 1, .weights = "native", .kv_k = QE_KV_Q8_0,
+    qe_bench_result r = {.n_gen = 32, .n_batch = 1, .weights = "file", .kv_k = QE_KV_Q8_0,
                          .kv_v = QE_KV_F16, .n_ctx = 32, .n_params = 1000, .weight_bytes = 4000,
                          .n_tokens = 32, .reps = 3, .seconds = fake_s, .tps = fake_tps,
                          .kernels = fake_k, .n_kernels = 2};
@@ -147,7 +147,7 @@ START_TEST(test_outputs)
 {
     /* markdown: header, separator, two rows, then the kernel table */
     char *md = write_out(QE_BENCH_MD);
-    ck_assert_ptr_nonnull(strstr(md, "| tiny | 3.91 KiB | 1.00 K | dev | native | q8_0/f16 | 1 | tg32 | 117.33 ± 48.88 |"));
+    ck_assert_ptr_nonnull(strstr(md, "| tiny | 3.91 KiB | 1.00 K | dev | file | q8_0/f16 | 1 | tg32 | 117.33 ± 48.88 |"));
     ck_assert_ptr_nonnull(strstr(md, "| matmul | 10.0 | 3.000 | 90.0 |")); /* per repetition */
     ck_assert_ptr_nonnull(strstr(md, "| attn_rows | 3.3 | 0.333 | 10.0 |"));
     free(md);
@@ -242,7 +242,7 @@ START_TEST(test_run)
     qe_cl *cl = NULL;
     OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
     static const int p[] = {8, 0}, n[] = {3}, b[] = {1, 2};
-    static const char *const w[] = {"native", "q8_0"}, *const kv[] = {"f32", "tq4/q8_0"};
+    static const char *const w[] = {"file", "q8_0"}, *const kv[] = {"f32", "tq4/q8_0"};
     qe_bench_opts o = qe_bench_opts_default();
     o.n_prompt = p;
     o.n_n_prompt = 2;
@@ -340,7 +340,7 @@ START_TEST(test_db)
     ck_assert_str_eq(env.model_sha256, want);
     ck_assert_int_eq(env.synthetic, 0);
     static const int p[] = {4}, n[] = {2}, b[] = {1};
-    static const char *const w[] = {"native"}, *const kv[] = {"f16"};
+    static const char *const w[] = {"file"}, *const kv[] = {"f16"};
     qe_bench_opts o = qe_bench_opts_default();
     o.n_prompt = p;
     o.n_n_prompt = 1;
@@ -386,7 +386,7 @@ START_TEST(test_db)
         ck_assert_str_eq((const char *)sqlite3_column_text(q, 5), want);
         ck_assert_int_eq(sqlite3_column_int(q, 6), 0);
         ck_assert_str_eq((const char *)sqlite3_column_text(q, 7), "f16");
-        ck_assert_str_eq((const char *)sqlite3_column_text(q, 9), "native");
+        ck_assert_str_eq((const char *)sqlite3_column_text(q, 9), "file");
         ck_assert_int_eq(sqlite3_column_int(q, 10), 1);
         ck_assert_int_eq(sqlite3_column_int(q, 11), 64);
     }
@@ -417,7 +417,7 @@ START_TEST(test_limits)
     OK(qe_model_open(qe_test_data("models/stories260K.gguf"), &m));
     static const int p[] = {16}, zero[] = {0}, neg[] = {-1}, big[] = {(1 << 20) + 1}, b[] = {1},
                      b0[] = {0}, bbig[] = {70000};
-    static const char *const w[] = {"native"}, *const wbad[] = {"q5_k"}, *const kv[] = {"f16"},
+    static const char *const w[] = {"file"}, *const wbad[] = {"q5_k"}, *const kv[] = {"f16"},
                              *const kvbad[] = {"q9"};
     qe_bench_opts o = qe_bench_opts_default();
     o.n_prompt = p;

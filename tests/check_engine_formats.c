@@ -453,6 +453,535 @@ START_TEST(test_kv_formats)
 }
 END_TEST
 
+static void same_res(const res *a, const res *b, const char *what);
+
+/* ---- weights stored in formats the device reads as f16 ---- */
+
+#define MAX_BUFS 32
+typedef struct synth {
+    void *bufs[MAX_BUFS];
+    int n;
+} synth;
+
+/* A tensor of random blocks of type t (ne0 x ne1): random quants, block
+ * scales set to finite values that give weights of about +-amp. */
+static qe_tensor synth_blocks(synth *sy, const char *name, qe_dtype t, int ne0, int ne1, float amp)
+{
+    uint64_t rb = 0;
+    OK(qe_dtype_row_bytes(t, ne0, &rb));
+    const size_t bb = qe_dtype_block_bytes(t), nb = (size_t)rb * ne1 / bb;
+    unsigned char *d = malloc((size_t)rb * ne1);
+    ck_assert_ptr_nonnull(d);
+    ck_assert_int_lt(sy->n, MAX_BUFS);
+    sy->bufs[sy->n++] = d;
+    for (size_t i = 0; i < (size_t)rb * ne1; i++)
+        d[i] = (unsigned char)rnd_u32();
+    for (size_t b = 0; b < nb; b++) {
+        unsigned char *blk = d + b * bb;
+        const float r = (float)(0.5 + 0.5 * (rnd_unit() + 1.0) / 2.0); /* 0.5 .. 1 */
+        uint16_t h0, h1;
+        switch (t) {
+        case QE_DT_Q4_1: case QE_DT_Q5_1: /* x = q d + m */
+            h0 = qe_f32_to_f16(amp * r / (t == QE_DT_Q4_1 ? 8.0f : 16.0f));
+            h1 = qe_f32_to_f16(-amp * r);
+            memcpy(blk, &h0, 2);
+            memcpy(blk + 2, &h1, 2);
+            break;
+        case QE_DT_Q5_0: /* x = (q - 16) d */
+            h0 = qe_f32_to_f16(amp * r / 16.0f);
+            memcpy(blk, &h0, 2);
+            break;
+        case QE_DT_Q4_K: case QE_DT_Q5_K: /* x = d sc q - dmin m, sc, m < 64 */
+            h0 = qe_f32_to_f16(amp * r / (63.0f * (t == QE_DT_Q4_K ? 8.0f : 16.0f)));
+            h1 = qe_f32_to_f16(amp * r / 63.0f);
+            memcpy(blk, &h0, 2);
+            memcpy(blk + 2, &h1, 2);
+            break;
+        case QE_DT_Q6_K: /* x = d scale (q - 32), |scale| < 128 */
+            h0 = qe_f32_to_f16(amp * r / (127.0f * 32.0f));
+            memcpy(blk + 208, &h0, 2);
+            break;
+        default:
+            ck_abort_msg("synth_blocks: type %s", qe_dtype_name(t));
+        }
+    }
+    qe_tensor out;
+    OK(qe_tensor_view(&out, name, t, ne0, ne1, d, rb * (uint64_t)ne1, 1));
+    return out;
+}
+
+static qe_tensor synth_mat(synth *sy, const char *name, int ne0, int ne1, float off, float amp)
+{
+    const size_t n = (size_t)ne0 * ne1;
+    float *v = malloc(n * sizeof *v);
+    ck_assert_ptr_nonnull(v);
+    ck_assert_int_lt(sy->n, MAX_BUFS);
+    sy->bufs[sy->n++] = v;
+    for (size_t i = 0; i < n; i++)
+        v[i] = off + amp * (float)rnd_unit();
+    qe_tensor out;
+    OK(qe_tensor_view(&out, name, QE_DT_F32, ne0, ne1, v, (uint64_t)n * 4, 1));
+    return out;
+}
+
+static qe_tensor synth_f32(synth *sy, const char *name, int ne0, float off, float amp)
+{
+    return synth_mat(sy, name, ne0, 1, off, amp);
+}
+
+/* A random F32 model of shape hp (one layer used per hp.n_layers <= 1). */
+static qe_model *synth_model(synth *sy, qe_layer *L, const qe_hparams *hp)
+{
+    qe_weights w;
+    memset(&w, 0, sizeof w);
+    memset(L, 0, sizeof *L);
+    const int d = hp->dim, q = hp->n_heads * hp->head_dim, kv = hp->n_kv_heads * hp->head_dim;
+    w.token_embd = synth_mat(sy, "token_embd", d, hp->n_vocab, 0, 1);
+    w.output = synth_mat(sy, "output", d, hp->n_vocab, 0, 0.3f);
+    w.output_norm = synth_f32(sy, "output_norm", d, 1, 0.2f);
+    L->attn_norm = synth_f32(sy, "attn_norm", d, 1, 0.2f);
+    L->ffn_norm = synth_f32(sy, "ffn_norm", d, 1, 0.2f);
+    L->wq = synth_mat(sy, "wq", d, q, 0, 0.3f);
+    L->wk = synth_mat(sy, "wk", d, kv, 0, 0.3f);
+    L->wv = synth_mat(sy, "wv", d, kv, 0, 0.3f);
+    L->wo = synth_mat(sy, "wo", q, d, 0, 0.3f);
+    L->w_gate = synth_mat(sy, "w_gate", d, hp->n_ff, 0, 0.3f);
+    L->w_up = synth_mat(sy, "w_up", d, hp->n_ff, 0, 0.3f);
+    L->w_down = synth_mat(sy, "w_down", hp->n_ff, d, 0, 0.3f);
+    w.layers = L;
+    qe_model *m = NULL;
+    OK(qe_model_build(hp, &w, "synth", &m));
+    return m;
+}
+
+static void synth_free(synth *sy)
+{
+    for (int i = 0; i < sy->n; i++)
+        free(sy->bufs[i]);
+    sy->n = 0;
+}
+
+/* A model whose matrices are Q4_1, Q5_0, Q5_1, Q4_K, Q5_K and Q6_K: on the
+ * device these are decoded on the host and rounded once to F16, so the
+ * result must equal, bit for bit, the same model converted to F16 on the
+ * host first (qe_quant_model_new), and match the reference on that F16
+ * model; against the reference on the original blocks it differs only by
+ * that rounding. */
+START_TEST(test_weights_kquants)
+{
+    enum { NT = 24 };
+    rng_seed(61);
+    qe_hparams hp = {.n_vocab = 96, .dim = 256, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2,
+                     .head_dim = 64, .n_rot = 64, .n_ff = 256, .n_ctx_train = 64, .rms_eps = 1e-5f,
+                     .rope_base = 10000.0f, .rope_layout = QE_ROPE_PAIRS,
+                     .rope_scaling = QE_ROPE_SCALING_NONE, .rope_factor = 1.0f,
+                     .rope_freq_scale = 1.0f, .bos_id = -1, .eos_id = -1, .tied = 0};
+    synth sy = {0};
+    qe_layer L;
+    memset(&L, 0, sizeof L);
+    qe_weights w;
+    memset(&w, 0, sizeof w);
+    w.token_embd = synth_blocks(&sy, "token_embd", QE_DT_Q4_1, 256, hp.n_vocab, 1.0f);
+    w.output = synth_blocks(&sy, "output", QE_DT_Q6_K, 256, hp.n_vocab, 0.2f);
+    w.output_norm = synth_f32(&sy, "output_norm", 256, 1.0f, 0.2f);
+    L.attn_norm = synth_f32(&sy, "attn_norm", 256, 1.0f, 0.2f);
+    L.ffn_norm = synth_f32(&sy, "ffn_norm", 256, 1.0f, 0.2f);
+    L.wq = synth_blocks(&sy, "wq", QE_DT_Q4_K, 256, 256, 0.12f);
+    L.wk = synth_blocks(&sy, "wk", QE_DT_Q5_K, 256, 128, 0.12f);
+    L.wv = synth_blocks(&sy, "wv", QE_DT_Q5_0, 256, 128, 0.06f);
+    L.wo = synth_blocks(&sy, "wo", QE_DT_Q5_1, 256, 256, 0.06f);
+    L.w_gate = synth_blocks(&sy, "w_gate", QE_DT_Q6_K, 256, 256, 0.06f);
+    L.w_up = synth_blocks(&sy, "w_up", QE_DT_Q4_1, 256, 256, 0.06f);
+    L.w_down = synth_blocks(&sy, "w_down", QE_DT_Q4_K, 256, 256, 0.06f);
+    w.layers = &L;
+    qe_model *m = NULL;
+    OK(qe_model_build(&hp, &w, "kquants", &m));
+    qe_quant_model *f16 = NULL;
+    OK(qe_quant_model_new(m, QE_DT_F16, &f16));
+    ck_assert_int_eq(qe_model_weights(qe_quant_model_get(f16))->layers[0].wq.type, QE_DT_F16);
+
+    int32_t tok[NT];
+    rnd_tokens(tok, NT, hp.n_vocab);
+    qe_engine *e = open_engine_kv(m, NT, 1, 4, QE_KV_F32, QE_KV_F32);
+    qe_engine *e16 = open_engine_kv(qe_quant_model_get(f16), NT, 1, 4, QE_KV_F32, QE_KV_F32);
+    res r, r16;
+    run(e, &r, 1, NT, tok);
+    run(e16, &r16, 1, NT, tok);
+    same_res(&r, &r16, "K-quant model vs its F16 conversion");
+    diff d = ref_diff(qe_quant_model_get(f16), &r, 1, NT, tok, 0, QE_KV_F32, QE_KV_F32);
+    ck_assert_msg(d.max_tlp < 1e-4 && d.max_lse < 1e-4, "vs the reference on F16: max |d logp| %.3g",
+                  d.max_tlp);
+    diff d0 = ref_diff(m, &r, 1, NT, tok, 0, QE_KV_F32, QE_KV_F32);
+    fprintf(stderr, "# K-quants on the device vs the reference on the blocks: max |d logp| %.3g\n",
+            d0.max_tlp);
+    ck_assert_msg(d0.max_tlp < 1e-2, "vs the reference on the blocks: max |d logp| %.3g", d0.max_tlp);
+    res_free(&r);
+    res_free(&r16);
+    qe_engine_close(e);
+    qe_engine_close(e16);
+    qe_quant_model_free(f16);
+    qe_model_close(m);
+    synth_free(&sy);
+}
+END_TEST
+
+/* ---- paired prefill ---- */
+
+/* Results of one paired prefill: base and variants' rows, comparison rows. */
+typedef struct paired {
+    int rows, n_var;
+    res base, var[4];
+    float *kld[4], *dp[4];
+    uint8_t *same[4];
+} paired;
+
+static void paired_run(paired *pr, qe_engine *base, qe_engine **var, int n_var, int n_seq,
+                       int n_tok, const int32_t *tok, int out_first, const int32_t *tgt,
+                       double *seconds)
+{
+    const int rows = n_seq * (n_tok - out_first), k = qe_engine_options(base).top_k;
+    ck_assert_int_le(n_var, 4);
+    pr->rows = rows;
+    pr->n_var = n_var;
+    res_init(&pr->base, rows, k);
+    OK(qe_engine_poison(base));
+    qe_engine_out vo[4];
+    qe_engine_kld_out ko[4];
+    for (int i = 0; i < n_var; i++) {
+        res_init(&pr->var[i], rows, k);
+        vo[i] = pr->var[i].out;
+        pr->kld[i] = malloc((size_t)rows * sizeof(float));
+        pr->dp[i] = malloc((size_t)rows * sizeof(float));
+        pr->same[i] = malloc((size_t)rows);
+        ck_assert(pr->kld[i] && pr->dp[i] && pr->same[i]);
+        for (int r = 0; r < rows; r++) {
+            pr->kld[i][r] = pr->dp[i][r] = NAN;
+            pr->same[i][r] = 7;
+        }
+        ko[i] = (qe_engine_kld_out){pr->kld[i], pr->dp[i], pr->same[i]};
+        OK(qe_engine_poison(var[i]));
+    }
+    OK(qe_engine_prefill_paired(base, var, n_var, n_seq, n_tok, tok, out_first, tgt, &pr->base.out,
+                                vo, ko, seconds));
+}
+
+static void paired_free(paired *pr)
+{
+    res_free(&pr->base);
+    for (int i = 0; i < pr->n_var; i++) {
+        res_free(&pr->var[i]);
+        free(pr->kld[i]);
+        free(pr->dp[i]);
+        free(pr->same[i]);
+    }
+}
+
+/* Every row of a and b bit-identical. */
+static void same_res(const res *a, const res *b, const char *what)
+{
+    const size_t n = (size_t)a->rows, k = (size_t)a->k;
+    ck_assert_msg(memcmp(a->lse, b->lse, n * sizeof(float)) == 0, "%s: lse differs", what);
+    for (size_t r = 0; r < n; r++)
+        ck_assert_msg(memcmp(&a->tlp[r], &b->tlp[r], sizeof(float)) == 0 || (isnan(a->tlp[r]) && isnan(b->tlp[r])),
+                      "%s: row %zu target log-prob differs", what, r);
+    ck_assert_msg(memcmp(a->am, b->am, n * sizeof(int32_t)) == 0, "%s: argmax differs", what);
+    ck_assert_msg(memcmp(a->tki, b->tki, n * k * sizeof(int32_t)) == 0, "%s: top-k ids differ", what);
+    ck_assert_msg(memcmp(a->tkp, b->tkp, n * k * sizeof(float)) == 0, "%s: top-k log-probs differ", what);
+}
+
+static int32_t *next_targets(int n_seq, int n_tok, const int32_t *tok, int out_first)
+{
+    const int n_out = n_tok - out_first;
+    int32_t *t = malloc((size_t)n_seq * n_out * sizeof *t);
+    ck_assert_ptr_nonnull(t);
+    for (int s = 0; s < n_seq; s++)
+        for (int j = 0; j < n_out; j++) {
+            const int p = out_first + j;
+            t[s * n_out + j] = j % 5 == 2 ? -1 : p + 1 < n_tok ? tok[s * n_tok + p + 1] : 1;
+        }
+    return t;
+}
+
+/* A variant identical to the base (another engine over the same weights and
+ * formats) has KLD exactly 0, dp exactly 0 and the same arg-max on every
+ * row; and each engine's rows are bit-identical to its own prefill. */
+START_TEST(test_kld_self)
+{
+    enum { NS = 2, NT = 48, OF = 20 };
+    rng_seed(31);
+    qe_model *m = open_model("models/stories260K.gguf");
+    qe_quant_model *qm = NULL;
+    OK(qe_quant_model_new(m, QE_DT_Q4_0, &qm));
+    const qe_model *q = qe_quant_model_get(qm);
+    int32_t tok[NS * NT];
+    rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
+    int32_t *tgt = next_targets(NS, NT, tok, OF);
+    qe_engine *base = open_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0);
+    qe_engine *v[2] = {open_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0),
+                       open_engine_kv(m, NT, NS, 5, QE_KV_F32, QE_KV_F32)};
+    paired pr;
+    double sec[3] = {-1, -1, -1};
+    paired_run(&pr, base, v, 2, NS, NT, tok, OF, tgt, sec);
+    for (int i = 0; i < 3; i++)
+        ck_assert(sec[i] > 0);
+    same_res(&pr.base, &pr.var[0], "identical variant");
+    int differs = 0;
+    for (int r = 0; r < pr.rows; r++) {
+        ck_assert_msg(pr.kld[0][r] == 0.0f, "row %d: KLD %g against itself", r, (double)pr.kld[0][r]);
+        ck_assert_int_eq(pr.same[0][r], 1);
+        if (tgt[r] >= 0)
+            ck_assert_msg(pr.dp[0][r] == 0.0f, "row %d: dp %g against itself", r, (double)pr.dp[0][r]);
+        else
+            ck_assert(isnan(pr.dp[0][r]));
+        /* the other variant (f32 weights and cache) really differs */
+        ck_assert_msg(pr.kld[1][r] > 0.0f, "row %d: KLD %g of f32 vs q4_0", r, (double)pr.kld[1][r]);
+        ck_assert(pr.same[1][r] <= 1);
+        differs += pr.same[1][r] == 0;
+    }
+    ck_assert_int_gt(differs, 0);
+    /* Paired rows are the engines' own prefill rows, bit for bit. */
+    res own;
+    res_init(&own, pr.rows, 5);
+    OK(qe_engine_poison(v[1]));
+    OK(qe_engine_prefill(v[1], NS, NT, tok, OF, tgt, &own.out));
+    same_res(&own, &pr.var[1], "variant 1 alone vs paired");
+    res_free(&own);
+    paired_free(&pr);
+    free(tgt);
+    qe_engine_close(base);
+    qe_engine_close(v[0]);
+    qe_engine_close(v[1]);
+    qe_quant_model_free(qm);
+    qe_model_close(m);
+}
+END_TEST
+
+/* Device KLD, dp and same-top against a host computation in double from the
+ * full logits of both engines (qe_engine_logits), on TinyStories-656K
+ * (2048-token vocabulary) with head passes of 7 rows for the variant (the
+ * pair uses the smaller). */
+START_TEST(test_kld_host)
+{
+    enum { NS = 2, NT = 40, OF = 25 };
+    rng_seed(41);
+    qe_model *m = open_model("models/TinyStories-656K");
+    qe_quant_model *qm = NULL;
+    OK(qe_quant_model_new(m, QE_DT_Q4_0, &qm));
+    const int nv = qe_model_hparams(m)->n_vocab, n_out = NT - OF;
+    int32_t tok[NS * NT];
+    rnd_tokens(tok, NS * NT, nv);
+    int32_t *tgt = next_targets(NS, NT, tok, OF);
+    qe_engine *base = open_engine_kv(m, NT, NS, 3, QE_KV_F32, QE_KV_F32);
+    qe_engine_opts o = qe_engine_opts_default();
+    o.n_ctx = NT;
+    o.n_seq = NS;
+    o.top_k = 3;
+    o.head_rows = 7;
+    o.kv_k = QE_KV_TQ4;
+    o.kv_v = QE_KV_Q4_0;
+    qe_engine *v = NULL;
+    OK(qe_engine_open(shared_cl(), qe_quant_model_get(qm), &o, &v));
+    paired pr;
+    paired_run(&pr, base, &v, 1, NS, NT, tok, OF, tgt, NULL);
+    float *zp = malloc((size_t)nv * sizeof *zp), *zq = malloc((size_t)nv * sizeof *zq);
+    ck_assert(zp && zq);
+    double max_rel = 0;
+    for (int s = 0; s < NS; s++)
+        for (int p = OF; p < NT; p += 3) {
+            const int r = s * n_out + p - OF;
+            OK(qe_engine_logits(base, s, p, zp));
+            OK(qe_engine_logits(v, s, p, zq));
+            double mp = zp[0], mq = zq[0];
+            int ap = 0, aq = 0;
+            for (int i = 1; i < nv; i++) {
+                if (zp[i] > mp) {
+                    mp = zp[i];
+                    ap = i;
+                }
+                if (zq[i] > mq) {
+                    mq = zq[i];
+                    aq = i;
+                }
+            }
+            double sp = 0, sq = 0;
+            for (int i = 0; i < nv; i++) {
+                sp += exp(zp[i] - mp);
+                sq += exp(zq[i] - mq);
+            }
+            const double lp = mp + log(sp), lq = mq + log(sq);
+            double kld = 0;
+            for (int i = 0; i < nv; i++)
+                kld += exp(zp[i] - lp) * ((zp[i] - lp) - (zq[i] - lq));
+            const double rel = fabs(pr.kld[0][r] - kld) / (kld + 1e-9);
+            max_rel = rel > max_rel ? rel : max_rel;
+            ck_assert_msg(fabs(pr.kld[0][r] - kld) <= 1e-7 + 1e-4 * kld,
+                          "seq %d pos %d: device KLD %.9g, host %.9g", s, p, (double)pr.kld[0][r], kld);
+            ck_assert_int_eq(pr.same[0][r], ap == aq);
+            const int t = tgt[r];
+            if (t < 0) {
+                ck_assert(isnan(pr.dp[0][r]));
+                continue;
+            }
+            const double dp = exp(zq[t] - lq) - exp(zp[t] - lp);
+            ck_assert_msg(fabs(pr.dp[0][r] - dp) <= 1e-6, "seq %d pos %d: device dp %.9g, host %.9g",
+                          s, p, (double)pr.dp[0][r], dp);
+        }
+    fprintf(stderr, "# kld vs host: max relative difference %.3g\n", max_rel);
+    free(zp);
+    free(zq);
+    paired_free(&pr);
+    free(tgt);
+    qe_engine_close(base);
+    qe_engine_close(v);
+    qe_quant_model_free(qm);
+    qe_model_close(m);
+}
+END_TEST
+
+/* On stories260K, Q8_0 weights stay much closer to F32 than Q4_0 do. */
+START_TEST(test_kld_order)
+{
+    enum { NS = 4, NT = 64, OF = 32 };
+    rng_seed(51);
+    qe_model *m = open_model("models/stories260K.gguf");
+    qe_quant_model *q8 = NULL, *q4 = NULL;
+    OK(qe_quant_model_new(m, QE_DT_Q8_0, &q8));
+    OK(qe_quant_model_new(m, QE_DT_Q4_0, &q4));
+    int32_t tok[NS * NT];
+    rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
+    int32_t *tgt = next_targets(NS, NT, tok, OF);
+    qe_engine *base = open_engine_kv(m, NT, NS, 1, QE_KV_F32, QE_KV_F32);
+    qe_engine *v[2] = {open_engine_kv(qe_quant_model_get(q8), NT, NS, 1, QE_KV_F32, QE_KV_F32),
+                       open_engine_kv(qe_quant_model_get(q4), NT, NS, 1, QE_KV_F32, QE_KV_F32)};
+    paired pr;
+    paired_run(&pr, base, v, 2, NS, NT, tok, OF, tgt, NULL);
+    double mean[2] = {0, 0};
+    for (int i = 0; i < 2; i++) {
+        for (int r = 0; r < pr.rows; r++) {
+            ck_assert(isfinite(pr.kld[i][r]) && pr.kld[i][r] > -1e-6f);
+            mean[i] += pr.kld[i][r] / pr.rows;
+        }
+    }
+    fprintf(stderr, "# stories260K mean KLD vs f32: q8_0 %.3g, q4_0 %.3g\n", mean[0], mean[1]);
+    ck_assert_msg(mean[0] > 0 && mean[0] * 10 < mean[1], "mean KLD q8_0 %.3g, q4_0 %.3g", mean[0],
+                  mean[1]);
+    paired_free(&pr);
+    free(tgt);
+    qe_engine_close(base);
+    qe_engine_close(v[0]);
+    qe_engine_close(v[1]);
+    qe_quant_model_free(q8);
+    qe_quant_model_free(q4);
+    qe_model_close(m);
+}
+END_TEST
+
+/* ---- limits ---- */
+
+static qe_status try_open(const qe_model *m, qe_kv_format kk, qe_kv_format kvv, int top_k,
+                          qe_engine **e)
+{
+    qe_engine_opts o = qe_engine_opts_default();
+    o.n_ctx = 16;
+    o.n_seq = 2;
+    o.top_k = top_k;
+    o.kv_k = kk;
+    o.kv_v = kvv;
+    *e = NULL;
+    return qe_engine_open(shared_cl(), m, &o, e);
+}
+
+START_TEST(test_limits)
+{
+    rng_seed(99);
+    qe_engine *e = NULL;
+    /* head_dim 12 (not a power of two), n_kv * head_dim = 12 (not a multiple of 32) */
+    qe_hparams hp = {.n_vocab = 40, .dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
+                     .head_dim = 12, .n_rot = 12, .n_ff = 32, .n_ctx_train = 64, .rms_eps = 1e-5f,
+                     .rope_base = 10000.0f, .rope_layout = QE_ROPE_PAIRS,
+                     .rope_scaling = QE_ROPE_SCALING_NONE, .rope_factor = 1.0f,
+                     .rope_freq_scale = 1.0f, .bos_id = -1, .eos_id = -1, .tied = 0};
+    synth sy = {0};
+    qe_layer L;
+    qe_model *m = synth_model(&sy, &L, &hp);
+    ck_assert_int_eq(try_open(m, QE_KV_TQ4, QE_KV_F32, 2, &e), QE_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "tq4"));
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "K cache"));
+    ck_assert_ptr_null(e);
+    ck_assert_int_eq(try_open(m, QE_KV_F16, QE_KV_Q8_0, 2, &e), QE_EUNSUPPORTED);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "V cache"));
+    ck_assert_int_eq(try_open(m, (qe_kv_format)99, QE_KV_F32, 2, &e), QE_EINVAL);
+    ck_assert_int_eq(try_open(m, QE_KV_F32, (qe_kv_format)-1, 2, &e), QE_EINVAL);
+    /* f16 fits any shape */
+    OK(try_open(m, QE_KV_F16, QE_KV_F16, 2, &e));
+
+    /* paired prefill: mismatched variants */
+    qe_model *m260 = open_model("models/stories260K.gguf");
+    qe_engine *b = NULL, *v = NULL, *v3 = NULL;
+    OK(try_open(m260, QE_KV_F32, QE_KV_F32, 2, &b));
+    OK(try_open(m260, QE_KV_Q8_0, QE_KV_F32, 2, &v));
+    OK(try_open(m260, QE_KV_F32, QE_KV_F32, 3, &v3));
+    int32_t tok[2 * 16], tgt[2 * 8];
+    rnd_tokens(tok, 32, 40);
+    for (int i = 0; i < 16; i++)
+        tgt[i] = -1;
+    float kl[16];
+    qe_engine_kld_out ko = {.kld = kl};
+    ck_assert_int_eq(qe_engine_prefill_paired(b, &e, 1, 2, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL); /* vocabulary 40 vs 512 */
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "vocabulary"));
+    ck_assert_int_eq(qe_engine_prefill_paired(b, &v3, 1, 2, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "top_k"));
+    ck_assert_int_eq(qe_engine_prefill_paired(NULL, &v, 1, 2, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL);
+    ck_assert_int_eq(qe_engine_prefill_paired(b, NULL, 1, 2, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL);
+    ck_assert_int_eq(qe_engine_prefill_paired(b, &v, 1, 3, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL); /* n_seq above the engines' */
+    ck_assert_int_eq(qe_engine_prefill_paired(b, &v, 1, 2, 17, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL); /* n_tok above n_ctx */
+    tgt[3] = 512;
+    ck_assert_int_eq(qe_engine_prefill_paired(b, &v, 1, 2, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "target 512"));
+    tgt[3] = -1;
+    /* another context on the same device is not "shared" */
+    qe_cl *cl2 = NULL;
+    OK(qe_cl_open(NULL, 0, &cl2));
+    qe_engine_opts o = qe_engine_opts_default();
+    o.n_ctx = 16;
+    o.n_seq = 2;
+    o.top_k = 2;
+    qe_engine *other = NULL;
+    OK(qe_engine_open(cl2, m260, &o, &other));
+    ck_assert_int_eq(qe_engine_prefill_paired(b, &other, 1, 2, 16, tok, 8, tgt, NULL, NULL, &ko, NULL),
+                     QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "context"));
+    /* no variants at all is a plain prefill of the base */
+    OK(qe_engine_prefill_paired(b, NULL, 0, 2, 16, tok, 8, tgt, NULL, NULL, NULL, NULL));
+
+    /* the device codec's own checks */
+    float x[64] = {0};
+    unsigned char enc[64];
+    ck_assert_int_eq(qe_engine_kv_codec(shared_cl(), QE_KV_Q4_0, 1, 16, 1, x, enc, NULL),
+                     QE_EUNSUPPORTED);
+    ck_assert_int_eq(qe_engine_kv_codec(shared_cl(), QE_KV_TQ3, 1, 12, 1, x, enc, NULL),
+                     QE_EUNSUPPORTED);
+    ck_assert_int_eq(qe_engine_kv_codec(shared_cl(), QE_KV_F16, 1, 16, 0, x, enc, NULL), QE_EINVAL);
+
+    qe_engine_close(other);
+    qe_cl_close(cl2);
+    qe_engine_close(b);
+    qe_engine_close(v);
+    qe_engine_close(v3);
+    qe_engine_close(e);
+    qe_model_close(m260);
+    qe_model_close(m);
+    synth_free(&sy);
+}
+END_TEST
+
 Suite *engine_formats_suite(void)
 {
     Suite *s = suite_create("engine_formats");
@@ -462,7 +991,20 @@ Suite *engine_formats_suite(void)
     tcase_add_test(tc, test_codec);
     tcase_add_test(tc, test_weights_260k);
     tcase_add_test(tc, test_weights_656k);
+    tcase_add_test(tc, test_weights_kquants);
     tcase_add_test(tc, test_kv_formats);
     suite_add_tcase(s, tc);
+    TCase *kl = tcase_create("kld");
+    tcase_set_timeout(kl, 120);
+    tcase_add_unchecked_fixture(kl, shared_setup, shared_teardown);
+    tcase_add_test(kl, test_kld_self);
+    tcase_add_test(kl, test_kld_host);
+    tcase_add_test(kl, test_kld_order);
+    suite_add_tcase(s, kl);
+    TCase *lim = tcase_create("limits");
+    tcase_set_timeout(lim, 120);
+    tcase_add_unchecked_fixture(lim, shared_setup, shared_teardown);
+    tcase_add_test(lim, test_limits);
+    suite_add_tcase(s, lim);
     return s;
 }

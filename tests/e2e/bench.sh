@@ -20,7 +20,7 @@ expect_exit "bench on a missing model exits 1" 1 "$QEVAL" bench -m "$E2E_TMP/nop
 
 expect_exit "bench -p 16 -n 4 -r 2 -b 1,2 (markdown)" 0 "$QEVAL" bench -m "$M" -p 16 -n 4 -r 2 -b 1,2
 expect_match "markdown header" "$OUT" '^\| model \| size \| params \| device \| weights \| kv \| b \| test \| t/s \|'
-rows=$(printf '%s\n' "$OUT" | grep -cE '^\| stories260K \| .* \| native \| f16 \| [12] \| (pp16|tg4) \| [0-9.]+ ± [0-9.]+ \|$')
+rows=$(printf '%s\n' "$OUT" | grep -cE '^\| stories260K \| .* \| file \| f16 \| [12] \| (pp16|tg4) \| [0-9.]+ ± [0-9.]+ \|$')
 expect_match "four markdown rows: pp16 and tg4 at b 1 and 2" "$rows" '^4$'
 
 expect_exit "bench -o csv" 0 "$QEVAL" bench -m "$M" -p 16 -n 4 -r 2 -b 1,2 -o csv
@@ -42,15 +42,15 @@ EOF
 )
 expect_match "CSV parses: 4 rows, tokens/s = tokens / seconds, mean and sample stddev" "$csv_ok" '^yes$'
 
-expect_exit "bench -o json with weights and kv lists" 0 "$QEVAL" bench -m "$M" -p 16 -n 4 -r 2 --weights native,q8_0 --kv f16,tq4 -o json
+expect_exit "bench -o json with weights and kv lists" 0 "$QEVAL" bench -m "$M" -p 16 -n 4 -r 2 --weights file,q8_0 --kv f16,tq4 -o json
 tests=$(printf '%s\n' "$OUT" | jq -r '[.[] | "\(.weights) \(.kv_k)/\(.kv_v) \(.test)"] | join(",")')
-expect_match "JSON: the cross product in order" "$tests" '^native f16/f16 pp16,native f16/f16 tg4,native tq4/tq4 pp16,native tq4/tq4 tg4,q8_0 f16/f16 pp16,q8_0 f16/f16 tg4,q8_0 tq4/tq4 pp16,q8_0 tq4/tq4 tg4$'
-smaller=$(printf '%s\n' "$OUT" | jq '([.[] | select(.weights == "q8_0") | .weight_bytes] | max) < (([.[] | select(.weights == "native") | .weight_bytes] | min) / 3)')
+expect_match "JSON: the cross product in order" "$tests" '^file f16/f16 pp16,file f16/f16 tg4,file tq4/tq4 pp16,file tq4/tq4 tg4,q8_0 f16/f16 pp16,q8_0 f16/f16 tg4,q8_0 tq4/tq4 pp16,q8_0 tq4/tq4 tg4$'
+smaller=$(printf '%s\n' "$OUT" | jq '([.[] | select(.weights == "q8_0") | .weight_bytes] | max) < (([.[] | select(.weights == "file") | .weight_bytes] | min) / 3)')
 expect_match "q8_0 weights take under a third of the f32 bytes" "$smaller" '^true$'
 
 sha=$(sha256sum "$M" | cut -d' ' -f1)
 expect_exit "bench --db --profile" 0 "$QEVAL" bench -m "$M" -p 8 -n 2 -r 2 --db "$E2E_TMP/b.db" --profile
-expect_match "profile tables follow the results" "$OUT" 'kernels: tg2, b 1, weights native, kv f16/f16'
+expect_match "profile tables follow the results" "$OUT" 'kernels: tg2, b 1, weights file, kv f16/f16'
 expect_match "the profile names the decode attention, 2 steps x 5 layers" "$OUT" '\| attn_rows \| 10\.0 \|'
 q=$(sqlite3 "$E2E_TMP/b.db" "SELECT count(*), sum(model_sha256 = '$sha'), sum(synthetic), sum(json_array_length(samples_tps) = 2), sum(profiled), min(build_commit <> '') FROM bench")
 expect_match "two bench rows with the file's sha256, real, 2 samples, profiled" "$q" '^2\|2\|0\|2\|2\|1$'

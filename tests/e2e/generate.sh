@@ -59,3 +59,13 @@ expect_exit "generate, text output" 0 "$QEVAL" generate -m "$M" -p "Once upon a 
 expect_match "text output has a header per prompt" "$OUT" "^--- prompt 0 \(5 tokens -> 8 generated, length\)"
 expect_match "the continuation follows the prompt" "$OUT" "Once upon a time"
 expect_match "summary reports decode tokens/s" "$ERR" "decode: [0-9]+ tokens in [0-9.]+ s \([0-9.]+ tokens/s"
+
+# Weight and KV formats: accepted, named in the summary, still batch-independent.
+expect_exit "generate --kv q9 is a usage error" 2 "$QEVAL" generate -q -m "$M" -p "Hi" --kv q9
+expect_exit "generate --weights q5_k is a usage error" 2 "$QEVAL" generate -q -m "$M" -p "Hi" --weights q5_k
+expect_exit "generate --weights q8_0 --kv tq4/q8_0, 1 slot" 0 "$QEVAL" generate -m "$M" -f "$E2E_TMP/p.txt" -n 12 -b 1 --weights q8_0 --kv tq4/q8_0 --json
+expect_match "the summary names the formats" "$ERR" "weights q8_0, kv tq4/q8_0"
+f1=$(printf '%s\n' "$OUT" | jq -c "$strip")
+expect_exit "generate --weights q8_0 --kv tq4/q8_0, 4 slots" 0 "$QEVAL" generate -q -m "$M" -f "$E2E_TMP/p.txt" -n 12 -b 4 --weights q8_0 --kv tq4/q8_0 --json
+f4=$(printf '%s\n' "$OUT" | jq -c "$strip")
+if [ "$f1" = "$f4" ]; then ok "quantized weights and cache: output does not depend on the batch"; else not_ok "quantized weights and cache: output does not depend on the batch"; fi
