@@ -58,3 +58,10 @@ k=$(sqlite3 "$E2E_TMP/b.db" "SELECT count(DISTINCT kernel) > 5, sum(kernel = 'ma
 expect_match "kernel rows stored per test" "$k" '^1\|2$'
 expect_exit "a second run adds rows to the same database" 0 "$QEVAL" bench -m "$M" -p 8 -n 0 -r 1 --db "$E2E_TMP/b.db"
 expect_match "three rows now" "$(sqlite3 "$E2E_TMP/b.db" 'SELECT count(*) FROM bench')" '^3$'
+
+# A synthetic model (qeval synth writes qeval.synth.arch) is marked as such.
+expect_exit "synth a stories260k-shaped model" 0 "$QEVAL" synth --arch stories260k -o "$E2E_TMP/synth.gguf"
+expect_exit "bench a synthetic model into the database" 0 "$QEVAL" bench -m "$E2E_TMP/synth.gguf" -p 8 -n 2 -r 1 --db "$E2E_TMP/s.db"
+expect_match "markdown marks it synthetic" "$OUT" '^\| [^|]* \(synthetic\) \|'
+q=$(sqlite3 "$E2E_TMP/s.db" "SELECT count(*), sum(synthetic), min(synth_arch) FROM bench")
+expect_match "rows say synthetic, with the architecture" "$q" '^2\|2\|stories260k$'
