@@ -113,10 +113,13 @@ fuzz: deps
 models:
 	@sh tools/models.sh
 
+# The main job: jobs/demo.ini on the default device (PoCL on a machine with no
+# GPU) into results/qeval.db, then the format comparison table from it. A
+# second `make demo` finds every chunk stored and only prints the table.
 demo: deps all
-	$(BIN) devices
-	$(BIN) inspect --no-tensors $(QEVAL_DATA)/models/stories260K.gguf
-	$(BIN) perplexity -m $(QEVAL_DATA)/models/stories260K.gguf -f $(QEVAL_DATA)/text/wiki.test.raw --ctx 128 --chunks 64
+	$(BIN) devices --no-probe
+	$(BIN) run jobs/demo.ini
+	$(BIN) compare --db results/qeval.db
 
 clean:
 	rm -rf build build-asan build-fuzz bin

@@ -32,6 +32,7 @@ static qe_status encode(void *ctx, const char *text, size_t len, int32_t **ids, 
 struct chunk_ctx {
     const qe_runner_task *t;
     qe_runner_sink *sink;
+    int want_variant; /* paired runs: store only this variant's chunks */
 };
 
 static int stored(void *ud, int64_t chunk)
@@ -43,6 +44,8 @@ static int stored(void *ud, int64_t chunk)
 static qe_status to_store(void *ud, const qe_eval_chunk *c)
 {
     struct chunk_ctx *cc = ud;
+    if (c->variant != cc->want_variant)
+        return QE_OK; /* the reference's rows belong to its own run */
     qe_store_chunk sc;
     memset(&sc, 0, sizeof sc);
     sc.chunk = c->index;
@@ -59,7 +62,29 @@ static qe_status to_store(void *ud, const qe_eval_chunk *c)
     sc.n_vocab = c->n_vocab;
     sc.logit_pos = c->logit_pos;
     sc.logits = c->logits;
+    sc.kld = c->kld;
     return qe_runner_chunk(cc->sink, &sc);
+}
+
+/* The model a run evaluates: as stored ("native") or requantized (*qm owns it). */
+static qe_status run_model(const qe_model *native, const char *weights, qe_quant_model **qm,
+                           const qe_model **out)
+{
+    *out = native;
+    if (!strcmp(weights, "native"))
+        return QE_OK;
+    qe_dtype target;
+    qe_status st = qe_dtype_from_name(weights, &target);
+    if (st || (st = qe_quant_model_new(native, target, qm)))
+        return st;
+    *out = qe_quant_model_get(*qm);
+    return QE_OK;
+}
+
+static qe_status run_kv(const qe_job_run *r, qe_kv_format *k, qe_kv_format *v)
+{
+    qe_status st = qe_kv_format_parse(r->kv_k, k);
+    return st ? st : qe_kv_format_parse(r->kv_v, v);
 }
 
 qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink)
@@ -67,14 +92,13 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     const qe_jobeval_opts *jo = ud;
     qe_status st = QE_OK;
     qe_tokenizer *tok = NULL;
-    qe_quant_model *qm = NULL;
+    qe_quant_model *qm = NULL, *qm_ref = NULL;
     int32_t *ids = NULL;
     size_t n = 0;
     const qe_model *m = t->model;
 
     qe_kv_format kv_k, kv_v;
-    if ((st = qe_kv_format_parse(t->run->kv_k, &kv_k)) ||
-        (st = qe_kv_format_parse(t->run->kv_v, &kv_v))) {
+    if ((st = run_kv(t->run, &kv_k, &kv_v))) {
         qe_fail_prefix(st, "run %s", t->run_key);
         goto done;
     }
@@ -106,13 +130,8 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     if ((st = qe_runner_plan(sink, (int64_t)n, h, plan.n_chunk)))
         goto done;
 
-    if (strcmp(t->run->weights, "native")) {
-        qe_dtype target;
-        if ((st = qe_dtype_from_name(t->run->weights, &target)) ||
-            (st = qe_quant_model_new(m, target, &qm)))
-            goto done;
-        m = qe_quant_model_get(qm);
-    }
+    if ((st = run_model(t->model, t->run->weights, &qm, &m)))
+        goto done;
     if ((st = qe_runner_weight_bytes(sink, qe_model_weight_bytes(m))))
         goto done;
 
@@ -127,11 +146,33 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     eo.logits_every = t->job->store_logits;
     eo.kv_k = kv_k;
     eo.kv_v = kv_v;
-    struct chunk_ctx cc = {t, sink};
+    struct chunk_ctx cc = {t, sink, 0};
     qe_eval_times tm;
-    st = qe_eval_perplexity(m, tok, ids, (int64_t)n, &eo, to_store, &cc, NULL, &tm);
-    if (st)
-        goto done;
+    /* A variant runs beside its reference (qe_eval_paired) so KL-divergence
+     * is computed on the device against the reference's logits; the
+     * reference's own rows come from its own run. Full-logit storage and the
+     * C reference have no paired mode: those variants store no KLD. */
+    int paired = t->run->ref >= 0 && eo.logits_every == 0 && !(eo.device && !strcmp(eo.device, "ref"));
+    if (paired) {
+        const qe_job_run *rr = &t->job->runs[t->run->ref];
+        qe_eval_variant base = {"reference", NULL, QE_KV_F32, QE_KV_F32}, var = {"variant", m, kv_k, kv_v};
+        if ((st = run_model(t->model, rr->weights, &qm_ref, &base.model)) ||
+            (st = run_kv(rr, &base.kv_k, &base.kv_v)))
+            goto done;
+        qe_eval_variant_result res[2];
+        cc.want_variant = 1;
+        st = qe_eval_paired(&base, &var, 1, tok, ids, (int64_t)n, &eo, to_store, &cc, res, &tm);
+        if (st)
+            goto done;
+        /* The summary covers the chunks evaluated in this call (all of them
+         * unless the run was resumed). */
+        if (res[1].kld.n > 0 && (st = qe_runner_kld(sink, &res[1].kld)))
+            goto done;
+    } else {
+        st = qe_eval_perplexity(m, tok, ids, (int64_t)n, &eo, to_store, &cc, NULL, &tm);
+        if (st)
+            goto done;
+    }
     if ((st = qe_runner_timing(sink, "tokenize", t_tok, n)) ||
         (st = qe_runner_timing(sink, "upload", tm.upload, 0)) ||
         (st = qe_runner_timing(sink, "prefill", tm.prefill, (uint64_t)tm.n_tokens)) ||
@@ -140,6 +181,7 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
 done:
     free(ids);
     qe_quant_model_free(qm);
+    qe_quant_model_free(qm_ref);
     qe_tokenizer_close(tok);
     return st;
 }
