@@ -39,6 +39,8 @@ int qe_cmd_perplexity(int argc, char **argv); /* cmd/perplexity.c */
 int qe_cmd_tokenize(int argc, char **argv);   /* cmd/tokenize.c */
 int qe_cmd_detokenize(int argc, char **argv); /* cmd/tokenize.c */
 int qe_cmd_quantize(int argc, char **argv); /* cmd/quantize.c */
+int qe_cmd_generate(int argc, char **argv); /* cmd/generate.c */
+int qe_cmd_bench(int argc, char **argv);    /* cmd/bench.c */
 int qe_cmd_synth(int argc, char **argv);    /* cmd/synth.c */
 
 #endif

@@ -31,6 +31,8 @@ static const struct command commands[] = {
     {"tokenize", qe_cmd_tokenize, "text -> token ids with a model's tokenizer"},
     {"detokenize", qe_cmd_detokenize, "token ids -> text with a model's tokenizer"},
     {"quantize", qe_cmd_quantize, "convert a GGUF model's weights to f32, f16, q8_0 or q4_0"},
+    {"bench", qe_cmd_bench, "prompt-processing and generation speed (llama-bench's pp/tg tests)"},
+    {"generate", qe_cmd_generate, "continue prompts (greedy or sampled), batched with continuous batching"},
     {"synth", qe_cmd_synth, "write a synthetic model with the shapes of a real architecture"},
 };
 #define N_COMMANDS (sizeof commands / sizeof commands[0])

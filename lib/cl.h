@@ -223,6 +223,25 @@ qe_status qe_cl_event_times(cl_event ev, uint64_t *queued_ns, uint64_t *start_ns
                             uint64_t *end_ns);
 void qe_cl_event_free(cl_event ev); /* NULL is fine */
 
+/* ---- per-kernel profile ----
+ * With QE_CL_PROFILE, every qe_cl_run also keeps its launch's event and
+ * kernel name (whether or not the caller asked for the event), so code that
+ * launches through helpers can still be broken down per kernel. Up to 4096
+ * launches wait unsummed; the next launch then waits for them and folds them
+ * into the totals (profiling runs are for breakdowns, not for wall time). */
+
+typedef struct qe_cl_kernel_time {
+    char name[64];   /* kernel function name (truncated) */
+    uint64_t calls;  /* launches */
+    uint64_t ns;     /* sum of device time, END - START */
+} qe_cl_kernel_time;
+
+/* Wait for every recorded launch and return the totals per kernel name since
+ * the last take (or the open), in order of first launch; then start over.
+ * *out is malloc'ed (caller frees; NULL when *n is 0). Without QE_CL_PROFILE
+ * *n is 0. QE_ECL when the driver cannot give timings. */
+qe_status qe_cl_profile_take(qe_cl *cl, qe_cl_kernel_time **out, size_t *n);
+
 /* ---- program cache ---- */
 
 typedef struct qe_cl_cache_stats {

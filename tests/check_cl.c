@@ -447,6 +447,65 @@ START_TEST(test_buffers)
 }
 END_TEST
 
+/* qe_cl_profile_take sums every launch per kernel name, including launches
+ * whose event the caller did not ask for, across the 4096-launch fold. */
+START_TEST(test_profile_take)
+{
+    qe_cl *cl = NULL;
+    cl_program p = NULL;
+    cl_kernel fill = NULL, axpy = NULL;
+    cl_mem x = NULL, y = NULL;
+    qe_cl_kernel_time *t = NULL;
+    size_t nt = 99;
+    OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
+    OK(qe_cl_build1(cl, "util.cl", NULL, &p));
+    OK(qe_cl_kernel(p, "fill_f32", &fill));
+    OK(qe_cl_kernel(p, "axpy_f32", &axpy));
+    cl_uint n = 256;
+    float v = 1, a = 2;
+    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &x));
+    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &y));
+    OK(qe_cl_args(fill, 3, sizeof x, &x, sizeof v, &v, sizeof n, &n));
+    OK(qe_cl_args(axpy, 4, sizeof y, &y, sizeof x, &x, sizeof a, &a, sizeof n, &n));
+    size_t g = n;
+    const int n_fill = 4096 + 904;
+    OK(qe_cl_run(cl, axpy, 1, &g, NULL, NULL));
+    for (int i = 0; i < n_fill; i++)
+        OK(qe_cl_run(cl, fill, 1, &g, NULL, NULL));
+    cl_event ev = NULL;
+    OK(qe_cl_run(cl, axpy, 1, &g, NULL, &ev)); /* the caller's event stays valid */
+    OK(qe_cl_profile_take(cl, &t, &nt));
+    ck_assert_uint_eq(nt, 2);
+    ck_assert_str_eq(t[0].name, "axpy_f32"); /* order of first launch */
+    ck_assert_uint_eq(t[0].calls, 2);
+    ck_assert_str_eq(t[1].name, "fill_f32");
+    ck_assert_uint_eq(t[1].calls, (uint64_t)n_fill);
+    ck_assert_uint_gt(t[1].ns, 0);
+    uint64_t s = 0, e = 0;
+    OK(qe_cl_event_times(ev, NULL, &s, &e));
+    ck_assert_uint_le(e - s, t[0].ns);
+    qe_cl_event_free(ev);
+    free(t);
+    t = NULL;
+    OK(qe_cl_profile_take(cl, &t, &nt)); /* a take starts over */
+    ck_assert_uint_eq(nt, 0);
+    ck_assert_ptr_null(t);
+
+    /* Without QE_CL_PROFILE nothing is recorded. */
+    qe_cl *plain = shared_cl();
+    nt = 99;
+    OK(qe_cl_profile_take(plain, &t, &nt));
+    ck_assert_uint_eq(nt, 0);
+    OK(qe_cl_run(cl, fill, 1, &g, NULL, NULL)); /* left pending: released at close */
+    qe_cl_free(x);
+    qe_cl_free(y);
+    qe_cl_kernel_free(fill);
+    qe_cl_kernel_free(axpy);
+    qe_cl_program_free(p);
+    qe_cl_close(cl);
+}
+END_TEST
+
 START_TEST(test_profiling)
 {
     qe_cl *cl = NULL;
@@ -1080,6 +1139,7 @@ Suite *cl_suite(void)
     tcase_add_test(core, test_util_kernels);
     tcase_add_test(core, test_buffers);
     tcase_add_test(core, test_profiling);
+    tcase_add_test(core, test_profile_take);
     tcase_add_test(core, test_probe);
     tcase_add_test(core, test_multi_source);
     suite_add_tcase(s, core);

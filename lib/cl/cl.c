@@ -492,6 +492,10 @@ void qe_cl_close(qe_cl *cl)
         clFinish(cl->queue);
         clReleaseCommandQueue(cl->queue);
     }
+    for (size_t i = 0; i < cl->prof_n; i++)
+        clReleaseEvent(cl->prof_ev[i].ev);
+    free(cl->prof_ev);
+    free(cl->prof_tot);
     if (cl->ctx)
         clReleaseContext(cl->ctx);
     free(cl->info.extensions);
@@ -708,6 +712,10 @@ qe_status qe_cl_kernel_limits(qe_cl *cl, cl_kernel k, size_t *max_wg, size_t *wg
     return QE_OK;
 }
 
+#define PROF_PENDING_MAX 4096
+static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev);
+static qe_status prof_fold(qe_cl *cl);
+
 qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                     const size_t *local, cl_event *ev)
 {
@@ -726,12 +734,104 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                            local ? local[d] : 0);
         }
     }
-    cl_int err = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL, ev);
+    cl_event own = NULL;
+    const int prof = (cl->flags & QE_CL_PROFILE) != 0;
+    if (prof && cl->prof_n == PROF_PENDING_MAX) {
+        qe_status st = prof_fold(cl);
+        if (st != QE_OK)
+            return st;
+    }
+    cl_int err = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL,
+                                        ev ? ev : prof ? &own : NULL);
     if (err != CL_SUCCESS) {
         kernel_name(k, name, sizeof name);
         return qe_cl_fail_call("clEnqueueNDRangeKernel", name, err);
     }
+    if (prof) {
+        if (ev) {
+            own = *ev;
+            clRetainEvent(own);
+        }
+        return prof_record(cl, k, own);
+    }
     return QE_OK;
+}
+
+/* ---- per-kernel profile ---- */
+
+/* Keep a launch's event (owned from here on) under its kernel's name. */
+static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev)
+{
+    if (cl->prof_n == cl->prof_cap) {
+        size_t cap = cl->prof_cap ? cl->prof_cap * 2 : 256;
+        struct qe_cl_prof_pending *p = realloc(cl->prof_ev, cap * sizeof *p);
+        if (!p) {
+            clReleaseEvent(ev);
+            return qe_fail(QE_ENOMEM, "out of memory recording kernel profiles");
+        }
+        cl->prof_ev = p;
+        cl->prof_cap = cap;
+    }
+    struct qe_cl_prof_pending *p = &cl->prof_ev[cl->prof_n++];
+    p->ev = ev;
+    kernel_name(k, p->name, sizeof p->name);
+    return QE_OK;
+}
+
+/* Wait for the pending launches and add their device times to the totals. */
+static qe_status prof_fold(qe_cl *cl)
+{
+    qe_status st = QE_OK;
+    size_t i = 0;
+    for (; i < cl->prof_n && st == QE_OK; i++) {
+        struct qe_cl_prof_pending *p = &cl->prof_ev[i];
+        uint64_t t0 = 0, t1 = 0;
+        st = qe_cl_event_times(p->ev, NULL, &t0, &t1);
+        size_t j = 0;
+        while (st == QE_OK && j < cl->prof_nk && strcmp(cl->prof_tot[j].name, p->name))
+            j++;
+        if (st == QE_OK && j == cl->prof_nk) {
+            if (cl->prof_nk == cl->prof_capk) {
+                size_t cap = cl->prof_capk ? cl->prof_capk * 2 : 32;
+                qe_cl_kernel_time *t = realloc(cl->prof_tot, cap * sizeof *t);
+                if (!t) {
+                    st = qe_fail(QE_ENOMEM, "out of memory summing kernel profiles");
+                    break;
+                }
+                cl->prof_tot = t;
+                cl->prof_capk = cap;
+            }
+            memset(&cl->prof_tot[j], 0, sizeof cl->prof_tot[j]);
+            memcpy(cl->prof_tot[j].name, p->name, sizeof p->name);
+            cl->prof_nk++;
+        }
+        if (st == QE_OK) {
+            cl->prof_tot[j].calls++;
+            cl->prof_tot[j].ns += t1 > t0 ? t1 - t0 : 0;
+        }
+    }
+    /* Every event is released, summed or not, so a failure leaks nothing. */
+    for (size_t k = 0; k < cl->prof_n; k++)
+        clReleaseEvent(cl->prof_ev[k].ev);
+    cl->prof_n = 0;
+    return st;
+}
+
+qe_status qe_cl_profile_take(qe_cl *cl, qe_cl_kernel_time **out, size_t *n)
+{
+    *out = NULL;
+    *n = 0;
+    if (!(cl->flags & QE_CL_PROFILE))
+        return QE_OK;
+    qe_status st = prof_fold(cl);
+    if (st == QE_OK && cl->prof_nk) {
+        *out = cl->prof_tot;
+        *n = cl->prof_nk;
+        cl->prof_tot = NULL;
+        cl->prof_capk = 0;
+    }
+    cl->prof_nk = 0;
+    return st;
 }
 
 /* ---- events ---- */

@@ -11,6 +11,17 @@ struct qe_cl {
     cl_context ctx;
     cl_command_queue queue; /* in-order */
     unsigned flags;         /* QE_CL_* */
+    /* QE_CL_PROFILE: launches not yet summed (events retained), and the
+     * per-kernel totals since the last qe_cl_profile_take. */
+    struct qe_cl_prof_pending *prof_ev; /* [prof_n] of prof_cap */
+    size_t prof_n, prof_cap;
+    qe_cl_kernel_time *prof_tot;        /* [prof_nk] of prof_capk */
+    size_t prof_nk, prof_capk;
+};
+
+struct qe_cl_prof_pending {
+    cl_event ev;
+    char name[64];
 };
 
 /* Record "call(what): CL_ERROR_NAME" as QE_ECL (what may be NULL), with a

@@ -1,0 +1,188 @@
+/* decode.cl - the kernels a ragged batch needs beyond the prefill's: rows
+ * that each carry their own KV-cache slot and position (needs kvfmt.cl
+ * before it, with its -DQE_HD / -DQE_SQRT_HD, and -DQE_AW, a power of two,
+ * the attention work-group width; -DQE_KVK / -DQE_KVV, the cache formats).
+ *
+ * A ragged batch is a list of rows r = 0 .. n_rows-1, row r being the token
+ * at position pos[r] of the sequence held in slot slot[r] (lib/decode.h).
+ * A prompt is several rows of one slot at consecutive positions; a decode
+ * step is one row per slot. Every kernel here computes a row from that row's
+ * data alone, with fixed reduction orders, so a row's results do not depend
+ * on which other rows share the batch.
+ */
+#if !defined(QE_HD) || !defined(QE_AW) || !defined(QE_KVK) || !defined(QE_KVV)
+#error "build with -DQE_HD, -DQE_AW, -DQE_KVK and -DQE_KVV"
+#endif
+
+/* gather_rows: y[r][i] = x[idx[r]][i] (a plain copy: no arithmetic).
+ *   global (dim, n_rows), any local size. */
+__kernel void gather_rows(const __global float *x, const __global int *idx, int dim,
+                          __global float *y)
+{
+    const int i = get_global_id(0), r = get_global_id(1);
+    if (i < dim)
+        y[(size_t)r * dim + i] = x[(size_t)idx[r] * dim + i];
+}
+
+/* rope_rows: rotary embedding in place, like rope.cl's rope but with the
+ * position of row r taken from pos[r]: for head h < n_heads and pair
+ * i < n_rot/2 of row r (ld floats per row),
+ *     (a, b) = (x[2i], x[2i+1])        layout 0 (pairs)
+ *     (a, b) = (x[i], x[i + n_rot/2])  layout 1 (halves)
+ *     a' = a cos - b sin;  b' = a sin + b cos,  (cos, sin) = cs[pos[r]][i].
+ *   global (n_rot/2, n_heads, n_rows), any local size. */
+__kernel void rope_rows(__global float *x, int ld, const __global int *pos, int head_dim,
+                        int n_rot, int layout, const __global float2 *cs)
+{
+    const int i = get_global_id(0), h = get_global_id(1), r = get_global_id(2);
+    const int half_rot = n_rot / 2;
+    __global float *v = x + (size_t)r * ld + (size_t)h * head_dim;
+    const int ia = layout == 0 ? 2 * i : i;
+    const int ib = layout == 0 ? 2 * i + 1 : i + half_rot;
+    const float2 c = cs[(size_t)pos[r] * half_rot + i];
+    const float a = v[ia], b = v[ib];
+    v[ia] = a * c.x - b * c.y;
+    v[ib] = a * c.y + b * c.x;
+}
+
+/* copy_rows: cache row slot[r] * n_ctx + pos[r] of dst = row r of src, as
+ * row_bytes raw bytes (rows already encoded in the cache format: the f32
+ * K/V themselves, or kv.cl's kv_store output for other formats).
+ *   global (row_bytes, n_rows), any local size. */
+__kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __global int *slot,
+                        const __global int *pos, int n_ctx, __global uchar *dst)
+{
+    const size_t b = get_global_id(0), r = get_global_id(1);
+    if (b < row_bytes)
+        dst[((ulong)slot[r] * n_ctx + pos[r]) * row_bytes + b] = src[r * row_bytes + b];
+}
+
+/* attn_rows: causal grouped-query attention of row r, head h, against its
+ * own slot's cache:
+ *     out[r][h] = sum_{j<=p} softmax_j(scale * q[r][h] . k[s,j][g]) v[s,j][g]
+ *   with s = slot[r], p = pos[r], g = h / (n_heads / n_kv); cache rows
+ *   s * n_ctx + j of k_row_bytes / v_row_bytes, read with kvfmt.cl's kv_load.
+ *   TurboQuant caches are used in the rotated domain as attention.cl does:
+ *   q rotated once (H D q / sqrt(QE_HD)) for a tq K cache, the output
+ *   rotated back (D H y / sqrt(QE_HD)) for a tq V cache.
+ * Work-group: QE_AW work-items for one (row, head): global (n_rows * QE_AW,
+ *   n_heads), local (QE_AW, 1). Keys go QE_AW at a time, one per work-item
+ *   (its dot product over d in order); the tile's max and sum of exp are
+ *   fixed trees in local memory, an online softmax carries (max, sum) across
+ *   tiles, and work-item t accumulates output dimensions t, t + QE_AW, ...
+ *   over the tile's keys in order. Tiles start at key 0 and nothing depends
+ *   on other rows: the result is a function of (q row, slot contents, p).
+ *   Keys after p are never read.
+ * Limits: QE_HD <= 256; any p < n_ctx.
+ */
+#define AT_ND ((QE_HD + QE_AW - 1) / QE_AW) /* output dims per work-item */
+
+__kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
+void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
+               const __global uchar *kc,    /* [n_slots*n_ctx] rows of k_row_bytes */
+               const __global uchar *vc,    /* [n_slots*n_ctx] rows of v_row_bytes */
+               ulong k_row_bytes, ulong v_row_bytes,
+               const __global int *slot, const __global int *pos, /* [n_rows] */
+               int n_ctx, int n_heads, int n_kv, float scale,
+               __global float *out)         /* [n_rows][n_heads*QE_HD] */
+{
+    __local float qs[QE_HD];
+    __local float red[QE_AW];
+    __local float ps[QE_AW];
+    const int t = get_local_id(0), r = get_group_id(0), h = get_group_id(1);
+    const int g = h / (n_heads / n_kv);
+    const int qd = n_heads * QE_HD;
+    const int p = pos[r];
+    const ulong base = (ulong)slot[r] * n_ctx;
+    const __global float *qr = q + (size_t)r * qd + h * QE_HD;
+#if KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
+    float sg[QE_HD];
+    tq_signs(sg);
+#endif
+#if KV_IS_TQ(QE_KVK)
+    if (t == 0) {
+        float tv[QE_HD];
+        for (int d = 0; d < QE_HD; d++)
+            tv[d] = sg[d] * qr[d];
+        tq_fwht(tv);
+        for (int d = 0; d < QE_HD; d++)
+            qs[d] = tv[d] / QE_SQRT_HD;
+    }
+#else
+    for (int d = t; d < QE_HD; d += QE_AW)
+        qs[d] = qr[d];
+#endif
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float m = -INFINITY, l = 0.0f;
+    float acc[AT_ND];
+    for (int i = 0; i < AT_ND; i++)
+        acc[i] = 0.0f;
+    for (int j0 = 0; j0 <= p; j0 += QE_AW) {
+        const int j = j0 + t;
+        float s = -INFINITY;
+        if (j <= p) {
+            const __global uchar *krow = kc + (base + j) * k_row_bytes;
+            float dot = 0.0f;
+            for (int d = 0; d < QE_HD; d++)
+                dot += qs[d] * kv_load(krow, QE_KVK, g * QE_HD + d);
+            s = dot * scale;
+        }
+        red[t] = s;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int off = QE_AW / 2; off > 0; off >>= 1) {
+            if (t < off)
+                red[t] = fmax(red[t], red[t + off]);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        const float mn = fmax(m, red[0]); /* finite: key j0 <= p is in every tile */
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const float pj = j <= p ? exp(s - mn) : 0.0f;
+        ps[t] = pj;
+        red[t] = pj;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int off = QE_AW / 2; off > 0; off >>= 1) {
+            if (t < off)
+                red[t] += red[t + off];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        const float corr = exp(m - mn); /* 0 on the first tile (m = -inf) */
+        l = l * corr + red[0];
+        const int nj = min(QE_AW, p - j0 + 1);
+        for (int i = 0; i < AT_ND; i++) {
+            const int d = t + i * QE_AW;
+            if (d >= QE_HD)
+                break;
+            float a = acc[i] * corr;
+            for (int jj = 0; jj < nj; jj++)
+                a += ps[jj] * kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
+            acc[i] = a;
+        }
+        m = mn;
+        barrier(CLK_LOCAL_MEM_FENCE); /* red and ps are rewritten by the next tile */
+    }
+    const float inv = 1.0f / l;
+    __global float *o = out + (size_t)r * qd + h * QE_HD;
+#if KV_IS_TQ(QE_KVV)
+    for (int i = 0; i < AT_ND; i++) {
+        const int d = t + i * QE_AW;
+        if (d < QE_HD)
+            qs[d] = acc[i] * inv; /* qs is free again: gather the rotated output */
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (t == 0) {
+        float tv[QE_HD];
+        for (int d = 0; d < QE_HD; d++)
+            tv[d] = qs[d];
+        tq_fwht(tv);
+        for (int d = 0; d < QE_HD; d++)
+            o[d] = sg[d] * (tv[d] / QE_SQRT_HD);
+    }
+#else
+    for (int i = 0; i < AT_ND; i++) {
+        const int d = t + i * QE_AW;
+        if (d < QE_HD)
+            o[d] = acc[i] * inv;
+    }
+#endif
+}

@@ -1,0 +1,421 @@
+/* engine_decode.c - ragged-batch decoding over the engine's weights and KV
+ * cache (API: decode.h). It lives beside engine.c, and reads the engine's
+ * internals through engine_internal.h, because it drives the same weights,
+ * caches and kernels.
+ *
+ * Workload: calls of a few to a few hundred rows (one token per active slot
+ * per step, or a prompt), each one host round trip: uploads of the row
+ * tables, the forward pass enqueued without waiting, one read of the
+ * statistics. Per call (rows = tokens of the call):
+ *
+ *   embed (engine)             tokens -> x                      [rows][dim]
+ *   per layer:
+ *     rmsnorm (engine)         x -> h                           [rows][dim]
+ *     matmul wq / wk / wv      h -> q [rows][q_dim], kt / vt    [rows][kv_dim]
+ *     rope_rows                q, kt at pos[r]
+ *     kv_store (engine, kv.cl) kt, vt -> kenc, venc in the cache format (not f32)
+ *     copy_rows                kenc, venc (or kt, vt) -> cache rows slot[r]*n_ctx + pos[r]
+ *     attn_rows                q, cache -> att                  [rows][q_dim]
+ *     matmul wo (accumulate)   att -> x
+ *     rmsnorm, gate/up matmuls, silu_mul, down matmul (accumulate) -> x
+ *   gather_rows                last row of each sequence -> xo  [n_out][dim]
+ *   rmsnorm (engine)           xo -> hout                       [n_out][dim]
+ *   matmul output              hout -> logits                   [n_out][n_vocab]
+ *   logit_stats (engine)       logits -> stats                  [n_out][4+2k]
+ *
+ * Threading: one thread at a time per decoder, engine and qe_cl.
+ */
+#include "decode.h"
+
+#include <math.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+
+#include "engine_internal.h"
+#include "log.h"
+
+#define DEC_AW_MAX 64 /* attn_rows work-group width (keys per tile) */
+
+struct qe_decode {
+    qe_engine *e;
+    int max_rows;
+    int aw;              /* attn_rows work-group width, a power of two */
+    int *len;            /* [n_slots] positions held per slot */
+
+    cl_program prog;
+    cl_kernel k_gather, k_rope, k_copy, k_attn;
+
+    cl_mem tokens, rslot, rpos; /* [max_rows] int: each row's token, slot, position */
+    cl_mem oidx;         /* [n_slots] int: row of each sequence's last token */
+    cl_mem targets;      /* [n_slots] int, all -1 (logit_stats wants a target per row) */
+    cl_mem x, h;         /* [max_rows][dim] */
+    cl_mem q, att;       /* [max_rows][q_dim] */
+    cl_mem kt, vt;       /* [max_rows][kv_dim] new K/V rows before the store */
+    cl_mem kenc, venc;   /* [max_rows] rows of kv_row_bytes[0] / [1]: kt / vt encoded in
+                            the cache format; NULL for an f32 cache (kt / vt are copied) */
+    cl_mem g, u;         /* [max_rows][n_ff] */
+    cl_mem xo, hout;     /* [n_slots][dim] */
+    cl_mem logits;       /* [n_slots][n_vocab] */
+    cl_mem stats;        /* [n_slots][stride] */
+
+    int32_t *htok, *hslot, *hpos; /* [max_rows] host staging */
+    int32_t *hoidx;      /* [n_slots] */
+    float *hstats;       /* [n_slots][stride] */
+    int last_n_out;      /* sequences in the last successful call, 0 before one */
+};
+
+qe_decode_opts qe_decode_opts_default(void)
+{
+    qe_decode_opts o = {.max_rows = 0};
+    return o;
+}
+
+int qe_decode_n_slots(const qe_decode *d) { return d->e->opt.n_seq; }
+int qe_decode_n_ctx(const qe_decode *d) { return d->e->opt.n_ctx; }
+int qe_decode_top_k(const qe_decode *d) { return d->e->opt.top_k; }
+int qe_decode_max_rows(const qe_decode *d) { return d->max_rows; }
+
+int qe_decode_len(const qe_decode *d, int slot)
+{
+    return slot >= 0 && slot < d->e->opt.n_seq ? d->len[slot] : -1;
+}
+
+qe_status qe_decode_reset(qe_decode *d, int slot)
+{
+    if (slot < 0 || slot >= d->e->opt.n_seq)
+        return qe_fail(QE_EINVAL, "decode: slot %d is outside 0 .. %d", slot, d->e->opt.n_seq - 1);
+    d->len[slot] = 0;
+    return QE_OK;
+}
+
+/* ---- open / close ---- */
+
+static qe_status build(qe_decode *d)
+{
+    qe_engine *e = d->e;
+    size_t max_wg = 0;
+    qe_status st = QE_OK;
+    d->aw = DEC_AW_MAX;
+    while ((size_t)d->aw > qe_cl_device(e->cl)->max_wg_size && d->aw > 1)
+        d->aw /= 2;
+    static const char *const srcs[] = {"kvfmt.cl", "decode.cl"};
+    char defs[128], opts[256];
+    qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d", defs, d->aw,
+             (int)e->opt.kv_k, (int)e->opt.kv_v);
+    if ((st = qe_cl_build(e->cl, srcs, 2, opts, &d->prog)) != QE_OK ||
+        (st = qe_cl_kernel(d->prog, "gather_rows", &d->k_gather)) != QE_OK ||
+        (st = qe_cl_kernel(d->prog, "rope_rows", &d->k_rope)) != QE_OK ||
+        (st = qe_cl_kernel(d->prog, "copy_rows", &d->k_copy)) != QE_OK ||
+        (st = qe_cl_kernel(d->prog, "attn_rows", &d->k_attn)) != QE_OK ||
+        (st = qe_cl_kernel_limits(e->cl, d->k_attn, &max_wg, NULL, NULL)) != QE_OK)
+        return st;
+    if (max_wg < (size_t)d->aw)
+        return qe_fail(QE_EUNSUPPORTED, "decode: attn_rows needs work-groups of %d, the device allows %zu",
+                       d->aw, max_wg);
+    return QE_OK;
+}
+
+qe_status qe_decode_open(qe_engine *e, const qe_decode_opts *o, qe_decode **out)
+{
+    qe_status st = QE_OK;
+    qe_decode *d = NULL;
+    *out = NULL;
+    if (!e)
+        return qe_fail(QE_EINVAL, "decode: no engine");
+    const qe_hparams *hp = &e->hp;
+    const int n_slots = e->opt.n_seq, n_ctx = e->opt.n_ctx;
+    int max_rows = o ? o->max_rows : 0;
+    if (max_rows == 0) {
+        int64_t all = (int64_t)n_slots * n_ctx;
+        max_rows = all < 512 ? (int)all : 512;
+        max_rows = max_rows < n_slots ? n_slots : max_rows;
+    }
+    if (max_rows < n_slots || max_rows > (1 << 20))
+        return qe_fail(QE_EINVAL, "decode: max_rows %d is outside %d (the slots) .. %d", max_rows,
+                       n_slots, 1 << 20);
+    d = calloc(1, sizeof *d);
+    if (!d)
+        return qe_fail(QE_ENOMEM, "decode: out of memory");
+    d->e = e;
+    d->max_rows = max_rows;
+    const size_t rows = (size_t)max_rows, slots = (size_t)n_slots;
+    d->len = calloc(slots, sizeof *d->len);
+    d->htok = malloc(rows * sizeof(int32_t));
+    d->hslot = malloc(rows * sizeof(int32_t));
+    d->hpos = malloc(rows * sizeof(int32_t));
+    d->hoidx = malloc(slots * sizeof(int32_t));
+    d->hstats = malloc(slots * (size_t)e->stride * sizeof(float));
+    if (!d->len || !d->htok || !d->hslot || !d->hpos || !d->hoidx || !d->hstats) {
+        st = qe_fail(QE_ENOMEM, "decode: out of memory");
+        goto done;
+    }
+    if ((st = build(d)) != QE_OK)
+        goto done;
+    const struct {
+        cl_mem *buf;
+        size_t rows, width, elem;
+        const char *what;
+    } bufs[] = {
+        {&d->tokens, rows, 1, sizeof(cl_int), "decode tokens"},
+        {&d->rslot, rows, 1, sizeof(cl_int), "decode row slots"},
+        {&d->rpos, rows, 1, sizeof(cl_int), "decode row positions"},
+        {&d->oidx, slots, 1, sizeof(cl_int), "decode output rows"},
+        {&d->targets, slots, 1, sizeof(cl_int), "decode targets"},
+        {&d->x, rows, (size_t)hp->dim, sizeof(float), "decode residual"},
+        {&d->h, rows, (size_t)hp->dim, sizeof(float), "decode norm"},
+        {&d->q, rows, (size_t)e->q_dim, sizeof(float), "decode query"},
+        {&d->att, rows, (size_t)e->q_dim, sizeof(float), "decode attention"},
+        {&d->kt, rows, (size_t)e->kv_dim, sizeof(float), "decode new keys"},
+        {&d->vt, rows, (size_t)e->kv_dim, sizeof(float), "decode new values"},
+        {&d->g, rows, (size_t)hp->n_ff, sizeof(float), "decode ffn gate"},
+        {&d->u, rows, (size_t)hp->n_ff, sizeof(float), "decode ffn up"},
+        {&d->xo, slots, (size_t)hp->dim, sizeof(float), "decode output rows"},
+        {&d->hout, slots, (size_t)hp->dim, sizeof(float), "decode head input"},
+        {&d->logits, slots, (size_t)hp->n_vocab, sizeof(float), "decode logits"},
+        {&d->stats, slots, (size_t)e->stride, sizeof(float), "decode stats"},
+    };
+    for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
+        st = qe_engine_alloc_act(e, bufs[i].rows, bufs[i].width, bufs[i].elem, bufs[i].buf,
+                                 bufs[i].what);
+    if (st == QE_OK && e->opt.kv_k != QE_KV_F32)
+        st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[0], 1, &d->kenc, "decode encoded keys");
+    if (st == QE_OK && e->opt.kv_v != QE_KV_F32)
+        st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->venc, "decode encoded values");
+    if (st != QE_OK)
+        goto done;
+    for (size_t i = 0; i < slots; i++)
+        d->hoidx[i] = -1;
+    st = qe_cl_write(e->cl, d->targets, 0, slots * sizeof(int32_t), d->hoidx, 1);
+    if (st != QE_OK)
+        goto done;
+    qe_log_debug("decode: %d slots of %d positions, %d rows per call, attention width %d", n_slots,
+                 n_ctx, max_rows, d->aw);
+done:
+    if (st != QE_OK) {
+        qe_decode_close(d);
+        return st;
+    }
+    *out = d;
+    return QE_OK;
+}
+
+void qe_decode_close(qe_decode *d)
+{
+    if (!d)
+        return;
+    cl_mem bufs[] = {d->tokens, d->rslot, d->rpos, d->oidx, d->targets, d->x,  d->h,
+                     d->q,      d->att,   d->kt,   d->vt,   d->g,       d->u,  d->xo,
+                     d->hout,   d->logits, d->stats, d->kenc, d->venc};
+    for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
+        qe_cl_free(bufs[i]);
+    qe_cl_kernel_free(d->k_gather);
+    qe_cl_kernel_free(d->k_rope);
+    qe_cl_kernel_free(d->k_copy);
+    qe_cl_kernel_free(d->k_attn);
+    qe_cl_program_free(d->prog);
+    free(d->len);
+    free(d->htok);
+    free(d->hslot);
+    free(d->hpos);
+    free(d->hoidx);
+    free(d->hstats);
+    free(d);
+}
+
+/* ---- the forward pass ---- */
+
+static qe_status run_rope_rows(qe_decode *d, cl_mem buf, int ld, int n_heads, int n_rows)
+{
+    qe_engine *e = d->e;
+    int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
+    size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)n_heads, (size_t)n_rows};
+    if (global[0] == 0)
+        return QE_OK; /* n_rot 0: nothing rotates */
+    qe_status st = qe_cl_args(d->k_rope, 7, sizeof(cl_mem), &buf, sizeof(int), &ld, sizeof(cl_mem),
+                              &d->rpos, sizeof(int), &e->hp.head_dim, sizeof(int), &e->hp.n_rot,
+                              sizeof(int), &layout, sizeof(cl_mem), &e->rope_cs);
+    return st ? st : qe_cl_run(e->cl, d->k_rope, 3, global, NULL, NULL);
+}
+
+/* K (which = 0) or V rows src [rows][kv_dim] into their slots of cache
+ * dst: encoded into enc by the engine's store kernel when the format is not
+ * f32, then copied row by row to slot[r] * n_ctx + pos[r]. */
+static qe_status store_rows(qe_decode *d, int which, cl_mem src, cl_mem enc, cl_mem dst, int rows)
+{
+    qe_engine *e = d->e;
+    qe_status st = QE_OK;
+    if (enc)
+        st = qe_engine_run_kv_store(e, which, src, rows, enc, rows, rows, 0);
+    cl_mem from = enc ? enc : src;
+    cl_ulong rb = (cl_ulong)e->kv_row_bytes[which];
+    int n_ctx = e->opt.n_ctx;
+    if (st == QE_OK)
+        st = qe_cl_args(d->k_copy, 6, sizeof(cl_mem), &from, sizeof(cl_ulong), &rb, sizeof(cl_mem),
+                        &d->rslot, sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(cl_mem), &dst);
+    size_t global[2] = {(size_t)rb, (size_t)rows};
+    return st ? st : qe_cl_run(e->cl, d->k_copy, 2, global, NULL, NULL);
+}
+
+static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
+{
+    qe_engine *e = d->e;
+    const qe_hparams *hp = &e->hp;
+    const int dim = hp->dim, n_ctx = e->opt.n_ctx;
+    qe_status st;
+    if ((st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->attn_norm, d->h, rows)) ||
+        (st = qe_engine_run_matmul(e, &l->wq, d->h, 0, dim, rows, d->q, e->q_dim, rows, rows, 0)) ||
+        (st = qe_engine_run_matmul(e, &l->wk, d->h, 0, dim, rows, d->kt, e->kv_dim, rows, rows, 0)) ||
+        (st = qe_engine_run_matmul(e, &l->wv, d->h, 0, dim, rows, d->vt, e->kv_dim, rows, rows, 0)) ||
+        (st = run_rope_rows(d, d->q, e->q_dim, hp->n_heads, rows)) ||
+        (st = run_rope_rows(d, d->kt, e->kv_dim, hp->n_kv_heads, rows)))
+        return st;
+    if ((st = store_rows(d, 0, d->kt, d->kenc, l->kc, rows)) ||
+        (st = store_rows(d, 1, d->vt, d->venc, l->vc, rows)))
+        return st;
+    float scale = (float)(1.0 / sqrt((double)hp->head_dim));
+    cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
+    st = qe_cl_args(d->k_attn, 12, sizeof(cl_mem), &d->q, sizeof(cl_mem), &l->kc, sizeof(cl_mem),
+                    &l->vc, sizeof(cl_ulong), &kb, sizeof(cl_ulong), &vb, sizeof(cl_mem), &d->rslot,
+                    sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(int), &hp->n_heads,
+                    sizeof(int), &hp->n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &d->att);
+    size_t ag[2] = {(size_t)rows * (size_t)d->aw, (size_t)hp->n_heads}, al[2] = {(size_t)d->aw, 1};
+    if (st || (st = qe_cl_run(e->cl, d->k_attn, 2, ag, al, NULL)))
+        return st;
+    if ((st = qe_engine_run_matmul(e, &l->wo, d->att, 0, e->q_dim, rows, d->x, dim, rows, rows, 1)) ||
+        (st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->ffn_norm, d->h, rows)) ||
+        (st = qe_engine_run_matmul(e, &l->w_gate, d->h, 0, dim, rows, d->g, hp->n_ff, rows, rows, 0)) ||
+        (st = qe_engine_run_matmul(e, &l->w_up, d->h, 0, dim, rows, d->u, hp->n_ff, rows, rows, 0)))
+        return st;
+    st = qe_cl_args(e->k_silu, 3, sizeof(cl_mem), &d->g, sizeof(cl_mem), &d->u, sizeof(int), &hp->n_ff);
+    size_t fg[2] = {(size_t)hp->n_ff, (size_t)rows};
+    if (st || (st = qe_cl_run(e->cl, e->k_silu, 2, fg, NULL, NULL)))
+        return st;
+    return qe_engine_run_matmul(e, &l->w_down, d->g, 0, hp->n_ff, rows, d->x, dim, rows, rows, 1);
+}
+
+static qe_status run_forward(qe_decode *d, int rows, int n_out)
+{
+    qe_engine *e = d->e;
+    const qe_hparams *hp = &e->hp;
+    const int dim = hp->dim, nv = hp->n_vocab;
+    qe_status st;
+    if ((st = qe_cl_write(e->cl, d->tokens, 0, (size_t)rows * sizeof(int32_t), d->htok, 0)) ||
+        (st = qe_cl_write(e->cl, d->rslot, 0, (size_t)rows * sizeof(int32_t), d->hslot, 0)) ||
+        (st = qe_cl_write(e->cl, d->rpos, 0, (size_t)rows * sizeof(int32_t), d->hpos, 0)) ||
+        (st = qe_cl_write(e->cl, d->oidx, 0, (size_t)n_out * sizeof(int32_t), d->hoidx, 0)))
+        return st;
+    cl_kernel ke = e->k_embed[e->tok_embd.fmt];
+    st = qe_cl_args(ke, 5, sizeof(cl_mem), &d->tokens, sizeof(cl_mem), &e->tok_embd.buf,
+                    sizeof(cl_ulong), &e->tok_embd.row_bytes, sizeof(int), &hp->dim, sizeof(cl_mem),
+                    &d->x);
+    size_t eg[2] = {(size_t)dim, (size_t)rows};
+    if (st || (st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL)))
+        return st;
+    for (int l = 0; l < hp->n_layers; l++)
+        if ((st = run_layer(d, &e->layers[l], rows)))
+            return st;
+    st = qe_cl_args(d->k_gather, 4, sizeof(cl_mem), &d->x, sizeof(cl_mem), &d->oidx, sizeof(int),
+                    &dim, sizeof(cl_mem), &d->xo);
+    size_t gg[2] = {(size_t)dim, (size_t)n_out};
+    if (st || (st = qe_cl_run(e->cl, d->k_gather, 2, gg, NULL, NULL)) ||
+        (st = qe_engine_run_norm(e, d->xo, n_out, n_out, 0, e->out_norm, d->hout, n_out)) ||
+        (st = qe_engine_run_matmul(e, &e->output, d->hout, 0, dim, n_out, d->logits, nv, n_out,
+                                   n_out, 0)))
+        return st;
+    int row0 = 0;
+    st = qe_cl_args(e->k_stats, 5, sizeof(cl_mem), &d->logits, sizeof(int), &nv, sizeof(cl_mem),
+                    &d->targets, sizeof(cl_mem), &d->stats, sizeof(int), &row0);
+    size_t sg = (size_t)n_out * (size_t)e->rw, sl = (size_t)e->rw;
+    if (st || (st = qe_cl_run(e->cl, e->k_stats, 1, &sg, &sl, NULL)))
+        return st;
+    return qe_cl_read(e->cl, d->stats, 0, (size_t)n_out * e->stride * sizeof(float), d->hstats);
+}
+
+/* Reject a call that breaks qe_decode_run's contract, before anything runs. */
+static qe_status check_call(const qe_decode *d, int n_seqs, const qe_decode_seq *seqs, int *rows)
+{
+    const int n_slots = d->e->opt.n_seq, n_ctx = d->e->opt.n_ctx, nv = d->e->hp.n_vocab;
+    if (n_seqs < 1 || n_seqs > n_slots)
+        return qe_fail(QE_EINVAL, "decode: %d sequences in a call; 1 .. %d allowed", n_seqs, n_slots);
+    int64_t total = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const qe_decode_seq *s = &seqs[i];
+        if (s->slot < 0 || s->slot >= n_slots)
+            return qe_fail(QE_EINVAL, "decode: sequence %d: slot %d is outside 0 .. %d", i, s->slot,
+                           n_slots - 1);
+        for (int j = 0; j < i; j++)
+            if (seqs[j].slot == s->slot)
+                return qe_fail(QE_EINVAL, "decode: sequences %d and %d both use slot %d", j, i, s->slot);
+        if (s->n_tok < 1 || !s->tokens)
+            return qe_fail(QE_EINVAL, "decode: sequence %d: no tokens", i);
+        if (s->n_tok > n_ctx - d->len[s->slot])
+            return qe_fail(QE_EINVAL,
+                           "decode: sequence %d: %d tokens do not fit slot %d (%d of %d positions used)",
+                           i, s->n_tok, s->slot, d->len[s->slot], n_ctx);
+        for (int p = 0; p < s->n_tok; p++)
+            if (s->tokens[p] < 0 || s->tokens[p] >= nv)
+                return qe_fail(QE_EINVAL, "decode: sequence %d token %d: id %d is outside 0 .. %d", i, p,
+                               (int)s->tokens[p], nv - 1);
+        total += s->n_tok;
+    }
+    if (total > d->max_rows)
+        return qe_fail(QE_EINVAL, "decode: %lld tokens in a call; at most %d (max_rows)",
+                       (long long)total, d->max_rows);
+    *rows = (int)total;
+    return QE_OK;
+}
+
+qe_status qe_decode_run(qe_decode *d, int n_seqs, const qe_decode_seq *seqs, qe_decode_out *out)
+{
+    int rows = 0;
+    qe_status st = check_call(d, n_seqs, seqs, &rows);
+    if (st != QE_OK)
+        return st;
+    int r = 0;
+    for (int i = 0; i < n_seqs; i++) {
+        const qe_decode_seq *s = &seqs[i];
+        for (int p = 0; p < s->n_tok; p++, r++) {
+            d->htok[r] = s->tokens[p];
+            d->hslot[r] = s->slot;
+            d->hpos[r] = d->len[s->slot] + p;
+        }
+        d->hoidx[i] = r - 1;
+    }
+    d->last_n_out = 0;
+    st = run_forward(d, rows, n_seqs);
+    if (st != QE_OK) {
+        qe_cl_finish(d->e->cl); /* the staging buffers may still be read by queued writes */
+        for (int i = 0; i < n_seqs; i++)
+            d->len[seqs[i].slot] = 0;
+        return qe_fail_prefix(st, "decode");
+    }
+    for (int i = 0; i < n_seqs; i++)
+        d->len[seqs[i].slot] += seqs[i].n_tok;
+    d->last_n_out = n_seqs;
+    if (!out)
+        return QE_OK;
+    const int k = d->e->opt.top_k, stride = d->e->stride;
+    for (int i = 0; i < n_seqs; i++) {
+        const float *row = d->hstats + (size_t)i * stride;
+        if (out->lse)
+            out->lse[i] = row[0];
+        if (out->argmax)
+            memcpy(&out->argmax[i], &row[2], sizeof(int32_t));
+        if (out->topk_id && k)
+            memcpy(out->topk_id + (size_t)i * k, row + STATS_HDR, (size_t)k * sizeof(int32_t));
+        if (out->topk_logp && k)
+            memcpy(out->topk_logp + (size_t)i * k, row + STATS_HDR + k, (size_t)k * sizeof(float));
+    }
+    return QE_OK;
+}
+
+qe_status qe_decode_logits(qe_decode *d, int i, float *dst)
+{
+    if (i < 0 || i >= d->last_n_out)
+        return qe_fail(QE_EINVAL, "decode: result %d is outside the last call (%d results)", i,
+                       d->last_n_out);
+    const size_t nv = (size_t)d->e->hp.n_vocab;
+    return qe_cl_read(d->e->cl, d->logits, (size_t)i * nv * sizeof(float), nv * sizeof(float), dst);
+}
