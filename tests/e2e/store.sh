@@ -32,6 +32,7 @@ cp "$QEVAL_DATA/text/tinyshakespeare_input.txt" "$S/a.txt"
 cat > "$S/job.ini" <<EOF
 [job]
 n_ctx = 128
+output = $S/small.db
 [model m]
 path = \${QEVAL_DATA}/models/stories260K.gguf
 [dataset d]
@@ -56,7 +57,7 @@ expect_match "the bad value is named with file:line" "$ERR" "bad.ini:3: n_seq = 
 printf '[model m]\npath = /nonexistent.gguf\n[dataset d]\npath = %s\n' "$S/a.txt" > "$S/bad2.ini"
 expect_exit "a missing model file exits 3" 3 "$QEVAL" run "$S/bad2.ini" --dry-run
 expect_match "the missing file is named with file:line" "$ERR" "bad2.ini:2: model /nonexistent.gguf: No such file or directory"
-printf '[model m]\npath = ${QEVAL_DATA}/models/stories260K.gguf\n[dataset d]\npath = %s\nkind = jsonl\n' "$S/a.txt" > "$S/bad3.ini"
+printf '[job]\noutput = %s\n[model m]\npath = ${QEVAL_DATA}/models/stories260K.gguf\n[dataset d]\npath = %s\nkind = jsonl\n' "$S/bad3.db" "$S/a.txt" > "$S/bad3.ini"
 expect_exit "a dataset that is not JSONL exits 3" 3 "$QEVAL" run "$S/bad3.ini" --dry-run
 expect_match "the bad row is named" "$ERR" "\\[dataset d\\]: .*a.txt:1: invalid JSON"
 expect_exit "a missing job file exits 1" 1 "$QEVAL" run "$S/nope.ini" --dry-run
