@@ -18,9 +18,13 @@ export QEVAL_DATA=$PWD/.oracle/data
 if [ -z "${ORACLE_ONLY:-}" ]; then
 $Q devices
 echo "== OpenCL suites on NVIDIA"
-QEVAL_DEVICE=nvidia build-gpu/run_tests cl engine eval engine_formats eval_paired 2>&1 | grep -v '^ok'
+SUITES=$(sed -n 's/^CL_SUITES := //p' Makefile)  # every suite that runs OpenCL
+QEVAL_DEVICE=nvidia build-gpu/run_tests $SUITES 2>&1 | grep -v '^ok'
 echo "== perplexity, stories260K, all of wiki.test.raw, n_ctx 128, NVIDIA"
-$Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/stories260K.gguf" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 128 -b 64 | tail -3
+$Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/stories260K.gguf" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 128 -b 64 --kv f32 | tail -3
+echo "== paired formats, TinyStories-656K, all of wiki.test.raw, n_ctx 512, NVIDIA"
+$Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/TinyStories-656K" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 512 -b 16 \
+    --ref f32+kv=f32 --variants f16,q8_0,q4_0,kv=f16,kv=q8_0,kv=q4_0,kv=tq4,kv=tq3 2>/dev/null | tail -14
 fi
 echo "== transformers oracle (first chunks, per-token log-probs)"
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .oracle/gguf-*.whl >/dev/null 2>&1

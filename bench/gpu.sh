@@ -1,0 +1,37 @@
+#!/usr/bin/env bash
+# Speed on the GPU machine, qeval and PyTorch side by side in one run:
+#   bash bench/gpu.sh [ARCH]     (default llama-3.2-1b; device tool, carry .debs)
+# Builds qeval there (bench/gpu_env.sh), writes a synthetic model of ARCH's
+# exact shapes (qeval synth), runs qeval bench (pp512 at B 1,8; tg128 at B 1,64;
+# f16/q8_0/q4_0 weights; f16 and tq4 KV) and bench/torch_peer.py (fp16, sdpa)
+# on the same shapes, then prints bench/gpu_table.py's table. Raw results go
+# to $OUT (qeval-pp.json, qeval-tg.json, torch.jsonl).
+set -u
+ARCH=${1:-llama-3.2-1b}
+OUT=${OUT:-/tmp/qeval-gpu}
+REPS=${REPS:-3}
+mkdir -p "$OUT"
+source bench/gpu_env.sh
+make -j16 BUILD=build-gpu BINDIR=build-gpu/bin build-gpu/bin/qeval >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+Q=build-gpu/bin/qeval
+M=/tmp/qeval-synth-$ARCH-f16.gguf
+[ -f "$M" ] || $Q synth --arch "$ARCH" --weights f16 -o "$M" || exit 1
+export PYTHONUNBUFFERED=1
+timeout 300 python3 bench/torch_peer.py --arch "$ARCH" --measure copy,prefill,decode \
+    --prefill-batches 1,8 --decode-batches 1,64 --reps "$REPS" --out "$OUT/torch.jsonl" >/dev/null
+timeout 400 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 1,8 --weights file,q8_0,q4_0 --kv f16 \
+    -r "$REPS" -o json > "$OUT/qeval-pp.json"
+timeout 400 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights file,q8_0,q4_0 --kv f16,tq4 \
+    -r "$REPS" -o json > "$OUT/qeval-tg.json"
+python3 - "$OUT" <<'PY'
+import json, sys
+d = sys.argv[1]
+rows = []
+for f in ("qeval-pp.json", "qeval-tg.json"):
+    try:
+        rows += json.load(open(f"{d}/{f}"))
+    except Exception as e:
+        print("# %s: %s" % (f, e))
+json.dump(rows, open(f"{d}/qeval.json", "w"))
+PY
+python3 bench/gpu_table.py "$OUT/qeval.json" "$OUT/torch.jsonl"

@@ -1,0 +1,67 @@
+#!/usr/bin/env python3
+"""gpu_table.py - one table from `qeval bench -o json` and bench/torch_peer.py's
+JSON lines, measured in the same run on the same GPU (bench/gpu.sh).
+
+For each qeval result: tokens/s (mean +- sample stddev), PyTorch fp16's median
+tokens/s for the same test and batch, the ratio, and the fraction of a
+roofline:
+  decode (tgN):  B * copy_bw / weight_bytes  - every step streams the weights
+                 once; copy_bw = the measured device-to-device copy rate
+                 (bytes read + written per second);
+  prefill (ppN): peak / (2 * n_params)       - FLOPs per token of the matrix
+                 products (attention ignored); peak = FP32 non-tensor-core
+                 peak for qeval's kernels (--fp32-tflops), tensor-core f16
+                 peak for PyTorch (--tc-tflops).
+usage: gpu_table.py QEVAL.json TORCH.jsonl [--fp32-tflops 67] [--tc-tflops 989]
+"""
+import argparse
+import json
+
+
+def main():
+    ap = argparse.ArgumentParser()
+    ap.add_argument("qeval")
+    ap.add_argument("torch")
+    ap.add_argument("--fp32-tflops", type=float, default=67.0)
+    ap.add_argument("--tc-tflops", type=float, default=989.0)
+    a = ap.parse_args()
+    with open(a.qeval) as f:
+        q = json.load(f)
+    peer = [json.loads(l) for l in open(a.torch) if l.strip().startswith("{")]
+    copy = [r for r in peer if r["measurement"] == "copy"]
+    bw = copy[0]["gb_per_s_read_plus_write"]["median"] * 1e9 if copy else None
+    pt = {}
+    for r in peer:
+        if r["measurement"] == "prefill":
+            pt[("pp", r["seq_len"], r["batch"])] = r
+        elif r["measurement"] == "decode":
+            pt[("tg", r["n_gen"], r["batch"])] = r
+    print("device: %s; copy %.0f GB/s (read+write); torch %s, transformers %s"
+          % (q[0]["device"] if q else "?", (bw or 0) / 1e9,
+             peer[0].get("torch", "?") if peer else "?", peer[0].get("transformers", "?") if peer else "?"))
+    print()
+    print("| test | B | weights | KV | qeval tok/s | PyTorch fp16 tok/s | qeval/PyTorch | qeval % of roofline | PyTorch % of roofline |")
+    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    for r in q:
+        kind = "pp" if r["n_prompt"] > 0 else "tg"
+        size = r["n_prompt"] if kind == "pp" else r["n_gen"]
+        B = r["n_batch"]
+        p = pt.get((kind, size, B))
+        ptps = p["tokens_per_s"]["median"] if p else None
+        if kind == "tg":
+            roof_q = B * bw / r["weight_bytes"] if bw else None
+            roof_p = B * bw / (2 * r["n_params"]) if bw else None  # fp16 weights
+        else:
+            roof_q = a.fp32_tflops * 1e12 / (2 * r["n_params"])
+            roof_p = a.tc_tflops * 1e12 / (2 * r["n_params"])
+        kv = r["kv_k"] if r["kv_k"] == r["kv_v"] else r["kv_k"] + "/" + r["kv_v"]
+        print("| %s%d | %d | %s | %s | %.1f ± %.1f | %s | %s | %s | %s |" % (
+            kind, size, B, r["weights"], kv, r["mean_tps"], r["stddev_tps"],
+            "%.1f" % ptps if ptps else "-",
+            "%.2f" % (r["mean_tps"] / ptps) if ptps else "-",
+            "%.1f %%" % (100 * r["mean_tps"] / roof_q) if roof_q else "-",
+            "%.1f %%" % (100 * ptps / roof_p) if (ptps and roof_p) else "-"))
+
+
+if __name__ == "__main__":
+    main()
