@@ -26,6 +26,7 @@ echo "== paired formats, TinyStories-656K, all of wiki.test.raw, n_ctx 512, NVID
 $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/TinyStories-656K" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 512 -b 16 \
     --ref f32+kv=f32 --variants f16,q8_0,q4_0,kv=f16,kv=q8_0,kv=q4_0,kv=tq4,kv=tq3 2>/dev/null | tail -14
 fi
+[ -n "${NO_ORACLE:-}" ] && exit 0
 echo "== transformers oracle (first chunks, per-token log-probs)"
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .oracle/gguf-*.whl >/dev/null 2>&1
 export PYTHONPATH=/tmp/site
