@@ -7,7 +7,7 @@
  * worker threads, and GPU drivers' state, stay in the parent), and Check forks
  * each test unless CK_FORK=no. So the unchecked fixture must not touch OpenCL
  * in the parent: it prepares the shared environment (a scratch cache dir),
- * and shared_cl() opens the context once per process - once per test when
+ * and qe_test_cl() opens the context once per process - once per test when
  * forking, once for the whole case with CK_FORK=no. The unchecked teardown
  * closes it.
  */
@@ -101,40 +101,6 @@ static const char *only_bin(const char *dir)
 
 /* ---- shared context (see the top of the file) ---- */
 
-static char *shared_cache;
-static char *saved_cache_env;
-static qe_cl *shared;
-
-static void shared_setup(void)
-{
-    const char *v = getenv("QEVAL_CACHE_DIR");
-    saved_cache_env = v ? strdup(v) : NULL;
-    shared_cache = qe_test_tmpdir();
-    ck_assert_ptr_nonnull(shared_cache);
-    setenv("QEVAL_CACHE_DIR", shared_cache, 1);
-}
-
-static void shared_teardown(void)
-{
-    qe_cl_close(shared);
-    shared = NULL;
-    qe_test_rmtree(shared_cache);
-    free(shared_cache);
-    shared_cache = NULL;
-    if (saved_cache_env)
-        setenv("QEVAL_CACHE_DIR", saved_cache_env, 1);
-    else
-        unsetenv("QEVAL_CACHE_DIR");
-    free(saved_cache_env);
-    saved_cache_env = NULL;
-}
-
-static qe_cl *shared_cl(void)
-{
-    if (!shared)
-        OK(qe_cl_open(NULL, 0, &shared));
-    return shared;
-}
 
 /* ---- per-test scratch dir (checked fixture) ---- */
 
@@ -158,8 +124,8 @@ static void tmp_teardown(void)
     unsetenv("QEVAL_KERNEL_DIR");
     unsetenv("QEVAL_NO_CACHE");
     unsetenv("QEVAL_DEVICE");
-    if (shared_cache)
-        setenv("QEVAL_CACHE_DIR", shared_cache, 1);
+    if (qe_test_cl_cache_dir())
+        setenv("QEVAL_CACHE_DIR", qe_test_cl_cache_dir(), 1);
 }
 
 /* Run fill_f32 from program p over n floats and check every value. */
@@ -311,7 +277,7 @@ END_TEST
 
 START_TEST(test_open)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     const qe_cl_device_info *d = qe_cl_device(cl);
     ck_assert_uint_gt(strlen(d->name), 0);
     ck_assert_int_eq(qe_cl_profiling(cl), 0);
@@ -323,7 +289,7 @@ END_TEST
 
 START_TEST(test_util_kernels)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     cl_program p = NULL;
     cl_kernel axpy = NULL, rows = NULL;
     OK(qe_cl_build1(cl, "util", NULL, &p));
@@ -396,7 +362,7 @@ END_TEST
 
 START_TEST(test_buffers)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     size_t n = 4096 + (rng() % 1024) * 4;
     unsigned char *src = malloc(n), *back = malloc(n);
     ck_assert(src && back);
@@ -492,7 +458,7 @@ START_TEST(test_profile_take)
     ck_assert_ptr_null(t);
 
     /* Without QE_CL_PROFILE nothing is recorded. */
-    qe_cl *plain = shared_cl();
+    qe_cl *plain = qe_test_cl();
     nt = 99;
     OK(qe_cl_profile_take(plain, &t, &nt));
     ck_assert_uint_eq(nt, 0);
@@ -534,7 +500,7 @@ START_TEST(test_profiling)
     qe_cl_event_free(NULL);
 
     /* Without QE_CL_PROFILE the driver refuses timings. */
-    qe_cl *plain = shared_cl();
+    qe_cl *plain = qe_test_cl();
     cl_program p2 = NULL;
     cl_kernel k2 = NULL;
     cl_mem x2 = NULL;
@@ -561,7 +527,7 @@ END_TEST
 
 START_TEST(test_probe)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     const qe_cl_device_info *d = qe_cl_device(cl);
     qe_cl_caps c1, c2;
     memset(&c1, 0x5a, sizeof c1);
@@ -596,7 +562,7 @@ END_TEST
 START_TEST(test_multi_source)
 {
     /* Two sources in one program, options reaching the first. */
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     const char *names[2] = {"probe.cl", "util"};
     cl_program p = NULL;
     cl_kernel k = NULL;
@@ -636,7 +602,7 @@ END_TEST
 
 START_TEST(test_cache_hit)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     setenv("QEVAL_CACHE_DIR", tmp, 1);
     qe_cl_cache_stats s;
     qe_cl_cache_stats_reset();
@@ -711,7 +677,7 @@ static void damage(const char *path, int how)
 
 START_TEST(test_cache_corrupt)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     setenv("QEVAL_CACHE_DIR", tmp, 1);
     cl_program p = NULL;
     qe_cl_cache_stats s;
@@ -747,7 +713,7 @@ START_TEST(test_cache_garbage_binary)
     /* A well-formed cache file whose binary the driver rejects: rebuilt from
      * source. The file is made by hand with the layout documented in build.c,
      * reusing the real file's header (so magic, version and key are right). */
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     setenv("QEVAL_CACHE_DIR", tmp, 1);
     cl_program p = NULL;
     OK(qe_cl_build1(cl, "util", "-DQE_TEST_GARBAGE", &p));
@@ -783,7 +749,7 @@ END_TEST
 
 START_TEST(test_no_cache)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     setenv("QEVAL_CACHE_DIR", tmp, 1);
     setenv("QEVAL_NO_CACHE", "1", 1);
     ck_assert_ptr_null(qe_cl_cache_dir());
@@ -840,7 +806,7 @@ END_TEST
 START_TEST(test_cache_unwritable)
 {
     /* The cache dir cannot exist (a file is in the way): builds still work. */
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     char *file = qe_test_write(tmp, "file", "x", 1);
     ck_assert_ptr_nonnull(file);
     char dir[4200];
@@ -865,7 +831,7 @@ START_TEST(test_kernel_dir)
     static const char src[] =
         "__kernel void fill_f32(__global float *x, float v, uint n)\n"
         "{ uint i = get_global_id(0); if (i < n) x[i] = v + 1.0f; }\n";
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     char *path = qe_test_write(tmp, "util.cl", src, sizeof src - 1);
     ck_assert_ptr_nonnull(path);
     setenv("QEVAL_KERNEL_DIR", tmp, 1);
@@ -983,7 +949,7 @@ END_TEST
 
 START_TEST(test_build_errors)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     cl_program p = (cl_program)&p;
     /* A compile error: QE_ECL with the log's words in the message. */
     static const char broken[] = "__kernel void broken(__global float *x)\n"
@@ -991,7 +957,7 @@ START_TEST(test_build_errors)
     char *path = qe_test_write(tmp, "broken.cl", broken, sizeof broken - 1);
     ck_assert_ptr_nonnull(path);
     setenv("QEVAL_KERNEL_DIR", tmp, 1);
-    int bins = count_bins(shared_cache);
+    int bins = count_bins(qe_test_cl_cache_dir());
     int lvl = qe_log_level();
     qe_log_set_level(QE_LOG_QUIET);
     ck_assert_int_eq(qe_cl_build1(cl, "broken", "-DX=1", &p), QE_ECL);
@@ -1001,7 +967,7 @@ START_TEST(test_build_errors)
     ck_assert_msg(strstr(qe_errmsg(), "undeclared_thing_42"), "%s", qe_errmsg());
     ck_assert_msg(strstr(qe_errmsg(), "broken.cl"), "%s", qe_errmsg());
     /* Failed builds leave nothing in the cache. */
-    ck_assert_int_eq(count_bins(shared_cache), bins);
+    ck_assert_int_eq(count_bins(qe_test_cl_cache_dir()), bins);
 
     /* Bad build options. */
     unsetenv("QEVAL_KERNEL_DIR");
@@ -1039,7 +1005,7 @@ END_TEST
 
 START_TEST(test_buffer_limits)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     const qe_cl_device_info *d = qe_cl_device(cl);
     cl_mem m = (cl_mem)&m, b = NULL;
     unsigned char buf[64] = {0};
@@ -1073,7 +1039,7 @@ END_TEST
 
 START_TEST(test_kernel_limits)
 {
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     cl_program p = NULL;
     cl_kernel k = (cl_kernel)&k;
     OK(qe_cl_build1(cl, "util", NULL, &p));
@@ -1130,7 +1096,7 @@ Suite *cl_suite(void)
 {
     Suite *s = suite_create("cl");
     TCase *core = tcase_create("core");
-    tcase_add_unchecked_fixture(core, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(core, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_checked_fixture(core, tmp_setup, tmp_teardown);
     tcase_set_timeout(core, 300);
     tcase_add_test(core, test_list);
@@ -1145,7 +1111,7 @@ Suite *cl_suite(void)
     suite_add_tcase(s, core);
 
     TCase *cache = tcase_create("cache");
-    tcase_add_unchecked_fixture(cache, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(cache, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_checked_fixture(cache, tmp_setup, tmp_teardown);
     tcase_set_timeout(cache, 300);
     tcase_add_test(cache, test_cache_hit);
@@ -1158,7 +1124,7 @@ Suite *cl_suite(void)
     suite_add_tcase(s, cache);
 
     TCase *lim = tcase_create("limits");
-    tcase_add_unchecked_fixture(lim, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(lim, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_checked_fixture(lim, tmp_setup, tmp_teardown);
     tcase_set_timeout(lim, 300);
     tcase_add_test(lim, test_errstr);

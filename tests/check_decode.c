@@ -10,7 +10,7 @@
  * unwritten cache row read by attention would show.
  *
  * OpenCL does not survive fork(): as in check_engine.c, the unchecked
- * fixture only prepares a scratch program cache, and shared_cl() opens the
+ * fixture only prepares a scratch program cache, and qe_test_cl() opens the
  * context lazily in the (forked) test process.
  */
 #include <check.h>
@@ -34,40 +34,6 @@
 
 /* ---- shared context ---- */
 
-static char *shared_cache;
-static char *saved_cache_env;
-static qe_cl *shared;
-
-static void shared_setup(void)
-{
-    const char *v = getenv("QEVAL_CACHE_DIR");
-    saved_cache_env = v ? strdup(v) : NULL;
-    shared_cache = qe_test_tmpdir();
-    ck_assert_ptr_nonnull(shared_cache);
-    setenv("QEVAL_CACHE_DIR", shared_cache, 1);
-}
-
-static void shared_teardown(void)
-{
-    qe_cl_close(shared);
-    shared = NULL;
-    qe_test_rmtree(shared_cache);
-    free(shared_cache);
-    shared_cache = NULL;
-    if (saved_cache_env)
-        setenv("QEVAL_CACHE_DIR", saved_cache_env, 1);
-    else
-        unsetenv("QEVAL_CACHE_DIR");
-    free(saved_cache_env);
-    saved_cache_env = NULL;
-}
-
-static qe_cl *shared_cl(void)
-{
-    if (!shared)
-        OK(qe_cl_open(NULL, 0, &shared));
-    return shared;
-}
 
 /* ---- helpers ---- */
 
@@ -100,7 +66,7 @@ static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_slots, int top
     o.n_seq = n_slots;
     o.top_k = top_k;
     qe_engine *e = NULL;
-    OK(qe_engine_open(shared_cl(), m, &o, &e));
+    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
     OK(qe_engine_poison(e));
     return e;
 }
@@ -386,7 +352,7 @@ static fdiff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv, qe
     eo.kv_k = kk;
     eo.kv_v = kv;
     qe_engine *e = NULL;
-    OK(qe_engine_open(shared_cl(), m, &eo, &e));
+    OK(qe_engine_open(qe_test_cl(), m, &eo, &e));
     OK(qe_engine_poison(e));
     qe_decode *d = open_decode(e, 0);
     qe_ref *ref[2];
@@ -564,7 +530,7 @@ Suite *decode_suite(void)
     Suite *s = suite_create("decode");
     TCase *tc = tcase_create("ref");
     tcase_set_timeout(tc, 180);
-    tcase_add_unchecked_fixture(tc, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_stories260k);
     tcase_add_test(tc, test_tinystories656k);
     tcase_add_test(tc, test_batch_invariance);
@@ -573,7 +539,7 @@ Suite *decode_suite(void)
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_set_timeout(lim, 60);
-    tcase_add_unchecked_fixture(lim, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(lim, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(lim, test_limits);
     suite_add_tcase(s, lim);
     return s;

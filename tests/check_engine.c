@@ -8,7 +8,7 @@
  *
  * The OpenCL context does not survive fork() (Check forks each test unless
  * CK_FORK=no), so the unchecked fixture only prepares a scratch program cache
- * shared by the case's tests, and shared_cl() opens the context once per
+ * shared by the case's tests, and qe_test_cl() opens the context once per
  * process; the unchecked teardown closes it.
  */
 #include <check.h>
@@ -32,40 +32,6 @@
 
 /* ---- shared context (see the top of the file) ---- */
 
-static char *shared_cache;
-static char *saved_cache_env;
-static qe_cl *shared;
-
-static void shared_setup(void)
-{
-    const char *v = getenv("QEVAL_CACHE_DIR");
-    saved_cache_env = v ? strdup(v) : NULL;
-    shared_cache = qe_test_tmpdir();
-    ck_assert_ptr_nonnull(shared_cache);
-    setenv("QEVAL_CACHE_DIR", shared_cache, 1);
-}
-
-static void shared_teardown(void)
-{
-    qe_cl_close(shared);
-    shared = NULL;
-    qe_test_rmtree(shared_cache);
-    free(shared_cache);
-    shared_cache = NULL;
-    if (saved_cache_env)
-        setenv("QEVAL_CACHE_DIR", saved_cache_env, 1);
-    else
-        unsetenv("QEVAL_CACHE_DIR");
-    free(saved_cache_env);
-    saved_cache_env = NULL;
-}
-
-static qe_cl *shared_cl(void)
-{
-    if (!shared)
-        OK(qe_cl_open(NULL, 0, &shared));
-    return shared;
-}
 
 /* ---- helpers ---- */
 
@@ -110,7 +76,7 @@ static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_seq, int top_k
     o.top_k = top_k;
     o.head_rows = head_rows;
     qe_engine *e = NULL;
-    OK(qe_engine_open(shared_cl(), m, &o, &e));
+    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
     return e;
 }
 
@@ -604,7 +570,7 @@ START_TEST(test_limits)
     rng_seed(7);
     qe_model *m = open_model("models/stories260K.gguf");
     const int nv = qe_model_hparams(m)->n_vocab;
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     qe_engine *e = NULL;
     qe_engine_opts o = qe_engine_opts_default();
     ck_assert_int_eq(o.top_k, 10);
@@ -726,7 +692,7 @@ Suite *engine_suite(void)
     Suite *s = suite_create("engine");
     TCase *tc = tcase_create("ref");
     tcase_set_timeout(tc, 120);
-    tcase_add_unchecked_fixture(tc, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_stories260k);
     tcase_add_test(tc, test_tinystories656k);
     tcase_add_test(tc, test_mha_f16);
@@ -735,7 +701,7 @@ Suite *engine_suite(void)
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_set_timeout(lim, 60);
-    tcase_add_unchecked_fixture(lim, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(lim, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(lim, test_limits);
     suite_add_tcase(s, lim);
     return s;

@@ -14,7 +14,7 @@
  *   limits   error paths
  *
  * OpenCL state does not survive fork(): as in check_engine.c the unchecked
- * fixture only prepares a scratch program cache and shared_cl() opens the
+ * fixture only prepares a scratch program cache and qe_test_cl() opens the
  * context once per process.
  */
 #include <check.h>
@@ -39,44 +39,10 @@
 
 /* ---- shared context ---- */
 
-static char *shared_cache;
-static char *saved_cache_env;
-static qe_cl *shared;
-
-static void shared_setup(void)
-{
-    const char *v = getenv("QEVAL_CACHE_DIR");
-    saved_cache_env = v ? strdup(v) : NULL;
-    shared_cache = qe_test_tmpdir();
-    ck_assert_ptr_nonnull(shared_cache);
-    setenv("QEVAL_CACHE_DIR", shared_cache, 1);
-}
-
-static void shared_teardown(void)
-{
-    qe_cl_close(shared);
-    shared = NULL;
-    qe_test_rmtree(shared_cache);
-    free(shared_cache);
-    shared_cache = NULL;
-    if (saved_cache_env)
-        setenv("QEVAL_CACHE_DIR", saved_cache_env, 1);
-    else
-        unsetenv("QEVAL_CACHE_DIR");
-    free(saved_cache_env);
-    saved_cache_env = NULL;
-}
-
-static qe_cl *shared_cl(void)
-{
-    if (!shared)
-        OK(qe_cl_open(NULL, 0, &shared));
-    return shared;
-}
 
 static int has_fp64(void)
 {
-    return qe_cl_has_extension(qe_cl_device(shared_cl()), "cl_khr_fp64");
+    return qe_cl_has_extension(qe_cl_device(qe_test_cl()), "cl_khr_fp64");
 }
 
 /* ---- random numbers ---- */
@@ -130,7 +96,7 @@ static qe_engine *open_engine_kv(const qe_model *m, int n_ctx, int n_seq, int to
     o.kv_k = kk;
     o.kv_v = kvv;
     qe_engine *e = NULL;
-    OK(qe_engine_open(shared_cl(), m, &o, &e));
+    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
     return e;
 }
 
@@ -204,7 +170,7 @@ static int codec_case(qe_kv_format f, int n_heads, int head_dim, int n_rows)
     codec_rows(x, n_rows, n);
     for (size_t i = 0; i < (size_t)n_rows * n; i++)
         y[i] = -12345.0f;
-    OK(qe_engine_kv_codec(shared_cl(), f, n_heads, head_dim, n_rows, x, dev, y));
+    OK(qe_engine_kv_codec(qe_test_cl(), f, n_heads, head_dim, n_rows, x, dev, y));
     int bad = 0;
     for (int r = 0; r < n_rows; r++) {
         const unsigned char *d = dev + (size_t)r * rb;
@@ -780,7 +746,7 @@ START_TEST(test_kld_host)
     o.kv_k = QE_KV_TQ4;
     o.kv_v = QE_KV_Q4_0;
     qe_engine *v = NULL;
-    OK(qe_engine_open(shared_cl(), qe_quant_model_get(qm), &o, &v));
+    OK(qe_engine_open(qe_test_cl(), qe_quant_model_get(qm), &o, &v));
     paired pr;
     paired_run(&pr, base, &v, 1, NS, NT, tok, OF, tgt, NULL);
     float *zp = malloc((size_t)nv * sizeof *zp), *zq = malloc((size_t)nv * sizeof *zq);
@@ -888,7 +854,7 @@ static qe_status try_open(const qe_model *m, qe_kv_format kk, qe_kv_format kvv, 
     o.kv_k = kk;
     o.kv_v = kvv;
     *e = NULL;
-    return qe_engine_open(shared_cl(), m, &o, e);
+    return qe_engine_open(qe_test_cl(), m, &o, e);
 }
 
 START_TEST(test_limits)
@@ -964,11 +930,11 @@ START_TEST(test_limits)
     /* the device codec's own checks */
     float x[64] = {0};
     unsigned char enc[64];
-    ck_assert_int_eq(qe_engine_kv_codec(shared_cl(), QE_KV_Q4_0, 1, 16, 1, x, enc, NULL),
+    ck_assert_int_eq(qe_engine_kv_codec(qe_test_cl(), QE_KV_Q4_0, 1, 16, 1, x, enc, NULL),
                      QE_EUNSUPPORTED);
-    ck_assert_int_eq(qe_engine_kv_codec(shared_cl(), QE_KV_TQ3, 1, 12, 1, x, enc, NULL),
+    ck_assert_int_eq(qe_engine_kv_codec(qe_test_cl(), QE_KV_TQ3, 1, 12, 1, x, enc, NULL),
                      QE_EUNSUPPORTED);
-    ck_assert_int_eq(qe_engine_kv_codec(shared_cl(), QE_KV_F16, 1, 16, 0, x, enc, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_engine_kv_codec(qe_test_cl(), QE_KV_F16, 1, 16, 0, x, enc, NULL), QE_EINVAL);
 
     qe_engine_close(other);
     qe_cl_close(cl2);
@@ -987,7 +953,7 @@ Suite *engine_formats_suite(void)
     Suite *s = suite_create("engine_formats");
     TCase *tc = tcase_create("formats");
     tcase_set_timeout(tc, 240);
-    tcase_add_unchecked_fixture(tc, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_codec);
     tcase_add_test(tc, test_weights_260k);
     tcase_add_test(tc, test_weights_656k);
@@ -996,14 +962,14 @@ Suite *engine_formats_suite(void)
     suite_add_tcase(s, tc);
     TCase *kl = tcase_create("kld");
     tcase_set_timeout(kl, 120);
-    tcase_add_unchecked_fixture(kl, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(kl, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(kl, test_kld_self);
     tcase_add_test(kl, test_kld_host);
     tcase_add_test(kl, test_kld_order);
     suite_add_tcase(s, kl);
     TCase *lim = tcase_create("limits");
     tcase_set_timeout(lim, 120);
-    tcase_add_unchecked_fixture(lim, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(lim, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(lim, test_limits);
     suite_add_tcase(s, lim);
     return s;

@@ -28,40 +28,6 @@
 
 /* ---- shared context ---- */
 
-static char *shared_cache;
-static char *saved_cache_env;
-static qe_cl *shared;
-
-static void shared_setup(void)
-{
-    const char *v = getenv("QEVAL_CACHE_DIR");
-    saved_cache_env = v ? strdup(v) : NULL;
-    shared_cache = qe_test_tmpdir();
-    ck_assert_ptr_nonnull(shared_cache);
-    setenv("QEVAL_CACHE_DIR", shared_cache, 1);
-}
-
-static void shared_teardown(void)
-{
-    qe_cl_close(shared);
-    shared = NULL;
-    qe_test_rmtree(shared_cache);
-    free(shared_cache);
-    shared_cache = NULL;
-    if (saved_cache_env)
-        setenv("QEVAL_CACHE_DIR", saved_cache_env, 1);
-    else
-        unsetenv("QEVAL_CACHE_DIR");
-    free(saved_cache_env);
-    saved_cache_env = NULL;
-}
-
-static qe_cl *shared_cl(void)
-{
-    if (!shared)
-        OK(qe_cl_open(NULL, 0, &shared));
-    return shared;
-}
 
 /* ---- collected results ---- */
 
@@ -139,7 +105,7 @@ static run *gen_run(const qe_model *m, const qe_tokenizer *tok, const char *cons
     ck_assert_ptr_nonnull(rn->g);
     rn->n = n;
     qe_gen_stats st;
-    OK(qe_generate(m, tok, shared_cl(), prompts, NULL, n, o, on_result, on_step, rn, &st));
+    OK(qe_generate(m, tok, qe_test_cl(), prompts, NULL, n, o, on_result, on_step, rn, &st));
     for (size_t i = 0; i < n; i++)
         ck_assert_msg(rn->g[i].done, "prompt %zu never finished", i);
     ck_assert_uint_eq(st.n_prompts, n);
@@ -451,7 +417,7 @@ START_TEST(test_limits)
     rn.g = g;
     rn.n = 2;
     qe_gen_opts o = qe_gen_opts_default();
-    qe_cl *cl = shared_cl();
+    qe_cl *cl = qe_test_cl();
     ck_assert_int_eq(qe_generate(m, tok, cl, p, NULL, 0, &o, on_result, NULL, &rn, NULL), QE_EINVAL);
     o.max_new = 0;
     ck_assert_int_eq(qe_generate(m, tok, cl, p, NULL, 2, &o, on_result, NULL, &rn, NULL), QE_EINVAL);
@@ -496,7 +462,7 @@ Suite *generate_suite(void)
     Suite *s = suite_create("generate");
     TCase *tc = tcase_create("core");
     tcase_set_timeout(tc, 300);
-    tcase_add_unchecked_fixture(tc, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_vs_ref);
     tcase_add_test(tc, test_eos);
     tcase_add_test(tc, test_batch_independence);
@@ -504,7 +470,7 @@ Suite *generate_suite(void)
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_set_timeout(lim, 60);
-    tcase_add_unchecked_fixture(lim, shared_setup, shared_teardown);
+    tcase_add_unchecked_fixture(lim, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(lim, test_limits);
     suite_add_tcase(s, lim);
     return s;

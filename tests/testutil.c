@@ -2,6 +2,10 @@
 #define _XOPEN_SOURCE 700
 #include "testutil.h"
 
+#include <check.h>
+
+#include "cl.h"
+
 #include <ftw.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -58,3 +62,40 @@ char *qe_test_write(const char *dir, const char *name, const void *data, size_t 
     fclose(f);
     return p;
 }
+
+static char *cl_cache;
+static char *cl_saved_env;
+static qe_cl *cl_shared;
+
+void qe_test_cl_setup(void)
+{
+    const char *v = getenv("QEVAL_CACHE_DIR");
+    cl_saved_env = v ? strdup(v) : NULL;
+    cl_cache = qe_test_tmpdir();
+    ck_assert_ptr_nonnull(cl_cache);
+    setenv("QEVAL_CACHE_DIR", cl_cache, 1);
+}
+
+void qe_test_cl_teardown(void)
+{
+    qe_cl_close(cl_shared);
+    cl_shared = NULL;
+    qe_test_rmtree(cl_cache);
+    free(cl_cache);
+    cl_cache = NULL;
+    if (cl_saved_env)
+        setenv("QEVAL_CACHE_DIR", cl_saved_env, 1);
+    else
+        unsetenv("QEVAL_CACHE_DIR");
+    free(cl_saved_env);
+    cl_saved_env = NULL;
+}
+
+qe_cl *qe_test_cl(void)
+{
+    if (!cl_shared)
+        ck_assert_msg(qe_cl_open(NULL, 0, &cl_shared) == QE_OK, "qe_cl_open: %s", qe_errmsg());
+    return cl_shared;
+}
+
+const char *qe_test_cl_cache_dir(void) { return cl_cache; }
