@@ -44,6 +44,10 @@ static void usage(FILE *f)
             "                    \"stories260k:dim=128,layers=2\"\n"
             "  --untied          write a separate output.weight instead of tying it to the\n"
             "                    embedding\n"
+            "  --family F        llama (default), qwen2 (adds Q/K/V biases) or gemma3 (q/k\n"
+            "                    norms, post norms, GELU, sliding window): the GGUF\n"
+            "                    architecture written; not with llama3 RoPE scaling\n"
+            "  --window N        gemma3 sliding window (default 512; 0 = none)\n"
             "  --seed S          64-bit seed (default %u), recorded as qeval.synth.seed\n"
             "  --threads N       generator threads (default: one per CPU, at most 64)\n"
             "  -o, --output F    the file to write (atomically)\n"
@@ -224,7 +228,8 @@ int qe_cmd_synth(int argc, char **argv)
     int given[N_SIZES] = {0};
     const char *arch = NULL, *out = NULL, *wname = "f16";
     int do_list = 0, json = 0, do_plan = 0, untied = 0;
-    long long threads = 0;
+    long long threads = 0, window = -1;
+    const char *family = NULL;
     uint64_t seed = QE_SYNTH_DEFAULT_SEED;
 
     for (int i = 1; i < argc; i++) {
@@ -251,6 +256,7 @@ int qe_cmd_synth(int argc, char **argv)
             continue;
         }
         int known = !strcmp(a, "--arch") || !strcmp(a, "--weights") || !strcmp(a, "--seed") ||
+                    !strcmp(a, "--family") || !strcmp(a, "--window") ||
                     !strcmp(a, "--threads") || !strcmp(a, "-o") || !strcmp(a, "--output");
         int size_idx = -1;
         for (int k = 0; k < N_SIZES; k++)
@@ -276,6 +282,11 @@ int qe_cmd_synth(int argc, char **argv)
             arch = v;
         } else if (!strcmp(a, "--weights")) {
             wname = v;
+        } else if (!strcmp(a, "--family")) {
+            family = v;
+        } else if (!strcmp(a, "--window")) {
+            if (!parse_int(v, 0, INT32_MAX, &window))
+                return qe_cli_usage_error("synth", "--window '%s': expected 0..%d", v, INT32_MAX);
         } else if (!strcmp(a, "--seed")) {
             char *end;
             errno = 0;
@@ -317,7 +328,8 @@ int qe_cmd_synth(int argc, char **argv)
                                &c.head_dim, &c.n_ff, &c.n_vocab, &c.n_ctx};
     int first = 1;
     /* The label cannot overflow: a table name and 8 options of at most
-     * 9 + 1 + 10 characters take < 200 bytes. */
+     * 9 + 1 + 10 characters take < 200 bytes, ",untied,family=gemma3" and
+     * ",window=N" < 50 more. */
     for (int k = 0; k < N_SIZES; k++) {
         if (!given[k])
             continue;
@@ -328,7 +340,30 @@ int qe_cmd_synth(int argc, char **argv)
     }
     if (untied && c.tied) {
         c.tied = 0;
-        snprintf(label + n, sizeof label - (size_t)n, "%cuntied", first ? ':' : ',');
+        n += snprintf(label + n, sizeof label - (size_t)n, "%cuntied", first ? ':' : ',');
+        first = 0;
+    }
+    if (family) {
+        int f = 0;
+        while (qe_synth_family_name((qe_synth_family)f) &&
+               strcmp(qe_synth_family_name((qe_synth_family)f), family) != 0)
+            f++;
+        if (!qe_synth_family_name((qe_synth_family)f))
+            return qe_cli_usage_error("synth", "--family '%s': expected llama, qwen2 or gemma3",
+                                      family);
+        c.family = (qe_synth_family)f;
+        if (c.family != QE_SYNTH_LLAMA) {
+            n += snprintf(label + n, sizeof label - (size_t)n, "%cfamily=%s", first ? ':' : ',',
+                          family);
+            first = 0;
+        }
+    }
+    if (window >= 0 && c.family != QE_SYNTH_GEMMA3)
+        return qe_cli_usage_error("synth", "--window goes with --family gemma3");
+    if (c.family == QE_SYNTH_GEMMA3) {
+        c.swa_window = window >= 0 ? (int32_t)window : 512;
+        if (window >= 0)
+            n += snprintf(label + n, sizeof label - (size_t)n, ",window=%lld", window);
     }
     if ((given[0] || given[2]) && !given[4])
         c.head_dim = 0; /* dim / heads */

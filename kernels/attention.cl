@@ -6,6 +6,8 @@
  * attention: for sequence s, query position p < n_tok, head h, kv head
  *   g = h / (n_heads / n_kv):
  *     out[s,p][h] = sum_{j<=p} softmax_j(scale * q[s,p][h] . k[s,j][g]) v[s,j][g]
+ *   over keys j > p - window as well when window > 0 (sliding-window layers;
+ *   keys below are skipped like the causal mask, and so are whole tiles).
  *   q/out rows are s * n_tok + p (n_heads * QE_HD floats); the K/V cache
  *   rows are s * n_ctx + j (k_row_bytes / v_row_bytes each, n_kv * QE_HD
  *   values in the cache format), RoPE already applied.
@@ -37,6 +39,7 @@ void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                const __global uchar *kc,  /* [n_seq*n_ctx] rows of k_row_bytes */
                const __global uchar *vc,  /* [n_seq*n_ctx] rows of v_row_bytes */
                ulong k_row_bytes, ulong v_row_bytes, int n_tok, int n_ctx, int n_heads, int n_kv, float scale,
+               int window,                /* 0: none; else keys j > p - window only */
                __global float *out)       /* [n_seq*n_tok][n_heads*QE_HD] */
 {
     __local float ks[QE_BKV][QE_HD];
@@ -78,11 +81,13 @@ void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
             }
         }
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (valid && j0 <= p) {
+        /* First key of this tile the query may see (the window's start). */
+        const int jj0 = window > 0 ? max(0, p - window + 1 - j0) : 0;
+        if (valid && j0 <= p && jj0 < QE_BKV) {
             const int nj = min(QE_BKV, p - j0 + 1);
             float sc[QE_BKV];
             float mt = -INFINITY;
-            for (int jj = 0; jj < nj; jj++) {
+            for (int jj = jj0; jj < nj; jj++) {
                 float dot = 0.0f;
                 for (int d = 0; d < QE_HD; d++)
                     dot += qv[d] * ks[jj][d];
@@ -94,7 +99,7 @@ void attention(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
             l *= corr;
             for (int d = 0; d < QE_HD; d++)
                 acc[d] *= corr;
-            for (int jj = 0; jj < nj; jj++) {
+            for (int jj = jj0; jj < nj; jj++) {
                 const float pj = exp(sc[jj] - mn);
                 l += pj;
                 for (int d = 0; d < QE_HD; d++)

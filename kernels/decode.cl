@@ -60,6 +60,8 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
 /* attn_rows: causal grouped-query attention of row r, head h, against its
  * own slot's cache:
  *     out[r][h] = sum_{j<=p} softmax_j(scale * q[r][h] . k[s,j][g]) v[s,j][g]
+ *   over keys j > p - window as well when window > 0 (sliding-window layers:
+ *   tiles start at the QE_AW-aligned tile holding the window's first key).
  *   with s = slot[r], p = pos[r], g = h / (n_heads / n_kv); cache rows
  *   s * n_ctx + j of k_row_bytes / v_row_bytes, read with kvfmt.cl's kv_load.
  *   TurboQuant caches are used in the rotated domain as attention.cl does:
@@ -84,6 +86,7 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
                ulong k_row_bytes, ulong v_row_bytes,
                const __global int *slot, const __global int *pos, /* [n_rows] */
                int n_ctx, int n_heads, int n_kv, float scale,
+               int window,                  /* 0: none; else keys j > p - window only */
                __global float *out)         /* [n_rows][n_heads*QE_HD] */
 {
     __local float qs[QE_HD];
@@ -118,10 +121,11 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
     float acc[AT_ND];
     for (int i = 0; i < AT_ND; i++)
         acc[i] = 0.0f;
-    for (int j0 = 0; j0 <= p; j0 += QE_AW) {
+    const int lo = window > 0 ? max(0, p - window + 1) : 0; /* first key seen */
+    for (int j0 = lo - lo % QE_AW; j0 <= p; j0 += QE_AW) {
         const int j = j0 + t;
         float s = -INFINITY;
-        if (j <= p) {
+        if (j >= lo && j <= p) {
             const __global uchar *krow = kc + (base + j) * k_row_bytes;
             float dot = 0.0f;
             for (int d = 0; d < QE_HD; d++)
@@ -135,9 +139,9 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
                 red[t] = fmax(red[t], red[t + off]);
             barrier(CLK_LOCAL_MEM_FENCE);
         }
-        const float mn = fmax(m, red[0]); /* finite: key j0 <= p is in every tile */
+        const float mn = fmax(m, red[0]); /* finite: every tile holds a key in lo .. p */
         barrier(CLK_LOCAL_MEM_FENCE);
-        const float pj = j <= p ? exp(s - mn) : 0.0f;
+        const float pj = j >= lo && j <= p ? exp(s - mn) : 0.0f;
         ps[t] = pj;
         red[t] = pj;
         barrier(CLK_LOCAL_MEM_FENCE);
@@ -154,7 +158,7 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
             if (d >= QE_HD)
                 break;
             float a = acc[i] * corr;
-            for (int jj = 0; jj < nj; jj++)
+            for (int jj = max(0, lo - j0); jj < nj; jj++)
                 a += ps[jj] * kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
             acc[i] = a;
         }

@@ -204,8 +204,10 @@ static qe_status upload_vec_f32(qe_engine *e, const qe_tensor *t, cl_mem *out)
 }
 
 /* (cos, sin) of theta_i(p) for every position and pair, computed in double
- * (model.h's formula) and rounded once. */
-static qe_status upload_rope(qe_engine *e, const qe_weights *w)
+ * (model.h's formula, with a layer's base and position scale) and rounded
+ * once, into *out. */
+static qe_status upload_rope(qe_engine *e, const qe_weights *w, float base, float pos_scale,
+                             cl_mem *out)
 {
     const int half = e->hp.n_rot / 2;
     float *cs = NULL, *div = NULL;
@@ -222,15 +224,14 @@ static qe_status upload_rope(qe_engine *e, const qe_weights *w)
         qe_tensor_row_f32(&w->rope_freqs, 0, div);
     for (int p = 0; p < e->opt.n_ctx; p++)
         for (int i = 0; i < half; i++) {
-            double theta = ((double)p * (double)e->hp.rope_freq_scale) *
-                           pow((double)e->hp.rope_base, -2.0 * i / (double)e->hp.n_rot) /
+            double theta = ((double)p * (double)pos_scale) *
+                           pow((double)base, -2.0 * i / (double)e->hp.n_rot) /
                            (double)div[i];
             size_t at = ((size_t)p * half + i) * 2;
             cs[at] = (float)cos(theta);
             cs[at + 1] = (float)sin(theta);
         }
-    st = qe_cl_alloc(e->cl, (size_t)e->opt.n_ctx * half * 2 * sizeof(float), QE_CL_RO, cs,
-                     &e->rope_cs);
+    st = qe_cl_alloc(e->cl, (size_t)e->opt.n_ctx * half * 2 * sizeof(float), QE_CL_RO, cs, out);
 done:
     free(cs);
     free(div);
@@ -277,7 +278,7 @@ static int pow2_upto(size_t limit)
 static qe_status build_common(qe_engine *e)
 {
     static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
-                                       "ffn.cl",  "logits.cl", "kld.cl"};
+                                       "ffn.cl",  "logits.cl", "kld.cl",   "arch.cl"};
     char defs[128], opts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
@@ -294,6 +295,16 @@ static qe_status build_common(qe_engine *e)
         st = qe_cl_kernel(e->prog_common, "attention", &e->k_attn);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "silu_mul", &e->k_silu);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "qk_prep", &e->k_qk_prep);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "rmsnorm_add", &e->k_norm_add);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "gelu_mul", &e->k_gelu);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "scale_f32", &e->k_scale);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "softcap", &e->k_softcap);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "logit_stats", &e->k_stats);
     if (st == QE_OK)
@@ -390,13 +401,25 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     if (st == QE_OK)
         st = upload_vec_f32(e, &w->output_norm, &e->out_norm);
     if (st == QE_OK)
-        st = upload_rope(e, w);
+        st = upload_rope(e, w, hp->rope_base, hp->rope_freq_scale, &e->rope_cs);
+    if (st == QE_OK && hp->swa_window > 0)
+        st = upload_rope(e, w, hp->rope_base_swa, hp->rope_freq_scale_swa, &e->rope_cs_swa);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const qe_layer *src = &w->layers[l];
         dev_layer *d = &e->layers[l];
         st = upload_vec_f32(e, &src->attn_norm, &d->attn_norm);
         if (st == QE_OK)
             st = upload_vec_f32(e, &src->ffn_norm, &d->ffn_norm);
+        /* Optional vectors of the architecture switches (absent: NULL). */
+        const qe_tensor *ov[] = {&src->bq, &src->bk, &src->bv, &src->attn_q_norm,
+                                 &src->attn_k_norm, &src->attn_post_norm, &src->ffn_post_norm};
+        cl_mem *od[] = {&d->bq, &d->bk, &d->bv, &d->q_norm, &d->k_norm, &d->attn_post,
+                        &d->ffn_post};
+        const int on[] = {hp->attn_bias, hp->attn_bias, hp->attn_bias, hp->qk_norm, hp->qk_norm,
+                          hp->post_norms, hp->post_norms};
+        for (size_t i = 0; st == QE_OK && i < sizeof ov / sizeof ov[0]; i++)
+            if (on[i])
+                st = upload_vec_f32(e, ov[i], od[i]);
         if (st == QE_OK)
             st = upload_weight(e, &src->wq, &d->wq);
         if (st == QE_OK)
@@ -470,6 +493,9 @@ void qe_engine_close(qe_engine *e)
             free_weight(&d->w_down);
             qe_cl_free(d->kc);
             qe_cl_free(d->vc);
+            cl_mem opt[] = {d->bq, d->bk, d->bv, d->q_norm, d->k_norm, d->attn_post, d->ffn_post};
+            for (size_t i = 0; i < sizeof opt / sizeof opt[0]; i++)
+                qe_cl_free(opt[i]);
         }
         free(e->layers);
     }
@@ -477,6 +503,7 @@ void qe_engine_close(qe_engine *e)
     free_weight(&e->tok_embd);
     qe_cl_free(e->out_norm);
     qe_cl_free(e->rope_cs);
+    qe_cl_free(e->rope_cs_swa);
     cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
                      e->g, e->u, e->hout, e->logits, e->stats};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
@@ -490,6 +517,9 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_rope);
     qe_cl_kernel_free(e->k_attn);
     qe_cl_kernel_free(e->k_silu);
+    cl_kernel arch_k[] = {e->k_qk_prep, e->k_norm_add, e->k_gelu, e->k_scale, e->k_softcap};
+    for (size_t i = 0; i < sizeof arch_k / sizeof arch_k[0]; i++)
+        qe_cl_kernel_free(arch_k[i]);
     qe_cl_kernel_free(e->k_stats);
     qe_cl_kernel_free(e->k_kld);
     qe_cl_free(e->kld);
@@ -540,14 +570,15 @@ qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stri
     return qe_cl_run(e->cl, e->k_norm, 1, &global, &local, NULL);
 }
 
-qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
-                          int seq_stride)
+qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_heads, int n_seq,
+                             int n_tok, int seq_stride)
 {
     int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
+    cl_mem cs = qe_model_layer_swa(&e->hp, layer) ? e->rope_cs_swa : e->rope_cs;
     qe_status st = qe_cl_args(e->k_rope, 8, sizeof(cl_mem), &buf, sizeof(int), &ld, sizeof(int),
                               &n_tok, sizeof(int), &seq_stride, sizeof(int), &e->hp.head_dim,
                               sizeof(int), &e->hp.n_rot, sizeof(int), &layout, sizeof(cl_mem),
-                              &e->rope_cs);
+                              &cs);
     if (st != QE_OK)
         return st;
     size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)n_heads, (size_t)n_seq * (size_t)n_tok};
@@ -558,13 +589,14 @@ qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int 
 
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
 {
-    float scale = (float)(1.0 / sqrt((double)e->hp.head_dim));
+    float scale = e->hp.attn_scale;
+    int window = qe_model_layer_swa(&e->hp, (int)(d - e->layers)) ? e->hp.swa_window : 0;
     const cl_ulong krb = (cl_ulong)e->kv_row_bytes[0], vrb = (cl_ulong)e->kv_row_bytes[1];
-    qe_status st = qe_cl_args(e->k_attn, 11, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
+    qe_status st = qe_cl_args(e->k_attn, 12, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
                               sizeof(cl_mem), &d->vc, sizeof(cl_ulong), &krb, sizeof(cl_ulong),
                               &vrb, sizeof(int), &n_tok, sizeof(int), &e->opt.n_ctx, sizeof(int),
                               &e->hp.n_heads, sizeof(int), &e->hp.n_kv_heads, sizeof(float),
-                              &scale, sizeof(cl_mem), &e->att);
+                              &scale, sizeof(int), &window, sizeof(cl_mem), &e->att);
     if (st != QE_OK)
         return st;
     size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
@@ -572,33 +604,109 @@ qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, i
     return qe_cl_run(e->cl, e->k_attn, 3, global, local, NULL);
 }
 
-/* K and V of the batch's rows into layer d's caches (K after RoPE). An f32
- * cache is written by the matmul directly; another format goes through the
- * staging buffer and the store kernel, one of K and V at a time. */
-static qe_status run_kv(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+qe_status qe_engine_run_qk_prep(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq,
+                                int n_tok, int seq_stride, cl_mem bias, cl_mem norm)
+{
+    int use_bias = bias != NULL, use_norm = norm != NULL;
+    if (!use_bias && !use_norm)
+        return QE_OK;
+    cl_mem b = use_bias ? bias : buf, w = use_norm ? norm : buf; /* unused ones: any buffer */
+    float eps = e->hp.rms_eps;
+    qe_status st = qe_cl_args(e->k_qk_prep, 10, sizeof(cl_mem), &buf, sizeof(int), &ld, sizeof(int),
+                              &n_tok, sizeof(int), &seq_stride, sizeof(int), &e->hp.head_dim,
+                              sizeof(cl_mem), &b, sizeof(int), &use_bias, sizeof(cl_mem), &w,
+                              sizeof(int), &use_norm, sizeof(float), &eps);
+    size_t global[2] = {(size_t)n_heads, (size_t)n_seq * (size_t)n_tok};
+    return st != QE_OK ? st : qe_cl_run(e->cl, e->k_qk_prep, 2, global, NULL, NULL);
+}
+
+/* K and V of the batch's rows into layer l's caches (K after bias, norm and
+ * RoPE; V after bias). An f32 cache is written by the matmul directly;
+ * another format goes through the staging buffer and the store kernel, one
+ * of K and V at a time. */
+static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
 {
     const qe_hparams *hp = &e->hp;
+    const dev_layer *d = &e->layers[l];
     const int rows = n_seq * n_tok, ctx = e->opt.n_ctx;
     qe_status st = QE_OK;
     if (e->opt.kv_k == QE_KV_F32) {
         if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok,
                                        ctx, 0)) != QE_OK ||
-            (st = qe_engine_run_rope(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) != QE_OK)
+            (st = qe_engine_run_qk_prep(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx, d->bk,
+                              d->k_norm)) != QE_OK ||
+            (st = qe_engine_run_rope(e, l, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) !=
+                QE_OK)
             return st;
     } else if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim,
                                           rows, rows, 0)) != QE_OK ||
-               (st = qe_engine_run_rope(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
+               (st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok, d->bk,
+                                 d->k_norm)) != QE_OK ||
+               (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
                                         n_tok)) != QE_OK ||
                (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0)) != QE_OK) {
         return st;
     }
-    if (e->opt.kv_v == QE_KV_F32)
-        return qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx,
-                                    0);
+    if (e->opt.kv_v == QE_KV_F32) {
+        st = qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, d->vc, e->kv_dim, n_tok, ctx,
+                                  0);
+        if (st == QE_OK)
+            st = qe_engine_run_qk_prep(e, d->vc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx, d->bv, NULL);
+        return st;
+    }
     st = qe_engine_run_matmul(e, &d->wv, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim, rows, rows, 0);
+    if (st == QE_OK)
+        st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok, d->bv, NULL);
     if (st == QE_OK)
         st = qe_engine_run_kv_store(e, 1, e->kvs, rows, d->vc, n_tok, ctx, 0);
     return st;
+}
+
+qe_status qe_engine_run_out_add(qe_engine *e, const dev_weight *w_out, cl_mem in, int ld_in,
+                                int n_rows, cl_mem post, cl_mem x, cl_mem h)
+{
+    const int dim = e->hp.dim;
+    if (!post)
+        return qe_engine_run_matmul(e, w_out, in, 0, ld_in, n_rows, x, dim, n_rows, n_rows, 1);
+    qe_status st = qe_engine_run_matmul(e, w_out, in, 0, ld_in, n_rows, h, dim, n_rows, n_rows, 0);
+    float eps = e->hp.rms_eps;
+    if (st == QE_OK)
+        st = qe_cl_args(e->k_norm_add, 5, sizeof(cl_mem), &h, sizeof(cl_mem), &post, sizeof(int),
+                        &dim, sizeof(float), &eps, sizeof(cl_mem), &x);
+    size_t global = (size_t)n_rows * (size_t)e->nw, local = (size_t)e->nw;
+    return st != QE_OK ? st : qe_cl_run(e->cl, e->k_norm_add, 1, &global, &local, NULL);
+}
+
+qe_status qe_engine_run_act(qe_engine *e, cl_mem g, cl_mem u, int n_rows)
+{
+    cl_kernel ka = e->hp.ffn_act == QE_ACT_GELU_TANH ? e->k_gelu : e->k_silu;
+    qe_status st = qe_cl_args(ka, 3, sizeof(cl_mem), &g, sizeof(cl_mem), &u, sizeof(int),
+                              &e->hp.n_ff);
+    size_t global[2] = {(size_t)e->hp.n_ff, (size_t)n_rows};
+    return st != QE_OK ? st : qe_cl_run(e->cl, ka, 2, global, NULL, NULL);
+}
+
+qe_status qe_engine_run_embed_scale(qe_engine *e, cl_mem x, int n_rows)
+{
+    if (e->hp.embd_scale == 1.0f)
+        return QE_OK;
+    cl_uint n = (cl_uint)n_rows * (cl_uint)e->hp.dim;
+    size_t g = qe_engine_round_up(n, 64);
+    qe_status st = qe_cl_args(e->k_scale, 3, sizeof(cl_mem), &x, sizeof(float), &e->hp.embd_scale,
+                              sizeof(cl_uint), &n);
+    return st != QE_OK ? st : qe_cl_run(e->cl, e->k_scale, 1, &g, NULL, NULL);
+}
+
+qe_status qe_engine_run_softcap(qe_engine *e, cl_mem logits, int n_rows)
+{
+    if (!(e->hp.final_softcap > 0))
+        return QE_OK;
+    float c = e->hp.final_softcap;
+    int nv = e->hp.n_vocab;
+    size_t g[2] = {(size_t)nv, (size_t)n_rows};
+    qe_status st = qe_cl_args(e->k_softcap, 3, sizeof(cl_mem), &logits, sizeof(int), &nv,
+                              sizeof(float), &c);
+    return st != QE_OK ? st : qe_cl_run(e->cl, e->k_softcap, 2, g, NULL, NULL);
 }
 
 /* The transformer and the final norm of the scored rows. */
@@ -613,25 +721,24 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
     size_t eg[2] = {(size_t)hp->dim, (size_t)rows};
     if (st == QE_OK)
         st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL);
+    if (st == QE_OK)
+        st = qe_engine_run_embed_scale(e, e->x, rows);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
         if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
             (st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
-            (st = run_kv(e, d, n_seq, n_tok)) != QE_OK ||
-            (st = qe_engine_run_rope(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
+            (st = run_kv(e, l, n_seq, n_tok)) != QE_OK ||
+            (st = qe_engine_run_qk_prep(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok, d->bq, d->q_norm)) != QE_OK ||
+            (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
             (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
-            (st = qe_engine_run_matmul(e, &d->wo, e->att, 0, e->q_dim, rows, e->x, hp->dim, rows, rows, 1)) != QE_OK ||
+            (st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h)) != QE_OK ||
             (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
             (st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
             (st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
             break;
-        st = qe_cl_args(e->k_silu, 3, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
-                        &hp->n_ff);
-        size_t sg[2] = {(size_t)hp->n_ff, (size_t)rows};
+        st = qe_engine_run_act(e, e->g, e->u, rows);
         if (st == QE_OK)
-            st = qe_cl_run(e->cl, e->k_silu, 2, sg, NULL, NULL);
-        if (st == QE_OK)
-            st = qe_engine_run_matmul(e, &d->w_down, e->g, 0, hp->n_ff, rows, e->x, hp->dim, rows, rows, 1);
+            st = qe_engine_run_out_add(e, &d->w_down, e->g, hp->n_ff, rows, d->ffn_post, e->x, e->h);
     }
     if (st == QE_OK)
         st = qe_engine_run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);
@@ -645,6 +752,8 @@ qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats)
     const int dim = e->hp.dim, nv = e->hp.n_vocab;
     qe_status st = qe_engine_run_matmul(e, &e->output, e->hout, (cl_ulong)row0 * (cl_ulong)dim, dim, n,
                               e->logits, nv, n, n, 0);
+    if (st == QE_OK)
+        st = qe_engine_run_softcap(e, e->logits, n);
     if (st != QE_OK || !stats)
         return st;
     st = qe_cl_args(e->k_stats, 5, sizeof(cl_mem), &e->logits, sizeof(int), &nv, sizeof(cl_mem),

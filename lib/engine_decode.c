@@ -226,16 +226,17 @@ void qe_decode_close(qe_decode *d)
 
 /* ---- the forward pass ---- */
 
-static qe_status run_rope_rows(qe_decode *d, cl_mem buf, int ld, int n_heads, int n_rows)
+static qe_status run_rope_rows(qe_decode *d, int layer, cl_mem buf, int ld, int n_heads, int n_rows)
 {
     qe_engine *e = d->e;
     int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
+    cl_mem cs = qe_model_layer_swa(&e->hp, layer) ? e->rope_cs_swa : e->rope_cs;
     size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)n_heads, (size_t)n_rows};
     if (global[0] == 0)
         return QE_OK; /* n_rot 0: nothing rotates */
     qe_status st = qe_cl_args(d->k_rope, 7, sizeof(cl_mem), &buf, sizeof(int), &ld, sizeof(cl_mem),
                               &d->rpos, sizeof(int), &e->hp.head_dim, sizeof(int), &e->hp.n_rot,
-                              sizeof(int), &layout, sizeof(cl_mem), &e->rope_cs);
+                              sizeof(int), &layout, sizeof(cl_mem), &cs);
     return st ? st : qe_cl_run(e->cl, d->k_rope, 3, global, NULL, NULL);
 }
 
@@ -262,37 +263,40 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
 {
     qe_engine *e = d->e;
     const qe_hparams *hp = &e->hp;
-    const int dim = hp->dim, n_ctx = e->opt.n_ctx;
+    const int dim = hp->dim, n_ctx = e->opt.n_ctx, li = (int)(l - e->layers);
     qe_status st;
     if ((st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->attn_norm, d->h, rows)) ||
         (st = qe_engine_run_matmul(e, &l->wq, d->h, 0, dim, rows, d->q, e->q_dim, rows, rows, 0)) ||
         (st = qe_engine_run_matmul(e, &l->wk, d->h, 0, dim, rows, d->kt, e->kv_dim, rows, rows, 0)) ||
         (st = qe_engine_run_matmul(e, &l->wv, d->h, 0, dim, rows, d->vt, e->kv_dim, rows, rows, 0)) ||
-        (st = run_rope_rows(d, d->q, e->q_dim, hp->n_heads, rows)) ||
-        (st = run_rope_rows(d, d->kt, e->kv_dim, hp->n_kv_heads, rows)))
+        (st = qe_engine_run_qk_prep(e, d->q, e->q_dim, hp->n_heads, 1, rows, rows, l->bq, l->q_norm)) ||
+        (st = qe_engine_run_qk_prep(e, d->kt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bk, l->k_norm)) ||
+        (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
+        (st = run_rope_rows(d, li, d->q, e->q_dim, hp->n_heads, rows)) ||
+        (st = run_rope_rows(d, li, d->kt, e->kv_dim, hp->n_kv_heads, rows)))
         return st;
     if ((st = store_rows(d, 0, d->kt, d->kenc, l->kc, rows)) ||
         (st = store_rows(d, 1, d->vt, d->venc, l->vc, rows)))
         return st;
-    float scale = (float)(1.0 / sqrt((double)hp->head_dim));
+    float scale = hp->attn_scale;
+    int window = qe_model_layer_swa(hp, li) ? hp->swa_window : 0;
     cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
-    st = qe_cl_args(d->k_attn, 12, sizeof(cl_mem), &d->q, sizeof(cl_mem), &l->kc, sizeof(cl_mem),
+    st = qe_cl_args(d->k_attn, 13, sizeof(cl_mem), &d->q, sizeof(cl_mem), &l->kc, sizeof(cl_mem),
                     &l->vc, sizeof(cl_ulong), &kb, sizeof(cl_ulong), &vb, sizeof(cl_mem), &d->rslot,
                     sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(int), &hp->n_heads,
-                    sizeof(int), &hp->n_kv_heads, sizeof(float), &scale, sizeof(cl_mem), &d->att);
+                    sizeof(int), &hp->n_kv_heads, sizeof(float), &scale, sizeof(int), &window,
+                    sizeof(cl_mem), &d->att);
     size_t ag[2] = {(size_t)rows * (size_t)d->aw, (size_t)hp->n_heads}, al[2] = {(size_t)d->aw, 1};
     if (st || (st = qe_cl_run(e->cl, d->k_attn, 2, ag, al, NULL)))
         return st;
-    if ((st = qe_engine_run_matmul(e, &l->wo, d->att, 0, e->q_dim, rows, d->x, dim, rows, rows, 1)) ||
+    if ((st = qe_engine_run_out_add(e, &l->wo, d->att, e->q_dim, rows, l->attn_post, d->x, d->h)) ||
         (st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->ffn_norm, d->h, rows)) ||
         (st = qe_engine_run_matmul(e, &l->w_gate, d->h, 0, dim, rows, d->g, hp->n_ff, rows, rows, 0)) ||
         (st = qe_engine_run_matmul(e, &l->w_up, d->h, 0, dim, rows, d->u, hp->n_ff, rows, rows, 0)))
         return st;
-    st = qe_cl_args(e->k_silu, 3, sizeof(cl_mem), &d->g, sizeof(cl_mem), &d->u, sizeof(int), &hp->n_ff);
-    size_t fg[2] = {(size_t)hp->n_ff, (size_t)rows};
-    if (st || (st = qe_cl_run(e->cl, e->k_silu, 2, fg, NULL, NULL)))
+    if ((st = qe_engine_run_act(e, d->g, d->u, rows)))
         return st;
-    return qe_engine_run_matmul(e, &l->w_down, d->g, 0, hp->n_ff, rows, d->x, dim, rows, rows, 1);
+    return qe_engine_run_out_add(e, &l->w_down, d->g, hp->n_ff, rows, l->ffn_post, d->x, d->h);
 }
 
 static qe_status run_forward(qe_decode *d, int rows, int n_out)
@@ -311,7 +315,8 @@ static qe_status run_forward(qe_decode *d, int rows, int n_out)
                     sizeof(cl_ulong), &e->tok_embd.row_bytes, sizeof(int), &hp->dim, sizeof(cl_mem),
                     &d->x);
     size_t eg[2] = {(size_t)dim, (size_t)rows};
-    if (st || (st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL)))
+    if (st || (st = qe_cl_run(e->cl, ke, 2, eg, NULL, NULL)) ||
+        (st = qe_engine_run_embed_scale(e, d->x, rows)))
         return st;
     for (int l = 0; l < hp->n_layers; l++)
         if ((st = run_layer(d, &e->layers[l], rows)))
@@ -322,7 +327,8 @@ static qe_status run_forward(qe_decode *d, int rows, int n_out)
     if (st || (st = qe_cl_run(e->cl, d->k_gather, 2, gg, NULL, NULL)) ||
         (st = qe_engine_run_norm(e, d->xo, n_out, n_out, 0, e->out_norm, d->hout, n_out)) ||
         (st = qe_engine_run_matmul(e, &e->output, d->hout, 0, dim, n_out, d->logits, nv, n_out,
-                                   n_out, 0)))
+                                   n_out, 0)) ||
+        (st = qe_engine_run_softcap(e, d->logits, n_out)))
         return st;
     int row0 = 0;
     st = qe_cl_args(e->k_stats, 5, sizeof(cl_mem), &d->logits, sizeof(int), &nv, sizeof(cl_mem),

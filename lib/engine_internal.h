@@ -52,6 +52,10 @@ typedef struct dev_layer {
     dev_weight w_down;           /* {n_ff, dim} */
     cl_mem kc, vc;               /* K/V cache [n_seq*n_ctx] rows of kv_row_bytes[0] / [1]
                                     bytes: n_kv*hd values in format opt.kv_k / kv_v */
+    /* Architecture switches (model.h); NULL when the model has no such tensor. */
+    cl_mem bq, bk, bv;           /* [q_dim], [kv_dim] x 2 f32 (attn_bias) */
+    cl_mem q_norm, k_norm;       /* [hd] f32 (qk_norm) */
+    cl_mem attn_post, ffn_post;  /* [dim] f32 (post_norms) */
 } dev_layer;
 
 struct qe_engine {
@@ -67,11 +71,14 @@ struct qe_engine {
 
     cl_program prog_common, prog_wt[WF_COUNT];
     cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
+    cl_kernel k_qk_prep, k_norm_add, k_gelu, k_scale, k_softcap; /* arch.cl */
     cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
 
     dev_weight tok_embd, output;
     cl_mem out_norm;     /* [dim] f32 */
     cl_mem rope_cs;      /* [n_ctx][n_rot/2] (cos, sin) f32 */
+    cl_mem rope_cs_swa;  /* the same for sliding-window layers (their own base and
+                            position scale); NULL when the model has none */
     dev_layer *layers;   /* [n_layers] */
 
     cl_mem tokens;       /* [n_seq*n_ctx] int */
@@ -128,14 +135,36 @@ qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stri
                              cl_mem w, cl_mem y, int n_rows);
 
 /* RoPE in place on buf (row stride ld floats, n_heads heads of head_dim):
- * rows s*seq_stride + p for s < n_seq, p < n_tok, rotated for position p. */
-qe_status qe_engine_run_rope(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq, int n_tok,
-                             int seq_stride);
+ * rows s*seq_stride + p for s < n_seq, p < n_tok, rotated for position p
+ * with layer's table (qe_model_layer_rope). */
+qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_heads, int n_seq,
+                             int n_tok, int seq_stride);
 
 /* Causal attention for n_seq sequences of n_tok positions from position 0:
  * e->q [n_seq*n_tok][q_dim] against d's K/V cache rows s*n_ctx + p, into
- * e->att [n_seq*n_tok][q_dim]. */
+ * e->att [n_seq*n_tok][q_dim]; scale hp.attn_scale, and the sliding window
+ * when d (one of e->layers) is a local layer. */
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok);
+
+/* ---- architecture switches (model.h), each a no-op for models without it ---- */
+
+/* Bias (attn_bias) and per-head RMSNorm (qk_norm) of the n_heads heads of
+ * rows s*seq_stride + p (s < n_seq, p < n_tok) of buf (row stride ld floats),
+ * before RoPE; bias / norm NULL skip that part (both NULL: no launch). */
+qe_status qe_engine_run_qk_prep(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq,
+                                int n_tok, int seq_stride, cl_mem bias, cl_mem norm);
+/* x += w_out(in) over n_rows rows (in: row stride ld_in): accumulated by the
+ * matmul, or with a post norm (post non-NULL) computed into h [n_rows][dim]
+ * and added normalised (rmsnorm_add). */
+qe_status qe_engine_run_out_add(qe_engine *e, const dev_weight *w_out, cl_mem in, int ld_in,
+                                int n_rows, cl_mem post, cl_mem x, cl_mem h);
+/* g = act(g) * u over n_rows rows of n_ff: silu or GELU (hp.ffn_act). */
+qe_status qe_engine_run_act(qe_engine *e, cl_mem g, cl_mem u, int n_rows);
+/* x *= hp.embd_scale over n_rows rows of dim (no launch when it is 1). */
+qe_status qe_engine_run_embed_scale(qe_engine *e, cl_mem x, int n_rows);
+/* logits = c tanh(logits / c) over n_rows rows of n_vocab, c = hp.final_softcap
+ * (no launch when 0). */
+qe_status qe_engine_run_softcap(qe_engine *e, cl_mem logits, int n_rows);
 
 /* The whole transformer for tokens already in e->tokens, then the final norm
  * of positions >= out_first into e->hout (row s*(n_tok-out_first) + p-out_first). */

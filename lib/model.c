@@ -1,5 +1,6 @@
-/* model.c - Llama-architecture models from GGUF files or Hugging Face
- * directories: hyper-parameters, weight views, shape checks, content hash.
+/* model.c - decoder-only transformers (llama, qwen2, gemma3) from GGUF
+ * files, and Llama from Hugging Face directories: hyper-parameters, weight
+ * views, shape checks, content hash.
  *
  * Both loaders fill a qe_hparams and a qe_weights whose tensors view the
  * mapped file, then pass them through check_model(), the same validation
@@ -43,6 +44,43 @@ struct qe_model {
     float *rope_freqs;  /* [n_rot/2] owned divisors (HF llama3 scaling) */
 };
 
+const char *qe_model_arch_name(qe_arch a)
+{
+    switch (a) {
+    case QE_ARCH_LLAMA: return "llama";
+    case QE_ARCH_QWEN2: return "qwen2";
+    case QE_ARCH_GEMMA3: return "gemma3";
+    }
+    return "?";
+}
+
+int qe_model_layer_swa(const qe_hparams *hp, int l)
+{
+    if (hp->swa_window <= 0)
+        return 0;
+    return hp->swa_pattern == 0 || l % hp->swa_pattern < hp->swa_pattern - 1;
+}
+
+void qe_model_layer_rope(const qe_hparams *hp, int l, float *base, float *freq_scale)
+{
+    int swa = qe_model_layer_swa(hp, l);
+    *base = swa ? hp->rope_base_swa : hp->rope_base;
+    *freq_scale = swa ? hp->rope_freq_scale_swa : hp->rope_freq_scale;
+}
+
+/* Fill the switches left at 0 with their plain-Llama meaning (see qe_hparams). */
+static void resolve_defaults(qe_hparams *hp)
+{
+    if (hp->embd_scale == 0.0f)
+        hp->embd_scale = 1.0f;
+    if (hp->attn_scale == 0.0f && hp->head_dim > 0)
+        hp->attn_scale = (float)(1.0 / sqrt((double)hp->head_dim));
+    if (hp->rope_base_swa == 0.0f)
+        hp->rope_base_swa = hp->rope_base;
+    if (hp->rope_freq_scale_swa == 0.0f)
+        hp->rope_freq_scale_swa = hp->rope_freq_scale;
+}
+
 const char *qe_model_rope_layout_name(qe_rope_layout l)
 {
     return l == QE_ROPE_PAIRS ? "pairs" : l == QE_ROPE_HALVES ? "halves" : "?";
@@ -77,6 +115,10 @@ static qe_status check_hparams(const char *src, const qe_hparams *hp)
     RANGE(n_ctx_train, 1, INT32_MAX);
     RANGE(bos_id, -1, hp->n_vocab - 1);
     RANGE(eos_id, -1, hp->n_vocab - 1);
+    RANGE(arch, QE_ARCH_LLAMA, QE_ARCH_GEMMA3);
+    RANGE(ffn_act, QE_ACT_SILU, QE_ACT_GELU_TANH);
+    RANGE(swa_window, 0, INT32_MAX);
+    RANGE(swa_pattern, 0, MAX_LAYERS);
 #undef RANGE
     if (hp->n_heads % hp->n_kv_heads != 0)
         return qe_fail(QE_ECORRUPT, "%s: %d query heads are not a multiple of %d key/value heads",
@@ -93,6 +135,18 @@ static qe_status check_hparams(const char *src, const qe_hparams *hp)
         !(hp->rope_factor > 0.0f && isfinite(hp->rope_factor)))
         return qe_fail(QE_ECORRUPT, "%s: RoPE scaling factor %g / frequency scale %g, expected > 0",
                        src, (double)hp->rope_factor, (double)hp->rope_freq_scale);
+    if (!(hp->rope_base_swa > 1.0f && isfinite(hp->rope_base_swa)) ||
+        !(hp->rope_freq_scale_swa > 0.0f && isfinite(hp->rope_freq_scale_swa)))
+        return qe_fail(QE_ECORRUPT, "%s: local-layer RoPE base %g / frequency scale %g, expected "
+                       "a base > 1 and a scale > 0", src, (double)hp->rope_base_swa,
+                       (double)hp->rope_freq_scale_swa);
+    if (!(hp->embd_scale > 0.0f && isfinite(hp->embd_scale)) ||
+        !(hp->attn_scale > 0.0f && isfinite(hp->attn_scale)))
+        return qe_fail(QE_ECORRUPT, "%s: embedding scale %g / attention scale %g, expected "
+                       "finite values > 0", src, (double)hp->embd_scale, (double)hp->attn_scale);
+    if (!(hp->final_softcap >= 0.0f && isfinite(hp->final_softcap)))
+        return qe_fail(QE_ECORRUPT, "%s: final logit soft-cap %g, expected 0 (none) or > 0", src,
+                       (double)hp->final_softcap);
     if (hp->rope_layout != QE_ROPE_PAIRS && hp->rope_layout != QE_ROPE_HALVES)
         return qe_fail(QE_EINVAL, "%s: unknown RoPE layout %d", src, (int)hp->rope_layout);
     if (hp->rope_scaling < QE_ROPE_SCALING_NONE || hp->rope_scaling > QE_ROPE_SCALING_LLAMA3)
@@ -159,6 +213,18 @@ static qe_status check_model(const char *src, const qe_hparams *hp, const qe_wei
             (st = expect(src, &L->w_gate, l, "ffn_gate", d, ff)) != QE_OK ||
             (st = expect(src, &L->w_up, l, "ffn_up", d, ff)) != QE_OK ||
             (st = expect(src, &L->w_down, l, "ffn_down", ff, d)) != QE_OK)
+            return st;
+        if (hp->attn_bias && ((st = expect(src, &L->bq, l, "attn_q.bias", q, 1)) != QE_OK ||
+                              (st = expect(src, &L->bk, l, "attn_k.bias", kv, 1)) != QE_OK ||
+                              (st = expect(src, &L->bv, l, "attn_v.bias", kv, 1)) != QE_OK))
+            return st;
+        if (hp->qk_norm &&
+            ((st = expect(src, &L->attn_q_norm, l, "attn_q_norm", hp->head_dim, 1)) != QE_OK ||
+             (st = expect(src, &L->attn_k_norm, l, "attn_k_norm", hp->head_dim, 1)) != QE_OK))
+            return st;
+        if (hp->post_norms &&
+            ((st = expect(src, &L->attn_post_norm, l, "post_attention_norm", d, 1)) != QE_OK ||
+             (st = expect(src, &L->ffn_post_norm, l, "post_ffw_norm", d, 1)) != QE_OK))
             return st;
     }
     return QE_OK;
@@ -231,9 +297,10 @@ qe_status qe_model_build(const qe_hparams *hp, const qe_weights *w, const char *
         st = qe_fail(QE_ENOMEM, "%s: out of memory", name);
         goto done;
     }
-    if ((st = check_hparams(name, hp)) != QE_OK)
-        goto done;
     m->hp = *hp;
+    resolve_defaults(&m->hp);
+    if ((st = check_hparams(name, &m->hp)) != QE_OK)
+        goto done;
     m->w = *w;
     m->w.layers = calloc((size_t)hp->n_layers, sizeof *m->w.layers);
     if (!m->w.layers) {
@@ -302,24 +369,98 @@ static qe_status gguf_opt_f32(const qe_gguf *g, const char *key, float *out)
     return st == QE_OK ? QE_OK : qe_fail_prefix(st, "%s", qe_gguf_path(g));
 }
 
+/* The architectures qeval computes, by general.architecture. */
+static const struct {
+    const char *name;
+    qe_arch arch;
+} gguf_archs[] = {
+    {"llama", QE_ARCH_LLAMA},
+    {"qwen2", QE_ARCH_QWEN2},
+    {"gemma3", QE_ARCH_GEMMA3},
+};
+
+/* "<arch>.<suffix>" into one of a few rotating buffers (keys are short). */
+static const char *arch_key(const char *arch, const char *suffix)
+{
+    static _Thread_local char buf[4][96];
+    static _Thread_local int k;
+    char *b = buf[k++ & 3];
+    snprintf(b, sizeof buf[0], "%s.%s", arch, suffix);
+    return b;
+}
+
+/* Switches of each architecture (see the top of model.h), and the keys
+ * only some architectures have. */
+static qe_status gguf_arch_hparams(const qe_gguf *g, const char *an, qe_hparams *hp)
+{
+    const char *src = qe_gguf_path(g);
+    qe_status st;
+    hp->embd_scale = 1.0f;
+    hp->attn_scale = (float)(1.0 / sqrt((double)hp->head_dim));
+    hp->rope_base_swa = hp->rope_base;
+    hp->rope_freq_scale_swa = hp->rope_freq_scale;
+    switch (hp->arch) {
+    case QE_ARCH_LLAMA:
+        break;
+    case QE_ARCH_QWEN2:
+        hp->attn_bias = 1;
+        hp->rope_layout = QE_ROPE_HALVES;
+        break;
+    case QE_ARCH_GEMMA3:
+        /* llama.cpp's gemma3 hyper-parameters: scale the embedding by
+         * sqrtf(n_embd); q/k norms and post norms; GELU; a sliding window on
+         * 5 of every 6 layers when the file names one, those layers with RoPE
+         * base 10000 and no position scaling; the 27B model (62 layers)
+         * scales attention by 1/sqrt(n_embd / n_head) (query_pre_attn_scalar). */
+        hp->rope_layout = QE_ROPE_HALVES;
+        hp->embd_scale = sqrtf((float)hp->dim);
+        hp->qk_norm = 1;
+        hp->post_norms = 1;
+        hp->ffn_act = QE_ACT_GELU_TANH;
+        if ((st = gguf_opt_u32(g, arch_key(an, "attention.sliding_window"), &hp->swa_window)) !=
+            QE_OK)
+            return st;
+        if (hp->swa_window > 0) {
+            hp->swa_pattern = 6;
+            hp->rope_base_swa = 10000.0f;
+            hp->rope_freq_scale_swa = 1.0f;
+        }
+        if (hp->n_layers == 62)
+            hp->attn_scale = (float)(1.0 / sqrt((double)(hp->dim / hp->n_heads)));
+        if ((st = gguf_opt_f32(g, arch_key(an, "final_logit_softcapping"), &hp->final_softcap)) !=
+            QE_OK)
+            return st;
+        if (!(hp->final_softcap >= 0.0f))
+            return qe_fail(QE_ECORRUPT, "%s: %s = %g, expected >= 0", src,
+                           arch_key(an, "final_logit_softcapping"), (double)hp->final_softcap);
+        break;
+    }
+    return QE_OK;
+}
+
 static qe_status load_gguf(qe_model *m)
 {
     qe_status st = qe_gguf_open(m->path, &m->gguf);
     if (st != QE_OK)
         return st;
     const qe_gguf *g = m->gguf;
-    const char *src = m->path, *arch = NULL;
+    const char *src = m->path, *an = NULL;
     qe_hparams *hp = &m->hp;
-    if ((st = qe_gguf_get_str(g, "general.architecture", &arch, NULL)) != QE_OK)
+    if ((st = qe_gguf_get_str(g, "general.architecture", &an, NULL)) != QE_OK)
         return qe_fail_prefix(st == QE_ENOTFOUND ? QE_ECORRUPT : st, "%s", src);
-    if (strcmp(arch, "llama") != 0)
+    size_t ai = 0, n_archs = sizeof gguf_archs / sizeof gguf_archs[0];
+    while (ai < n_archs && strcmp(an, gguf_archs[ai].name) != 0)
+        ai++;
+    if (ai == n_archs)
         return qe_fail(QE_EUNSUPPORTED,
-                       "%s: general.architecture is \"%s\"; qeval supports \"llama\" only", src,
-                       arch);
+                       "%s: general.architecture is \"%s\"; qeval supports \"llama\", \"qwen2\" "
+                       "and \"gemma3\"",
+                       src, an);
+    hp->arch = gguf_archs[ai].arch;
     /* The file's base name: general.name is often just "llama". */
     if ((st = set_name(m, NULL)) != QE_OK)
         return st;
-    int64_t kv_idx = qe_gguf_find_key(g, "llama.attention.head_count_kv");
+    int64_t kv_idx = qe_gguf_find_key(g, arch_key(an, "attention.head_count_kv"));
     if (kv_idx >= 0 && qe_gguf_kv_type(g, (uint64_t)kv_idx) == QE_GGUF_ARRAY)
         return qe_fail(QE_EUNSUPPORTED, "%s: per-layer key/value head counts are not supported",
                        src);
@@ -330,40 +471,43 @@ static qe_status load_gguf(qe_model *m)
     hp->rope_layout = QE_ROPE_PAIRS;
     hp->rope_scaling = QE_ROPE_SCALING_NONE;
     hp->n_ctx_train = 2048;
-    if ((st = gguf_req_u32(g, "llama.embedding_length", &hp->dim)) != QE_OK ||
-        (st = gguf_req_u32(g, "llama.block_count", &hp->n_layers)) != QE_OK ||
-        (st = gguf_req_u32(g, "llama.feed_forward_length", &hp->n_ff)) != QE_OK ||
-        (st = gguf_req_u32(g, "llama.attention.head_count", &hp->n_heads)) != QE_OK ||
-        (st = gguf_opt_u32(g, "llama.context_length", &hp->n_ctx_train)) != QE_OK)
+    if ((st = gguf_req_u32(g, arch_key(an, "embedding_length"), &hp->dim)) != QE_OK ||
+        (st = gguf_req_u32(g, arch_key(an, "block_count"), &hp->n_layers)) != QE_OK ||
+        (st = gguf_req_u32(g, arch_key(an, "feed_forward_length"), &hp->n_ff)) != QE_OK ||
+        (st = gguf_req_u32(g, arch_key(an, "attention.head_count"), &hp->n_heads)) != QE_OK ||
+        (st = gguf_opt_u32(g, arch_key(an, "context_length"), &hp->n_ctx_train)) != QE_OK)
         return st;
-    if ((st = qe_gguf_get_f32(g, "llama.attention.layer_norm_rms_epsilon", &hp->rms_eps)) != QE_OK)
+    if ((st = qe_gguf_get_f32(g, arch_key(an, "attention.layer_norm_rms_epsilon"),
+                              &hp->rms_eps)) != QE_OK)
         return qe_fail_prefix(st == QE_ENOTFOUND ? QE_ECORRUPT : st, "%s", src);
     hp->n_kv_heads = hp->n_heads;
-    if ((st = gguf_opt_u32(g, "llama.attention.head_count_kv", &hp->n_kv_heads)) != QE_OK)
+    if ((st = gguf_opt_u32(g, arch_key(an, "attention.head_count_kv"), &hp->n_kv_heads)) != QE_OK)
         return st;
     if (hp->n_heads < 1)
-        return qe_fail(QE_ECORRUPT, "%s: llama.attention.head_count is 0", src);
+        return qe_fail(QE_ECORRUPT, "%s: %s is 0", src, arch_key(an, "attention.head_count"));
     hp->head_dim = hp->dim / hp->n_heads;
     int32_t v_len = -1;
-    if ((st = gguf_opt_u32(g, "llama.attention.key_length", &hp->head_dim)) != QE_OK ||
-        (st = gguf_opt_u32(g, "llama.attention.value_length", &v_len)) != QE_OK)
+    if ((st = gguf_opt_u32(g, arch_key(an, "attention.key_length"), &hp->head_dim)) != QE_OK ||
+        (st = gguf_opt_u32(g, arch_key(an, "attention.value_length"), &v_len)) != QE_OK)
         return st;
     if (v_len >= 0 && v_len != hp->head_dim)
         return qe_fail(QE_EUNSUPPORTED, "%s: key length %d != value length %d", src, hp->head_dim,
                        v_len);
+    if (hp->head_dim < 1)
+        return qe_fail(QE_ECORRUPT, "%s: head dimension %d, expected >= 1", src, hp->head_dim);
     hp->n_rot = hp->head_dim;
-    if ((st = gguf_opt_u32(g, "llama.rope.dimension_count", &hp->n_rot)) != QE_OK ||
-        (st = gguf_opt_f32(g, "llama.rope.freq_base", &hp->rope_base)) != QE_OK)
+    if ((st = gguf_opt_u32(g, arch_key(an, "rope.dimension_count"), &hp->n_rot)) != QE_OK ||
+        (st = gguf_opt_f32(g, arch_key(an, "rope.freq_base"), &hp->rope_base)) != QE_OK)
         return st;
 
     /* Scaling: rope.scaling.type + rope.scaling.factor, or the older
      * rope.scale_linear. A factor of 0 (or 1) means none. */
     const char *stype = NULL;
     float factor = 0.0f;
-    if ((st = gguf_opt_f32(g, "llama.rope.scale_linear", &factor)) != QE_OK ||
-        (st = gguf_opt_f32(g, "llama.rope.scaling.factor", &factor)) != QE_OK)
+    if ((st = gguf_opt_f32(g, arch_key(an, "rope.scale_linear"), &factor)) != QE_OK ||
+        (st = gguf_opt_f32(g, arch_key(an, "rope.scaling.factor"), &factor)) != QE_OK)
         return st;
-    st = qe_gguf_get_str(g, "llama.rope.scaling.type", &stype, NULL);
+    st = qe_gguf_get_str(g, arch_key(an, "rope.scaling.type"), &stype, NULL);
     if (st != QE_OK && st != QE_ENOTFOUND)
         return qe_fail_prefix(st, "%s", src);
     if (stype && strcmp(stype, "none") != 0 && strcmp(stype, "linear") != 0)
@@ -378,6 +522,8 @@ static qe_status load_gguf(qe_model *m)
         hp->rope_factor = factor;
         hp->rope_freq_scale = 1.0f / factor;
     }
+    if ((st = gguf_arch_hparams(g, an, hp)) != QE_OK)
+        return st;
 
     uint32_t id;
     if (qe_gguf_get_u32(g, "tokenizer.ggml.bos_token_id", &id) == QE_OK && id <= INT32_MAX)
@@ -401,7 +547,7 @@ static qe_status load_gguf(qe_model *m)
     if (qe_gguf_get_arr(g, "tokenizer.ggml.tokens", &et, &n_tok) == QE_OK)
         hp->n_vocab = n_tok < INT32_MAX ? (int32_t)n_tok : INT32_MAX;
     qe_errclear();
-    if ((st = gguf_opt_u32(g, "llama.vocab_size", &hp->n_vocab)) != QE_OK)
+    if ((st = gguf_opt_u32(g, arch_key(an, "vocab_size"), &hp->n_vocab)) != QE_OK)
         return st;
     /* No output matrix, or one byte-identical to the embedding (llama2.c
      * exports such as stories260K write the shared matrix twice): tied, so
@@ -418,20 +564,38 @@ static qe_status load_gguf(qe_model *m)
     w->layers = calloc((size_t)hp->n_layers, sizeof *w->layers);
     if (!w->layers)
         return qe_fail(QE_ENOMEM, "%s: out of memory", src);
+    /* Tensor name suffixes (blk.N.<suffix>) and the switch that requires them. */
+    enum { ALWAYS, BIAS, QK_NORM, POST_NORMS };
     static const struct {
         const char *suffix;
+        int when;
         size_t off;
     } parts[] = {
-        {"attn_norm", offsetof(qe_layer, attn_norm)}, {"attn_q", offsetof(qe_layer, wq)},
-        {"attn_k", offsetof(qe_layer, wk)},           {"attn_v", offsetof(qe_layer, wv)},
-        {"attn_output", offsetof(qe_layer, wo)},      {"ffn_norm", offsetof(qe_layer, ffn_norm)},
-        {"ffn_gate", offsetof(qe_layer, w_gate)},     {"ffn_up", offsetof(qe_layer, w_up)},
-        {"ffn_down", offsetof(qe_layer, w_down)},
+        {"attn_norm.weight", ALWAYS, offsetof(qe_layer, attn_norm)},
+        {"attn_q.weight", ALWAYS, offsetof(qe_layer, wq)},
+        {"attn_k.weight", ALWAYS, offsetof(qe_layer, wk)},
+        {"attn_v.weight", ALWAYS, offsetof(qe_layer, wv)},
+        {"attn_output.weight", ALWAYS, offsetof(qe_layer, wo)},
+        {"ffn_norm.weight", ALWAYS, offsetof(qe_layer, ffn_norm)},
+        {"ffn_gate.weight", ALWAYS, offsetof(qe_layer, w_gate)},
+        {"ffn_up.weight", ALWAYS, offsetof(qe_layer, w_up)},
+        {"ffn_down.weight", ALWAYS, offsetof(qe_layer, w_down)},
+        {"attn_q.bias", BIAS, offsetof(qe_layer, bq)},
+        {"attn_k.bias", BIAS, offsetof(qe_layer, bk)},
+        {"attn_v.bias", BIAS, offsetof(qe_layer, bv)},
+        {"attn_q_norm.weight", QK_NORM, offsetof(qe_layer, attn_q_norm)},
+        {"attn_k_norm.weight", QK_NORM, offsetof(qe_layer, attn_k_norm)},
+        {"post_attention_norm.weight", POST_NORMS, offsetof(qe_layer, attn_post_norm)},
+        {"post_ffw_norm.weight", POST_NORMS, offsetof(qe_layer, ffn_post_norm)},
     };
+    const int on[] = {[ALWAYS] = 1, [BIAS] = hp->attn_bias, [QK_NORM] = hp->qk_norm,
+                      [POST_NORMS] = hp->post_norms};
     for (int l = 0; l < hp->n_layers; l++)
         for (size_t p = 0; p < sizeof parts / sizeof parts[0]; p++) {
-            char tn[64];
-            snprintf(tn, sizeof tn, "blk.%d.%s.weight", l, parts[p].suffix);
+            if (!on[parts[p].when])
+                continue;
+            char tn[80];
+            snprintf(tn, sizeof tn, "blk.%d.%s", l, parts[p].suffix);
             qe_tensor *t = (qe_tensor *)((char *)&w->layers[l] + parts[p].off);
             if ((st = gguf_view(g, tn, 0, t)) != QE_OK)
                 return st;
@@ -728,6 +892,7 @@ static qe_status load_hf(qe_model *m)
             if ((st = hf_view(m->st, tn, 0, parts[p].n_dims, t)) != QE_OK)
                 goto done;
         }
+    resolve_defaults(hp);
     st = check_model(src, hp, w);
 done:
     json_decref(cfg);
@@ -796,10 +961,14 @@ static void each_tensor(const qe_model *m, void (*fn)(const qe_tensor *, uint64_
         fn(&w->output, acc);
     for (int l = 0; l < m->hp.n_layers; l++) {
         const qe_layer *L = &w->layers[l];
-        const qe_tensor *ts[] = {&L->attn_norm, &L->wq, &L->wk, &L->wv, &L->wo,
-                                 &L->ffn_norm, &L->w_gate, &L->w_up, &L->w_down};
+        const qe_tensor *ts[] = {&L->attn_norm, &L->wq,          &L->wk,          &L->wv,
+                                 &L->wo,        &L->ffn_norm,    &L->w_gate,      &L->w_up,
+                                 &L->w_down,    &L->bq,          &L->bk,          &L->bv,
+                                 &L->attn_q_norm, &L->attn_k_norm, &L->attn_post_norm,
+                                 &L->ffn_post_norm};
         for (size_t i = 0; i < sizeof ts / sizeof ts[0]; i++)
-            fn(ts[i], acc);
+            if (ts[i]->data) /* the optional ones are absent unless their switch is on */
+                fn(ts[i], acc);
     }
 }
 
@@ -840,10 +1009,11 @@ void qe_model_describe(const qe_model *m, char *buf, size_t cap)
         return;
     int n = snprintf(
         buf, cap,
-        "%s (%s, llama): %.2fM params, %.2f MiB of weights (%s)\n"
+        "%s (%s, %s): %.2fM params, %.2f MiB of weights (%s)\n"
         "  vocab %d, dim %d, layers %d, heads %d/%d kv, head_dim %d, ffn %d, context %d\n"
         "  rms_eps %g, rope base %g, layout %s, n_rot %d, scaling %s",
-        m->name, m->format == QE_MODEL_GGUF ? "gguf" : "hf", (double)qe_model_n_params(m) / 1e6,
+        m->name, m->format == QE_MODEL_GGUF ? "gguf" : "hf", qe_model_arch_name(hp->arch),
+        (double)qe_model_n_params(m) / 1e6,
         (double)qe_model_weight_bytes(m) / (1 << 20), qe_dtype_name(m->w.layers[0].wq.type),
         hp->n_vocab, hp->dim, hp->n_layers, hp->n_heads, hp->n_kv_heads, hp->head_dim, hp->n_ff,
         hp->n_ctx_train, (double)hp->rms_eps, (double)hp->rope_base,
@@ -852,6 +1022,20 @@ void qe_model_describe(const qe_model *m, char *buf, size_t cap)
     if (n >= 0 && (size_t)n < cap && hp->rope_scaling != QE_ROPE_SCALING_NONE)
         n += snprintf(buf + n, cap - (size_t)n, " x%g", (double)hp->rope_factor);
     if (n >= 0 && (size_t)n < cap)
-        snprintf(buf + n, cap - (size_t)n, "\n  output %s, bos %d, eos %d",
-                 hp->tied ? "tied to the embedding" : "separate", hp->bos_id, hp->eos_id);
+        n += snprintf(buf + n, cap - (size_t)n, "\n  output %s, bos %d, eos %d",
+                      hp->tied ? "tied to the embedding" : "separate", hp->bos_id, hp->eos_id);
+    if (n >= 0 && (size_t)n < cap && hp->arch != QE_ARCH_LLAMA)
+        n += snprintf(buf + n, cap - (size_t)n,
+                      "\n  %s: embedding x%g, attention scale %g, ffn %s%s%s%s",
+                      qe_model_arch_name(hp->arch), (double)hp->embd_scale,
+                      (double)hp->attn_scale, hp->ffn_act == QE_ACT_SILU ? "silu" : "gelu-tanh",
+                      hp->attn_bias ? ", q/k/v biases" : "", hp->qk_norm ? ", q/k norms" : "",
+                      hp->post_norms ? ", post norms" : "");
+    if (n >= 0 && (size_t)n < cap && hp->swa_window > 0)
+        n += snprintf(buf + n, cap - (size_t)n,
+                      "\n  sliding window %d on layers l %% %d < %d (rope base %g there)",
+                      hp->swa_window, hp->swa_pattern, hp->swa_pattern - 1,
+                      (double)hp->rope_base_swa);
+    if (n >= 0 && (size_t)n < cap && hp->final_softcap > 0)
+        snprintf(buf + n, cap - (size_t)n, "\n  final logit soft-cap %g", (double)hp->final_softcap);
 }

@@ -1,30 +1,60 @@
-/* model.h - a Llama-architecture model: hyper-parameters and weight views.
+/* model.h - a decoder-only transformer: hyper-parameters and weight views.
+ *
+ * Architectures (qe_arch), each a set of switches in qe_hparams that every
+ * consumer reads, over one forward pass (below):
+ *   llama   the base case;
+ *   qwen2   llama plus Q/K/V biases; RoPE on halves (llama.cpp's converter
+ *           does not permute Qwen2's Q/K rows: GGML NEOX rope);
+ *   gemma3  embedding scaled by sqrt(dim); per-head RMSNorm of q and k before
+ *           RoPE; RMSNorm of the attention and FFN outputs before each
+ *           residual add; GELU (tanh approximation) in the gated FFN;
+ *           sliding-window attention on local layers (llama.cpp's pattern:
+ *           layer l is local iff l % 6 < 5, window from
+ *           gemma3.attention.sliding_window; no window key or 0 = every layer
+ *           global) with RoPE base 10000 and no position scaling on local
+ *           layers, rope.freq_base and the file's (linear) scaling on global
+ *           ones; attention scale 1/sqrt(head_dim), except the 62-layer (27B)
+ *           model: 1/sqrt(dim / n_heads) (query_pre_attn_scalar); logits
+ *           soft-capped only when gemma3.final_logit_softcapping is present
+ *           and > 0 (Gemma 3 checkpoints have none). Gemma's RMSNorm
+ *           multiplies by (1 + w): llama.cpp's converter stores 1 + w in the
+ *           GGUF, so the file's norm weights are used as they are. RoPE on
+ *           halves.
  *
  * Sources:
- *   - a GGUF file whose general.architecture is "llama" (any other string is
- *     QE_EUNSUPPORTED, and the message names it);
+ *   - a GGUF file whose general.architecture is "llama", "qwen2" or
+ *     "gemma3" (any other string is QE_EUNSUPPORTED, and the message names
+ *     it); keys are read under the architecture's prefix ("gemma3.block_count");
  *   - a Hugging Face directory holding config.json (model_type "llama", or
  *     no model_type and architectures ["LlamaForCausalLM"]) and a single
  *     model.safetensors; or the path of a .safetensors file, whose directory
- *     holds config.json.
+ *     holds config.json. (Llama only.)
  *
  * Weights are qe_tensor views into the mmap'ed file: nothing is copied, and
  * the views live until qe_model_close. Every tensor's shape is checked
  * against the hyper-parameters at open (the message names the tensor, the
  * expected and the actual shape).
  *
- * The forward pass every consumer (lib/ref.c, lib/engine.c) computes:
- *   x = token_embd[token]                                        (dim)
+ * The forward pass every consumer (lib/ref.c, lib/engine.c) computes; the
+ * bracketed steps run only when the switch named is on:
+ *   x = token_embd[token] * embd_scale                          (dim)
  *   for each layer l:
  *     h = rmsnorm(x, attn_norm)       rmsnorm(v,w)_i = v_i / sqrt(mean(v^2) + rms_eps) * w_i
  *     q = wq h, k = wk h, v = wv h    (n_heads | n_kv_heads) x head_dim
- *     rope(q), rope(k) per head, at position pos (see qe_rope_layout)
- *     a_h = softmax_j<=pos(q_h . k_{g(h),j} / sqrt(head_dim)) v_{g(h),j}
- *           with g(h) = h / (n_heads / n_kv_heads)   (grouped-query attention)
- *     x += wo a
+ *     [attn_bias: q += bq, k += bk, v += bv]
+ *     [qk_norm: each head of q = rmsnorm(head, attn_q_norm), of k with attn_k_norm]
+ *     rope(q), rope(k) per head, at position pos (see qe_rope_layout), with
+ *           the layer's base and position scale (qe_model_layer_rope)
+ *     a_h = softmax_j(q_h . k_{g(h),j} * attn_scale) v_{g(h),j}
+ *           over j <= pos, and j > pos - swa_window on sliding layers
+ *           (qe_model_layer_swa), with g(h) = h / (n_heads / n_kv_heads)
+ *     o = wo a;  [post_norms: o = rmsnorm(o, attn_post_norm)];  x += o
  *     h = rmsnorm(x, ffn_norm)
- *     x += w_down (silu(w_gate h) * (w_up h))          silu(z) = z / (1 + e^-z)
+ *     f = w_down (act(w_gate h) * (w_up h))   act: silu(z) = z / (1 + e^-z), or
+ *           gelu_tanh(z) = z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3)))
+ *     [post_norms: f = rmsnorm(f, ffn_post_norm)];  x += f
  *   logits = output (rmsnorm(x, output_norm))                    (n_vocab)
+ *   [final_softcap > 0: logits = final_softcap * tanh(logits / final_softcap)]
  *
  * RoPE: for pair index i in 0 .. n_rot/2 - 1 and position pos,
  *   theta_i = (pos * rope_freq_scale) * rope_base^(-2i / n_rot) / f_i
@@ -33,7 +63,8 @@
  *   QE_ROPE_PAIRS  (a, b) = (x[2i], x[2i+1])          GGUF "llama": llama.cpp's
  *                  converter permuted the Q/K rows of the HF checkpoint so that
  *                  adjacent elements form the pairs;
- *   QE_ROPE_HALVES (a, b) = (x[i], x[i + n_rot/2])     Hugging Face checkpoints.
+ *   QE_ROPE_HALVES (a, b) = (x[i], x[i + n_rot/2])     Hugging Face checkpoints,
+ *                  GGUF "qwen2" and "gemma3".
  *   a' = a cos(theta) - b sin(theta);  b' = a sin(theta) + b cos(theta).
  * Dimensions n_rot .. head_dim-1 of a head are not rotated. Weights are
  * never permuted at load: consumers apply the layout the model states.
@@ -69,6 +100,17 @@ typedef enum qe_rope_scaling {
     QE_ROPE_SCALING_LLAMA3 = 2  /* per-frequency divisors, in weights.rope_freqs */
 } qe_rope_scaling;
 
+typedef enum qe_arch {
+    QE_ARCH_LLAMA = 0,
+    QE_ARCH_QWEN2 = 1,
+    QE_ARCH_GEMMA3 = 2
+} qe_arch;
+
+typedef enum qe_ffn_act {
+    QE_ACT_SILU = 0,     /* z / (1 + e^-z) */
+    QE_ACT_GELU_TANH = 1 /* z/2 (1 + tanh(sqrt(2/pi) (z + 0.044715 z^3))) */
+} qe_ffn_act;
+
 typedef struct qe_hparams {
     int32_t n_vocab;     /* rows of token_embd and output */
     int32_t dim;         /* residual stream width (n_embd, hidden_size) */
@@ -89,6 +131,24 @@ typedef struct qe_hparams {
     int32_t eos_id;      /* -1 when the file does not say */
     int tied;            /* 1: output views token_embd (the file has no output matrix,
                             or its bytes equal the embedding's) */
+    /* Architecture switches (see the top of this file). Zero everywhere is
+     * plain Llama: qe_model_build turns embd_scale 0 into 1, attn_scale 0
+     * into 1/sqrt(head_dim), rope_base_swa 0 into rope_base and
+     * rope_freq_scale_swa 0 into rope_freq_scale. */
+    qe_arch arch;
+    float embd_scale;          /* multiplies the token embedding */
+    float attn_scale;          /* multiplies q . k */
+    qe_ffn_act ffn_act;        /* gate activation */
+    int attn_bias;             /* 1: layers have bq, bk, bv */
+    int qk_norm;               /* 1: layers have attn_q_norm, attn_k_norm */
+    int post_norms;            /* 1: layers have attn_post_norm, ffn_post_norm */
+    int32_t swa_window;        /* 0: no sliding window; else local layers see
+                                  positions pos - swa_window + 1 .. pos */
+    int32_t swa_pattern;       /* layer l is local iff swa_window > 0 and
+                                  (swa_pattern == 0 or l % swa_pattern < swa_pattern - 1) */
+    float rope_base_swa;       /* RoPE base of local layers */
+    float rope_freq_scale_swa; /* position scale of local layers */
+    float final_softcap;       /* 0: none; else logits = c tanh(logits / c) */
 } qe_hparams;
 
 typedef struct qe_layer {
@@ -101,6 +161,14 @@ typedef struct qe_layer {
     qe_tensor w_gate;    /* ne {dim, n_ff}  (w1) */
     qe_tensor w_up;      /* ne {dim, n_ff}  (w3) */
     qe_tensor w_down;    /* ne {n_ff, dim}  (w2) */
+    /* Present only when the switch named is on (data NULL otherwise). */
+    qe_tensor bq;             /* ne {n_heads * head_dim, 1}     attn_bias */
+    qe_tensor bk;             /* ne {n_kv_heads * head_dim, 1}  attn_bias */
+    qe_tensor bv;             /* ne {n_kv_heads * head_dim, 1}  attn_bias */
+    qe_tensor attn_q_norm;    /* ne {head_dim, 1}  qk_norm (shared by every head) */
+    qe_tensor attn_k_norm;    /* ne {head_dim, 1}  qk_norm */
+    qe_tensor attn_post_norm; /* ne {dim, 1}  post_norms */
+    qe_tensor ffn_post_norm;  /* ne {dim, 1}  post_norms */
 } qe_layer;
 
 typedef struct qe_weights {
@@ -152,6 +220,13 @@ qe_status qe_model_sha256(const qe_model *m, uint8_t out[32]);
  * Writes at most cap bytes including the NUL (truncates). */
 void qe_model_describe(const qe_model *m, char *buf, size_t cap);
 
+/* 1 if layer l attends through the sliding window (see qe_hparams). */
+int qe_model_layer_swa(const qe_hparams *hp, int l);
+/* RoPE base and position scale of layer l: rope_base_swa / rope_freq_scale_swa
+ * on local layers, rope_base / rope_freq_scale elsewhere. */
+void qe_model_layer_rope(const qe_hparams *hp, int l, float *base, float *freq_scale);
+
+const char *qe_model_arch_name(qe_arch a);                 /* "llama", "qwen2", "gemma3" */
 const char *qe_model_rope_layout_name(qe_rope_layout l);   /* "pairs", "halves" */
 const char *qe_model_rope_scaling_name(qe_rope_scaling s); /* "none", "linear", "llama3" */
 

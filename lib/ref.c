@@ -1,5 +1,5 @@
 /* ref.c - the reference forward pass (the math is spelled out at the top of
- * model.h). Modelled on llama2.c's forward(): one token per call, a KV cache
+ * model.h, every architecture switch included). Modelled on llama2.c's forward(): one token per call, a KV cache
  * of doubles, every reduction accumulated in double. Weight rows go through
  * qe_tensor_row_f32, the single per-type decoder, so this file never looks at
  * element types. With qe_ref_new_kv, K and V rows make a round trip through a
@@ -154,12 +154,40 @@ static void rmsnorm(qe_ref *r, const qe_tensor *w, const double *x, double *out,
         out[i] = x[i] * scale * (double)r->row[i];
 }
 
-/* Rotate the n_heads heads of v (each head_dim long) for position pos. */
-static void rope(const qe_hparams *hp, const qe_weights *w, double *v, int n_heads, int pos)
+/* Each of the n_heads heads of v (head_dim long) normalised with w. */
+static void head_norm(qe_ref *r, const qe_tensor *w, double *v, int n_heads, int head_dim,
+                      double eps)
+{
+    for (int h = 0; h < n_heads; h++)
+        rmsnorm(r, w, v + (size_t)h * head_dim, v + (size_t)h * head_dim, head_dim, eps);
+}
+
+/* v += bias (n entries). */
+static void add_bias(qe_ref *r, const qe_tensor *b, double *v, int64_t n)
+{
+    qe_tensor_row_f32(b, 0, r->row);
+    for (int64_t i = 0; i < n; i++)
+        v[i] += (double)r->row[i];
+}
+
+double qe_ref_ffn_act(qe_ffn_act act, double z)
+{
+    if (act == QE_ACT_GELU_TANH) {
+        /* gelu_pytorch_tanh, ggml_gelu */
+        const double k = 0.79788456080286535588; /* sqrt(2 / pi) */
+        return 0.5 * z * (1.0 + tanh(k * (z + 0.044715 * z * z * z)));
+    }
+    return z / (1.0 + exp(-z));
+}
+
+/* Rotate the n_heads heads of v (each head_dim long) for position pos in layer l. */
+static void rope(const qe_hparams *hp, const qe_weights *w, int l, double *v, int n_heads, int pos)
 {
     int half = hp->n_rot / 2;
+    float base, pos_scale;
+    qe_model_layer_rope(hp, l, &base, &pos_scale);
     for (int i = 0; i < half; i++) {
-        double theta = (double)pos * hp->rope_freq_scale * pow(hp->rope_base, -2.0 * i / hp->n_rot);
+        double theta = (double)pos * pos_scale * pow(base, -2.0 * i / hp->n_rot);
         if (w->rope_freqs.data) {
             float f;
             memcpy(&f, (const char *)w->rope_freqs.data + (size_t)i * sizeof f, sizeof f);
@@ -202,11 +230,11 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
                        r->n_past < r->n_ctx - 1 ? r->n_past : r->n_ctx - 1, r->n_past, r->n_ctx);
     r->n_past = pos; /* a rewind drops the positions after pos */
     int dim = hp->dim, head_dim = hp->head_dim, group = hp->n_heads / hp->n_kv_heads;
-    double eps = hp->rms_eps, att_scale = 1.0 / sqrt((double)head_dim);
+    double eps = hp->rms_eps, att_scale = hp->attn_scale;
 
     qe_tensor_row_f32(&w->token_embd, token, r->row);
     for (int i = 0; i < dim; i++)
-        r->x[i] = r->row[i];
+        r->x[i] = (double)r->row[i] * hp->embd_scale;
 
     for (int l = 0; l < hp->n_layers; l++) {
         const qe_layer *L = &w->layers[l];
@@ -218,8 +246,21 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
         matvec(r, &L->wq, r->xb, r->q);
         matvec(r, &L->wk, r->xb, k);
         matvec(r, &L->wv, r->xb, v);
-        rope(hp, w, r->q, hp->n_heads, pos);
-        rope(hp, w, k, hp->n_kv_heads, pos);
+        if (hp->attn_bias) {
+            add_bias(r, &L->bq, r->q, r->q_dim);
+            add_bias(r, &L->bk, k, r->kv_dim);
+            add_bias(r, &L->bv, v, r->kv_dim);
+        }
+        if (hp->qk_norm) {
+            head_norm(r, &L->attn_q_norm, r->q, hp->n_heads, head_dim, eps);
+            head_norm(r, &L->attn_k_norm, k, hp->n_kv_heads, head_dim, eps);
+        }
+        rope(hp, w, l, r->q, hp->n_heads, pos);
+        rope(hp, w, l, k, hp->n_kv_heads, pos);
+        /* Sliding layers see positions t0 .. pos (t > pos - window). */
+        int t0 = 0;
+        if (qe_model_layer_swa(hp, l) && pos - hp->swa_window + 1 > 0)
+            t0 = pos - hp->swa_window + 1;
         if (r->kv_codec) {
             kv_roundtrip(r, r->kv_k, k);
             kv_roundtrip(r, r->kv_v, v);
@@ -229,7 +270,7 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
             const double *qh = r->q + (size_t)h * head_dim;
             size_t kv_off = (size_t)(h / group) * head_dim;
             double mx = -INFINITY;
-            for (int t = 0; t <= pos; t++) {
+            for (int t = t0; t <= pos; t++) {
                 const double *kt = kc + (size_t)t * r->kv_dim + kv_off;
                 double s = 0.0;
                 for (int i = 0; i < head_dim; i++)
@@ -239,14 +280,14 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
                     mx = r->att[t];
             }
             double sum = 0.0;
-            for (int t = 0; t <= pos; t++) {
+            for (int t = t0; t <= pos; t++) {
                 r->att[t] = exp(r->att[t] - mx);
                 sum += r->att[t];
             }
             double *out = r->xb + (size_t)h * head_dim;
             for (int i = 0; i < head_dim; i++)
                 out[i] = 0.0;
-            for (int t = 0; t <= pos; t++) {
+            for (int t = t0; t <= pos; t++) {
                 const double *vt = vc + (size_t)t * r->kv_dim + kv_off;
                 double a = r->att[t] / sum;
                 for (int i = 0; i < head_dim; i++)
@@ -254,15 +295,20 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
             }
         }
         matvec(r, &L->wo, r->xb, r->xb2);
+        if (hp->post_norms)
+            rmsnorm(r, &L->attn_post_norm, r->xb2, r->xb2, dim, eps);
         for (int i = 0; i < dim; i++)
             r->x[i] += r->xb2[i];
 
         rmsnorm(r, &L->ffn_norm, r->x, r->xb, dim, eps);
         matvec(r, &L->w_gate, r->xb, r->hb);
         matvec(r, &L->w_up, r->xb, r->hb2);
-        for (int i = 0; i < hp->n_ff; i++)
-            r->hb[i] = r->hb[i] / (1.0 + exp(-r->hb[i])) * r->hb2[i];
+        for (int i = 0; i < hp->n_ff; i++) {
+            r->hb[i] = qe_ref_ffn_act(hp->ffn_act, r->hb[i]) * r->hb2[i];
+        }
         matvec(r, &L->w_down, r->hb, r->xb2);
+        if (hp->post_norms)
+            rmsnorm(r, &L->ffn_post_norm, r->xb2, r->xb2, dim, eps);
         for (int i = 0; i < dim; i++)
             r->x[i] += r->xb2[i];
     }
@@ -270,6 +316,9 @@ qe_status qe_ref_step(qe_ref *r, int token, int pos, double *logits)
     if (logits) {
         rmsnorm(r, &w->output_norm, r->x, r->xb, dim, eps);
         matvec(r, &w->output, r->xb, logits);
+        if (hp->final_softcap > 0)
+            for (int i = 0; i < hp->n_vocab; i++)
+                logits[i] = hp->final_softcap * tanh(logits[i] / hp->final_softcap);
     }
     return QE_OK;
 }

@@ -48,4 +48,8 @@ int qe_ref_n_past(const qe_ref *r);
 
 void qe_ref_free(qe_ref *r); /* NULL is fine */
 
+/* The FFN gate activation the reference applies (model.h): silu or the tanh
+ * approximation of GELU, in double. Exported for tests of device kernels. */
+double qe_ref_ffn_act(qe_ffn_act act, double z);
+
 #endif

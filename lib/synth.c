@@ -1,4 +1,5 @@
-/* synth.c - synthetic Llama GGUF models of real shapes (see synth.h).
+/* synth.c - synthetic Llama (or qwen2 / gemma3) GGUF models of real shapes
+ * (see synth.h).
  *
  * qe_synth_new lays out the whole file in a qe_gguf_writer: metadata, the
  * vocabulary and one fill-callback tensor per weight, so planning costs
@@ -32,6 +33,7 @@
 /* Below this many elements per fill call, threads cost more than they save. */
 #define MIN_PARALLEL_ELEMS (1 << 16)
 #define NORM_NOISE 0.02f
+#define BIAS_STD 0.1f /* qwen2 attention biases: centred on 0, unlike norms */
 /* <unk>, <s>, </s> and the 256 byte tokens come before the pieces. */
 #define N_FIXED 259
 
@@ -81,6 +83,16 @@ qe_status qe_synth_find(const char *name, qe_synth_config *out)
     return qe_fail(QE_EINVAL, "unknown architecture '%s' (known: %s)", name ? name : "", list);
 }
 
+const char *qe_synth_family_name(qe_synth_family f)
+{
+    switch (f) {
+    case QE_SYNTH_LLAMA: return "llama";
+    case QE_SYNTH_QWEN2: return "qwen2";
+    case QE_SYNTH_GEMMA3: return "gemma3";
+    }
+    return NULL;
+}
+
 qe_status qe_synth_check(const qe_synth_config *c)
 {
 #define RANGE(field, what, lo, hi)                                                                 \
@@ -95,7 +107,11 @@ qe_status qe_synth_check(const qe_synth_config *c)
     RANGE(n_ff, "ffn", 1, MAX_WIDTH);
     RANGE(n_vocab, "vocab", QE_SYNTH_MIN_VOCAB, MAX_VOCAB);
     RANGE(n_ctx, "ctx", 1, INT32_MAX);
+    RANGE(family, "family", QE_SYNTH_LLAMA, QE_SYNTH_GEMMA3);
+    RANGE(swa_window, "sliding window", 0, INT32_MAX);
 #undef RANGE
+    if (c->family != QE_SYNTH_LLAMA && c->rope_factor != 0.0)
+        return qe_fail(QE_EINVAL, "llama3 RoPE scaling is written for the llama family only");
     if (c->head_dim == 0 && c->dim % c->n_heads != 0)
         return qe_fail(QE_EINVAL, "%d heads do not divide dim %d (give the head dim explicitly)",
                        c->n_heads, c->dim);
@@ -335,31 +351,37 @@ static qe_status add_metadata(qe_synth *s)
 {
     const qe_synth_config *c = &s->c;
     qe_gguf_writer *w = s->w;
+    const char *fam = qe_synth_family_name(c->family);
     char name[320];
     snprintf(name, sizeof name, "synthetic %s", c->name);
+    /* "<family>.<key>" */
+    char k[16][64];
+    static const char *const keys[16] = {
+        "block_count", "context_length", "embedding_length", "feed_forward_length",
+        "attention.head_count", "attention.head_count_kv", "rope.freq_base",
+        "attention.layer_norm_rms_epsilon", "attention.key_length", "attention.value_length",
+        "vocab_size", "rope.dimension_count", "attention.sliding_window"};
+    for (int i = 0; i < 16 && keys[i]; i++)
+        snprintf(k[i], sizeof k[i], "%s.%s", fam, keys[i]);
     qe_status st;
-    if ((st = qe_gguf_writer_add_str(w, "general.architecture", "llama")) != QE_OK ||
+    if ((st = qe_gguf_writer_add_str(w, "general.architecture", fam)) != QE_OK ||
         (st = qe_gguf_writer_add_str(w, "general.type", "model")) != QE_OK ||
         (st = qe_gguf_writer_add_str(w, "general.name", name)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.block_count", (uint32_t)c->n_layers)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.context_length", (uint32_t)c->n_ctx)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.embedding_length", (uint32_t)c->dim)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.feed_forward_length", (uint32_t)c->n_ff)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.attention.head_count", (uint32_t)c->n_heads)) !=
-            QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.attention.head_count_kv",
-                                     (uint32_t)c->n_kv_heads)) != QE_OK ||
-        (st = qe_gguf_writer_add_f32(w, "llama.rope.freq_base", (float)c->rope_base)) != QE_OK ||
-        (st = qe_gguf_writer_add_f32(w, "llama.attention.layer_norm_rms_epsilon",
-                                     (float)c->rms_eps)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.attention.key_length", (uint32_t)c->head_dim)) !=
-            QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.attention.value_length", (uint32_t)c->head_dim)) !=
-            QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[0], (uint32_t)c->n_layers)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[1], (uint32_t)c->n_ctx)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[2], (uint32_t)c->dim)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[3], (uint32_t)c->n_ff)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[4], (uint32_t)c->n_heads)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[5], (uint32_t)c->n_kv_heads)) != QE_OK ||
+        (st = qe_gguf_writer_add_f32(w, k[6], (float)c->rope_base)) != QE_OK ||
+        (st = qe_gguf_writer_add_f32(w, k[7], (float)c->rms_eps)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[8], (uint32_t)c->head_dim)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[9], (uint32_t)c->head_dim)) != QE_OK ||
         (st = qe_gguf_writer_add_u32(w, "general.file_type", qe_quant_ftype(s->weights))) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.vocab_size", (uint32_t)c->n_vocab)) != QE_OK ||
-        (st = qe_gguf_writer_add_u32(w, "llama.rope.dimension_count", (uint32_t)c->head_dim)) !=
-            QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[10], (uint32_t)c->n_vocab)) != QE_OK ||
+        (st = qe_gguf_writer_add_u32(w, k[11], (uint32_t)c->head_dim)) != QE_OK ||
+        (c->family == QE_SYNTH_GEMMA3 && c->swa_window > 0 &&
+         (st = qe_gguf_writer_add_u32(w, k[12], (uint32_t)c->swa_window)) != QE_OK) ||
         (st = qe_gguf_writer_add_u32(w, "general.quantization_version", 2)) != QE_OK ||
         (st = add_vocab(w, c->n_vocab)) != QE_OK ||
         (st = qe_gguf_writer_add_str(w, "qeval.synth.arch", c->name)) != QE_OK ||
@@ -379,7 +401,7 @@ qe_status qe_synth_new(const qe_synth_config *c, qe_dtype weights, uint64_t seed
         return qe_fail(QE_EINVAL, "weights type %s: expected f32, f16, q8_0 or q4_0",
                        qe_dtype_name(weights));
     qe_synth *s = calloc(1, sizeof *s);
-    size_t max_t = 4 + 9 * (size_t)c->n_layers;
+    size_t max_t = 4 + 13 * (size_t)c->n_layers;
     if (!s || !(s->label = strdup(c->name ? c->name : "custom")) ||
         !(s->note = strdup(c->note ? c->note : "")) || !(s->t = calloc(max_t, sizeof *s->t)) ||
         !(s->ctx = calloc(max_t, sizeof *s->ctx))) {
@@ -421,6 +443,25 @@ qe_status qe_synth_new(const qe_synth_config *c, qe_dtype weights, uint64_t seed
             int64_t outs[4] = {d, q, kv, ff};
             plan(s, tn, QE_QUANT_ROLE_MATRIX, in, outs[parts[k].out],
                  (float)(1.0 / sqrt((double)in)));
+        }
+        char tn[48];
+        if (s->c.family == QE_SYNTH_QWEN2) {
+            static const char *bias[3] = {"attn_q", "attn_k", "attn_v"};
+            for (int k = 0; k < 3; k++) {
+                snprintf(tn, sizeof tn, "blk.%d.%s.bias", l, bias[k]);
+                plan(s, tn, QE_QUANT_ROLE_OTHER, k == 0 ? q : kv, 1, BIAS_STD);
+            }
+        } else if (s->c.family == QE_SYNTH_GEMMA3) {
+            static const char *hnorm[2] = {"attn_q_norm", "attn_k_norm"};
+            static const char *pnorm[2] = {"post_attention_norm", "post_ffw_norm"};
+            for (int k = 0; k < 2; k++) {
+                snprintf(tn, sizeof tn, "blk.%d.%s.weight", l, hnorm[k]);
+                plan(s, tn, QE_QUANT_ROLE_OTHER, s->c.head_dim, 1, NORM_NOISE);
+            }
+            for (int k = 0; k < 2; k++) {
+                snprintf(tn, sizeof tn, "blk.%d.%s.weight", l, pnorm[k]);
+                plan(s, tn, QE_QUANT_ROLE_OTHER, d, 1, NORM_NOISE);
+            }
         }
     }
     plan(s, "output_norm.weight", QE_QUANT_ROLE_OTHER, d, 1, NORM_NOISE);
@@ -481,7 +522,8 @@ static void *run_job(void *arg)
         j->oom = 1;
         return NULL;
     }
-    int norm = t->role == QE_QUANT_ROLE_OTHER;
+    /* Vectors are norms (around 1) except biases (around 0). */
+    int norm = t->role == QE_QUANT_ROLE_OTHER && !strstr(t->name, ".bias");
     for (uint64_t r = 0; r < j->n; r++) {
         if (j->tc->rope)
             for (int64_t i = 0; i < t->ne[0]; i++)

@@ -3,7 +3,8 @@
  * carried (`qeval synth`).
  *
  * The file written is a GGUF v3 model of architecture "llama" that
- * qe_model_open and llama.cpp load like a converted checkpoint:
+ * qe_model_open and llama.cpp load like a converted checkpoint (the
+ * `family` field writes "qwen2" or "gemma3" instead: see below):
  *   metadata   general.architecture "llama", general.name "synthetic <arch>",
  *              general.file_type (qe_quant_ftype), general.quantization_version
  *              2, llama.{block_count, context_length, embedding_length,
@@ -21,6 +22,15 @@
  *              chosen type; the output matrix (or the tied embedding) q8_0
  *              under q4_0; rows that are not whole 32-blocks f16 under
  *              q8_0/q4_0.
+ *
+ * Families other than llama (qe_synth_family): the keys are written under
+ * the family's prefix ("qwen2.block_count") and general.architecture names
+ * it; rope_freqs (llama3 scaling) is refused. qwen2 adds
+ * blk.N.attn_{q,k,v}.bias (f32, values 0.1 z, one row each). gemma3 adds
+ * blk.N.attn_{q,k}_norm (head_dim), blk.N.post_attention_norm and
+ * blk.N.post_ffw_norm (dim), norms as below (a converter stores Gemma's
+ * 1 + w, so 1 + noise is what a real file holds too), and
+ * gemma3.attention.sliding_window = swa_window when > 0.
  *
  * Values (deterministic: a function of seed, tensor name and row only, so
  * identical for any thread count and any chunking of the writes):
@@ -78,6 +88,12 @@
 #define QE_SYNTH_MIN_VOCAB 260
 #define QE_SYNTH_DEFAULT_SEED 20240917u
 
+typedef enum qe_synth_family {
+    QE_SYNTH_LLAMA = 0,
+    QE_SYNTH_QWEN2 = 1, /* + Q/K/V biases */
+    QE_SYNTH_GEMMA3 = 2 /* + q/k norms, post norms, sliding window */
+} qe_synth_family;
+
 typedef struct qe_synth_config {
     const char *name;   /* table name, or a label such as "stories260k:dim=32"; recorded
                            as qeval.synth.arch and in general.name. Borrowed. */
@@ -96,7 +112,12 @@ typedef struct qe_synth_config {
     /* llama3 RoPE scaling (rope_freqs.weight); rope_factor 0 means none. */
     double rope_factor, rope_low_freq, rope_high_freq;
     int32_t rope_orig_ctx; /* original_max_position_embeddings */
+    qe_synth_family family; /* GGUF architecture written (every table entry: llama) */
+    int32_t swa_window;     /* gemma3: attention.sliding_window; 0 writes no key */
 } qe_synth_config;
+
+/* "llama", "qwen2", "gemma3"; NULL for a value outside the enum. */
+const char *qe_synth_family_name(qe_synth_family f);
 
 /* The architecture table: llama-3.2-1b, qwen2.5-0.5b, smollm2-135m,
  * stories260k. bench/archs.json holds a copy that tests compare. */
@@ -112,7 +133,8 @@ qe_status qe_synth_find(const char *name, qe_synth_config *out);
  * and n_heads * head_dim <= 2^20, n_layers <= 4096, n_vocab in
  * QE_SYNTH_MIN_VOCAB..2^24), n_heads dividing dim when head_dim is 0,
  * n_kv_heads dividing n_heads, an even head_dim (RoPE rotates pairs), a
- * finite rope_base > 1, 0 <= rms_eps < 1, sane llama3 scaling parameters. */
+ * finite rope_base > 1, 0 <= rms_eps < 1, sane llama3 scaling parameters
+ * (llama family only), a known family, swa_window >= 0. */
 qe_status qe_synth_check(const qe_synth_config *c);
 
 /* One tensor of the plan, in file order. */

@@ -428,6 +428,8 @@ END_TEST
 
 static void expect_same_tensor(const qe_tensor *a, const qe_tensor *b, const char *what)
 {
+    if (!a->data && !b->data)
+        return; /* an optional tensor (model.h) this architecture lacks */
     ck_assert_msg(a->type == b->type, "%s: type %s vs %s", what, qe_dtype_name(a->type),
                   qe_dtype_name(b->type));
     ck_assert_msg(a->ne[0] == b->ne[0] && a->ne[1] == b->ne[1] && a->nbytes == b->nbytes, "%s", what);

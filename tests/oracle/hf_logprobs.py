@@ -89,6 +89,16 @@ class TorchBackend:
             cfg = AutoConfig.from_pretrained(d, gguf_file=f)
             if cfg.pad_token_id is not None and not (0 <= cfg.pad_token_id < cfg.vocab_size):
                 cfg.pad_token_id = None
+            # A Gemma 3 GGUF has no key for query_pre_attn_scalar, and
+            # transformers leaves its default (256, right for every released
+            # size but 27B). llama.cpp derives it: n_embd / n_head for the
+            # 62-layer (27B) model, head_dim otherwise. Do the same, so a
+            # synthetic gemma3 model with another head_dim compares too.
+            if getattr(cfg, "model_type", "") in ("gemma3", "gemma3_text"):
+                if cfg.num_hidden_layers == 62:
+                    cfg.query_pre_attn_scalar = cfg.hidden_size // cfg.num_attention_heads
+                else:
+                    cfg.query_pre_attn_scalar = cfg.head_dim
             m = AutoModelForCausalLM.from_pretrained(d, gguf_file=f, config=cfg, **kw)
         # float32 whatever the checkpoint's default dtype ("auto" in newer
         # transformers) would have picked.
