@@ -15,12 +15,12 @@ static void usage(FILE *f)
     fprintf(f,
             "usage: qeval merge --db OUT [IN.db...]\n\n"
             "Adds the rows of each IN database that OUT lacks (OUT is created if needed;\n"
-            "the inputs are only read). Models, datasets, runs, chunks and tokens are keyed\n"
-            "by content hashes, so the union never holds duplicates and merging the same\n"
-            "input twice adds nothing. A chunk present in both with different numbers (two\n"
-            "devices) keeps OUT's rows and is reported as a conflict. Prints one line per\n"
-            "input: rows added and conflicts. Without inputs it only creates OUT, or\n"
-            "upgrades it to this qeval's schema.\n\n"
+            "the inputs are only read). Models, datasets, runs, chunks, tokens and bench\n"
+            "rows are keyed by content hashes, so the union never holds duplicates and\n"
+            "merging the same input twice adds nothing. A chunk present in both with\n"
+            "different numbers (two devices) keeps OUT's rows and is reported as a\n"
+            "conflict. Prints one line per input: rows added and conflicts. Without\n"
+            "inputs it only creates OUT, or upgrades it to this qeval's schema.\n\n"
             "  --db OUT  the database to merge into\n\n"
             "Typical Slurm use: each array task runs\n"
             "  qeval run JOB.ini --db results/part-$SLURM_ARRAY_TASK_ID.db \\\n"
@@ -61,8 +61,8 @@ int qe_cmd_merge(int argc, char **argv)
         if (r == QE_OK)
             printf("%s: +%" PRId64 " runs, +%" PRId64 " chunks, +%" PRId64 " tokens, +%" PRId64
                    " models, +%" PRId64 " datasets, +%" PRId64 " sessions, +%" PRId64
-                   " kld, %" PRId64 " conflicts\n", in[i], s.runs, s.chunks, s.tokens,
-                   s.models, s.datasets, s.sessions, s.kld, s.conflicts);
+                   " kld, +%" PRId64 " bench, %" PRId64 " conflicts\n", in[i], s.runs, s.chunks,
+                   s.tokens, s.models, s.datasets, s.sessions, s.kld, s.bench, s.conflicts);
     }
     qe_store_close(st);
     return qe_cli_report("merge", r);

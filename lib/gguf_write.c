@@ -217,46 +217,24 @@ static qe_status add_scalar(qe_gguf_writer *w, const char *key, uint32_t t, cons
     return add_kv(w, key, &b);
 }
 
-qe_status qe_gguf_writer_add_u8(qe_gguf_writer *w, const char *key, uint8_t v)
-{
-    return add_scalar(w, key, QE_GGUF_UINT8, &v);
-}
-qe_status qe_gguf_writer_add_i8(qe_gguf_writer *w, const char *key, int8_t v)
-{
-    return add_scalar(w, key, QE_GGUF_INT8, &v);
-}
-qe_status qe_gguf_writer_add_u16(qe_gguf_writer *w, const char *key, uint16_t v)
-{
-    return add_scalar(w, key, QE_GGUF_UINT16, &v);
-}
-qe_status qe_gguf_writer_add_i16(qe_gguf_writer *w, const char *key, int16_t v)
-{
-    return add_scalar(w, key, QE_GGUF_INT16, &v);
-}
-qe_status qe_gguf_writer_add_u32(qe_gguf_writer *w, const char *key, uint32_t v)
-{
-    return add_scalar(w, key, QE_GGUF_UINT32, &v);
-}
-qe_status qe_gguf_writer_add_i32(qe_gguf_writer *w, const char *key, int32_t v)
-{
-    return add_scalar(w, key, QE_GGUF_INT32, &v);
-}
-qe_status qe_gguf_writer_add_u64(qe_gguf_writer *w, const char *key, uint64_t v)
-{
-    return add_scalar(w, key, QE_GGUF_UINT64, &v);
-}
-qe_status qe_gguf_writer_add_i64(qe_gguf_writer *w, const char *key, int64_t v)
-{
-    return add_scalar(w, key, QE_GGUF_INT64, &v);
-}
-qe_status qe_gguf_writer_add_f32(qe_gguf_writer *w, const char *key, float v)
-{
-    return add_scalar(w, key, QE_GGUF_FLOAT32, &v);
-}
-qe_status qe_gguf_writer_add_f64(qe_gguf_writer *w, const char *key, double v)
-{
-    return add_scalar(w, key, QE_GGUF_FLOAT64, &v);
-}
+/* The public scalar adders, one per C type: each hands add_scalar the value's
+ * address and its GGUF type (add_bool checks 0/1 first, below). */
+#define SCALAR_ADDER(name, ctype, gtype)                                            \
+    qe_status qe_gguf_writer_add_##name(qe_gguf_writer *w, const char *key, ctype v) \
+    {                                                                              \
+        return add_scalar(w, key, gtype, &v);                                      \
+    }
+SCALAR_ADDER(u8, uint8_t, QE_GGUF_UINT8)
+SCALAR_ADDER(i8, int8_t, QE_GGUF_INT8)
+SCALAR_ADDER(u16, uint16_t, QE_GGUF_UINT16)
+SCALAR_ADDER(i16, int16_t, QE_GGUF_INT16)
+SCALAR_ADDER(u32, uint32_t, QE_GGUF_UINT32)
+SCALAR_ADDER(i32, int32_t, QE_GGUF_INT32)
+SCALAR_ADDER(u64, uint64_t, QE_GGUF_UINT64)
+SCALAR_ADDER(i64, int64_t, QE_GGUF_INT64)
+SCALAR_ADDER(f32, float, QE_GGUF_FLOAT32)
+SCALAR_ADDER(f64, double, QE_GGUF_FLOAT64)
+#undef SCALAR_ADDER
 
 qe_status qe_gguf_writer_add_bool(qe_gguf_writer *w, const char *key, int v)
 {

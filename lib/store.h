@@ -256,12 +256,14 @@ qe_status qe_store_add_timing(qe_store *st, const char *run_key, const char *ses
 typedef struct qe_store_merge_stats {
     int64_t models, datasets, sessions, runs, chunks, tokens, kld; /* rows added */
     int64_t conflicts; /* chunks in both with different sums (dst's kept) */
+    int64_t bench;     /* bench rows added (their bench_kernels rows come along) */
 } qe_store_merge_stats;
 
 /* Add src_path's rows that dst lacks (ATTACH read-only, INSERT OR IGNORE by
  * content keys, one transaction). Runs present in both get the union of
  * their chunks; a chunk present in both keeps dst's rows and, when the
- * sums differ, counts as a conflict. Merging the same file twice adds
+ * sums differ, counts as a conflict. Bench rows are copied by bench_key
+ * with their kernel times. Merging the same file twice adds
  * nothing. src must have dst's schema version (QE_EUNSUPPORTED otherwise)
  * and must not be dst itself (QE_EINVAL). stats may be NULL. */
 qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_stats *stats);

@@ -5,7 +5,8 @@
  * never writes to an input) and copied table by table with INSERT OR
  * IGNORE in one BEGIN IMMEDIATE transaction: every key is content-derived,
  * so equal keys mean equal things. Chunks are the unit: a chunk's token and
- * logit rows come from the same database as its chunk row.
+ * logit rows come from the same database as its chunk row. Bench rows (and
+ * their per-kernel times) are copied the same way, by bench_key.
  *
  * Threading: as store.c (the handle's thread). Workload: a few merges of
  * databases up to a few GB; the copy runs inside SQLite.
@@ -199,6 +200,17 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
     };
     for (size_t i = 0; r == QE_OK && i < sizeof chunked / sizeof chunked[0]; i++)
         r = exec_count(dst, chunked[i].sql, chunked[i].count, "merging");
+
+    /* Speed measurements (schemas/004_bench.sql): bench_key is the SHA-256
+     * of the row's content, so a row in both is the same measurement; a
+     * row's kernel times come after it (they reference it). */
+    if (r == QE_OK)
+        r = exec_count(dst, "INSERT OR IGNORE INTO main.bench SELECT * FROM src.bench",
+                       &stats->bench, "merging bench rows");
+    if (r == QE_OK)
+        r = exec_count(dst, "INSERT OR IGNORE INTO main.bench_kernels SELECT * FROM src.bench_kernels",
+                       NULL, "merging bench rows");
+
     if (r == QE_OK)
         r = qe_store__commit(dst, "merging");
     if (r == QE_OK)

@@ -88,6 +88,45 @@ static const char *type_of(const json_t *obj)
     return json_is_string(ty) ? json_string_value(ty) : NULL;
 }
 
+/* A component's "type": *ty NULL (and QE_OK) when j is absent or null,
+ * i.e. nothing to load; otherwise j must be an object with a string "type". */
+static qe_status component_type(const qe_tokenizer *t, const json_t *j, const char *path,
+                                const char **ty)
+{
+    *ty = NULL;
+    if (!j || json_is_null(j))
+        return QE_OK;
+    qe_status st = want(t, j, JSON_OBJECT, path);
+    if (st)
+        return st;
+    if (!(*ty = type_of(j)))
+        return qe_fail(QE_ECORRUPT, "%s: %s.type is missing", t->source, path);
+    return QE_OK;
+}
+
+/* Loads one component (normalizer, pre-tokenizer, post-processor) at path;
+ * depth counts the enclosing "Sequence" components. */
+typedef qe_status (*load_fn)(qe_tokenizer *t, const json_t *j, const char *path, int depth);
+
+/* A "Sequence" component: j[key] must be an array; each element is loaded
+ * by fn one level deeper, named path.key[i] in errors. */
+static qe_status load_sequence(qe_tokenizer *t, const json_t *j, const char *key, const char *path,
+                               int depth, load_fn fn)
+{
+    qe_status st;
+    const json_t *arr = json_object_get(j, key);
+    char sub[128];
+    snprintf(sub, sizeof sub, "%s.%s", path, key);
+    if ((st = want(t, arr, JSON_ARRAY, sub)))
+        return st;
+    for (size_t i = 0; i < json_array_size(arr); i++) {
+        snprintf(sub, sizeof sub, "%s.%s[%zu]", path, key, i);
+        if ((st = fn(t, json_array_get(arr, i), sub, depth + 1)))
+            return st;
+    }
+    return QE_OK;
+}
+
 static char *dup_bytes(const char *s, size_t n)
 {
     char *p = malloc(n + 1);
@@ -122,27 +161,12 @@ static qe_status add_norm(qe_tokenizer *t, int op, const char *from, size_t from
 
 static qe_status load_normalizer(qe_tokenizer *t, const json_t *j, const char *path, int depth)
 {
-    qe_status st;
-    if (!j || json_is_null(j))
-        return QE_OK;
-    if ((st = want(t, j, JSON_OBJECT, path)))
+    const char *ty;
+    qe_status st = component_type(t, j, path, &ty);
+    if (st || !ty)
         return st;
-    const char *ty = type_of(j);
-    if (!ty)
-        return qe_fail(QE_ECORRUPT, "%s: %s.type is missing", t->source, path);
-    if (!strcmp(ty, "Sequence") && depth < 4) {
-        const json_t *arr = json_object_get(j, "normalizers");
-        char sub[128];
-        snprintf(sub, sizeof sub, "%s.normalizers", path);
-        if ((st = want(t, arr, JSON_ARRAY, sub)))
-            return st;
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.normalizers[%zu]", path, i);
-            if ((st = load_normalizer(t, json_array_get(arr, i), sub, depth + 1)))
-                return st;
-        }
-        return QE_OK;
-    }
+    if (!strcmp(ty, "Sequence") && depth < 4)
+        return load_sequence(t, j, "normalizers", path, depth, load_normalizer);
     if (!strcmp(ty, "Prepend")) {
         const char *s;
         size_t n;
@@ -224,28 +248,14 @@ static qe_status add_prestep(qe_tokenizer *t, qe_tok_prestep p)
 
 static qe_status load_pretok(qe_tokenizer *t, const json_t *j, const char *path, int depth)
 {
-    qe_status st;
-    if (!j || json_is_null(j))
-        return QE_OK;
-    if ((st = want(t, j, JSON_OBJECT, path)))
+    const char *ty;
+    qe_status st = component_type(t, j, path, &ty);
+    if (st || !ty)
         return st;
-    const char *ty = type_of(j);
-    if (!ty)
-        return qe_fail(QE_ECORRUPT, "%s: %s.type is missing", t->source, path);
     char sub[128];
     qe_tok_prestep p = {0};
-    if (!strcmp(ty, "Sequence") && depth < 4) {
-        const json_t *arr = json_object_get(j, "pretokenizers");
-        snprintf(sub, sizeof sub, "%s.pretokenizers", path);
-        if ((st = want(t, arr, JSON_ARRAY, sub)))
-            return st;
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.pretokenizers[%zu]", path, i);
-            if ((st = load_pretok(t, json_array_get(arr, i), sub, depth + 1)))
-                return st;
-        }
-        return QE_OK;
-    }
+    if (!strcmp(ty, "Sequence") && depth < 4)
+        return load_sequence(t, j, "pretokenizers", path, depth, load_pretok);
     if (!strcmp(ty, "Metaspace")) {
         const char *rep, *scheme;
         size_t rn;
@@ -691,19 +701,8 @@ static qe_status load_post(qe_tokenizer *t, const json_t *j, const char *path, i
         return load_template(t, j, path);
     if (ty && !strcmp(ty, "ByteLevel"))
         return QE_OK; /* only trims offsets */
-    if (ty && !strcmp(ty, "Sequence") && depth < 4) {
-        const json_t *arr = json_object_get(j, "processors");
-        char sub[128];
-        snprintf(sub, sizeof sub, "%s.processors", path);
-        if ((st = want(t, arr, JSON_ARRAY, sub)))
-            return st;
-        for (size_t i = 0; i < json_array_size(arr); i++) {
-            snprintf(sub, sizeof sub, "%s.processors[%zu]", path, i);
-            if ((st = load_post(t, json_array_get(arr, i), sub, depth + 1)))
-                return st;
-        }
-        return QE_OK;
-    }
+    if (ty && !strcmp(ty, "Sequence") && depth < 4)
+        return load_sequence(t, j, "processors", path, depth, load_post);
     return qe_fail(QE_EUNSUPPORTED, "%s: %s.type '%s' is not supported (TemplateProcessing, ByteLevel, Sequence)",
                    t->source, path, ty ? ty : "?");
 }

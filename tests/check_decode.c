@@ -4,8 +4,8 @@
  * a continuously refilled batch of 16 slots with chunked prompts, and the
  * call contract's error paths.
  *
- * Reference statistics (log-sum-exp, arg-max, top-k) are computed here in
- * double from qe_ref_step's logits, independently of the kernels. Caches
+ * Reference statistics (log-sum-exp, arg-max, top-k) are computed in double
+ * from qe_ref_step's logits, independently of the kernels (testutil.h). Caches
  * are poisoned with NaN (qe_engine_poison) before decoding, so a stale or
  * unwritten cache row read by attention would show.
  *
@@ -32,32 +32,7 @@
 #define OK(call) ck_assert_msg((call) == QE_OK, "%s: %s", #call, qe_errmsg())
 #define TOL 1e-4 /* absolute, on log-probs, log-sum-exp and logits */
 
-/* ---- shared context ---- */
-
-
 /* ---- helpers ---- */
-
-static uint64_t rng = 1;
-
-static void rng_seed(uint64_t s)
-{
-    rng = s * 0x9E3779B97F4A7C15ull + 1;
-}
-
-static uint32_t rnd_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-
-static qe_model *open_model(const char *rel)
-{
-    qe_model *m = NULL;
-    OK(qe_model_open(qe_test_data(rel), &m));
-    return m;
-}
 
 static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_slots, int top_k)
 {
@@ -80,32 +55,6 @@ static qe_decode *open_decode(qe_engine *e, int max_rows)
     return d;
 }
 
-/* Indices of the k largest of z (ties by lower index), descending. */
-static void ref_top(const double *z, int n, int k, int *ids)
-{
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int i = 0; i < n; i++) {
-            int taken = 0;
-            for (int q = 0; q < j && !taken; q++)
-                taken = ids[q] == i;
-            if (!taken && (best < 0 || z[i] > z[best]))
-                best = i;
-        }
-        ids[j] = best;
-    }
-}
-
-static double ref_lse(const double *z, int n)
-{
-    double mx = z[0], s = 0;
-    for (int i = 1; i < n; i++)
-        mx = z[i] > mx ? z[i] : mx;
-    for (int i = 0; i < n; i++)
-        s += exp(z[i] - mx);
-    return mx + log(s);
-}
-
 /* ---- against the reference ---- */
 
 /* Prefill NP random prompts of different lengths into NP slots in one
@@ -117,8 +66,8 @@ static void check_vs_ref(const char *rel, uint64_t seed)
 {
     enum { NP = 4, K = 10, STEPS = 24, CTX = 64 };
     static const int plen[NP] = {1, 5, 17, 30};
-    rng_seed(seed);
-    qe_model *m = open_model(rel);
+    qe_test_rng_seed(seed);
+    qe_model *m = qe_test_model(rel);
     const int nv = qe_model_hparams(m)->n_vocab;
     qe_engine *e = open_engine(m, CTX, NP, K);
     qe_decode *d = open_decode(e, 0);
@@ -133,7 +82,7 @@ static void check_vs_ref(const char *rel, uint64_t seed)
     qe_decode_seq seqs[NP];
     for (int s = 0; s < NP; s++) {
         for (int p = 0; p < plen[s]; p++)
-            prompt[s][p] = (int32_t)(rnd_u32() % (uint32_t)nv);
+            prompt[s][p] = (int32_t)(qe_test_rnd_u32() % (uint32_t)nv);
         OK(qe_ref_new(m, CTX, &ref[s]));
         /* slots in reverse order: slot numbers need not follow call order */
         seqs[s] = (qe_decode_seq){.slot = NP - 1 - s, .n_tok = plen[s], .tokens = prompt[s]};
@@ -153,20 +102,12 @@ static void check_vs_ref(const char *rel, uint64_t seed)
             for (int p = 0; p < seqs[s].n_tok; p++)
                 OK(qe_ref_step(ref[s], seqs[s].tokens[p], pos0 + p, z));
             ck_assert_int_eq(qe_decode_len(d, seqs[s].slot), plen[s] + step);
+            char where[96];
+            snprintf(where, sizeof where, "%s seq %d step %d", rel, s, step);
             int ids[K + 1];
-            ref_top(z, nv, K + 1, ids);
-            const double l = ref_lse(z, nv);
-            ck_assert_msg(fabs(lse[s] - l) < TOL, "%s seq %d step %d: lse %.7f, ref %.7f", rel, s,
-                          step, (double)lse[s], l);
-            for (int j = 0; j < K; j++) {
-                ck_assert_msg(fabs(tkp[s * K + j] - (z[ids[j]] - l)) < TOL,
-                              "%s seq %d step %d: top-%d log-prob %.7f, ref %.7f", rel, s, step, j,
-                              (double)tkp[s * K + j], z[ids[j]] - l);
-                int near = (j > 0 && z[ids[j - 1]] - z[ids[j]] <= TOL) || z[ids[j]] - z[ids[j + 1]] <= TOL;
-                if (!near)
-                    ck_assert_msg(tki[s * K + j] == ids[j], "%s seq %d step %d: top-%d id %d, ref %d",
-                                  rel, s, step, j, tki[s * K + j], ids[j]);
-            }
+            qe_test_ref_top(z, nv, K + 1, ids);
+            qe_test_check_row(z, nv, ids, qe_test_ref_lse(z, nv), lse[s], tkp + s * K, tki + s * K,
+                              K, TOL, where);
             ck_assert_int_eq(am[s], tki[s * K]);
             /* The greedy choice; where the reference's margin is clear the
              * two must agree (otherwise both continue with the device's). */
@@ -181,9 +122,7 @@ static void check_vs_ref(const char *rel, uint64_t seed)
                 for (int i = 0; i < nv; i++)
                     dz[i] = NAN;
                 OK(qe_decode_logits(d, s, dz));
-                for (int i = 0; i < nv; i++)
-                    ck_assert_msg(fabs(dz[i] - z[i]) < TOL, "%s logit %d: %.7f, ref %.7f", rel, i,
-                                  (double)dz[i], z[i]);
+                qe_test_check_logits(dz, z, nv, TOL, where);
             }
         }
         for (int s = 0; s < NP; s++)
@@ -243,10 +182,10 @@ static void run_batched(const qe_model *m, const int32_t *target_prompt, trace *
     int32_t prompts[NJ][INV_PLEN + 24];
     int plen[NJ], ngen[NJ];
     for (int j = 0; j < NJ; j++) {
-        plen[j] = j == TARGET ? INV_PLEN : 1 + (int)(rnd_u32() % 24);
-        ngen[j] = j == TARGET ? INV_GEN : 1 + (int)(rnd_u32() % 20);
+        plen[j] = j == TARGET ? INV_PLEN : 1 + (int)(qe_test_rnd_u32() % 24);
+        ngen[j] = j == TARGET ? INV_GEN : 1 + (int)(qe_test_rnd_u32() % 20);
         for (int p = 0; p < plen[j]; p++)
-            prompts[j][p] = j == TARGET ? target_prompt[p] : (int32_t)(rnd_u32() % (uint32_t)nv);
+            prompts[j][p] = j == TARGET ? target_prompt[p] : (int32_t)(qe_test_rnd_u32() % (uint32_t)nv);
     }
     int job[NS], fed[NS], got[NS];
     int32_t last[NS];
@@ -307,11 +246,11 @@ static void run_batched(const qe_model *m, const int32_t *target_prompt, trace *
 
 START_TEST(test_batch_invariance)
 {
-    rng_seed(11);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(11);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     int32_t prompt[INV_PLEN];
     for (int p = 0; p < INV_PLEN; p++)
-        prompt[p] = (int32_t)(rnd_u32() % 512);
+        prompt[p] = (int32_t)(qe_test_rnd_u32() % 512);
     trace *alone = calloc(1, sizeof *alone), *batched = calloc(1, sizeof *batched);
     ck_assert(alone && batched);
     run_alone(m, prompt, alone);
@@ -333,15 +272,11 @@ END_TEST
 
 /* ---- cache and weight formats ---- */
 
-/* Mean and max |target log-prob difference| of decoding two random
+/* |target log-prob| and |log-sum-exp| differences of decoding two random
  * sequences (16-token prompts, then one token per call, both slots in every
  * call) against a reference run with cache formats rk / rv. */
-typedef struct fdiff {
-    double mean, max, max_lse;
-} fdiff;
-
-static fdiff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv, qe_kv_format rk,
-                         qe_kv_format rv, const int32_t *tok /* [2][NT] */)
+static qe_test_diff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv,
+                                qe_kv_format rk, qe_kv_format rv, const int32_t *tok /* [2][NT] */)
 {
     enum { NT = 48, NP = 16 };
     const int nv = qe_model_hparams(m)->n_vocab;
@@ -361,8 +296,8 @@ static fdiff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv, qe
     ck_assert(z && dz);
     for (int s = 0; s < 2; s++)
         OK(qe_ref_new_kv(m, NT, rk, rv, &ref[s]));
-    fdiff f = {0};
-    int n = 0, fed = 0;
+    qe_test_diff f = {0};
+    int fed = 0;
     while (fed < NT - 1) {
         const int take = fed == 0 ? NP : 1;
         qe_decode_seq seqs[2] = {{.slot = 1, .n_tok = take, .tokens = tok + fed},
@@ -375,17 +310,12 @@ static fdiff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv, qe
                 OK(qe_ref_step(ref[s], tok[s * NT + p], p, z));
             const int32_t t = tok[s * NT + fed + take];
             OK(qe_decode_logits(d, s, dz));
-            const double l = ref_lse(z, nv);
-            const double dt = fabs(((double)dz[t] - lse[s]) - (z[t] - l)), dl = fabs(lse[s] - l);
-            ck_assert_msg(isfinite(dt), "%s/%s: not finite", qe_kv_format_name(kk), qe_kv_format_name(kv));
-            f.mean += dt;
-            f.max = dt > f.max ? dt : f.max;
-            f.max_lse = dl > f.max_lse ? dl : f.max_lse;
-            n++;
+            const double l = qe_test_ref_lse(z, nv);
+            qe_test_diff_add(&f, f.n, fabs(lse[s] - l),
+                             fabs(((double)dz[t] - lse[s]) - (z[t] - l)));
         }
         fed += take;
     }
-    f.mean /= n;
     for (int s = 0; s < 2; s++)
         qe_ref_free(ref[s]);
     free(z);
@@ -402,30 +332,25 @@ static fdiff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format kv, qe
 START_TEST(test_kv_formats)
 {
     enum { NT = 48 };
-    rng_seed(21);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(21);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     int32_t tok[2 * NT];
     for (int i = 0; i < 2 * NT; i++)
-        tok[i] = (int32_t)(rnd_u32() % 512);
+        tok[i] = (int32_t)(qe_test_rnd_u32() % 512);
     const qe_kv_format pairs[][2] = {
         {QE_KV_F32, QE_KV_F32},   {QE_KV_F16, QE_KV_F16}, {QE_KV_Q8_0, QE_KV_Q8_0},
         {QE_KV_Q4_0, QE_KV_Q4_0}, {QE_KV_TQ4, QE_KV_TQ4}, {QE_KV_TQ3, QE_KV_TQ3},
         {QE_KV_TQ2, QE_KV_TQ2},   {QE_KV_TQ4, QE_KV_Q8_0}, {QE_KV_F16, QE_KV_TQ3}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         const qe_kv_format kk = pairs[i][0], kv = pairs[i][1];
-        fdiff same = format_diff(m, kk, kv, kk, kv, tok);
+        qe_test_diff same = format_diff(m, kk, kv, kk, kv, tok);
         fprintf(stderr, "# decode kv %s/%s: |d logp| vs the same format: mean %.3g, max %.3g\n",
-                qe_kv_format_name(kk), qe_kv_format_name(kv), same.mean, same.max);
-        if (i == 0) {
-            ck_assert_msg(same.max < TOL && same.max_lse < TOL, "f32 cache: max |d logp| %.3g", same.max);
-            continue;
-        }
-        fdiff f32 = format_diff(m, kk, kv, QE_KV_F32, QE_KV_F32, tok);
-        ck_assert_msg(same.mean <= 2e-5 || same.mean <= 0.2 * f32.mean,
-                      "%s/%s: mean |d logp| %.3g vs its own format, %.3g vs f32", qe_kv_format_name(kk),
-                      qe_kv_format_name(kv), same.mean, f32.mean);
-        ck_assert_msg(same.mean <= 5e-4 && same.max <= 2e-2, "%s/%s: mean |d logp| %.3g, max %.3g",
-                      qe_kv_format_name(kk), qe_kv_format_name(kv), same.mean, same.max);
+                qe_kv_format_name(kk), qe_kv_format_name(kv), qe_test_diff_mean(&same), same.max_tlp);
+        qe_test_diff f32 = {0};
+        if (i > 0)
+            f32 = format_diff(m, kk, kv, QE_KV_F32, QE_KV_F32, tok);
+        qe_test_check_kv_diff(qe_kv_format_name(kk), qe_kv_format_name(kv), &same,
+                              i == 0 ? NULL : &f32);
     }
     qe_model_close(m);
 }
@@ -436,20 +361,20 @@ END_TEST
 START_TEST(test_quant_weights)
 {
     enum { NT = 48 };
-    rng_seed(22);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(22);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     int32_t tok[2 * NT];
     for (int i = 0; i < 2 * NT; i++)
-        tok[i] = (int32_t)(rnd_u32() % 512);
+        tok[i] = (int32_t)(qe_test_rnd_u32() % 512);
     const qe_dtype types[] = {QE_DT_Q8_0, QE_DT_Q4_0};
     for (int i = 0; i < 2; i++) {
         qe_quant_model *qm = NULL;
         OK(qe_quant_model_new(m, types[i], &qm));
         const qe_model *q = qe_quant_model_get(qm);
         ck_assert_int_eq(qe_model_weights(q)->layers[0].wq.type, types[i]);
-        fdiff f = format_diff(q, QE_KV_F32, QE_KV_F32, QE_KV_F32, QE_KV_F32, tok);
-        ck_assert_msg(f.max < TOL && f.max_lse < TOL, "%s: max |d logp| %.3g, |d lse| %.3g",
-                      qe_dtype_name(types[i]), f.max, f.max_lse);
+        qe_test_diff f = format_diff(q, QE_KV_F32, QE_KV_F32, QE_KV_F32, QE_KV_F32, tok);
+        ck_assert_msg(f.max_tlp < TOL && f.max_lse < TOL, "%s: max |d logp| %.3g, |d lse| %.3g",
+                      qe_dtype_name(types[i]), f.max_tlp, f.max_lse);
         qe_quant_model_free(qm);
     }
     qe_model_close(m);
@@ -460,7 +385,7 @@ END_TEST
 
 START_TEST(test_limits)
 {
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     qe_engine *e = open_engine(m, 8, 3, 4);
     qe_decode *d = NULL;
     qe_decode_opts o = qe_decode_opts_default();

@@ -2,9 +2,10 @@
  * reference (lib/ref.c), on a real device (PoCL here).
  *
  * Inputs are fixed-seed random token sequences; device buffers and host
- * outputs are poisoned with NaN before every run. Reference statistics
- * (log-sum-exp, target log-prob, arg-max, top-k) are computed here in double
- * from qe_ref_step's logits, independently of the kernels.
+ * outputs are poisoned with NaN before every run (qe_test_res). Reference
+ * statistics (log-sum-exp, target log-prob, arg-max, top-k) are computed in
+ * double from qe_ref_step's logits, independently of the kernels
+ * (testutil.h's reference helpers).
  *
  * The OpenCL context does not survive fork() (Check forks each test unless
  * CK_FORK=no), so the unchecked fixture only prepares a scratch program cache
@@ -30,42 +31,11 @@
 #define OK(call) ck_assert_msg((call) == QE_OK, "%s: %s", #call, qe_errmsg())
 #define TOL 1e-4 /* absolute, on log-probs and log-sum-exp */
 
-/* ---- shared context (see the top of the file) ---- */
-
-
 /* ---- helpers ---- */
 
-static uint64_t rng = 1;
-
-static void rng_seed(uint64_t s)
+static float rnd_unit(void) /* uniform in [-1, 1), as float */
 {
-    rng = s * 0x9E3779B97F4A7C15ull + 1;
-}
-
-static uint32_t rnd_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-
-static float rnd_unit(void) /* uniform in [-1, 1) */
-{
-    return (float)((double)rnd_u32() / 2147483648.0 - 1.0);
-}
-
-static void rnd_tokens(int32_t *t, size_t n, int n_vocab)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = (int32_t)(rnd_u32() % (uint32_t)n_vocab);
-}
-
-static qe_model *open_model(const char *rel)
-{
-    qe_model *m = NULL;
-    OK(qe_model_open(qe_test_data(rel), &m));
-    return m;
+    return (float)qe_test_rnd_unit();
 }
 
 static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_seq, int top_k, int head_rows)
@@ -80,85 +50,20 @@ static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_seq, int top_k
     return e;
 }
 
-/* Host results of one prefill, poisoned at creation. */
-typedef struct res {
-    int rows, k;
-    float *lse, *tlp, *tkp;
-    int32_t *am, *tki;
-    qe_engine_out out;
-} res;
-
-static void res_init(res *r, int rows, int k)
-{
-    r->rows = rows;
-    r->k = k;
-    size_t nk = (size_t)rows * (size_t)(k ? k : 1);
-    r->lse = malloc((size_t)rows * sizeof(float));
-    r->tlp = malloc((size_t)rows * sizeof(float));
-    r->am = malloc((size_t)rows * sizeof(int32_t));
-    r->tkp = malloc(nk * sizeof(float));
-    r->tki = malloc(nk * sizeof(int32_t));
-    ck_assert(r->lse && r->tlp && r->am && r->tkp && r->tki);
-    for (size_t i = 0; i < (size_t)rows; i++) {
-        r->lse[i] = r->tlp[i] = NAN;
-        r->am[i] = INT32_MIN;
-    }
-    for (size_t i = 0; i < nk; i++) {
-        r->tkp[i] = NAN;
-        r->tki[i] = INT32_MIN;
-    }
-    r->out = (qe_engine_out){r->lse, r->tlp, r->am, r->tki, r->tkp};
-}
-
-static void res_free(res *r)
-{
-    free(r->lse);
-    free(r->tlp);
-    free(r->am);
-    free(r->tkp);
-    free(r->tki);
-}
-
 /* Poisoned prefill. */
-static void prefill(qe_engine *e, res *r, int n_seq, int n_tok, const int32_t *tok, int out_first,
-                    const int32_t *tgt)
+static void prefill(qe_engine *e, qe_test_res *r, int n_seq, int n_tok, const int32_t *tok,
+                    int out_first, const int32_t *tgt)
 {
-    res_init(r, n_seq * (n_tok - out_first), qe_engine_options(e).top_k);
+    qe_test_res_init(r, n_seq * (n_tok - out_first), qe_engine_options(e).top_k);
     OK(qe_engine_poison(e));
     OK(qe_engine_prefill(e, n_seq, n_tok, tok, out_first, tgt, &r->out));
-}
-
-/* Row ra of a and row rb of b are bit-identical. */
-static int same_row(const res *a, int ra, const res *b, int rb)
-{
-    size_t k = (size_t)a->k;
-    return memcmp(&a->lse[ra], &b->lse[rb], sizeof(float)) == 0 &&
-           memcmp(&a->tlp[ra], &b->tlp[rb], sizeof(float)) == 0 && a->am[ra] == b->am[rb] &&
-           memcmp(a->tki + ra * k, b->tki + rb * k, k * sizeof(int32_t)) == 0 &&
-           memcmp(a->tkp + ra * k, b->tkp + rb * k, k * sizeof(float)) == 0;
-}
-
-/* Indices of the k+1 largest of z (ties by lower index), descending. */
-static void ref_top(const double *z, int n, int k, int *ids)
-{
-    for (int j = 0; j < k; j++) {
-        int best = -1;
-        for (int i = 0; i < n; i++) {
-            int taken = 0;
-            for (int q = 0; q < j && !taken; q++)
-                taken = ids[q] == i;
-            if (!taken && (best < 0 || z[i] > z[best]))
-                best = i;
-        }
-        ids[j] = best;
-    }
 }
 
 /* Run the reference over every sequence and compare all rows of r.
  * e may be given to also compare qe_engine_logits on a few rows. Returns the
  * number of top-k entries checked by id (near-ties skipped). */
-static int check_vs_ref(const qe_model *m, qe_engine *e, const res *r, int n_seq, int n_tok,
-                        const int32_t *tok, int out_first, const int32_t *tgt)
+static int check_vs_ref(const qe_model *m, qe_engine *e, const qe_test_res *r, int n_seq,
+                        int n_tok, const int32_t *tok, int out_first, const int32_t *tgt)
 {
     const int nv = qe_model_hparams(m)->n_vocab, k = r->k, n_out = n_tok - out_first;
     double *z = malloc((size_t)nv * sizeof *z);
@@ -175,45 +80,29 @@ static int check_vs_ref(const qe_model *m, qe_engine *e, const res *r, int n_seq
             if (p < out_first)
                 continue;
             const int row = s * n_out + p - out_first;
-            ref_top(z, nv, k + 2 < nv ? k + 2 : nv, ids);
-            double mx = z[ids[0]], se = 0;
-            for (int i = 0; i < nv; i++)
-                se += exp(z[i] - mx);
-            const double lse = mx + log(se);
-            ck_assert_msg(fabs(r->lse[row] - lse) < TOL, "seq %d pos %d: lse %.7f, ref %.7f", s, p,
-                          (double)r->lse[row], lse);
+            char where[64];
+            snprintf(where, sizeof where, "seq %d pos %d", s, p);
+            qe_test_ref_top(z, nv, k + 2 < nv ? k + 2 : nv, ids);
+            const double lse = qe_test_ref_lse(z, nv);
+            checked_ids += qe_test_check_row(z, nv, ids, lse, r->lse[row], r->tkp + (size_t)row * k,
+                                             r->tki + (size_t)row * k, k, TOL, where);
             const int t = tgt ? tgt[row] : -1;
             if (t >= 0)
                 ck_assert_msg(fabs(r->tlp[row] - (z[t] - lse)) < TOL,
-                              "seq %d pos %d: target %d log-prob %.7f, ref %.7f", s, p, t,
+                              "%s: target %d log-prob %.7f, ref %.7f", where, t,
                               (double)r->tlp[row], z[t] - lse);
             else
-                ck_assert_msg(isnan(r->tlp[row]), "seq %d pos %d: no target but %g", s, p,
+                ck_assert_msg(isnan(r->tlp[row]), "%s: no target but %g", where,
                               (double)r->tlp[row]);
             if (nv < 2 || z[ids[0]] - z[ids[1]] > TOL)
-                ck_assert_msg(r->am[row] == ids[0], "seq %d pos %d: argmax %d, ref %d", s, p,
-                              r->am[row], ids[0]);
-            for (int j = 0; j < k; j++) {
-                const float got = r->tkp[(size_t)row * k + j];
-                ck_assert_msg(fabs(got - (z[ids[j]] - lse)) < TOL,
-                              "seq %d pos %d: top-%d log-prob %.7f, ref %.7f", s, p, j, (double)got,
-                              z[ids[j]] - lse);
-                int near = (j > 0 && z[ids[j - 1]] - z[ids[j]] <= TOL) ||
-                           (j + 1 < nv && z[ids[j]] - z[ids[j + 1]] <= TOL);
-                if (near)
-                    continue;
-                ck_assert_msg(r->tki[(size_t)row * k + j] == ids[j], "seq %d pos %d: top-%d id %d, ref %d",
-                              s, p, j, r->tki[(size_t)row * k + j], ids[j]);
-                checked_ids++;
-            }
+                ck_assert_msg(r->am[row] == ids[0], "%s: argmax %d, ref %d", where, r->am[row],
+                              ids[0]);
             /* The debug read-back on a few rows: the logits themselves. */
             if (e && (p == out_first || p == n_tok - 1) && s == n_seq - 1) {
                 for (int i = 0; i < nv; i++)
                     dz[i] = NAN;
                 OK(qe_engine_logits(e, s, p, dz));
-                for (int i = 0; i < nv; i++)
-                    ck_assert_msg(fabs(dz[i] - z[i]) < TOL, "seq %d pos %d: logit %d %.7f, ref %.7f",
-                                  s, p, i, (double)dz[i], z[i]);
+                qe_test_check_logits(dz, z, nv, TOL, where);
             }
         }
     }
@@ -235,7 +124,7 @@ static int32_t *make_targets(int n_seq, int n_tok, const int32_t *tok, int out_f
             int p = out_first + j, row = s * n_out + j;
             t[row] = row % 7 == 3 ? -1
                      : p + 1 < n_tok ? tok[(size_t)s * n_tok + p + 1]
-                                     : (int32_t)(rnd_u32() % (uint32_t)nv);
+                                     : (int32_t)(qe_test_rnd_u32() % (uint32_t)nv);
         }
     return t;
 }
@@ -247,26 +136,27 @@ static int32_t *make_targets(int n_seq, int n_tok, const int32_t *tok, int out_f
 static void check_real(const char *rel, int n_tok, uint64_t seed)
 {
     enum { NS = 3, K = 10 };
-    rng_seed(seed);
-    qe_model *m = open_model(rel);
+    qe_test_rng_seed(seed);
+    qe_model *m = qe_test_model(rel);
     const int nv = qe_model_hparams(m)->n_vocab;
     int32_t *tok = malloc((size_t)NS * n_tok * sizeof *tok);
     ck_assert_ptr_nonnull(tok);
-    rnd_tokens(tok, (size_t)NS * n_tok, nv);
+    qe_test_rnd_tokens(tok, (size_t)NS * n_tok, nv);
     int32_t *tgt = make_targets(NS, n_tok, tok, 0, nv);
 
     qe_engine *e = open_engine(m, n_tok + 5, NS, K, 0);
-    res all;
+    qe_test_res all;
     prefill(e, &all, NS, n_tok, tok, 0, tgt);
     int ids = check_vs_ref(m, e, &all, NS, n_tok, tok, 0, tgt);
     ck_assert_int_gt(ids, NS * n_tok * K / 2); /* near-ties are rare */
 
     /* (b) the middle sequence alone: bit-identical rows. */
-    res one;
+    qe_test_res one;
     prefill(e, &one, 1, n_tok, tok + n_tok, 0, tgt + n_tok);
-    for (int p = 0; p < n_tok; p++)
-        ck_assert_msg(same_row(&all, n_tok + p, &one, p), "%s: pos %d differs alone vs in a batch",
-                      rel, p);
+    for (int p = 0; p < n_tok; p++) {
+        const char *d = qe_test_res_row_diff(&all, n_tok + p, &one, p);
+        ck_assert_msg(!d, "%s: pos %d: %s differs alone vs in a batch", rel, p, d);
+    }
 
     /* (c) out_first > 0: the same rows, bit for bit; targets follow the rows. */
     const int of = n_tok / 2 + 1, n_out = n_tok - of;
@@ -274,35 +164,36 @@ static void check_real(const char *rel, int n_tok, uint64_t seed)
     ck_assert_ptr_nonnull(tgt2);
     for (int s = 0; s < NS; s++)
         memcpy(tgt2 + s * n_out, tgt + s * n_tok + of, (size_t)n_out * sizeof *tgt2);
-    res half;
+    qe_test_res half;
     prefill(e, &half, NS, n_tok, tok, of, tgt2);
     for (int s = 0; s < NS; s++)
-        for (int j = 0; j < n_out; j++)
-            ck_assert_msg(same_row(&all, s * n_tok + of + j, &half, s * n_out + j),
-                          "%s: seq %d pos %d differs with out_first %d", rel, s, of + j, of);
+        for (int j = 0; j < n_out; j++) {
+            const char *d = qe_test_res_row_diff(&all, s * n_tok + of + j, &half, s * n_out + j);
+            ck_assert_msg(!d, "%s: seq %d pos %d: %s differs with out_first %d", rel, s, of + j, d,
+                          of);
+        }
 
     /* Head passes of 7 rows (a ragged last pass) change nothing either. */
     qe_engine *e7 = open_engine(m, n_tok, NS, K, 7);
     ck_assert_int_eq(qe_engine_options(e7).head_rows, 7);
-    res small;
+    qe_test_res small;
     prefill(e7, &small, NS, n_tok, tok, of, tgt2);
-    for (int r = 0; r < NS * n_out; r++)
-        ck_assert_msg(same_row(&half, r, &small, r), "%s: row %d differs with head_rows 7", rel, r);
+    qe_test_res_same(&half, &small, "head_rows 7");
 
     /* No targets: every target log-prob is NaN, the rest unchanged. */
-    res nt;
+    qe_test_res nt;
     prefill(e7, &nt, NS, n_tok, tok, of, NULL);
     for (int r = 0; r < NS * n_out; r++) {
         ck_assert(isnan(nt.tlp[r]));
         nt.tlp[r] = half.tlp[r];
-        ck_assert(same_row(&half, r, &nt, r));
     }
+    qe_test_res_same(&half, &nt, "no targets");
 
-    res_free(&all);
-    res_free(&one);
-    res_free(&half);
-    res_free(&small);
-    res_free(&nt);
+    qe_test_res_free(&all);
+    qe_test_res_free(&one);
+    qe_test_res_free(&half);
+    qe_test_res_free(&small);
+    qe_test_res_free(&nt);
     qe_engine_close(e);
     qe_engine_close(e7);
     free(tok);
@@ -429,13 +320,13 @@ static void check_synth(const qe_model *m, int n_ctx, int n_seq, int n_tok, int 
     const int nv = qe_model_hparams(m)->n_vocab;
     int32_t *tok = malloc((size_t)n_seq * n_tok * sizeof *tok);
     ck_assert_ptr_nonnull(tok);
-    rnd_tokens(tok, (size_t)n_seq * n_tok, nv);
+    qe_test_rnd_tokens(tok, (size_t)n_seq * n_tok, nv);
     int32_t *tgt = make_targets(n_seq, n_tok, tok, out_first, nv);
     qe_engine *e = open_engine(m, n_ctx, n_seq, k, 0);
-    res r;
+    qe_test_res r;
     prefill(e, &r, n_seq, n_tok, tok, out_first, tgt);
     ck_assert_int_gt(check_vs_ref(m, e, &r, n_seq, n_tok, tok, out_first, tgt), 0);
-    res_free(&r);
+    qe_test_res_free(&r);
     qe_engine_close(e);
     free(tok);
     free(tgt);
@@ -447,8 +338,8 @@ static void check_synth(const qe_model *m, int n_ctx, int n_seq, int n_tok, int 
  * reads the same rounded weights. */
 START_TEST(test_mha_f16)
 {
-    rng_seed(16);
-    qe_model *src = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(16);
+    qe_model *src = qe_test_model("models/stories260K.gguf");
     const qe_hparams *hp0 = qe_model_hparams(src);
     const qe_weights *w0 = qe_model_weights(src);
     synth s;
@@ -496,7 +387,7 @@ END_TEST
  * pairs RoPE over half the head, an F32 random model. */
 START_TEST(test_long_context)
 {
-    rng_seed(2048);
+    qe_test_rng_seed(2048);
     qe_hparams hp = {.n_vocab = 67, .dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
                      .head_dim = 256, .n_rot = 128, .n_ff = 48, .n_ctx_train = 2048,
                      .rms_eps = 0.05f, .rope_base = 10000.0f, .rope_layout = QE_ROPE_PAIRS,
@@ -516,7 +407,7 @@ END_TEST
  * 256 down to 4, 7 does not). Arg-max and top-k must rank them by lower id. */
 START_TEST(test_ties)
 {
-    rng_seed(333);
+    qe_test_rng_seed(333);
     qe_hparams hp = {.n_vocab = 300, .dim = 32, .n_layers = 2, .n_heads = 4, .n_kv_heads = 2,
                      .head_dim = 8, .n_rot = 8, .n_ff = 40, .n_ctx_train = 64, .rms_eps = 1e-5f,
                      .rope_base = 10000.0f, .rope_factor = 1.0f, .rope_freq_scale = 1.0f,
@@ -534,9 +425,9 @@ START_TEST(test_ties)
     synth_build(&s, "ties");
     enum { NT = 40, K = 8 };
     int32_t tok[NT];
-    rnd_tokens(tok, NT, hp.n_vocab);
+    qe_test_rnd_tokens(tok, NT, hp.n_vocab);
     qe_engine *e = open_engine(s.m, NT, 1, K, 0);
-    res r;
+    qe_test_res r;
     prefill(e, &r, 1, NT, tok, 0, NULL);
     check_vs_ref(s.m, e, &r, 1, NT, tok, 0, NULL);
     int led = 0;
@@ -557,7 +448,7 @@ START_TEST(test_ties)
         ck_assert(r.tkp[p * K + 0] == r.tkp[p * K + 2]);
     }
     ck_assert_int_gt(led, NT / 5);
-    res_free(&r);
+    qe_test_res_free(&r);
     qe_engine_close(e);
     synth_free(&s);
 }
@@ -567,8 +458,8 @@ END_TEST
 
 START_TEST(test_limits)
 {
-    rng_seed(7);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(7);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     const int nv = qe_model_hparams(m)->n_vocab;
     qe_cl *cl = qe_test_cl();
     qe_engine *e = NULL;
@@ -610,7 +501,7 @@ START_TEST(test_limits)
     o.top_k = 5; /* the whole vocabulary is fine */
     OK(qe_engine_open(cl, s.m, &o, &e));
     int32_t t5[4] = {0, 4, 3, 1};
-    res r5;
+    qe_test_res r5;
     prefill(e, &r5, 1, 4, t5, 0, NULL);
     for (int row = 0; row < 4; row++) { /* a permutation of the vocabulary */
         int seen = 0;
@@ -618,7 +509,7 @@ START_TEST(test_limits)
             seen |= 1 << r5.tki[row * 5 + j];
         ck_assert_int_eq(seen, 31);
     }
-    res_free(&r5);
+    qe_test_res_free(&r5);
     qe_engine_close(e);
     e = NULL;
     synth_free(&s);
@@ -639,7 +530,7 @@ START_TEST(test_limits)
     int32_t tok[2 * 17], tgt[2 * 17];
     float lse[2 * 17];
     qe_engine_out out = {.lse = lse};
-    rnd_tokens(tok, 2 * 17, nv);
+    qe_test_rnd_tokens(tok, 2 * 17, nv);
     for (int i = 0; i < 2 * 17; i++)
         tgt[i] = -1;
     float z[512];

@@ -37,9 +37,6 @@
 
 #define OK(call) ck_assert_msg((call) == QE_OK, "%s: %s", #call, qe_errmsg())
 
-/* ---- shared context ---- */
-
-
 static int has_fp64(void)
 {
     return qe_cl_has_extension(qe_cl_device(qe_test_cl()), "cl_khr_fp64");
@@ -47,43 +44,10 @@ static int has_fp64(void)
 
 /* ---- random numbers ---- */
 
-static uint64_t rng = 1;
-
-static void rng_seed(uint64_t s)
-{
-    rng = s * 0x9E3779B97F4A7C15ull + 1;
-}
-
-static uint32_t rnd_u32(void)
-{
-    rng ^= rng << 13;
-    rng ^= rng >> 7;
-    rng ^= rng << 17;
-    return (uint32_t)(rng >> 16);
-}
-
-static double rnd_unit(void) /* uniform in [-1, 1) */
-{
-    return (double)rnd_u32() / 2147483648.0 - 1.0;
-}
-
 static double rnd_normal(void)
 {
-    double u = (rnd_unit() + 1.0) / 2.0, v = (rnd_unit() + 1.0) / 2.0;
+    double u = (qe_test_rnd_unit() + 1.0) / 2.0, v = (qe_test_rnd_unit() + 1.0) / 2.0;
     return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
-}
-
-static void rnd_tokens(int32_t *t, size_t n, int n_vocab)
-{
-    for (size_t i = 0; i < n; i++)
-        t[i] = (int32_t)(rnd_u32() % (uint32_t)n_vocab);
-}
-
-static qe_model *open_model(const char *rel)
-{
-    qe_model *m = NULL;
-    OK(qe_model_open(qe_test_data(rel), &m));
-    return m;
 }
 
 static qe_engine *open_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k,
@@ -116,10 +80,10 @@ static void codec_rows(float *x, int n_rows, int n)
     for (int r = 0; r < n_rows; r++) {
         float *v = x + (size_t)r * n;
         const int kind = r % 10;
-        const double scale = kind == 7 ? 1e30 : kind == 8 ? 1e-40 : pow(10.0, rnd_unit() * 3);
+        const double scale = kind == 7 ? 1e30 : kind == 8 ? 1e-40 : pow(10.0, qe_test_rnd_unit() * 3);
         for (int i = 0; i < n; i++) {
             double g = rnd_normal();
-            if (rnd_u32() % 31 == 0)
+            if (qe_test_rnd_u32() % 31 == 0)
                 g *= 8; /* outliers */
             v[i] = (float)(g * scale);
         }
@@ -128,26 +92,26 @@ static void codec_rows(float *x, int n_rows, int n)
             memset(v, 0, (size_t)n * sizeof *v);
             break;
         case 2:
-            v[rnd_u32() % (uint32_t)n] = NAN;
+            v[qe_test_rnd_u32() % (uint32_t)n] = NAN;
             break;
         case 3:
-            v[rnd_u32() % (uint32_t)n] = rnd_u32() & 1 ? INFINITY : -INFINITY;
+            v[qe_test_rnd_u32() % (uint32_t)n] = qe_test_rnd_u32() & 1 ? INFINITY : -INFINITY;
             break;
         case 4: /* ties: +-8 in every block, the first of them decides Q4_0's sign */
             for (int b = 0; b < n / 32; b++) {
-                v[32 * b + (int)(rnd_u32() % 16)] = 8.0f;
-                v[32 * b + 16 + (int)(rnd_u32() % 16)] = -8.0f;
+                v[32 * b + (int)(qe_test_rnd_u32() % 16)] = 8.0f;
+                v[32 * b + 16 + (int)(qe_test_rnd_u32() % 16)] = -8.0f;
             }
             break;
         case 5: /* Q4_0 with max -8: d = 1, id = 1, x + 8.5 hits .5 steps; Q8_0 halves */
             for (int i = 0; i < n; i++)
-                v[i] = (float)((int)(rnd_u32() % 33) - 16) * 0.5f;
+                v[i] = (float)((int)(qe_test_rnd_u32() % 33) - 16) * 0.5f;
             for (int b = 0; b < n / 32; b++)
                 v[32 * b] = -8.0f;
             break;
         case 6: /* small integers: many exact .5 products in Q8_0 */
             for (int i = 0; i < n; i++)
-                v[i] = (float)((int)(rnd_u32() % 255) - 127);
+                v[i] = (float)((int)(qe_test_rnd_u32() % 255) - 127);
             break;
         default:
             break;
@@ -217,7 +181,7 @@ static int codec_case(qe_kv_format f, int n_heads, int head_dim, int n_rows)
 
 START_TEST(test_codec)
 {
-    rng_seed(77);
+    qe_test_rng_seed(77);
     const int shapes[][2] = {{4, 8}, {4, 16}, {2, 64}, {1, 128}, {3, 256}};
     int bad = 0, rows = 0;
     for (int k = 0; k < N_KV; k++)
@@ -236,57 +200,11 @@ END_TEST
 
 /* ---- comparisons with the reference ---- */
 
-/* Per-position results of a prefill. */
-typedef struct res {
-    int rows, k;
-    float *lse, *tlp, *tkp;
-    int32_t *am, *tki;
-    qe_engine_out out;
-} res;
-
-static void res_init(res *r, int rows, int k)
-{
-    r->rows = rows;
-    r->k = k;
-    size_t nk = (size_t)rows * (size_t)(k ? k : 1);
-    r->lse = malloc((size_t)rows * sizeof(float));
-    r->tlp = malloc((size_t)rows * sizeof(float));
-    r->am = malloc((size_t)rows * sizeof(int32_t));
-    r->tkp = malloc(nk * sizeof(float));
-    r->tki = malloc(nk * sizeof(int32_t));
-    ck_assert(r->lse && r->tlp && r->am && r->tkp && r->tki);
-    for (size_t i = 0; i < (size_t)rows; i++) {
-        r->lse[i] = r->tlp[i] = NAN;
-        r->am[i] = INT32_MIN;
-    }
-    for (size_t i = 0; i < nk; i++) {
-        r->tkp[i] = NAN;
-        r->tki[i] = INT32_MIN;
-    }
-    r->out = (qe_engine_out){r->lse, r->tlp, r->am, r->tki, r->tkp};
-}
-
-static void res_free(res *r)
-{
-    free(r->lse);
-    free(r->tlp);
-    free(r->am);
-    free(r->tkp);
-    free(r->tki);
-}
-
-/* Differences of one run against the reference. */
-typedef struct diff {
-    double max_lse, max_tlp, sum_tlp; /* absolute, on log-sum-exp and target log-probs */
-    int n, n_over;                    /* rows compared, rows with |d tlp| > 1e-4 */
-    int max_row;
-} diff;
-
 /* Run the reference (ref_new_kv with kv formats when kv_codec, else the
  * double-cache reference) over every sequence and compare r's rows. Every
  * row's target is the next token (the last position: token 0). */
-static diff ref_diff(const qe_model *m, const res *r, int n_seq, int n_tok, const int32_t *tok,
-                     int kv_codec, qe_kv_format kk, qe_kv_format kvv)
+static qe_test_diff ref_diff(const qe_model *m, const qe_test_res *r, int n_seq, int n_tok,
+                             const int32_t *tok, int kv_codec, qe_kv_format kk, qe_kv_format kvv)
 {
     const int nv = qe_model_hparams(m)->n_vocab;
     double *z = malloc((size_t)nv * sizeof *z);
@@ -296,29 +214,15 @@ static diff ref_diff(const qe_model *m, const res *r, int n_seq, int n_tok, cons
         OK(qe_ref_new_kv(m, n_tok, kk, kvv, &ref));
     else
         OK(qe_ref_new(m, n_tok, &ref));
-    diff d = {0};
+    qe_test_diff d = {0};
     for (int s = 0; s < n_seq; s++) {
         qe_ref_reset(ref);
         for (int p = 0; p < n_tok; p++) {
             OK(qe_ref_step(ref, tok[(size_t)s * n_tok + p], p, z));
             const int row = s * n_tok + p;
             const int t = p + 1 < n_tok ? tok[(size_t)s * n_tok + p + 1] : 0;
-            double mx = z[0], se = 0;
-            for (int i = 1; i < nv; i++)
-                mx = z[i] > mx ? z[i] : mx;
-            for (int i = 0; i < nv; i++)
-                se += exp(z[i] - mx);
-            const double lse = mx + log(se);
-            const double dl = fabs(r->lse[row] - lse), dt = fabs(r->tlp[row] - (z[t] - lse));
-            ck_assert_msg(isfinite(r->lse[row]) && isfinite(r->tlp[row]), "row %d not finite", row);
-            d.max_lse = dl > d.max_lse ? dl : d.max_lse;
-            if (dt > d.max_tlp) {
-                d.max_tlp = dt;
-                d.max_row = row;
-            }
-            d.sum_tlp += dt;
-            d.n_over += dt > 1e-4;
-            d.n++;
+            const double lse = qe_test_ref_lse(z, nv);
+            qe_test_diff_add(&d, row, fabs(r->lse[row] - lse), fabs(r->tlp[row] - (z[t] - lse)));
         }
     }
     qe_ref_free(ref);
@@ -328,14 +232,14 @@ static diff ref_diff(const qe_model *m, const res *r, int n_seq, int n_tok, cons
 
 /* Prefill n_seq random sequences of n_tok on e (targets: next token, the
  * last row token 0), poisoned first. */
-static void run(qe_engine *e, res *r, int n_seq, int n_tok, const int32_t *tok)
+static void run(qe_engine *e, qe_test_res *r, int n_seq, int n_tok, const int32_t *tok)
 {
     int32_t *tgt = malloc((size_t)n_seq * n_tok * sizeof *tgt);
     ck_assert_ptr_nonnull(tgt);
     for (int s = 0; s < n_seq; s++)
         for (int p = 0; p < n_tok; p++)
             tgt[s * n_tok + p] = p + 1 < n_tok ? tok[s * n_tok + p + 1] : 0;
-    res_init(r, n_seq * n_tok, qe_engine_options(e).top_k);
+    qe_test_res_init(r, n_seq * n_tok, qe_engine_options(e).top_k);
     OK(qe_engine_poison(e));
     OK(qe_engine_prefill(e, n_seq, n_tok, tok, 0, tgt, &r->out));
     free(tgt);
@@ -347,11 +251,11 @@ static void run(qe_engine *e, res *r, int n_seq, int n_tok, const int32_t *tok)
 static void check_weights(const char *rel, int n_tok, uint64_t seed)
 {
     enum { NS = 2 };
-    rng_seed(seed);
-    qe_model *m = open_model(rel);
+    qe_test_rng_seed(seed);
+    qe_model *m = qe_test_model(rel);
     int32_t tok[NS * 128];
     ck_assert_int_le(n_tok, 128);
-    rnd_tokens(tok, (size_t)NS * n_tok, qe_model_hparams(m)->n_vocab);
+    qe_test_rnd_tokens(tok, (size_t)NS * n_tok, qe_model_hparams(m)->n_vocab);
     const qe_dtype types[] = {QE_DT_Q8_0, QE_DT_Q4_0};
     for (int i = 0; i < 2; i++) {
         qe_quant_model *qm = NULL;
@@ -360,12 +264,12 @@ static void check_weights(const char *rel, int n_tok, uint64_t seed)
         /* The requantized model really holds blocks (not a silent f32 copy). */
         ck_assert_int_eq(qe_model_weights(q)->layers[0].wq.type, types[i]);
         qe_engine *e = open_engine_kv(q, n_tok, NS, 4, QE_KV_F32, QE_KV_F32);
-        res r;
+        qe_test_res r;
         run(e, &r, NS, n_tok, tok);
-        diff d = ref_diff(q, &r, NS, n_tok, tok, 0, QE_KV_F32, QE_KV_F32);
+        qe_test_diff d = ref_diff(q, &r, NS, n_tok, tok, 0, QE_KV_F32, QE_KV_F32);
         ck_assert_msg(d.max_tlp < 1e-4 && d.max_lse < 1e-4, "%s %s: max |d logp| %.3g, |d lse| %.3g",
                       rel, qe_dtype_name(types[i]), d.max_tlp, d.max_lse);
-        res_free(&r);
+        qe_test_res_free(&r);
         qe_engine_close(e);
         qe_quant_model_free(qm);
     }
@@ -382,44 +286,31 @@ END_TEST
 START_TEST(test_kv_formats)
 {
     enum { NS = 2, NT = 64 };
-    rng_seed(9);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(9);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     int32_t tok[NS * NT];
-    rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
+    qe_test_rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
     const qe_kv_format pairs[][2] = {
         {QE_KV_F32, QE_KV_F32},   {QE_KV_F16, QE_KV_F16}, {QE_KV_Q8_0, QE_KV_Q8_0},
         {QE_KV_Q4_0, QE_KV_Q4_0}, {QE_KV_TQ4, QE_KV_TQ4}, {QE_KV_TQ3, QE_KV_TQ3},
         {QE_KV_TQ2, QE_KV_TQ2},   {QE_KV_TQ4, QE_KV_Q8_0}, {QE_KV_F16, QE_KV_TQ3}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
         qe_engine *e = open_engine_kv(m, NT, NS, 4, pairs[i][0], pairs[i][1]);
-        res r;
+        qe_test_res r;
         run(e, &r, NS, NT, tok);
-        diff d = ref_diff(m, &r, NS, NT, tok, 1, pairs[i][0], pairs[i][1]);
-        diff d0 = ref_diff(m, &r, NS, NT, tok, 1, QE_KV_F32, QE_KV_F32);
-        const double mean = d.sum_tlp / d.n, mean0 = d0.sum_tlp / d0.n;
+        qe_test_diff d = ref_diff(m, &r, NS, NT, tok, 1, pairs[i][0], pairs[i][1]);
+        qe_test_diff d0 = ref_diff(m, &r, NS, NT, tok, 1, QE_KV_F32, QE_KV_F32);
+        const char *kk = qe_kv_format_name(pairs[i][0]), *kv = qe_kv_format_name(pairs[i][1]);
         fprintf(stderr, "# kv %s/%s: |d logp| vs the same format: mean %.3g, max %.3g; vs f32: mean %.3g\n",
-                qe_kv_format_name(pairs[i][0]), qe_kv_format_name(pairs[i][1]), mean, d.max_tlp,
-                mean0);
-        if (i == 0) {
-            ck_assert_msg(d.max_tlp < 1e-4 && d.max_lse < 1e-4, "f32 cache: max |d logp| %.3g",
-                          d.max_tlp);
-        } else {
-            ck_assert_msg(mean <= 2e-5 || mean <= 0.2 * mean0,
-                          "%s/%s: mean |d logp| %.3g vs its own format, %.3g vs f32",
-                          qe_kv_format_name(pairs[i][0]), qe_kv_format_name(pairs[i][1]), mean,
-                          mean0);
-            ck_assert_msg(mean <= 5e-4 && d.max_tlp <= 2e-2, "%s/%s: mean |d logp| %.3g, max %.3g",
-                          qe_kv_format_name(pairs[i][0]), qe_kv_format_name(pairs[i][1]), mean,
-                          d.max_tlp);
-        }
-        res_free(&r);
+                kk, kv, qe_test_diff_mean(&d), d.max_tlp, qe_test_diff_mean(&d0));
+        qe_test_check_kv_diff(kk, kv, &d, i == 0 ? NULL : &d0);
+        qe_test_res_free(&r);
         qe_engine_close(e);
     }
     qe_model_close(m);
 }
 END_TEST
 
-static void same_res(const res *a, const res *b, const char *what);
 
 /* ---- weights stored in formats the device reads as f16 ---- */
 
@@ -441,10 +332,10 @@ static qe_tensor synth_blocks(synth *sy, const char *name, qe_dtype t, int ne0, 
     ck_assert_int_lt(sy->n, MAX_BUFS);
     sy->bufs[sy->n++] = d;
     for (size_t i = 0; i < (size_t)rb * ne1; i++)
-        d[i] = (unsigned char)rnd_u32();
+        d[i] = (unsigned char)qe_test_rnd_u32();
     for (size_t b = 0; b < nb; b++) {
         unsigned char *blk = d + b * bb;
-        const float r = (float)(0.5 + 0.5 * (rnd_unit() + 1.0) / 2.0); /* 0.5 .. 1 */
+        const float r = (float)(0.5 + 0.5 * (qe_test_rnd_unit() + 1.0) / 2.0); /* 0.5 .. 1 */
         uint16_t h0, h1;
         switch (t) {
         case QE_DT_Q4_1: case QE_DT_Q5_1: /* x = q d + m */
@@ -484,7 +375,7 @@ static qe_tensor synth_mat(synth *sy, const char *name, int ne0, int ne1, float 
     ck_assert_int_lt(sy->n, MAX_BUFS);
     sy->bufs[sy->n++] = v;
     for (size_t i = 0; i < n; i++)
-        v[i] = off + amp * (float)rnd_unit();
+        v[i] = off + amp * (float)qe_test_rnd_unit();
     qe_tensor out;
     OK(qe_tensor_view(&out, name, QE_DT_F32, ne0, ne1, v, (uint64_t)n * 4, 1));
     return out;
@@ -536,7 +427,7 @@ static void synth_free(synth *sy)
 START_TEST(test_weights_kquants)
 {
     enum { NT = 24 };
-    rng_seed(61);
+    qe_test_rng_seed(61);
     qe_hparams hp = {.n_vocab = 96, .dim = 256, .n_layers = 1, .n_heads = 4, .n_kv_heads = 2,
                      .head_dim = 64, .n_rot = 64, .n_ff = 256, .n_ctx_train = 64, .rms_eps = 1e-5f,
                      .rope_base = 10000.0f, .rope_layout = QE_ROPE_PAIRS,
@@ -567,22 +458,22 @@ START_TEST(test_weights_kquants)
     ck_assert_int_eq(qe_model_weights(qe_quant_model_get(f16))->layers[0].wq.type, QE_DT_F16);
 
     int32_t tok[NT];
-    rnd_tokens(tok, NT, hp.n_vocab);
+    qe_test_rnd_tokens(tok, NT, hp.n_vocab);
     qe_engine *e = open_engine_kv(m, NT, 1, 4, QE_KV_F32, QE_KV_F32);
     qe_engine *e16 = open_engine_kv(qe_quant_model_get(f16), NT, 1, 4, QE_KV_F32, QE_KV_F32);
-    res r, r16;
+    qe_test_res r, r16;
     run(e, &r, 1, NT, tok);
     run(e16, &r16, 1, NT, tok);
-    same_res(&r, &r16, "K-quant model vs its F16 conversion");
-    diff d = ref_diff(qe_quant_model_get(f16), &r, 1, NT, tok, 0, QE_KV_F32, QE_KV_F32);
+    qe_test_res_same(&r, &r16, "K-quant model vs its F16 conversion");
+    qe_test_diff d = ref_diff(qe_quant_model_get(f16), &r, 1, NT, tok, 0, QE_KV_F32, QE_KV_F32);
     ck_assert_msg(d.max_tlp < 1e-4 && d.max_lse < 1e-4, "vs the reference on F16: max |d logp| %.3g",
                   d.max_tlp);
-    diff d0 = ref_diff(m, &r, 1, NT, tok, 0, QE_KV_F32, QE_KV_F32);
+    qe_test_diff d0 = ref_diff(m, &r, 1, NT, tok, 0, QE_KV_F32, QE_KV_F32);
     fprintf(stderr, "# K-quants on the device vs the reference on the blocks: max |d logp| %.3g\n",
             d0.max_tlp);
     ck_assert_msg(d0.max_tlp < 1e-2, "vs the reference on the blocks: max |d logp| %.3g", d0.max_tlp);
-    res_free(&r);
-    res_free(&r16);
+    qe_test_res_free(&r);
+    qe_test_res_free(&r16);
     qe_engine_close(e);
     qe_engine_close(e16);
     qe_quant_model_free(f16);
@@ -596,7 +487,7 @@ END_TEST
 /* Results of one paired prefill: base and variants' rows, comparison rows. */
 typedef struct paired {
     int rows, n_var;
-    res base, var[4];
+    qe_test_res base, var[4];
     float *kld[4], *dp[4];
     uint8_t *same[4];
 } paired;
@@ -609,12 +500,12 @@ static void paired_run(paired *pr, qe_engine *base, qe_engine **var, int n_var, 
     ck_assert_int_le(n_var, 4);
     pr->rows = rows;
     pr->n_var = n_var;
-    res_init(&pr->base, rows, k);
+    qe_test_res_init(&pr->base, rows, k);
     OK(qe_engine_poison(base));
     qe_engine_out vo[4];
     qe_engine_kld_out ko[4];
     for (int i = 0; i < n_var; i++) {
-        res_init(&pr->var[i], rows, k);
+        qe_test_res_init(&pr->var[i], rows, k);
         vo[i] = pr->var[i].out;
         pr->kld[i] = malloc((size_t)rows * sizeof(float));
         pr->dp[i] = malloc((size_t)rows * sizeof(float));
@@ -633,26 +524,13 @@ static void paired_run(paired *pr, qe_engine *base, qe_engine **var, int n_var, 
 
 static void paired_free(paired *pr)
 {
-    res_free(&pr->base);
+    qe_test_res_free(&pr->base);
     for (int i = 0; i < pr->n_var; i++) {
-        res_free(&pr->var[i]);
+        qe_test_res_free(&pr->var[i]);
         free(pr->kld[i]);
         free(pr->dp[i]);
         free(pr->same[i]);
     }
-}
-
-/* Every row of a and b bit-identical. */
-static void same_res(const res *a, const res *b, const char *what)
-{
-    const size_t n = (size_t)a->rows, k = (size_t)a->k;
-    ck_assert_msg(memcmp(a->lse, b->lse, n * sizeof(float)) == 0, "%s: lse differs", what);
-    for (size_t r = 0; r < n; r++)
-        ck_assert_msg(memcmp(&a->tlp[r], &b->tlp[r], sizeof(float)) == 0 || (isnan(a->tlp[r]) && isnan(b->tlp[r])),
-                      "%s: row %zu target log-prob differs", what, r);
-    ck_assert_msg(memcmp(a->am, b->am, n * sizeof(int32_t)) == 0, "%s: argmax differs", what);
-    ck_assert_msg(memcmp(a->tki, b->tki, n * k * sizeof(int32_t)) == 0, "%s: top-k ids differ", what);
-    ck_assert_msg(memcmp(a->tkp, b->tkp, n * k * sizeof(float)) == 0, "%s: top-k log-probs differ", what);
 }
 
 static int32_t *next_targets(int n_seq, int n_tok, const int32_t *tok, int out_first)
@@ -674,13 +552,13 @@ static int32_t *next_targets(int n_seq, int n_tok, const int32_t *tok, int out_f
 START_TEST(test_kld_self)
 {
     enum { NS = 2, NT = 48, OF = 20 };
-    rng_seed(31);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(31);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     qe_quant_model *qm = NULL;
     OK(qe_quant_model_new(m, QE_DT_Q4_0, &qm));
     const qe_model *q = qe_quant_model_get(qm);
     int32_t tok[NS * NT];
-    rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
+    qe_test_rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
     int32_t *tgt = next_targets(NS, NT, tok, OF);
     qe_engine *base = open_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0);
     qe_engine *v[2] = {open_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0),
@@ -690,7 +568,7 @@ START_TEST(test_kld_self)
     paired_run(&pr, base, v, 2, NS, NT, tok, OF, tgt, sec);
     for (int i = 0; i < 3; i++)
         ck_assert(sec[i] > 0);
-    same_res(&pr.base, &pr.var[0], "identical variant");
+    qe_test_res_same(&pr.base, &pr.var[0], "identical variant");
     int differs = 0;
     for (int r = 0; r < pr.rows; r++) {
         ck_assert_msg(pr.kld[0][r] == 0.0f, "row %d: KLD %g against itself", r, (double)pr.kld[0][r]);
@@ -706,12 +584,12 @@ START_TEST(test_kld_self)
     }
     ck_assert_int_gt(differs, 0);
     /* Paired rows are the engines' own prefill rows, bit for bit. */
-    res own;
-    res_init(&own, pr.rows, 5);
+    qe_test_res own;
+    qe_test_res_init(&own, pr.rows, 5);
     OK(qe_engine_poison(v[1]));
     OK(qe_engine_prefill(v[1], NS, NT, tok, OF, tgt, &own.out));
-    same_res(&own, &pr.var[1], "variant 1 alone vs paired");
-    res_free(&own);
+    qe_test_res_same(&own, &pr.var[1], "variant 1 alone vs paired");
+    qe_test_res_free(&own);
     paired_free(&pr);
     free(tgt);
     qe_engine_close(base);
@@ -729,13 +607,13 @@ END_TEST
 START_TEST(test_kld_host)
 {
     enum { NS = 2, NT = 40, OF = 25 };
-    rng_seed(41);
-    qe_model *m = open_model("models/TinyStories-656K");
+    qe_test_rng_seed(41);
+    qe_model *m = qe_test_model("models/TinyStories-656K");
     qe_quant_model *qm = NULL;
     OK(qe_quant_model_new(m, QE_DT_Q4_0, &qm));
     const int nv = qe_model_hparams(m)->n_vocab, n_out = NT - OF;
     int32_t tok[NS * NT];
-    rnd_tokens(tok, NS * NT, nv);
+    qe_test_rnd_tokens(tok, NS * NT, nv);
     int32_t *tgt = next_targets(NS, NT, tok, OF);
     qe_engine *base = open_engine_kv(m, NT, NS, 3, QE_KV_F32, QE_KV_F32);
     qe_engine_opts o = qe_engine_opts_default();
@@ -808,13 +686,13 @@ END_TEST
 START_TEST(test_kld_order)
 {
     enum { NS = 4, NT = 64, OF = 32 };
-    rng_seed(51);
-    qe_model *m = open_model("models/stories260K.gguf");
+    qe_test_rng_seed(51);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
     qe_quant_model *q8 = NULL, *q4 = NULL;
     OK(qe_quant_model_new(m, QE_DT_Q8_0, &q8));
     OK(qe_quant_model_new(m, QE_DT_Q4_0, &q4));
     int32_t tok[NS * NT];
-    rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
+    qe_test_rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
     int32_t *tgt = next_targets(NS, NT, tok, OF);
     qe_engine *base = open_engine_kv(m, NT, NS, 1, QE_KV_F32, QE_KV_F32);
     qe_engine *v[2] = {open_engine_kv(qe_quant_model_get(q8), NT, NS, 1, QE_KV_F32, QE_KV_F32),
@@ -859,7 +737,7 @@ static qe_status try_open(const qe_model *m, qe_kv_format kk, qe_kv_format kvv, 
 
 START_TEST(test_limits)
 {
-    rng_seed(99);
+    qe_test_rng_seed(99);
     qe_engine *e = NULL;
     /* head_dim 12 (not a power of two), n_kv * head_dim = 12 (not a multiple of 32) */
     qe_hparams hp = {.n_vocab = 40, .dim = 32, .n_layers = 1, .n_heads = 2, .n_kv_heads = 1,
@@ -882,13 +760,13 @@ START_TEST(test_limits)
     OK(try_open(m, QE_KV_F16, QE_KV_F16, 2, &e));
 
     /* paired prefill: mismatched variants */
-    qe_model *m260 = open_model("models/stories260K.gguf");
+    qe_model *m260 = qe_test_model("models/stories260K.gguf");
     qe_engine *b = NULL, *v = NULL, *v3 = NULL;
     OK(try_open(m260, QE_KV_F32, QE_KV_F32, 2, &b));
     OK(try_open(m260, QE_KV_Q8_0, QE_KV_F32, 2, &v));
     OK(try_open(m260, QE_KV_F32, QE_KV_F32, 3, &v3));
     int32_t tok[2 * 16], tgt[2 * 8];
-    rnd_tokens(tok, 32, 40);
+    qe_test_rnd_tokens(tok, 32, 40);
     for (int i = 0; i < 16; i++)
         tgt[i] = -1;
     float kl[16];

@@ -15,6 +15,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include "bench.h"
 #include "hash.h"
 #include "metrics.h"
 #include "schemas.h"
@@ -724,6 +725,100 @@ START_TEST(test_merge_conflicts_and_errors)
 }
 END_TEST
 
+/* n bench rows through lib/bench's writer (keys from content), each a
+ * different pp size; the first carries two per-kernel times. `tag` names
+ * the model, so two databases' rows differ. */
+static void put_bench_rows(const char *path, const char *tag, int n)
+{
+    qe_bench_db *db = NULL;
+    ck_assert_int_eq(qe_bench_db_open(path, &db), QE_OK);
+    qe_bench_env env;
+    memset(&env, 0, sizeof env);
+    snprintf(env.model_path, sizeof env.model_path, "/m/%s.gguf", tag);
+    snprintf(env.model_name, sizeof env.model_name, "%s", tag);
+    snprintf(env.device, sizeof env.device, "cpu0");
+    snprintf(env.driver, sizeof env.driver, "pocl 5");
+    snprintf(env.platform, sizeof env.platform, "Portable Computing Language");
+    env.build_commit = "abc123";
+    env.version = "0.1.0";
+    qe_bench_opts o = qe_bench_opts_default();
+    static const qe_cl_kernel_time kt[2] = {{"matmul", 12, 3000}, {"rmsnorm", 4, 200}};
+    for (int i = 0; i < n; i++) {
+        const double sec[2] = {0.5 + i, 0.25 + i}, tps[2] = {32 / sec[0], 32 / sec[1]};
+        qe_bench_result r;
+        memset(&r, 0, sizeof r);
+        r.n_prompt = 16 << i;
+        snprintf(r.test, sizeof r.test, "pp%d", r.n_prompt);
+        r.n_batch = 1;
+        r.weights = "file";
+        r.kv_k = r.kv_v = QE_KV_F16;
+        r.n_ctx = r.n_prompt;
+        r.n_params = 1000;
+        r.weight_bytes = 4000;
+        r.n_tokens = r.n_prompt;
+        r.reps = 2;
+        r.seconds = sec;
+        r.tps = tps;
+        qe_bench_mean_sd(tps, 2, &r.mean_tps, &r.stddev_tps);
+        r.kernels = i == 0 ? kt : NULL;
+        r.n_kernels = i == 0 ? 2 : 0;
+        ck_assert_int_eq(qe_bench_db_put(db, &env, &o, &r), QE_OK);
+    }
+    qe_bench_db_close(db);
+}
+
+/* Rows of table in database `other` (ATTACHed to db) that db lacks. */
+static long long missing_rows(sqlite3 *db, const char *other, const char *table)
+{
+    char sql[600];
+    snprintf(sql, sizeof sql, "ATTACH DATABASE '%s' AS other", other);
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    snprintf(sql, sizeof sql,
+             "SELECT count(*) FROM (SELECT * FROM other.%s EXCEPT SELECT * FROM main.%s)", table,
+             table);
+    long long n = q_int(db, sql);
+    ck_assert_int_eq(sqlite3_exec(db, "DETACH DATABASE other", NULL, NULL, NULL), SQLITE_OK);
+    return n;
+}
+
+/* Bench rows of both inputs end up in the destination once, with their
+ * kernel times; merging again adds nothing. b holds a's rows too (merged
+ * into it before its own were added), so the overlap is exercised. */
+START_TEST(test_merge_bench)
+{
+    char pa[4200], pb[4200];
+    snprintf(pa, sizeof pa, "%s/a.db", tmp);
+    snprintf(pb, sizeof pb, "%s/b.db", tmp);
+    put_bench_rows(pa, "alpha", 2);
+    qe_store *b = NULL;
+    ck_assert_int_eq(qe_store_open(pb, 0, 0, &b), QE_OK);
+    qe_store_merge_stats ms;
+    ck_assert_int_eq(qe_store_merge(b, pa, &ms), QE_OK);
+    ck_assert_int_eq(ms.bench, 2);
+    qe_store_close(b);
+    put_bench_rows(pb, "beta", 3);
+
+    qe_store *a = NULL;
+    ck_assert_int_eq(qe_store_open(pa, 0, 0, &a), QE_OK);
+    sqlite3 *db = qe_store_sqlite(a);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench"), 2);
+    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    ck_assert_int_eq(ms.bench, 3); /* beta's; alpha's were there */
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench"), 5);
+    ck_assert_int_eq(q_int(db, "SELECT count(DISTINCT model_name || test) FROM bench"), 5);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench_kernels"), 4); /* 2 per tag */
+    ck_assert_int_eq(missing_rows(db, pb, "bench"), 0);
+    ck_assert_int_eq(missing_rows(db, pb, "bench_kernels"), 0);
+    /* again: nothing new */
+    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    ck_assert_int_eq(ms.bench, 0);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench"), 5);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench_kernels"), 4);
+    qe_store_close(a);
+    ck_assert(integrity_ok(pa));
+}
+END_TEST
+
 /* ---- failures that must leave the database valid ---- */
 
 START_TEST(test_disk_full)
@@ -909,6 +1004,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, test_logits);
     tcase_add_test(tc, test_merge_union);
     tcase_add_test(tc, test_merge_conflicts_and_errors);
+    tcase_add_test(tc, test_merge_bench);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_add_checked_fixture(lim, setup, teardown);

@@ -839,6 +839,19 @@ START_TEST(test_limits_json)
     expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"pre_tokenizer\": {\"type\": \"Split\", \"pattern\": "
                 "{\"Regex\": \"\\\\w+\"}, \"behavior\": \"Isolated\", \"invert\": false}}",
                 QE_EUNSUPPORTED, "Split");
+    /* Sequence components name the element at fault */
+    expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"normalizer\": {\"type\": \"Sequence\", \"normalizers\": "
+                "[{\"type\": \"Prepend\", \"prepend\": \"x\"}, {\"type\": \"NFKC\"}]}}",
+                QE_EUNSUPPORTED, "normalizer.normalizers[1].type 'NFKC'");
+    expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"normalizer\": {\"prepend\": \"x\"}}", QE_ECORRUPT,
+                "normalizer.type is missing");
+    expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"pre_tokenizer\": {\"type\": \"Sequence\", "
+                "\"pretokenizers\": {}}}", QE_ECORRUPT, "pre_tokenizer.pretokenizers is an object");
+    expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"pre_tokenizer\": {\"type\": \"Sequence\", "
+                "\"pretokenizers\": [{}]}}", QE_ECORRUPT, "pre_tokenizer.pretokenizers[0].type is missing");
+    expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"post_processor\": {\"type\": \"Sequence\", "
+                "\"processors\": [{\"type\": \"ByteLevel\"}, {\"type\": \"BertProcessing\"}]}}",
+                QE_EUNSUPPORTED, "post_processor.processors[1].type 'BertProcessing'");
     expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"added_tokens\": [{\"id\": 0, \"content\": \"b\"}]}",
                 QE_ECORRUPT, "'a' in model.vocab but 'b' here");
     expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"added_tokens\": [{\"id\": -1, \"content\": \"b\"}]}",

@@ -5,8 +5,11 @@
 #include <check.h>
 
 #include "cl.h"
+#include "log.h"
+#include "model.h"
 
 #include <ftw.h>
+#include <math.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -99,3 +102,175 @@ qe_cl *qe_test_cl(void)
 }
 
 const char *qe_test_cl_cache_dir(void) { return cl_cache; }
+
+/* ---- random inputs and models ---- */
+
+static uint64_t rng = 1;
+
+void qe_test_rng_seed(uint64_t s)
+{
+    rng = s * 0x9E3779B97F4A7C15ull + 1;
+}
+
+uint32_t qe_test_rnd_u32(void)
+{
+    rng ^= rng << 13;
+    rng ^= rng >> 7;
+    rng ^= rng << 17;
+    return (uint32_t)(rng >> 16);
+}
+
+double qe_test_rnd_unit(void) { return (double)qe_test_rnd_u32() / 2147483648.0 - 1.0; }
+
+void qe_test_rnd_tokens(int32_t *t, size_t n, int n_vocab)
+{
+    for (size_t i = 0; i < n; i++)
+        t[i] = (int32_t)(qe_test_rnd_u32() % (uint32_t)n_vocab);
+}
+
+qe_model *qe_test_model(const char *rel)
+{
+    qe_model *m = NULL;
+    const char *path = qe_test_data(rel);
+    ck_assert_msg(qe_model_open(path, &m) == QE_OK, "qe_model_open(%s): %s", path, qe_errmsg());
+    return m;
+}
+
+/* ---- engine outputs ---- */
+
+void qe_test_res_init(qe_test_res *r, int rows, int k)
+{
+    r->rows = rows;
+    r->k = k;
+    size_t nk = (size_t)rows * (size_t)(k ? k : 1);
+    r->lse = malloc((size_t)rows * sizeof(float));
+    r->tlp = malloc((size_t)rows * sizeof(float));
+    r->am = malloc((size_t)rows * sizeof(int32_t));
+    r->tkp = malloc(nk * sizeof(float));
+    r->tki = malloc(nk * sizeof(int32_t));
+    ck_assert(r->lse && r->tlp && r->am && r->tkp && r->tki);
+    for (size_t i = 0; i < (size_t)rows; i++) {
+        r->lse[i] = r->tlp[i] = NAN;
+        r->am[i] = INT32_MIN;
+    }
+    for (size_t i = 0; i < nk; i++) {
+        r->tkp[i] = NAN;
+        r->tki[i] = INT32_MIN;
+    }
+    r->out = (qe_engine_out){r->lse, r->tlp, r->am, r->tki, r->tkp};
+}
+
+void qe_test_res_free(qe_test_res *r)
+{
+    free(r->lse);
+    free(r->tlp);
+    free(r->am);
+    free(r->tkp);
+    free(r->tki);
+}
+
+const char *qe_test_res_row_diff(const qe_test_res *a, int ra, const qe_test_res *b, int rb)
+{
+    const size_t k = (size_t)a->k;
+    if (memcmp(&a->lse[ra], &b->lse[rb], sizeof(float)) != 0)
+        return "lse";
+    if (memcmp(&a->tlp[ra], &b->tlp[rb], sizeof(float)) != 0 && !(isnan(a->tlp[ra]) && isnan(b->tlp[rb])))
+        return "target log-prob";
+    if (a->am[ra] != b->am[rb])
+        return "arg-max";
+    if (memcmp(a->tki + ra * k, b->tki + rb * k, k * sizeof(int32_t)) != 0)
+        return "top-k ids";
+    if (memcmp(a->tkp + ra * k, b->tkp + rb * k, k * sizeof(float)) != 0)
+        return "top-k log-probs";
+    return NULL;
+}
+
+void qe_test_res_same(const qe_test_res *a, const qe_test_res *b, const char *what)
+{
+    ck_assert_msg(a->rows == b->rows && a->k == b->k, "%s: %d rows of top-%d vs %d of top-%d", what,
+                  a->rows, a->k, b->rows, b->k);
+    for (int r = 0; r < a->rows; r++) {
+        const char *d = qe_test_res_row_diff(a, r, b, r);
+        ck_assert_msg(!d, "%s: row %d: %s differs", what, r, d);
+    }
+}
+
+/* ---- the reference side ---- */
+
+void qe_test_ref_top(const double *z, int n, int k, int *ids)
+{
+    for (int j = 0; j < k; j++) {
+        int best = -1;
+        for (int i = 0; i < n; i++) {
+            int taken = 0;
+            for (int q = 0; q < j && !taken; q++)
+                taken = ids[q] == i;
+            if (!taken && (best < 0 || z[i] > z[best]))
+                best = i;
+        }
+        ids[j] = best;
+    }
+}
+
+double qe_test_ref_lse(const double *z, int n)
+{
+    double mx = z[0], s = 0;
+    for (int i = 1; i < n; i++)
+        mx = z[i] > mx ? z[i] : mx;
+    for (int i = 0; i < n; i++)
+        s += exp(z[i] - mx);
+    return mx + log(s);
+}
+
+int qe_test_check_row(const double *z, int nv, const int *ids, double lse, float dev_lse,
+                      const float *tkp, const int32_t *tki, int k, double tol, const char *where)
+{
+    ck_assert_msg(fabs(dev_lse - lse) < tol, "%s: lse %.7f, ref %.7f", where, (double)dev_lse, lse);
+    int checked = 0;
+    for (int j = 0; j < k; j++) {
+        ck_assert_msg(fabs(tkp[j] - (z[ids[j]] - lse)) < tol, "%s: top-%d log-prob %.7f, ref %.7f",
+                      where, j, (double)tkp[j], z[ids[j]] - lse);
+        const int near = (j > 0 && z[ids[j - 1]] - z[ids[j]] <= tol) ||
+                         (j + 1 < nv && z[ids[j]] - z[ids[j + 1]] <= tol);
+        if (near)
+            continue;
+        ck_assert_msg(tki[j] == ids[j], "%s: top-%d id %d, ref %d", where, j, tki[j], ids[j]);
+        checked++;
+    }
+    return checked;
+}
+
+void qe_test_check_logits(const float *dz, const double *z, int nv, double tol, const char *where)
+{
+    for (int i = 0; i < nv; i++)
+        ck_assert_msg(fabs(dz[i] - z[i]) < tol, "%s: logit %d %.7f, ref %.7f", where, i,
+                      (double)dz[i], z[i]);
+}
+
+void qe_test_diff_add(qe_test_diff *d, int row, double d_lse, double d_tlp)
+{
+    ck_assert_msg(isfinite(d_lse) && isfinite(d_tlp), "row %d: not finite", row);
+    d->max_lse = d_lse > d->max_lse ? d_lse : d->max_lse;
+    d->max_tlp = d_tlp > d->max_tlp ? d_tlp : d->max_tlp;
+    d->sum_tlp += d_tlp;
+    d->n++;
+}
+
+double qe_test_diff_mean(const qe_test_diff *d) { return d->n ? d->sum_tlp / d->n : 0.0; }
+
+void qe_test_check_kv_diff(const char *kk, const char *kv, const qe_test_diff *same,
+                           const qe_test_diff *vs_f32)
+{
+    const double mean = qe_test_diff_mean(same);
+    if (!vs_f32) {
+        ck_assert_msg(same->max_tlp < 1e-4 && same->max_lse < 1e-4,
+                      "%s/%s cache: max |d logp| %.3g, |d lse| %.3g", kk, kv, same->max_tlp,
+                      same->max_lse);
+        return;
+    }
+    const double mean0 = qe_test_diff_mean(vs_f32);
+    ck_assert_msg(mean <= 2e-5 || mean <= 0.2 * mean0,
+                  "%s/%s: mean |d logp| %.3g vs its own format, %.3g vs f32", kk, kv, mean, mean0);
+    ck_assert_msg(mean <= 5e-4 && same->max_tlp <= 2e-2, "%s/%s: mean |d logp| %.3g, max %.3g", kk,
+                  kv, mean, same->max_tlp);
+}
