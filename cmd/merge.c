@@ -63,6 +63,9 @@ int qe_cmd_merge(int argc, char **argv)
                    " models, +%" PRId64 " datasets, +%" PRId64 " sessions, +%" PRId64
                    " kld, +%" PRId64 " bench, %" PRId64 " conflicts\n", in[i], s.runs, s.chunks,
                    s.tokens, s.models, s.datasets, s.sessions, s.kld, s.bench, s.conflicts);
+        if (r == QE_OK && (s.gen_runs || s.gen_prompts))
+            printf("%s: +%" PRId64 " generation runs, +%" PRId64 " generated prompts\n", in[i],
+                   s.gen_runs, s.gen_prompts);
     }
     qe_store_close(st);
     return qe_cli_report("merge", r);

@@ -96,14 +96,16 @@ int qe_cmd_compare(int argc, char **argv)
 static void export_usage(FILE *f)
 {
     fprintf(f,
-            "usage: qeval export --db PATH --what runs|tokens|kld|timings [--csv OUT]\n\n"
+            "usage: qeval export --db PATH --what runs|tokens|kld|timings|generations [--csv OUT]\n\n"
             "Writes one table of a results database as CSV (RFC 4180; a header row; text\n"
             "quoted, numbers as stored with 17 significant digits, empty for NULL):\n"
             "  runs     one row per run (view v_run_summary)\n"
             "  tokens   one row per scored position: run_key, chunk, pos, target, logprob,\n"
             "           argmax, topk (JSON [[id, logprob], ...]), kld\n"
             "  kld      KL-divergence summaries against the reference (view v_kld)\n"
-            "  timings  seconds per run, session and phase\n\n"
+            "  timings  seconds per run, session and phase\n"
+            "  generations  one row per generated prompt and format ([generate] jobs):\n"
+            "           ids (hex, int32 LE), text, finish, speed, diverge_pos\n\n"
             "  --db PATH     the database\n"
             "  --what TABLE  which table\n"
             "  --csv OUT     write to OUT (replaced) instead of standard output\n\n%s",

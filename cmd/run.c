@@ -65,6 +65,21 @@ static void note(void *ud, const qe_runner_task *t, int evaluate)
     fflush(stdout);
 }
 
+static void gen_note(void *ud, const qe_runner_gen_task *t, int generate)
+{
+    (void)ud;
+    char kv[40], prompts[64];
+    if (strcmp(t->run->kv_k, t->run->kv_v))
+        snprintf(kv, sizeof kv, "%s/%s", t->run->kv_k, t->run->kv_v);
+    else
+        snprintf(kv, sizeof kv, "%s", t->run->kv_k);
+    snprintf(prompts, sizeof prompts, "%zu/%zu", t->n_done, t->n_prompts);
+    printf("gen%-2zu %-16s %-16s %-7s %-9s %-12.12s %-12.12s %11s  %s\n", t->index,
+           t->model_spec->name, t->prompts_spec->name, t->run->weights, kv, t->gen_key,
+           t->ref_gen_key ? t->ref_gen_key : "-", prompts, generate ? "generate" : "stored");
+    fflush(stdout);
+}
+
 int qe_cmd_run(int argc, char **argv)
 {
     const char *job_path = NULL, *db = NULL, *device = NULL;
@@ -129,11 +144,11 @@ int qe_cmd_run(int argc, char **argv)
             return qe_cli_report("run", r);
         }
     }
-    qe_jobeval_opts eo = {device, !quiet};
+    qe_jobeval_opts eo = {device, !quiet, NULL};
     qe_runner_opts o = {run_evaluator, &eo, note, dry, db, dev_name, driver,
-                        shard_i, shard_n, 0};
-    printf("job %s: %zu runs, %zu models, %zu datasets -> %s\n", job->name, job->n_runs,
-           job->n_models, job->n_datasets, db ? db : job->output);
+                        shard_i, shard_n, 0, qe_jobeval_generate, gen_note, 0};
+    printf("job %s: %zu runs, %zu generation runs, %zu models, %zu datasets -> %s\n", job->name,
+           job->n_runs, job->n_gen_runs, job->n_models, job->n_datasets, db ? db : job->output);
     printf("   #  %-16s %-16s %-7s %-9s %-12s %-12s %11s  %s\n", "model", "dataset", "weights",
            "kv", "run", "reference", "chunks", "");
     qe_runner_stats s;
@@ -141,6 +156,9 @@ int qe_cmd_run(int argc, char **argv)
     if (r == QE_OK)
         printf("%zu runs: %zu evaluated, %zu already complete, %" PRId64 " chunks written\n",
                s.runs, s.evaluated, s.complete, s.chunks_sent);
+    if (r == QE_OK && job->n_gen_runs)
+        printf("%zu generation runs: %zu generated, %zu already complete, %" PRId64
+               " prompts written\n", s.gen_runs, s.gen_evaluated, s.gen_complete, s.prompts_sent);
     qe_job_free(job);
     return qe_cli_report("run", r);
 }

@@ -109,12 +109,14 @@ static qe_status prepare(gen *g, const qe_hparams *hp)
     const qe_gen_opts *o = g->o;
     unsigned flags = QE_TOK_ADD_SPECIAL | (o->parse_special ? QE_TOK_PARSE_SPECIAL : 0);
     size_t longest = 0, at = 0;
+#define QE_GEN_INDEX(i) (o->index ? o->index[i] : (i)) /* as the caller numbers prompts */
     for (size_t i = 0; i < g->n; i++) {
         qe_status st = qe_tokenizer_encode(g->tok, g->prompts[i], prompt_len(g, i), flags, &g->pids[i]);
         if (st != QE_OK)
-            return qe_fail_prefix(st, "generate: prompt %zu", i);
+            return qe_fail_prefix(st, "generate: prompt %zu", QE_GEN_INDEX(i));
         if (g->pids[i].n == 0)
-            return qe_fail(QE_EINVAL, "generate: prompt %zu is empty (and the model adds no BOS)", i);
+            return qe_fail(QE_EINVAL, "generate: prompt %zu is empty (and the model adds no BOS)",
+                           QE_GEN_INDEX(i));
         if (g->pids[i].n > longest) {
             longest = g->pids[i].n;
             at = i;
@@ -129,9 +131,10 @@ static qe_status prepare(gen *g, const qe_hparams *hp)
     if (ctx > (1 << 20))
         ctx = 1 << 20;
     if ((int64_t)longest > ctx)
-        return qe_fail(QE_EINVAL, "generate: prompt %zu has %zu tokens; the context holds %lld%s", at,
-                       longest, (long long)ctx,
+        return qe_fail(QE_EINVAL, "generate: prompt %zu has %zu tokens; the context holds %lld%s",
+                       QE_GEN_INDEX(at), longest, (long long)ctx,
                        o->n_ctx ? " (--ctx)" : " (the model's training context; see --ctx)");
+#undef QE_GEN_INDEX
     g->n_ctx = (int)ctx;
     g->cap = o->max_new < g->n_ctx + 1 ? o->max_new : g->n_ctx + 1;
     return QE_OK;
@@ -179,7 +182,7 @@ static qe_status admit(gen *g, qe_decode *d, int s, size_t job)
     sl->text_len = 0;
     sl->text[0] = '\0';
     sl->stop_index = -1;
-    sl->seed = qe_sample_seed(g->o->sample.seed, job);
+    sl->seed = qe_sample_seed(g->o->sample.seed, g->o->index ? g->o->index[job] : job);
     qe_sample_rng_init(&sl->rng, sl->seed);
     sl->t_admit = qe_now();
     sl->t_first = sl->t_last = 0;
@@ -190,7 +193,8 @@ static qe_status finish(gen *g, gen_slot *sl, qe_gen_finish why)
 {
     const qe_tokenizer_ids *p = &g->pids[sl->job];
     qe_gen_result r = {
-        .index = sl->job, .prompt = g->prompts[sl->job], .prompt_len = prompt_len(g, sl->job),
+        .index = g->o->index ? g->o->index[sl->job] : sl->job, .prompt = g->prompts[sl->job],
+        .prompt_len = prompt_len(g, sl->job),
         .n_prompt = (int)p->n, .prompt_ids = p->v, .n_gen = sl->n_gen, .ids = sl->ids,
         .logp = sl->logp, .top_k = g->o->top_k, .topk_id = sl->tki, .topk_logp = sl->tkp,
         .text = sl->text, .text_len = sl->text_len, .finish = why, .stop_index = sl->stop_index,

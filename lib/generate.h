@@ -56,13 +56,16 @@ typedef struct qe_gen_opts {
     qe_kv_format kv_k, kv_v;/* KV-cache formats (default f32, the engine's; the CLI's is f16) */
     const char *device;     /* OpenCL device choice (lib/cl.h), when no qe_cl is given */
     int progress;           /* progress line on stderr (default 0) */
+    const size_t *index;    /* [n] the index each prompt reports (qe_gen_result.index)
+                               and seeds with; NULL = 0 .. n-1. Lets a resumed job
+                               generate a subset of its prompts with their own seeds. */
 } qe_gen_opts;
 
 qe_gen_opts qe_gen_opts_default(void);
 
 /* One finished prompt; arrays are valid during the callback only. */
 typedef struct qe_gen_result {
-    size_t index;             /* position in the prompt list */
+    size_t index;             /* position in the prompt list (o->index[i] when given) */
     const char *prompt;
     size_t prompt_len;
     int n_prompt;             /* prompt tokens, BOS included */

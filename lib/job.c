@@ -598,6 +598,12 @@ static qe_status key_generate(struct parse *p, const char *k, const char *v, cha
         g->max_new_tokens = (int)x;
         return QE_OK;
     }
+    if (!strcmp(k, "slots")) {
+        if (mark(p, "slots", 0) || parse_int(p, k, v, 1, 4096, &x))
+            return p->st;
+        g->n_slots = (int)x;
+        return QE_OK;
+    }
     if (!strcmp(k, "sampling")) {
         if (mark(p, "sampling", 0))
             return p->st;
@@ -647,8 +653,8 @@ static qe_status key_generate(struct parse *p, const char *k, const char *v, cha
         g->stop_len[g->n_stop++] = len;
         return QE_OK;
     }
-    return unknown_key(p, k, "prompts, max_new_tokens, sampling, temperature, top_k, top_p, "
-                             "seed, stop");
+    return unknown_key(p, k, "prompts, max_new_tokens, slots, sampling, temperature, top_k, "
+                             "top_p, seed, stop");
 }
 
 struct handler_ctx {
@@ -799,6 +805,9 @@ static qe_status finish(struct parse *p, const char *prompts)
                 g->prompts = (int)i;
         if (g->prompts < 0)
             return perr(p, gl, "prompts = '%s': no [dataset %s] section", prompts, prompts);
+        if (j->datasets[g->prompts].kind == QE_DATASET_IDS)
+            return perr(p, gl, "prompts = '%s': an ids dataset holds no prompt text (expected "
+                        "jsonl, csv or text)", prompts);
         static const char *const sample_only[] = {"temperature", "top_k", "top_p", "seed"};
         for (int i = 0; i < 4 && g->sampling == QE_SAMPLE_GREEDY; i++) {
             int l = seen_line(p, SEC_GENERATE, 0, sample_only[i]);
@@ -807,14 +816,26 @@ static qe_status finish(struct parse *p, const char *prompts)
                             sample_only[i]);
         }
     }
-    /* the sweep */
+    /* the sweep; the prompts of [generate] are not a perplexity dataset */
     size_t per_pair = (1 + j->n_weights) * j->n_kv;
-    size_t total = j->n_models * j->n_datasets * per_pair;
-    j->runs = calloc(total, sizeof *j->runs);
-    if (!j->runs)
+    size_t n_ppl = j->n_datasets - (g->enabled ? 1 : 0);
+    size_t total = j->n_models * n_ppl * per_pair;
+    j->runs = calloc(total ? total : 1, sizeof *j->runs);
+    j->gen_runs = g->enabled ? calloc(j->n_models * per_pair, sizeof *j->gen_runs) : NULL;
+    if (!j->runs || (g->enabled && !j->gen_runs))
         return p->st = qe_fail(QE_ENOMEM, "%s: out of memory", p->file);
+    for (size_t m = 0; m < j->n_models && g->enabled; m++) {
+        int ref = (int)j->n_gen_runs;
+        for (size_t w = 0; w <= j->n_weights; w++)
+            for (size_t k = 0; k < j->n_kv; k++)
+                j->gen_runs[j->n_gen_runs++] = (qe_job_run){
+                    (int)m, g->prompts, w ? j->weights[w - 1] : j->reference, j->kv_k[k],
+                    j->kv_v[k], (w == 0 && k == 0) ? -1 : ref};
+    }
     for (size_t m = 0; m < j->n_models; m++)
         for (size_t d = 0; d < j->n_datasets; d++) {
+            if (g->enabled && (int)d == g->prompts)
+                continue;
             int ref = (int)j->n_runs;
             for (size_t w = 0; w <= j->n_weights; w++)
                 for (size_t k = 0; k < j->n_kv; k++)
@@ -852,6 +873,7 @@ qe_status qe_job_parse_string(const char *text, size_t len, const char *name, un
     j->workers = 2;
     j->store_tokens = 1;
     j->generate.max_new_tokens = 128;
+    j->generate.n_slots = 8;
     j->generate.temperature = 1.0;
     j->generate.top_p = 1.0;
     j->path = strdup(name);
@@ -936,6 +958,7 @@ void qe_job_free(qe_job *j)
     free(j->generate.stop_len);
     free(j->reference);
     free(j->runs);
+    free(j->gen_runs);
     free(j->name);
     free(j->output);
     free(j->path);

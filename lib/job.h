@@ -34,9 +34,12 @@
  *   kv = f16, q8_0, tq4, tq3    KV cache formats, the first is the reference's;
  *                               "K/V" gives K and V different formats
  *
- *   [generate]                  decode task (parsed and validated; run later)
- *   prompts = NAME              a [dataset NAME]
+ *   [generate]                  text generation (lib/generate.h) per model and format
+ *   prompts = NAME              a [dataset NAME] (jsonl, csv or text: one prompt per
+ *                               document); it is left out of the perplexity sweep
  *   max_new_tokens = 128
+ *   slots = 8                   prompts decoded side by side (1 .. 4096; results do
+ *                               not depend on it)
  *   sampling = greedy           greedy or sample
  *   temperature = 0.8           sample only (> 0, <= 100)
  *   top_k = 40                  sample only (0 = off)
@@ -57,7 +60,9 @@
  * The sweep expands, for each model and then each dataset, into the
  * reference run (reference weights, first KV format) followed by every
  * other (weights, kv) pair, weights in the order [reference, variants...]
- * and kv in the order listed; each variant names its reference.
+ * and kv in the order listed; each variant names its reference. With
+ * [generate], the prompts dataset is skipped there and gen_runs holds the
+ * same expansion per model over the prompts (ref indexes gen_runs).
  *
  * Threading: parse on one thread at a time (libinih's options are
  * process-wide); the result is read-only.
@@ -93,6 +98,7 @@ typedef struct qe_job_generate {
     int enabled;            /* a [generate] section was given */
     int prompts;            /* index into datasets */
     int max_new_tokens;
+    int n_slots;            /* prompts decoded side by side (default 8) */
     qe_job_sampling sampling;
     double temperature;     /* 1 unless given */
     int top_k;              /* 0 = off */
@@ -133,6 +139,9 @@ typedef struct qe_job {
     qe_job_generate generate;
     size_t n_runs;
     qe_job_run *runs;       /* the expanded sweep */
+    size_t n_gen_runs;
+    qe_job_run *gen_runs;   /* [generate]: per model, every (weights, kv) of the sweep
+                               over the prompts dataset; empty without [generate] */
 } qe_job;
 
 enum {

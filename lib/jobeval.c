@@ -4,12 +4,14 @@
  * through the sink. */
 #include "jobeval.h"
 
+#include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 
 #include "batch.h"
 #include "dataset.h"
 #include "eval.h"
+#include "generate.h"
 #include "hash.h"
 #include "log.h"
 #include "quant.h"
@@ -193,6 +195,126 @@ done:
     free(ids);
     qe_quant_model_free(qm);
     qe_quant_model_free(qm_ref);
+    qe_tokenizer_close(tok);
+    return st;
+}
+
+/* ---- generation runs ---- */
+
+struct gen_ctx {
+    qe_runner_sink *sink;
+};
+
+static qe_status gen_result(void *ud, const qe_gen_result *r)
+{
+    struct gen_ctx *g = ud;
+    uint8_t h[32];
+    qe_hash_sha256_buf(r->prompt, r->prompt_len, h);
+    qe_store_gen_prompt p = {(int64_t)r->index, h, r->n_prompt, r->n_gen, r->ids, r->logp,
+                             r->top_k, r->topk_id, r->topk_logp, r->text, r->text_len,
+                             qe_gen_finish_name(r->finish), r->stop_index, r->seed, r->ttft_s,
+                             r->prefill_tps, r->decode_s, r->decode_tps};
+    return qe_runner_gen_prompt(g->sink, &p);
+}
+
+static qe_status gen_step(void *ud, const qe_gen_step *s)
+{
+    struct gen_ctx *g = ud;
+    qe_store_gen_step st = {s->index, s->prefill, s->n_seqs, s->n_tokens, s->seconds};
+    return qe_runner_gen_step(g->sink, &st);
+}
+
+/* "PATH:LINE" (jsonl), "PATH: row N" (csv) or "PATH" (text) of prompt i. */
+static void prompt_where(const qe_dataset *ds, size_t i, char *buf, size_t n)
+{
+    int64_t row = qe_dataset_doc_row(ds, i);
+    switch (qe_dataset_kind_of(ds)) {
+    case QE_DATASET_JSONL: snprintf(buf, n, "%s:%lld", qe_dataset_path(ds), (long long)row); break;
+    case QE_DATASET_CSV: snprintf(buf, n, "%s: row %lld", qe_dataset_path(ds), (long long)row); break;
+    default: snprintf(buf, n, "%s", qe_dataset_path(ds)); break;
+    }
+}
+
+qe_status qe_jobeval_generate(void *ud, const qe_runner_gen_task *t, qe_runner_sink *sink)
+{
+    const qe_jobeval_opts *jo = ud;
+    const qe_job_generate *jg = &t->job->generate;
+    qe_status st = QE_OK;
+    qe_tokenizer *tok = NULL;
+    qe_quant_model *qm = NULL;
+    const qe_model *m = t->model;
+    const char **prompts = calloc(t->n_prompts + 1, sizeof *prompts);
+    size_t *lens = calloc(t->n_prompts + 1, sizeof *lens);
+    size_t *index = calloc(t->n_prompts + 1, sizeof *index);
+    size_t n = 0;
+    if (!prompts || !lens || !index) {
+        st = qe_fail(QE_ENOMEM, "generation %.12s: out of memory", t->gen_key);
+        goto done;
+    }
+    if (qe_dataset_kind_of(t->prompts) == QE_DATASET_IDS) {
+        st = qe_fail(QE_EINVAL, "%s: an ids dataset holds no prompt text",
+                     qe_dataset_path(t->prompts));
+        goto done;
+    }
+    /* Every prompt is checked, stored or not: a bad dataset fails at once. */
+    for (size_t i = 0; i < t->n_prompts; i++) {
+        size_t len = 0;
+        const char *doc = qe_dataset_doc(t->prompts, i, &len);
+        if (!doc || len == 0) {
+            char where[1200];
+            prompt_where(t->prompts, i, where, sizeof where);
+            st = qe_fail(QE_ECORRUPT, "%s: prompt %zu is empty (expected text to continue)", where,
+                         i);
+            goto done;
+        }
+        if ((t->done && t->done[i]) || (t->max_prompts > 0 && (int64_t)i >= t->max_prompts))
+            continue;
+        prompts[n] = doc;
+        lens[n] = len;
+        index[n++] = i;
+    }
+    if (n == 0)
+        goto done;
+    qe_gen_opts o = qe_gen_opts_default();
+    if ((st = run_kv(t->run, &o.kv_k, &o.kv_v))) {
+        qe_fail_prefix(st, "generation %s", t->gen_key);
+        goto done;
+    }
+    if ((st = qe_tokenizer_open(t->tokenizer_path, &tok)) ||
+        (st = run_model(t->model, t->run->weights, &qm, &m)))
+        goto done;
+    o.max_new = jg->max_new_tokens;
+    o.n_slots = jg->n_slots > 0 ? jg->n_slots : 8;
+    o.top_k = t->job->top_k;
+    o.sample.temp = jg->sampling == QE_SAMPLE_RANDOM ? (float)jg->temperature : 0.0f;
+    o.sample.top_k = jg->top_k;
+    o.sample.top_p = (float)jg->top_p;
+    o.sample.seed = jg->seed;
+    o.stop = (const char *const *)jg->stop;
+    o.n_stop = (int)jg->n_stop;
+    o.device = jo && jo->device && strcmp(jo->device, "ref") ? jo->device : NULL;
+    o.progress = jo ? jo->progress : 0;
+    o.index = index;
+    for (size_t i = 0; i < jg->n_stop; i++)
+        if (jg->stop_len[i] != strlen(jg->stop[i])) {
+            st = qe_fail(QE_EINVAL, "%s: [generate] stop string %zu holds a NUL byte, which "
+                         "generation cannot match", t->job->path, i + 1);
+            goto done;
+        }
+    struct gen_ctx gc = {sink};
+    qe_gen_stats gs;
+    st = qe_generate(m, tok, jo ? jo->cl : NULL, prompts, lens, n, &o, gen_result, gen_step, &gc,
+                     &gs);
+    if (st) {
+        qe_fail_prefix(st, "[model %s] %s kv %s/%s: prompts %s", t->model_spec->name,
+                       t->run->weights, t->run->kv_k, t->run->kv_v, qe_dataset_path(t->prompts));
+        goto done;
+    }
+done:
+    free(prompts);
+    free(lens);
+    free(index);
+    qe_quant_model_free(qm);
     qe_tokenizer_close(tok);
     return st;
 }

@@ -392,7 +392,8 @@ static char *num_cell(sqlite3_stmt *s, int c, const char *f, double scale)
     return fmt(f, sqlite3_column_double(s, c) * scale);
 }
 
-static qe_status compare_table(qe_store *st, sqlite3_stmt *s, FILE *out)
+static qe_status compare_table(qe_store *st, sqlite3_stmt *s, int quiet_empty, int *printed,
+                               FILE *out)
 {
     static const char *const names[] = {"model", "dataset", "n_ctx", "weights", "kv", "PPL",
                                         "ΔPPL", "KLD", "KLD 99%", "same top", "bpw", "size",
@@ -447,12 +448,93 @@ static qe_status compare_table(qe_store *st, sqlite3_stmt *s, FILE *out)
     if (r == QE_OK && rc != SQLITE_DONE)
         r = sql_error(st, rc, "reading the comparison");
     if (r == QE_OK) {
-        if (t.n_rows == 0)
+        if (t.n_rows == 0 && !quiet_empty)
             fprintf(out, "no runs in %s\n", qe_store_path(st));
-        else
+        else if (t.n_rows)
             table_print(&t, out);
+        *printed = t.n_rows > 0;
     }
     table_free(&t);
+    return r;
+}
+
+/* ---- the generation table (v_gen_summary) ---- */
+
+static const char *const gen_sql =
+    "SELECT model, prompts, weights, kv_k, kv_v, is_reference, prompts_done, n_prompts, "
+    "exact_match, mean_diverge, min_diverge, mean_n_gen, mean_decode_tps, mean_ttft_s, gen_key "
+    "FROM v_gen_summary";
+
+static qe_status gen_count(qe_store *st, int64_t *n)
+{
+    sqlite3_stmt *s = NULL;
+    *n = 0;
+    int rc = sqlite3_prepare_v2(qe_store_sqlite(st), "SELECT count(*) FROM gen_runs", -1, &s, NULL);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        *n = sqlite3_column_int64(s, 0);
+        rc = SQLITE_OK;
+    }
+    sqlite3_finalize(s);
+    return rc == SQLITE_OK ? QE_OK : sql_error(st, rc, "counting generation runs");
+}
+
+/* Per model x format: prompts stored, exact-match rate and first divergence
+ * against the reference format, mean generated length, speed. */
+static qe_status gen_table(qe_store *st, FILE *out)
+{
+    static const char *const names[] = {"model", "prompts", "weights", "kv", "done", "exact",
+                                        "div mean", "div min", "gen len", "decode tok/s",
+                                        "TTFT ms", "gen"};
+    static const int right[] = {0, 0, 0, 0, 1, 1, 1, 1, 1, 1, 1, 0};
+    enum { N = sizeof names / sizeof names[0] };
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(qe_store_sqlite(st), gen_sql, -1, &s, NULL);
+    if (rc != SQLITE_OK)
+        return sql_error(st, rc, "preparing the generation table");
+    struct table t;
+    qe_status r = table_init(&t, N);
+    for (int c = 0; r == QE_OK && c < N; c++) {
+        t.right[c] = right[c];
+        if (!(t.names[c] = strdup(names[c])))
+            r = qe_fail(QE_ENOMEM, "report: out of memory");
+    }
+    while (r == QE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        char *row[N];
+        const char *kk = (const char *)sqlite3_column_text(s, 3);
+        const char *kv = (const char *)sqlite3_column_text(s, 4);
+        const char *ds = (const char *)sqlite3_column_text(s, 1);
+        int is_ref = sqlite3_column_int(s, 5);
+        row[0] = escaped((const char *)sqlite3_column_text(s, 0),
+                         (size_t)sqlite3_column_bytes(s, 0));
+        row[1] = escaped(base_name(ds), strlen(base_name(ds)));
+        row[2] = fmt("%s", (const char *)sqlite3_column_text(s, 2));
+        row[3] = kk && kv && strcmp(kk, kv) ? fmt("%s/%s", kk, kv) : fmt("%s", kk ? kk : "");
+        row[4] = fmt("%d/%d", sqlite3_column_int(s, 6), sqlite3_column_int(s, 7));
+        row[5] = is_ref ? fmt("%s", "ref") : num_cell(s, 8, "%.1f%%", 100);
+        row[6] = num_cell(s, 9, "%.1f", 1);
+        row[7] = num_cell(s, 10, "%.0f", 1);
+        row[8] = num_cell(s, 11, "%.1f", 1);
+        row[9] = num_cell(s, 12, "%.1f", 1);
+        row[10] = num_cell(s, 13, "%.1f", 1000);
+        row[11] = fmt("%.12s", (const char *)sqlite3_column_text(s, 14));
+        for (int c = 0; c < N; c++)
+            if (!row[c])
+                r = qe_fail(QE_ENOMEM, "report: out of memory");
+        if (r == QE_OK)
+            r = table_add(&t, row);
+        else
+            for (int c = 0; c < N; c++)
+                free(row[c]);
+    }
+    if (r == QE_OK && rc != SQLITE_DONE)
+        r = sql_error(st, rc, "reading the generation table");
+    if (r == QE_OK && t.n_rows) {
+        fprintf(out, "generations (exact: prompts whose generated ids equal the reference's; "
+                     "div: first differing position, over prompts that differ)\n");
+        table_print(&t, out);
+    }
+    table_free(&t);
+    sqlite3_finalize(s);
     return r;
 }
 
@@ -474,14 +556,25 @@ qe_status qe_report_compare(qe_store *st, const char *ref_run, qe_report_format 
         return sql_error(st, rc, "preparing the comparison");
     if (ref_run)
         sqlite3_bind_text(s, 1, key, -1, SQLITE_STATIC);
-    r = f == QE_REPORT_CSV ? emit_csv(st, s, out) : compare_table(st, s, out);
+    int64_t n_gen = 0;
+    int printed = 0;
+    if (f != QE_REPORT_CSV)
+        r = gen_count(st, &n_gen);
+    if (r == QE_OK)
+        r = f == QE_REPORT_CSV ? emit_csv(st, s, out)
+                               : compare_table(st, s, n_gen > 0, &printed, out);
     sqlite3_finalize(s);
+    if (r == QE_OK && n_gen > 0) {
+        if (printed)
+            fputc('\n', out);
+        r = gen_table(st, out);
+    }
     return r;
 }
 
 /* ---- export ---- */
 
-static const char *const export_names[] = {"runs", "tokens", "kld", "timings"};
+static const char *const export_names[] = {"runs", "tokens", "kld", "timings", "generations"};
 static const char *const export_sql[] = {
     "SELECT * FROM v_run_summary ORDER BY model, dataset, n_ctx, weights, kv_k, kv_v",
     "SELECT run_key, chunk, pos, target, logprob, argmax, topk, kld FROM tokens "
@@ -491,22 +584,30 @@ static const char *const export_sql[] = {
     "t.session_key, t.phase, t.seconds, t.n_tokens, t.n_calls FROM timings t "
     "JOIN runs r ON r.run_key = t.run_key JOIN models m ON m.sha256 = r.model_sha256 "
     "JOIN datasets d ON d.sha256 = r.dataset_sha256 ORDER BY t.run_key, t.session_key, t.phase",
+    "SELECT m.name AS model, ds.path AS prompts, g.weights, g.kv_k, g.kv_v, p.prompt_index, "
+    "p.prompt_sha256, p.n_prompt, p.n_gen, p.ids, p.text, p.finish, p.stop_index, p.seed, "
+    "p.ttft_s, p.prefill_tps, p.decode_s, p.decode_tps, v.diverge_pos, p.gen_key, "
+    "coalesce(g.ref_gen_key, g.gen_key) AS ref_gen_key, p.prompt_key FROM gen_prompts p "
+    "JOIN gen_runs g ON g.gen_key = p.gen_key JOIN models m ON m.sha256 = g.model_sha256 "
+    "JOIN datasets ds ON ds.sha256 = g.prompts_sha256 "
+    "JOIN v_gen_divergence v ON v.prompt_key = p.prompt_key "
+    "ORDER BY m.name, ds.path, g.weights, g.kv_k, g.kv_v, p.prompt_index",
 };
 
 qe_status qe_report_export_parse(const char *name, qe_export_what *out)
 {
-    for (int i = 0; i < 4; i++)
+    for (int i = 0; i < 5; i++)
         if (name && !strcmp(name, export_names[i])) {
             *out = (qe_export_what)i;
             return QE_OK;
         }
-    return qe_fail(QE_EINVAL, "--what '%s': expected runs, tokens, kld or timings",
+    return qe_fail(QE_EINVAL, "--what '%s': expected runs, tokens, kld, timings or generations",
                    name ? name : "(null)");
 }
 
 qe_status qe_report_export(qe_store *st, qe_export_what what, FILE *out)
 {
-    if ((unsigned)what > QE_EXPORT_TIMINGS)
+    if ((unsigned)what > QE_EXPORT_GENERATIONS)
         return qe_fail(QE_EINVAL, "export: unknown table %d", (int)what);
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(qe_store_sqlite(st), export_sql[what], -1, &s, NULL);

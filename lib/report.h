@@ -35,17 +35,23 @@ qe_status qe_report_query(qe_store *st, const char *sql, qe_report_format fmt, F
  * (at least 4 hex digits) to compare every run of the same dataset and
  * n_ctx against instead (KLD columns then show only summaries recorded
  * against that run); NULL for each run's own reference. QE_ENOTFOUND when
- * ref_run matches no run, QE_EINVAL when it matches several. */
+ * ref_run matches no run, QE_EINVAL when it matches several. As a table,
+ * a database holding generation runs also gets a second table after it
+ * (v_gen_summary): per model and format, prompts stored, exact-match rate
+ * and mean/min first-divergence position against the reference format,
+ * mean generated length, decode tokens/s and time to first token. */
 qe_status qe_report_compare(qe_store *st, const char *ref_run, qe_report_format fmt, FILE *out);
 
 typedef enum qe_export_what {
     QE_EXPORT_RUNS = 0,    /* v_run_summary */
     QE_EXPORT_TOKENS = 1,  /* tokens: run_key, chunk, pos, target, logprob, argmax, topk, kld */
     QE_EXPORT_KLD = 2,     /* v_kld */
-    QE_EXPORT_TIMINGS = 3  /* timings with their run's model, dataset and formats */
+    QE_EXPORT_TIMINGS = 3, /* timings with their run's model, dataset and formats */
+    QE_EXPORT_GENERATIONS = 4 /* one row per generated prompt and format: ids (hex of
+                                 int32 LE), text, finish, speed, diverge_pos (v_gen_divergence) */
 } qe_export_what;
 
-/* "runs", "tokens", "kld", "timings"; QE_EINVAL otherwise. */
+/* "runs", "tokens", "kld", "timings", "generations"; QE_EINVAL otherwise. */
 qe_status qe_report_export_parse(const char *name, qe_export_what *out);
 
 /* Write a table as CSV (header first). */

@@ -30,7 +30,8 @@
 
 /* ---- writer messages ---- */
 
-enum msg_kind { M_PLAN, M_CHUNK, M_WEIGHTS, M_TIMING, M_KLD, M_RUN_END };
+enum msg_kind { M_PLAN, M_CHUNK, M_WEIGHTS, M_TIMING, M_KLD, M_RUN_END, M_GEN_PROMPT,
+                M_GEN_STEPS, M_GEN_END };
 
 struct msg {
     enum msg_kind kind;
@@ -46,6 +47,11 @@ struct msg {
     qe_store_chunk chunk;  /* arrays point into `data` */
     void *data;
     char **topk_json;      /* [chunk.n_scored] encoded on the evaluator's thread */
+    /* generation runs: run_key holds the generation key */
+    qe_store_gen_prompt gp; /* arrays point into `data` */
+    uint8_t prompt_sha[32];
+    qe_store_gen_step *steps;
+    size_t n_steps;
 };
 
 struct writer {
@@ -72,6 +78,10 @@ static qe_status writer_run(void *ctx, void *job)
                                    (uint64_t)m->n_tokens, 1);
     case M_KLD: return qe_store_put_kld(w->st, m->run_key, m->ref_key, w->session, &m->kld);
     case M_RUN_END: return qe_store_run_end(w->st, m->run_key, m->status);
+    case M_GEN_PROMPT: return qe_store_gen_put_prompt(w->st, m->run_key, w->session, &m->gp, NULL);
+    case M_GEN_STEPS:
+        return qe_store_gen_put_steps(w->st, m->run_key, w->session, m->steps, m->n_steps);
+    case M_GEN_END: return qe_store_gen_end(w->st, m->run_key, m->status);
     }
     return qe_fail(QE_EINVAL, "writer: unknown message %d", (int)m->kind);
 }
@@ -84,6 +94,7 @@ static void writer_free(void *ctx, void *job)
         free(m->topk_json[j]);
     free(m->topk_json);
     free(m->data);
+    free(m->steps);
     free(m);
 }
 
@@ -94,6 +105,9 @@ struct qe_runner_sink {
     int planned;
     unsigned chunk_flags;
     int64_t sent;
+    const qe_runner_gen_task *gen; /* generation runs: the task */
+    qe_store_gen_step *steps;      /* buffered device calls */
+    size_t n_steps, cap_steps;
 };
 
 static struct msg *new_msg(qe_runner_sink *s, enum msg_kind kind)
@@ -228,6 +242,71 @@ qe_status qe_runner_kld(qe_runner_sink *s, const qe_kld_summary *k)
     if (m)
         m->kld = *k;
     return send(s, m);
+}
+
+qe_status qe_runner_gen_prompt(qe_runner_sink *s, const qe_store_gen_prompt *p)
+{
+    if (!s->gen)
+        return qe_fail(QE_EINVAL, "run %.12s: a generation result outside a generation run",
+                       s->task ? s->task->run_key : "?");
+    if (p->n_gen < 0 || p->top_k < 0 || p->top_k > 64 || !p->prompt_sha256 || !p->finish)
+        return qe_fail(QE_EINVAL, "generation %.12s: prompt %lld: bad sizes", s->gen->gen_key,
+                       (long long)p->index);
+    size_t ng = (size_t)p->n_gen, k = (size_t)p->top_k, a16 = 15;
+    size_t sizes[] = {ng * 4, ng * 4, ng * k * 4, ng * k * 4, p->text_len + 1};
+    size_t total = 0;
+    for (size_t i = 0; i < sizeof sizes / sizeof sizes[0]; i++)
+        total += (sizes[i] + a16) & ~a16;
+    struct msg *m = calloc(1, sizeof *m);
+    uint8_t *data = m ? malloc(total) : NULL;
+    if (!data) {
+        free(m);
+        return qe_fail(QE_ENOMEM, "generation %.12s: out of memory", s->gen->gen_key);
+    }
+    m->kind = M_GEN_PROMPT;
+    snprintf(m->run_key, sizeof m->run_key, "%s", s->gen->gen_key);
+    m->data = data;
+    m->gp = *p;
+    memcpy(m->prompt_sha, p->prompt_sha256, 32);
+    m->gp.prompt_sha256 = m->prompt_sha;
+    uint8_t *cur = data;
+    m->gp.ids = take(&cur, p->ids, sizes[0]);
+    m->gp.logp = take(&cur, p->logp, sizes[1]);
+    m->gp.topk_id = take(&cur, p->topk_id, sizes[2]);
+    m->gp.topk_logp = take(&cur, p->topk_logp, sizes[3]);
+    char *text = (char *)cur;
+    if (p->text_len)
+        memcpy(text, p->text, p->text_len);
+    text[p->text_len] = '\0';
+    m->gp.text = text;
+    static const char *const finishes[] = {"eos", "stop", "length", "ctx"};
+    m->gp.finish = NULL; /* a static string: the caller's may not outlive the call */
+    for (size_t i = 0; i < 4; i++)
+        if (!strcmp(p->finish, finishes[i]))
+            m->gp.finish = finishes[i];
+    if (!m->gp.finish) {
+        writer_free(NULL, m);
+        return qe_fail(QE_EINVAL, "generation %.12s: prompt %lld: unknown finish '%s'",
+                       s->gen->gen_key, (long long)p->index, p->finish);
+    }
+    s->sent++;
+    return qe_pool_submit(s->writer, m);
+}
+
+qe_status qe_runner_gen_step(qe_runner_sink *s, const qe_store_gen_step *step)
+{
+    if (!s->gen)
+        return qe_fail(QE_EINVAL, "a generation step outside a generation run");
+    if (s->n_steps == s->cap_steps) {
+        size_t cap = s->cap_steps ? 2 * s->cap_steps : 64;
+        qe_store_gen_step *v = realloc(s->steps, cap * sizeof *v);
+        if (!v)
+            return qe_fail(QE_ENOMEM, "generation %.12s: out of memory", s->gen->gen_key);
+        s->steps = v;
+        s->cap_steps = cap;
+    }
+    s->steps[s->n_steps++] = *step;
+    return QE_OK;
 }
 
 /* ---- models, datasets ---- */
@@ -415,6 +494,32 @@ static qe_store_run_config config_of(const qe_job *job, const qe_job_run *r,
     return c;
 }
 
+static qe_store_gen_config gen_config_of(const qe_job *job, const qe_job_run *r,
+                                         const struct model_slot *m, const struct dataset_slot *d)
+{
+    const qe_job_generate *g = &job->generate;
+    qe_store_gen_config c = {m->key, d->key, m->tok_key, r->weights, r->kv_k, r->kv_v,
+                             g->max_new_tokens, g->sampling == QE_SAMPLE_RANDOM, g->temperature,
+                             g->top_p, g->top_k, g->seed, g->n_stop,
+                             (const char *const *)g->stop, g->stop_len, job->top_k};
+    return c;
+}
+
+static int gen_in_shard(const qe_runner_opts *o, const qe_job *job, size_t g)
+{
+    return in_shard(o, job->n_runs + g);
+}
+
+/* Prompts the limit asks for are all stored. */
+static int gen_complete(const uint8_t *done, size_t n, int64_t max_prompts)
+{
+    size_t want = max_prompts > 0 && (uint64_t)max_prompts < n ? (size_t)max_prompts : n;
+    for (size_t i = 0; i < want; i++)
+        if (!done || !done[i])
+            return 0;
+    return 1;
+}
+
 /* Chunks the limit asks for are all stored. */
 static int complete(const qe_store_resume *r, int64_t max_chunks)
 {
@@ -440,20 +545,27 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
     memset(stats, 0, sizeof *stats);
     if (!o->evaluate && !o->dry_run)
         return qe_fail(QE_EUNSUPPORTED, "%s: no evaluator to run the job with", job->path);
+    if (job->n_gen_runs && !o->generate && !o->dry_run)
+        return qe_fail(QE_EUNSUPPORTED, "%s: no generator to run the [generate] section with",
+                       job->path);
     if (o->shard_count > 1 && (o->shard_index < 0 || o->shard_index >= o->shard_count))
         return qe_fail(QE_EINVAL, "shard %d/%d: expected 0 <= index < count", o->shard_index,
                        o->shard_count);
     const char *db_path = o->db_path ? o->db_path : job->output;
     struct model_slot *models = calloc(job->n_models, sizeof *models);
     struct dataset_slot *datasets = calloc(job->n_datasets, sizeof *datasets);
-    char (*keys)[QE_STORE_KEY_HEX] = calloc(job->n_runs, sizeof *keys);
-    qe_store_resume *resume = calloc(job->n_runs, sizeof *resume);
+    char (*keys)[QE_STORE_KEY_HEX] = calloc(job->n_runs + 1, sizeof *keys);
+    qe_store_resume *resume = calloc(job->n_runs + 1, sizeof *resume);
+    const size_t n_gen = job->n_gen_runs;
+    char (*gkeys)[QE_STORE_KEY_HEX] = calloc(n_gen + 1, sizeof *gkeys);
+    uint8_t **gdone = calloc(n_gen + 1, sizeof *gdone);
+    size_t *gn_done = calloc(n_gen + 1, sizeof *gn_done);
     qe_store *st = NULL, *ro = NULL;
     qe_pool *writer = NULL;
     struct writer w = {NULL, NULL};
     char session[QE_STORE_KEY_HEX] = "";
     qe_status r = QE_OK;
-    if (!models || !datasets || !keys || !resume) {
+    if (!models || !datasets || !keys || !resume || !gkeys || !gdone || !gn_done) {
         r = qe_fail(QE_ENOMEM, "out of memory");
         goto done;
     }
@@ -485,6 +597,16 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
             continue;
         stats->runs++;
         const qe_job_run *run = &job->runs[i];
+        if (!models[run->model].m)
+            r = open_model(&job->models[run->model], &models[run->model], st);
+        if (r == QE_OK && !datasets[run->dataset].d)
+            r = open_dataset(&job->datasets[run->dataset], &datasets[run->dataset], st);
+    }
+    for (size_t g = 0; g < n_gen && r == QE_OK; g++) {
+        if (!gen_in_shard(o, job, g))
+            continue;
+        stats->gen_runs++;
+        const qe_job_run *run = &job->gen_runs[g];
         if (!models[run->model].m)
             r = open_model(&job->models[run->model], &models[run->model], st);
         if (r == QE_OK && !datasets[run->dataset].d)
@@ -527,6 +649,31 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
     }
     if (r != QE_OK)
         goto done;
+    /* ... and the generation runs' keys and rows */
+    for (size_t g = 0; g < n_gen && r == QE_OK; g++) {
+        const qe_job_run *run = &job->gen_runs[g];
+        if (!models[run->model].m || !datasets[run->dataset].d)
+            continue;
+        qe_store_gen_config c = gen_config_of(job, run, &models[run->model],
+                                              &datasets[run->dataset]);
+        r = qe_store_gen_key(&c, gkeys[g]);
+    }
+    for (size_t g = 0; g < n_gen && r == QE_OK; g++) {
+        if (!gen_in_shard(o, job, g))
+            continue;
+        const qe_job_run *run = &job->gen_runs[g];
+        size_t n_prompts = qe_dataset_n_docs(datasets[run->dataset].d);
+        if (st) {
+            qe_store_gen_config c = gen_config_of(job, run, &models[run->model],
+                                                  &datasets[run->dataset]);
+            r = qe_store_gen_begin(st, &c, run->ref >= 0 ? gkeys[run->ref] : NULL, session,
+                                   n_prompts, &gdone[g], &gn_done[g]);
+        } else if (ro) {
+            r = qe_store_gen_stored(ro, gkeys[g], n_prompts, &gdone[g], &gn_done[g]);
+        }
+    }
+    if (r != QE_OK)
+        goto done;
 
     /* 4. the writer owns the write connection from here on */
     if (st) {
@@ -554,7 +701,8 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
         if (o->dry_run)
             continue;
         qe_runner_sink sink = {writer, &t, datasets[run->dataset].key, models[run->model].tok_key,
-                               0, job->store_tokens ? 0 : QE_STORE_CHUNK_NO_TOKENS, 0};
+                               0, job->store_tokens ? 0 : QE_STORE_CHUNK_NO_TOKENS, 0, NULL,
+                               NULL, 0, 0};
         struct msg *end = calloc(1, sizeof *end);
         if (!end) {
             r = qe_fail(QE_ENOMEM, "out of memory");
@@ -613,6 +761,84 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
             free(end);
     }
 
+    /* 7. generation runs, after every perplexity run of the shard */
+    for (size_t g = 0; g < n_gen && r == QE_OK; g++) {
+        if (!gen_in_shard(o, job, g))
+            continue;
+        const qe_job_run *run = &job->gen_runs[g];
+        size_t n_prompts = qe_dataset_n_docs(datasets[run->dataset].d);
+        qe_runner_gen_task t = {job, g, run, &job->models[run->model],
+                                &job->datasets[run->dataset], models[run->model].m,
+                                datasets[run->dataset].d, models[run->model].tok_path, gkeys[g],
+                                run->ref >= 0 ? gkeys[run->ref] : NULL, gdone[g], n_prompts,
+                                gn_done[g], o->max_prompts};
+        int todo = !gen_complete(gdone[g], n_prompts, o->max_prompts);
+        if (o->gen_note)
+            o->gen_note(o->ud, &t, todo && !o->dry_run);
+        if (o->dry_run)
+            continue;
+        struct msg *end = calloc(1, sizeof *end);
+        if (!end) {
+            r = qe_fail(QE_ENOMEM, "out of memory");
+            break;
+        }
+        end->kind = M_GEN_END;
+        snprintf(end->run_key, sizeof end->run_key, "%s", gkeys[g]);
+        if (!todo) {
+            stats->gen_complete++;
+            snprintf(end->status, sizeof end->status, "%s",
+                     gen_complete(gdone[g], n_prompts, 0) ? "done" : "partial");
+            r = qe_pool_submit(writer, end);
+            continue;
+        }
+        stats->gen_evaluated++;
+        qe_runner_sink sink = {writer, NULL, datasets[run->dataset].key,
+                               models[run->model].tok_key, 1, 0, 0, &t, NULL, 0, 0};
+        r = o->generate(o->ud, &t, &sink);
+        stats->prompts_sent += sink.sent;
+        if (sink.n_steps) { /* the steps of what was generated, even after a failure */
+            struct msg *sm = calloc(1, sizeof *sm);
+            if (sm) {
+                sm->kind = M_GEN_STEPS;
+                snprintf(sm->run_key, sizeof sm->run_key, "%s", gkeys[g]);
+                sm->steps = sink.steps;
+                sm->n_steps = sink.n_steps;
+                sink.steps = NULL;
+                qe_status sr = qe_pool_submit(writer, sm);
+                if (r == QE_OK)
+                    r = sr;
+            }
+        }
+        free(sink.steps);
+        qe_status wr = qe_pool_wait(writer);
+        if (r == QE_OK && wr != QE_OK)
+            r = wr;
+        if (r != QE_OK) {
+            if (wr == QE_OK) { /* record the failure, keep the generator's message */
+                snprintf(end->status, sizeof end->status, "failed");
+                qe_status keep = r;
+                char msg[1024];
+                snprintf(msg, sizeof msg, "%s", qe_errmsg());
+                qe_pool_submit(writer, end);
+                qe_pool_wait(writer);
+                r = qe_fail(keep, "%s", msg);
+            } else {
+                free(end);
+            }
+            break;
+        }
+        uint8_t *now = NULL;
+        size_t n_now = 0;
+        r = qe_store_gen_stored(ro, gkeys[g], n_prompts, &now, &n_now);
+        free(now);
+        if (r != QE_OK) {
+            free(end);
+            break;
+        }
+        snprintf(end->status, sizeof end->status, "%s", n_now >= n_prompts ? "done" : "partial");
+        r = qe_pool_submit(writer, end);
+    }
+
 done:
     /* 6. hand the write connection back, end the session */
     if (writer) {
@@ -644,5 +870,10 @@ done:
     free(datasets);
     free(keys);
     free(resume);
+    for (size_t g = 0; gdone && g < n_gen; g++)
+        free(gdone[g]);
+    free(gkeys);
+    free(gdone);
+    free(gn_done);
     return r;
 }

@@ -14,7 +14,12 @@
  *      evaluates the chunks not stored and hands each chunk's results to
  *      the sink, which copies them to the writer (one transaction each);
  *   6. mark the run done (every planned chunk stored), partial (a chunk
- *      limit stopped it) or failed, end the session.
+ *      limit stopped it) or failed, end the session;
+ *   7. [generate] (job->gen_runs): for every generation run (model x
+ *      format over the prompts dataset; key qe_store_gen_key) with prompts
+ *      not stored, call the generator with the stored-prompt set; it hands
+ *      each finished prompt and device call to the sink; mark it done,
+ *      partial (max_prompts) or failed.
  * An interrupted job resumes where it stopped: stored chunks are skipped,
  * and writing a chunk twice is a no-op. Results do not depend on the
  * number of workers or on n_seq: the evaluator must deliver each chunk's
@@ -91,6 +96,32 @@ typedef qe_status (*qe_runner_eval_fn)(void *ud, const qe_runner_task *t, qe_run
 /* Called before each run is evaluated or skipped (progress display). */
 typedef void (*qe_runner_note_fn)(void *ud, const qe_runner_task *t, int will_evaluate);
 
+/* One generation run ([generate], job->gen_runs): the prompts continued by
+ * one model in one weight/KV format. Owned by the runner, valid during the
+ * generator call. */
+typedef struct qe_runner_gen_task {
+    const qe_job *job;
+    size_t index;                  /* into job->gen_runs */
+    const qe_job_run *run;         /* weights, kv_k, kv_v; dataset = the prompts */
+    const qe_job_model *model_spec;
+    const qe_job_dataset *prompts_spec;
+    const qe_model *model;         /* native weights */
+    const qe_dataset *prompts;     /* one prompt per document */
+    const char *tokenizer_path;
+    const char *gen_key;
+    const char *ref_gen_key;       /* the reference format's run, NULL for it */
+    const uint8_t *done;           /* [n_prompts] 1: stored already, skip it */
+    size_t n_prompts, n_done;
+    int64_t max_prompts;           /* generate prompts i < max_prompts only; 0 = all */
+} qe_runner_gen_task;
+
+/* Generate every prompt i with !t->done[i] (and i < max_prompts when > 0),
+ * handing each result to qe_runner_gen_prompt and each device call to
+ * qe_runner_gen_step. Return QE_OK or the first error. */
+typedef qe_status (*qe_runner_gen_fn)(void *ud, const qe_runner_gen_task *t,
+                                      qe_runner_sink *sink);
+typedef void (*qe_runner_gen_note_fn)(void *ud, const qe_runner_gen_task *t, int will_generate);
+
 typedef struct qe_runner_opts {
     qe_runner_eval_fn evaluate; /* required unless dry_run */
     void *ud;                   /* passed to evaluate and note */
@@ -102,6 +133,11 @@ typedef struct qe_runner_opts {
     const char *driver;         /* NULL = "none" */
     int shard_index, shard_count; /* shard_count <= 1: every run */
     int queue;                  /* writer queue capacity; 0 = 64 */
+    /* [generate]: generation runs follow the perplexity runs; their shard
+     * index is job->n_runs + their index in job->gen_runs */
+    qe_runner_gen_fn generate;  /* required for a job with [generate] unless dry_run */
+    qe_runner_gen_note_fn gen_note; /* optional */
+    int64_t max_prompts;        /* prompts per generation run at most; 0 = all */
 } qe_runner_opts;
 
 typedef struct qe_runner_stats {
@@ -109,6 +145,10 @@ typedef struct qe_runner_stats {
     size_t evaluated;       /* runs the evaluator was called for */
     size_t complete;        /* runs found complete (skipped) */
     int64_t chunks_sent;    /* chunks handed to the sink */
+    size_t gen_runs;        /* generation runs in this shard */
+    size_t gen_evaluated;   /* generation runs the generator was called for */
+    size_t gen_complete;    /* found complete (skipped) */
+    int64_t prompts_sent;   /* prompts handed to the sink */
 } qe_runner_stats;
 
 qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_stats *stats);
@@ -131,5 +171,10 @@ qe_status qe_runner_timing(qe_runner_sink *s, const char *phase, double seconds,
                            uint64_t n_tokens);
 /* The KLD summary of this run against task->ref_run_key. */
 qe_status qe_runner_kld(qe_runner_sink *s, const qe_kld_summary *k);
+
+/* Generation runs: one finished prompt (arrays copied before return), one
+ * device call (buffered; written when the generator returns). */
+qe_status qe_runner_gen_prompt(qe_runner_sink *s, const qe_store_gen_prompt *p);
+qe_status qe_runner_gen_step(qe_runner_sink *s, const qe_store_gen_step *step);
 
 #endif

@@ -251,12 +251,88 @@ qe_status qe_store_add_timing(qe_store *st, const char *run_key, const char *ses
                               const char *phase, double seconds, uint64_t n_tokens,
                               uint64_t n_calls);
 
+/* ---- generation runs (schemas/005_generate.sql; lib/store_gen.c) ---- */
+
+/* Everything that changes a generation run's outputs. The slot count, the
+ * device and the reference are not part of it. */
+typedef struct qe_store_gen_config {
+    const char *model_sha256;     /* hex */
+    const char *prompts_sha256;   /* hex: the prompts dataset's key */
+    const char *tokenizer_sha256; /* hex */
+    const char *weights;          /* "native", "f32", "q8_0", ... */
+    const char *kv_k, *kv_v;
+    int max_new;                  /* >= 1 */
+    int sample;                   /* 0 greedy, 1 sample */
+    double temperature, top_p;
+    int top_k;                    /* sampling candidates */
+    uint64_t seed;
+    size_t n_stop;
+    const char *const *stop;      /* [n_stop], stop_len[i] bytes each */
+    const size_t *stop_len;
+    int top_logprobs;             /* candidates stored per token (0 .. 64) */
+} qe_store_gen_config;
+
+/* Canonical text ("qeval-gen 1\n" then "name=value\n" lines; stop strings
+ * as hex) and its SHA-256 hex; QE_EINVAL naming a bad field. */
+qe_status qe_store_gen_config_text(const qe_store_gen_config *c, char **text);
+qe_status qe_store_gen_key(const qe_store_gen_config *c, char key[QE_STORE_KEY_HEX]);
+/* A prompt's key: SHA-256 hex of "GEN_KEY:INDEX". */
+void qe_store_gen_prompt_key(const char *gen_key, int64_t index, char key[QE_STORE_KEY_HEX]);
+
+/* Create (or find and reopen) the generation run of cfg over n_prompts
+ * prompts, and say which are stored: *done is malloc'ed [n_prompts] (1 =
+ * stored), *n_done their count. Model, dataset and session rows must exist
+ * (QE_ENOTFOUND otherwise). */
+qe_status qe_store_gen_begin(qe_store *st, const qe_store_gen_config *cfg, const char *ref_gen_key,
+                             const char *session_key, size_t n_prompts, uint8_t **done,
+                             size_t *n_done);
+/* The stored prompts of a generation run, without writing (works
+ * read-only); no such run gives all zeros. */
+qe_status qe_store_gen_stored(qe_store *st, const char *gen_key, size_t n_prompts, uint8_t **done,
+                              size_t *n_done);
+
+/* One finished prompt (lib/generate.h's qe_gen_result, as stored). */
+typedef struct qe_store_gen_prompt {
+    int64_t index;              /* document index in the prompts dataset */
+    const uint8_t *prompt_sha256; /* [32] of the prompt's bytes */
+    int n_prompt, n_gen;
+    const int32_t *ids;         /* [n_gen] */
+    const float *logp;          /* [n_gen] */
+    int top_k;
+    const int32_t *topk_id;     /* [n_gen][top_k] */
+    const float *topk_logp;     /* [n_gen][top_k] */
+    const char *text;           /* text_len bytes */
+    size_t text_len;
+    const char *finish;         /* "eos", "stop", "length", "ctx" */
+    int stop_index;             /* -1: none */
+    uint64_t seed;
+    double ttft_s, prefill_tps, decode_s, decode_tps;
+} qe_store_gen_prompt;
+
+/* Store a prompt and its tokens in one transaction; a prompt already stored
+ * is left as it is (*written = 0; written may be NULL). */
+qe_status qe_store_gen_put_prompt(qe_store *st, const char *gen_key, const char *session_key,
+                                  const qe_store_gen_prompt *p, int *written);
+
+typedef struct qe_store_gen_step {
+    int64_t index;
+    int prefill, n_seqs, n_tokens;
+    double seconds;
+} qe_store_gen_step;
+
+/* A session's device calls of a generation run, in one transaction. */
+qe_status qe_store_gen_put_steps(qe_store *st, const char *gen_key, const char *session_key,
+                                 const qe_store_gen_step *s, size_t n);
+/* Close a generation run: "done", "partial" or "failed". */
+qe_status qe_store_gen_end(qe_store *st, const char *gen_key, const char *status);
+
 /* ---- merging ---- */
 
 typedef struct qe_store_merge_stats {
     int64_t models, datasets, sessions, runs, chunks, tokens, kld; /* rows added */
     int64_t conflicts; /* chunks in both with different sums (dst's kept) */
     int64_t bench;     /* bench rows added (their bench_kernels rows come along) */
+    int64_t gen_runs, gen_prompts; /* generation rows added */
 } qe_store_merge_stats;
 
 /* Add src_path's rows that dst lacks (ATTACH read-only, INSERT OR IGNORE by

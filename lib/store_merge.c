@@ -211,6 +211,29 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
         r = exec_count(dst, "INSERT OR IGNORE INTO main.bench_kernels SELECT * FROM src.bench_kernels",
                        NULL, "merging bench rows");
 
+    /* Generation runs (schemas/005_generate.sql): a prompt row is written
+     * with all its tokens, so a prompt's gen_tokens rows are those of the
+     * database its gen_prompts row comes from; a prompt in both keeps dst's. */
+    const char *const gen_sql[] = {
+        "INSERT OR IGNORE INTO main.gen_runs SELECT * FROM src.gen_runs",
+        "UPDATE main.gen_runs SET ref_gen_key = (SELECT s.ref_gen_key FROM src.gen_runs s "
+        "WHERE s.gen_key = gen_runs.gen_key) WHERE ref_gen_key IS NULL",
+        "CREATE TEMP TABLE merge_gen_new (prompt_key TEXT PRIMARY KEY) WITHOUT ROWID",
+        "INSERT INTO temp.merge_gen_new SELECT prompt_key FROM src.gen_prompts s WHERE NOT EXISTS "
+        "(SELECT 1 FROM main.gen_prompts d WHERE d.prompt_key = s.prompt_key)",
+        "INSERT INTO main.gen_prompts SELECT s.* FROM src.gen_prompts s "
+        "JOIN temp.merge_gen_new n ON n.prompt_key = s.prompt_key",
+        "INSERT OR IGNORE INTO main.gen_tokens SELECT t.* FROM src.gen_tokens t "
+        "JOIN temp.merge_gen_new n ON n.prompt_key = t.prompt_key",
+        "DROP TABLE temp.merge_gen_new",
+        "INSERT OR IGNORE INTO main.gen_steps SELECT * FROM src.gen_steps",
+        "UPDATE main.gen_runs SET status = 'done' WHERE status != 'done' AND "
+        "(SELECT count(*) FROM main.gen_prompts p WHERE p.gen_key = gen_runs.gen_key) >= n_prompts",
+    };
+    int64_t *gen_count[] = {&stats->gen_runs, NULL, NULL, NULL, &stats->gen_prompts, NULL, NULL,
+                            NULL, NULL};
+    for (size_t i = 0; r == QE_OK && i < sizeof gen_sql / sizeof gen_sql[0]; i++)
+        r = exec_count(dst, gen_sql[i], gen_count[i], "merging generations");
     if (r == QE_OK)
         r = qe_store__commit(dst, "merging");
     if (r == QE_OK)
@@ -220,6 +243,8 @@ done:
         qe_store__rollback(dst);
     if (r != QE_OK)
         sqlite3_exec(dst->db, "DROP TABLE IF EXISTS temp.merge_new", NULL, NULL, NULL);
+    if (r != QE_OK)
+        sqlite3_exec(dst->db, "DROP TABLE IF EXISTS temp.merge_gen_new", NULL, NULL, NULL);
     if (attached)
         sqlite3_exec(dst->db, "DETACH DATABASE src", NULL, NULL, NULL);
     free(uri);

@@ -102,19 +102,31 @@ START_TEST(test_full_job)
     ck_assert_uint_eq(g->stop_len[0], 10);
     ck_assert_mem_eq(g->stop[0], "\n\nThe end!", 10);
     ck_assert_str_eq(g->stop[1], "bare, text");
-    /* sweep: per (model, dataset): (1 + 2 weights) x 2 kv = 6 runs */
-    ck_assert_uint_eq(j->n_runs, 2 * 2 * 6);
+    /* sweep: per (model, dataset): (1 + 2 weights) x 2 kv = 6 runs; the
+     * prompts dataset (shakes) is not swept for perplexity */
+    ck_assert_uint_eq(j->n_runs, 2 * 1 * 6);
     const char *w[] = {"f32", "f32", "q8_0", "q8_0", "q4_0", "q4_0"};
     for (size_t i = 0; i < j->n_runs; i++) {
         const qe_job_run *r = &j->runs[i];
         size_t pair = i / 6, k = i % 6;
-        ck_assert_int_eq(r->model, (int)(pair / 2));
-        ck_assert_int_eq(r->dataset, (int)(pair % 2));
+        ck_assert_int_eq(r->model, (int)pair);
+        ck_assert_int_eq(r->dataset, 0);
         ck_assert_str_eq(r->weights, w[k]);
         ck_assert_str_eq(r->kv_k, k % 2 ? "q8_0" : "f16");
         ck_assert_str_eq(r->kv_v, k % 2 ? "tq3" : "f16");
         ck_assert_int_eq(r->ref, k == 0 ? -1 : (int)(pair * 6));
     }
+    /* generation runs: the same 6 formats per model over the prompts */
+    ck_assert_uint_eq(j->n_gen_runs, 2 * 6);
+    for (size_t i = 0; i < j->n_gen_runs; i++) {
+        const qe_job_run *r = &j->gen_runs[i];
+        ck_assert_int_eq(r->model, (int)(i / 6));
+        ck_assert_int_eq(r->dataset, 1);
+        ck_assert_str_eq(r->weights, w[i % 6]);
+        ck_assert_str_eq(r->kv_v, i % 2 ? "tq3" : "f16");
+        ck_assert_int_eq(r->ref, i % 6 == 0 ? -1 : (int)(i / 6 * 6));
+    }
+    ck_assert_int_eq(g->n_slots, 8);
     qe_job_free(j);
     qe_job_free(NULL);
 }
@@ -229,6 +241,9 @@ static const struct {
     {"[generate]\nstop = \"\"\n", "t.ini:2: stop: empty stop string"},
     {"[generate]\nstop = \"a\"b\"\n", "t.ini:2: stop = \"a\"b\": unescaped '\"' at column 3"},
     {"[generate]\nbeam_width = 4\n", "t.ini:2: unknown key 'beam_width' in [generate]"},
+    {"[generate]\nslots = 0\n", "t.ini:2: slots = '0'"},
+    {"[model m]\npath = /m\n[dataset d]\npath = /d.ids\n[generate]\nprompts = d\n",
+     "t.ini:6: prompts = 'd': an ids dataset holds no prompt text"},
 };
 
 START_TEST(test_errors)

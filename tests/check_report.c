@@ -413,7 +413,7 @@ START_TEST(test_limits)
     ck_assert_int_eq(qe_report_export_parse("tokens", &w), QE_OK);
     ck_assert_int_eq(w, QE_EXPORT_TOKENS);
     ck_assert_int_eq(qe_report_export_parse("logits", &w), QE_EINVAL);
-    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "expected runs, tokens, kld or timings"));
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "expected runs, tokens, kld, timings or generations"));
     qe_export_what bad = (qe_export_what)9;
     qe_status r;
     free(capture(do_export, &bad, &r));

@@ -169,7 +169,7 @@ static qe_job *make_job(const char *db, const char *extra_job_keys, const char *
 
 static qe_runner_opts opts_for(struct ev *e)
 {
-    qe_runner_opts o = {ref_eval, e, NULL, 0, NULL, "test-device", "test-driver", 0, 0, 2};
+    qe_runner_opts o = {ref_eval, e, NULL, 0, NULL, "test-device", "test-driver", 0, 0, 2, NULL, NULL, 0};
     return o;
 }
 
@@ -407,7 +407,7 @@ START_TEST(test_dry_run_and_errors)
     path_in(db, sizeof db, "dry.db");
     char *ids = write_ids("x.ids");
     qe_job *job = make_job(db, "", ids);
-    qe_runner_opts o = {NULL, NULL, count_note, 1, NULL, NULL, NULL, 0, 0, 0};
+    qe_runner_opts o = {NULL, NULL, count_note, 1, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0};
     qe_runner_stats s;
     notes = 0;
     ck_assert_int_eq(qe_runner_run(job, &o, &s), QE_OK);
