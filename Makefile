@@ -92,7 +92,7 @@ check: deps
 # detect_leaks=0: LeakSanitizer's stop-the-world tracer crashes (SIGSEGV in
 # the tracer, "LeakSanitizer has encountered a fatal error") at exit while
 # PoCL's worker threads are alive, which made those runs flaky.
-CL_SUITES := cl engine eval engine_formats eval_paired decode generate bench engine_arch jobgen
+CL_SUITES := cl engine eval engine_formats eval_paired decode generate bench engine_arch jobgen mma
 ASAN_ENV := UBSAN_OPTIONS=print_stacktrace=1:halt_on_error=1 \
             LSAN_OPTIONS=suppressions=$(abspath tests/lsan.supp):print_suppressions=0
 asan: deps

@@ -17,9 +17,11 @@ Q=build-gpu/bin/qeval
 export QEVAL_DATA=$PWD/.oracle/data
 if [ -z "${ORACLE_ONLY:-}" ]; then
 $Q devices
-echo "== OpenCL suites on NVIDIA"
+echo "== OpenCL suites on NVIDIA, f32 kernels (their tolerances are f32's)"
 SUITES=$(sed -n 's/^CL_SUITES := //p' Makefile)  # every suite that runs OpenCL
-QEVAL_DEVICE=nvidia build-gpu/run_tests $SUITES 2>&1 | grep -v '^ok'
+QEVAL_GEMM=f32 QEVAL_DEVICE=nvidia build-gpu/run_tests $SUITES 2>&1 | grep -v '^ok'
+echo "== the tensor-core kernels (check_mma.c) on NVIDIA"
+QEVAL_DEVICE=nvidia build-gpu/run_tests mma 2>&1 | grep -v '^ok'
 echo "== perplexity, stories260K, all of wiki.test.raw, n_ctx 128, NVIDIA"
 $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/stories260K.gguf" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 128 -b 64 --kv f32 | tail -3
 echo "== paired formats, TinyStories-656K, all of wiki.test.raw, n_ctx 512, NVIDIA"

@@ -44,6 +44,44 @@ qe_engine_opts qe_engine_opts_default(void)
     return o;
 }
 
+const char *qe_gemm_name(qe_gemm g)
+{
+    switch (g) {
+    case QE_GEMM_AUTO: return "auto";
+    case QE_GEMM_F32: return "f32";
+    case QE_GEMM_MMA: return "mma";
+    }
+    return NULL;
+}
+
+/* opt.gemm -> QE_GEMM_F32 or QE_GEMM_MMA (QEVAL_GEMM overrides AUTO). */
+static qe_status resolve_gemm(qe_engine *e)
+{
+    qe_gemm g = e->opt.gemm;
+    const char *env = getenv("QEVAL_GEMM");
+    if (g == QE_GEMM_AUTO && env && *env) {
+        if (!strcmp(env, "f32"))
+            g = QE_GEMM_F32;
+        else if (!strcmp(env, "mma"))
+            g = QE_GEMM_MMA;
+        else if (strcmp(env, "auto"))
+            return qe_fail(QE_EINVAL, "engine: QEVAL_GEMM=%s: expected auto, f32 or mma", env);
+    }
+    if (g == QE_GEMM_F32) {
+        e->opt.gemm = g;
+        return QE_OK;
+    }
+    qe_cl_caps caps;
+    qe_status st = qe_cl_probe(e->cl, &caps);
+    if (st != QE_OK)
+        return st;
+    if (g == QE_GEMM_MMA && !caps.ptx_mma)
+        return qe_fail(QE_EUNSUPPORTED, "engine: gemm mma: the device (%s) has no inline-PTX "
+                                        "mma.sync (see qeval devices)", qe_cl_device(e->cl)->name);
+    e->opt.gemm = caps.ptx_mma ? QE_GEMM_MMA : QE_GEMM_F32;
+    return QE_OK;
+}
+
 qe_engine_opts qe_engine_options(const qe_engine *e)
 {
     return e->opt;
@@ -125,6 +163,51 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
     if (st == QE_OK && max_wg < MM_WI * MM_WI)
         st = qe_fail(QE_EUNSUPPORTED, "engine: matmul needs work-groups of %d, the device allows %zu",
                      MM_WI * MM_WI, max_wg);
+    if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
+        static const char *const msrcs[] = {"weights.cl", "mma.cl"};
+        st = qe_cl_build(e->cl, msrcs, 2, opts, &e->prog_mma[fmt]);
+        if (st == QE_OK)
+            st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
+        if (st == QE_OK)
+            st = qe_cl_kernel(e->prog_mma[fmt], "mma_skinny", &e->k_mma_skinny[fmt]);
+    }
+    return st;
+}
+
+/* Q8_0 / Q4_0 rows go to the device re-laid out (kernels/weights.cl):
+ * [nb f16 scales, zero-padded to a multiple of 16 bytes][the blocks' quant
+ * bytes in order], so that kernels read 16 quant bytes with one aligned
+ * vector load (GGML's 34- and 18-byte blocks are only 2-byte aligned). The
+ * values are unchanged. Converted a slab of rows at a time (about 16 MiB). */
+static qe_status upload_split_blocks(qe_engine *e, const qe_tensor *t, int fmt, dev_weight *w)
+{
+    const size_t block = fmt == WF_Q8_0 ? 34 : 18, qbytes = block - 2;
+    const size_t nb = (size_t)t->ne[0] / 32, rows = (size_t)t->ne[1];
+    const size_t sb = (nb * 2 + 15) & ~(size_t)15;
+    const size_t row = sb + nb * qbytes;
+    if (t->ne[0] % 32 || t->row_bytes != nb * block || rows > SIZE_MAX / row)
+        return qe_fail(QE_ECORRUPT, "engine: tensor %s: %lld-wide rows of %s blocks do not fit",
+                       t->name, (long long)t->ne[0], qe_dtype_name(t->type));
+    size_t slab = ((size_t)16 << 20) / row;
+    slab = slab < 1 ? 1 : slab > rows ? rows : slab;
+    uint8_t *tmp = calloc(slab, row);
+    if (!tmp)
+        return qe_fail(QE_ENOMEM, "engine: tensor %s: out of memory re-laying rows", t->name);
+    w->row_bytes = (cl_ulong)row;
+    qe_status st = qe_cl_alloc(e->cl, rows * row, QE_CL_RO, NULL, &w->buf);
+    for (size_t r0 = 0; st == QE_OK && r0 < rows; r0 += slab) {
+        const size_t n = rows - r0 < slab ? rows - r0 : slab;
+        for (size_t r = 0; r < n; r++) {
+            const uint8_t *src = (const uint8_t *)t->data + (r0 + r) * t->row_bytes;
+            uint8_t *dst = tmp + r * row;
+            for (size_t b = 0; b < nb; b++) {
+                memcpy(dst + 2 * b, src + b * block, 2);
+                memcpy(dst + sb + b * qbytes, src + b * block + 2, qbytes);
+            }
+        }
+        st = qe_cl_write(e->cl, w->buf, r0 * row, n * row, tmp, 1);
+    }
+    free(tmp);
     return st;
 }
 
@@ -176,6 +259,8 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
             st = qe_cl_write(e->cl, w->buf, r0 * row, n * row,
                              conv == CONV_F16 ? (const void *)tmp16 : (const void *)tmp, 1);
         }
+    } else if (fmt == WF_Q8_0 || fmt == WF_Q4_0) {
+        st = upload_split_blocks(e, t, fmt, w);
     } else {
         w->row_bytes = t->row_bytes;
         st = qe_cl_alloc(e->cl, t->nbytes, QE_CL_RO, t->data, &w->buf);
@@ -263,6 +348,8 @@ static qe_status check_opts(const qe_hparams *hp, const qe_engine_opts *o)
                        o->n_ctx);
     if (hp->head_dim > 256)
         return qe_fail(QE_EUNSUPPORTED, "engine: head_dim %d is above 256", hp->head_dim);
+    if (!qe_gemm_name(o->gemm))
+        return qe_fail(QE_EINVAL, "engine: gemm %d is not auto, f32 or mma", (int)o->gemm);
     return QE_OK;
 }
 
@@ -352,6 +439,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->hp = *qe_model_hparams(m);
     e->opt = opts ? *opts : qe_engine_opts_default();
     st = check_opts(&e->hp, &e->opt);
+    if (st == QE_OK)
+        st = resolve_gemm(e);
     if (st != QE_OK)
         goto done;
 
@@ -511,6 +600,9 @@ void qe_engine_close(qe_engine *e)
     for (int f = 0; f < WF_COUNT; f++) {
         qe_cl_kernel_free(e->k_embed[f]);
         qe_cl_kernel_free(e->k_matmul[f]);
+        qe_cl_kernel_free(e->k_mma_tile[f]);
+        qe_cl_kernel_free(e->k_mma_skinny[f]);
+        qe_cl_program_free(e->prog_mma[f]);
         qe_cl_program_free(e->prog_wt[f]);
     }
     qe_cl_kernel_free(e->k_norm);
@@ -544,6 +636,22 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
                             int accumulate)
 {
     cl_kernel k = e->k_matmul[w->fmt];
+    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
+                        qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
+    size_t local[2] = {MM_WI, MM_WI};
+    if (e->opt.gemm == QE_GEMM_MMA && e->mm_skinny) {
+        k = e->k_mma_skinny[w->fmt];
+        global[0] = qe_engine_round_up((size_t)w->ne1, MMA_SK_OUT) / MMA_SK_OUT * MMA_WI;
+        global[1] = qe_engine_round_up((size_t)n_rows, MMA_SK_ROWS) / MMA_SK_ROWS;
+        local[0] = MMA_WI;
+        local[1] = 1;
+    } else if (e->opt.gemm == QE_GEMM_MMA) {
+        k = e->k_mma_tile[w->fmt];
+        global[0] = qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * MMA_WI;
+        global[1] = qe_engine_round_up((size_t)n_rows, MMA_TILE) / MMA_TILE;
+        local[0] = MMA_WI;
+        local[1] = 1;
+    }
     qe_status st = qe_cl_args(k, 13, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                               sizeof(int), &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong),
                               &w->row_bytes, sizeof(int), &w->ne0, sizeof(int), &w->ne1,
@@ -551,9 +659,6 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
                               sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
     if (st != QE_OK)
         return st;
-    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
-                        qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
-    size_t local[2] = {MM_WI, MM_WI};
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 

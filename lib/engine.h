@@ -64,6 +64,22 @@
 
 typedef struct qe_engine qe_engine;
 
+/* Which kernels compute the matrix products (every weight matmul).
+ *   QE_GEMM_AUTO  tensor cores where lib/cl's probe says inline-PTX mma.sync
+ *                 works (NVIDIA), else the portable FP32 kernels; the
+ *                 environment variable QEVAL_GEMM=f32|mma overrides it
+ *   QE_GEMM_F32   kernels/matmul.cl: operands and sums in f32, on any device
+ *   QE_GEMM_MMA   kernels/mma.cl: f16 operands, f32 sums (tensor cores);
+ *                 QE_EUNSUPPORTED where the probe says no
+ * Both are batch-invariant (a row's results never depend on the other rows
+ * of a call). They differ in the last bits: f16 operands give log-probs
+ * within ~1e-3 of the f32 path on real models, so compare formats measured
+ * with the same one (the runner records it with each run's device). */
+typedef enum qe_gemm { QE_GEMM_AUTO = 0, QE_GEMM_F32, QE_GEMM_MMA } qe_gemm;
+
+/* "auto", "f32", "mma"; NULL for a value out of range. */
+const char *qe_gemm_name(qe_gemm g);
+
 typedef struct qe_engine_opts {
     int n_ctx;     /* positions per sequence (>= 1); default 512 */
     int n_seq;     /* sequences per batch (>= 1); default 1 */
@@ -71,6 +87,7 @@ typedef struct qe_engine_opts {
     int head_rows; /* LM-head rows per pass; 0 (default) = as many as fit a
                       64 MiB logits buffer; any value is capped at n_seq * n_ctx */
     qe_kv_format kv_k, kv_v; /* K and V cache formats; default QE_KV_F32 */
+    qe_gemm gemm;  /* matrix-product kernels; default QE_GEMM_AUTO */
 } qe_engine_opts;
 
 /* The defaults above. */
@@ -87,7 +104,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
                          qe_engine **out);
 void qe_engine_close(qe_engine *e); /* NULL is fine */
 
-/* The options in force (head_rows resolved). */
+/* The options in force (head_rows resolved; gemm resolved to F32 or MMA). */
 qe_engine_opts qe_engine_options(const qe_engine *e);
 
 /* Per-position results of a prefill, in caller memory. Row layout: see the

@@ -299,7 +299,20 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
     return qe_engine_run_out_add(e, &l->w_down, d->g, hp->n_ff, rows, l->ffn_post, d->x, d->h);
 }
 
+static qe_status run_forward_body(qe_decode *d, int rows, int n_out);
+
+/* Every decode call computes its matmuls with the engine's few-rows kernel
+ * (mma_skinny under QE_GEMM_MMA; matmul.cl otherwise), whatever its number
+ * of rows, so a sequence's results do not depend on who shares its calls. */
 static qe_status run_forward(qe_decode *d, int rows, int n_out)
+{
+    d->e->mm_skinny = 1;
+    qe_status st = run_forward_body(d, rows, n_out);
+    d->e->mm_skinny = 0;
+    return st;
+}
+
+static qe_status run_forward_body(qe_decode *d, int rows, int n_out)
 {
     qe_engine *e = d->e;
     const qe_hparams *hp = &e->hp;

@@ -31,6 +31,10 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 
 #define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
+#define MMA_TILE 128    /* mma.cl mma_tile: rows and outputs per work-group */
+#define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
+#define MMA_SK_ROWS 64  /* mma.cl mma_skinny: rows per work-group */
+#define MMA_SK_OUT 8    /* mma.cl mma_skinny: outputs per work-group */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
@@ -73,6 +77,11 @@ struct qe_engine {
     cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
     cl_kernel k_qk_prep, k_norm_add, k_gelu, k_scale, k_softcap; /* arch.cl */
     cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
+    /* kernels/mma.cl (opt.gemm == QE_GEMM_MMA): the prefill tile kernel and
+       the few-rows kernel that every decode call uses (mm_skinny set) */
+    cl_program prog_mma[WF_COUNT];
+    cl_kernel k_mma_tile[WF_COUNT], k_mma_skinny[WF_COUNT];
+    int mm_skinny;       /* set by the decoder around its calls (engine_decode.c) */
 
     dev_weight tok_embd, output;
     cl_mem out_norm;     /* [dim] f32 */

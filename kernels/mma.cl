@@ -1,0 +1,391 @@
+/* mma.cl - Y = X W^T on NVIDIA tensor cores through inline PTX
+ * (mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32), built only when
+ * lib/cl's probe says that instruction compiles and computes right
+ * (qe_cl_caps.ptx_mma). Needs weights.cl and -DQE_WT, like matmul.cl, whose
+ * arguments and output rule (yrow, accumulate) both kernels keep:
+ *
+ *   Y[yrow(r)][o] = (accumulate ? Y[yrow(r)][o] : 0) + sum_k X[r][k] W[o][k]
+ *
+ * Operands are rounded to f16 (X from f32; W dequantized to f32 exactly as
+ * weights.cl does, then rounded), products are summed in f32 by the tensor
+ * cores: the precision PyTorch's fp16 path has, measured against the double
+ * reference by the engine tests on the GPU (bench/gpu_check.sh).
+ *
+ * Fragment layout (PTX ISA "Matrix Fragments for mma.m16n8k16", checked by
+ * kernels/probe.cl): lane = 4 g + t; A register r (two f16) holds row
+ * g + 8 (r & 1), k slots 2t + 8 (r >> 1) + {0, 1}; B register r holds k slots
+ * 2t + 8 r + {0, 1} of column g; accumulator e holds row g + 8 (e >> 1),
+ * column 2t + (e & 1). A k16 step sums over its 16 slots whatever k each
+ * slot stands for, so a kernel may map slots to k as suits its loads as long
+ * as A and B agree.
+ *
+ * Two kernels:
+ *   mma_tile   prefill: work-group of 8 warps computes a 128-row x 128-output
+ *              tile; 32-wide K slices of X and W are converted to f16 and
+ *              staged in local memory; slot s of a k16 step is k = k0 + s.
+ *   mma_skinny decode: few rows (up to 64 per work-group row), many weights.
+ *              Bandwidth-bound, so each of 8 warps streams its own share of
+ *              W's 32-element blocks (kb = warp, warp + 8, ...) straight from
+ *              global memory into B fragments, each lane reading its
+ *              weights of a 32-element chunk with one aligned load (see
+ *              MS_K below for which k each slot stands for). The 8 partial
+ *              sums are added in warp order through local memory.
+ * Batch invariance: every output is a fixed chain of mma steps over k (and,
+ * in mma_skinny, a fixed sum over warps) that does not depend on the other
+ * rows in the call or on their number: a row's result is the same alone or
+ * in a batch. The two kernels order k differently, so their results differ
+ * in the last bits; the engine uses mma_tile for prefill and mma_skinny for
+ * every decode call.
+ */
+/* Two floats -> f16x2 (lo in the low half), round to nearest even. */
+inline uint mma_pack(float lo, float hi)
+{
+    uint r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+/* acc (16x8 f32) += a (16x16 f16) b (16x8 f16) */
+#define MMA(acc, a, b)                                                                            \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "                             \
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                          \
+                 : "+f"((acc)[0]), "+f"((acc)[1]), "+f"((acc)[2]), "+f"((acc)[3])                 \
+                 : "r"((a)[0]), "r"((a)[1]), "r"((a)[2]), "r"((a)[3]), "r"((b)[0]), "r"((b)[1]))
+
+inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
+                      int n_rows, int N, int r, int o, float v)
+{
+    if (r >= n_rows || o >= N)
+        return;
+    size_t at = ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy + o;
+    y[at] = (accumulate ? y[at] : 0.0f) + v;
+}
+
+/* ---- prefill: 128 x 128 tiles ---- */
+
+#define MT_BM 128
+#define MT_BN 128
+#define MT_BK 64
+#define MT_LD (MT_BK / 2 + 4) /* uints per staged row; +4 keeps fragment loads bank-conflict free */
+
+/* 32 weights k .. k + 31 of row o as 16 f16x2 (k < K only, others 0). For
+ * the block formats k is a block's first element (K is a multiple of 32). */
+__attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulong row_bytes, int sb, int o, int k, int K,
+                      uint *out)
+{
+#if QE_WT == 2 || QE_WT == 3
+    if (k >= K) {
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            out[i] = 0u;
+        return;
+    }
+    const __global uchar *row = w + (ulong)o * row_bytes;
+    const float d = vload_half(k >> 5, (const __global half *)row);
+#if QE_WT == 2
+    const uint4 q0 = *(const __global uint4 *)(row + sb + k);
+    const uint4 q1 = *(const __global uint4 *)(row + sb + k + 16);
+    const uint qw[8] = {q0.s0, q0.s1, q0.s2, q0.s3, q1.s0, q1.s1, q1.s2, q1.s3};
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const uint v = qw[i >> 1] >> (16 * (i & 1));
+        out[i] = mma_pack((float)as_char((uchar)(v & 255u)) * d,
+                          (float)as_char((uchar)((v >> 8) & 255u)) * d);
+    }
+#else
+    const uint4 q = *(const __global uint4 *)(row + sb + (k >> 5) * 16);
+    const uint qw[4] = {q.s0, q.s1, q.s2, q.s3};
+#pragma unroll
+    for (int i = 0; i < 16; i++) { /* elements 2i, 2i+1: low nibbles, then high */
+        const int e = 2 * i, sh = e < 16 ? 0 : 4, j = e & 15;
+        const uint b0 = (qw[j >> 2] >> (8 * (j & 3))) & 255u;
+        const uint b1 = (qw[(j + 1) >> 2] >> (8 * ((j + 1) & 3))) & 255u;
+        out[i] = mma_pack((float)((int)((b0 >> sh) & 15u) - 8) * d,
+                          (float)((int)((b1 >> sh) & 15u) - 8) * d);
+    }
+#endif
+#else
+#if QE_WT == 1
+    if (k + 32 <= K && (row_bytes & 3) == 0) {
+        /* f16 weights are already f16: their bits are the pairs (little-endian) */
+        const __global uint *p = (const __global uint *)(w + (ulong)o * row_bytes) + (k >> 1);
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            out[i] = p[i];
+        return;
+    }
+#endif
+#pragma unroll
+    for (int i = 0; i < 16; i++) {
+        const int k0 = k + 2 * i;
+        out[i] = mma_pack(k0 < K ? wt_load(w, row_bytes, o, k0) : 0.0f,
+                          k0 + 1 < K ? wt_load(w, row_bytes, o, k0 + 1) : 0.0f);
+    }
+#endif
+}
+
+/* One thread's share of a 64-wide K slice: 16 pairs of X (rows p >> 5 for
+ * p = tid + 256 j: a warp reads one row's 64 floats) and 32 weights of W
+ * row tid / 2, as f16x2. */
+__attribute__((always_inline)) inline void mt_fetch(const __global float *x, int ldx, int n_rows, const __global uchar *w,
+                     ulong w_row_bytes, int sb, int K, int N, int m0, int n0, int k0, int tid,
+                     uint *xr, uint *wr)
+{
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const int p = tid + 256 * j, r = m0 + (p >> 5), k = k0 + 2 * (p & 31);
+        const __global float *xp = x + (size_t)r * ldx + k;
+        const float x0 = (r < n_rows && k < K) ? xp[0] : 0.0f;
+        const float x1 = (r < n_rows && k + 1 < K) ? xp[1] : 0.0f;
+        xr[j] = mma_pack(x0, x1);
+    }
+    const int o = n0 + (tid >> 1);
+    if (o < N) {
+        mt_wload(w, w_row_bytes, sb, o, k0 + 32 * (tid & 1), K, wr);
+    } else {
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            wr[i] = 0u;
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
+void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
+              const __global uchar *w, ulong w_row_bytes, int K, int N,
+              __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
+{
+    __local uint xs[MT_BM * MT_LD];
+    __local uint ws[MT_BN * MT_LD];
+    const int tid = get_local_id(0);
+    const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int wm = warp >> 2, wn = warp & 3;           /* 2 x 4 warps: 64 rows x 32 outputs each */
+    const int m0 = get_group_id(1) * MT_BM, n0 = get_group_id(0) * MT_BN;
+    const int sb = wt_row_scale_bytes(w_row_bytes);
+    x += x_off;
+    float acc[4][4][4];
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[i][j][e] = 0.0f;
+
+    /* the next slice is fetched into registers while this one is multiplied */
+    uint xr[16], wr[16];
+    mt_fetch(x, ldx, n_rows, w, w_row_bytes, sb, K, N, m0, n0, 0, tid, xr, wr);
+    for (int k0 = 0; k0 < K; k0 += MT_BK) {
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int p = tid + 256 * j;
+            xs[(p >> 5) * MT_LD + (p & 31)] = xr[j];
+        }
+#pragma unroll
+        for (int i = 0; i < 16; i++)
+            ws[(tid >> 1) * MT_LD + 16 * (tid & 1) + i] = wr[i];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (k0 + MT_BK < K)
+            mt_fetch(x, ldx, n_rows, w, w_row_bytes, sb, K, N, m0, n0, k0 + MT_BK, tid, xr, wr);
+#pragma unroll
+        for (int kk = 0; kk < MT_BK / 2; kk += 8) { /* four k16 steps, in k order */
+            uint a[4][4], b[4][2];
+#pragma unroll
+            for (int i = 0; i < 4; i++) {
+                const int row = wm * 64 + i * 16 + g;
+                a[i][0] = xs[row * MT_LD + kk + t];
+                a[i][1] = xs[(row + 8) * MT_LD + kk + t];
+                a[i][2] = xs[row * MT_LD + kk + t + 4];
+                a[i][3] = xs[(row + 8) * MT_LD + kk + t + 4];
+            }
+#pragma unroll
+            for (int j = 0; j < 4; j++) {
+                const int col = wn * 32 + j * 8 + g;
+                b[j][0] = ws[col * MT_LD + kk + t];
+                b[j][1] = ws[col * MT_LD + kk + t + 4];
+            }
+#pragma unroll
+            for (int i = 0; i < 4; i++)
+#pragma unroll
+                for (int j = 0; j < 4; j++)
+                    MMA(acc[i][j], a[i], b[j]);
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N,
+                          m0 + wm * 64 + i * 16 + g + 8 * (e >> 1),
+                          n0 + wn * 32 + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
+}
+
+/* ---- decode: few rows, split K ---- */
+
+#define MS_WARPS 8
+#define MS_MT 4 /* 16-row tiles per work-group: 64 rows */
+#define MS_U 4  /* chunks in flight per warp */
+
+/* A warp takes K in chunks of MS_CH; lane t reads MS_LE weights of its row
+ * per chunk with one load (Q8_0: 8 quant bytes; Q4_0: 4 quant bytes, that
+ * is 4 low and 4 high nibbles; F16: 8 halves; F32: 4 floats). In k16 step s
+ * of the chunk, slot pair (2t, 2t+1) holds the lane's raw elements 4s, 4s+1
+ * and pair (2t+8, 2t+9) holds 4s+2, 4s+3, which stand for k = c0 + MS_K(t, s)
+ * + {0, 1, 2, 3}. MS_K keeps each step's 4 lanes of a row within 32
+ * consecutive floats of X, so X's rows are read nearly coalesced too. */
+#if QE_WT == 2
+#define MS_LE 8
+#define MS_K(t, s) (8 * (t) + 4 * (s))
+#elif QE_WT == 3
+#define MS_LE 8
+#define MS_K(t, s) (16 * (s) + 4 * (t)) /* low nibbles: elements 4t.., high: 16 + 4t.. */
+#elif QE_WT == 1
+#define MS_LE 8
+#define MS_K(t, s) (8 * (t) + 4 * (s))
+#else
+#define MS_LE 4
+#define MS_K(t, s) (4 * (t))
+#endif
+#define MS_CH (4 * MS_LE)
+
+#if QE_WT == 2 || QE_WT == 3
+typedef struct { uint q0, q1; float d; } ms_raw; /* one lane's quant bytes and their block's scale */
+
+__attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ulong row_bytes,
+                                                     int sb, int o, int c0, int t, int K)
+{
+    ms_raw r = {0u, 0u, 0.0f};
+    if (c0 >= K) /* K is a multiple of 32 = MS_CH: a chunk is all in or all out */
+        return r;
+    const __global uchar *row = w + (ulong)o * row_bytes;
+    /* aligned by weights.cl's split layout: one 8- or 4-byte load */
+#if QE_WT == 2
+    const uint2 q = *(const __global uint2 *)(row + sb + c0 + 8 * t);
+    r.q0 = q.x;
+    r.q1 = q.y;
+#else
+    r.q0 = *(const __global uint *)(row + sb + (c0 >> 5) * 16 + 4 * t);
+#endif
+    r.d = vload_half(c0 >> 5, (const __global half *)row);
+    return r;
+}
+
+/* raw element e (0 .. 7) of a lane, dequantized as weights.cl does */
+inline float ms_elem(ms_raw r, int e)
+{
+#if QE_WT == 2
+    const uint v = e < 4 ? r.q0 : r.q1;
+    return (float)as_char((uchar)((v >> (8 * (e & 3))) & 255u)) * r.d;
+#else
+    const uint b = (r.q0 >> (8 * (e & 3))) & 255u;
+    return (float)((int)(e < 4 ? (b & 15u) : (b >> 4)) - 8) * r.d;
+#endif
+}
+#else
+typedef struct { float v[MS_LE]; } ms_raw;
+
+__attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ulong row_bytes,
+                                                     int sb, int o, int c0, int t, int K)
+{
+    (void)sb;
+    ms_raw r;
+    const int k = c0 + MS_LE * t;
+    if (k + MS_LE <= K) {
+#if QE_WT == 1
+        const float8 v = vload_half8(0, (const __global half *)(w + (ulong)o * row_bytes) + k);
+        r.v[0] = v.s0; r.v[1] = v.s1; r.v[2] = v.s2; r.v[3] = v.s3;
+        r.v[4] = v.s4; r.v[5] = v.s5; r.v[6] = v.s6; r.v[7] = v.s7;
+#else
+        const float4 v = vload4(0, (const __global float *)(w + (ulong)o * row_bytes) + k);
+        r.v[0] = v.x; r.v[1] = v.y; r.v[2] = v.z; r.v[3] = v.w;
+#endif
+        return r;
+    }
+#pragma unroll
+    for (int i = 0; i < MS_LE; i++)
+        r.v[i] = k + i < K ? wt_load(w, row_bytes, o, k + i) : 0.0f;
+    return r;
+}
+
+inline float ms_elem(ms_raw r, int e) { return r.v[e]; }
+#endif
+
+__kernel __attribute__((reqd_work_group_size(32 * MS_WARPS, 1, 1)))
+void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows,
+                const __global uchar *w, ulong w_row_bytes, int K, int N,
+                __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
+{
+    __local float red[MS_WARPS][MS_MT * 16][8];
+    const int tid = get_local_id(0);
+    const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int n0 = get_group_id(0) * 8, m0 = get_group_id(1) * (MS_MT * 16);
+    const int o = min(n0 + g, N - 1); /* rows past N compute garbage that is never stored */
+    const int sb = wt_row_scale_bytes(w_row_bytes);
+    x += x_off;
+    float acc[MS_MT][4];
+#pragma unroll
+    for (int i = 0; i < MS_MT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            acc[i][e] = 0.0f;
+    const int n_tiles = min(MS_MT, (n_rows - m0 + 15) / 16);
+
+    /* chunk c goes to warp c % MS_WARPS; MS_U chunks are loaded before use */
+    for (int c0 = warp * MS_CH; c0 < K; c0 += MS_CH * MS_WARPS * MS_U) {
+        ms_raw raw[MS_U];
+#pragma unroll
+        for (int u = 0; u < MS_U; u++)
+            raw[u] = ms_load(w, w_row_bytes, sb, o, c0 + u * MS_CH * MS_WARPS, t, K);
+#pragma unroll
+        for (int u = 0; u < MS_U; u++) {
+            const int cu = c0 + u * MS_CH * MS_WARPS;
+#pragma unroll
+            for (int s = 0; s < MS_LE / 4; s++) {
+                if (cu >= K) /* uniform across the work-group */
+                    continue;
+                const int k = cu + MS_K(t, s);
+                uint b[2];
+                b[0] = mma_pack(ms_elem(raw[u], 4 * s), ms_elem(raw[u], 4 * s + 1));
+                b[1] = mma_pack(ms_elem(raw[u], 4 * s + 2), ms_elem(raw[u], 4 * s + 3));
+#pragma unroll
+                for (int i = 0; i < MS_MT; i++) {
+                    if (i >= n_tiles) /* uniform across the work-group */
+                        continue;
+                    uint a[4];
+#pragma unroll
+                    for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
+                        const int r = m0 + i * 16 + g + 8 * h;
+                        float4 v = (float4)(0.0f);
+                        const __global float *xr = x + (size_t)r * ldx + k;
+                        if (r < n_rows && k + 3 < K)
+                            v = vload4(0, xr);
+                        else if (r < n_rows && k < K)
+                            v = (float4)(xr[0], k + 1 < K ? xr[1] : 0.0f,
+                                         k + 2 < K ? xr[2] : 0.0f, 0.0f);
+                        a[h] = mma_pack(v.x, v.y);
+                        a[h + 2] = mma_pack(v.z, v.w);
+                    }
+                    MMA(acc[i], a, b);
+                }
+            }
+        }
+    }
+
+#pragma unroll
+    for (int i = 0; i < MS_MT; i++)
+#pragma unroll
+        for (int e = 0; e < 4; e++)
+            red[warp][i * 16 + g + 8 * (e >> 1)][2 * t + (e & 1)] = acc[i][e];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int c = tid; c < MS_MT * 16 * 8; c += 32 * MS_WARPS) {
+        const int rr = c >> 3, cc = c & 7;
+        float v = red[0][rr][cc];
+#pragma unroll
+        for (int wi = 1; wi < MS_WARPS; wi++)
+            v += red[wi][rr][cc];
+        mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, m0 + rr, n0 + cc, v);
+    }
+}
