@@ -35,3 +35,14 @@ for f in ("qeval-pp.json", "qeval-tg.json"):
 json.dump(rows, open(f"{d}/qeval.json", "w"))
 PY
 python3 bench/gpu_table.py "$OUT/qeval.json" "$OUT/torch.jsonl"
+# Perplexity-style prefill end to end (LM head and log-softmax on the scored
+# half of every chunk, as llama-perplexity): about 300K tokens of
+# wiki.test.raw through the synthetic model's vocabulary, n_ctx 512.
+W=${QEVAL_DATA:-.oracle/data}/text/wiki.test.raw
+if [ -f "$W" ]; then
+    echo
+    for wt in file q8_0 q4_0; do
+        echo "perplexity, $ARCH, weights $wt, 586 chunks of 512 (300,032 tokens), 16 per batch:"
+        $Q perplexity -q -d nvidia -m "$M" -f "$W" --ctx 512 -b 16 --chunks 586 --weights $wt | tail -1
+    done
+fi

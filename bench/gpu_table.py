@@ -9,9 +9,10 @@ roofline:
                  once; copy_bw = the measured device-to-device copy rate
                  (bytes read + written per second);
   prefill (ppN): peak / (2 * n_params)       - FLOPs per token of the matrix
-                 products (attention ignored); peak = FP32 non-tensor-core
-                 peak for qeval's kernels (--fp32-tflops), tensor-core f16
-                 peak for PyTorch (--tc-tflops).
+                 products (attention ignored); peak = the tensor-core f16
+                 peak (--tc-tflops) for PyTorch and for qeval rows measured
+                 with gemm "mma", the FP32 non-tensor-core peak
+                 (--fp32-tflops) for qeval's f32 kernels.
 usage: gpu_table.py QEVAL.json TORCH.jsonl [--fp32-tflops 67] [--tc-tflops 989]
 """
 import argparse
@@ -40,8 +41,8 @@ def main():
           % (q[0]["device"] if q else "?", (bw or 0) / 1e9,
              peer[0].get("torch", "?") if peer else "?", peer[0].get("transformers", "?") if peer else "?"))
     print()
-    print("| test | B | weights | KV | qeval tok/s | PyTorch fp16 tok/s | qeval/PyTorch | qeval % of roofline | PyTorch % of roofline |")
-    print("|---|---:|---|---|---:|---:|---:|---:|---:|")
+    print("| test | B | weights | KV | gemm | qeval tok/s | PyTorch fp16 tok/s | qeval/PyTorch | qeval % of roofline | PyTorch % of roofline |")
+    print("|---|---:|---|---|---|---:|---:|---:|---:|---:|")
     for r in q:
         kind = "pp" if r["n_prompt"] > 0 else "tg"
         size = r["n_prompt"] if kind == "pp" else r["n_gen"]
@@ -52,11 +53,12 @@ def main():
             roof_q = B * bw / r["weight_bytes"] if bw else None
             roof_p = B * bw / (2 * r["n_params"]) if bw else None  # fp16 weights
         else:
-            roof_q = a.fp32_tflops * 1e12 / (2 * r["n_params"])
+            peak = a.tc_tflops if r.get("gemm") == "mma" else a.fp32_tflops
+            roof_q = peak * 1e12 / (2 * r["n_params"])
             roof_p = a.tc_tflops * 1e12 / (2 * r["n_params"])
         kv = r["kv_k"] if r["kv_k"] == r["kv_v"] else r["kv_k"] + "/" + r["kv_v"]
-        print("| %s%d | %d | %s | %s | %.1f ± %.1f | %s | %s | %s | %s |" % (
-            kind, size, B, r["weights"], kv, r["mean_tps"], r["stddev_tps"],
+        print("| %s%d | %d | %s | %s | %s | %.1f ± %.1f | %s | %s | %s | %s |" % (
+            kind, size, B, r["weights"], kv, r.get("gemm", "f32"), r["mean_tps"], r["stddev_tps"],
             "%.1f" % ptps if ptps else "-",
             "%.2f" % (r["mean_tps"] / ptps) if ptps else "-",
             "%.1f %%" % (100 * r["mean_tps"] / roof_q) if roof_q else "-",

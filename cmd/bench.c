@@ -37,6 +37,9 @@ static void usage(FILE *f)
             "  -o, --output FMT      md (default), csv or json\n"
             "      --db FILE         also store every result in the results database (tables\n"
             "                        bench, bench_kernels)\n"
+            "      --gemm G          matmul kernels: auto (default: tensor cores where the\n"
+            "                        device has inline-PTX mma.sync, else f32), f32, or mma\n"
+            "                        (f16 operands, f32 sums); QEVAL_GEMM sets auto's choice\n"
             "      --profile         per-kernel device times (OpenCL profiling events), as a\n"
             "                        breakdown table per test\n"
             "      --seed S          seed of the random token ids (default 0)\n"
@@ -98,7 +101,7 @@ static qe_status on_result(void *ud, const qe_bench_result *r)
 
 int qe_cmd_bench(int argc, char **argv)
 {
-    enum { O_WEIGHTS = 256, O_KV, O_NOWARM, O_DB, O_PROFILE, O_SEED };
+    enum { O_WEIGHTS = 256, O_KV, O_NOWARM, O_DB, O_PROFILE, O_SEED, O_GEMM };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'},     {"batch", required_argument, 0, 'b'},
@@ -107,6 +110,7 @@ int qe_cmd_bench(int argc, char **argv)
         {"output", required_argument, 0, 'o'},    {"db", required_argument, 0, O_DB},
         {"profile", no_argument, 0, O_PROFILE},   {"seed", required_argument, 0, O_SEED},
         {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
+        {"gemm", required_argument, 0, O_GEMM},
         {0, 0, 0, 0}};
     static char def_p[] = "512", def_n[] = "128", def_b[] = "1", def_w[] = "file", def_kv[] = "f16";
     char *lp = def_p, *ln = def_n, *lb = def_b, *lw = def_w, *lkv = def_kv;
@@ -128,6 +132,17 @@ int qe_cmd_bench(int argc, char **argv)
         case O_NOWARM: o.warmup = 0; break;
         case O_DB: db_path = optarg; break;
         case O_PROFILE: o.profile = 1; break;
+        case O_GEMM:
+            if (!strcmp(optarg, "auto"))
+                o.gemm = QE_GEMM_AUTO;
+            else if (!strcmp(optarg, "f32"))
+                o.gemm = QE_GEMM_F32;
+            else if (!strcmp(optarg, "mma"))
+                o.gemm = QE_GEMM_MMA;
+            else
+                return qe_cli_usage_error("bench", "bad value '%s' for --gemm (auto, f32, mma)",
+                                          optarg);
+            break;
         case 'd': device = optarg; break;
         case 'h': usage(stdout); return QE_EXIT_OK;
         case 'r':

@@ -190,7 +190,9 @@ static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights
         st = qe_cl_profile_take(br->cl, &kt, &nkt);
     if (st == QE_OK) {
         qe_bench_result r = {.n_prompt = pp ? n : 0, .n_gen = pp ? 0 : n, .n_batch = br->b,
-                             .weights = weights, .kv_k = kk, .kv_v = kv, .n_ctx = br->n_ctx,
+                             .weights = weights, .kv_k = kk, .kv_v = kv,
+                             .gemm = qe_gemm_name(qe_engine_options(br->e).gemm),
+                             .n_ctx = br->n_ctx,
                              .n_params = qe_model_n_params(bm),
                              .weight_bytes = qe_model_weight_bytes(bm),
                              .n_tokens = (int64_t)br->b * n, .reps = o->reps,
@@ -235,6 +237,7 @@ static qe_status run_config(const qe_model *bm, qe_cl *cl, const qe_bench_opts *
     eo.head_rows = b; /* pp runs the head on one row per sequence */
     eo.kv_k = kk;
     eo.kv_v = kv;
+    eo.gemm = o->gemm;
     if ((st = qe_engine_open(cl, bm, &eo, &br.e)) != QE_OK)
         goto done;
     if (max_g > 0 && (st = qe_decode_open(br.e, NULL, &br.d)) != QE_OK)

@@ -34,6 +34,7 @@
 #include <stdio.h>
 
 #include "cl.h"
+#include "engine.h"
 #include "kv_format.h"
 #include "model.h"
 #include "status.h"
@@ -53,6 +54,7 @@ typedef struct qe_bench_opts {
     int warmup;                 /* an untimed repetition first (default 1) */
     int profile;                /* per-kernel device times (needs QE_CL_PROFILE) */
     uint64_t seed;              /* token ids */
+    qe_gemm gemm;               /* matmul kernels (engine.h; default QE_GEMM_AUTO) */
 } qe_bench_opts;
 
 /* reps 5, warmup 1, no profile, seed 0; the lists are empty (the caller
@@ -66,6 +68,7 @@ typedef struct qe_bench_result {
     int n_batch;
     const char *weights;        /* as given */
     qe_kv_format kv_k, kv_v;
+    const char *gemm;           /* the matmul kernels used: "f32" or "mma" (qe_gemm_name) */
     int n_ctx;                  /* the engine's positions per sequence */
     uint64_t n_params, weight_bytes; /* of the model as benchmarked */
     int64_t n_tokens;           /* tokens per repetition: b * (n_prompt or n_gen) */

@@ -101,6 +101,7 @@ static json_t *result_json(const qe_bench_env *env, const qe_bench_result *r, in
     json_object_set_new(o, "weights", json_string(r->weights));
     json_object_set_new(o, "kv_k", json_string(qe_kv_format_name(r->kv_k)));
     json_object_set_new(o, "kv_v", json_string(qe_kv_format_name(r->kv_v)));
+    json_object_set_new(o, "gemm", json_string(r->gemm));
     json_object_set_new(o, "test", json_string(r->test));
     json_object_set_new(o, "n_prompt", json_integer(r->n_prompt));
     json_object_set_new(o, "n_gen", json_integer(r->n_gen));
@@ -169,7 +170,7 @@ static void human_count(uint64_t n, char *buf, size_t cap)
 static const char *const csv_cols[] = {
     "build_commit", "qeval_version", "device",  "driver",     "platform",   "model_path",
     "model_name",   "model_sha256",  "synthetic", "synth_arch", "n_params",   "weight_bytes",
-    "weights",      "kv_k",          "kv_v",    "test",       "n_prompt",   "n_gen",
+    "weights",      "kv_k",          "kv_v",    "gemm",       "test",       "n_prompt",   "n_gen",
     "n_batch",      "n_ctx",         "reps",    "n_tokens",   "mean_tps",   "stddev_tps",
     "samples_s",    "samples_tps"};
 #define N_CSV_COLS (sizeof csv_cols / sizeof csv_cols[0])
@@ -188,8 +189,8 @@ qe_status qe_bench_out_begin(FILE *f, qe_bench_format fmt, const qe_bench_env *e
         return qe_fail(QE_ENOMEM, "bench: out of memory");
     }
     if (fmt == QE_BENCH_MD) {
-        fprintf(f, "| model | size | params | device | weights | kv | b | test | t/s |\n"
-                   "| ----- | ---: | -----: | ------ | ------- | -- | --: | ---: | --: |\n");
+        fprintf(f, "| model | size | params | device | weights | kv | gemm | b | test | t/s |\n"
+                   "| ----- | ---: | -----: | ------ | ------- | -- | ---- | --: | ---: | --: |\n");
     } else if (fmt == QE_BENCH_CSV) {
         for (size_t i = 0; i < N_CSV_COLS; i++)
             fprintf(f, "%s%s", i ? "," : "", csv_cols[i]);
@@ -227,8 +228,9 @@ static qe_status keep_profile(qe_bench_out *o, const qe_bench_result *r)
     memcpy(k->k, r->kernels, r->n_kernels * sizeof *k->k);
     k->n = r->n_kernels;
     k->reps = r->reps;
-    snprintf(k->title, sizeof k->title, "%s, b %d, weights %s, kv %s/%s", r->test, r->n_batch,
-             r->weights, qe_kv_format_name(r->kv_k), qe_kv_format_name(r->kv_v));
+    snprintf(k->title, sizeof k->title, "%s, b %d, weights %s, kv %s/%s, gemm %s", r->test,
+             r->n_batch, r->weights, qe_kv_format_name(r->kv_k), qe_kv_format_name(r->kv_v),
+             r->gemm);
     o->n_prof++;
     return QE_OK;
 }
@@ -245,9 +247,9 @@ qe_status qe_bench_out_row(qe_bench_out *o, const qe_bench_result *r)
             snprintf(kv, sizeof kv, "%s", qe_kv_format_name(r->kv_k));
         else
             snprintf(kv, sizeof kv, "%s/%s", qe_kv_format_name(r->kv_k), qe_kv_format_name(r->kv_v));
-        fprintf(f, "| %s%s | %s | %s | %s | %s | %s | %d | %s | %.2f ± %.2f |\n", env->model_name,
-                env->synthetic ? " (synthetic)" : "", size, params, env->device, r->weights, kv,
-                r->n_batch, r->test, r->mean_tps, r->stddev_tps);
+        fprintf(f, "| %s%s | %s | %s | %s | %s | %s | %s | %d | %s | %.2f ± %.2f |\n",
+                env->model_name, env->synthetic ? " (synthetic)" : "", size, params, env->device,
+                r->weights, kv, r->gemm, r->n_batch, r->test, r->mean_tps, r->stddev_tps);
         if (r->n_kernels) {
             qe_status st = keep_profile(o, r);
             if (st != QE_OK)
@@ -268,6 +270,7 @@ qe_status qe_bench_out_row(qe_bench_out *o, const qe_bench_result *r)
         csv_str(f, r->weights, 0);
         csv_str(f, qe_kv_format_name(r->kv_k), 0);
         csv_str(f, qe_kv_format_name(r->kv_v), 0);
+        csv_str(f, r->gemm, 0);
         csv_str(f, r->test, 0);
         fprintf(f, ",%d,%d,%d,%d,%d,%lld,%.6f,%.6f", r->n_prompt, r->n_gen, r->n_batch, r->n_ctx,
                 r->reps, (long long)r->n_tokens, r->mean_tps, r->stddev_tps);
@@ -343,9 +346,9 @@ static const char sql_row[] =
     "INSERT OR IGNORE INTO bench (bench_key, created_at, build_commit, qeval_version, device, "
     "driver, platform, model_path, model_name, model_sha256, synthetic, synth_arch, n_params, "
     "weight_bytes, weights, kv_k, kv_v, test, n_prompt, n_gen, n_batch, n_ctx, warmup, reps, "
-    "n_tokens, mean_tps, stddev_tps, samples_s, samples_tps, profiled) VALUES (?1, ?2, ?3, ?4, "
-    "?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
-    "?24, ?25, ?26, ?27, ?28, ?29, ?30)";
+    "n_tokens, mean_tps, stddev_tps, samples_s, samples_tps, profiled, gemm) VALUES (?1, ?2, ?3, "
+    "?4, ?5, ?6, ?7, ?8, ?9, ?10, ?11, ?12, ?13, ?14, ?15, ?16, ?17, ?18, ?19, ?20, ?21, ?22, ?23, "
+    "?24, ?25, ?26, ?27, ?28, ?29, ?30, ?31)";
 static const char sql_kern[] =
     "INSERT OR IGNORE INTO bench_kernels (bench_key, kernel, calls, total_ns) VALUES (?1, ?2, ?3, ?4)";
 
@@ -394,6 +397,8 @@ static void now_iso(char *buf, size_t cap)
 qe_status qe_bench_db_put(qe_bench_db *db, const qe_bench_env *env, const qe_bench_opts *o,
                           const qe_bench_result *r)
 {
+    if (!r->gemm || !r->weights)
+        return qe_fail(QE_EINVAL, "bench: a result without its gemm or weights name");
     sqlite3 *s = qe_store_sqlite(db->st);
     char created[40], key[65];
     now_iso(created, sizeof created);
@@ -447,6 +452,7 @@ qe_status qe_bench_db_put(qe_bench_db *db, const qe_bench_env *env, const qe_ben
     sqlite3_bind_text(q, 28, samples_s, -1, SQLITE_TRANSIENT);
     sqlite3_bind_text(q, 29, samples_tps, -1, SQLITE_TRANSIENT);
     sqlite3_bind_int(q, 30, r->n_kernels > 0);
+    sqlite3_bind_text(q, 31, r->gemm, -1, SQLITE_STATIC);
     rc = sqlite3_step(q);
     sqlite3_reset(q);
     sqlite3_clear_bindings(q);

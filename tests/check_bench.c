@@ -72,7 +72,7 @@ static const qe_cl_kernel_time fake_k[2] = {{"matmul", 30, 9000000}, {"attn_rows
 static qe_bench_result fake_result(void)
 {
     qe_bench_result r = {.n_gen = 32, .n_batch = 1, .weights = "file", .kv_k = QE_KV_Q8_0,
-                         .kv_v = QE_KV_F16, .n_ctx = 32, .n_params = 1000, .weight_bytes = 4000,
+                         .kv_v = QE_KV_F16, .gemm = "f32", .n_ctx = 32, .n_params = 1000, .weight_bytes = 4000,
                          .n_tokens = 32, .reps = 3, .seconds = fake_s, .tps = fake_tps,
                          .kernels = fake_k, .n_kernels = 2};
     strcpy(r.test, "tg32");
@@ -147,7 +147,7 @@ START_TEST(test_outputs)
 {
     /* markdown: header, separator, two rows, then the kernel table */
     char *md = write_out(QE_BENCH_MD);
-    ck_assert_ptr_nonnull(strstr(md, "| tiny | 3.91 KiB | 1.00 K | dev | file | q8_0/f16 | 1 | tg32 | 117.33 ± 48.88 |"));
+    ck_assert_ptr_nonnull(strstr(md, "| tiny | 3.91 KiB | 1.00 K | dev | file | q8_0/f16 | f32 | 1 | tg32 | 117.33 ± 48.88 |"));
     ck_assert_ptr_nonnull(strstr(md, "| matmul | 10.0 | 3.000 | 90.0 |")); /* per repetition */
     ck_assert_ptr_nonnull(strstr(md, "| attn_rows | 3.3 | 0.333 | 10.0 |"));
     free(md);
@@ -162,7 +162,8 @@ START_TEST(test_outputs)
     csv_fini(&p, csv_cb1, csv_cb2, c);
     csv_free(&p);
     ck_assert_int_eq(c->row, 3);
-    ck_assert_int_eq(c->max_col, 26);
+    ck_assert_int_eq(c->max_col, 27);
+    ck_assert_str_eq(c->cell[1][csv_col(c, "gemm")], "f32");
     ck_assert_str_eq(c->cell[1][csv_col(c, "model_path")], "/m/a \"b\", c.gguf");
     ck_assert_str_eq(c->cell[2][csv_col(c, "test")], "tg32");
     ck_assert_str_eq(c->cell[1][csv_col(c, "kv_k")], "q8_0");
@@ -183,6 +184,7 @@ START_TEST(test_outputs)
     ck_assert_uint_eq(json_array_size(j), 2);
     json_t *r0 = json_array_get(j, 0);
     ck_assert_str_eq(json_string_value(json_object_get(r0, "kv_v")), "f16");
+    ck_assert_str_eq(json_string_value(json_object_get(r0, "gemm")), "f32");
     ck_assert_int_eq(json_integer_value(json_object_get(r0, "n_gen")), 32);
     ck_assert(json_is_false(json_object_get(r0, "synthetic")));
     ck_assert(fabs(json_real_value(json_object_get(r0, "stddev_tps")) - 48.8808) < 1e-3);
@@ -224,7 +226,10 @@ static qe_status collect(void *ud, const qe_bench_result *r)
         s += r->tps[j];
     }
     c->mean_check[i] = s / r->reps;
-    c->matmul[i] = kcalls(r, "matmul");
+    /* the matmul kernels of the engine's gemm: one launch per weight product */
+    ck_assert_msg(!strcmp(r->gemm, "f32") || !strcmp(r->gemm, "mma"), "gemm %s", r->gemm);
+    c->matmul[i] = !strcmp(r->gemm, "f32") ? kcalls(r, "matmul")
+                                           : kcalls(r, "mma_tile") + kcalls(r, "mma_skinny");
     c->attn[i] = kcalls(r, "attn_rows");
     c->attention[i] = kcalls(r, "attention");
     c->store[i] = kcalls(r, "kv_store");
@@ -365,7 +370,7 @@ START_TEST(test_db)
     sqlite3_stmt *q = NULL;
     ck_assert_int_eq(sqlite3_prepare_v2(s,
                                         "SELECT test, n_batch, reps, mean_tps, samples_tps, model_sha256, "
-                                        "synthetic, kv_k, kv_v, weights, profiled, length(bench_key) "
+                                        "synthetic, kv_k, kv_v, weights, profiled, length(bench_key), gemm "
                                         "FROM bench ORDER BY test",
                                         -1, &q, NULL),
                      SQLITE_OK);
@@ -389,6 +394,8 @@ START_TEST(test_db)
         ck_assert_str_eq((const char *)sqlite3_column_text(q, 9), "file");
         ck_assert_int_eq(sqlite3_column_int(q, 10), 1);
         ck_assert_int_eq(sqlite3_column_int(q, 11), 64);
+        const char *gemm = (const char *)sqlite3_column_text(q, 12);
+        ck_assert_msg(!strcmp(gemm, "f32") || !strcmp(gemm, "mma"), "gemm %s", gemm);
     }
     sqlite3_finalize(q);
     ck_assert_int_eq(rows, 2);

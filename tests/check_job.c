@@ -181,7 +181,8 @@ START_TEST(test_shipped_jobs)
     /* the PyPI models may not be downloaded here: syntax and values only */
     ck_assert_int_eq(qe_job_parse_file("jobs/wikitext2.ini", QE_JOB_NO_FILE_CHECK, &j), QE_OK);
     ck_assert_int_eq(j->n_ctx, 512);
-    ck_assert_uint_eq(j->n_runs, 5);
+    ck_assert_uint_eq(j->n_models, 2);
+    ck_assert_uint_eq(j->n_runs, 2 * 3 * 4); /* native q8_0 q4_0 x f16 q8_0 tq4 tq3 */
     qe_job_free(j);
 }
 END_TEST

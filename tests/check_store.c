@@ -750,6 +750,7 @@ static void put_bench_rows(const char *path, const char *tag, int n)
         r.n_prompt = 16 << i;
         snprintf(r.test, sizeof r.test, "pp%d", r.n_prompt);
         r.n_batch = 1;
+        r.gemm = i % 2 ? "mma" : "f32";
         r.weights = "file";
         r.kv_k = r.kv_v = QE_KV_F16;
         r.n_ctx = r.n_prompt;

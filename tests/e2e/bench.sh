@@ -17,10 +17,18 @@ expect_exit "bench -o xml exits 2" 2 "$QEVAL" bench -m "$M" -o xml
 expect_exit "bench --weights q5_k exits 2" 2 "$QEVAL" bench -m "$M" -p 16 -n 4 --weights q5_k
 expect_exit "bench --kv q9 exits 2" 2 "$QEVAL" bench -m "$M" -p 16 -n 4 --kv q9
 expect_exit "bench on a missing model exits 1" 1 "$QEVAL" bench -m "$E2E_TMP/nope.gguf"
+expect_exit "bench --gemm tensor exits 2" 2 "$QEVAL" bench -m "$M" -p 16 -n 4 --gemm tensor
+expect_match "the --gemm choices are named" "$ERR" "auto, f32, mma"
+if ! "$QEVAL" devices 2>/dev/null | grep -q 'NVIDIA'; then
+    expect_exit "bench --gemm mma without tensor cores exits 3" 3 "$QEVAL" bench -m "$M" -p 16 -n 0 -r 1 --gemm mma
+    expect_match "the device without mma.sync is named" "$ERR" "no inline-PTX mma.sync"
+fi
+expect_exit "bench --gemm f32 -o csv" 0 "$QEVAL" bench -m "$M" -p 16 -n 0 -r 1 --gemm f32 -o csv
+expect_match "the csv row records gemm f32" "$(printf '%s\n' "$OUT" | python3 -c 'import csv,sys; print(list(csv.DictReader(sys.stdin))[0]["gemm"])')" '^f32$'
 
 expect_exit "bench -p 16 -n 4 -r 2 -b 1,2 (markdown)" 0 "$QEVAL" bench -m "$M" -p 16 -n 4 -r 2 -b 1,2
-expect_match "markdown header" "$OUT" '^\| model \| size \| params \| device \| weights \| kv \| b \| test \| t/s \|'
-rows=$(printf '%s\n' "$OUT" | grep -cE '^\| stories260K \| .* \| file \| f16 \| [12] \| (pp16|tg4) \| [0-9.]+ ± [0-9.]+ \|$')
+expect_match "markdown header" "$OUT" '^\| model \| size \| params \| device \| weights \| kv \| gemm \| b \| test \| t/s \|'
+rows=$(printf '%s\n' "$OUT" | grep -cE '^\| stories260K \| .* \| file \| f16 \| (f32|mma) \| [12] \| (pp16|tg4) \| [0-9.]+ ± [0-9.]+ \|$')
 expect_match "four markdown rows: pp16 and tg4 at b 1 and 2" "$rows" '^4$'
 
 expect_exit "bench -o csv" 0 "$QEVAL" bench -m "$M" -p 16 -n 4 -r 2 -b 1,2 -o csv
