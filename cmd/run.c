@@ -14,6 +14,7 @@
 
 #include "cl.h"
 #include "cli.h"
+#include "engine.h"
 #include "jobeval.h"
 #include "job.h"
 #include "log.h"
@@ -128,6 +129,7 @@ int qe_cmd_run(int argc, char **argv)
         return qe_cli_report("run", r);
     /* The device recorded with the runs: the one the evaluator will open. */
     char dev_name[256] = "C reference (double)", driver[128] = "-";
+    const char *gemm = NULL; /* the C reference: recorded as "-" */
     if (!dry && !(device && !strcmp(device, "ref"))) {
         qe_cl_device_info *list = NULL;
         size_t n_dev = 0, pick = 0;
@@ -139,6 +141,16 @@ int qe_cmd_run(int argc, char **argv)
             snprintf(driver, sizeof driver, "%s", list[pick].driver_version);
         }
         qe_cl_list_free(list, n_dev);
+        /* The matmul kernels the engines will pick there (QEVAL_GEMM, else
+         * the device's probe), recorded with the session. */
+        qe_cl *cl = NULL;
+        qe_gemm g = QE_GEMM_F32;
+        if (r == QE_OK)
+            r = qe_cl_open(device, 0, &cl);
+        if (r == QE_OK)
+            r = qe_engine_gemm_resolve(cl, QE_GEMM_AUTO, &g);
+        qe_cl_close(cl);
+        gemm = qe_gemm_name(g);
         if (r != QE_OK) {
             qe_job_free(job);
             return qe_cli_report("run", r);
@@ -146,7 +158,7 @@ int qe_cmd_run(int argc, char **argv)
     }
     qe_jobeval_opts eo = {device, !quiet, NULL};
     qe_runner_opts o = {run_evaluator, &eo, note, dry, db, dev_name, driver,
-                        shard_i, shard_n, 0, qe_jobeval_generate, gen_note, 0};
+                        shard_i, shard_n, 0, qe_jobeval_generate, gen_note, 0, gemm};
     printf("job %s: %zu runs, %zu generation runs, %zu models, %zu datasets -> %s\n", job->name,
            job->n_runs, job->n_gen_runs, job->n_models, job->n_datasets, db ? db : job->output);
     printf("   #  %-16s %-16s %-7s %-9s %-12s %-12s %11s  %s\n", "model", "dataset", "weights",

@@ -9,7 +9,7 @@
  * Operands are rounded to f16 (X from f32; W dequantized to f32 exactly as
  * weights.cl does, then rounded), products are summed in f32 by the tensor
  * cores: the precision PyTorch's fp16 path has, measured against the double
- * reference by the engine tests on the GPU (bench/gpu_check.sh).
+ * reference by tests/check_mma.c on the GPU (bench/gpu_check.sh).
  *
  * Fragment layout (PTX ISA "Matrix Fragments for mma.m16n8k16", checked by
  * kernels/probe.cl): lane = 4 g + t; A register r (two f16) holds row
@@ -21,13 +21,14 @@
  *
  * Two kernels:
  *   mma_tile   prefill: work-group of 8 warps computes a 128-row x 128-output
- *              tile; 32-wide K slices of X and W are converted to f16 and
- *              staged in local memory; slot s of a k16 step is k = k0 + s.
+ *              tile; 64-wide K slices of X and W are converted to f16 and
+ *              staged in local memory while the next slice is fetched into
+ *              registers; slot s of a k16 step is k = k0 + s.
  *   mma_skinny decode: few rows (up to 64 per work-group row), many weights.
  *              Bandwidth-bound, so each of 8 warps streams its own share of
- *              W's 32-element blocks (kb = warp, warp + 8, ...) straight from
+ *              W's chunks of MS_CH elements (c = warp, warp + 8, ...) straight from
  *              global memory into B fragments, each lane reading its
- *              weights of a 32-element chunk with one aligned load (see
+ *              weights of a chunk with one aligned load (see
  *              MS_K below for which k each slot stands for). The 8 partial
  *              sums are added in warp order through local memory.
  * Batch invariance: every output is a fixed chain of mma steps over k (and,
@@ -227,7 +228,10 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
 
 #define MS_WARPS 8
 #define MS_MT 4 /* 16-row tiles per work-group: 64 rows */
-#define MS_U 4  /* chunks in flight per warp */
+#ifndef MS_U
+#define MS_U 2 /* chunks in flight per warp; tuning knob, QEVAL_MMA_DEFS=-DMS_U=n (H200, 1B
+                  * q8_0 tg B1: U 1/2/4/8/16 = 306/356/328/284/228 tok/s) */
+#endif
 
 /* A warp takes K in chunks of MS_CH; lane t reads MS_LE weights of its row
  * per chunk with one load (Q8_0: 8 quant bytes; Q4_0: 4 quant bytes, that

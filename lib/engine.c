@@ -54,11 +54,12 @@ const char *qe_gemm_name(qe_gemm g)
     return NULL;
 }
 
-/* opt.gemm -> QE_GEMM_F32 or QE_GEMM_MMA (QEVAL_GEMM overrides AUTO). */
-static qe_status resolve_gemm(qe_engine *e)
+qe_status qe_engine_gemm_resolve(qe_cl *cl, qe_gemm want, qe_gemm *out)
 {
-    qe_gemm g = e->opt.gemm;
+    qe_gemm g = want;
     const char *env = getenv("QEVAL_GEMM");
+    if (!qe_gemm_name(want))
+        return qe_fail(QE_EINVAL, "engine: gemm %d is not auto, f32 or mma", (int)want);
     if (g == QE_GEMM_AUTO && env && *env) {
         if (!strcmp(env, "f32"))
             g = QE_GEMM_F32;
@@ -68,17 +69,17 @@ static qe_status resolve_gemm(qe_engine *e)
             return qe_fail(QE_EINVAL, "engine: QEVAL_GEMM=%s: expected auto, f32 or mma", env);
     }
     if (g == QE_GEMM_F32) {
-        e->opt.gemm = g;
+        *out = g;
         return QE_OK;
     }
     qe_cl_caps caps;
-    qe_status st = qe_cl_probe(e->cl, &caps);
+    qe_status st = qe_cl_probe(cl, &caps);
     if (st != QE_OK)
         return st;
     if (g == QE_GEMM_MMA && !caps.ptx_mma)
         return qe_fail(QE_EUNSUPPORTED, "engine: gemm mma: the device (%s) has no inline-PTX "
-                                        "mma.sync (see qeval devices)", qe_cl_device(e->cl)->name);
-    e->opt.gemm = caps.ptx_mma ? QE_GEMM_MMA : QE_GEMM_F32;
+                                        "mma.sync (see qeval devices)", qe_cl_device(cl)->name);
+    *out = caps.ptx_mma ? QE_GEMM_MMA : QE_GEMM_F32;
     return QE_OK;
 }
 
@@ -164,8 +165,13 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         st = qe_fail(QE_EUNSUPPORTED, "engine: matmul needs work-groups of %d, the device allows %zu",
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
+        /* QEVAL_MMA_DEFS: extra -D options for kernels/mma.cl's free tuning
+           knobs (MS_U), for speed experiments with qeval bench */
         static const char *const msrcs[] = {"weights.cl", "mma.cl"};
-        st = qe_cl_build(e->cl, msrcs, 2, opts, &e->prog_mma[fmt]);
+        const char *defs = getenv("QEVAL_MMA_DEFS");
+        char mopts[192];
+        snprintf(mopts, sizeof mopts, "%s %.120s", opts, defs ? defs : "");
+        st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
@@ -440,7 +446,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->opt = opts ? *opts : qe_engine_opts_default();
     st = check_opts(&e->hp, &e->opt);
     if (st == QE_OK)
-        st = resolve_gemm(e);
+        st = qe_engine_gemm_resolve(e->cl, e->opt.gemm, &e->opt.gemm);
     if (st != QE_OK)
         goto done;
 

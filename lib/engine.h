@@ -80,6 +80,11 @@ typedef enum qe_gemm { QE_GEMM_AUTO = 0, QE_GEMM_F32, QE_GEMM_MMA } qe_gemm;
 /* "auto", "f32", "mma"; NULL for a value out of range. */
 const char *qe_gemm_name(qe_gemm g);
 
+/* What an engine opened on cl with gemm `want` will use: QE_GEMM_F32 or
+ * QE_GEMM_MMA (AUTO: QEVAL_GEMM, else the probe). QE_EINVAL for a bad
+ * QEVAL_GEMM or `want`, QE_EUNSUPPORTED for MMA on a device without it. */
+qe_status qe_engine_gemm_resolve(qe_cl *cl, qe_gemm want, qe_gemm *out);
+
 typedef struct qe_engine_opts {
     int n_ctx;     /* positions per sequence (>= 1); default 512 */
     int n_seq;     /* sequences per batch (>= 1); default 1 */

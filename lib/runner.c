@@ -580,7 +580,7 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
         char job_hex[QE_STORE_KEY_HEX];
         qe_hash_hex(job->sha256, 32, job_hex);
         qe_store_session ss = {job->name, job_hex, o->device ? o->device : "none",
-                               o->driver ? o->driver : "none", QE_COMMIT};
+                               o->driver ? o->driver : "none", QE_COMMIT, o->gemm};
         r = qe_store_session_begin(st, &ss, session);
         if (r != QE_OK)
             goto done;

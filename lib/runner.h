@@ -138,6 +138,8 @@ typedef struct qe_runner_opts {
     qe_runner_gen_fn generate;  /* required for a job with [generate] unless dry_run */
     qe_runner_gen_note_fn gen_note; /* optional */
     int64_t max_prompts;        /* prompts per generation run at most; 0 = all */
+    const char *gemm;           /* for the session row: the engine's matmul kernels
+                                   ("f32", "mma"; NULL = "-", the C reference) */
 } qe_runner_opts;
 
 typedef struct qe_runner_stats {

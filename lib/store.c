@@ -45,8 +45,8 @@ static const char *const stmt_sql[S_COUNT] = {
     [S_DSTOK] = "INSERT OR IGNORE INTO dataset_tokens (dataset_sha256, tokenizer_sha256, "
                 "n_tokens, tokens_sha256) VALUES (?1, ?2, ?3, ?4)",
     [S_SESSION] = "INSERT INTO sessions (session_key, job_name, job_sha256, host, pid, device, "
-                  "driver, build_commit, started_at) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
-                  NOW ")",
+                  "driver, build_commit, started_at, gemm) VALUES (?1, ?2, ?3, ?4, ?5, ?6, ?7, ?8, "
+                  NOW ", ?9)",
     [S_SESSION_END] = "UPDATE sessions SET ended_at = " NOW " WHERE session_key = ?1",
     [S_RUN_GET] = "SELECT n_chunks FROM runs WHERE run_key = ?1",
     [S_RUN_INSERT] =
@@ -509,6 +509,7 @@ qe_status qe_store_session_begin(qe_store *st, const qe_store_session *ss,
     qe_store__bind_text(s, 6, ss->device ? ss->device : "");
     qe_store__bind_text(s, 7, ss->driver ? ss->driver : "");
     qe_store__bind_text(s, 8, ss->build_commit ? ss->build_commit : "");
+    qe_store__bind_text(s, 9, ss->gemm ? ss->gemm : "-");
     return qe_store__exec_one(st, s, "starting a session");
 }
 

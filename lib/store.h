@@ -113,6 +113,8 @@ typedef struct qe_store_session {
     const char *job_name;
     const char *job_sha256;    /* hex SHA-256 of the job file, or NULL */
     const char *device, *driver, *build_commit;
+    const char *gemm;          /* the engine's matmul kernels: "f32", "mma", or "-" for
+                                  the C reference; NULL = "-" */
 } qe_store_session;
 
 /* Start a session (one writing process): its key is the SHA-256 of host,

@@ -53,7 +53,7 @@ static qe_status run_job(const qe_job *j, const char *db, int64_t max_prompts, i
 {
     qe_jobeval_opts eo = {NULL, 0, qe_test_cl()};
     qe_runner_opts o = {qe_jobeval_run, &eo, NULL, 0, db, "test-device", "test-driver",
-                        shard_i, shard_n, 0, qe_jobeval_generate, NULL, max_prompts};
+                        shard_i, shard_n, 0, qe_jobeval_generate, NULL, max_prompts, "f32"};
     return qe_runner_run(j, &o, s);
 }
 
@@ -447,7 +447,7 @@ START_TEST(test_limits)
     /* a job with [generate] and no generator */
     j = make_job(PROMPTS, "kv = f32\n", 2, 4);
     char *db = path_in("x.db");
-    qe_runner_opts o = {qe_jobeval_run, NULL, NULL, 0, db, NULL, NULL, 0, 0, 0, NULL, NULL, 0};
+    qe_runner_opts o = {qe_jobeval_run, NULL, NULL, 0, db, NULL, NULL, 0, 0, 0, NULL, NULL, 0, NULL};
     ck_assert_int_eq(qe_runner_run(j, &o, NULL), QE_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "no generator"));
     qe_job_free(j);

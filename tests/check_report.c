@@ -41,7 +41,7 @@ static void setup(void)
                           "cc00000000000000000000000000000000000000000000000000000000000003",
                           100, 1, 100, 0, NULL};
     ck_assert_int_eq(qe_store_put_dataset(st, &d), QE_OK);
-    qe_store_session ss = {"report-test", NULL, "dev", "drv", "c"};
+    qe_store_session ss = {"report-test", NULL, "dev", "drv", "c", "f32"};
     ck_assert_int_eq(qe_store_session_begin(st, &ss, session), QE_OK);
     qe_store_run_config c = {"perplexity", MODEL_KEY, DATA_KEY, MODEL_KEY, 64, "f32", "f16",
                              "f16", 2, NULL};

@@ -169,7 +169,7 @@ static qe_job *make_job(const char *db, const char *extra_job_keys, const char *
 
 static qe_runner_opts opts_for(struct ev *e)
 {
-    qe_runner_opts o = {ref_eval, e, NULL, 0, NULL, "test-device", "test-driver", 0, 0, 2, NULL, NULL, 0};
+    qe_runner_opts o = {ref_eval, e, NULL, 0, NULL, "test-device", "test-driver", 0, 0, 2, NULL, NULL, 0, "mma"};
     return o;
 }
 
@@ -238,7 +238,7 @@ START_TEST(test_run_full)
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM runs r JOIN runs b ON b.run_key = r.ref_run_key "
                               "WHERE b.kv_k = 'f16' AND r.kv_k = 'q8_0'"), 1);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM sessions WHERE ended_at IS NOT NULL AND "
-                              "device = 'test-device' AND job_name = 'runner-test'"), 1);
+                              "device = 'test-device' AND job_name = 'runner-test' AND gemm = 'mma'"), 1);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM timings WHERE phase = 'run'"), 2);
     ck_assert_int_eq(q_int(h, "SELECT n_tokens FROM dataset_tokens"), 100);
     ck_assert_int_eq(q_int(h, "SELECT count(*) FROM models WHERE n_params > 0 AND arch = 'llama' "
@@ -407,7 +407,7 @@ START_TEST(test_dry_run_and_errors)
     path_in(db, sizeof db, "dry.db");
     char *ids = write_ids("x.ids");
     qe_job *job = make_job(db, "", ids);
-    qe_runner_opts o = {NULL, NULL, count_note, 1, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0};
+    qe_runner_opts o = {NULL, NULL, count_note, 1, NULL, NULL, NULL, 0, 0, 0, NULL, NULL, 0, NULL};
     qe_runner_stats s;
     notes = 0;
     ck_assert_int_eq(qe_runner_run(job, &o, &s), QE_OK);

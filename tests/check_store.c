@@ -101,7 +101,7 @@ static qe_store *make_store(const char *path, char session[65], char run[65])
                           "cc00000000000000000000000000000000000000000000000000000000000003",
                           500, 3, 400, 1, skip};
     ck_assert_int_eq(qe_store_put_dataset(st, &d), QE_OK);
-    qe_store_session ss = {"test-job", NULL, "cpu0", "pocl 5", "abc123"};
+    qe_store_session ss = {"test-job", NULL, "cpu0", "pocl 5", "abc123", NULL};
     ck_assert_int_eq(qe_store_session_begin(st, &ss, session), QE_OK);
     qe_store_run_config c = base_config();
     qe_store_resume r;
@@ -986,6 +986,8 @@ START_TEST(test_limits)
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM dataset_skipped WHERE row = 7"), 1);
     ck_assert_int_eq(qe_store_session_end(st, session), QE_OK);
     ck_assert_int_eq(q_int(db, "SELECT ended_at IS NOT NULL FROM sessions"), 1);
+    /* a session without a gemm is the C reference's */
+    ck_assert_int_eq(q_int(db, "SELECT gemm = '-' FROM sessions"), 1);
     qe_store_close(st);
 }
 END_TEST

@@ -47,6 +47,10 @@ expect_match "one KLD summary over every scored token of the variant" "$OUT" "^3
 expect_exit "a second run finds everything stored" 0 "$QEVAL" run -q "$R/job-2.ini"
 expect_match "nothing evaluated twice" "$OUT" "2 runs: 0 evaluated, 2 already complete, 0 chunks written"
 expect_exit "compare reads the database" 0 "$QEVAL" compare --db "$R/full.db"
+g=$("$QEVAL" sql --db "$R/full.db" --csv "SELECT DISTINCT gemm FROM sessions" | tail -n +2 | tr '\n' ' ')
+if "$QEVAL" devices 2>/dev/null | grep -q NVIDIA; then :; else
+    expect_match "sessions record the f32 matmul kernels on PoCL" "$g" '^"?f32"? $'
+fi
 expect_match "compare shows both weight formats" "$OUT" "f16"
 
 # SIGKILL at random points, then resume until done.

@@ -74,7 +74,7 @@ fill() { # fill DB SESSION FIRST_CHUNK LAST_CHUNK
         echo "BEGIN;"
         echo "INSERT OR IGNORE INTO models VALUES ('$K_M', 'tiny, \"quoted\"', '/m.gguf', 'gguf', 'llama', 1000, 4000, 4000, '{}', '{}', 't');"
         echo "INSERT OR IGNORE INTO datasets VALUES ('$K_D', 'text', '/data/wiki.txt', NULL, '$K_D', 10, 1, 10, 0, 't');"
-        echo "INSERT INTO sessions VALUES ('$2', 'e2e', NULL, 'h', 1, 'dev', 'drv', 'c', 't', NULL);"
+        echo "INSERT INTO sessions VALUES ('$2', 'e2e', NULL, 'h', 1, 'dev', 'drv', 'c', 't', NULL, 'f32');"
         while read -r key w ref; do
             echo "INSERT OR IGNORE INTO runs (run_key, config, task, model_sha256, dataset_sha256, tokenizer_sha256, n_ctx, weights, kv_k, kv_v, top_k, chunking, ref_run_key, job_name, host, device, driver, build_commit, session_key, n_tokens, n_chunks, weight_bytes, started_at, status) VALUES ('$key', 'c', 'perplexity', '$K_M', '$K_D', '$K_M', 8, '$w', 'f16', 'f16', 2, 'llama-perplexity', $ref, 'e2e', 'h', 'dev', 'drv', 'c', '$2', 40, 4, 562, 't', 'running');"
         done <<RUNS
