@@ -72,8 +72,16 @@ static qe_status table_init(struct table *t, size_t n_cols)
 }
 
 /* Append a row; takes ownership of the n_cols cells (NULL allowed). */
+/* Append row (n_cols cells the table takes over). A NULL cell (a failed
+ * allocation) or a failed growth frees the row: QE_ENOMEM. */
 static qe_status table_add(struct table *t, char **row)
 {
+    for (size_t i = 0; i < t->n_cols; i++)
+        if (!row[i]) {
+            for (size_t j = 0; j < t->n_cols; j++)
+                free(row[j]);
+            return qe_fail(QE_ENOMEM, "report: out of memory");
+        }
     if (t->n_rows == t->cap) {
         size_t cap = t->cap ? 2 * t->cap : 64;
         char **c = realloc(t->cells, cap * t->n_cols * sizeof *c);
@@ -436,14 +444,7 @@ static qe_status compare_table(qe_store *st, sqlite3_stmt *s, int quiet_empty, i
                       ? fmt("%d/?", sqlite3_column_int(s, 16))
                       : fmt("%d/%d", sqlite3_column_int(s, 16), sqlite3_column_int(s, 17));
         row[14] = fmt("%.12s", (const char *)sqlite3_column_text(s, 18));
-        for (int c = 0; c < N; c++)
-            if (!row[c])
-                r = qe_fail(QE_ENOMEM, "report: out of memory");
-        if (r == QE_OK)
-            r = table_add(&t, row);
-        else
-            for (int c = 0; c < N; c++)
-                free(row[c]);
+        r = table_add(&t, row);
     }
     if (r == QE_OK && rc != SQLITE_DONE)
         r = sql_error(st, rc, "reading the comparison");
@@ -517,14 +518,7 @@ static qe_status gen_table(qe_store *st, FILE *out)
         row[9] = num_cell(s, 12, "%.1f", 1);
         row[10] = num_cell(s, 13, "%.1f", 1000);
         row[11] = fmt("%.12s", (const char *)sqlite3_column_text(s, 14));
-        for (int c = 0; c < N; c++)
-            if (!row[c])
-                r = qe_fail(QE_ENOMEM, "report: out of memory");
-        if (r == QE_OK)
-            r = table_add(&t, row);
-        else
-            for (int c = 0; c < N; c++)
-                free(row[c]);
+        r = table_add(&t, row);
     }
     if (r == QE_OK && rc != SQLITE_DONE)
         r = sql_error(st, rc, "reading the generation table");

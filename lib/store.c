@@ -525,7 +525,7 @@ qe_status qe_store_session_end(qe_store *st, const char *session_key)
 
 /* ---- run keys ---- */
 
-static int value_ok(const char *v)
+int qe_store__name_ok(const char *v)
 {
     if (!v || !*v || strlen(v) > 64)
         return 0;
@@ -551,7 +551,7 @@ qe_status qe_store_run_config_text(const qe_store_run_config *c, char **text)
         if (f[i].key && !qe_store__is_key(f[i].v))
             return qe_fail(QE_EINVAL, "run config: %s '%s': expected 64 lower-case hex digits",
                            f[i].name, f[i].v ? f[i].v : "(null)");
-        if (!f[i].key && !value_ok(f[i].v))
+        if (!f[i].key && !qe_store__name_ok(f[i].v))
             return qe_fail(QE_EINVAL, "run config: %s '%s': expected 1 to 64 characters from "
                            "[A-Za-z0-9_./:+-]", f[i].name, f[i].v ? f[i].v : "(null)");
     }

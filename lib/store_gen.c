@@ -20,18 +20,6 @@
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 #define MAX_LOGPROBS 64
 
-/* A format name: 1 to 64 characters from [A-Za-z0-9_./:+-] (as run configs). */
-static int name_ok(const char *v)
-{
-    if (!v || !*v || strlen(v) > 64)
-        return 0;
-    for (const char *p = v; *p; p++)
-        if (!((*p >= 'a' && *p <= 'z') || (*p >= 'A' && *p <= 'Z') || (*p >= '0' && *p <= '9') ||
-              strchr("_./:+-", *p)))
-            return 0;
-    return 1;
-}
-
 qe_status qe_store_gen_config_text(const qe_store_gen_config *c, char **text)
 {
     *text = NULL;
@@ -47,7 +35,7 @@ qe_status qe_store_gen_config_text(const qe_store_gen_config *c, char **text)
         const char *name, *v;
     } names[] = {{"weights", c->weights}, {"kv_k", c->kv_k}, {"kv_v", c->kv_v}};
     for (size_t i = 0; i < sizeof names / sizeof names[0]; i++)
-        if (!name_ok(names[i].v))
+        if (!qe_store__name_ok(names[i].v))
             return qe_fail(QE_EINVAL, "generation config: %s '%s': expected 1 to 64 characters "
                            "from [A-Za-z0-9_./:+-]", names[i].name, names[i].v ? names[i].v : "(null)");
     if (c->max_new < 1)

@@ -39,6 +39,9 @@ qe_status qe_store__exec_one(qe_store *st, sqlite3_stmt *s, const char *what);
 void qe_store__bind_text(sqlite3_stmt *s, int i, const char *v);
 /* 1 if k is 64 lower-case hex digits. */
 int qe_store__is_key(const char *k);
+/* A format name in a run or generation config: 1 to 64 characters from
+ * [A-Za-z0-9_./:+-] (so the canonical config text stays one line per key). */
+int qe_store__name_ok(const char *v);
 /* QE_EINVAL naming `what` unless k is a key. */
 qe_status qe_store__need_key(const char *what, const char *k);
 

@@ -17,94 +17,9 @@
 #include "synth.h"
 #include "testutil.h"
 
-/* ---- in-memory models with random f32 weights ---- */
+/* ---- in-memory models with random f32 weights (tests/testutil.h) ---- */
 
-typedef struct rmodel {
-    qe_hparams hp;
-    qe_weights w;
-    float *bufs[512];
-    int n_bufs;
-    qe_model *m;
-} rmodel;
-
-static uint64_t rng_state = 1;
-
-static double rnd(void) /* uniform in [-1, 1) */
-{
-    rng_state = rng_state * 6364136223846793005u + 1442695040888963407u;
-    return (double)(rng_state >> 11) / (double)(1ull << 52) - 1.0;
-}
-
-static qe_tensor rvec(rmodel *r, int64_t ne0, int64_t ne1, double mean, double amp)
-{
-    ck_assert_int_lt(r->n_bufs, 512);
-    float *d = malloc((size_t)(ne0 * ne1) * sizeof *d);
-    ck_assert_ptr_nonnull(d);
-    for (int64_t i = 0; i < ne0 * ne1; i++)
-        d[i] = (float)(mean + amp * rnd());
-    r->bufs[r->n_bufs++] = d;
-    qe_tensor t;
-    ck_assert_int_eq(qe_tensor_view(&t, NULL, QE_DT_F32, ne0, ne1, d,
-                                    (uint64_t)(ne0 * ne1) * sizeof *d, 1),
-                     QE_OK);
-    return t;
-}
-
-/* Random weights for hp (its switches decide which optional tensors exist);
- * matrices fan-in scaled so activations stay O(1). */
-static void rmodel_init(rmodel *r, const qe_hparams *hp, uint64_t seed)
-{
-    memset(r, 0, sizeof *r);
-    rng_state = seed;
-    r->hp = *hp;
-    int64_t d = hp->dim, q = (int64_t)hp->n_heads * hp->head_dim,
-            kv = (int64_t)hp->n_kv_heads * hp->head_dim, ff = hp->n_ff;
-    r->w.token_embd = rvec(r, d, hp->n_vocab, 0, 1.0);
-    r->w.output_norm = rvec(r, d, 1, 1.0, 0.2);
-    r->w.output = hp->tied ? r->w.token_embd : rvec(r, d, hp->n_vocab, 0, 2.0 / sqrt((double)d));
-    r->w.layers = calloc((size_t)hp->n_layers, sizeof *r->w.layers);
-    ck_assert_ptr_nonnull(r->w.layers);
-    for (int l = 0; l < hp->n_layers; l++) {
-        qe_layer *L = &r->w.layers[l];
-        L->attn_norm = rvec(r, d, 1, 1.0, 0.2);
-        L->wq = rvec(r, d, q, 0, 1.7 / sqrt((double)d));
-        L->wk = rvec(r, d, kv, 0, 1.7 / sqrt((double)d));
-        L->wv = rvec(r, d, kv, 0, 1.7 / sqrt((double)d));
-        L->wo = rvec(r, q, d, 0, 1.7 / sqrt((double)q));
-        L->ffn_norm = rvec(r, d, 1, 1.0, 0.2);
-        L->w_gate = rvec(r, d, ff, 0, 1.7 / sqrt((double)d));
-        L->w_up = rvec(r, d, ff, 0, 1.7 / sqrt((double)d));
-        L->w_down = rvec(r, ff, d, 0, 1.7 / sqrt((double)ff));
-        if (hp->attn_bias) {
-            L->bq = rvec(r, q, 1, 0, 0.5);
-            L->bk = rvec(r, kv, 1, 0, 0.5);
-            L->bv = rvec(r, kv, 1, 0, 0.5);
-        }
-        if (hp->qk_norm) {
-            L->attn_q_norm = rvec(r, hp->head_dim, 1, 1.0, 0.3);
-            L->attn_k_norm = rvec(r, hp->head_dim, 1, 1.0, 0.3);
-        }
-        if (hp->post_norms) {
-            L->attn_post_norm = rvec(r, d, 1, 1.0, 0.3);
-            L->ffn_post_norm = rvec(r, d, 1, 1.0, 0.3);
-        }
-    }
-}
-
-static void rmodel_build(rmodel *r)
-{
-    qe_model_close(r->m);
-    r->m = NULL;
-    ck_assert_msg(qe_model_build(&r->hp, &r->w, "arch-test", &r->m) == QE_OK, "%s", qe_errmsg());
-}
-
-static void rmodel_free(rmodel *r)
-{
-    qe_model_close(r->m);
-    for (int i = 0; i < r->n_bufs; i++)
-        free(r->bufs[i]);
-    free(r->w.layers);
-}
+typedef qe_test_rmodel rmodel;
 
 static qe_hparams base_hp(void)
 {
@@ -289,19 +204,12 @@ static float *f_forward(const qe_hparams *hp, const qe_weights *w, const int *to
     return logits;
 }
 
-static void rand_tokens(int *tok, int n, int nv, unsigned seed)
-{
-    rng_state = seed;
-    for (int i = 0; i < n; i++)
-        tok[i] = (int)((rnd() + 1.0) * 0.5 * nv) % nv;
-}
-
 /* max |ref - float| over all logits, relative to the largest |logit|. */
 static double diff_vs_float(rmodel *r, int n, unsigned seed)
 {
     int tok[64];
     ck_assert_int_le(n, 64);
-    rand_tokens(tok, n, r->hp.n_vocab, seed);
+    qe_test_rmodel_tokens(tok, n, r->hp.n_vocab, seed);
     double *a = ref_logits(r->m, tok, n);
     float *b = f_forward(qe_model_hparams(r->m), qe_model_weights(r->m), tok, n);
     double md = 0, mx = 0;
@@ -355,12 +263,12 @@ START_TEST(test_forward_vs_float)
     cases[3].hp.tied = 0;
     for (int c = 0; c < 4; c++) {
         rmodel r;
-        rmodel_init(&r, &cases[c].hp, 100 + (uint64_t)c);
-        rmodel_build(&r);
+        qe_test_rmodel_init(&r, &cases[c].hp, 100 + (uint64_t)c);
+        qe_test_rmodel_build(&r, "arch-test");
         double rel = diff_vs_float(&r, 24, 7 + (unsigned)c);
         printf("# %s: reference vs float forward, max relative diff %.2e\n", cases[c].what, rel);
         ck_assert_msg(rel < 2e-5, "%s: %.3g", cases[c].what, rel);
-        rmodel_free(&r);
+        qe_test_rmodel_free(&r);
     }
 }
 END_TEST
@@ -373,10 +281,10 @@ START_TEST(test_bias)
     hp.arch = QE_ARCH_QWEN2;
     hp.attn_bias = 1;
     rmodel r;
-    rmodel_init(&r, &hp, 5);
+    qe_test_rmodel_init(&r, &hp, 5);
     int tok[12];
-    rand_tokens(tok, 12, hp.n_vocab, 3);
-    rmodel_build(&r);
+    qe_test_rmodel_tokens(tok, 12, hp.n_vocab, 3);
+    qe_test_rmodel_build(&r, "arch-test");
     double *with = ref_logits(r.m, tok, 12);
     for (int l = 0; l < hp.n_layers; l++) {
         qe_layer *L = &r.w.layers[l];
@@ -384,11 +292,11 @@ START_TEST(test_bias)
         for (int k = 0; k < 3; k++)
             memset((void *)b[k]->data, 0, b[k]->nbytes);
     }
-    rmodel_build(&r);
+    qe_test_rmodel_build(&r, "arch-test");
     double *zero = ref_logits(r.m, tok, 12);
     r.hp.attn_bias = 0;
     r.hp.arch = QE_ARCH_LLAMA;
-    rmodel_build(&r);
+    qe_test_rmodel_build(&r, "arch-test");
     double *none = ref_logits(r.m, tok, 12);
     size_t n = 12 * (size_t)hp.n_vocab;
     ck_assert_mem_eq(zero, none, n * sizeof *zero);
@@ -397,7 +305,7 @@ START_TEST(test_bias)
         md = fmax(md, fabs(with[i] - none[i]));
     ck_assert_msg(md > 1e-3, "biases changed nothing (%g)", md);
     free(with), free(zero), free(none);
-    rmodel_free(&r);
+    qe_test_rmodel_free(&r);
 }
 END_TEST
 
@@ -406,14 +314,14 @@ START_TEST(test_softcap)
 {
     qe_hparams hp = gemma_hp(0, 0);
     rmodel r;
-    rmodel_init(&r, &hp, 11);
+    qe_test_rmodel_init(&r, &hp, 11);
     int tok[8];
-    rand_tokens(tok, 8, hp.n_vocab, 4);
-    rmodel_build(&r);
+    qe_test_rmodel_tokens(tok, 8, hp.n_vocab, 4);
+    qe_test_rmodel_build(&r, "arch-test");
     double *z = ref_logits(r.m, tok, 8);
     const double c = 1.5;
     r.hp.final_softcap = (float)c;
-    rmodel_build(&r);
+    qe_test_rmodel_build(&r, "arch-test");
     double *capped = ref_logits(r.m, tok, 8);
     double mx = 0;
     for (size_t i = 0; i < 8 * (size_t)hp.n_vocab; i++) {
@@ -424,7 +332,7 @@ START_TEST(test_softcap)
     ck_assert_msg(mx > c, "the uncapped logits never exceed the cap (%g): the test proves nothing",
                   mx);
     free(z), free(capped);
-    rmodel_free(&r);
+    qe_test_rmodel_free(&r);
 }
 END_TEST
 
@@ -437,10 +345,10 @@ START_TEST(test_window_perturb)
     qe_hparams hp = gemma_hp(W, 0); /* pattern 0: every layer local */
     hp.n_layers = 2;
     rmodel r;
-    rmodel_init(&r, &hp, 21);
-    rmodel_build(&r);
+    qe_test_rmodel_init(&r, &hp, 21);
+    qe_test_rmodel_build(&r, "arch-test");
     int tok[16];
-    rand_tokens(tok, N, hp.n_vocab, 8);
+    qe_test_rmodel_tokens(tok, N, hp.n_vocab, 8);
     int nv = hp.n_vocab;
     double *base = ref_logits(r.m, tok, N);
     int first_seen = P - 2 * (W - 1);
@@ -463,7 +371,7 @@ START_TEST(test_window_perturb)
     free(base);
     /* Pattern 2: layer 1 is global, so even token 0 reaches position P. */
     r.hp.swa_pattern = 2;
-    rmodel_build(&r);
+    qe_test_rmodel_build(&r, "arch-test");
     ck_assert_int_eq(qe_model_layer_swa(&r.hp, 0), 1);
     ck_assert_int_eq(qe_model_layer_swa(&r.hp, 1), 0);
     double *g = ref_logits(r.m, tok, N);
@@ -476,7 +384,7 @@ START_TEST(test_window_perturb)
         md = fmax(md, fabs(gp[(size_t)P * nv + v] - g[(size_t)P * nv + v]));
     ck_assert_msg(md > 1e-6, "a global layer did not carry token 0 to position %d", P);
     free(g), free(gp);
-    rmodel_free(&r);
+    qe_test_rmodel_free(&r);
 }
 END_TEST
 
@@ -504,13 +412,13 @@ START_TEST(test_defaults)
 {
     qe_hparams hp = base_hp();
     rmodel r;
-    rmodel_init(&r, &hp, 1);
-    rmodel_build(&r);
+    qe_test_rmodel_init(&r, &hp, 1);
+    qe_test_rmodel_build(&r, "arch-test");
     const qe_hparams *h = qe_model_hparams(r.m);
     ck_assert(h->embd_scale == 1.0f);
     ck_assert(fabsf(h->attn_scale - 1.0f / sqrtf(8.0f)) < 1e-7f);
     ck_assert(h->rope_base_swa == h->rope_base && h->rope_freq_scale_swa == h->rope_freq_scale);
-    rmodel_free(&r);
+    qe_test_rmodel_free(&r);
 }
 END_TEST
 
@@ -650,7 +558,7 @@ START_TEST(test_limits)
     /* Switches on without their tensors, and out-of-range switches. */
     qe_hparams hp = gemma_hp(4, 2);
     rmodel r;
-    rmodel_init(&r, &hp, 3);
+    qe_test_rmodel_init(&r, &hp, 3);
     r.w.layers[1].attn_k_norm.data = NULL;
     ck_assert_int_eq(qe_model_build(&r.hp, &r.w, "x", &m), QE_ECORRUPT);
     ck_assert_msg(strstr(qe_errmsg(), "layer 1 attn_k_norm"), "%s", qe_errmsg());
@@ -682,7 +590,7 @@ START_TEST(test_limits)
     r.hp.ffn_act = QE_ACT_GELU_TANH;
     ck_assert_int_eq(qe_model_build(&r.hp, &r.w, "x", &m), QE_OK);
     qe_model_close(m);
-    rmodel_free(&r);
+    qe_test_rmodel_free(&r);
 
     /* synth refuses llama3 scaling outside the llama family, unknown families. */
     qe_synth_config c;

@@ -37,83 +37,14 @@
 
 #define OK(call) ck_assert_msg((call) == QE_OK, "%s: %s", #call, qe_errmsg())
 
-/* ---- random in-memory models ---- */
+/* ---- random in-memory models (tests/testutil.h) ---- */
 
-typedef struct rmodel {
-    qe_hparams hp;
-    qe_weights w;
-    float *bufs[512];
-    int n_bufs;
-    qe_model *m;
-} rmodel;
-
-static uint64_t rng_state = 1;
-
-static double rnd(void) /* uniform in [-1, 1) */
-{
-    rng_state = rng_state * 6364136223846793005u + 1442695040888963407u;
-    return (double)(rng_state >> 11) / (double)(1ull << 52) - 1.0;
-}
-
-static qe_tensor rvec(rmodel *r, int64_t ne0, int64_t ne1, double mean, double amp)
-{
-    ck_assert_int_lt(r->n_bufs, 512);
-    float *d = malloc((size_t)(ne0 * ne1) * sizeof *d);
-    ck_assert_ptr_nonnull(d);
-    for (int64_t i = 0; i < ne0 * ne1; i++)
-        d[i] = (float)(mean + amp * rnd());
-    r->bufs[r->n_bufs++] = d;
-    qe_tensor t;
-    OK(qe_tensor_view(&t, NULL, QE_DT_F32, ne0, ne1, d, (uint64_t)(ne0 * ne1) * sizeof *d, 1));
-    return t;
-}
+typedef qe_test_rmodel rmodel;
 
 static void rmodel_build(rmodel *r, const qe_hparams *hp, uint64_t seed)
 {
-    memset(r, 0, sizeof *r);
-    rng_state = seed;
-    r->hp = *hp;
-    int64_t d = hp->dim, q = (int64_t)hp->n_heads * hp->head_dim,
-            kv = (int64_t)hp->n_kv_heads * hp->head_dim, ff = hp->n_ff;
-    r->w.token_embd = rvec(r, d, hp->n_vocab, 0, 1.0);
-    r->w.output_norm = rvec(r, d, 1, 1.0, 0.2);
-    r->w.output = hp->tied ? r->w.token_embd : rvec(r, d, hp->n_vocab, 0, 2.0 / sqrt((double)d));
-    r->w.layers = calloc((size_t)hp->n_layers, sizeof *r->w.layers);
-    ck_assert_ptr_nonnull(r->w.layers);
-    for (int l = 0; l < hp->n_layers; l++) {
-        qe_layer *L = &r->w.layers[l];
-        L->attn_norm = rvec(r, d, 1, 1.0, 0.2);
-        L->wq = rvec(r, d, q, 0, 1.7 / sqrt((double)d));
-        L->wk = rvec(r, d, kv, 0, 1.7 / sqrt((double)d));
-        L->wv = rvec(r, d, kv, 0, 1.7 / sqrt((double)d));
-        L->wo = rvec(r, q, d, 0, 1.7 / sqrt((double)q));
-        L->ffn_norm = rvec(r, d, 1, 1.0, 0.2);
-        L->w_gate = rvec(r, d, ff, 0, 1.7 / sqrt((double)d));
-        L->w_up = rvec(r, d, ff, 0, 1.7 / sqrt((double)d));
-        L->w_down = rvec(r, ff, d, 0, 1.7 / sqrt((double)ff));
-        if (hp->attn_bias) {
-            L->bq = rvec(r, q, 1, 0, 0.5);
-            L->bk = rvec(r, kv, 1, 0, 0.5);
-            L->bv = rvec(r, kv, 1, 0, 0.5);
-        }
-        if (hp->qk_norm) {
-            L->attn_q_norm = rvec(r, hp->head_dim, 1, 1.0, 0.3);
-            L->attn_k_norm = rvec(r, hp->head_dim, 1, 1.0, 0.3);
-        }
-        if (hp->post_norms) {
-            L->attn_post_norm = rvec(r, d, 1, 1.0, 0.3);
-            L->ffn_post_norm = rvec(r, d, 1, 1.0, 0.3);
-        }
-    }
-    OK(qe_model_build(&r->hp, &r->w, "engine-arch", &r->m));
-}
-
-static void rmodel_free(rmodel *r)
-{
-    qe_model_close(r->m);
-    for (int i = 0; i < r->n_bufs; i++)
-        free(r->bufs[i]);
-    free(r->w.layers);
+    qe_test_rmodel_init(r, hp, seed);
+    qe_test_rmodel_build(r, "engine-arch");
 }
 
 static qe_hparams base_hp(void)
@@ -205,13 +136,6 @@ static double engine_vs_ref(const qe_model *m, const int32_t *tok, int n_seq, in
     return engine_vs_ref_kv(m, tok, n_seq, n_tok, out_first, QE_KV_F32, QE_KV_F32);
 }
 
-static void rand_tokens(int32_t *tok, int n, int nv, uint64_t seed)
-{
-    rng_state = seed;
-    for (int i = 0; i < n; i++)
-        tok[i] = (int32_t)((rnd() + 1.0) * 0.5 * nv) % nv;
-}
-
 START_TEST(test_synth)
 {
     struct {
@@ -235,7 +159,7 @@ START_TEST(test_synth)
     for (int c = 0; c < 4; c++) {
         rmodel r;
         rmodel_build(&r, &cases[c].hp, 500 + (uint64_t)c);
-        rand_tokens(tok, NS * NT, r.hp.n_vocab, 77 + (uint64_t)c);
+        qe_test_rmodel_tokens(tok, NS * NT, r.hp.n_vocab, 77 + (uint64_t)c);
         double md = engine_vs_ref(r.m, tok, NS, NT, 0);
         printf("# engine_arch: %s: max |delta log-prob| %.2e\n", cases[c].what, md);
         ck_assert_msg(md < 1e-3, "%s: %g", cases[c].what, md);
@@ -247,7 +171,7 @@ START_TEST(test_synth)
                    md);
             ck_assert_msg(md < 1e-3, "%s (KV q8_0/f16): %g", cases[c].what, md);
         }
-        rmodel_free(&r);
+        qe_test_rmodel_free(&r);
     }
 }
 END_TEST
@@ -283,7 +207,7 @@ START_TEST(test_decode)
     for (int c = 0; c < 3; c++) {
         rmodel r;
         rmodel_build(&r, &cases[c], 900 + (uint64_t)c);
-        rand_tokens(tok, N, r.hp.n_vocab, 31 + (uint64_t)c);
+        qe_test_rmodel_tokens(tok, N, r.hp.n_vocab, 31 + (uint64_t)c);
         qe_engine_opts o = qe_engine_opts_default();
         o.n_ctx = N;
         o.n_seq = 2;
@@ -317,7 +241,7 @@ START_TEST(test_decode)
         qe_ref_free(ref);
         qe_decode_close(d);
         qe_engine_close(e);
-        rmodel_free(&r);
+        qe_test_rmodel_free(&r);
     }
 }
 END_TEST
@@ -332,7 +256,7 @@ START_TEST(test_window)
     rmodel r;
     rmodel_build(&r, &hp, 9);
     int32_t tok[24], t2[24];
-    rand_tokens(tok, N, hp.n_vocab, 3);
+    qe_test_rmodel_tokens(tok, N, hp.n_vocab, 3);
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = N;
     o.top_k = 4;
@@ -355,7 +279,7 @@ START_TEST(test_window)
     }
     free(base), free(pert);
     qe_engine_close(e);
-    rmodel_free(&r);
+    qe_test_rmodel_free(&r);
 }
 END_TEST
 

@@ -274,3 +274,90 @@ void qe_test_check_kv_diff(const char *kk, const char *kv, const qe_test_diff *s
     ck_assert_msg(mean <= 5e-4 && same->max_tlp <= 2e-2, "%s/%s: mean |d logp| %.3g, max %.3g", kk,
                   kv, mean, same->max_tlp);
 }
+
+/* ---- in-memory models with random f32 weights ---- */
+
+static uint64_t rmodel_rng = 1;
+
+static double rmodel_rnd(void) /* uniform in [-1, 1) */
+{
+    rmodel_rng = rmodel_rng * 6364136223846793005u + 1442695040888963407u;
+    return (double)(rmodel_rng >> 11) / (double)(1ull << 52) - 1.0;
+}
+
+static qe_tensor rmodel_vec(qe_test_rmodel *r, int64_t ne0, int64_t ne1, double mean, double amp)
+{
+    ck_assert_int_lt(r->n_bufs, 512);
+    float *d = malloc((size_t)(ne0 * ne1) * sizeof *d);
+    ck_assert_ptr_nonnull(d);
+    for (int64_t i = 0; i < ne0 * ne1; i++)
+        d[i] = (float)(mean + amp * rmodel_rnd());
+    r->bufs[r->n_bufs++] = d;
+    qe_tensor t;
+    ck_assert_int_eq(qe_tensor_view(&t, NULL, QE_DT_F32, ne0, ne1, d,
+                                    (uint64_t)(ne0 * ne1) * sizeof *d, 1),
+                     QE_OK);
+    return t;
+}
+
+void qe_test_rmodel_init(qe_test_rmodel *r, const qe_hparams *hp, uint64_t seed)
+{
+    memset(r, 0, sizeof *r);
+    rmodel_rng = seed;
+    r->hp = *hp;
+    int64_t d = hp->dim, q = (int64_t)hp->n_heads * hp->head_dim,
+            kv = (int64_t)hp->n_kv_heads * hp->head_dim, ff = hp->n_ff;
+    r->w.token_embd = rmodel_vec(r, d, hp->n_vocab, 0, 1.0);
+    r->w.output_norm = rmodel_vec(r, d, 1, 1.0, 0.2);
+    r->w.output = hp->tied ? r->w.token_embd
+                           : rmodel_vec(r, d, hp->n_vocab, 0, 2.0 / sqrt((double)d));
+    r->w.layers = calloc((size_t)hp->n_layers, sizeof *r->w.layers);
+    ck_assert_ptr_nonnull(r->w.layers);
+    for (int l = 0; l < hp->n_layers; l++) {
+        qe_layer *L = &r->w.layers[l];
+        L->attn_norm = rmodel_vec(r, d, 1, 1.0, 0.2);
+        L->wq = rmodel_vec(r, d, q, 0, 1.7 / sqrt((double)d));
+        L->wk = rmodel_vec(r, d, kv, 0, 1.7 / sqrt((double)d));
+        L->wv = rmodel_vec(r, d, kv, 0, 1.7 / sqrt((double)d));
+        L->wo = rmodel_vec(r, q, d, 0, 1.7 / sqrt((double)q));
+        L->ffn_norm = rmodel_vec(r, d, 1, 1.0, 0.2);
+        L->w_gate = rmodel_vec(r, d, ff, 0, 1.7 / sqrt((double)d));
+        L->w_up = rmodel_vec(r, d, ff, 0, 1.7 / sqrt((double)d));
+        L->w_down = rmodel_vec(r, ff, d, 0, 1.7 / sqrt((double)ff));
+        if (hp->attn_bias) {
+            L->bq = rmodel_vec(r, q, 1, 0, 0.5);
+            L->bk = rmodel_vec(r, kv, 1, 0, 0.5);
+            L->bv = rmodel_vec(r, kv, 1, 0, 0.5);
+        }
+        if (hp->qk_norm) {
+            L->attn_q_norm = rmodel_vec(r, hp->head_dim, 1, 1.0, 0.3);
+            L->attn_k_norm = rmodel_vec(r, hp->head_dim, 1, 1.0, 0.3);
+        }
+        if (hp->post_norms) {
+            L->attn_post_norm = rmodel_vec(r, d, 1, 1.0, 0.3);
+            L->ffn_post_norm = rmodel_vec(r, d, 1, 1.0, 0.3);
+        }
+    }
+}
+
+void qe_test_rmodel_build(qe_test_rmodel *r, const char *name)
+{
+    qe_model_close(r->m);
+    r->m = NULL;
+    ck_assert_msg(qe_model_build(&r->hp, &r->w, name, &r->m) == QE_OK, "%s", qe_errmsg());
+}
+
+void qe_test_rmodel_free(qe_test_rmodel *r)
+{
+    qe_model_close(r->m);
+    for (int i = 0; i < r->n_bufs; i++)
+        free(r->bufs[i]);
+    free(r->w.layers);
+}
+
+void qe_test_rmodel_tokens(int32_t *tok, int n, int nv, uint64_t seed)
+{
+    rmodel_rng = seed;
+    for (int i = 0; i < n; i++)
+        tok[i] = (int32_t)((rmodel_rnd() + 1.0) * 0.5 * nv) % nv;
+}

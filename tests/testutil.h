@@ -109,4 +109,24 @@ double qe_test_diff_mean(const qe_test_diff *d); /* mean |d tlp|; 0 with no rows
 void qe_test_check_kv_diff(const char *kk, const char *kv, const qe_test_diff *same,
                            const qe_test_diff *vs_f32);
 
+/* ---- in-memory models with random f32 weights (check_arch, check_engine_arch) ---- */
+
+typedef struct qe_test_rmodel {
+    qe_hparams hp;
+    qe_weights w;
+    float *bufs[512]; /* every tensor's data, freed by qe_test_rmodel_free */
+    int n_bufs;
+    qe_model *m;      /* NULL until qe_test_rmodel_build */
+} qe_test_rmodel;
+
+/* Random weights for hp (its switches decide which optional tensors exist),
+ * from a 64-bit LCG seeded with seed; matrices fan-in scaled so activations
+ * stay O(1). r->m stays NULL: tests may edit r->w first. */
+void qe_test_rmodel_init(qe_test_rmodel *r, const qe_hparams *hp, uint64_t seed);
+/* (Re)build r->m from r->hp and r->w (asserted to succeed). */
+void qe_test_rmodel_build(qe_test_rmodel *r, const char *name);
+void qe_test_rmodel_free(qe_test_rmodel *r);
+/* n token ids in [0, nv) from the same LCG, reseeded with seed. */
+void qe_test_rmodel_tokens(int32_t *tok, int n, int nv, uint64_t seed);
+
 #endif
