@@ -25,24 +25,27 @@ __kernel void gather_rows(const __global float *x, const __global int *idx, int 
 }
 
 /* rope_rows: rotary embedding in place, like rope.cl's rope but with the
- * position of row r taken from pos[r]: for head h < n_heads and pair
- * i < n_rot/2 of row r (ld floats per row),
+ * position of row r taken from pos[r], over two buffers in one launch: heads
+ * h < n_a of a (row stride ld_a floats: the queries), then heads h - n_a of
+ * b (ld_b: the new keys). For pair i < n_rot/2 of a head,
  *     (a, b) = (x[2i], x[2i+1])        layout 0 (pairs)
  *     (a, b) = (x[i], x[i + n_rot/2])  layout 1 (halves)
  *     a' = a cos - b sin;  b' = a sin + b cos,  (cos, sin) = cs[pos[r]][i].
- *   global (n_rot/2, n_heads, n_rows), any local size. */
-__kernel void rope_rows(__global float *x, int ld, const __global int *pos, int head_dim,
-                        int n_rot, int layout, const __global float2 *cs)
+ *   global (n_rot/2, n_a + heads of b, n_rows), any local size. */
+__kernel void rope_rows(__global float *a, int ld_a, int n_a, __global float *b, int ld_b,
+                        const __global int *pos, int head_dim, int n_rot, int layout,
+                        const __global float2 *cs)
 {
     const int i = get_global_id(0), h = get_global_id(1), r = get_global_id(2);
     const int half_rot = n_rot / 2;
-    __global float *v = x + (size_t)r * ld + (size_t)h * head_dim;
+    __global float *v = h < n_a ? a + (size_t)r * ld_a + (size_t)h * head_dim
+                                : b + (size_t)r * ld_b + (size_t)(h - n_a) * head_dim;
     const int ia = layout == 0 ? 2 * i : i;
     const int ib = layout == 0 ? 2 * i + 1 : i + half_rot;
     const float2 c = cs[(size_t)pos[r] * half_rot + i];
-    const float a = v[ia], b = v[ib];
-    v[ia] = a * c.x - b * c.y;
-    v[ib] = a * c.y + b * c.x;
+    const float x0 = v[ia], x1 = v[ib];
+    v[ia] = x0 * c.x - x1 * c.y;
+    v[ib] = x0 * c.y + x1 * c.x;
 }
 
 /* copy_rows: cache row slot[r] * n_ctx + pos[r] of dst = row r of src, as
@@ -128,6 +131,7 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
         if (j >= lo && j <= p) {
             const __global uchar *krow = kc + (base + j) * k_row_bytes;
             float dot = 0.0f;
+#pragma unroll 8 /* independent loads in flight; the sum keeps its order */
             for (int d = 0; d < QE_HD; d++)
                 dot += qs[d] * kv_load(krow, QE_KVK, g * QE_HD + d);
             s = dot * scale;
@@ -158,6 +162,7 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
             if (d >= QE_HD)
                 break;
             float a = acc[i] * corr;
+#pragma unroll 4
             for (int jj = max(0, lo - j0); jj < nj; jj++)
                 a += ps[jj] * kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
             acc[i] = a;

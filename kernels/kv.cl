@@ -3,7 +3,8 @@
  *
  * kv_store: source row r (n_kv * QE_HD floats, K already rotated by RoPE)
  *   is encoded into cache row (r / y_seq) * y_seq_stride + y_off + r % y_seq
- *   (row_bytes bytes each). The encoders reproduce lib/kv_format.c byte for
+ *   (row_bytes bytes each), or, when rslot is not NULL (a decode call's
+ *   ragged rows, lib/engine_decode.c), row rslot[r] * y_seq_stride + rpos[r]. The encoders reproduce lib/kv_format.c byte for
  *   byte (lib/quant.c's Q8_0/Q4_0 quantizers, lib/turboquant.c's encoder):
  *   the same float expressions in the same order, no contraction, f16 by
  *   round-to-nearest-even (vstore_half_rte), divisions and the TurboQuant
@@ -57,15 +58,17 @@ inline void kv_put_half(__global uchar *p, float v)
 
 __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_HD] */
                        __global uchar *dst, ulong row_bytes,
-                       int y_seq, int y_seq_stride, int y_off, int n_rows)
+                       int y_seq, int y_seq_stride, int y_off, int n_rows,
+                       const __global int *rslot, const __global int *rpos)
 {
     const int u = get_global_id(0), r = get_global_id(1);
     const int n = n_kv * QE_HD;
     if (r >= n_rows)
         return;
     const __global float *x = src + (size_t)r * n;
-    __global uchar *row =
-        dst + ((ulong)(r / y_seq) * y_seq_stride + y_off + r % y_seq) * row_bytes;
+    const ulong at = rslot ? (ulong)rslot[r] * y_seq_stride + rpos[r]
+                           : (ulong)(r / y_seq) * y_seq_stride + y_off + r % y_seq;
+    __global uchar *row = dst + at * row_bytes;
 #if QE_KVF == KV_F32
     if (u < n)
         ((__global float *)row)[u] = x[u];

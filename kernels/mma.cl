@@ -63,6 +63,7 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 }
 
 /* ---- prefill: 128 x 128 tiles ---- */
+#ifndef MS_ONLY /* the engine builds mma_skinny's variants without it */
 
 #define MT_BM 128
 #define MT_BN 128
@@ -224,13 +225,25 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
                           n0 + wn * 32 + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
 }
 
+#endif /* MS_ONLY */
+
 /* ---- decode: few rows, split K ---- */
 
 #define MS_WARPS 8
-#define MS_MT 4 /* 16-row tiles per work-group: 64 rows */
+/* Shape of a work-group, set per build by the engine (lib/engine.c,
+ * skinny_variants): MS_MT 16-row tiles (rows per work-group = 16 MS_MT),
+ * MS_NB blocks of 8 outputs (each warp multiplies the X fragments it loads
+ * with all of them), MS_U chunks in flight per warp. None of the three
+ * changes what an output sums or in which order, only how the work is laid
+ * out, so every variant gives the same bits for the same row. */
+#ifndef MS_MT
+#define MS_MT 4
+#endif
+#ifndef MS_NB
+#define MS_NB 1
+#endif
 #ifndef MS_U
-#define MS_U 2 /* chunks in flight per warp; tuning knob, QEVAL_MMA_DEFS=-DMS_U=n (H200, 1B
-                  * q8_0 tg B1: U 1/2/4/8/16 = 306/356/328/284/228 tok/s) */
+#define MS_U 2
 #endif
 
 /* A warp takes K in chunks of MS_CH; lane t reads MS_LE weights of its row
@@ -255,13 +268,34 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
 #endif
 #define MS_CH (4 * MS_LE)
 
+/* f16x2 arithmetic, round to nearest even, subnormals kept (no .ftz) */
+inline uint ms_hsub2(uint a, uint b)
+{
+    uint r;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+inline uint ms_hmul2(uint a, uint b)
+{
+    uint r;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+/* bytes of {b, a} picked by selector nibbles (PTX prmt.b32) */
+inline uint ms_prmt(uint a, uint b, uint sel)
+{
+    uint r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+    return r;
+}
+
 #if QE_WT == 2 || QE_WT == 3
-typedef struct { uint q0, q1; float d; } ms_raw; /* one lane's quant bytes and their block's scale */
+typedef struct { uint q0, q1, d2; } ms_raw; /* a lane's quant bytes; its block's scale twice (f16x2) */
 
 __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ulong row_bytes,
                                                      int sb, int o, int c0, int t, int K)
 {
-    ms_raw r = {0u, 0u, 0.0f};
+    ms_raw r = {0u, 0u, 0u};
     if (c0 >= K) /* K is a multiple of 32 = MS_CH: a chunk is all in or all out */
         return r;
     const __global uchar *row = w + (ulong)o * row_bytes;
@@ -273,21 +307,57 @@ __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ul
 #else
     r.q0 = *(const __global uint *)(row + sb + (c0 >> 5) * 16 + 4 * t);
 #endif
-    r.d = vload_half(c0 >> 5, (const __global half *)row);
+    const uint d = ((const __global ushort *)row)[c0 >> 5];
+    r.d2 = d | (d << 16);
     return r;
 }
 
-/* raw element e (0 .. 7) of a lane, dequantized as weights.cl does */
-inline float ms_elem(ms_raw r, int e)
+/* Raw elements 2p, 2p + 1 (p < MS_LE / 2) of a lane as f16x2, dequantized
+ * without leaving f16: the integer q is made exact in f16 by the bias trick
+ * (bits 0x6400 | u are 1024 + u for u < 1024), then one f16 multiply by d
+ * rounds the exact product q d once, to nearest even: the same bits as
+ * rounding weights.cl's f32 product (float)q * d (exact: 8 x 11 bits), which
+ * is what the f32 path (mma_pack of the float products) gave. A few integer ops per pair instead of
+ * two int -> float conversions, two multiplies and a pack. */
+inline uint ms_pair(ms_raw r, int p)
 {
 #if QE_WT == 2
-    const uint v = e < 4 ? r.q0 : r.q1;
-    return (float)as_char((uchar)((v >> (8 * (e & 3))) & 255u)) * r.d;
+    /* int8 b: (b ^ 0x80) = b + 128 in 0 .. 255; 1024 + b + 128 - 1152 = b */
+    const uint v = (p < 2 ? r.q0 : r.q1) ^ 0x80808080u;
+    const uint h = ms_prmt(v, 0x64646464u, (p & 1) ? 0x4342u : 0x4140u);
+    return ms_hmul2(ms_hsub2(h, 0x64806480u), r.d2);
 #else
-    const uint b = (r.q0 >> (8 * (e & 3))) & 255u;
-    return (float)((int)(e < 4 ? (b & 15u) : (b >> 4)) - 8) * r.d;
+    /* element e < 4: low nibble of byte e, e >= 4: high nibble of byte e - 4;
+       1024 + n - 1032 = n - 8 */
+    const uint v = (p < 2 ? r.q0 : r.q0 >> 4) & 0x0F0F0F0Fu;
+    const uint h = ms_prmt(v, 0x64646464u, (p & 1) ? 0x4342u : 0x4140u);
+    return ms_hmul2(ms_hsub2(h, 0x64086408u), r.d2);
 #endif
 }
+#elif QE_WT == 1
+typedef struct { uint h[4]; } ms_raw; /* 8 halves as they are stored */
+
+__attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ulong row_bytes,
+                                                     int sb, int o, int c0, int t, int K)
+{
+    (void)sb;
+    ms_raw r;
+    const int k = c0 + MS_LE * t;
+    const __global uchar *row = w + (ulong)o * row_bytes;
+    if (k + MS_LE <= K && (row_bytes & 3) == 0) {
+        /* f16 weights are already f16: their bits are the pairs (little-endian) */
+        const uint4 v = vload4(0, (const __global uint *)row + (k >> 1));
+        r.h[0] = v.x; r.h[1] = v.y; r.h[2] = v.z; r.h[3] = v.w;
+        return r;
+    }
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+        r.h[i] = mma_pack(k + 2 * i < K ? wt_load(w, row_bytes, o, k + 2 * i) : 0.0f,
+                          k + 2 * i + 1 < K ? wt_load(w, row_bytes, o, k + 2 * i + 1) : 0.0f);
+    return r;
+}
+
+inline uint ms_pair(ms_raw r, int p) { return r.h[p]; }
 #else
 typedef struct { float v[MS_LE]; } ms_raw;
 
@@ -298,14 +368,8 @@ __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ul
     ms_raw r;
     const int k = c0 + MS_LE * t;
     if (k + MS_LE <= K) {
-#if QE_WT == 1
-        const float8 v = vload_half8(0, (const __global half *)(w + (ulong)o * row_bytes) + k);
-        r.v[0] = v.s0; r.v[1] = v.s1; r.v[2] = v.s2; r.v[3] = v.s3;
-        r.v[4] = v.s4; r.v[5] = v.s5; r.v[6] = v.s6; r.v[7] = v.s7;
-#else
         const float4 v = vload4(0, (const __global float *)(w + (ulong)o * row_bytes) + k);
         r.v[0] = v.x; r.v[1] = v.y; r.v[2] = v.z; r.v[3] = v.w;
-#endif
         return r;
     }
 #pragma unroll
@@ -314,46 +378,78 @@ __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ul
     return r;
 }
 
-inline float ms_elem(ms_raw r, int e) { return r.v[e]; }
+inline uint ms_pair(ms_raw r, int p) { return mma_pack(r.v[2 * p], r.v[2 * p + 1]); }
 #endif
 
+/* One work-group: rows m0 .. m0 + 16 MS_MT - 1 and the 8 MS_NB outputs
+ * n0 .. of one of up to three weights sharing X and K (a layer's Q, K and V,
+ * or gate and up, in one launch): the groups along dimension 0 are the
+ * weights' output blocks in order, w0's, then w1's, then w2's (N1 = N2 = 0
+ * for one weight). */
 __kernel __attribute__((reqd_work_group_size(32 * MS_WARPS, 1, 1)))
-void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows,
-                const __global uchar *w, ulong w_row_bytes, int K, int N,
-                __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
+void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
+                const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
+                const __global uchar *w1, ulong rb1, int N1, __global float *y1, int ldy1,
+                const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2,
+                int y_seq, int y_seq_stride, int accumulate)
 {
-    __local float red[MS_WARPS][MS_MT * 16][8];
+    __local float red[MS_WARPS][MS_MT * 16][MS_NB * 8];
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int n0 = get_group_id(0) * 8, m0 = get_group_id(1) * (MS_MT * 16);
-    const int o = min(n0 + g, N - 1); /* rows past N compute garbage that is never stored */
+    const int m0 = get_group_id(1) * (MS_MT * 16);
+    /* which weight this group multiplies (uniform across the work-group) */
+    const int bw = 8 * MS_NB, b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
+    int grp = get_group_id(0);
+    const __global uchar *w = w0;
+    ulong w_row_bytes = rb0;
+    int N = N0, ldy = ldy0;
+    __global float *y = y0;
+    if (grp >= b0 + b1) {
+        grp -= b0 + b1;
+        w = w2; w_row_bytes = rb2; N = N2; y = y2; ldy = ldy2;
+    } else if (grp >= b0) {
+        grp -= b0;
+        w = w1; w_row_bytes = rb1; N = N1; y = y1; ldy = ldy1;
+    }
+    const int n0 = grp * bw;
+    int o[MS_NB];
+#pragma unroll
+    for (int j = 0; j < MS_NB; j++) /* rows past N compute garbage that is never stored */
+        o[j] = min(n0 + 8 * j + g, N - 1);
     const int sb = wt_row_scale_bytes(w_row_bytes);
     x += x_off;
-    float acc[MS_MT][4];
+    float acc[MS_NB][MS_MT][4];
 #pragma unroll
-    for (int i = 0; i < MS_MT; i++)
+    for (int j = 0; j < MS_NB; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++)
-            acc[i][e] = 0.0f;
+        for (int i = 0; i < MS_MT; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[j][i][e] = 0.0f;
     const int n_tiles = min(MS_MT, (n_rows - m0 + 15) / 16);
 
     /* chunk c goes to warp c % MS_WARPS; MS_U chunks are loaded before use */
     for (int c0 = warp * MS_CH; c0 < K; c0 += MS_CH * MS_WARPS * MS_U) {
-        ms_raw raw[MS_U];
+        ms_raw raw[MS_U][MS_NB];
 #pragma unroll
         for (int u = 0; u < MS_U; u++)
-            raw[u] = ms_load(w, w_row_bytes, sb, o, c0 + u * MS_CH * MS_WARPS, t, K);
+#pragma unroll
+            for (int j = 0; j < MS_NB; j++)
+                raw[u][j] = ms_load(w, w_row_bytes, sb, o[j], c0 + u * MS_CH * MS_WARPS, t, K);
 #pragma unroll
         for (int u = 0; u < MS_U; u++) {
             const int cu = c0 + u * MS_CH * MS_WARPS;
 #pragma unroll
             for (int s = 0; s < MS_LE / 4; s++) {
-                if (cu >= K) /* uniform across the work-group */
+                if (cu >= K) /* uniform across the warp */
                     continue;
                 const int k = cu + MS_K(t, s);
-                uint b[2];
-                b[0] = mma_pack(ms_elem(raw[u], 4 * s), ms_elem(raw[u], 4 * s + 1));
-                b[1] = mma_pack(ms_elem(raw[u], 4 * s + 2), ms_elem(raw[u], 4 * s + 3));
+                uint b[MS_NB][2];
+#pragma unroll
+                for (int j = 0; j < MS_NB; j++) {
+                    b[j][0] = ms_pair(raw[u][j], 2 * s);
+                    b[j][1] = ms_pair(raw[u][j], 2 * s + 1);
+                }
 #pragma unroll
                 for (int i = 0; i < MS_MT; i++) {
                     if (i >= n_tiles) /* uniform across the work-group */
@@ -372,20 +468,26 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows,
                         a[h] = mma_pack(v.x, v.y);
                         a[h + 2] = mma_pack(v.z, v.w);
                     }
-                    MMA(acc[i], a, b);
+#pragma unroll
+                    for (int j = 0; j < MS_NB; j++)
+                        MMA(acc[j][i], a, b[j]);
                 }
             }
         }
     }
 
 #pragma unroll
-    for (int i = 0; i < MS_MT; i++)
+    for (int j = 0; j < MS_NB; j++)
 #pragma unroll
-        for (int e = 0; e < 4; e++)
-            red[warp][i * 16 + g + 8 * (e >> 1)][2 * t + (e & 1)] = acc[i][e];
+        for (int i = 0; i < MS_MT; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                red[warp][i * 16 + g + 8 * (e >> 1)][8 * j + 2 * t + (e & 1)] = acc[j][i][e];
     barrier(CLK_LOCAL_MEM_FENCE);
-    for (int c = tid; c < MS_MT * 16 * 8; c += 32 * MS_WARPS) {
-        const int rr = c >> 3, cc = c & 7;
+    for (int c = tid; c < MS_MT * 16 * 8 * MS_NB; c += 32 * MS_WARPS) {
+        const int rr = c / (8 * MS_NB), cc = c % (8 * MS_NB);
+        if (m0 + rr >= n_rows)
+            continue;
         float v = red[0][rr][cc];
 #pragma unroll
         for (int wi = 1; wi < MS_WARPS; wi++)

@@ -144,6 +144,36 @@ static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
     }
 }
 
+/* mma_skinny's builds (kernels/mma.cl): one for calls of up to 16 rows, and
+ * for more rows one for narrow weights (every N <= 4096: fewer outputs per
+ * work-group keep the GPU busy) and one for wide ones (more outputs per
+ * work-group share each load of X). The shapes only lay
+ * the work out differently; an output's sums and their order are the same
+ * in every build, so a decode row gets the same bits from either. Tuned on
+ * the H200 with bench/gpu_profile.sh; the variable env = "MT,NB,U" replaces
+ * a build's shape for such experiments. */
+typedef struct skinny_shape {
+    int mt, nb, u; /* MS_MT 16-row tiles, MS_NB 8-output blocks, MS_U chunks in flight */
+} skinny_shape;
+static const struct {
+    skinny_shape shape;
+    const char *env;
+} skinny_variants[MSK_VARIANTS] = {
+    {{1, 1, 8}, "QEVAL_MMA_SK1"}, /* up to 16 rows */
+    {{1, 8, 1}, "QEVAL_MMA_SK4"}, /* more rows, some N > 4096 */
+    {{1, 4, 1}, "QEVAL_MMA_SKN"}, /* more rows, every N <= 4096 */
+};
+
+static skinny_shape skinny_shape_of(int v)
+{
+    skinny_shape sh = skinny_variants[v].shape, o;
+    const char *env = getenv(skinny_variants[v].env);
+    if (env && sscanf(env, "%d,%d,%d", &o.mt, &o.nb, &o.u) == 3 && o.mt >= 1 && o.mt <= 8 &&
+        o.nb >= 1 && o.nb <= 8 && o.u >= 1 && o.u <= 32)
+        sh = o;
+    return sh;
+}
+
 /* Build the embed/matmul program for weight format fmt the first time a
  * weight of that format is uploaded. */
 static qe_status need_wfmt(qe_engine *e, int fmt)
@@ -166,16 +196,22 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* QEVAL_MMA_DEFS: extra -D options for kernels/mma.cl's free tuning
-           knobs (MS_U), for speed experiments with qeval bench */
+           knobs, for speed experiments with qeval bench */
         static const char *const msrcs[] = {"weights.cl", "mma.cl"};
         const char *defs = getenv("QEVAL_MMA_DEFS");
-        char mopts[192];
+        char mopts[256];
         snprintf(mopts, sizeof mopts, "%s %.120s", opts, defs ? defs : "");
         st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
-        if (st == QE_OK)
-            st = qe_cl_kernel(e->prog_mma[fmt], "mma_skinny", &e->k_mma_skinny[fmt]);
+        for (int v = 0; st == QE_OK && v < MSK_VARIANTS; v++) {
+            const skinny_shape sh = skinny_shape_of(v);
+            snprintf(mopts, sizeof mopts, "%s -DMS_ONLY -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sh.mt,
+                     sh.nb, sh.u);
+            st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_msk[v][fmt]);
+            if (st == QE_OK)
+                st = qe_cl_kernel(e->prog_msk[v][fmt], "mma_skinny", &e->k_msk[v][fmt]);
+        }
     }
     return st;
 }
@@ -605,8 +641,11 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_embed[f]);
         qe_cl_kernel_free(e->k_matmul[f]);
         qe_cl_kernel_free(e->k_mma_tile[f]);
-        qe_cl_kernel_free(e->k_mma_skinny[f]);
         qe_cl_program_free(e->prog_mma[f]);
+        for (int v = 0; v < MSK_VARIANTS; v++) {
+            qe_cl_kernel_free(e->k_msk[v][f]);
+            qe_cl_program_free(e->prog_msk[v][f]);
+        }
         qe_cl_program_free(e->prog_wt[f]);
     }
     qe_cl_kernel_free(e->k_norm);
@@ -634,22 +673,64 @@ size_t qe_engine_round_up(size_t n, size_t m)
     return (n + m - 1) / m * m;
 }
 
+/* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
+ * in one launch (kernels/mma.cl): the build for n_rows, groups along
+ * dimension 0 the weights' output blocks in order. */
+static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
+                            cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
+                            int y_seq, int y_seq_stride, int accumulate)
+{
+    int v = n_rows <= 16 ? 0 : 2;
+    for (int i = 0; v == 2 && i < n; i++)
+        v = w[i]->ne1 > 4096 ? 1 : 2;
+    cl_kernel k = e->k_msk[v][w[0]->fmt];
+    const skinny_shape sh = skinny_shape_of(v);
+    const size_t outs = 8 * (size_t)sh.nb, rows_wg = 16 * (size_t)sh.mt;
+    size_t global[2] = {0, qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg};
+    size_t local[2] = {MMA_WI, 1};
+    int K = w[0]->ne0;
+    qe_status st = QE_OK;
+    st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+                    sizeof(int), &n_rows, sizeof(int), &K);
+    for (int i = 0; st == QE_OK && i < MSK_MULTI; i++) {
+        const cl_mem none = NULL;
+        const cl_ulong rb0 = 0;
+        const int zero = 0;
+        const int in = i < n;
+        st = qe_cl_arg(k, (cl_uint)(5 + 5 * i), sizeof(cl_mem), in ? &w[i]->buf : &none);
+        if (st == QE_OK)
+            st = qe_cl_arg(k, (cl_uint)(6 + 5 * i), sizeof(cl_ulong), in ? &w[i]->row_bytes : &rb0);
+        if (st == QE_OK)
+            st = qe_cl_arg(k, (cl_uint)(7 + 5 * i), sizeof(int), in ? &w[i]->ne1 : &zero);
+        if (st == QE_OK)
+            st = qe_cl_arg(k, (cl_uint)(8 + 5 * i), sizeof(cl_mem), in ? &y[i] : &none);
+        if (st == QE_OK)
+            st = qe_cl_arg(k, (cl_uint)(9 + 5 * i), sizeof(int), in ? &ldy[i] : &zero);
+        if (in)
+            global[0] += qe_engine_round_up((size_t)w[i]->ne1, outs) / outs * MMA_WI;
+    }
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 20, sizeof(int), &y_seq);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 21, sizeof(int), &y_seq_stride);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 22, sizeof(int), &accumulate);
+    return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
+}
+
 /* y rows (r / y_seq) * y_seq_stride + r % y_seq  (+)=  x[x_off + r*ldx ..] W^T */
 qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
                             int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                             int accumulate)
 {
+    if (e->opt.gemm == QE_GEMM_MMA && e->mm_skinny)
+        return run_skinny(e, 1, &w, x, x_off, ldx, n_rows, &y, &ldy, y_seq, y_seq_stride,
+                          accumulate);
     cl_kernel k = e->k_matmul[w->fmt];
     size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
                         qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
     size_t local[2] = {MM_WI, MM_WI};
-    if (e->opt.gemm == QE_GEMM_MMA && e->mm_skinny) {
-        k = e->k_mma_skinny[w->fmt];
-        global[0] = qe_engine_round_up((size_t)w->ne1, MMA_SK_OUT) / MMA_SK_OUT * MMA_WI;
-        global[1] = qe_engine_round_up((size_t)n_rows, MMA_SK_ROWS) / MMA_SK_ROWS;
-        local[0] = MMA_WI;
-        local[1] = 1;
-    } else if (e->opt.gemm == QE_GEMM_MMA) {
+    if (e->opt.gemm == QE_GEMM_MMA) {
         k = e->k_mma_tile[w->fmt];
         global[0] = qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * MMA_WI;
         global[1] = qe_engine_round_up((size_t)n_rows, MMA_TILE) / MMA_TILE;
@@ -664,6 +745,20 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
     if (st != QE_OK)
         return st;
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
+}
+
+qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w, cl_mem x, int ldx,
+                                 int n_rows, const cl_mem *y, const int *ldy)
+{
+    int same = e->opt.gemm == QE_GEMM_MMA && e->mm_skinny && n >= 1 && n <= MSK_MULTI;
+    for (int i = 1; same && i < n; i++)
+        same = w[i]->fmt == w[0]->fmt && w[i]->ne0 == w[0]->ne0;
+    if (same)
+        return run_skinny(e, n, w, x, 0, ldx, n_rows, y, ldy, n_rows, n_rows, 0);
+    qe_status st = QE_OK;
+    for (int i = 0; st == QE_OK && i < n; i++)
+        st = qe_engine_run_matmul(e, w[i], x, 0, ldx, n_rows, y[i], ldy[i], n_rows, n_rows, 0);
+    return st;
 }
 
 qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,

@@ -12,12 +12,14 @@
  *   per layer:
  *     rmsnorm (engine)         x -> h                           [rows][dim]
  *     matmul wq / wk / wv      h -> q [rows][q_dim], kt / vt    [rows][kv_dim]
- *     rope_rows                q, kt at pos[r]
- *     kv_store (engine, kv.cl) kt, vt -> kenc, venc in the cache format (not f32)
- *     copy_rows                kenc, venc (or kt, vt) -> cache rows slot[r]*n_ctx + pos[r]
+ *     (one launch for the three matmuls with the tensor-core kernels)
+ *     rope_rows                q and kt at pos[r], one launch
+ *     kv_store (engine, kv.cl) kt, vt -> cache rows slot[r]*n_ctx + pos[r], encoded
+ *                              in the cache format (copy_rows for an f32 cache)
  *     attn_rows                q, cache -> att                  [rows][q_dim]
  *     matmul wo (accumulate)   att -> x
- *     rmsnorm, gate/up matmuls, silu_mul, down matmul (accumulate) -> x
+ *     rmsnorm, gate/up matmuls (one launch with the tensor-core kernels),
+ *     silu_mul, down matmul (accumulate) -> x
  *   gather_rows                last row of each sequence -> xo  [n_out][dim]
  *   rmsnorm (engine)           xo -> hout                       [n_out][dim]
  *   matmul output              hout -> logits                   [n_out][n_vocab]
@@ -52,8 +54,6 @@ struct qe_decode {
     cl_mem x, h;         /* [max_rows][dim] */
     cl_mem q, att;       /* [max_rows][q_dim] */
     cl_mem kt, vt;       /* [max_rows][kv_dim] new K/V rows before the store */
-    cl_mem kenc, venc;   /* [max_rows] rows of kv_row_bytes[0] / [1]: kt / vt encoded in
-                            the cache format; NULL for an f32 cache (kt / vt are copied) */
     cl_mem g, u;         /* [max_rows][n_ff] */
     cl_mem xo, hout;     /* [n_slots][dim] */
     cl_mem logits;       /* [n_slots][n_vocab] */
@@ -179,10 +179,6 @@ qe_status qe_decode_open(qe_engine *e, const qe_decode_opts *o, qe_decode **out)
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = qe_engine_alloc_act(e, bufs[i].rows, bufs[i].width, bufs[i].elem, bufs[i].buf,
                                  bufs[i].what);
-    if (st == QE_OK && e->opt.kv_k != QE_KV_F32)
-        st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[0], 1, &d->kenc, "decode encoded keys");
-    if (st == QE_OK && e->opt.kv_v != QE_KV_F32)
-        st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->venc, "decode encoded values");
     if (st != QE_OK)
         goto done;
     for (size_t i = 0; i < slots; i++)
@@ -207,7 +203,7 @@ void qe_decode_close(qe_decode *d)
         return;
     cl_mem bufs[] = {d->tokens, d->rslot, d->rpos, d->oidx, d->targets, d->x,  d->h,
                      d->q,      d->att,   d->kt,   d->vt,   d->g,       d->u,  d->xo,
-                     d->hout,   d->logits, d->stats, d->kenc, d->venc};
+                     d->hout,   d->logits, d->stats};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         qe_cl_free(bufs[i]);
     qe_cl_kernel_free(d->k_gather);
@@ -226,35 +222,37 @@ void qe_decode_close(qe_decode *d)
 
 /* ---- the forward pass ---- */
 
-static qe_status run_rope_rows(qe_decode *d, int layer, cl_mem buf, int ld, int n_heads, int n_rows)
+/* RoPE of a call's query rows q (n_heads heads, row stride q_dim) and new
+ * key rows kt (n_kv_heads, kv_dim) at their positions, one launch. */
+static qe_status run_rope_rows(qe_decode *d, int layer, int n_rows)
 {
     qe_engine *e = d->e;
     int layout = e->hp.rope_layout == QE_ROPE_HALVES ? 1 : 0;
     cl_mem cs = qe_model_layer_swa(&e->hp, layer) ? e->rope_cs_swa : e->rope_cs;
-    size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)n_heads, (size_t)n_rows};
+    size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)(e->hp.n_heads + e->hp.n_kv_heads),
+                        (size_t)n_rows};
     if (global[0] == 0)
         return QE_OK; /* n_rot 0: nothing rotates */
-    qe_status st = qe_cl_args(d->k_rope, 7, sizeof(cl_mem), &buf, sizeof(int), &ld, sizeof(cl_mem),
-                              &d->rpos, sizeof(int), &e->hp.head_dim, sizeof(int), &e->hp.n_rot,
-                              sizeof(int), &layout, sizeof(cl_mem), &cs);
+    qe_status st = qe_cl_args(d->k_rope, 10, sizeof(cl_mem), &d->q, sizeof(int), &e->q_dim,
+                              sizeof(int), &e->hp.n_heads, sizeof(cl_mem), &d->kt, sizeof(int),
+                              &e->kv_dim, sizeof(cl_mem), &d->rpos, sizeof(int), &e->hp.head_dim,
+                              sizeof(int), &e->hp.n_rot, sizeof(int), &layout, sizeof(cl_mem), &cs);
     return st ? st : qe_cl_run(e->cl, d->k_rope, 3, global, NULL, NULL);
 }
 
 /* K (which = 0) or V rows src [rows][kv_dim] into their slots of cache
- * dst: encoded into enc by the engine's store kernel when the format is not
- * f32, then copied row by row to slot[r] * n_ctx + pos[r]. */
-static qe_status store_rows(qe_decode *d, int which, cl_mem src, cl_mem enc, cl_mem dst, int rows)
+ * dst (row slot[r] * n_ctx + pos[r]): encoded there by the engine's store
+ * kernel when the format is not f32, else copied as raw bytes. */
+static qe_status store_rows(qe_decode *d, int which, cl_mem src, cl_mem dst, int rows)
 {
     qe_engine *e = d->e;
-    qe_status st = QE_OK;
-    if (enc)
-        st = qe_engine_run_kv_store(e, which, src, rows, enc, rows, rows, 0);
-    cl_mem from = enc ? enc : src;
+    if (e->k_store[which])
+        return qe_engine_run_kv_store_rows(e, which, src, rows, dst, d->rslot, d->rpos);
     cl_ulong rb = (cl_ulong)e->kv_row_bytes[which];
     int n_ctx = e->opt.n_ctx;
-    if (st == QE_OK)
-        st = qe_cl_args(d->k_copy, 6, sizeof(cl_mem), &from, sizeof(cl_ulong), &rb, sizeof(cl_mem),
-                        &d->rslot, sizeof(cl_mem), &d->rpos, sizeof(int), &n_ctx, sizeof(cl_mem), &dst);
+    qe_status st = qe_cl_args(d->k_copy, 6, sizeof(cl_mem), &src, sizeof(cl_ulong), &rb,
+                              sizeof(cl_mem), &d->rslot, sizeof(cl_mem), &d->rpos, sizeof(int),
+                              &n_ctx, sizeof(cl_mem), &dst);
     size_t global[2] = {(size_t)rb, (size_t)rows};
     return st ? st : qe_cl_run(e->cl, d->k_copy, 2, global, NULL, NULL);
 }
@@ -264,19 +262,18 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
     qe_engine *e = d->e;
     const qe_hparams *hp = &e->hp;
     const int dim = hp->dim, n_ctx = e->opt.n_ctx, li = (int)(l - e->layers);
+    const dev_weight *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gu[2] = {&l->w_gate, &l->w_up};
+    const cl_mem qkv_y[3] = {d->q, d->kt, d->vt}, gu_y[2] = {d->g, d->u};
+    const int qkv_ld[3] = {e->q_dim, e->kv_dim, e->kv_dim}, gu_ld[2] = {hp->n_ff, hp->n_ff};
     qe_status st;
     if ((st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->attn_norm, d->h, rows)) ||
-        (st = qe_engine_run_matmul(e, &l->wq, d->h, 0, dim, rows, d->q, e->q_dim, rows, rows, 0)) ||
-        (st = qe_engine_run_matmul(e, &l->wk, d->h, 0, dim, rows, d->kt, e->kv_dim, rows, rows, 0)) ||
-        (st = qe_engine_run_matmul(e, &l->wv, d->h, 0, dim, rows, d->vt, e->kv_dim, rows, rows, 0)) ||
+        (st = qe_engine_run_matmul_n(e, 3, qkv, d->h, dim, rows, qkv_y, qkv_ld)) ||
         (st = qe_engine_run_qk_prep(e, d->q, e->q_dim, hp->n_heads, 1, rows, rows, l->bq, l->q_norm)) ||
         (st = qe_engine_run_qk_prep(e, d->kt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bk, l->k_norm)) ||
         (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
-        (st = run_rope_rows(d, li, d->q, e->q_dim, hp->n_heads, rows)) ||
-        (st = run_rope_rows(d, li, d->kt, e->kv_dim, hp->n_kv_heads, rows)))
+        (st = run_rope_rows(d, li, rows)))
         return st;
-    if ((st = store_rows(d, 0, d->kt, d->kenc, l->kc, rows)) ||
-        (st = store_rows(d, 1, d->vt, d->venc, l->vc, rows)))
+    if ((st = store_rows(d, 0, d->kt, l->kc, rows)) || (st = store_rows(d, 1, d->vt, l->vc, rows)))
         return st;
     float scale = hp->attn_scale;
     int window = qe_model_layer_swa(hp, li) ? hp->swa_window : 0;
@@ -291,8 +288,7 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
         return st;
     if ((st = qe_engine_run_out_add(e, &l->wo, d->att, e->q_dim, rows, l->attn_post, d->x, d->h)) ||
         (st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->ffn_norm, d->h, rows)) ||
-        (st = qe_engine_run_matmul(e, &l->w_gate, d->h, 0, dim, rows, d->g, hp->n_ff, rows, rows, 0)) ||
-        (st = qe_engine_run_matmul(e, &l->w_up, d->h, 0, dim, rows, d->u, hp->n_ff, rows, rows, 0)))
+        (st = qe_engine_run_matmul_n(e, 2, gu, d->h, dim, rows, gu_y, gu_ld)))
         return st;
     if ((st = qe_engine_run_act(e, d->g, d->u, rows)))
         return st;

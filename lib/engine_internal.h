@@ -33,8 +33,8 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
 #define MMA_TILE 128    /* mma.cl mma_tile: rows and outputs per work-group */
 #define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
-#define MMA_SK_ROWS 64  /* mma.cl mma_skinny: rows per work-group */
-#define MMA_SK_OUT 8    /* mma.cl mma_skinny: outputs per work-group */
+#define MSK_VARIANTS 3  /* mma.cl mma_skinny builds (engine.c skinny_variants) */
+#define MSK_MULTI 3     /* mma.cl mma_skinny: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
@@ -80,7 +80,9 @@ struct qe_engine {
     /* kernels/mma.cl (opt.gemm == QE_GEMM_MMA): the prefill tile kernel and
        the few-rows kernel that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
-    cl_kernel k_mma_tile[WF_COUNT], k_mma_skinny[WF_COUNT];
+    cl_kernel k_mma_tile[WF_COUNT];
+    cl_program prog_msk[MSK_VARIANTS][WF_COUNT]; /* mma_skinny, one build per work-group shape */
+    cl_kernel k_msk[MSK_VARIANTS][WF_COUNT];
     int mm_skinny;       /* set by the decoder around its calls (engine_decode.c) */
 
     dev_weight tok_embd, output;
@@ -136,6 +138,14 @@ qe_status qe_engine_alloc_act(qe_engine *e, size_t rows, size_t width, size_t el
 qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
                                int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                                int accumulate);
+
+/* y[i] = x W_i^T for the n weights w[i] (same input width ne0), dense rows
+ * of x (row stride ldx) and y[i] (ldy[i]), not accumulating: one launch of
+ * mma_skinny in a decode call when the weights share a format and n <=
+ * MSK_MULTI (a layer's Q, K, V; gate and up), else one matmul each. The
+ * results are those of n qe_engine_run_matmul calls. */
+qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w, cl_mem x, int ldx,
+                                 int n_rows, const cl_mem *y, const int *ldy);
 
 /* RMSNorm of n_rows rows of dim floats: input row i is
  * (i / in_seq) * in_seq_stride + in_off + i % in_seq of x, output row i of y
@@ -218,5 +228,9 @@ void qe_engine_kv_close(qe_engine *e);
  * f32 (that cache is written by the matmul directly). */
 qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
                                  int y_seq, int y_seq_stride, int y_off);
+/* The same into cache row rslot[r] * n_ctx + rpos[r] of dst ([n_rows] int
+ * buffers: a decode call's ragged rows). */
+qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
+                                      cl_mem rslot, cl_mem rpos);
 
 #endif

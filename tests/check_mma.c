@@ -15,7 +15,9 @@
  *           - batch invariance: a sequence prefilled alone and inside a
  *             batch of 4 gives bit-identical results
  *           - decode (mma_skinny): a sequence decoded alone and sharing its
- *             calls with 3 others is bit-identical, and close to prefill
+ *             calls with up to 19 others is bit-identical (calls of 1 row
+ *             and of more than 16 use different builds of the kernel, see
+ *             lib/engine.c skinny_variants), and close to prefill
  */
 #include <check.h>
 #include <math.h>
@@ -37,6 +39,7 @@
 #define MEAN_TOL 5e-3
 #define N_TOK 48
 #define N_SEQ 4
+#define DEC_SLOTS 20 /* > 16 rows in a call: mma_skinny's second build */
 
 static int has_mma(void)
 {
@@ -232,35 +235,39 @@ START_TEST(test_batch_invariance)
 }
 END_TEST
 
-/* Decode N_TOK tokens of sequence 0 one per call, alone (1 slot) or with 3
- * other sequences in the same calls (4 slots, sequence 0 in slot 2); the
- * log-sum-exp after each token. */
+/* Decode N_TOK tokens of sequence 0 one per call, alone (1 slot) or with up
+ * to 19 other sequences in the same calls (20 slots, sequence 0 in slot 2;
+ * sequence s > 0 reads the tokens of sequence s % N_SEQ); the log-sum-exp
+ * after each token. */
 static void decode_lse(const qe_model *m, const int32_t *tok, int shared, float *lse)
 {
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = N_TOK;
-    o.n_seq = shared ? N_SEQ : 1;
+    o.n_seq = shared ? DEC_SLOTS : 1;
     o.gemm = QE_GEMM_MMA;
     qe_engine *e = NULL;
     qe_decode *d = NULL;
     OK(qe_engine_open(qe_test_cl(), m, &o, &e));
     OK(qe_decode_open(e, NULL, &d));
-    float l[N_SEQ];
+    float l[DEC_SLOTS];
+    int max_n = 0;
     for (int p = 0; p < N_TOK; p++) {
-        qe_decode_seq seqs[N_SEQ];
+        qe_decode_seq seqs[DEC_SLOTS];
         int n = 0;
-        for (int s = 0; s < (shared ? N_SEQ : 1); s++) {
+        for (int s = 0; s < (shared ? DEC_SLOTS : 1); s++) {
             /* the others start late and stop early: ragged batches */
-            if (s > 0 && (p < s * 3 || p > N_TOK - s * 5))
+            if (s > 0 && (p < (s % 4) * 3 || p > N_TOK - 1 - (s % 5) * 4))
                 continue;
-            /* sequence s in slot (s + 2) % 4: sequence 0 rides in slot 2 */
-            seqs[n++] = (qe_decode_seq){.slot = shared ? (s + 2) % N_SEQ : 0, .n_tok = 1,
-                                        .tokens = &tok[s * N_TOK + p]};
+            /* sequence s in slot (s + 2) % DEC_SLOTS: sequence 0 rides in slot 2 */
+            seqs[n++] = (qe_decode_seq){.slot = shared ? (s + 2) % DEC_SLOTS : 0, .n_tok = 1,
+                                        .tokens = &tok[(s % N_SEQ) * N_TOK + p]};
         }
+        max_n = n > max_n ? n : max_n;
         qe_decode_out out = {.lse = l};
         OK(qe_decode_run(d, n, seqs, &out));
         lse[p] = l[0];
     }
+    ck_assert_int_eq(max_n, shared ? DEC_SLOTS : 1);
     qe_decode_close(d);
     qe_engine_close(e);
 }
@@ -276,11 +283,18 @@ START_TEST(test_decode)
     tokens(tok, N_SEQ * N_TOK, qe_model_hparams(m)->n_vocab, 5);
     float alone[N_TOK], shared[N_TOK], tlp[N_TOK], pl[N_TOK];
     decode_lse(qm, tok, 0, alone);
-    decode_lse(qm, tok, 1, shared);
-    for (int p = 0; p < N_TOK; p++)
-        ck_assert_msg(memcmp(&alone[p], &shared[p], sizeof(float)) == 0,
-                      "step %d: lse %.9g alone, %.9g sharing calls", p, (double)alone[p],
-                      (double)shared[p]);
+    /* the toy model's weights are all narrow (N <= 4096): shared calls use
+       the QEVAL_MMA_SKN build; give it the other builds' shapes too */
+    static const char *const shapes[] = {"1,4,1", "1,8,1", "2,2,1"};
+    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+        setenv("QEVAL_MMA_SKN", shapes[i], 1);
+        decode_lse(qm, tok, 1, shared);
+        unsetenv("QEVAL_MMA_SKN");
+        for (int p = 0; p < N_TOK; p++)
+            ck_assert_msg(memcmp(&alone[p], &shared[p], sizeof(float)) == 0,
+                          "shape %s, step %d: lse %.9g alone, %.9g sharing calls", shapes[i], p,
+                          (double)alone[p], (double)shared[p]);
+    }
     prefill(qm, QE_GEMM_MMA, 1, tok, tlp, pl);
     diff d = {0};
     for (int p = 0; p < N_TOK; p++)

@@ -713,7 +713,8 @@ qe_status qe_cl_kernel_limits(qe_cl *cl, cl_kernel k, size_t *max_wg, size_t *wg
 }
 
 #define PROF_PENDING_MAX 4096
-static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev);
+static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev, cl_uint dims,
+                             const size_t *global);
 static qe_status prof_fold(qe_cl *cl);
 
 qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
@@ -752,15 +753,19 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
             own = *ev;
             clRetainEvent(own);
         }
-        return prof_record(cl, k, own);
+        return prof_record(cl, k, own, dims, global);
     }
     return QE_OK;
 }
 
 /* ---- per-kernel profile ---- */
 
-/* Keep a launch's event (owned from here on) under its kernel's name. */
-static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev)
+/* Keep a launch's event (owned from here on) under its kernel's name; with
+ * QEVAL_PROFILE_SHAPES set, under name[global sizes], so the launches of one
+ * kernel on matrices of different shapes are told apart (which matmul of a
+ * layer takes the time). */
+static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev, cl_uint dims,
+                             const size_t *global)
 {
     if (cl->prof_n == cl->prof_cap) {
         size_t cap = cl->prof_cap ? cl->prof_cap * 2 : 256;
@@ -775,6 +780,18 @@ static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev)
     struct qe_cl_prof_pending *p = &cl->prof_ev[cl->prof_n++];
     p->ev = ev;
     kernel_name(k, p->name, sizeof p->name);
+    const char *shapes = getenv("QEVAL_PROFILE_SHAPES");
+    if (shapes && *shapes && strcmp(shapes, "0")) {
+        size_t len = strlen(p->name);
+        for (cl_uint d = 0; d < dims && len + 1 < sizeof p->name; d++) {
+            int w = snprintf(p->name + len, sizeof p->name - len, "%c%zu", d ? ',' : '[', global[d]);
+            len = w < 0 ? len : len + (size_t)w >= sizeof p->name ? sizeof p->name - 1 : len + (size_t)w;
+        }
+        if (len + 1 < sizeof p->name) {
+            p->name[len] = ']';
+            p->name[len + 1] = '\0';
+        }
+    }
     return QE_OK;
 }
 

@@ -1,0 +1,22 @@
+#!/usr/bin/env bash
+# Where the device time goes, on the GPU machine (device tool, carry .debs):
+#   bash bench/gpu_profile.sh [ARCH] [WEIGHTS]   (defaults llama-3.2-1b q8_0)
+# qeval bench --profile for pp512 B8 and tg128 B1 / B64, with every kernel
+# launch named by its global size (QEVAL_PROFILE_SHAPES), so each matmul
+# shape of a layer shows as its own line. One repetition each: breakdowns,
+# not speeds (profiling events serialise the queue).
+set -u
+ARCH=${1:-llama-3.2-1b}
+WT=${2:-q8_0}
+OUT=${OUT:-/tmp/qeval-gpu}
+mkdir -p "$OUT"
+source bench/gpu_env.sh
+make -j16 BUILD=build-gpu BINDIR=build-gpu/bin build-gpu/bin/qeval >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+Q=build-gpu/bin/qeval
+M=/tmp/qeval-synth-$ARCH-f16.gguf
+[ -f "$M" ] || $Q synth --arch "$ARCH" --weights f16 -o "$M" || exit 1
+export QEVAL_PROFILE_SHAPES=1
+$Q bench -d nvidia -m "$M" -p 512 -n 0 -b 8 --weights "$WT" --kv f16 -r 1 --profile
+$Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 1 --profile
+# Wall-clock speed without profiling, for the launch-gap arithmetic
+$Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 2
