@@ -383,9 +383,10 @@ inline uint ms_pair(ms_raw r, int p) { return mma_pack(r.v[2 * p], r.v[2 * p + 1
 
 /* One work-group: rows m0 .. m0 + 16 MS_MT - 1 and the 8 MS_NB outputs
  * n0 .. of one of up to three weights sharing X and K (a layer's Q, K and V,
- * or gate and up, in one launch): the groups along dimension 0 are the
+ * or gate and up, in one launch): the groups along dimension 1 are the
  * weights' output blocks in order, w0's, then w1's, then w2's (N1 = N2 = 0
- * for one weight). */
+ * for one weight); dimension 0 holds the row groups, 32 MS_WARPS
+ * work-items each. */
 __kernel __attribute__((reqd_work_group_size(32 * MS_WARPS, 1, 1)))
 void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
                 const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
@@ -396,10 +397,12 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
     __local float red[MS_WARPS][MS_MT * 16][MS_NB * 8];
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int m0 = get_group_id(1) * (MS_MT * 16);
+    /* Row groups run along dimension 0, so the groups that read the same
+       weight rows are dispatched together and share them through L2. */
+    const int m0 = get_group_id(0) * (MS_MT * 16);
     /* which weight this group multiplies (uniform across the work-group) */
     const int bw = 8 * MS_NB, b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
-    int grp = get_group_id(0);
+    int grp = get_group_id(1);
     const __global uchar *w = w0;
     ulong w_row_bytes = rb0;
     int N = N0, ldy = ldy0;

@@ -144,14 +144,15 @@ static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
     }
 }
 
-/* mma_skinny's builds (kernels/mma.cl): one for calls of up to 16 rows, and
- * for more rows one for narrow weights (every N <= 4096: fewer outputs per
- * work-group keep the GPU busy) and one for wide ones (more outputs per
- * work-group share each load of X). The shapes only lay
- * the work out differently; an output's sums and their order are the same
- * in every build, so a decode row gets the same bits from either. Tuned on
- * the H200 with bench/gpu_profile.sh; the variable env = "MT,NB,U" replaces
- * a build's shape for such experiments. */
+/* mma_skinny's builds (kernels/mma.cl): one for calls of up to 16 rows (one
+ * 8-output block per work-group: many work-groups to stream the weights),
+ * one for more rows (8 blocks per work-group share each load of X). The
+ * shapes only lay the work out differently; an output's sums and their
+ * order are the same in every build, so a decode row gets the same bits from
+ * either. Tuned on the H200 with bench/gpu_profile.sh (tg128, synthetic
+ * Llama-3.2-1B q8_0, tok/s: B1 U 2/4/8/16 = 433/427/446/368; B64 MT,NB
+ * 1,8 / 2,4 / 4,2 / 1,4 / 1,2 = 12164/11047/8782/11995/9890); the variable
+ * env = "MT,NB,U" replaces a build's shape for such experiments. */
 typedef struct skinny_shape {
     int mt, nb, u; /* MS_MT 16-row tiles, MS_NB 8-output blocks, MS_U chunks in flight */
 } skinny_shape;
@@ -160,8 +161,7 @@ static const struct {
     const char *env;
 } skinny_variants[MSK_VARIANTS] = {
     {{1, 1, 8}, "QEVAL_MMA_SK1"}, /* up to 16 rows */
-    {{1, 8, 1}, "QEVAL_MMA_SK4"}, /* more rows, some N > 4096 */
-    {{1, 4, 1}, "QEVAL_MMA_SKN"}, /* more rows, every N <= 4096 */
+    {{1, 8, 1}, "QEVAL_MMA_SK4"}, /* more */
 };
 
 static skinny_shape skinny_shape_of(int v)
@@ -674,19 +674,18 @@ size_t qe_engine_round_up(size_t n, size_t m)
 }
 
 /* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
- * in one launch (kernels/mma.cl): the build for n_rows, groups along
- * dimension 0 the weights' output blocks in order. */
+ * in one launch (kernels/mma.cl): the build for n_rows; groups along
+ * dimension 0 the row groups, along dimension 1 the weights' output blocks
+ * in order. */
 static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
                             cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
                             int y_seq, int y_seq_stride, int accumulate)
 {
-    int v = n_rows <= 16 ? 0 : 2;
-    for (int i = 0; v == 2 && i < n; i++)
-        v = w[i]->ne1 > 4096 ? 1 : 2;
+    const int v = n_rows <= 16 ? 0 : 1;
     cl_kernel k = e->k_msk[v][w[0]->fmt];
     const skinny_shape sh = skinny_shape_of(v);
     const size_t outs = 8 * (size_t)sh.nb, rows_wg = 16 * (size_t)sh.mt;
-    size_t global[2] = {0, qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg};
+    size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, 0};
     size_t local[2] = {MMA_WI, 1};
     int K = w[0]->ne0;
     qe_status st = QE_OK;
@@ -707,8 +706,11 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         if (st == QE_OK)
             st = qe_cl_arg(k, (cl_uint)(9 + 5 * i), sizeof(int), in ? &ldy[i] : &zero);
         if (in)
-            global[0] += qe_engine_round_up((size_t)w[i]->ne1, outs) / outs * MMA_WI;
+            global[1] += qe_engine_round_up((size_t)w[i]->ne1, outs) / outs;
     }
+    if (st == QE_OK && global[1] > 65535) /* NVIDIA's grid y limit */
+        st = qe_fail(QE_EUNSUPPORTED, "engine: a decode matmul of %zu output blocks (65535 allowed)",
+                     global[1]);
     if (st == QE_OK)
         st = qe_cl_arg(k, 20, sizeof(int), &y_seq);
     if (st == QE_OK)

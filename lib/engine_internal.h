@@ -33,7 +33,7 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
 #define MMA_TILE 128    /* mma.cl mma_tile: rows and outputs per work-group */
 #define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
-#define MSK_VARIANTS 3  /* mma.cl mma_skinny builds (engine.c skinny_variants) */
+#define MSK_VARIANTS 2  /* mma.cl mma_skinny builds (engine.c skinny_variants) */
 #define MSK_MULTI 3     /* mma.cl mma_skinny: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */

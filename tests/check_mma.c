@@ -283,16 +283,18 @@ START_TEST(test_decode)
     tokens(tok, N_SEQ * N_TOK, qe_model_hparams(m)->n_vocab, 5);
     float alone[N_TOK], shared[N_TOK], tlp[N_TOK], pl[N_TOK];
     decode_lse(qm, tok, 0, alone);
-    /* the toy model's weights are all narrow (N <= 4096): shared calls use
-       the QEVAL_MMA_SKN build; give it the other builds' shapes too */
-    static const char *const shapes[] = {"1,4,1", "1,8,1", "2,2,1"};
+    /* calls of more than 16 rows use the QEVAL_MMA_SK4 build: its own shape,
+       then others (the single-row call keeps QEVAL_MMA_SK1's) */
+    static const char *const shapes[] = {NULL, "1,4,1", "2,2,2", "4,1,1"};
     for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        setenv("QEVAL_MMA_SKN", shapes[i], 1);
+        if (shapes[i])
+            setenv("QEVAL_MMA_SK4", shapes[i], 1);
         decode_lse(qm, tok, 1, shared);
-        unsetenv("QEVAL_MMA_SKN");
+        unsetenv("QEVAL_MMA_SK4");
         for (int p = 0; p < N_TOK; p++)
             ck_assert_msg(memcmp(&alone[p], &shared[p], sizeof(float)) == 0,
-                          "shape %s, step %d: lse %.9g alone, %.9g sharing calls", shapes[i], p,
+                          "shape %s, step %d: lse %.9g alone, %.9g sharing calls",
+                          shapes[i] ? shapes[i] : "default", p,
                           (double)alone[p], (double)shared[p]);
     }
     prefill(qm, QE_GEMM_MMA, 1, tok, tlp, pl);
