@@ -27,7 +27,8 @@ static const qe_runner_eval_fn run_evaluator = qe_jobeval_run;
 static void usage(FILE *f)
 {
     fprintf(f,
-            "usage: qeval run JOB.ini [--db PATH] [--shard I/N] [--dry-run] [--device CHOICE]\n\n"
+            "usage: qeval run JOB.ini [--db PATH] [--shard I/N] [--dry-run] [--device CHOICE]\n"
+            "                 [--profile] [-q]\n\n"
             "Evaluates every run of a job file (jobs/demo.ini shows the format; README.md\n"
             "\"Job files\" describes it) into a results database: perplexity per chunk,\n"
             "per-token log-probs and top-k, KL-divergence against the reference run,\n"
@@ -40,6 +41,9 @@ static void usage(FILE *f)
             "  --dry-run      hash and list the runs (key, stored chunks); write nothing\n"
             "  --device C     device choice (as in qeval devices; default QEVAL_DEVICE),\n"
             "                 or 'ref' for the plain-C double-precision reference\n"
+            "  --profile      also store each perplexity run's device time per kernel\n"
+            "                 (OpenCL profiling events) in the timings table, phase\n"
+            "                 'kernel:<name>', n_calls = launches\n"
             "  -q, --quiet    no progress line\n\n"
             "exit: 0 ok; 1 runtime failure (database, device, I/O); 2 usage; 3 invalid\n"
             "job file, model or dataset (the message names file and line or row).\n");
@@ -84,7 +88,7 @@ static void gen_note(void *ud, const qe_runner_gen_task *t, int generate)
 int qe_cmd_run(int argc, char **argv)
 {
     const char *job_path = NULL, *db = NULL, *device = NULL;
-    int dry = 0, quiet = 0, shard_i = 0, shard_n = 0;
+    int dry = 0, quiet = 0, profile = 0, shard_i = 0, shard_n = 0;
     for (int i = 1; i < argc; i++) {
         if (!strcmp(argv[i], "--help") || !strcmp(argv[i], "-h")) {
             usage(stdout);
@@ -93,6 +97,8 @@ int qe_cmd_run(int argc, char **argv)
             dry = 1;
         } else if (!strcmp(argv[i], "--quiet") || !strcmp(argv[i], "-q")) {
             quiet = 1;
+        } else if (!strcmp(argv[i], "--profile")) {
+            profile = 1;
         } else if (!strcmp(argv[i], "--db") || !strcmp(argv[i], "--shard") ||
                    !strcmp(argv[i], "--device")) {
             if (i + 1 >= argc)
@@ -156,7 +162,7 @@ int qe_cmd_run(int argc, char **argv)
             return qe_cli_report("run", r);
         }
     }
-    qe_jobeval_opts eo = {device, !quiet, NULL};
+    qe_jobeval_opts eo = {device, !quiet, NULL, profile};
     qe_runner_opts o = {run_evaluator, &eo, note, dry, db, dev_name, driver,
                         shard_i, shard_n, 0, qe_jobeval_generate, gen_note, 0, gemm};
     printf("job %s: %zu runs, %zu generation runs, %zu models, %zu datasets -> %s\n", job->name,

@@ -158,7 +158,7 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
         eo.top_k = k;
         eo.kv_k = o->kv_k;
         eo.kv_v = o->kv_v;
-        if ((st = qe_cl_open(o->device, 0, &cl)) || (st = qe_engine_open(cl, m, &eo, &eng)))
+        if ((st = qe_cl_open(o->device, o->profile ? QE_CL_PROFILE : 0, &cl)) || (st = qe_engine_open(cl, m, &eo, &eng)))
             goto done;
         snprintf(tm.device, sizeof tm.device, "%s", qe_cl_device(cl)->name);
     }
@@ -248,8 +248,12 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
         *out = qe_ppl_result_of(&acc);
 
 done:
+    if (st == QE_OK && o->profile && cl)
+        st = qe_cl_profile_take(cl, &tm.kernels, &tm.n_kernels);
     if (times)
         *times = tm;
+    else
+        free(tm.kernels);
     free(in);
     free(tg);
     free(lse);

@@ -20,6 +20,7 @@
 
 #include <stdint.h>
 
+#include "cl.h"
 #include "kv_format.h"
 #include "metrics.h"
 #include "model.h"
@@ -46,6 +47,8 @@ typedef struct qe_eval_opts {
                            reference comparisons use; qeval perplexity's own
                            default is f16, llama.cpp's). Device "ref" honours
                            them through qe_ref_new_kv (f32: the double cache). */
+    int profile;        /* per-kernel device times (OpenCL profiling events) into
+                           qe_eval_times.kernels; ignored by device "ref" */
 } qe_eval_opts;
 
 qe_eval_opts qe_eval_opts_default(void);
@@ -84,6 +87,11 @@ typedef struct qe_eval_times {
     int64_t n_chunks;
     int64_t n_tokens;  /* tokens run through the model (n_chunks * n_ctx) */
     char device[256];  /* device name used ("C reference (double)" for ref) */
+    /* with opts.profile: device time per kernel over the whole evaluation
+       (lib/cl.h qe_cl_profile_take), malloc'ed: the caller frees kernels;
+       NULL / 0 otherwise */
+    qe_cl_kernel_time *kernels;
+    size_t n_kernels;
 } qe_eval_times;
 
 /* Evaluate perplexity of m over tokens[0..n_tokens) (already tokenized, BOS

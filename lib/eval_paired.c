@@ -195,7 +195,7 @@ qe_status qe_eval_paired(const qe_eval_variant *base, const qe_eval_variant *var
             ko[i - 1] = (qe_engine_kld_out){s->kld, s->dp, s->same};
     }
 
-    if ((st = qe_cl_open(o->device, 0, &cl)))
+    if ((st = qe_cl_open(o->device, o->profile ? QE_CL_PROFILE : 0, &cl)))
         goto done;
     snprintf(tm.device, sizeof tm.device, "%s", qe_cl_device(cl)->name);
     for (int i = 0; i < n_eng; i++) {
@@ -298,8 +298,12 @@ qe_status qe_eval_paired(const qe_eval_variant *base, const qe_eval_variant *var
     }
 
 done:
+    if (st == QE_OK && o->profile && cl)
+        st = qe_cl_profile_take(cl, &tm.kernels, &tm.n_kernels);
     if (times)
         *times = tm;
+    else
+        free(tm.kernels);
     for (int i = 0; i < n_eng; i++) {
         qe_engine_close(eng[i]);
         side_free(&sd[i]);

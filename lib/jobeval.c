@@ -152,13 +152,14 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
     eo.top_k = t->job->top_k;
     eo.device = jo ? jo->device : NULL;
     eo.progress = jo ? jo->progress : 0;
+    eo.profile = jo ? jo->profile : 0;
     eo.skip = stored;
     eo.skip_ud = (void *)t;
     eo.logits_every = t->job->store_logits;
     eo.kv_k = kv_k;
     eo.kv_v = kv_v;
     struct chunk_ctx cc = {t, sink, 0};
-    qe_eval_times tm;
+    qe_eval_times tm = {0};
     /* A variant runs beside its reference (qe_eval_paired) so KL-divergence
      * is computed on the device against the reference's logits; the
      * reference's own rows come from its own run. Full-logit storage and the
@@ -191,7 +192,11 @@ qe_status qe_jobeval_run(void *ud, const qe_runner_task *t, qe_runner_sink *sink
         (st = qe_runner_timing(sink, "prefill", tm.prefill, (uint64_t)tm.n_tokens)) ||
         (st = qe_runner_timing(sink, "metrics", tm.metrics, 0)))
         goto done;
+    for (size_t i = 0; i < tm.n_kernels && st == QE_OK; i++)
+        st = qe_runner_kernel_timing(sink, tm.kernels[i].name, (double)tm.kernels[i].ns * 1e-9,
+                                     tm.kernels[i].calls);
 done:
+    free(tm.kernels);
     free(ids);
     qe_quant_model_free(qm);
     qe_quant_model_free(qm_ref);

@@ -26,6 +26,8 @@ typedef struct qe_jobeval_opts {
     int progress;       /* progress line on stderr */
     struct qe_cl *cl;   /* generation: an open device to use (NULL: open `device`;
                            "ref" has no generation and uses the default device) */
+    int profile;        /* perplexity runs: per-kernel device times into the timings
+                           table (phase "kernel:<name>", n_calls launches) */
 } qe_jobeval_opts;
 
 /* A qe_runner_eval_fn: ud is a const qe_jobeval_opts *. */

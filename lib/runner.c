@@ -40,8 +40,9 @@ struct msg {
     char dataset_key[QE_STORE_KEY_HEX], tokenizer_key[QE_STORE_KEY_HEX], tokens_key[QE_STORE_KEY_HEX];
     int64_t n_tokens, n_chunks;
     uint64_t bytes;
-    char phase[32];
+    char phase[80];        /* timings: a phase, or "kernel:" and a kernel name */
     double seconds;
+    uint64_t n_calls;
     char status[16];
     qe_kld_summary kld;
     qe_store_chunk chunk;  /* arrays point into `data` */
@@ -75,7 +76,7 @@ static qe_status writer_run(void *ctx, void *job)
     case M_WEIGHTS: return qe_store_run_weight_bytes(w->st, m->run_key, m->bytes);
     case M_TIMING:
         return qe_store_add_timing(w->st, m->run_key, w->session, m->phase, m->seconds,
-                                   (uint64_t)m->n_tokens, 1);
+                                   (uint64_t)m->n_tokens, m->n_calls);
     case M_KLD: return qe_store_put_kld(w->st, m->run_key, m->ref_key, w->session, &m->kld);
     case M_RUN_END: return qe_store_run_end(w->st, m->run_key, m->status);
     case M_GEN_PROMPT: return qe_store_gen_put_prompt(w->st, m->run_key, w->session, &m->gp, NULL);
@@ -229,6 +230,19 @@ qe_status qe_runner_timing(qe_runner_sink *s, const char *phase, double seconds,
         snprintf(m->phase, sizeof m->phase, "%s", phase ? phase : "");
         m->seconds = seconds;
         m->n_tokens = (int64_t)n_tokens;
+        m->n_calls = 1;
+    }
+    return send(s, m);
+}
+
+qe_status qe_runner_kernel_timing(qe_runner_sink *s, const char *kernel, double seconds,
+                                  uint64_t n_calls)
+{
+    struct msg *m = new_msg(s, M_TIMING);
+    if (m) {
+        snprintf(m->phase, sizeof m->phase, "kernel:%s", kernel ? kernel : "");
+        m->seconds = seconds;
+        m->n_calls = n_calls;
     }
     return send(s, m);
 }

@@ -52,7 +52,8 @@
  *      qe_runner_chunk(s, &c) from the callback so a writer failure stops
  *      the loop;
  *   5. qe_runner_weight_bytes (converted weights), qe_runner_timing per
- *      phase, and for a variant (t->ref_run_key != NULL) qe_runner_kld.
+ *      phase (and qe_runner_kernel_timing per kernel when profiling), and
+ *      for a variant (t->ref_run_key != NULL) qe_runner_kld.
  */
 #ifndef QE_RUNNER_H
 #define QE_RUNNER_H
@@ -171,6 +172,10 @@ qe_status qe_runner_weight_bytes(qe_runner_sink *s, uint64_t bytes);
 /* Seconds spent in a phase ("load", "tokenize", "prefill", ...). */
 qe_status qe_runner_timing(qe_runner_sink *s, const char *phase, double seconds,
                            uint64_t n_tokens);
+/* Device seconds of one kernel over the run and its launches (OpenCL
+ * profiling events): a timings row with phase "kernel:<name>". */
+qe_status qe_runner_kernel_timing(qe_runner_sink *s, const char *kernel, double seconds,
+                                  uint64_t n_calls);
 /* The KLD summary of this run against task->ref_run_key. */
 qe_status qe_runner_kld(qe_runner_sink *s, const qe_kld_summary *k);
 

@@ -51,7 +51,7 @@ static qe_job *make_job(const char *prompts_path, const char *sweep, int slots, 
 static qe_status run_job(const qe_job *j, const char *db, int64_t max_prompts, int shard_i,
                          int shard_n, qe_runner_stats *s)
 {
-    qe_jobeval_opts eo = {NULL, 0, qe_test_cl()};
+    qe_jobeval_opts eo = {NULL, 0, qe_test_cl(), 0};
     qe_runner_opts o = {qe_jobeval_run, &eo, NULL, 0, db, "test-device", "test-driver",
                         shard_i, shard_n, 0, qe_jobeval_generate, NULL, max_prompts, "f32"};
     return qe_runner_run(j, &o, s);

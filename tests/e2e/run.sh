@@ -53,6 +53,20 @@ if "$QEVAL" devices 2>/dev/null | grep -q NVIDIA; then :; else
 fi
 expect_match "compare shows both weight formats" "$OUT" "f16"
 
+# --profile: device time per kernel into the timings table. stories260K has 5
+# layers, 12 chunks go in 4 batches of 3: the reference run launches
+# `attention` 4 x 5 = 20 times, the variant, run beside its reference, 40.
+job 2 "$R/prof.db"
+expect_exit "qeval run --profile" 0 "$QEVAL" run -q --profile "$R/job-2.ini"
+p=$("$QEVAL" sql --db "$R/prof.db" --csv "SELECT r.weights, t.n_calls FROM timings t JOIN runs r
+    USING (run_key) WHERE t.phase = 'kernel:attention' ORDER BY 1" | tail -n +2 | tr '\n' ' ')
+expect_match "attention launches per run (reference 20, paired variant 40)" "$p" '^"?f16"?,40 "?f32"?,20 $'
+p=$("$QEVAL" sql --db "$R/prof.db" --csv "SELECT count(DISTINCT run_key), min(seconds > 0), min(n_calls > 0)
+    FROM timings WHERE phase LIKE 'kernel:%'" | tail -1)
+expect_match "both runs have kernel rows with device time" "$p" '^2,1,1$'
+p=$("$QEVAL" sql --db "$R/full.db" --csv "SELECT count(*) FROM timings WHERE phase LIKE 'kernel:%'" | tail -1)
+expect_match "no kernel rows without --profile" "$p" '^0$'
+
 # SIGKILL at random points, then resume until done.
 job 2 "$R/killed.db"
 kills=0
