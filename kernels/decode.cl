@@ -195,3 +195,181 @@ void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
     }
 #endif
 }
+
+/* attn_rows_g: attn_rows for all G = n_heads / n_kv query heads that share
+ * KV head g, in one work-group, so each K and V element is read once for
+ * the group instead of once per head (grouped-query attention). Every
+ * head's arithmetic is attn_rows' own - the same dot products in d order,
+ * the same trees, the same online softmax and accumulation order - so the
+ * two kernels give the same bits and the decoder may pick either per call
+ * (lib/engine_decode.c: this one for calls of many rows).
+ * Work-group: QE_AW work-items for one (row, KV head): global (n_rows *
+ *   QE_AW, n_kv), local (QE_AW, 1). Needs -DQE_G = n_heads / n_kv (the
+ *   per-head arrays then live in registers); QE_G = 0 builds nothing (the
+ *   decoder then uses attn_rows alone). Limits those of attn_rows.
+ */
+#ifndef QE_G
+#error "build with -DQE_G=<query heads per KV head>"
+#endif
+#if QE_G > 0
+
+__kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
+void attn_rows_g(const __global float *q, const __global uchar *kc, const __global uchar *vc,
+                 ulong k_row_bytes, ulong v_row_bytes, const __global int *slot,
+                 const __global int *pos, int n_ctx, int n_heads, int n_kv, float scale,
+                 int window, __global float *out)
+{
+    __local float qs[QE_G][QE_HD];
+    __local float red[QE_G][QE_AW];
+    __local float ps[QE_G][QE_AW];
+    const int t = get_local_id(0), r = get_group_id(0), g = get_group_id(1);
+    const int G = QE_G;
+    const int qd = n_heads * QE_HD;
+    const int p = pos[r];
+    const ulong base = (ulong)slot[r] * n_ctx;
+#if KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
+    float sg[QE_HD];
+    tq_signs(sg);
+#endif
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++) {
+        const __global float *qr = q + (size_t)r * qd + (g * G + hh) * QE_HD;
+#if KV_IS_TQ(QE_KVK)
+        if (t == 0) {
+            float tv[QE_HD];
+            for (int d = 0; d < QE_HD; d++)
+                tv[d] = sg[d] * qr[d];
+            tq_fwht(tv);
+            for (int d = 0; d < QE_HD; d++)
+                qs[hh][d] = tv[d] / QE_SQRT_HD;
+        }
+#else
+        for (int d = t; d < QE_HD; d += QE_AW)
+            qs[hh][d] = qr[d];
+#endif
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    float m[QE_G], l[QE_G], acc[QE_G][AT_ND];
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++) {
+        m[hh] = -INFINITY;
+        l[hh] = 0.0f;
+        for (int i = 0; i < AT_ND; i++)
+            acc[hh][i] = 0.0f;
+    }
+    const int lo = window > 0 ? max(0, p - window + 1) : 0;
+    for (int j0 = lo - lo % QE_AW; j0 <= p; j0 += QE_AW) {
+        const int j = j0 + t;
+        const int live = j >= lo && j <= p;
+        float s[QE_G];
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+            s[hh] = -INFINITY;
+        if (live) {
+            const __global uchar *krow = kc + (base + j) * k_row_bytes;
+            float dot[QE_G];
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                dot[hh] = 0.0f;
+#pragma unroll 8
+            for (int d = 0; d < QE_HD; d++) {
+                const float kv = kv_load(krow, QE_KVK, g * QE_HD + d);
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                    dot[hh] += qs[hh][d] * kv;
+            }
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                s[hh] = dot[hh] * scale;
+        }
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+            red[hh][t] = s[hh];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int off = QE_AW / 2; off > 0; off >>= 1) {
+            if (t < off)
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                    red[hh][t] = fmax(red[hh][t], red[hh][t + off]);
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        float mn[QE_G];
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+            mn[hh] = fmax(m[hh], red[hh][0]);
+        barrier(CLK_LOCAL_MEM_FENCE);
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++) {
+            const float pj = live ? exp(s[hh] - mn[hh]) : 0.0f;
+            ps[hh][t] = pj;
+            red[hh][t] = pj;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int off = QE_AW / 2; off > 0; off >>= 1) {
+            if (t < off)
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                    red[hh][t] += red[hh][t + off];
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        float corr[QE_G];
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++) {
+            corr[hh] = exp(m[hh] - mn[hh]);
+            l[hh] = l[hh] * corr[hh] + red[hh][0];
+        }
+        const int nj = min(QE_AW, p - j0 + 1);
+        for (int i = 0; i < AT_ND; i++) {
+            const int d = t + i * QE_AW;
+            if (d >= QE_HD)
+                break;
+            float a[QE_G];
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                a[hh] = acc[hh][i] * corr[hh];
+#pragma unroll 4
+            for (int jj = max(0, lo - j0); jj < nj; jj++) {
+                const float v = kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                    a[hh] += ps[hh][jj] * v;
+            }
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+                acc[hh][i] = a[hh];
+        }
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++)
+            m[hh] = mn[hh];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#pragma unroll
+    for (int hh = 0; hh < QE_G; hh++) {
+        const float inv = 1.0f / l[hh];
+        __global float *o = out + (size_t)r * qd + (g * G + hh) * QE_HD;
+#if KV_IS_TQ(QE_KVV)
+        for (int i = 0; i < AT_ND; i++) {
+            const int d = t + i * QE_AW;
+            if (d < QE_HD)
+                qs[hh][d] = acc[hh][i] * inv;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (t == 0) {
+            float tv[QE_HD];
+            for (int d = 0; d < QE_HD; d++)
+                tv[d] = qs[hh][d];
+            tq_fwht(tv);
+            for (int d = 0; d < QE_HD; d++)
+                o[d] = sg[d] * (tv[d] / QE_SQRT_HD);
+        }
+#else
+        for (int i = 0; i < AT_ND; i++) {
+            const int d = t + i * QE_AW;
+            if (d < QE_HD)
+                o[d] = acc[hh][i] * inv;
+        }
+#endif
+    }
+}
+#endif /* QE_G > 0 */

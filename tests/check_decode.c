@@ -1,8 +1,9 @@
 /* check_decode.c - the ragged-batch decoder (lib/decode.h) on a real device
  * (PoCL here): greedy continuations and statistics against the
  * double-precision reference (lib/ref.c), bit-identical results alone vs in
- * a continuously refilled batch of 16 slots with chunked prompts, and the
- * call contract's error paths.
+ * a continuously refilled batch of 16 slots with chunked prompts, the same
+ * bits from both attention kernels (one row per call vs calls of 20 rows)
+ * in every cache format, and the call contract's error paths.
  *
  * Reference statistics (log-sum-exp, arg-max, top-k) are computed in double
  * from qe_ref_step's logits, independently of the kernels (testutil.h). Caches
@@ -270,6 +271,64 @@ START_TEST(test_batch_invariance)
 }
 END_TEST
 
+/* One token per call for sequence 0 of tok ([NS][AK_NT]), alone (one slot)
+ * or beside NS - 1 others (every call NS > 16 rows: the decoder's grouped
+ * attention kernel, attn_rows_g, where a single row uses attn_rows); the
+ * log-sum-exp after each token. */
+enum { AK_NT = 12, AK_NS = 20 };
+static void attn_kernels_lse(const qe_model *m, qe_kv_format kk, qe_kv_format kv, const int32_t *tok,
+                             int shared, float *lse)
+{
+    qe_engine_opts eo = qe_engine_opts_default();
+    eo.n_ctx = AK_NT;
+    eo.n_seq = shared ? AK_NS : 1;
+    eo.top_k = 2;
+    eo.kv_k = kk;
+    eo.kv_v = kv;
+    qe_engine *e = NULL;
+    OK(qe_engine_open(qe_test_cl(), m, &eo, &e));
+    OK(qe_engine_poison(e));
+    qe_decode *d = open_decode(e, 0);
+    for (int p = 0; p < AK_NT; p++) {
+        qe_decode_seq seqs[AK_NS];
+        const int n = shared ? AK_NS : 1;
+        for (int i = 0; i < n; i++) /* sequence 0 rides in slot 7 of the shared engine */
+            seqs[i] = (qe_decode_seq){.slot = shared ? (i + 7) % AK_NS : 0, .n_tok = 1,
+                                      .tokens = &tok[i * AK_NT + p]};
+        float l[AK_NS];
+        qe_decode_out out = {.lse = l};
+        OK(qe_decode_run(d, n, seqs, &out));
+        lse[p] = l[0];
+    }
+    qe_decode_close(d);
+    qe_engine_close(e);
+}
+
+/* The two attention kernels give the same bits in every cache format. */
+START_TEST(test_attn_kernels)
+{
+    qe_test_rng_seed(31);
+    qe_model *m = qe_test_model("models/stories260K.gguf");
+    int32_t tok[AK_NS * AK_NT];
+    for (int i = 0; i < AK_NS * AK_NT; i++)
+        tok[i] = (int32_t)(qe_test_rnd_u32() % 512);
+    const qe_kv_format fmts[][2] = {{QE_KV_F32, QE_KV_F32}, {QE_KV_F16, QE_KV_Q8_0},
+                                    {QE_KV_Q4_0, QE_KV_TQ3}, {QE_KV_TQ4, QE_KV_TQ4},
+                                    {QE_KV_TQ2, QE_KV_F16}};
+    for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+        float alone[AK_NT], shared[AK_NT];
+        attn_kernels_lse(m, fmts[f][0], fmts[f][1], tok, 0, alone);
+        attn_kernels_lse(m, fmts[f][0], fmts[f][1], tok, 1, shared);
+        for (int p = 0; p < AK_NT; p++)
+            ck_assert_msg(memcmp(&alone[p], &shared[p], sizeof(float)) == 0,
+                          "K %s / V %s, step %d: lse %.9g alone, %.9g in calls of %d rows",
+                          qe_kv_format_name(fmts[f][0]), qe_kv_format_name(fmts[f][1]), p,
+                          (double)alone[p], (double)shared[p], AK_NS);
+    }
+    qe_model_close(m);
+}
+END_TEST
+
 /* ---- cache and weight formats ---- */
 
 /* |target log-prob| and |log-sum-exp| differences of decoding two random
@@ -458,6 +517,7 @@ Suite *decode_suite(void)
     tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_stories260k);
     tcase_add_test(tc, test_tinystories656k);
+    tcase_add_test(tc, test_attn_kernels);
     tcase_add_test(tc, test_batch_invariance);
     tcase_add_test(tc, test_kv_formats);
     tcase_add_test(tc, test_quant_weights);

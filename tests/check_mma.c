@@ -312,6 +312,9 @@ Suite *mma_suite(void)
     Suite *s = suite_create("mma");
     TCase *lim = tcase_create("limits");
     tcase_add_unchecked_fixture(lim, qe_test_cl_setup, qe_test_cl_teardown);
+    /* on a GPU with a cold program cache, opening an MMA engine compiles
+       kernels/mma.cl several times: longer than Check's default 4 s */
+    tcase_set_timeout(lim, 300);
     tcase_add_test(lim, test_limits);
     suite_add_tcase(s, lim);
     TCase *tc = tcase_create("mma");
