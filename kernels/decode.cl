@@ -1,7 +1,9 @@
 /* decode.cl - the kernels a ragged batch needs beyond the prefill's: rows
  * that each carry their own KV-cache slot and position (needs kvfmt.cl
  * before it, with its -DQE_HD / -DQE_SQRT_HD, and -DQE_AW, a power of two,
- * the attention work-group width; -DQE_KVK / -DQE_KVV, the cache formats).
+ * the attention work-group width; -DQE_KVK / -DQE_KVV, the cache formats;
+ * -DQE_G, query heads per attn_rows work-group; -DQE_ATTN_ONLY builds
+ * attn_rows alone).
  *
  * A ragged batch is a list of rows r = 0 .. n_rows-1, row r being the token
  * at position pos[r] of the sequence held in slot slot[r] (lib/decode.h).
@@ -10,9 +12,11 @@
  * data alone, with fixed reduction orders, so a row's results do not depend
  * on which other rows share the batch.
  */
-#if !defined(QE_HD) || !defined(QE_AW) || !defined(QE_KVK) || !defined(QE_KVV)
-#error "build with -DQE_HD, -DQE_AW, -DQE_KVK and -DQE_KVV"
+#if !defined(QE_HD) || !defined(QE_AW) || !defined(QE_KVK) || !defined(QE_KVV) || !defined(QE_G)
+#error "build with -DQE_HD, -DQE_AW, -DQE_KVK, -DQE_KVV and -DQE_G"
 #endif
+
+#ifndef QE_ATTN_ONLY /* the decoder's second build holds attn_rows alone */
 
 /* gather_rows: y[r][i] = x[idx[r]][i] (a plain copy: no arithmetic).
  *   global (dim, n_rows), any local size. */
@@ -60,8 +64,11 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
         dst[((ulong)slot[r] * n_ctx + pos[r]) * row_bytes + b] = src[r * row_bytes + b];
 }
 
-/* attn_rows: causal grouped-query attention of row r, head h, against its
- * own slot's cache:
+#endif /* QE_ATTN_ONLY */
+
+/* attn_rows: causal grouped-query attention of row r, query heads h0 ..
+ * h0 + QE_G - 1 (QE_G = 1, or all heads of one KV head), against its own
+ * slot's cache:
  *     out[r][h] = sum_{j<=p} softmax_j(scale * q[r][h] . k[s,j][g]) v[s,j][g]
  *   over keys j > p - window as well when window > 0 (sliding-window layers:
  *   tiles start at the QE_AW-aligned tile holding the window's first key).
@@ -70,160 +77,35 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
  *   TurboQuant caches are used in the rotated domain as attention.cl does:
  *   q rotated once (H D q / sqrt(QE_HD)) for a tq K cache, the output
  *   rotated back (D H y / sqrt(QE_HD)) for a tq V cache.
- * Work-group: QE_AW work-items for one (row, head): global (n_rows * QE_AW,
- *   n_heads), local (QE_AW, 1). Keys go QE_AW at a time, one per work-item
- *   (its dot product over d in order); the tile's max and sum of exp are
- *   fixed trees in local memory, an online softmax carries (max, sum) across
+ * Work-group: QE_AW work-items for one row and QE_G heads: global (n_rows *
+ *   QE_AW, n_heads / QE_G), local (QE_AW, 1). Keys go QE_AW at a time, one
+ *   per work-item (its dot products over d in order, one per head, sharing
+ *   each K element it reads); each head's tile max and sum of exp are fixed
+ *   trees in local memory, an online softmax carries (max, sum) across
  *   tiles, and work-item t accumulates output dimensions t, t + QE_AW, ...
- *   over the tile's keys in order. Tiles start at key 0 and nothing depends
- *   on other rows: the result is a function of (q row, slot contents, p).
- *   Keys after p are never read.
- * Limits: QE_HD <= 256; any p < n_ctx.
+ *   over the tile's keys in order, each V element read once for the QE_G
+ *   heads. A head's arithmetic does not depend on QE_G: the decoder builds
+ *   QE_G = 1 (many work-groups, for calls of few rows) and QE_G = the group
+ *   size (each K/V element read once per group, for calls of many rows),
+ *   with the same bits. Tiles start at key 0 and nothing depends on other
+ *   rows: the result is a function of (q row, slot contents, p). Keys after
+ *   p are never read.
+ * Limits: QE_HD <= 256; any p < n_ctx; QE_G divides n_heads / n_kv.
  */
 #define AT_ND ((QE_HD + QE_AW - 1) / QE_AW) /* output dims per work-item */
 
 __kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
-void attn_rows(const __global float *q,     /* [n_rows][n_heads*QE_HD] */
-               const __global uchar *kc,    /* [n_slots*n_ctx] rows of k_row_bytes */
-               const __global uchar *vc,    /* [n_slots*n_ctx] rows of v_row_bytes */
-               ulong k_row_bytes, ulong v_row_bytes,
-               const __global int *slot, const __global int *pos, /* [n_rows] */
-               int n_ctx, int n_heads, int n_kv, float scale,
-               int window,                  /* 0: none; else keys j > p - window only */
-               __global float *out)         /* [n_rows][n_heads*QE_HD] */
-{
-    __local float qs[QE_HD];
-    __local float red[QE_AW];
-    __local float ps[QE_AW];
-    const int t = get_local_id(0), r = get_group_id(0), h = get_group_id(1);
-    const int g = h / (n_heads / n_kv);
-    const int qd = n_heads * QE_HD;
-    const int p = pos[r];
-    const ulong base = (ulong)slot[r] * n_ctx;
-    const __global float *qr = q + (size_t)r * qd + h * QE_HD;
-#if KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
-    float sg[QE_HD];
-    tq_signs(sg);
-#endif
-#if KV_IS_TQ(QE_KVK)
-    if (t == 0) {
-        float tv[QE_HD];
-        for (int d = 0; d < QE_HD; d++)
-            tv[d] = sg[d] * qr[d];
-        tq_fwht(tv);
-        for (int d = 0; d < QE_HD; d++)
-            qs[d] = tv[d] / QE_SQRT_HD;
-    }
-#else
-    for (int d = t; d < QE_HD; d += QE_AW)
-        qs[d] = qr[d];
-#endif
-    barrier(CLK_LOCAL_MEM_FENCE);
-
-    float m = -INFINITY, l = 0.0f;
-    float acc[AT_ND];
-    for (int i = 0; i < AT_ND; i++)
-        acc[i] = 0.0f;
-    const int lo = window > 0 ? max(0, p - window + 1) : 0; /* first key seen */
-    for (int j0 = lo - lo % QE_AW; j0 <= p; j0 += QE_AW) {
-        const int j = j0 + t;
-        float s = -INFINITY;
-        if (j >= lo && j <= p) {
-            const __global uchar *krow = kc + (base + j) * k_row_bytes;
-            float dot = 0.0f;
-#pragma unroll 8 /* independent loads in flight; the sum keeps its order */
-            for (int d = 0; d < QE_HD; d++)
-                dot += qs[d] * kv_load(krow, QE_KVK, g * QE_HD + d);
-            s = dot * scale;
-        }
-        red[t] = s;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int off = QE_AW / 2; off > 0; off >>= 1) {
-            if (t < off)
-                red[t] = fmax(red[t], red[t + off]);
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-        const float mn = fmax(m, red[0]); /* finite: every tile holds a key in lo .. p */
-        barrier(CLK_LOCAL_MEM_FENCE);
-        const float pj = j >= lo && j <= p ? exp(s - mn) : 0.0f;
-        ps[t] = pj;
-        red[t] = pj;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int off = QE_AW / 2; off > 0; off >>= 1) {
-            if (t < off)
-                red[t] += red[t + off];
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
-        const float corr = exp(m - mn); /* 0 on the first tile (m = -inf) */
-        l = l * corr + red[0];
-        const int nj = min(QE_AW, p - j0 + 1);
-        for (int i = 0; i < AT_ND; i++) {
-            const int d = t + i * QE_AW;
-            if (d >= QE_HD)
-                break;
-            float a = acc[i] * corr;
-#pragma unroll 4
-            for (int jj = max(0, lo - j0); jj < nj; jj++)
-                a += ps[jj] * kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
-            acc[i] = a;
-        }
-        m = mn;
-        barrier(CLK_LOCAL_MEM_FENCE); /* red and ps are rewritten by the next tile */
-    }
-    const float inv = 1.0f / l;
-    __global float *o = out + (size_t)r * qd + h * QE_HD;
-#if KV_IS_TQ(QE_KVV)
-    for (int i = 0; i < AT_ND; i++) {
-        const int d = t + i * QE_AW;
-        if (d < QE_HD)
-            qs[d] = acc[i] * inv; /* qs is free again: gather the rotated output */
-    }
-    barrier(CLK_LOCAL_MEM_FENCE);
-    if (t == 0) {
-        float tv[QE_HD];
-        for (int d = 0; d < QE_HD; d++)
-            tv[d] = qs[d];
-        tq_fwht(tv);
-        for (int d = 0; d < QE_HD; d++)
-            o[d] = sg[d] * (tv[d] / QE_SQRT_HD);
-    }
-#else
-    for (int i = 0; i < AT_ND; i++) {
-        const int d = t + i * QE_AW;
-        if (d < QE_HD)
-            o[d] = acc[i] * inv;
-    }
-#endif
-}
-
-/* attn_rows_g: attn_rows for all G = n_heads / n_kv query heads that share
- * KV head g, in one work-group, so each K and V element is read once for
- * the group instead of once per head (grouped-query attention). Every
- * head's arithmetic is attn_rows' own - the same dot products in d order,
- * the same trees, the same online softmax and accumulation order - so the
- * two kernels give the same bits and the decoder may pick either per call
- * (lib/engine_decode.c: this one for calls of many rows).
- * Work-group: QE_AW work-items for one (row, KV head): global (n_rows *
- *   QE_AW, n_kv), local (QE_AW, 1). Needs -DQE_G = n_heads / n_kv (the
- *   per-head arrays then live in registers); QE_G = 0 builds nothing (the
- *   decoder then uses attn_rows alone). Limits those of attn_rows.
- */
-#ifndef QE_G
-#error "build with -DQE_G=<query heads per KV head>"
-#endif
-#if QE_G > 0
-
-__kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
-void attn_rows_g(const __global float *q, const __global uchar *kc, const __global uchar *vc,
-                 ulong k_row_bytes, ulong v_row_bytes, const __global int *slot,
-                 const __global int *pos, int n_ctx, int n_heads, int n_kv, float scale,
-                 int window, __global float *out)
+void attn_rows(const __global float *q, const __global uchar *kc, const __global uchar *vc,
+               ulong k_row_bytes, ulong v_row_bytes, const __global int *slot,
+               const __global int *pos, int n_ctx, int n_heads, int n_kv, float scale,
+               int window, __global float *out)
 {
     __local float qs[QE_G][QE_HD];
     __local float red[QE_G][QE_AW];
     __local float ps[QE_G][QE_AW];
-    const int t = get_local_id(0), r = get_group_id(0), g = get_group_id(1);
-    const int G = QE_G;
+    const int t = get_local_id(0), r = get_group_id(0);
+    const int h0 = get_group_id(1) * QE_G;   /* first query head of the work-group */
+    const int g = h0 / (n_heads / n_kv);     /* their KV head */
     const int qd = n_heads * QE_HD;
     const int p = pos[r];
     const ulong base = (ulong)slot[r] * n_ctx;
@@ -233,7 +115,7 @@ void attn_rows_g(const __global float *q, const __global uchar *kc, const __glob
 #endif
 #pragma unroll
     for (int hh = 0; hh < QE_G; hh++) {
-        const __global float *qr = q + (size_t)r * qd + (g * G + hh) * QE_HD;
+        const __global float *qr = q + (size_t)r * qd + (h0 + hh) * QE_HD;
 #if KV_IS_TQ(QE_KVK)
         if (t == 0) {
             float tv[QE_HD];
@@ -264,58 +146,60 @@ void attn_rows_g(const __global float *q, const __global uchar *kc, const __glob
         const int live = j >= lo && j <= p;
         float s[QE_G];
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+        for (int hh = 0; hh < QE_G; hh++)
             s[hh] = -INFINITY;
         if (live) {
             const __global uchar *krow = kc + (base + j) * k_row_bytes;
             float dot[QE_G];
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+            for (int hh = 0; hh < QE_G; hh++)
                 dot[hh] = 0.0f;
 #pragma unroll 8
             for (int d = 0; d < QE_HD; d++) {
                 const float kv = kv_load(krow, QE_KVK, g * QE_HD + d);
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+                for (int hh = 0; hh < QE_G; hh++)
                     dot[hh] += qs[hh][d] * kv;
             }
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+            for (int hh = 0; hh < QE_G; hh++)
                 s[hh] = dot[hh] * scale;
         }
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+        for (int hh = 0; hh < QE_G; hh++)
             red[hh][t] = s[hh];
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int off = QE_AW / 2; off > 0; off >>= 1) {
-            if (t < off)
+            if (t < off) {
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+                for (int hh = 0; hh < QE_G; hh++)
                     red[hh][t] = fmax(red[hh][t], red[hh][t + off]);
+            }
             barrier(CLK_LOCAL_MEM_FENCE);
         }
         float mn[QE_G];
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+        for (int hh = 0; hh < QE_G; hh++)
             mn[hh] = fmax(m[hh], red[hh][0]);
         barrier(CLK_LOCAL_MEM_FENCE);
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++) {
+        for (int hh = 0; hh < QE_G; hh++) {
             const float pj = live ? exp(s[hh] - mn[hh]) : 0.0f;
             ps[hh][t] = pj;
             red[hh][t] = pj;
         }
         barrier(CLK_LOCAL_MEM_FENCE);
         for (int off = QE_AW / 2; off > 0; off >>= 1) {
-            if (t < off)
+            if (t < off) {
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+                for (int hh = 0; hh < QE_G; hh++)
                     red[hh][t] += red[hh][t + off];
+            }
             barrier(CLK_LOCAL_MEM_FENCE);
         }
         float corr[QE_G];
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++) {
+        for (int hh = 0; hh < QE_G; hh++) {
             corr[hh] = exp(m[hh] - mn[hh]);
             l[hh] = l[hh] * corr[hh] + red[hh][0];
         }
@@ -326,28 +210,28 @@ void attn_rows_g(const __global float *q, const __global uchar *kc, const __glob
                 break;
             float a[QE_G];
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+            for (int hh = 0; hh < QE_G; hh++)
                 a[hh] = acc[hh][i] * corr[hh];
 #pragma unroll 4
             for (int jj = max(0, lo - j0); jj < nj; jj++) {
                 const float v = kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+                for (int hh = 0; hh < QE_G; hh++)
                     a[hh] += ps[hh][jj] * v;
             }
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+            for (int hh = 0; hh < QE_G; hh++)
                 acc[hh][i] = a[hh];
         }
 #pragma unroll
-    for (int hh = 0; hh < QE_G; hh++)
+        for (int hh = 0; hh < QE_G; hh++)
             m[hh] = mn[hh];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 #pragma unroll
     for (int hh = 0; hh < QE_G; hh++) {
         const float inv = 1.0f / l[hh];
-        __global float *o = out + (size_t)r * qd + (g * G + hh) * QE_HD;
+        __global float *o = out + (size_t)r * qd + (h0 + hh) * QE_HD;
 #if KV_IS_TQ(QE_KVV)
         for (int i = 0; i < AT_ND; i++) {
             const int d = t + i * QE_AW;
@@ -372,4 +256,3 @@ void attn_rows_g(const __global float *q, const __global uchar *kc, const __glob
 #endif
     }
 }
-#endif /* QE_G > 0 */

@@ -45,9 +45,10 @@ struct qe_decode {
     int aw;              /* attn_rows work-group width, a power of two */
     int *len;            /* [n_slots] positions held per slot */
 
-    cl_program prog;
+    cl_program prog;     /* decode.cl, attn_rows one query head per work-group */
     cl_kernel k_gather, k_rope, k_copy, k_attn;
-    cl_kernel k_attn_g;  /* attn_rows_g: the same bits, each KV head read once per group */
+    cl_program prog_g;   /* attn_rows alone, a KV head's group of query heads per work-group */
+    cl_kernel k_attn_g;  /* its attn_rows (NULL: every call uses k_attn): the same bits */
 
     cl_mem tokens, rslot, rpos; /* [max_rows] int: each row's token, slot, position */
     cl_mem oidx;         /* [n_slots] int: row of each sequence's last token */
@@ -92,14 +93,15 @@ qe_status qe_decode_reset(qe_decode *d, int slot)
 
 /* ---- open / close ---- */
 
-/* Query heads per KV head that attn_rows_g serves (its per-head arrays are
- * compiled to that size); 0 when the group is larger than DEC_G_MAX and
- * every call uses attn_rows. */
+/* Query heads per KV head when the grouped attn_rows build serves them (its
+ * per-head arrays are compiled to that size); 0 when there is nothing to
+ * group (one query head per KV head) or the group is larger than DEC_G_MAX,
+ * and every call uses the one-head build. */
 #define DEC_G_MAX 8
 static int dec_group(const qe_engine *e)
 {
     const int g = e->hp.n_heads / e->hp.n_kv_heads;
-    return g <= DEC_G_MAX && g * e->hp.n_kv_heads == e->hp.n_heads ? g : 0;
+    return g > 1 && g <= DEC_G_MAX && g * e->hp.n_kv_heads == e->hp.n_heads ? g : 0;
 }
 
 static qe_status build(qe_decode *d)
@@ -111,26 +113,32 @@ static qe_status build(qe_decode *d)
     while ((size_t)d->aw > qe_cl_device(e->cl)->max_wg_size && d->aw > 1)
         d->aw /= 2;
     static const char *const srcs[] = {"kvfmt.cl", "decode.cl"};
-    char defs[128], opts[256];
+    char defs[128], opts[256], gopts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d -DQE_G=%d", defs,
-             d->aw, (int)e->opt.kv_k, (int)e->opt.kv_v, dec_group(e));
-    if ((st = qe_cl_build(e->cl, srcs, 2, opts, &d->prog)) != QE_OK ||
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d", defs, d->aw,
+             (int)e->opt.kv_k, (int)e->opt.kv_v);
+    snprintf(gopts, sizeof gopts, "%s -DQE_G=1", opts);
+    if ((st = qe_cl_build(e->cl, srcs, 2, gopts, &d->prog)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "gather_rows", &d->k_gather)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "rope_rows", &d->k_rope)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "copy_rows", &d->k_copy)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "attn_rows", &d->k_attn)) != QE_OK ||
-        (dec_group(e) && (st = qe_cl_kernel(d->prog, "attn_rows_g", &d->k_attn_g)) != QE_OK) ||
         (st = qe_cl_kernel_limits(e->cl, d->k_attn, &max_wg, NULL, NULL)) != QE_OK)
         return st;
     if (max_wg < (size_t)d->aw)
         return qe_fail(QE_EUNSUPPORTED, "decode: attn_rows needs work-groups of %d, the device allows %zu",
                        d->aw, max_wg);
-    if (d->k_attn_g && (st = qe_cl_kernel_limits(e->cl, d->k_attn_g, &max_wg, NULL, NULL)) != QE_OK)
-        return st;
-    if (d->k_attn_g && max_wg < (size_t)d->aw) { /* attn_rows alone, then: the same bits */
-        qe_cl_kernel_free(d->k_attn_g);
-        d->k_attn_g = NULL;
+    const int group = dec_group(e);
+    if (group) {
+        snprintf(gopts, sizeof gopts, "%s -DQE_G=%d -DQE_ATTN_ONLY", opts, group);
+        if ((st = qe_cl_build(e->cl, srcs, 2, gopts, &d->prog_g)) != QE_OK ||
+            (st = qe_cl_kernel(d->prog_g, "attn_rows", &d->k_attn_g)) != QE_OK ||
+            (st = qe_cl_kernel_limits(e->cl, d->k_attn_g, &max_wg, NULL, NULL)) != QE_OK)
+            return st;
+        if (max_wg < (size_t)d->aw) { /* the one-head build alone, then: the same bits */
+            qe_cl_kernel_free(d->k_attn_g);
+            d->k_attn_g = NULL;
+        }
     }
     return QE_OK;
 }
@@ -229,6 +237,7 @@ void qe_decode_close(qe_decode *d)
     qe_cl_kernel_free(d->k_copy);
     qe_cl_kernel_free(d->k_attn);
     qe_cl_kernel_free(d->k_attn_g);
+    qe_cl_program_free(d->prog_g);
     qe_cl_program_free(d->prog);
     free(d->len);
     free(d->htok);
@@ -297,9 +306,10 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
     float scale = hp->attn_scale;
     int window = qe_model_layer_swa(hp, li) ? hp->swa_window : 0;
     cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
-    /* Calls of many rows read each KV head once for its group of query
-       heads (attn_rows_g); single rows keep one work-group per head, which
-       spreads a short call over more of the device. Same bits either way. */
+    /* Calls of many rows read each K/V element once for its group of query
+       heads (prog_g's attn_rows); calls of few rows keep one work-group per
+       head, which spreads a short call over more of the device. Same bits
+       either way. */
     const int grouped = rows > 16 && d->k_attn_g;
     cl_kernel ka = grouped ? d->k_attn_g : d->k_attn;
     st = qe_cl_args(ka, 13, sizeof(cl_mem), &d->q, sizeof(cl_mem), &l->kc, sizeof(cl_mem),

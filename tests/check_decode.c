@@ -2,7 +2,7 @@
  * (PoCL here): greedy continuations and statistics against the
  * double-precision reference (lib/ref.c), bit-identical results alone vs in
  * a continuously refilled batch of 16 slots with chunked prompts, the same
- * bits from both attention kernels (one row per call vs calls of 20 rows)
+ * bits from both attn_rows builds (one row per call vs calls of 20 rows)
  * in every cache format, and the call contract's error paths.
  *
  * Reference statistics (log-sum-exp, arg-max, top-k) are computed in double
@@ -273,7 +273,7 @@ END_TEST
 
 /* One token per call for sequence 0 of tok ([NS][AK_NT]), alone (one slot)
  * or beside NS - 1 others (every call NS > 16 rows: the decoder's grouped
- * attention kernel, attn_rows_g, where a single row uses attn_rows); the
+ * build of attn_rows, where a single row uses the one-head build); the
  * log-sum-exp after each token. */
 enum { AK_NT = 12, AK_NS = 20 };
 static void attn_kernels_lse(const qe_model *m, qe_kv_format kk, qe_kv_format kv, const int32_t *tok,
@@ -304,7 +304,7 @@ static void attn_kernels_lse(const qe_model *m, qe_kv_format kk, qe_kv_format kv
     qe_engine_close(e);
 }
 
-/* The two attention kernels give the same bits in every cache format. */
+/* The two attn_rows builds give the same bits in every cache format. */
 START_TEST(test_attn_kernels)
 {
     qe_test_rng_seed(31);
