@@ -12,10 +12,9 @@ OUT=${OUT:-/tmp/qeval-gpu}
 REPS=${REPS:-3}
 mkdir -p "$OUT"
 source bench/gpu_env.sh
-make -j16 BUILD=build-gpu BINDIR=build-gpu/bin build-gpu/bin/qeval >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+qe_gpu_build "$OUT" || exit 1
 Q=build-gpu/bin/qeval
-M=/tmp/qeval-synth-$ARCH-f16.gguf
-[ -f "$M" ] || $Q synth --arch "$ARCH" --weights f16 -o "$M" || exit 1
+M=$(qe_gpu_synth "$ARCH") || exit 1
 export PYTHONUNBUFFERED=1
 timeout 300 python3 bench/torch_peer.py --arch "$ARCH" --measure copy,prefill,decode \
     --prefill-batches 1,8 --decode-batches 1,64 --reps "$REPS" --out "$OUT/torch.jsonl" >/dev/null

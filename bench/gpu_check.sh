@@ -12,7 +12,7 @@ OUT=${OUT:-/tmp/qeval-gpu}
 T=/tmp/qeval-oracle  # per-token files stay here (too many to bring back)
 mkdir -p "$OUT" "$T"
 source bench/gpu_env.sh
-make -j16 BUILD=build-gpu BINDIR=build-gpu/bin build-gpu/bin/qeval build-gpu/run_tests >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+qe_gpu_build "$OUT" build-gpu/bin/qeval build-gpu/run_tests || exit 1
 Q=build-gpu/bin/qeval
 export QEVAL_DATA=$PWD/.oracle/data
 if [ -z "${ORACLE_ONLY:-}" ]; then

@@ -25,3 +25,20 @@ export LD_LIBRARY_PATH=$LIBDIR${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
 export PKG_CONFIG_PATH=$LIBDIR/pkgconfig
 export OCL_ICD_VENDORS=/etc/OpenCL/vendors
 set +e
+
+# qe_gpu_build OUT [TARGETS...]: build qeval here (build-gpu/, default target
+# the binary), the log in OUT/build.log; its tail and status 1 on failure.
+qe_gpu_build() {
+    local out=$1
+    shift
+    make -j16 BUILD=build-gpu BINDIR=build-gpu/bin "${@:-build-gpu/bin/qeval}" >"$out/build.log" 2>&1 ||
+        { tail -20 "$out/build.log"; return 1; }
+}
+
+# qe_gpu_synth ARCH: prints the path of ARCH's synthetic f16 model, written
+# by `qeval synth` the first time on this machine.
+qe_gpu_synth() {
+    local m=/tmp/qeval-synth-$1-f16.gguf
+    [ -f "$m" ] || build-gpu/bin/qeval synth --arch "$1" --weights f16 -o "$m" >&2 || return 1
+    echo "$m"
+}

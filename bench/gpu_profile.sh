@@ -11,10 +11,9 @@ WT=${2:-q8_0}
 OUT=${OUT:-/tmp/qeval-gpu}
 mkdir -p "$OUT"
 source bench/gpu_env.sh
-make -j16 BUILD=build-gpu BINDIR=build-gpu/bin build-gpu/bin/qeval >"$OUT/build.log" 2>&1 || { tail -20 "$OUT/build.log"; exit 1; }
+qe_gpu_build "$OUT" || exit 1
 Q=build-gpu/bin/qeval
-M=/tmp/qeval-synth-$ARCH-f16.gguf
-[ -f "$M" ] || $Q synth --arch "$ARCH" --weights f16 -o "$M" || exit 1
+M=$(qe_gpu_synth "$ARCH") || exit 1
 export QEVAL_PROFILE_SHAPES=1
 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 8 --weights "$WT" --kv f16 -r 1 --profile
 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 1 --profile

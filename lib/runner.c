@@ -222,29 +222,30 @@ qe_status qe_runner_weight_bytes(qe_runner_sink *s, uint64_t bytes)
     return send(s, m);
 }
 
-qe_status qe_runner_timing(qe_runner_sink *s, const char *phase, double seconds,
-                           uint64_t n_tokens)
+/* A timings row: phase = prefix name. */
+static qe_status send_timing(qe_runner_sink *s, const char *prefix, const char *name,
+                             double seconds, uint64_t n_tokens, uint64_t n_calls)
 {
     struct msg *m = new_msg(s, M_TIMING);
     if (m) {
-        snprintf(m->phase, sizeof m->phase, "%s", phase ? phase : "");
+        snprintf(m->phase, sizeof m->phase, "%s%s", prefix, name ? name : "");
         m->seconds = seconds;
         m->n_tokens = (int64_t)n_tokens;
-        m->n_calls = 1;
+        m->n_calls = n_calls;
     }
     return send(s, m);
+}
+
+qe_status qe_runner_timing(qe_runner_sink *s, const char *phase, double seconds,
+                           uint64_t n_tokens)
+{
+    return send_timing(s, "", phase, seconds, n_tokens, 1);
 }
 
 qe_status qe_runner_kernel_timing(qe_runner_sink *s, const char *kernel, double seconds,
                                   uint64_t n_calls)
 {
-    struct msg *m = new_msg(s, M_TIMING);
-    if (m) {
-        snprintf(m->phase, sizeof m->phase, "kernel:%s", kernel ? kernel : "");
-        m->seconds = seconds;
-        m->n_calls = n_calls;
-    }
-    return send(s, m);
+    return send_timing(s, "kernel:", kernel, seconds, 0, n_calls);
 }
 
 qe_status qe_runner_kld(qe_runner_sink *s, const qe_kld_summary *k)
