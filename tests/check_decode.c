@@ -35,16 +35,26 @@
 
 /* ---- helpers ---- */
 
-static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_slots, int top_k)
+/* An engine with KV-cache formats kk / kv, its caches poisoned with NaN. */
+static qe_engine *open_engine_kv(const qe_model *m, int n_ctx, int n_slots, int top_k,
+                                 qe_kv_format kk, qe_kv_format kv)
 {
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = n_ctx;
     o.n_seq = n_slots;
     o.top_k = top_k;
+    o.kv_k = kk;
+    o.kv_v = kv;
     qe_engine *e = NULL;
     OK(qe_engine_open(qe_test_cl(), m, &o, &e));
     OK(qe_engine_poison(e));
     return e;
+}
+
+static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_slots, int top_k)
+{
+    const qe_engine_opts o = qe_engine_opts_default();
+    return open_engine_kv(m, n_ctx, n_slots, top_k, o.kv_k, o.kv_v);
 }
 
 static qe_decode *open_decode(qe_engine *e, int max_rows)
@@ -279,15 +289,7 @@ enum { AK_NT = 12, AK_NS = 20 };
 static void attn_kernels_lse(const qe_model *m, qe_kv_format kk, qe_kv_format kv, const int32_t *tok,
                              int shared, float *lse)
 {
-    qe_engine_opts eo = qe_engine_opts_default();
-    eo.n_ctx = AK_NT;
-    eo.n_seq = shared ? AK_NS : 1;
-    eo.top_k = 2;
-    eo.kv_k = kk;
-    eo.kv_v = kv;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &eo, &e));
-    OK(qe_engine_poison(e));
+    qe_engine *e = open_engine_kv(m, AK_NT, shared ? AK_NS : 1, 2, kk, kv);
     qe_decode *d = open_decode(e, 0);
     for (int p = 0; p < AK_NT; p++) {
         qe_decode_seq seqs[AK_NS];
@@ -339,15 +341,7 @@ static qe_test_diff format_diff(const qe_model *m, qe_kv_format kk, qe_kv_format
 {
     enum { NT = 48, NP = 16 };
     const int nv = qe_model_hparams(m)->n_vocab;
-    qe_engine_opts eo = qe_engine_opts_default();
-    eo.n_ctx = NT;
-    eo.n_seq = 2;
-    eo.top_k = 4;
-    eo.kv_k = kk;
-    eo.kv_v = kv;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &eo, &e));
-    OK(qe_engine_poison(e));
+    qe_engine *e = open_engine_kv(m, NT, 2, 4, kk, kv);
     qe_decode *d = open_decode(e, 0);
     qe_ref *ref[2];
     double *z = malloc((size_t)nv * sizeof *z);
