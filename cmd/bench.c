@@ -133,13 +133,7 @@ int qe_cmd_bench(int argc, char **argv)
         case O_DB: db_path = optarg; break;
         case O_PROFILE: o.profile = 1; break;
         case O_GEMM:
-            if (!strcmp(optarg, "auto"))
-                o.gemm = QE_GEMM_AUTO;
-            else if (!strcmp(optarg, "f32"))
-                o.gemm = QE_GEMM_F32;
-            else if (!strcmp(optarg, "mma"))
-                o.gemm = QE_GEMM_MMA;
-            else
+            if (!qe_gemm_parse(optarg, &o.gemm))
                 return qe_cli_usage_error("bench", "bad value '%s' for --gemm (auto, f32, mma)",
                                           optarg);
             break;

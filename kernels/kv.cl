@@ -4,8 +4,9 @@
  * kv_store: source row r (n_kv * QE_HD floats, K already rotated by RoPE)
  *   is encoded into cache row (r / y_seq) * y_seq_stride + y_off + r % y_seq
  *   (row_bytes bytes each), or, when rslot is not NULL (a decode call's
- *   ragged rows, lib/engine_decode.c), row rslot[r] * y_seq_stride + rpos[r]. The encoders reproduce lib/kv_format.c byte for
- *   byte (lib/quant.c's Q8_0/Q4_0 quantizers, lib/turboquant.c's encoder):
+ *   ragged rows, lib/engine_decode.c), row rslot[r] * y_seq_stride + rpos[r].
+ *   The encoders reproduce lib/kv_format.c byte for byte (lib/quant.c's
+ *   Q8_0/Q4_0 quantizers, lib/turboquant.c's encoder):
  *   the same float expressions in the same order, no contraction, f16 by
  *   round-to-nearest-even (vstore_half_rte), divisions and the TurboQuant
  *   norm in double when QE_FP64 is set (a float quotient rounded from double

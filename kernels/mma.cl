@@ -19,12 +19,13 @@
  * slot stands for, so a kernel may map slots to k as suits its loads as long
  * as A and B agree.
  *
- * Two kernels:
+ * Two kernels, each in its own build (the engine compiles mma_tile once and
+ * mma_skinny once per work-group shape, -DMS_MT / -DMS_NB / -DMS_U):
  *   mma_tile   prefill: work-group of 8 warps computes a 128-row x 128-output
  *              tile; 64-wide K slices of X and W are converted to f16 and
  *              staged in local memory while the next slice is fetched into
  *              registers; slot s of a k16 step is k = k0 + s.
- *   mma_skinny decode: few rows (up to 64 per work-group row), many weights.
+ *   mma_skinny decode: few rows (16 MS_MT per work-group), many weights.
  *              Bandwidth-bound, so each of 8 warps streams its own share of
  *              W's chunks of MS_CH elements (c = warp, warp + 8, ...) straight from
  *              global memory into B fragments, each lane reading its
@@ -63,7 +64,7 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 }
 
 /* ---- prefill: 128 x 128 tiles ---- */
-#ifndef MS_ONLY /* the engine builds mma_skinny's variants without it */
+#ifndef MS_MT /* the mma_tile build */
 
 #define MT_BM 128
 #define MT_BN 128
@@ -225,7 +226,7 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
                           n0 + wn * 32 + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
 }
 
-#endif /* MS_ONLY */
+#else /* an mma_skinny build */
 
 /* ---- decode: few rows, split K ---- */
 
@@ -236,14 +237,8 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
  * with all of them), MS_U chunks in flight per warp. None of the three
  * changes what an output sums or in which order, only how the work is laid
  * out, so every variant gives the same bits for the same row. */
-#ifndef MS_MT
-#define MS_MT 4
-#endif
-#ifndef MS_NB
-#define MS_NB 1
-#endif
-#ifndef MS_U
-#define MS_U 2
+#if !defined(MS_NB) || !defined(MS_U)
+#error "an mma_skinny build needs -DMS_MT, -DMS_NB and -DMS_U"
 #endif
 
 /* A warp takes K in chunks of MS_CH; lane t reads MS_LE weights of its row
@@ -498,3 +493,4 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
         mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, m0 + rr, n0 + cc, v);
     }
 }
+#endif /* MS_MT */

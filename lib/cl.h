@@ -229,7 +229,7 @@ void qe_cl_event_free(cl_event ev); /* NULL is fine */
  * launches through helpers can still be broken down per kernel. Up to 4096
  * launches wait unsummed; the next launch then waits for them and folds them
  * into the totals (profiling runs are for breakdowns, not for wall time).
- * With QEVAL_PROFILE_SHAPES set (not "0"), a launch counts under
+ * With QEVAL_PROFILE_SHAPES set (not "0") when the device is opened, a launch counts under
  * "name[global sizes]", so one kernel's launches on different matrix shapes
  * are told apart (bench/gpu_profile.sh). */
 

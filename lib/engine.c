@@ -54,20 +54,24 @@ const char *qe_gemm_name(qe_gemm g)
     return NULL;
 }
 
+int qe_gemm_parse(const char *s, qe_gemm *out)
+{
+    for (int g = QE_GEMM_AUTO; g <= QE_GEMM_MMA; g++)
+        if (s && !strcmp(s, qe_gemm_name((qe_gemm)g))) {
+            *out = (qe_gemm)g;
+            return 1;
+        }
+    return 0;
+}
+
 qe_status qe_engine_gemm_resolve(qe_cl *cl, qe_gemm want, qe_gemm *out)
 {
     qe_gemm g = want;
     const char *env = getenv("QEVAL_GEMM");
     if (!qe_gemm_name(want))
         return qe_fail(QE_EINVAL, "engine: gemm %d is not auto, f32 or mma", (int)want);
-    if (g == QE_GEMM_AUTO && env && *env) {
-        if (!strcmp(env, "f32"))
-            g = QE_GEMM_F32;
-        else if (!strcmp(env, "mma"))
-            g = QE_GEMM_MMA;
-        else if (strcmp(env, "auto"))
-            return qe_fail(QE_EINVAL, "engine: QEVAL_GEMM=%s: expected auto, f32 or mma", env);
-    }
+    if (g == QE_GEMM_AUTO && env && *env && !qe_gemm_parse(env, &g))
+        return qe_fail(QE_EINVAL, "engine: QEVAL_GEMM=%s: expected auto, f32 or mma", env);
     if (g == QE_GEMM_F32) {
         *out = g;
         return QE_OK;
@@ -152,10 +156,8 @@ static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
  * either. Tuned on the H200 with bench/gpu_profile.sh (tg128, synthetic
  * Llama-3.2-1B q8_0, tok/s: B1 U 2/4/8/16 = 433/427/446/368; B64 MT,NB
  * 1,8 / 2,4 / 4,2 / 1,4 / 1,2 = 12164/11047/8782/11995/9890); the variable
- * env = "MT,NB,U" replaces a build's shape for such experiments. */
-typedef struct skinny_shape {
-    int mt, nb, u; /* MS_MT 16-row tiles, MS_NB 8-output blocks, MS_U chunks in flight */
-} skinny_shape;
+ * env = "MT,NB,U" replaces a build's shape for such experiments (read when
+ * the engine opens: the builds and their launches then agree). */
 static const struct {
     skinny_shape shape;
     const char *env;
@@ -195,19 +197,16 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         st = qe_fail(QE_EUNSUPPORTED, "engine: matmul needs work-groups of %d, the device allows %zu",
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
-        /* QEVAL_MMA_DEFS: extra -D options for kernels/mma.cl's free tuning
-           knobs, for speed experiments with qeval bench */
+        /* kernels/mma.cl: mma_tile alone, then one build of mma_skinny per shape */
         static const char *const msrcs[] = {"weights.cl", "mma.cl"};
-        const char *defs = getenv("QEVAL_MMA_DEFS");
         char mopts[256];
-        snprintf(mopts, sizeof mopts, "%s %.120s", opts, defs ? defs : "");
-        st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_mma[fmt]);
+        st = qe_cl_build(e->cl, msrcs, 2, opts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         for (int v = 0; st == QE_OK && v < MSK_VARIANTS; v++) {
-            const skinny_shape sh = skinny_shape_of(v);
-            snprintf(mopts, sizeof mopts, "%s -DMS_ONLY -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sh.mt,
-                     sh.nb, sh.u);
+            const skinny_shape sh = e->msk_shape[v];
+            snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sh.mt, sh.nb,
+                     sh.u);
             st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_msk[v][fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_msk[v][fmt], "mma_skinny", &e->k_msk[v][fmt]);
@@ -481,6 +480,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     st = check_opts(&e->hp, &e->opt);
     if (st == QE_OK)
         st = qe_engine_gemm_resolve(e->cl, e->opt.gemm, &e->opt.gemm);
+    for (int v = 0; v < MSK_VARIANTS; v++)
+        e->msk_shape[v] = skinny_shape_of(v);
     if (st != QE_OK)
         goto done;
 
@@ -683,13 +684,12 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
 {
     const int v = n_rows <= 16 ? 0 : 1;
     cl_kernel k = e->k_msk[v][w[0]->fmt];
-    const skinny_shape sh = skinny_shape_of(v);
+    const skinny_shape sh = e->msk_shape[v];
     const size_t outs = 8 * (size_t)sh.nb, rows_wg = 16 * (size_t)sh.mt;
     size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, 0};
     size_t local[2] = {MMA_WI, 1};
     int K = w[0]->ne0;
-    qe_status st = QE_OK;
-    st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+    qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                     sizeof(int), &n_rows, sizeof(int), &K);
     for (int i = 0; st == QE_OK && i < MSK_MULTI; i++) {
         const cl_mem none = NULL;

@@ -79,6 +79,8 @@ typedef enum qe_gemm { QE_GEMM_AUTO = 0, QE_GEMM_F32, QE_GEMM_MMA } qe_gemm;
 
 /* "auto", "f32", "mma"; NULL for a value out of range. */
 const char *qe_gemm_name(qe_gemm g);
+/* The qe_gemm named s (qe_gemm_name's names); 0 when s names none. */
+int qe_gemm_parse(const char *s, qe_gemm *out);
 
 /* What an engine opened on cl with gemm `want` will use: QE_GEMM_F32 or
  * QE_GEMM_MMA (AUTO: QEVAL_GEMM, else the probe). QE_EINVAL for a bad

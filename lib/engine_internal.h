@@ -40,6 +40,11 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
 
+/* A work-group shape of mma.cl's mma_skinny (engine.c skinny_variants). */
+typedef struct skinny_shape {
+    int mt, nb, u; /* MS_MT 16-row tiles, MS_NB 8-output blocks, MS_U chunks in flight */
+} skinny_shape;
+
 typedef struct dev_weight {
     cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
     int fmt;             /* enum engine_wfmt */
@@ -81,6 +86,7 @@ struct qe_engine {
        the few-rows kernel that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
+    skinny_shape msk_shape[MSK_VARIANTS];         /* resolved at open (env overrides) */
     cl_program prog_msk[MSK_VARIANTS][WF_COUNT]; /* mma_skinny, one build per work-group shape */
     cl_kernel k_msk[MSK_VARIANTS][WF_COUNT];
     int mm_skinny;       /* set by the decoder around its calls (engine_decode.c) */

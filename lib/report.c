@@ -71,7 +71,6 @@ static qe_status table_init(struct table *t, size_t n_cols)
     return QE_OK;
 }
 
-/* Append a row; takes ownership of the n_cols cells (NULL allowed). */
 /* Append row (n_cols cells the table takes over). A NULL cell (a failed
  * allocation) or a failed growth frees the row: QE_ENOMEM. */
 static qe_status table_add(struct table *t, char **row)

@@ -203,6 +203,7 @@ typedef struct collected {
     qe_bench_result r[32];
     double mean_check[32];
     uint64_t matmul[32], attn[32], attention[32], store[32], copy[32];
+    const char *gemm; /* what every result must record: the device probe's choice */
 } collected;
 
 static uint64_t kcalls(const qe_bench_result *r, const char *name)
@@ -227,7 +228,7 @@ static qe_status collect(void *ud, const qe_bench_result *r)
     }
     c->mean_check[i] = s / r->reps;
     /* the matmul kernels of the engine's gemm: one launch per weight product */
-    ck_assert_msg(!strcmp(r->gemm, "f32") || !strcmp(r->gemm, "mma"), "gemm %s", r->gemm);
+    ck_assert_str_eq(r->gemm, c->gemm);
     c->matmul[i] = !strcmp(r->gemm, "f32") ? kcalls(r, "matmul")
                                            : kcalls(r, "mma_tile") + kcalls(r, "mma_skinny");
     c->attn[i] = kcalls(r, "attn_rows");
@@ -263,6 +264,14 @@ START_TEST(test_run)
     o.profile = 1;
     collected *c = calloc(1, sizeof *c);
     ck_assert_ptr_nonnull(c);
+    /* gemm auto: QEVAL_GEMM when it names one (bench/gpu_check.sh sets f32), else
+       tensor cores where the probe found mma.sync */
+    qe_cl_caps caps;
+    OK(qe_cl_probe(cl, &caps));
+    const char *env = getenv("QEVAL_GEMM");
+    c->gemm = env && (!strcmp(env, "f32") || !strcmp(env, "mma")) ? env
+              : caps.ptx_mma                                       ? "mma"
+                                                                   : "f32";
     OK(qe_bench_run(m, cl, &o, collect, c));
     ck_assert_int_eq(c->n, 16); /* 2 weights x 2 kv x 2 b x (pp8, tg3) */
     uint64_t native_bytes = 0;

@@ -120,6 +120,12 @@ START_TEST(test_limits)
     ck_assert_ptr_null(e);
     ck_assert_ptr_null(qe_gemm_name((qe_gemm)7));
     ck_assert_str_eq(qe_gemm_name(QE_GEMM_MMA), "mma");
+    qe_gemm g = QE_GEMM_MMA;
+    ck_assert(qe_gemm_parse("f32", &g) && g == QE_GEMM_F32);
+    ck_assert(qe_gemm_parse("auto", &g) && g == QE_GEMM_AUTO);
+    ck_assert(qe_gemm_parse("mma", &g) && g == QE_GEMM_MMA);
+    ck_assert(!qe_gemm_parse("MMA", &g) && !qe_gemm_parse("", &g) && !qe_gemm_parse(NULL, &g));
+    ck_assert_int_eq(g, QE_GEMM_MMA); /* untouched by a failed parse */
 
     o.gemm = QE_GEMM_AUTO;
     setenv("QEVAL_GEMM", "tensor", 1);

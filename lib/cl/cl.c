@@ -462,6 +462,8 @@ qe_status qe_cl_open(const char *choice, unsigned flags, qe_cl **out)
     cl->info = list[idx];
     list[idx].extensions = NULL; /* moved into cl */
     cl->flags = flags;
+    const char *shapes = getenv("QEVAL_PROFILE_SHAPES");
+    cl->prof_shapes = shapes && *shapes && strcmp(shapes, "0");
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->info.platform, 0};
     cl->ctx = clCreateContext(props, 1, &cl->info.device, NULL, NULL, &err);
     if (!cl->ctx) {
@@ -761,9 +763,9 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
 /* ---- per-kernel profile ---- */
 
 /* Keep a launch's event (owned from here on) under its kernel's name; with
- * QEVAL_PROFILE_SHAPES set, under name[global sizes], so the launches of one
- * kernel on matrices of different shapes are told apart (which matmul of a
- * layer takes the time). */
+ * QEVAL_PROFILE_SHAPES set at open, under name[global sizes], so the
+ * launches of one kernel on matrices of different shapes are told apart
+ * (which matmul of a layer takes the time). */
 static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev, cl_uint dims,
                              const size_t *global)
 {
@@ -780,17 +782,16 @@ static qe_status prof_record(qe_cl *cl, cl_kernel k, cl_event ev, cl_uint dims,
     struct qe_cl_prof_pending *p = &cl->prof_ev[cl->prof_n++];
     p->ev = ev;
     kernel_name(k, p->name, sizeof p->name);
-    const char *shapes = getenv("QEVAL_PROFILE_SHAPES");
-    if (shapes && *shapes && strcmp(shapes, "0")) {
-        size_t len = strlen(p->name);
-        for (cl_uint d = 0; d < dims && len + 1 < sizeof p->name; d++) {
-            int w = snprintf(p->name + len, sizeof p->name - len, "%c%zu", d ? ',' : '[', global[d]);
-            len = w < 0 ? len : len + (size_t)w >= sizeof p->name ? sizeof p->name - 1 : len + (size_t)w;
-        }
-        if (len + 1 < sizeof p->name) {
-            p->name[len] = ']';
-            p->name[len + 1] = '\0';
-        }
+    if (cl->prof_shapes) {
+        char base[sizeof p->name];
+        memcpy(base, p->name, sizeof base);
+        const size_t g1 = dims > 1 ? global[1] : 1, g2 = dims > 2 ? global[2] : 1;
+        if (dims == 1)
+            snprintf(p->name, sizeof p->name, "%.30s[%zu]", base, global[0]);
+        else if (dims == 2)
+            snprintf(p->name, sizeof p->name, "%.30s[%zu,%zu]", base, global[0], g1);
+        else
+            snprintf(p->name, sizeof p->name, "%.30s[%zu,%zu,%zu]", base, global[0], g1, g2);
     }
     return QE_OK;
 }

@@ -17,6 +17,7 @@ struct qe_cl {
     size_t prof_n, prof_cap;
     qe_cl_kernel_time *prof_tot;        /* [prof_nk] of prof_capk */
     size_t prof_nk, prof_capk;
+    int prof_shapes;                    /* QEVAL_PROFILE_SHAPES at open: name[global sizes] */
 };
 
 struct qe_cl_prof_pending {
