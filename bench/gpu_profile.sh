@@ -4,7 +4,8 @@
 # qeval bench --profile for pp512 B8 and tg128 B1 / B64, with every kernel
 # launch named by its global size (QEVAL_PROFILE_SHAPES), so each matmul
 # shape of a layer shows as its own line. One repetition each: breakdowns,
-# not speeds (profiling events serialise the queue).
+# not speeds (profiling events serialise the queue). Then the ptxas report
+# (registers, spills, shared memory) of the matmul builds.
 set -u
 ARCH=${1:-llama-3.2-1b}
 WT=${2:-q8_0}
@@ -19,3 +20,12 @@ $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 8 --weights "$WT" --kv f16 -r 1 --prof
 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 1 --profile
 # Wall-clock speed without profiling, for the launch-gap arithmetic
 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 2
+# Registers, spills and local memory of the matmul builds (NVIDIA's ptxas
+# report through bench/cl_regs.c), with the engine's default shapes
+case "$WT" in q8_0) QW=2 ;; q4_0) QW=3 ;; f32) QW=0 ;; *) QW=1 ;; esac
+cc -o /tmp/cl_regs bench/cl_regs.c -lOpenCL || exit 1
+for o in "" "-DMS_MT=1 -DMS_NB=1 -DMS_U=8" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" \
+         "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=8"; do
+    /tmp/cl_regs "-DQE_WT=$QW $o" kernels/weights.cl kernels/mma.cl |
+        awk -v o="${o:-mma_tile}" '/Compiling entry/ {k = $(NF - 2)} /Used|spill/ {print o ": " k ": " $0}'
+done

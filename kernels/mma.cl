@@ -19,25 +19,28 @@
  * slot stands for, so a kernel may map slots to k as suits its loads as long
  * as A and B agree.
  *
- * Two kernels, each in its own build (the engine compiles mma_tile once and
- * mma_skinny once per work-group shape, -DMS_MT / -DMS_NB / -DMS_U):
+ * Three kernels, each in its own build (the engine compiles mma_tile once,
+ * mma_skinny once with its work-group shape -DMS_MT / -DMS_NB / -DMS_U, and
+ * mma_wide twice, -DMW_SPLIT=1 and 8):
  *   mma_tile   prefill: work-group of 8 warps computes a 128-row x 128-output
  *              tile; 64-wide K slices of X and W are converted to f16 and
  *              staged in local memory while the next slice is fetched into
  *              registers; slot s of a k16 step is k = k0 + s.
- *   mma_skinny decode: few rows (16 MS_MT per work-group), many weights.
+ *   mma_skinny decode calls of up to 16 rows, many weights.
  *              Bandwidth-bound, so each of 8 warps streams its own share of
  *              W's chunks of MS_CH elements (c = warp, warp + 8, ...) straight from
  *              global memory into B fragments, each lane reading its
  *              weights of a chunk with one aligned load (see
  *              MS_K below for which k each slot stands for). The 8 partial
  *              sums are added in warp order through local memory.
+ *   mma_wide   decode calls of more rows: mma_skinny's sums in its order,
+ *              laid out as 64-row tiles with X staged in local memory.
  * Batch invariance: every output is a fixed chain of mma steps over k (and,
- * in mma_skinny, a fixed sum over warps) that does not depend on the other
- * rows in the call or on their number: a row's result is the same alone or
- * in a batch. The two kernels order k differently, so their results differ
- * in the last bits; the engine uses mma_tile for prefill and mma_skinny for
- * every decode call.
+ * in the decode kernels, a fixed sum over the 8 chains) that does not depend
+ * on the other rows in the call or on their number: a row's result is the
+ * same alone or in a batch. mma_tile orders k differently from the decode
+ * kernels, so their results differ in the last bits; the engine uses
+ * mma_tile for prefill and the decode kernels for every decode call.
  */
 /* Two floats -> f16x2 (lo in the low half), round to nearest even. */
 inline uint mma_pack(float lo, float hi)
@@ -64,7 +67,7 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 }
 
 /* ---- prefill: 128 x 128 tiles ---- */
-#ifndef MS_MT /* the mma_tile build */
+#if !defined(MS_MT) && !defined(MW_NB) /* the mma_tile build */
 
 #define MT_BM 128
 #define MT_BN 128
@@ -226,20 +229,11 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
                           n0 + wn * 32 + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
 }
 
-#else /* an mma_skinny build */
+#else /* a decode build: mma_skinny (-DMS_MT) or mma_wide (-DMW_NB) */
 
 /* ---- decode: few rows, split K ---- */
 
 #define MS_WARPS 8
-/* Shape of a work-group, set per build by the engine (lib/engine.c,
- * skinny_variants): MS_MT 16-row tiles (rows per work-group = 16 MS_MT),
- * MS_NB blocks of 8 outputs (each warp multiplies the X fragments it loads
- * with all of them), MS_U chunks in flight per warp. None of the three
- * changes what an output sums or in which order, only how the work is laid
- * out, so every variant gives the same bits for the same row. */
-#if !defined(MS_NB) || !defined(MS_U)
-#error "an mma_skinny build needs -DMS_MT, -DMS_NB and -DMS_U"
-#endif
 
 /* A warp takes K in chunks of MS_CH; lane t reads MS_LE weights of its row
  * per chunk with one load (Q8_0: 8 quant bytes; Q4_0: 4 quant bytes, that
@@ -376,6 +370,43 @@ __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ul
 inline uint ms_pair(ms_raw r, int p) { return mma_pack(r.v[2 * p], r.v[2 * p + 1]); }
 #endif
 
+/* Which of up to three weights sharing X and K (a layer's Q, K and V, or
+ * gate and up, in one launch) output block grp (of bw outputs) belongs to:
+ * w0's blocks come first, then w1's, then w2's (N1 = N2 = 0 for one
+ * weight). Sets the weight and its output, and returns the block's first
+ * output within that weight; *cat is the weight's first output counted
+ * over all three (N0, N0 + N1). */
+inline int ms_pick(int grp, int bw, const __global uchar *w0, ulong rb0, int N0,
+                   __global float *y0, int ldy0, const __global uchar *w1, ulong rb1, int N1,
+                   __global float *y1, int ldy1, const __global uchar *w2, ulong rb2, int N2,
+                   __global float *y2, int ldy2, const __global uchar **w, ulong *rb, int *N,
+                   __global float **y, int *ldy, int *cat)
+{
+    const int b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
+    *w = w0; *rb = rb0; *N = N0; *y = y0; *ldy = ldy0; *cat = 0;
+    if (grp >= b0 + b1) {
+        grp -= b0 + b1;
+        *w = w2; *rb = rb2; *N = N2; *y = y2; *ldy = ldy2; *cat = N0 + N1;
+    } else if (grp >= b0) {
+        grp -= b0;
+        *w = w1; *rb = rb1; *N = N1; *y = y1; *ldy = ldy1; *cat = N0;
+    }
+    return grp * bw;
+}
+
+#define MS_PICK_ARGS w0, rb0, N0, y0, ldy0, w1, rb1, N1, y1, ldy1, w2, rb2, N2, y2, ldy2
+
+#ifdef MS_MT /* an mma_skinny build */
+/* Shape of a work-group, set per build by the engine (lib/engine.c,
+ * skinny_shape_of): MS_MT 16-row tiles (rows per work-group = 16 MS_MT),
+ * MS_NB blocks of 8 outputs (each warp multiplies the X fragments it loads
+ * with all of them), MS_U chunks in flight per warp. None of the three
+ * changes what an output sums or in which order, only how the work is laid
+ * out, so every shape gives the same bits for the same row. */
+#if !defined(MS_NB) || !defined(MS_U)
+#error "an mma_skinny build needs -DMS_MT, -DMS_NB and -DMS_U"
+#endif
+
 /* One work-group: rows m0 .. m0 + 16 MS_MT - 1 and the 8 MS_NB outputs
  * n0 .. of one of up to three weights sharing X and K (a layer's Q, K and V,
  * or gate and up, in one launch): the groups along dimension 1 are the
@@ -396,20 +427,12 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
        weight rows are dispatched together and share them through L2. */
     const int m0 = get_group_id(0) * (MS_MT * 16);
     /* which weight this group multiplies (uniform across the work-group) */
-    const int bw = 8 * MS_NB, b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
-    int grp = get_group_id(1);
-    const __global uchar *w = w0;
-    ulong w_row_bytes = rb0;
-    int N = N0, ldy = ldy0;
-    __global float *y = y0;
-    if (grp >= b0 + b1) {
-        grp -= b0 + b1;
-        w = w2; w_row_bytes = rb2; N = N2; y = y2; ldy = ldy2;
-    } else if (grp >= b0) {
-        grp -= b0;
-        w = w1; w_row_bytes = rb1; N = N1; y = y1; ldy = ldy1;
-    }
-    const int n0 = grp * bw;
+    const __global uchar *w;
+    ulong w_row_bytes;
+    int N, ldy, cat;
+    __global float *y;
+    const int n0 = ms_pick(get_group_id(1), 8 * MS_NB, MS_PICK_ARGS, &w, &w_row_bytes, &N, &y,
+                           &ldy, &cat);
     int o[MS_NB];
 #pragma unroll
     for (int j = 0; j < MS_NB; j++) /* rows past N compute garbage that is never stored */
@@ -493,4 +516,237 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
         mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, m0 + rr, n0 + cc, v);
     }
 }
+#else /* an mma_wide build */
+/* ---- decode, many rows: 64-row tiles, X staged once in f16 ----
+ *
+ * mma_wide computes exactly mma_skinny's sums in mma_skinny's order, laid
+ * out for calls of many rows. In mma_skinny an output is the sum, in warp
+ * order, of MS_WARPS chains: chain c runs over K's chunks c, c + 8, c + 16,
+ * ... (each chunk's k16 steps in order, slots mapped to k by MS_K), and the
+ * chains are added ((c0 + c1) + c2) + ... Here a work-group takes 64 rows
+ * (4 tiles of 16) and 64 MW_NB outputs, each warp 8 MW_NB of them for all
+ * 64 rows, so every X fragment staged in local memory serves all warps and
+ * every weight fragment 4 row tiles. Chains are a dimension of the grid,
+ * fixed per build by MW_SPLIT:
+ *   1   the work-group runs chains 0 .. 7 one after the other and keeps
+ *       their sum in registers in the same order (calls with many outputs:
+ *       the LM head);
+ *   8   work-group (rg, c) runs chain c alone and writes it to
+ *       part[c][row][output], and mma_wide_sum adds the 8 in order (calls
+ *       with few outputs, where 64 MW_NB-output groups alone would leave
+ *       most of the GPU idle; no running sum: fewer registers).
+ * Either way a row's bits are mma_skinny's, whatever the call. The weights
+ * and X of the next stage are loaded while one is multiplied. */
+#if !defined(MW_U) || !defined(MW_SPLIT)
+#error "an mma_wide build needs -DMW_NB, -DMW_U and -DMW_SPLIT"
+#endif
+#define MW_ROWS 64
+#define MW_Q (MS_CH / 4)                       /* float4s of X per row and chunk */
+#define MW_LD (MW_U * MS_CH / 2 + 8)           /* uints per staged row (+8: no bank conflicts) */
+#define MW_XQ (MW_ROWS * MW_U * MW_Q / (32 * MS_WARPS)) /* float4s a work-item stages */
+/* Where X's chunk elements 4q .. 4q + 3 go in a staged row, in halves: the
+ * inverse of MS_K, so that in k16 step s lane t finds the four values its
+ * slots need at 16 s + 4 t, the four lanes of a row 8 consecutive uints. */
+#if QE_WT == 2 || QE_WT == 1
+#define MW_POS(q) (16 * ((q) & 1) + 4 * ((q) >> 1))
+#else
+#define MW_POS(q) (4 * (q))
+#endif
+
+/* This work-item's share of X for the MW_U chunks c, c + 8 MS_CH, ... of
+ * rows m0 .. m0 + 63, as f32 (zeros past n_rows and K). */
+__attribute__((always_inline)) inline void mw_fetch(const __global float *x, int ldx, int n_rows,
+                                                    int K, int m0, int c, int tid, float4 *xr)
+{
+#pragma unroll
+    for (int j = 0; j < MW_XQ; j++) {
+        const int i = tid + 32 * MS_WARPS * j;
+        const int q = i % MW_Q, u = (i / MW_Q) % MW_U, r = m0 + i / (MW_Q * MW_U);
+        const int k = c + u * MS_CH * MS_WARPS + 4 * q;
+        const __global float *xp = x + (size_t)r * ldx + k;
+        float4 v = (float4)(0.0f);
+        if (r < n_rows && k + 3 < K)
+            v = vload4(0, xp);
+        else if (r < n_rows && k < K)
+            v = (float4)(xp[0], k + 1 < K ? xp[1] : 0.0f, k + 2 < K ? xp[2] : 0.0f, 0.0f);
+        xr[j] = v;
+    }
+}
+
+/* ... and into local memory as f16, rounded as mma_skinny rounds them */
+__attribute__((always_inline)) inline void mw_stage(__local uint *xs, int tid, const float4 *xr)
+{
+#pragma unroll
+    for (int j = 0; j < MW_XQ; j++) {
+        const int i = tid + 32 * MS_WARPS * j;
+        const int q = i % MW_Q, u = (i / MW_Q) % MW_U, r = i / (MW_Q * MW_U);
+        __local uint *p = xs + r * MW_LD + u * (MS_CH / 2) + MW_POS(q) / 2;
+        p[0] = mma_pack(xr[j].x, xr[j].y);
+        p[1] = mma_pack(xr[j].z, xr[j].w);
+    }
+}
+
+/* Work-groups: dimension 0 holds (row group, chain) pairs, row group
+ * fastest (groups reading the same weight rows run together); dimension 1
+ * the weights' blocks of 64 MW_NB outputs, as in mma_skinny. */
+__kernel __attribute__((reqd_work_group_size(32 * MS_WARPS, 1, 1)))
+void mma_wide(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
+              const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
+              const __global uchar *w1, ulong rb1, int N1, __global float *y1, int ldy1,
+              const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2,
+              int y_seq, int y_seq_stride, int accumulate, __global float *part)
+{
+    __local uint xs[MW_ROWS * MW_LD];
+    const int tid = get_local_id(0);
+    const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+    const int n_rg = (n_rows + MW_ROWS - 1) / MW_ROWS;
+    const int m0 = (get_group_id(0) % n_rg) * MW_ROWS;
+    const int ch0 = MW_SPLIT == 1 ? 0 : get_group_id(0) / n_rg;
+    const int ch1 = MW_SPLIT == 1 ? MS_WARPS : ch0 + 1;
+    const __global uchar *w;
+    ulong w_row_bytes;
+    int N, ldy, cat;
+    __global float *y;
+    const int n0 = ms_pick(get_group_id(1), 64 * MW_NB, MS_PICK_ARGS, &w, &w_row_bytes, &N, &y,
+                           &ldy, &cat);
+    const int NT = N0 + N1 + N2;
+    int o[MW_NB];
+#pragma unroll
+    for (int j = 0; j < MW_NB; j++) /* rows past N compute garbage that is never stored */
+        o[j] = min(n0 + 8 * (warp * MW_NB + j) + g, N - 1);
+    const int sb = wt_row_scale_bytes(w_row_bytes);
+    x += x_off;
+    const int n_tiles = min(MW_ROWS / 16, (n_rows - m0 + 15) / 16);
+    float acc[MW_NB][MW_ROWS / 16][4];
+#if MW_SPLIT == 1
+    float tot[MW_NB][MW_ROWS / 16][4];
+#endif
+#pragma unroll
+    for (int j = 0; j < MW_NB; j++)
+#pragma unroll
+        for (int i = 0; i < MW_ROWS / 16; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                acc[j][i][e] = 0.0f;
+
+    /* stages of MW_U chunks of one chain */
+    int ch = ch0, c = ch0 * MS_CH;
+    float4 xr[MW_XQ];
+    ms_raw raw[MW_U][MW_NB], nraw[MW_U][MW_NB];
+    mw_fetch(x, ldx, n_rows, K, m0, c, tid, xr);
+#pragma unroll
+    for (int u = 0; u < MW_U; u++)
+#pragma unroll
+        for (int j = 0; j < MW_NB; j++)
+            raw[u][j] = ms_load(w, w_row_bytes, sb, o[j], c + u * MS_CH * MS_WARPS, t, K);
+    while (ch < ch1) {
+        mw_stage(xs, tid, xr);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        int nch = ch, nc = c + MS_CH * MS_WARPS * MW_U;
+        const int chain_ends = nc >= K;
+        if (chain_ends) {
+            nch++;
+            nc = nch * MS_CH;
+        }
+        if (nch < ch1) {
+            mw_fetch(x, ldx, n_rows, K, m0, nc, tid, xr);
+#pragma unroll
+            for (int u = 0; u < MW_U; u++)
+#pragma unroll
+                for (int j = 0; j < MW_NB; j++)
+                    nraw[u][j] = ms_load(w, w_row_bytes, sb, o[j], nc + u * MS_CH * MS_WARPS, t, K);
+        }
+#pragma unroll
+        for (int u = 0; u < MW_U; u++) {
+            if (c + u * MS_CH * MS_WARPS >= K) /* uniform across the work-group */
+                continue;
+#pragma unroll
+            for (int s = 0; s < MS_LE / 4; s++) {
+                uint b[MW_NB][2];
+#pragma unroll
+                for (int j = 0; j < MW_NB; j++) {
+                    b[j][0] = ms_pair(raw[u][j], 2 * s);
+                    b[j][1] = ms_pair(raw[u][j], 2 * s + 1);
+                }
+#pragma unroll
+                for (int i = 0; i < MW_ROWS / 16; i++) {
+                    if (i >= n_tiles) /* uniform across the work-group */
+                        continue;
+                    uint a[4];
+#pragma unroll
+                    for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
+                        const uint2 v = vload2(0, xs + (i * 16 + g + 8 * h) * MW_LD +
+                                                      u * (MS_CH / 2) + 8 * s + 2 * t);
+                        a[h] = v.x;
+                        a[h + 2] = v.y;
+                    }
+#pragma unroll
+                    for (int j = 0; j < MW_NB; j++)
+                        MMA(acc[j][i], a, b[j]);
+                }
+            }
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (chain_ends) {
+#pragma unroll
+            for (int j = 0; j < MW_NB; j++)
+#pragma unroll
+                for (int i = 0; i < MW_ROWS / 16; i++)
+#pragma unroll
+                    for (int e = 0; e < 4; e++) {
+#if MW_SPLIT == 1
+                        /* mma_skinny's v = red[0], then v += red[c] */
+                        tot[j][i][e] = ch == 0 ? acc[j][i][e] : tot[j][i][e] + acc[j][i][e];
+#else
+                        const int r = m0 + i * 16 + g + 8 * (e >> 1);
+                        const int oo = n0 + 8 * (warp * MW_NB + j) + 2 * t + (e & 1);
+                        if (r < n_rows && oo < N)
+                            part[((size_t)ch * n_rows + r) * NT + cat + oo] = acc[j][i][e];
+#endif
+                        acc[j][i][e] = 0.0f;
+                    }
+        }
+#pragma unroll
+        for (int u = 0; u < MW_U; u++)
+#pragma unroll
+            for (int j = 0; j < MW_NB; j++)
+                raw[u][j] = nraw[u][j];
+        ch = nch;
+        c = nc;
+    }
+#if MW_SPLIT == 1
+#pragma unroll
+    for (int j = 0; j < MW_NB; j++)
+#pragma unroll
+        for (int i = 0; i < MW_ROWS / 16; i++)
+#pragma unroll
+            for (int e = 0; e < 4; e++)
+                mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N,
+                          m0 + i * 16 + g + 8 * (e >> 1),
+                          n0 + 8 * (warp * MW_NB + j) + 2 * t + (e & 1), tot[j][i][e]);
+#endif
+}
+
+/* split 8: output (row, o) over all weights' outputs o < N0 + N1 + N2 is
+ * the 8 chains of part added in order, stored by mma_skinny's rule */
+__kernel void mma_wide_sum(const __global float *part, int n_rows,
+                           const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
+                           const __global uchar *w1, ulong rb1, int N1, __global float *y1, int ldy1,
+                           const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2,
+                           int y_seq, int y_seq_stride, int accumulate)
+{
+    const int oc = get_global_id(0), r = get_global_id(1), NT = N0 + N1 + N2;
+    if (oc >= NT || r >= n_rows)
+        return;
+    float v = part[(size_t)r * NT + oc];
+    for (int c = 1; c < MS_WARPS; c++)
+        v += part[((size_t)c * n_rows + r) * NT + oc];
+    const __global uchar *w;
+    ulong rb;
+    int N, ldy, cat;
+    __global float *y;
+    const int o = ms_pick(oc, 1, MS_PICK_ARGS, &w, &rb, &N, &y, &ldy, &cat);
+    mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, r, o, v);
+}
 #endif /* MS_MT */
+#endif /* a decode build */

@@ -148,30 +148,39 @@ static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
     }
 }
 
-/* mma_skinny's builds (kernels/mma.cl): one for calls of up to 16 rows (one
- * 8-output block per work-group: many work-groups to stream the weights),
- * one for more rows (8 blocks per work-group share each load of X). The
- * shapes only lay the work out differently; an output's sums and their
- * order are the same in every build, so a decode row gets the same bits from
- * either. Tuned on the H200 with bench/gpu_profile.sh (tg128, synthetic
- * Llama-3.2-1B q8_0, tok/s: B1 U 2/4/8/16 = 433/427/446/368; B64 MT,NB
- * 1,8 / 2,4 / 4,2 / 1,4 / 1,2 = 12164/11047/8782/11995/9890); the variable
- * env = "MT,NB,U" replaces a build's shape for such experiments (read when
- * the engine opens: the builds and their launches then agree). */
-static const struct {
-    skinny_shape shape;
-    const char *env;
-} skinny_variants[MSK_VARIANTS] = {
-    {{1, 1, 8}, "QEVAL_MMA_SK1"}, /* up to 16 rows */
-    {{1, 8, 1}, "QEVAL_MMA_SK4"}, /* more */
-};
-
-static skinny_shape skinny_shape_of(int v)
+/* mma_skinny's work-group shape (kernels/mma.cl), for decode calls of up
+ * to 16 rows: one 8-output block per work-group (many work-groups to stream
+ * the weights), 8 chunks in flight per warp. Tuned on the H200 with
+ * bench/gpu_profile.sh (tg128 B1, synthetic Llama-3.2-1B q8_0, tok/s: U
+ * 2/4/8/16 = 433/427/446/368). No shape changes an output's sums or their
+ * order. QEVAL_MMA_SKINNY = "MT,NB,U" replaces it for such experiments (read
+ * when the engine opens: the build and its launches then agree). */
+static skinny_shape skinny_shape_of(void)
 {
-    skinny_shape sh = skinny_variants[v].shape, o;
-    const char *env = getenv(skinny_variants[v].env);
+    skinny_shape sh = {1, 1, 8}, o;
+    const char *env = getenv("QEVAL_MMA_SKINNY");
     if (env && sscanf(env, "%d,%d,%d", &o.mt, &o.nb, &o.u) == 3 && o.mt >= 1 && o.mt <= 8 &&
         o.nb >= 1 && o.nb <= 8 && o.u >= 1 && o.u <= 32)
+        sh = o;
+    return sh;
+}
+
+/* mma_wide's shape (kernels/mma.cl), for decode calls of more than 16
+ * rows: MW_NB 8-output blocks per warp, MW_U chunks staged at once, and the
+ * number of work-groups from which a call runs all chains in each (split 1;
+ * fewer: split 8), 0 = half the compute units. Measured on the H200 (tg128
+ * B64, synthetic Llama-3.2-1B q8_0, tok/s; mma_skinny's 64-output build
+ * 13208): NB,U,GROUPS 2,2,0 = 14863 (0 was 66 there: the 128 groups of
+ * gate/up use split 1); 2,1,0 14819; with 264 groups 2,2 13582 and 2,1
+ * 14392; split 1 everywhere 6354; 4,1 12977; 4,2 12241; 1,4 9695.
+ * QEVAL_MMA_WIDE = "NB,U,GROUPS" replaces it (1 forces split 1 everywhere,
+ * 1000000 split 8; read when the engine opens). */
+static wide_shape wide_shape_of(void)
+{
+    wide_shape sh = {2, 2, 0}, o;
+    const char *env = getenv("QEVAL_MMA_WIDE");
+    if (env && sscanf(env, "%d,%d,%d", &o.nb, &o.u, &o.split) == 3 && o.nb >= 1 && o.nb <= 4 &&
+        o.u >= 1 && o.u <= 8 && o.split >= 0)
         sh = o;
     return sh;
 }
@@ -197,20 +206,28 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         st = qe_fail(QE_EUNSUPPORTED, "engine: matmul needs work-groups of %d, the device allows %zu",
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
-        /* kernels/mma.cl: mma_tile alone, then one build of mma_skinny per shape */
+        /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
         static const char *const msrcs[] = {"weights.cl", "mma.cl"};
         char mopts[256];
         st = qe_cl_build(e->cl, msrcs, 2, opts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
-        for (int v = 0; st == QE_OK && v < MSK_VARIANTS; v++) {
-            const skinny_shape sh = e->msk_shape[v];
-            snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sh.mt, sh.nb,
-                     sh.u);
-            st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_msk[v][fmt]);
+        const skinny_shape sk = e->msk_shape;
+        snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sk.mt, sk.nb,
+                 sk.u);
+        if (st == QE_OK)
+            st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_msk[fmt]);
+        if (st == QE_OK)
+            st = qe_cl_kernel(e->prog_msk[fmt], "mma_skinny", &e->k_msk[fmt]);
+        for (int b = 0; st == QE_OK && b < 2; b++) {
+            snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d", opts,
+                     e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1);
+            st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
-                st = qe_cl_kernel(e->prog_msk[v][fmt], "mma_skinny", &e->k_msk[v][fmt]);
+                st = qe_cl_kernel(e->prog_mw[b][fmt], "mma_wide", &e->k_mw[b][fmt]);
         }
+        if (st == QE_OK)
+            st = qe_cl_kernel(e->prog_mw[1][fmt], "mma_wide_sum", &e->k_mw_sum[fmt]);
     }
     return st;
 }
@@ -480,8 +497,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     st = check_opts(&e->hp, &e->opt);
     if (st == QE_OK)
         st = qe_engine_gemm_resolve(e->cl, e->opt.gemm, &e->opt.gemm);
-    for (int v = 0; v < MSK_VARIANTS; v++)
-        e->msk_shape[v] = skinny_shape_of(v);
+    e->msk_shape = skinny_shape_of();
+    e->mw_shape = wide_shape_of();
     if (st != QE_OK)
         goto done;
 
@@ -635,7 +652,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_free(e->rope_cs);
     qe_cl_free(e->rope_cs_swa);
     cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
-                     e->g, e->u, e->hout, e->logits, e->stats};
+                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         qe_cl_free(acts[i]);
     for (int f = 0; f < WF_COUNT; f++) {
@@ -643,10 +660,13 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_matmul[f]);
         qe_cl_kernel_free(e->k_mma_tile[f]);
         qe_cl_program_free(e->prog_mma[f]);
-        for (int v = 0; v < MSK_VARIANTS; v++) {
-            qe_cl_kernel_free(e->k_msk[v][f]);
-            qe_cl_program_free(e->prog_msk[v][f]);
+        qe_cl_kernel_free(e->k_msk[f]);
+        qe_cl_program_free(e->prog_msk[f]);
+        for (int b = 0; b < 2; b++) {
+            qe_cl_kernel_free(e->k_mw[b][f]);
+            qe_cl_program_free(e->prog_mw[b][f]);
         }
+        qe_cl_kernel_free(e->k_mw_sum[f]);
         qe_cl_program_free(e->prog_wt[f]);
     }
     qe_cl_kernel_free(e->k_norm);
@@ -674,49 +694,126 @@ size_t qe_engine_round_up(size_t n, size_t m)
     return (n + m - 1) / m * m;
 }
 
-/* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
- * in one launch (kernels/mma.cl): the build for n_rows; groups along
- * dimension 0 the row groups, along dimension 1 the weights' output blocks
- * in order. */
-static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
-                            cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
-                            int y_seq, int y_seq_stride, int accumulate)
+/* Arguments first .. first + 14 of mma.cl's decode kernels: MSK_MULTI
+ * (weight, row bytes, outputs, y, ldy), the first n given, the rest NULL / 0. */
+static qe_status weight_args(cl_kernel k, cl_uint first, int n, const dev_weight *const *w,
+                             const cl_mem *y, const int *ldy)
 {
-    const int v = n_rows <= 16 ? 0 : 1;
-    cl_kernel k = e->k_msk[v][w[0]->fmt];
-    const skinny_shape sh = e->msk_shape[v];
-    const size_t outs = 8 * (size_t)sh.nb, rows_wg = 16 * (size_t)sh.mt;
-    size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, 0};
-    size_t local[2] = {MMA_WI, 1};
-    int K = w[0]->ne0;
-    qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
-                    sizeof(int), &n_rows, sizeof(int), &K);
+    qe_status st = QE_OK;
     for (int i = 0; st == QE_OK && i < MSK_MULTI; i++) {
         const cl_mem none = NULL;
         const cl_ulong rb0 = 0;
         const int zero = 0;
         const int in = i < n;
-        st = qe_cl_arg(k, (cl_uint)(5 + 5 * i), sizeof(cl_mem), in ? &w[i]->buf : &none);
+        const cl_uint a = first + 5 * (cl_uint)i;
+        st = qe_cl_arg(k, a, sizeof(cl_mem), in ? &w[i]->buf : &none);
         if (st == QE_OK)
-            st = qe_cl_arg(k, (cl_uint)(6 + 5 * i), sizeof(cl_ulong), in ? &w[i]->row_bytes : &rb0);
+            st = qe_cl_arg(k, a + 1, sizeof(cl_ulong), in ? &w[i]->row_bytes : &rb0);
         if (st == QE_OK)
-            st = qe_cl_arg(k, (cl_uint)(7 + 5 * i), sizeof(int), in ? &w[i]->ne1 : &zero);
+            st = qe_cl_arg(k, a + 2, sizeof(int), in ? &w[i]->ne1 : &zero);
         if (st == QE_OK)
-            st = qe_cl_arg(k, (cl_uint)(8 + 5 * i), sizeof(cl_mem), in ? &y[i] : &none);
+            st = qe_cl_arg(k, a + 3, sizeof(cl_mem), in ? &y[i] : &none);
         if (st == QE_OK)
-            st = qe_cl_arg(k, (cl_uint)(9 + 5 * i), sizeof(int), in ? &ldy[i] : &zero);
-        if (in)
-            global[1] += qe_engine_round_up((size_t)w[i]->ne1, outs) / outs;
+            st = qe_cl_arg(k, a + 4, sizeof(int), in ? &ldy[i] : &zero);
     }
-    if (st == QE_OK && global[1] > 65535) /* NVIDIA's grid y limit */
-        st = qe_fail(QE_EUNSUPPORTED, "engine: a decode matmul of %zu output blocks (65535 allowed)",
-                     global[1]);
+    return st;
+}
+
+/* The n weights' blocks of `outs` outputs (grid dimension 1 of mma.cl's
+ * decode kernels: at most 65535 on NVIDIA), and *nt, their outputs. */
+static qe_status out_blocks(int n, const dev_weight *const *w, size_t outs, size_t *blocks,
+                            size_t *nt)
+{
+    *blocks = *nt = 0;
+    for (int i = 0; i < n; i++) {
+        *blocks += qe_engine_round_up((size_t)w[i]->ne1, outs) / outs;
+        *nt += (size_t)w[i]->ne1;
+    }
+    if (*blocks > 65535)
+        return qe_fail(QE_EUNSUPPORTED, "engine: a decode matmul of %zu output blocks (65535 allowed)",
+                       *blocks);
+    return QE_OK;
+}
+
+/* mma_wide (kernels/mma.cl) for a decode call of more than 16 rows: the
+ * chains run one after another in each work-group (split 1) when there are
+ * enough work-groups to fill the device twice, else one chain per
+ * work-group (split 8) and mma_wide_sum adds them. */
+static qe_status run_wide(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
+                          cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
+                          int y_seq, int y_seq_stride, int accumulate)
+{
+    const int fmt = w[0]->fmt;
+    const size_t n_rg = qe_engine_round_up((size_t)n_rows, 64) / 64;
+    size_t blocks = 0, nt = 0;
+    int K = w[0]->ne0;
+    qe_status st = out_blocks(n, w, 64 * (size_t)e->mw_shape.nb, &blocks, &nt);
+    if (st != QE_OK)
+        return st;
+    size_t groups = (size_t)e->mw_shape.split;
+    if (groups == 0)
+        groups = ((size_t)qe_cl_device(e->cl)->compute_units + 1) / 2;
+    const int split = n_rg * blocks >= groups ? 1 : 8;
+    cl_kernel k = e->k_mw[split == 8][fmt];
+    st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+                    sizeof(int), &n_rows, sizeof(int), &K);
+    if (st == QE_OK)
+        st = weight_args(k, 5, n, w, y, ldy);
+    const size_t part = (size_t)8 * (size_t)n_rows * nt * sizeof(float);
+    if (st == QE_OK && split == 8 && qe_cl_size(e->mw_part) < part) {
+        qe_cl_free(e->mw_part);
+        e->mw_part = NULL;
+        st = qe_cl_alloc(e->cl, part, QE_CL_RW, NULL, &e->mw_part);
+    }
+    const int tail[3] = {y_seq, y_seq_stride, accumulate};
+    for (int i = 0; st == QE_OK && i < 3; i++)
+        st = qe_cl_arg(k, (cl_uint)(20 + i), sizeof(int), &tail[i]);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 23, sizeof(cl_mem), &e->mw_part);
+    size_t global[2] = {n_rg * (size_t)split * MMA_WI, blocks}, local[2] = {MMA_WI, 1};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, k, 2, global, local, NULL);
+    if (st != QE_OK || split == 1)
+        return st;
+    cl_kernel ks = e->k_mw_sum[fmt];
+    st = qe_cl_args(ks, 2, sizeof(cl_mem), &e->mw_part, sizeof(int), &n_rows);
+    if (st == QE_OK)
+        st = weight_args(ks, 2, n, w, y, ldy);
+    for (int i = 0; st == QE_OK && i < 3; i++)
+        st = qe_cl_arg(ks, (cl_uint)(17 + i), sizeof(int), &tail[i]);
+    size_t gs[2] = {qe_engine_round_up(nt, 64), (size_t)n_rows}, ls[2] = {64, 1};
+    return st ? st : qe_cl_run(e->cl, ks, 2, gs, ls, NULL);
+}
+
+/* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
+ * in one launch (kernels/mma.cl): along dimension 0 the row groups, along
+ * dimension 1 the weights' output blocks in order. Calls of more than 16
+ * rows go to mma_wide, which gives the same bits. */
+static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
+                            cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
+                            int y_seq, int y_seq_stride, int accumulate)
+{
+    if (n_rows > 16)
+        return run_wide(e, n, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
+    cl_kernel k = e->k_msk[w[0]->fmt];
+    const skinny_shape sh = e->msk_shape;
+    const size_t outs = 8 * (size_t)sh.nb, rows_wg = 16 * (size_t)sh.mt;
+    size_t blocks = 0, nt = 0;
+    int K = w[0]->ne0;
+    qe_status st = out_blocks(n, w, outs, &blocks, &nt);
+    if (st == QE_OK)
+        st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+                        sizeof(int), &n_rows, sizeof(int), &K);
+    if (st == QE_OK)
+        st = weight_args(k, 5, n, w, y, ldy);
     if (st == QE_OK)
         st = qe_cl_arg(k, 20, sizeof(int), &y_seq);
     if (st == QE_OK)
         st = qe_cl_arg(k, 21, sizeof(int), &y_seq_stride);
     if (st == QE_OK)
         st = qe_cl_arg(k, 22, sizeof(int), &accumulate);
+    size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, blocks};
+    size_t local[2] = {MMA_WI, 1};
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 

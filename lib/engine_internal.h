@@ -33,17 +33,22 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
 #define MMA_TILE 128    /* mma.cl mma_tile: rows and outputs per work-group */
 #define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
-#define MSK_VARIANTS 2  /* mma.cl mma_skinny builds (engine.c skinny_variants) */
 #define MSK_MULTI 3     /* mma.cl mma_skinny: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
 
-/* A work-group shape of mma.cl's mma_skinny (engine.c skinny_variants). */
+/* A work-group shape of mma.cl's mma_skinny (engine.c skinny_shape_of). */
 typedef struct skinny_shape {
     int mt, nb, u; /* MS_MT 16-row tiles, MS_NB 8-output blocks, MS_U chunks in flight */
 } skinny_shape;
+
+/* A work-group shape of mma.cl's mma_wide (engine.c wide_shape_of). */
+typedef struct wide_shape {
+    int nb, u;  /* MW_NB 8-output blocks per warp, MW_U chunks per stage */
+    int split;  /* work-groups from which a call uses split 1 (0: half the compute units) */
+} wide_shape;
 
 typedef struct dev_weight {
     cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
@@ -86,9 +91,15 @@ struct qe_engine {
        the few-rows kernel that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
-    skinny_shape msk_shape[MSK_VARIANTS];         /* resolved at open (env overrides) */
-    cl_program prog_msk[MSK_VARIANTS][WF_COUNT]; /* mma_skinny, one build per work-group shape */
-    cl_kernel k_msk[MSK_VARIANTS][WF_COUNT];
+    skinny_shape msk_shape;            /* resolved at open (env overrides) */
+    cl_program prog_msk[WF_COUNT];     /* mma_skinny: decode calls of up to 16 rows */
+    cl_kernel k_msk[WF_COUNT];
+    /* mma_wide, for decode calls of more than 16 rows (same bits as
+       mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
+    wide_shape mw_shape;               /* resolved at open (env overrides) */
+    cl_program prog_mw[2][WF_COUNT];
+    cl_kernel k_mw[2][WF_COUNT], k_mw_sum[WF_COUNT];
+    cl_mem mw_part;      /* grown on demand: 8 chains x rows x outputs f32 */
     int mm_skinny;       /* set by the decoder around its calls (engine_decode.c) */
 
     dev_weight tok_embd, output;

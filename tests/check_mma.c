@@ -14,10 +14,10 @@
  *             a few 1e-3 through the layers: max |d| < 5e-2, mean < 5e-3
  *           - batch invariance: a sequence prefilled alone and inside a
  *             batch of 4 gives bit-identical results
- *           - decode (mma_skinny): a sequence decoded alone and sharing its
- *             calls with up to 19 others is bit-identical (calls of 1 row
- *             and of more than 16 use different builds of the kernel, see
- *             lib/engine.c skinny_variants), and close to prefill
+ *           - decode: a sequence decoded alone (mma_skinny) and sharing its
+ *             calls with up to 69 others (mma_wide, in several shapes and
+ *             both splits) is bit-identical in f32, f16, q8_0 and q4_0
+ *             weights, and close to prefill
  */
 #include <check.h>
 #include <math.h>
@@ -39,7 +39,7 @@
 #define MEAN_TOL 5e-3
 #define N_TOK 48
 #define N_SEQ 4
-#define DEC_SLOTS 20 /* > 16 rows in a call: mma_skinny's second build */
+#define DEC_SLOTS 70 /* > 16 rows in a call: mma_wide; > 64: two of its row groups */
 
 static int has_mma(void)
 {
@@ -282,33 +282,39 @@ START_TEST(test_decode)
 {
     NEED_MMA();
     qe_model *m = open_model("models/stories260K.gguf");
-    qe_quant_model *q = NULL;
-    OK(qe_quant_model_new(m, QE_DT_Q8_0, &q));
-    const qe_model *qm = qe_quant_model_get(q);
-    int32_t tok[N_SEQ * N_TOK];
-    tokens(tok, N_SEQ * N_TOK, qe_model_hparams(m)->n_vocab, 5);
-    float alone[N_TOK], shared[N_TOK], tlp[N_TOK], pl[N_TOK];
-    decode_lse(qm, tok, 0, alone);
-    /* calls of more than 16 rows use the QEVAL_MMA_SK4 build: its own shape,
-       then others (the single-row call keeps QEVAL_MMA_SK1's) */
-    static const char *const shapes[] = {NULL, "1,4,1", "2,2,2", "4,1,1"};
-    for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
-        if (shapes[i])
-            setenv("QEVAL_MMA_SK4", shapes[i], 1);
-        decode_lse(qm, tok, 1, shared);
-        unsetenv("QEVAL_MMA_SK4");
-        for (int p = 0; p < N_TOK; p++)
-            ck_assert_msg(memcmp(&alone[p], &shared[p], sizeof(float)) == 0,
-                          "shape %s, step %d: lse %.9g alone, %.9g sharing calls",
-                          shapes[i] ? shapes[i] : "default", p,
-                          (double)alone[p], (double)shared[p]);
+    static const qe_dtype fmts[] = {QE_DT_Q8_0, QE_DT_Q4_0, QE_DT_F16, QE_DT_F32};
+    for (size_t f = 0; f < sizeof fmts / sizeof fmts[0]; f++) {
+        qe_quant_model *q = NULL;
+        OK(qe_quant_model_new(m, fmts[f], &q));
+        const qe_model *qm = qe_quant_model_get(q);
+        int32_t tok[N_SEQ * N_TOK];
+        tokens(tok, N_SEQ * N_TOK, qe_model_hparams(m)->n_vocab, 5);
+        float alone[N_TOK], shared[N_TOK], tlp[N_TOK], pl[N_TOK];
+        decode_lse(qm, tok, 0, alone);
+        /* calls of more than 16 rows: mma_wide in its default shape (split
+           chosen per call), and others with each split forced; the
+           single-row calls keep mma_skinny */
+        static const char *const shapes[] = {NULL, "1,1,1", "2,4,1000000", "1,2,1000000", "2,3,1"};
+        for (size_t i = 0; i < sizeof shapes / sizeof shapes[0]; i++) {
+            if (shapes[i])
+                setenv("QEVAL_MMA_WIDE", shapes[i], 1);
+            decode_lse(qm, tok, 1, shared);
+            unsetenv("QEVAL_MMA_WIDE");
+            for (int p = 0; p < N_TOK; p++)
+                ck_assert_msg(memcmp(&alone[p], &shared[p], sizeof(float)) == 0,
+                              "%s, shape %s, step %d: lse %.9g alone, %.9g sharing calls",
+                              qe_dtype_name(fmts[f]), shapes[i] ? shapes[i] : "default", p,
+                              (double)alone[p], (double)shared[p]);
+        }
+        if (fmts[f] == QE_DT_Q8_0) {
+            prefill(qm, QE_GEMM_MMA, 1, tok, tlp, pl);
+            diff d = {0};
+            for (int p = 0; p < N_TOK; p++)
+                diff_add(&d, alone[p], pl[p]);
+            diff_check(&d, "stories260K q8_0: decode vs prefill log-sum-exp");
+        }
+        qe_quant_model_free(q);
     }
-    prefill(qm, QE_GEMM_MMA, 1, tok, tlp, pl);
-    diff d = {0};
-    for (int p = 0; p < N_TOK; p++)
-        diff_add(&d, alone[p], pl[p]);
-    diff_check(&d, "stories260K q8_0: decode vs prefill log-sum-exp");
-    qe_quant_model_free(q);
     qe_model_close(m);
 }
 END_TEST
