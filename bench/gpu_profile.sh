@@ -18,8 +18,20 @@ M=$(qe_gpu_synth "$ARCH") || exit 1
 export QEVAL_PROFILE_SHAPES=1
 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 8 --weights "$WT" --kv f16 -r 1 --profile
 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 1 --profile
-# Wall-clock speed without profiling, for the launch-gap arithmetic
-$Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 2
+# Wall-clock speed without profiling, and what the launches cost the host:
+# a step's launches, each one's time in clEnqueueNDRangeKernel, and their sum
+# against the step's wall time (the host enqueues while the GPU runs, so the
+# GPU starves where kernels are shorter than a launch's host time)
+$Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights "$WT" --kv f16 -r 2 -o json >"$OUT/tg-plain.json"
+python3 - "$OUT/tg-plain.json" <<'PY'
+import json, sys
+for r in json.load(open(sys.argv[1])):
+    steps = r["n_gen"] * r["reps"]
+    print("%s B %d: %.1f tok/s, %.3f ms a step; host: %.1f launches a step, %.2f us each, "
+          "%.3f ms a step" % (r["test"], r["n_batch"], r["mean_tps"], 1e3 * sum(r["samples_s"]) / steps,
+                              r["launches"] / steps, 1e6 * r["enqueue_s"] / r["launches"],
+                              1e3 * r["enqueue_s"] / steps))
+PY
 # Registers, spills and local memory of the matmul builds (NVIDIA's ptxas
 # report through bench/cl_regs.c), with the engine's default shapes
 case "$WT" in q8_0) QW=2 ;; q4_0) QW=3 ;; f32) QW=0 ;; *) QW=1 ;; esac

@@ -78,6 +78,8 @@ typedef struct qe_bench_result {
     double mean_tps, stddev_tps;
     const qe_cl_kernel_time *kernels; /* [n_kernels] summed over the reps (profile) */
     size_t n_kernels;
+    uint64_t launches, enqueue_ns; /* kernel launches and host time enqueueing them, summed
+                                      over the reps (qe_cl_launch_stats) */
 } qe_bench_result;
 
 typedef qe_status (*qe_bench_fn)(void *ud, const qe_bench_result *r);

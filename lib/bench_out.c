@@ -113,6 +113,8 @@ static json_t *result_json(const qe_bench_env *env, const qe_bench_result *r, in
     json_object_set_new(o, "stddev_tps", json_real(r->stddev_tps));
     json_object_set_new(o, "samples_s", jreal_array(r->seconds, r->reps));
     json_object_set_new(o, "samples_tps", jreal_array(r->tps, r->reps));
+    json_object_set_new(o, "launches", json_integer((json_int_t)r->launches));
+    json_object_set_new(o, "enqueue_s", json_real((double)r->enqueue_ns / 1e9));
     if (kernels && r->n_kernels) {
         json_t *k = json_array();
         for (size_t i = 0; i < r->n_kernels; i++) {
@@ -134,6 +136,7 @@ typedef struct kept {    /* a profiled result, for the markdown breakdown */
     int reps;
     qe_cl_kernel_time *k;
     size_t n;
+    uint64_t launches, enqueue_ns;
 } kept;
 
 struct qe_bench_out {
@@ -228,6 +231,8 @@ static qe_status keep_profile(qe_bench_out *o, const qe_bench_result *r)
     memcpy(k->k, r->kernels, r->n_kernels * sizeof *k->k);
     k->n = r->n_kernels;
     k->reps = r->reps;
+    k->launches = r->launches;
+    k->enqueue_ns = r->enqueue_ns;
     snprintf(k->title, sizeof k->title, "%s, b %d, weights %s, kv %s/%s, gemm %s", r->test,
              r->n_batch, r->weights, qe_kv_format_name(r->kv_k), qe_kv_format_name(r->kv_v),
              r->gemm);
@@ -317,6 +322,12 @@ qe_status qe_bench_out_end(qe_bench_out *o)
                     (double)k->k[j].ns / 1e6 / k->reps,
                     total ? 100.0 * (double)k->k[j].ns / (double)total : 0.0);
         fprintf(f, "| total | | %.3f | 100.0 |\n", (double)total / 1e6 / k->reps);
+        /* with profiling events on, so a little dearer than in a plain run */
+        if (k->launches)
+            fprintf(f, "\nhost: %.1f launches per repetition, %.2f us each in "
+                       "clEnqueueNDRangeKernel (%.3f ms)\n",
+                    (double)k->launches / k->reps, (double)k->enqueue_ns / 1e3 / (double)k->launches,
+                    (double)k->enqueue_ns / 1e6 / k->reps);
     }
     fflush(f);
     qe_status st = bad || ferror(f) ? qe_fail(QE_EIO, "bench: write error") : QE_OK;

@@ -120,6 +120,10 @@ void qe_cl_close(qe_cl *cl); /* waits for queued work; NULL is fine */
 
 const qe_cl_device_info *qe_cl_device(const qe_cl *cl); /* valid until close */
 int qe_cl_profiling(const qe_cl *cl);                     /* QE_CL_PROFILE given */
+/* Kernel launches (qe_cl_run) since open, and the host time spent inside
+ * clEnqueueNDRangeKernel for them: what a launch costs the host, which
+ * bounds a schedule of many small kernels (qeval bench reports it). */
+void qe_cl_launch_stats(const qe_cl *cl, uint64_t *launches, uint64_t *enqueue_ns);
 
 /* Block until all queued work is done / has been submitted to the device. */
 qe_status qe_cl_finish(qe_cl *cl);

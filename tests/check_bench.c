@@ -1,7 +1,8 @@
 /* check_bench.c - llama-bench-style speed tests (lib/bench.h): statistics,
  * the order and arithmetic of results from a tiny crossed run on PoCL, the
  * per-kernel profile's launch counts against the model's structure (7
- * matrices per layer + the LM head per forward), the markdown / CSV / JSON
+ * matrices per layer + the LM head per forward) and against the host's own
+ * launch count (qe_cl_launch_stats), the markdown / CSV / JSON
  * writers parsed back with libcsv and jansson, the database rows (the model
  * hash checked against the data set's SHA256SUMS), and the option checks.
  * OpenCL is opened in the forked test process only (see check_engine.c).
@@ -227,6 +228,14 @@ static qe_status collect(void *ud, const qe_bench_result *r)
         s += r->tps[j];
     }
     c->mean_check[i] = s / r->reps;
+    /* every launch of the measured repetitions is one the profile counted,
+       and each took the host some time to enqueue */
+    uint64_t launches = 0;
+    for (size_t j = 0; j < r->n_kernels; j++)
+        launches += r->kernels[j].calls;
+    ck_assert_uint_gt(launches, 0);
+    ck_assert_uint_eq(r->launches, launches);
+    ck_assert_uint_gt(r->enqueue_ns, 0);
     /* the matmul kernels of the engine's gemm: one launch per weight product */
     ck_assert_str_eq(r->gemm, c->gemm);
     c->matmul[i] = !strcmp(r->gemm, "f32") ? kcalls(r, "matmul")

@@ -14,6 +14,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <time.h>
 
 #include "log.h"
 
@@ -508,6 +509,12 @@ const qe_cl_device_info *qe_cl_device(const qe_cl *cl) { return &cl->info; }
 
 int qe_cl_profiling(const qe_cl *cl) { return (cl->flags & QE_CL_PROFILE) != 0; }
 
+void qe_cl_launch_stats(const qe_cl *cl, uint64_t *launches, uint64_t *enqueue_ns)
+{
+    *launches = cl->n_launch;
+    *enqueue_ns = cl->enqueue_ns;
+}
+
 qe_status qe_cl_finish(qe_cl *cl)
 {
     cl_int err = clFinish(cl->queue);
@@ -744,8 +751,13 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
         if (st != QE_OK)
             return st;
     }
+    struct timespec t0, t1;
+    clock_gettime(CLOCK_MONOTONIC, &t0);
     cl_int err = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL,
                                         ev ? ev : prof ? &own : NULL);
+    clock_gettime(CLOCK_MONOTONIC, &t1);
+    cl->n_launch++;
+    cl->enqueue_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
     if (err != CL_SUCCESS) {
         kernel_name(k, name, sizeof name);
         return qe_cl_fail_call("clEnqueueNDRangeKernel", name, err);

@@ -18,6 +18,7 @@ struct qe_cl {
     qe_cl_kernel_time *prof_tot;        /* [prof_nk] of prof_capk */
     size_t prof_nk, prof_capk;
     int prof_shapes;                    /* QEVAL_PROFILE_SHAPES at open: name[global sizes] */
+    uint64_t n_launch, enqueue_ns;      /* qe_cl_launch_stats */
 };
 
 struct qe_cl_prof_pending {
