@@ -396,6 +396,15 @@ inline int ms_pick(int grp, int bw, const __global uchar *w0, ulong rb0, int N0,
 
 #define MS_PICK_ARGS w0, rb0, N0, y0, ldy0, w1, rb1, N1, y1, ldy1, w2, rb2, N2, y2, ldy2
 
+/* MS_NOSKIP: the decode kernels multiply chunks past K and row tiles past
+ * n_rows as zeros (their weights and X load as 0) instead of branching
+ * around them: a branch inside the unrolled step loop kept ptxas from
+ * overlapping one step's loads with the previous step's mma.sync (H200,
+ * tg128 B 64 q8_0: 15,006 -> 17,055 tok/s with mma_wide's two branches
+ * gone). A zero product leaves a sum's value as it was (an accumulator that
+ * starts at +0 only ever holds -0 where a store's 0 + v makes it +0
+ * anyway), so the bits are those of skipping. */
+
 #ifdef MS_MT /* an mma_skinny build */
 /* Shape of a work-group, set per build by the engine (lib/engine.c,
  * skinny_shape_of): MS_MT 16-row tiles (rows per work-group = 16 MS_MT),
@@ -447,7 +456,6 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 acc[j][i][e] = 0.0f;
-    const int n_tiles = min(MS_MT, (n_rows - m0 + 15) / 16);
 
     /* chunk c goes to warp c % MS_WARPS; MS_U chunks are loaded before use */
     for (int c0 = warp * MS_CH; c0 < K; c0 += MS_CH * MS_WARPS * MS_U) {
@@ -462,9 +470,7 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
             const int cu = c0 + u * MS_CH * MS_WARPS;
 #pragma unroll
             for (int s = 0; s < MS_LE / 4; s++) {
-                if (cu >= K) /* uniform across the warp */
-                    continue;
-                const int k = cu + MS_K(t, s);
+                const int k = cu + MS_K(t, s); /* past K: zeros (see MS_NOSKIP) */
                 uint b[MS_NB][2];
 #pragma unroll
                 for (int j = 0; j < MS_NB; j++) {
@@ -472,9 +478,7 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                     b[j][1] = ms_pair(raw[u][j], 2 * s + 1);
                 }
 #pragma unroll
-                for (int i = 0; i < MS_MT; i++) {
-                    if (i >= n_tiles) /* uniform across the work-group */
-                        continue;
+                for (int i = 0; i < MS_MT; i++) { /* tiles past n_rows: zeros */
                     uint a[4];
 #pragma unroll
                     for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
@@ -616,7 +620,6 @@ void mma_wide(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
         o[j] = min(n0 + 8 * (warp * MW_NB + j) + g, N - 1);
     const int sb = wt_row_scale_bytes(w_row_bytes);
     x += x_off;
-    const int n_tiles = min(MW_ROWS / 16, (n_rows - m0 + 15) / 16);
     float acc[MW_NB][MW_ROWS / 16][4];
 #if MW_SPLIT == 1
     float tot[MW_NB][MW_ROWS / 16][4];
@@ -657,9 +660,7 @@ void mma_wide(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
                     nraw[u][j] = ms_load(w, w_row_bytes, sb, o[j], nc + u * MS_CH * MS_WARPS, t, K);
         }
 #pragma unroll
-        for (int u = 0; u < MW_U; u++) {
-            if (c + u * MS_CH * MS_WARPS >= K) /* uniform across the work-group */
-                continue;
+        for (int u = 0; u < MW_U; u++) { /* chunks past K and tiles past n_rows: MS_NOSKIP */
 #pragma unroll
             for (int s = 0; s < MS_LE / 4; s++) {
                 uint b[MW_NB][2];
@@ -670,8 +671,6 @@ void mma_wide(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
                 }
 #pragma unroll
                 for (int i = 0; i < MW_ROWS / 16; i++) {
-                    if (i >= n_tiles) /* uniform across the work-group */
-                        continue;
                     uint a[4];
 #pragma unroll
                     for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
