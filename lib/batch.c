@@ -35,3 +35,23 @@ int32_t qe_chunk_target(const qe_chunk_plan *p, const int32_t *tokens, int64_t i
 {
     return tokens[i * p->n_ctx + j + 1];
 }
+
+int64_t qe_chunk_count_todo(const qe_chunk_plan *p, qe_chunk_skip_fn skip, void *ud)
+{
+    int64_t n = 0;
+    for (int64_t i = 0; i < p->n_chunk; i++)
+        n += !skip || !skip(ud, i);
+    return n;
+}
+
+int qe_chunk_next(const qe_chunk_plan *p, qe_chunk_skip_fn skip, void *ud, int64_t *next, int n,
+                  int64_t *todo)
+{
+    int k = 0;
+    while (k < n && *next < p->n_chunk) {
+        if (!skip || !skip(ud, *next))
+            todo[k++] = *next;
+        (*next)++;
+    }
+    return k;
+}

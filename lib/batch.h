@@ -35,4 +35,17 @@ void qe_chunk_fill(const qe_chunk_plan *p, const int32_t *tokens, int64_t i, int
  * token at i*n_ctx + j + 1 (never the BOS replacement). */
 int32_t qe_chunk_target(const qe_chunk_plan *p, const int32_t *tokens, int64_t i, int j);
 
+/* A resumed run's done chunks: non-zero for a chunk already in the results
+ * (a NULL function marks none). */
+typedef int (*qe_chunk_skip_fn)(void *ud, int64_t chunk);
+
+/* The plan's chunks that skip leaves to evaluate (a run's ETA counts these). */
+int64_t qe_chunk_count_todo(const qe_chunk_plan *p, qe_chunk_skip_fn skip, void *ud);
+
+/* The next batch: up to n chunks from *next on that skip leaves, in chunk
+ * order, into todo[0 ..]; *next moves past the last one looked at. Returns
+ * how many (0 when no chunk is left). */
+int qe_chunk_next(const qe_chunk_plan *p, qe_chunk_skip_fn skip, void *ud, int64_t *next, int n,
+                  int64_t *todo);
+
 #endif

@@ -167,21 +167,14 @@ qe_status qe_eval_perplexity(const qe_model *m, const qe_tokenizer *tok, const i
     qe_ppl acc;
     qe_ppl_init(&acc);
     qe_progress prog;
-    int64_t n_eval = 0; /* chunks that will be evaluated, for the ETA */
-    for (int64_t i = 0; i < plan.n_chunk; i++)
-        n_eval += !o->skip || !o->skip(o->skip_ud, i);
+    const int64_t n_eval = qe_chunk_count_todo(&plan, o->skip, o->skip_ud); /* for the ETA */
     if (o->progress)
         qe_progress_begin(&prog, "perplexity", (uint64_t)(n_eval * n_ctx));
     int64_t next = 0; /* next chunk index to consider */
     int64_t todo[QE_EVAL_MAX_SEQ];
     for (;;) {
         /* The next n_seq chunks that are not skipped, in chunk order. */
-        int ns = 0;
-        while (ns < n_seq && next < plan.n_chunk) {
-            if (!o->skip || !o->skip(o->skip_ud, next))
-                todo[ns++] = next;
-            next++;
-        }
+        const int ns = qe_chunk_next(&plan, o->skip, o->skip_ud, &next, n_seq, todo);
         if (ns == 0)
             break;
         for (int s = 0; s < ns; s++) {

@@ -220,19 +220,12 @@ qe_status qe_eval_paired(const qe_eval_variant *base, const qe_eval_variant *var
             res[i].seconds = 0, res[i].n_tokens = 0;
 
     qe_progress prog;
-    int64_t n_eval = 0;
-    for (int64_t i = 0; i < plan.n_chunk; i++)
-        n_eval += !o->skip || !o->skip(o->skip_ud, i);
+    const int64_t n_eval = qe_chunk_count_todo(&plan, o->skip, o->skip_ud);
     if (o->progress)
         qe_progress_begin(&prog, "paired perplexity", (uint64_t)(n_eval * n_ctx));
     int64_t next = 0;
     for (;;) {
-        int ns = 0;
-        while (ns < n_seq && next < plan.n_chunk) {
-            if (!o->skip || !o->skip(o->skip_ud, next))
-                todo[ns++] = next;
-            next++;
-        }
+        const int ns = qe_chunk_next(&plan, o->skip, o->skip_ud, &next, n_seq, todo);
         if (ns == 0)
             break;
         for (int s = 0; s < ns; s++) {
