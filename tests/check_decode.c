@@ -39,14 +39,7 @@
 static qe_engine *open_engine_kv(const qe_model *m, int n_ctx, int n_slots, int top_k,
                                  qe_kv_format kk, qe_kv_format kv)
 {
-    qe_engine_opts o = qe_engine_opts_default();
-    o.n_ctx = n_ctx;
-    o.n_seq = n_slots;
-    o.top_k = top_k;
-    o.kv_k = kk;
-    o.kv_v = kv;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
+    qe_engine *e = qe_test_engine_kv(m, n_ctx, n_slots, top_k, kk, kv);
     OK(qe_engine_poison(e));
     return e;
 }

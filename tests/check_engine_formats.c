@@ -50,20 +50,6 @@ static double rnd_normal(void)
     return sqrt(-2.0 * log(u + 1e-300)) * cos(6.283185307179586 * v);
 }
 
-static qe_engine *open_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k,
-                                 qe_kv_format kk, qe_kv_format kvv)
-{
-    qe_engine_opts o = qe_engine_opts_default();
-    o.n_ctx = n_ctx;
-    o.n_seq = n_seq;
-    o.top_k = top_k;
-    o.kv_k = kk;
-    o.kv_v = kvv;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
-    return e;
-}
-
 /* ---- codec: device encoder vs lib/kv_format.c ---- */
 
 static const qe_kv_format all_kv[] = {QE_KV_F32, QE_KV_F16, QE_KV_Q8_0, QE_KV_Q4_0,
@@ -263,7 +249,7 @@ static void check_weights(const char *rel, int n_tok, uint64_t seed)
         const qe_model *q = qe_quant_model_get(qm);
         /* The requantized model really holds blocks (not a silent f32 copy). */
         ck_assert_int_eq(qe_model_weights(q)->layers[0].wq.type, types[i]);
-        qe_engine *e = open_engine_kv(q, n_tok, NS, 4, QE_KV_F32, QE_KV_F32);
+        qe_engine *e = qe_test_engine_kv(q, n_tok, NS, 4, QE_KV_F32, QE_KV_F32);
         qe_test_res r;
         run(e, &r, NS, n_tok, tok);
         qe_test_diff d = ref_diff(q, &r, NS, n_tok, tok, 0, QE_KV_F32, QE_KV_F32);
@@ -295,7 +281,7 @@ START_TEST(test_kv_formats)
         {QE_KV_Q4_0, QE_KV_Q4_0}, {QE_KV_TQ4, QE_KV_TQ4}, {QE_KV_TQ3, QE_KV_TQ3},
         {QE_KV_TQ2, QE_KV_TQ2},   {QE_KV_TQ4, QE_KV_Q8_0}, {QE_KV_F16, QE_KV_TQ3}};
     for (size_t i = 0; i < sizeof pairs / sizeof pairs[0]; i++) {
-        qe_engine *e = open_engine_kv(m, NT, NS, 4, pairs[i][0], pairs[i][1]);
+        qe_engine *e = qe_test_engine_kv(m, NT, NS, 4, pairs[i][0], pairs[i][1]);
         qe_test_res r;
         run(e, &r, NS, NT, tok);
         qe_test_diff d = ref_diff(m, &r, NS, NT, tok, 1, pairs[i][0], pairs[i][1]);
@@ -459,8 +445,8 @@ START_TEST(test_weights_kquants)
 
     int32_t tok[NT];
     qe_test_rnd_tokens(tok, NT, hp.n_vocab);
-    qe_engine *e = open_engine_kv(m, NT, 1, 4, QE_KV_F32, QE_KV_F32);
-    qe_engine *e16 = open_engine_kv(qe_quant_model_get(f16), NT, 1, 4, QE_KV_F32, QE_KV_F32);
+    qe_engine *e = qe_test_engine_kv(m, NT, 1, 4, QE_KV_F32, QE_KV_F32);
+    qe_engine *e16 = qe_test_engine_kv(qe_quant_model_get(f16), NT, 1, 4, QE_KV_F32, QE_KV_F32);
     qe_test_res r, r16;
     run(e, &r, 1, NT, tok);
     run(e16, &r16, 1, NT, tok);
@@ -560,9 +546,9 @@ START_TEST(test_kld_self)
     int32_t tok[NS * NT];
     qe_test_rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
     int32_t *tgt = next_targets(NS, NT, tok, OF);
-    qe_engine *base = open_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0);
-    qe_engine *v[2] = {open_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0),
-                       open_engine_kv(m, NT, NS, 5, QE_KV_F32, QE_KV_F32)};
+    qe_engine *base = qe_test_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0);
+    qe_engine *v[2] = {qe_test_engine_kv(q, NT, NS, 5, QE_KV_TQ3, QE_KV_Q8_0),
+                       qe_test_engine_kv(m, NT, NS, 5, QE_KV_F32, QE_KV_F32)};
     paired pr;
     double sec[3] = {-1, -1, -1};
     paired_run(&pr, base, v, 2, NS, NT, tok, OF, tgt, sec);
@@ -615,7 +601,7 @@ START_TEST(test_kld_host)
     int32_t tok[NS * NT];
     qe_test_rnd_tokens(tok, NS * NT, nv);
     int32_t *tgt = next_targets(NS, NT, tok, OF);
-    qe_engine *base = open_engine_kv(m, NT, NS, 3, QE_KV_F32, QE_KV_F32);
+    qe_engine *base = qe_test_engine_kv(m, NT, NS, 3, QE_KV_F32, QE_KV_F32);
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = NT;
     o.n_seq = NS;
@@ -694,9 +680,9 @@ START_TEST(test_kld_order)
     int32_t tok[NS * NT];
     qe_test_rnd_tokens(tok, NS * NT, qe_model_hparams(m)->n_vocab);
     int32_t *tgt = next_targets(NS, NT, tok, OF);
-    qe_engine *base = open_engine_kv(m, NT, NS, 1, QE_KV_F32, QE_KV_F32);
-    qe_engine *v[2] = {open_engine_kv(qe_quant_model_get(q8), NT, NS, 1, QE_KV_F32, QE_KV_F32),
-                       open_engine_kv(qe_quant_model_get(q4), NT, NS, 1, QE_KV_F32, QE_KV_F32)};
+    qe_engine *base = qe_test_engine_kv(m, NT, NS, 1, QE_KV_F32, QE_KV_F32);
+    qe_engine *v[2] = {qe_test_engine_kv(qe_quant_model_get(q8), NT, NS, 1, QE_KV_F32, QE_KV_F32),
+                       qe_test_engine_kv(qe_quant_model_get(q4), NT, NS, 1, QE_KV_F32, QE_KV_F32)};
     paired pr;
     paired_run(&pr, base, v, 2, NS, NT, tok, OF, tgt, NULL);
     double mean[2] = {0, 0};

@@ -136,6 +136,21 @@ qe_model *qe_test_model(const char *rel)
     return m;
 }
 
+qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k, qe_kv_format kk,
+                             qe_kv_format kv)
+{
+    qe_engine_opts o = qe_engine_opts_default();
+    o.n_ctx = n_ctx;
+    o.n_seq = n_seq;
+    o.top_k = top_k;
+    o.kv_k = kk;
+    o.kv_v = kv;
+    qe_engine *e = NULL;
+    ck_assert_msg(qe_engine_open(qe_test_cl(), m, &o, &e) == QE_OK, "qe_engine_open: %s",
+                  qe_errmsg());
+    return e;
+}
+
 /* ---- engine outputs ---- */
 
 void qe_test_res_init(qe_test_res *r, int rows, int k)
