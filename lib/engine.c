@@ -148,6 +148,14 @@ static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
     }
 }
 
+/* Environment variable name as "A,B,C" (three integers) into v; 0 when it is
+ * unset or not that. */
+static int env_ints3(const char *name, int *v)
+{
+    const char *env = getenv(name);
+    return env && sscanf(env, "%d,%d,%d", &v[0], &v[1], &v[2]) == 3;
+}
+
 /* mma_skinny's work-group shape (kernels/mma.cl), for decode calls of up
  * to 16 rows: one 8-output block per work-group (many work-groups to stream
  * the weights), 8 chunks in flight per warp. Tuned on the H200 with
@@ -157,11 +165,11 @@ static qe_status engine_wfmt_of(const qe_tensor *t, int *fmt, int *conv)
  * when the engine opens: the build and its launches then agree). */
 static skinny_shape skinny_shape_of(void)
 {
-    skinny_shape sh = {1, 1, 8}, o;
-    const char *env = getenv("QEVAL_MMA_SKINNY");
-    if (env && sscanf(env, "%d,%d,%d", &o.mt, &o.nb, &o.u) == 3 && o.mt >= 1 && o.mt <= 8 &&
-        o.nb >= 1 && o.nb <= 8 && o.u >= 1 && o.u <= 32)
-        sh = o;
+    skinny_shape sh = {1, 1, 8};
+    int v[3];
+    if (env_ints3("QEVAL_MMA_SKINNY", v) && v[0] >= 1 && v[0] <= 8 && v[1] >= 1 && v[1] <= 8 &&
+        v[2] >= 1 && v[2] <= 32)
+        sh = (skinny_shape){v[0], v[1], v[2]};
     return sh;
 }
 
@@ -177,11 +185,11 @@ static skinny_shape skinny_shape_of(void)
  * 1000000 split 8; read when the engine opens). */
 static wide_shape wide_shape_of(void)
 {
-    wide_shape sh = {2, 2, 0}, o;
-    const char *env = getenv("QEVAL_MMA_WIDE");
-    if (env && sscanf(env, "%d,%d,%d", &o.nb, &o.u, &o.split) == 3 && o.nb >= 1 && o.nb <= 4 &&
-        o.u >= 1 && o.u <= 8 && o.split >= 0)
-        sh = o;
+    wide_shape sh = {2, 2, 0};
+    int v[3];
+    if (env_ints3("QEVAL_MMA_WIDE", v) && v[0] >= 1 && v[0] <= 4 && v[1] >= 1 && v[1] <= 8 &&
+        v[2] >= 0)
+        sh = (wide_shape){v[0], v[1], v[2]};
     return sh;
 }
 
@@ -735,10 +743,21 @@ static qe_status out_blocks(int n, const dev_weight *const *w, size_t outs, size
     return QE_OK;
 }
 
+/* Arguments first, first + 1, first + 2 of mma.cl's decode kernels: the
+ * output rule y_seq, y_seq_stride, accumulate. */
+static qe_status rule_args(cl_kernel k, cl_uint first, int y_seq, int y_seq_stride, int accumulate)
+{
+    const int v[3] = {y_seq, y_seq_stride, accumulate};
+    qe_status st = QE_OK;
+    for (cl_uint i = 0; st == QE_OK && i < 3; i++)
+        st = qe_cl_arg(k, first + i, sizeof(int), &v[i]);
+    return st;
+}
+
 /* mma_wide (kernels/mma.cl) for a decode call of more than 16 rows: the
- * chains run one after another in each work-group (split 1) when there are
- * enough work-groups to fill the device twice, else one chain per
- * work-group (split 8) and mma_wide_sum adds them. */
+ * chains run one after another in each work-group (split 1) when the call
+ * has at least mw_shape.split work-groups (0: half the compute units), else
+ * one chain per work-group (split 8) and mma_wide_sum adds them. */
 static qe_status run_wide(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
                           cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
                           int y_seq, int y_seq_stride, int accumulate)
@@ -765,9 +784,8 @@ static qe_status run_wide(qe_engine *e, int n, const dev_weight *const *w, cl_me
         e->mw_part = NULL;
         st = qe_cl_alloc(e->cl, part, QE_CL_RW, NULL, &e->mw_part);
     }
-    const int tail[3] = {y_seq, y_seq_stride, accumulate};
-    for (int i = 0; st == QE_OK && i < 3; i++)
-        st = qe_cl_arg(k, (cl_uint)(20 + i), sizeof(int), &tail[i]);
+    if (st == QE_OK)
+        st = rule_args(k, 20, y_seq, y_seq_stride, accumulate);
     if (st == QE_OK)
         st = qe_cl_arg(k, 23, sizeof(cl_mem), &e->mw_part);
     size_t global[2] = {n_rg * (size_t)split * MMA_WI, blocks}, local[2] = {MMA_WI, 1};
@@ -779,8 +797,8 @@ static qe_status run_wide(qe_engine *e, int n, const dev_weight *const *w, cl_me
     st = qe_cl_args(ks, 2, sizeof(cl_mem), &e->mw_part, sizeof(int), &n_rows);
     if (st == QE_OK)
         st = weight_args(ks, 2, n, w, y, ldy);
-    for (int i = 0; st == QE_OK && i < 3; i++)
-        st = qe_cl_arg(ks, (cl_uint)(17 + i), sizeof(int), &tail[i]);
+    if (st == QE_OK)
+        st = rule_args(ks, 17, y_seq, y_seq_stride, accumulate);
     size_t gs[2] = {qe_engine_round_up(nt, 64), (size_t)n_rows}, ls[2] = {64, 1};
     return st ? st : qe_cl_run(e->cl, ks, 2, gs, ls, NULL);
 }
@@ -807,11 +825,7 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
     if (st == QE_OK)
         st = weight_args(k, 5, n, w, y, ldy);
     if (st == QE_OK)
-        st = qe_cl_arg(k, 20, sizeof(int), &y_seq);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, 21, sizeof(int), &y_seq_stride);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, 22, sizeof(int), &accumulate);
+        st = rule_args(k, 20, y_seq, y_seq_stride, accumulate);
     size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, blocks};
     size_t local[2] = {MMA_WI, 1};
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);

@@ -33,7 +33,7 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
 #define MMA_TILE 128    /* mma.cl mma_tile: rows and outputs per work-group */
 #define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
-#define MSK_MULTI 3     /* mma.cl mma_skinny: weights one launch may multiply */
+#define MSK_MULTI 3     /* mma.cl decode kernels: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
@@ -88,7 +88,7 @@ struct qe_engine {
     cl_kernel k_qk_prep, k_norm_add, k_gelu, k_scale, k_softcap; /* arch.cl */
     cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
     /* kernels/mma.cl (opt.gemm == QE_GEMM_MMA): the prefill tile kernel and
-       the few-rows kernel that every decode call uses (mm_skinny set) */
+       the decode kernels that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
     skinny_shape msk_shape;            /* resolved at open (env overrides) */
@@ -158,7 +158,7 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
 
 /* y[i] = x W_i^T for the n weights w[i] (same input width ne0), dense rows
  * of x (row stride ldx) and y[i] (ldy[i]), not accumulating: one launch of
- * mma_skinny in a decode call when the weights share a format and n <=
+ * mma_skinny or mma_wide in a decode call when the weights share a format and n <=
  * MSK_MULTI (a layer's Q, K, V; gate and up), else one matmul each. The
  * results are those of n qe_engine_run_matmul calls. */
 qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w, cl_mem x, int ldx,
