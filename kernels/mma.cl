@@ -1,7 +1,8 @@
 /* mma.cl - Y = X W^T on NVIDIA tensor cores through inline PTX
  * (mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32), built only when
  * lib/cl's probe says that instruction compiles and computes right
- * (qe_cl_caps.ptx_mma). Needs weights.cl and -DQE_WT, like matmul.cl, whose
+ * (qe_cl_caps.ptx_mma). Needs ptx.cl (mma_pack, MMA), weights.cl and -DQE_WT,
+ * like matmul.cl, whose
  * arguments and output rule (yrow, accumulate) both kernels keep:
  *
  *   Y[yrow(r)][o] = (accumulate ? Y[yrow(r)][o] : 0) + sum_k X[r][k] W[o][k]
@@ -42,21 +43,6 @@
  * kernels, so their results differ in the last bits; the engine uses
  * mma_tile for prefill and the decode kernels for every decode call.
  */
-/* Two floats -> f16x2 (lo in the low half), round to nearest even. */
-inline uint mma_pack(float lo, float hi)
-{
-    uint r;
-    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
-    return r;
-}
-
-/* acc (16x8 f32) += a (16x16 f16) b (16x8 f16) */
-#define MMA(acc, a, b)                                                                            \
-    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "                             \
-                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                          \
-                 : "+f"((acc)[0]), "+f"((acc)[1]), "+f"((acc)[2]), "+f"((acc)[3])                 \
-                 : "r"((a)[0]), "r"((a)[1]), "r"((a)[2]), "r"((a)[3]), "r"((b)[0]), "r"((b)[1]))
-
 inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
                       int n_rows, int N, int r, int o, float v)
 {

@@ -215,22 +215,22 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        static const char *const msrcs[] = {"weights.cl", "mma.cl"};
+        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "mma.cl"};
         char mopts[256];
-        st = qe_cl_build(e->cl, msrcs, 2, opts, &e->prog_mma[fmt]);
+        st = qe_cl_build(e->cl, msrcs, 3, opts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         const skinny_shape sk = e->msk_shape;
         snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sk.mt, sk.nb,
                  sk.u);
         if (st == QE_OK)
-            st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_msk[fmt]);
+            st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_msk[fmt], "mma_skinny", &e->k_msk[fmt]);
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d", opts,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1);
-            st = qe_cl_build(e->cl, msrcs, 2, mopts, &e->prog_mw[b][fmt]);
+            st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_mw[b][fmt], "mma_wide", &e->k_mw[b][fmt]);
         }
@@ -475,6 +475,18 @@ static qe_status build_common(qe_engine *e)
             st = qe_fail(QE_EUNSUPPORTED, "engine: %s needs work-groups of %zu, the device allows %zu",
                          req[i].name, req[i].need, max_wg);
     }
+    /* Tensor-core prefill attention where its fragments fit the head and the
+       caches decode element by element (attn_mma.cl's limits). */
+    const int hd = e->hp.head_dim;
+    if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA && hd % 16 == 0 && hd <= 128 &&
+        !qe_kv_format_per_head(e->opt.kv_k) && !qe_kv_format_per_head(e->opt.kv_v)) {
+        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "attn_mma.cl"};
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d", defs,
+                 (int)e->opt.kv_k, (int)e->opt.kv_v);
+        st = qe_cl_build(e->cl, asrcs, 3, opts, &e->prog_attn_mma);
+        if (st == QE_OK)
+            st = qe_cl_kernel(e->prog_attn_mma, "attn_mma", &e->k_attn_mma);
+    }
     return st;
 }
 
@@ -680,6 +692,8 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_norm);
     qe_cl_kernel_free(e->k_rope);
     qe_cl_kernel_free(e->k_attn);
+    qe_cl_kernel_free(e->k_attn_mma);
+    qe_cl_program_free(e->prog_attn_mma);
     qe_cl_kernel_free(e->k_silu);
     cl_kernel arch_k[] = {e->k_qk_prep, e->k_norm_add, e->k_gelu, e->k_scale, e->k_softcap};
     for (size_t i = 0; i < sizeof arch_k / sizeof arch_k[0]; i++)
@@ -909,7 +923,8 @@ qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, i
     float scale = e->hp.attn_scale;
     int window = qe_model_layer_swa(&e->hp, (int)(d - e->layers)) ? e->hp.swa_window : 0;
     const cl_ulong krb = (cl_ulong)e->kv_row_bytes[0], vrb = (cl_ulong)e->kv_row_bytes[1];
-    qe_status st = qe_cl_args(e->k_attn, 12, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
+    cl_kernel k = e->k_attn_mma ? e->k_attn_mma : e->k_attn; /* same arguments */
+    qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
                               sizeof(cl_mem), &d->vc, sizeof(cl_ulong), &krb, sizeof(cl_ulong),
                               &vrb, sizeof(int), &n_tok, sizeof(int), &e->opt.n_ctx, sizeof(int),
                               &e->hp.n_heads, sizeof(int), &e->hp.n_kv_heads, sizeof(float),
@@ -918,7 +933,11 @@ qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, i
         return st;
     size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
     size_t local[3] = {ATT_BQ, 1, 1};
-    return qe_cl_run(e->cl, e->k_attn, 3, global, local, NULL);
+    if (e->k_attn_mma) { /* 4 warps per 64 queries */
+        global[0] = qe_engine_round_up((size_t)n_tok, ATT_MMA_BQ) / ATT_MMA_BQ * 128;
+        local[0] = 128;
+    }
+    return qe_cl_run(e->cl, k, 3, global, local, NULL);
 }
 
 qe_status qe_engine_run_qk_prep(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq,

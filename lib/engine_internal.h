@@ -35,6 +35,7 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
 #define MSK_MULTI 3     /* mma.cl decode kernels: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
+#define ATT_MMA_BQ 64   /* attn_mma.cl: queries per work-group (4 warps) */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
@@ -136,6 +137,12 @@ struct qe_engine {
     cl_kernel k_kld;         /* kld.cl's kld_rows (in prog_common) */
     cl_mem kld;              /* [n_seq*n_ctx][KLD_STRIDE] comparison with a base, per row */
     float *hkld;             /* host copy of kld, [n_seq*n_ctx][KLD_STRIDE] */
+
+    /* ---- tensor-core prefill attention (kernels/attn_mma.cl) ---- */
+    cl_program prog_attn_mma; /* built under QE_GEMM_MMA when head_dim is a multiple of 16 up
+                                 to 128 and neither cache is TurboQuant; else NULL and
+                                 attention.cl serves prefill */
+    cl_kernel k_attn_mma;
 };
 
 /* ---- helpers shared by the engine's files (engine.c defines them) ---- */
@@ -179,7 +186,8 @@ qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_
 /* Causal attention for n_seq sequences of n_tok positions from position 0:
  * e->q [n_seq*n_tok][q_dim] against d's K/V cache rows s*n_ctx + p, into
  * e->att [n_seq*n_tok][q_dim]; scale hp.attn_scale, and the sliding window
- * when d (one of e->layers) is a local layer. */
+ * when d (one of e->layers) is a local layer. attn_mma.cl when the engine
+ * built it (k_attn_mma), else attention.cl. */
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok);
 
 /* ---- architecture switches (model.h), each a no-op for models without it ---- */

@@ -1,0 +1,33 @@
+/* ptx.cl - inline-PTX helpers shared by the tensor-core kernels (mma.cl,
+ * attn_mma.cl). No kernels; prepended to the programs that use them, which
+ * the engine builds only where lib/cl's probe says mma.sync and shfl.sync
+ * compile and compute right (qe_cl_caps.ptx_mma, probe.cl).
+ *
+ * Fragment layout of mma.m16n8k16 (PTX ISA "Matrix Fragments for
+ * mma.m16n8k16", checked by kernels/probe.cl): lane = 4 g + t; A register r
+ * (two f16) holds row g + 8 (r & 1), k slots 2t + 8 (r >> 1) + {0, 1}; B
+ * register r holds k slots 2t + 8 r + {0, 1} of column g; accumulator e
+ * holds row g + 8 (e >> 1), column 2t + (e & 1).
+ */
+/* Two floats -> f16x2 (lo in the low half), round to nearest even. */
+inline uint mma_pack(float lo, float hi)
+{
+    uint r;
+    asm("cvt.rn.f16x2.f32 %0, %1, %2;" : "=r"(r) : "f"(hi), "f"(lo));
+    return r;
+}
+
+/* acc (16x8 f32) += a (16x16 f16) b (16x8 f16) */
+#define MMA(acc, a, b)                                                                            \
+    asm volatile("mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32 "                             \
+                 "{%0,%1,%2,%3}, {%4,%5,%6,%7}, {%8,%9}, {%0,%1,%2,%3};"                          \
+                 : "+f"((acc)[0]), "+f"((acc)[1]), "+f"((acc)[2]), "+f"((acc)[3])                 \
+                 : "r"((a)[0]), "r"((a)[1]), "r"((a)[2]), "r"((a)[3]), "r"((b)[0]), "r"((b)[1]))
+
+/* v of lane (this lane ^ m) of the warp (butterfly shuffle, all lanes). */
+inline float ptx_shfl_xor(float v, int m)
+{
+    float r;
+    asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
+    return r;
+}
