@@ -2,8 +2,9 @@
  * (mma.sync.aligned.m16n8k16.row.col.f32.f16.f16.f32), built only when
  * lib/cl's probe says that instruction compiles and computes right
  * (qe_cl_caps.ptx_mma). Needs ptx.cl (mma_pack, MMA), weights.cl and -DQE_WT,
- * like matmul.cl, whose
- * arguments and output rule (yrow, accumulate) both kernels keep:
+ * like matmul.cl, whose output rule (yrow, accumulate) every kernel here
+ * keeps (the decode kernels its arguments too; mma_tile reads X as
+ * mma_xh's f16 pairs):
  *
  *   Y[yrow(r)][o] = (accumulate ? Y[yrow(r)][o] : 0) + sum_k X[r][k] W[o][k]
  *
@@ -24,9 +25,11 @@
  * mma_skinny once with its work-group shape -DMS_MT / -DMS_NB / -DMS_U, and
  * mma_wide twice, -DMW_SPLIT=1 and 8):
  *   mma_tile   prefill: work-group of 8 warps computes a 128-row x 128-output
- *              tile; 64-wide K slices of X and W are converted to f16 and
- *              staged in local memory while the next slice is fetched into
- *              registers; slot s of a k16 step is k = k0 + s.
+ *              tile; 64-wide K slices of X (f16 pairs, converted once per
+ *              matmul by mma_xh, which the same build holds) and W
+ *              (converted to f16 here) are staged in local memory while the
+ *              next slice's loads are in flight; slot s of a k16 step is
+ *              k = k0 + s.
  *   mma_skinny decode calls of up to 16 rows, many weights.
  *              Bandwidth-bound, so each of 8 warps streams its own share of
  *              W's chunks of MS_CH elements (c = warp, warp + 8, ...) straight from
@@ -43,6 +46,30 @@
  * kernels, so their results differ in the last bits; the engine uses
  * mma_tile for prefill and the decode kernels for every decode call.
  */
+#if QE_WT == 2 || QE_WT == 3
+/* Two quants of a block as f16x2 times its scale d2 (the f16 scale in both
+ * halves), dequantized without leaving f16: the integer q is made exact in
+ * f16 by the bias trick (bits 0x6400 | u are 1024 + u for u < 1024), then
+ * one f16 multiply by d rounds the exact product q d once, to nearest even:
+ * the same bits as rounding weights.cl's f32 product (float)q * d (exact:
+ * 8 x 11 bits) with mma_pack. A few integer ops per pair instead of two
+ * int -> float conversions, two multiplies and a pack.
+ * Q8_0: the int8 bytes 0, 1 (hi = 0) or 2, 3 (hi = 1) of w;
+ * (b ^ 0x80) = b + 128 in 0 .. 255, and 1024 + b + 128 - 1152 = b. */
+inline uint mma_q8_pair(uint w, int hi, uint d2)
+{
+    const uint h = ptx_prmt(w ^ 0x80808080u, 0x64646464u, hi ? 0x4342u : 0x4140u);
+    return ptx_hmul2(ptx_hsub2(h, 0x64806480u), d2);
+}
+/* Q4_0: nibbles n (already masked, one per byte) 0, 1 (hi = 0) or 2, 3 of
+ * w; 1024 + n - 1032 = n - 8. */
+inline uint mma_q4_pair(uint w, int hi, uint d2)
+{
+    const uint h = ptx_prmt(w, 0x64646464u, hi ? 0x4342u : 0x4140u);
+    return ptx_hmul2(ptx_hsub2(h, 0x64086408u), d2);
+}
+#endif
+
 inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
                       int n_rows, int N, int r, int o, float v)
 {
@@ -98,8 +125,21 @@ __attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulo
 #endif
 #else
 #if QE_WT == 1
+    if (k + 32 <= K && (row_bytes & 15) == 0) {
+        /* f16 weights are already f16: their bits are the pairs (little-endian);
+           4 x 16 bytes (k is a multiple of 32), far fewer requests than 16 x 4 */
+        const __global uint4 *p = (const __global uint4 *)(w + (ulong)o * row_bytes + 2 * (ulong)k);
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const uint4 v = p[i];
+            out[4 * i] = v.s0;
+            out[4 * i + 1] = v.s1;
+            out[4 * i + 2] = v.s2;
+            out[4 * i + 3] = v.s3;
+        }
+        return;
+    }
     if (k + 32 <= K && (row_bytes & 3) == 0) {
-        /* f16 weights are already f16: their bits are the pairs (little-endian) */
         const __global uint *p = (const __global uint *)(w + (ulong)o * row_bytes) + (k >> 1);
 #pragma unroll
         for (int i = 0; i < 16; i++)
@@ -116,33 +156,108 @@ __attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulo
 #endif
 }
 
-/* One thread's share of a 64-wide K slice: 16 pairs of X (rows p >> 5 for
- * p = tid + 256 j: a warp reads one row's 64 floats) and 32 weights of W
- * row tid / 2, as f16x2. */
-__attribute__((always_inline)) inline void mt_fetch(const __global float *x, int ldx, int n_rows, const __global uchar *w,
-                     ulong w_row_bytes, int sb, int K, int N, int m0, int n0, int k0, int tid,
-                     uint *xr, uint *wr)
+/* X rows as f16 pairs for mma_tile, converted once per matmul rather than
+ * once per 128-output tile (gate/up read X 64 times): xh[r][i] = (x[r][2i],
+ * x[r][2i + 1]) rounded by mma_pack, elements at or past K as 0, so a pair
+ * never straddles two rows. Global (ldp rounded up, n_rows). */
+__kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
+                     __global uint *xh, int ldp)
+{
+    const int i = get_global_id(0), r = get_global_id(1);
+    if (i >= ldp || r >= n_rows)
+        return;
+    const __global float *xr = x + x_off + (size_t)r * ldx;
+    const int k = 2 * i;
+    xh[(size_t)r * ldp + i] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
+}
+
+/* A thread's share of a 64-wide K slice as loaded: 16 f16 pairs of X (pair
+ * p & 31 of row p >> 5 for p = tid + 256 j: a warp reads 128 contiguous
+ * bytes of one row) and the 32 weights k .. k + 31 of W row tid / 2, raw.
+ * mt_load issues the next slice's loads before the current slice is
+ * multiplied and mt_stage converts and stores them after, so the loads have
+ * the whole compute phase to land. */
+typedef struct mt_raw {
+    uint x[16];
+#if QE_WT == 2 || QE_WT == 3
+    uint4 q[QE_WT == 2 ? 2 : 1]; /* quant bytes of the block */
+    uint d2;                     /* its f16 scale twice (0 past K or N: zeros) */
+#else
+    uint p[16]; /* f16 / f32 weights: f16 pairs at load (mt_wload) */
+#endif
+} mt_raw;
+
+__attribute__((always_inline)) inline void mt_load(const __global uint *xh, int ldp, int n_rows,
+                                                   const __global uchar *w, ulong w_row_bytes, int sb,
+                                                   int K, int N, int m0, int n0, int k0, int tid,
+                                                   mt_raw *rw)
 {
 #pragma unroll
     for (int j = 0; j < 16; j++) {
-        const int p = tid + 256 * j, r = m0 + (p >> 5), k = k0 + 2 * (p & 31);
-        const __global float *xp = x + (size_t)r * ldx + k;
-        const float x0 = (r < n_rows && k < K) ? xp[0] : 0.0f;
-        const float x1 = (r < n_rows && k + 1 < K) ? xp[1] : 0.0f;
-        xr[j] = mma_pack(x0, x1);
+        const int p = tid + 256 * j, r = m0 + (p >> 5), kp = (k0 >> 1) + (p & 31);
+        rw->x[j] = r < n_rows && kp < ldp ? xh[(size_t)r * ldp + kp] : 0u;
     }
-    const int o = n0 + (tid >> 1);
+    const int o = n0 + (tid >> 1), k = k0 + 32 * (tid & 1);
+#if QE_WT == 2 || QE_WT == 3
+    rw->d2 = 0u;
+    rw->q[0] = (uint4)(0u);
+#if QE_WT == 2
+    rw->q[1] = (uint4)(0u);
+#endif
+    if (o < N && k < K) {
+        const __global uchar *row = w + (ulong)o * w_row_bytes;
+        const uint d = ((const __global ushort *)row)[k >> 5];
+        rw->d2 = d | (d << 16);
+#if QE_WT == 2
+        rw->q[0] = *(const __global uint4 *)(row + sb + k);
+        rw->q[1] = *(const __global uint4 *)(row + sb + k + 16);
+#else
+        rw->q[0] = *(const __global uint4 *)(row + sb + (k >> 5) * 16);
+#endif
+    }
+#else
     if (o < N) {
-        mt_wload(w, w_row_bytes, sb, o, k0 + 32 * (tid & 1), K, wr);
+        mt_wload(w, w_row_bytes, sb, o, k, K, rw->p);
     } else {
 #pragma unroll
         for (int i = 0; i < 16; i++)
-            wr[i] = 0u;
+            rw->p[i] = 0u;
     }
+#endif
+}
+
+/* The loaded slice into local memory as f16 pairs: X rows in xs, W rows in
+ * ws (Q8_0 / Q4_0 dequantized here, as weights.cl does, then rounded). */
+__attribute__((always_inline)) inline void mt_stage(const mt_raw *rw, int tid, __local uint *xs,
+                                                    __local uint *ws)
+{
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const int p = tid + 256 * j;
+        xs[(p >> 5) * MT_LD + (p & 31)] = rw->x[j];
+    }
+    __local uint *wo = ws + (tid >> 1) * MT_LD + 16 * (tid & 1);
+#if QE_WT == 2
+    const uint qw[8] = {rw->q[0].s0, rw->q[0].s1, rw->q[0].s2, rw->q[0].s3,
+                        rw->q[1].s0, rw->q[1].s1, rw->q[1].s2, rw->q[1].s3};
+#pragma unroll
+    for (int i = 0; i < 16; i++) /* elements 2i, 2i + 1: bytes 2i, 2i + 1 */
+        wo[i] = mma_q8_pair(qw[i >> 1], i & 1, rw->d2);
+#elif QE_WT == 3
+    const uint qw[4] = {rw->q[0].s0, rw->q[0].s1, rw->q[0].s2, rw->q[0].s3};
+#pragma unroll
+    for (int i = 0; i < 16; i++) /* elements 2i, 2i + 1: low nibbles of bytes 2i, 2i + 1, then high */
+        wo[i] = mma_q4_pair((i < 8 ? qw[i >> 1] : qw[(i - 8) >> 1] >> 4) & 0x0F0F0F0Fu, i & 1,
+                            rw->d2);
+#else
+#pragma unroll
+    for (int i = 0; i < 16; i++)
+        wo[i] = rw->p[i];
+#endif
 }
 
 __kernel __attribute__((reqd_work_group_size(256, 1, 1)))
-void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
+void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
               __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
 {
@@ -153,7 +268,6 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
     const int wm = warp >> 2, wn = warp & 3;           /* 2 x 4 warps: 64 rows x 32 outputs each */
     const int m0 = get_group_id(1) * MT_BM, n0 = get_group_id(0) * MT_BN;
     const int sb = wt_row_scale_bytes(w_row_bytes);
-    x += x_off;
     float acc[4][4][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
@@ -163,21 +277,13 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
             for (int e = 0; e < 4; e++)
                 acc[i][j][e] = 0.0f;
 
-    /* the next slice is fetched into registers while this one is multiplied */
-    uint xr[16], wr[16];
-    mt_fetch(x, ldx, n_rows, w, w_row_bytes, sb, K, N, m0, n0, 0, tid, xr, wr);
+    mt_raw rw;
+    mt_load(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, 0, tid, &rw);
     for (int k0 = 0; k0 < K; k0 += MT_BK) {
-#pragma unroll
-        for (int j = 0; j < 16; j++) {
-            const int p = tid + 256 * j;
-            xs[(p >> 5) * MT_LD + (p & 31)] = xr[j];
-        }
-#pragma unroll
-        for (int i = 0; i < 16; i++)
-            ws[(tid >> 1) * MT_LD + 16 * (tid & 1) + i] = wr[i];
+        mt_stage(&rw, tid, xs, ws);
         barrier(CLK_LOCAL_MEM_FENCE);
-        if (k0 + MT_BK < K)
-            mt_fetch(x, ldx, n_rows, w, w_row_bytes, sb, K, N, m0, n0, k0 + MT_BK, tid, xr, wr);
+        if (k0 + MT_BK < K) /* the next slice's loads, in flight while this one multiplies */
+            mt_load(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, k0 + MT_BK, tid, &rw);
 #pragma unroll
         for (int kk = 0; kk < MT_BK / 2; kk += 8) { /* four k16 steps, in k order */
             uint a[4][4], b[4][2];
@@ -243,27 +349,6 @@ void mma_tile(const __global float *x, ulong x_off, int ldx, int n_rows,
 #endif
 #define MS_CH (4 * MS_LE)
 
-/* f16x2 arithmetic, round to nearest even, subnormals kept (no .ftz) */
-inline uint ms_hsub2(uint a, uint b)
-{
-    uint r;
-    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-inline uint ms_hmul2(uint a, uint b)
-{
-    uint r;
-    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
-    return r;
-}
-/* bytes of {b, a} picked by selector nibbles (PTX prmt.b32) */
-inline uint ms_prmt(uint a, uint b, uint sel)
-{
-    uint r;
-    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
-    return r;
-}
-
 #if QE_WT == 2 || QE_WT == 3
 typedef struct { uint q0, q1, d2; } ms_raw; /* a lane's quant bytes; its block's scale twice (f16x2) */
 
@@ -287,26 +372,15 @@ __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ul
     return r;
 }
 
-/* Raw elements 2p, 2p + 1 (p < MS_LE / 2) of a lane as f16x2, dequantized
- * without leaving f16: the integer q is made exact in f16 by the bias trick
- * (bits 0x6400 | u are 1024 + u for u < 1024), then one f16 multiply by d
- * rounds the exact product q d once, to nearest even: the same bits as
- * rounding weights.cl's f32 product (float)q * d (exact: 8 x 11 bits), which
- * is what the f32 path (mma_pack of the float products) gave. A few integer ops per pair instead of
- * two int -> float conversions, two multiplies and a pack. */
+/* Raw elements 2p, 2p + 1 (p < MS_LE / 2) of a lane as f16x2 (mma_q8_pair /
+ * mma_q4_pair: see there). */
 inline uint ms_pair(ms_raw r, int p)
 {
 #if QE_WT == 2
-    /* int8 b: (b ^ 0x80) = b + 128 in 0 .. 255; 1024 + b + 128 - 1152 = b */
-    const uint v = (p < 2 ? r.q0 : r.q1) ^ 0x80808080u;
-    const uint h = ms_prmt(v, 0x64646464u, (p & 1) ? 0x4342u : 0x4140u);
-    return ms_hmul2(ms_hsub2(h, 0x64806480u), r.d2);
+    return mma_q8_pair(p < 2 ? r.q0 : r.q1, p & 1, r.d2);
 #else
-    /* element e < 4: low nibble of byte e, e >= 4: high nibble of byte e - 4;
-       1024 + n - 1032 = n - 8 */
-    const uint v = (p < 2 ? r.q0 : r.q0 >> 4) & 0x0F0F0F0Fu;
-    const uint h = ms_prmt(v, 0x64646464u, (p & 1) ? 0x4342u : 0x4140u);
-    return ms_hmul2(ms_hsub2(h, 0x64086408u), r.d2);
+    /* element e < 4: low nibble of byte e, e >= 4: high nibble of byte e - 4 */
+    return mma_q4_pair((p < 2 ? r.q0 : r.q0 >> 4) & 0x0F0F0F0Fu, p & 1, r.d2);
 #endif
 }
 #elif QE_WT == 1

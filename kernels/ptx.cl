@@ -31,3 +31,24 @@ inline float ptx_shfl_xor(float v, int m)
     asm volatile("shfl.sync.bfly.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(m));
     return r;
 }
+
+/* f16x2 arithmetic, round to nearest even, subnormals kept (no .ftz) */
+inline uint ptx_hsub2(uint a, uint b)
+{
+    uint r;
+    asm("sub.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+inline uint ptx_hmul2(uint a, uint b)
+{
+    uint r;
+    asm("mul.rn.f16x2 %0, %1, %2;" : "=r"(r) : "r"(a), "r"(b));
+    return r;
+}
+/* bytes of {b, a} picked by selector nibbles (PTX prmt.b32) */
+inline uint ptx_prmt(uint a, uint b, uint sel)
+{
+    uint r;
+    asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
+    return r;
+}

@@ -220,6 +220,8 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         st = qe_cl_build(e->cl, msrcs, 3, opts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
+        if (st == QE_OK)
+            st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
         const skinny_shape sk = e->msk_shape;
         snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sk.mt, sk.nb,
                  sk.u);
@@ -624,6 +626,14 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         (st = qe_engine_alloc_act(e, rows, (size_t)e->stride, sizeof(float), &e->stats, "stats")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, KLD_STRIDE, sizeof(float), &e->kld, "comparison")) != QE_OK)
         goto done;
+    if (e->opt.gemm == QE_GEMM_MMA) { /* mma_tile's X: the widest matmul input */
+        int kmax = hp->dim > e->q_dim ? hp->dim : e->q_dim;
+        kmax = hp->n_ff > kmax ? hp->n_ff : kmax;
+        e->xh_ldp = (kmax + 1) / 2;
+        st = qe_engine_alloc_act(e, rows, (size_t)e->xh_ldp, sizeof(cl_uint), &e->xh, "f16 matmul input");
+        if (st != QE_OK)
+            goto done;
+    }
     e->hstats = malloc(rows * (size_t)e->stride * sizeof(float));
     e->htmp = malloc(rows * sizeof(int32_t));
     e->hkld = malloc(rows * KLD_STRIDE * sizeof(float));
@@ -672,13 +682,14 @@ void qe_engine_close(qe_engine *e)
     qe_cl_free(e->rope_cs);
     qe_cl_free(e->rope_cs_swa);
     cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
-                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part};
+                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part, e->xh};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         qe_cl_free(acts[i]);
     for (int f = 0; f < WF_COUNT; f++) {
         qe_cl_kernel_free(e->k_embed[f]);
         qe_cl_kernel_free(e->k_matmul[f]);
         qe_cl_kernel_free(e->k_mma_tile[f]);
+        qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
         qe_cl_kernel_free(e->k_msk[f]);
         qe_cl_program_free(e->prog_msk[f]);
@@ -845,6 +856,34 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
+/* mma_tile (kernels/mma.cl) for a prefill matmul: X converted to f16 pairs
+ * into e->xh by mma_xh, then the 128 x 128 tiles. */
+static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
+                          int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
+                          int accumulate)
+{
+    const int K = w->ne0, ldp = (K + 1) / 2;
+    if (ldp > e->xh_ldp || (size_t)n_rows > (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx)
+        return qe_fail(QE_EINVAL, "engine: a matmul of %d rows x %d inputs exceeds mma_xh's buffer",
+                       n_rows, K);
+    cl_kernel kx = e->k_mma_xh[w->fmt], kt = e->k_mma_tile[w->fmt];
+    qe_status st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+                              sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh,
+                              sizeof(int), &ldp);
+    size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
+    if (st == QE_OK)
+        st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &n_rows,
+                        sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &K,
+                        sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int), &ldy, sizeof(int),
+                        &y_seq, sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
+    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * MMA_WI,
+                        qe_engine_round_up((size_t)n_rows, MMA_TILE) / MMA_TILE};
+    size_t local[2] = {MMA_WI, 1};
+    return st != QE_OK ? st : qe_cl_run(e->cl, kt, 2, global, local, NULL);
+}
+
 /* y rows (r / y_seq) * y_seq_stride + r % y_seq  (+)=  x[x_off + r*ldx ..] W^T */
 qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
                             int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
@@ -857,13 +896,8 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
     size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
                         qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
     size_t local[2] = {MM_WI, MM_WI};
-    if (e->opt.gemm == QE_GEMM_MMA) {
-        k = e->k_mma_tile[w->fmt];
-        global[0] = qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * MMA_WI;
-        global[1] = qe_engine_round_up((size_t)n_rows, MMA_TILE) / MMA_TILE;
-        local[0] = MMA_WI;
-        local[1] = 1;
-    }
+    if (e->opt.gemm == QE_GEMM_MMA)
+        return run_tile(e, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
     qe_status st = qe_cl_args(k, 13, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                               sizeof(int), &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong),
                               &w->row_bytes, sizeof(int), &w->ne0, sizeof(int), &w->ne1,

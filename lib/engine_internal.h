@@ -143,6 +143,11 @@ struct qe_engine {
                                  to 128 and neither cache is TurboQuant; else NULL and
                                  attention.cl serves prefill */
     cl_kernel k_attn_mma;
+
+    /* ---- mma_tile's input (kernels/mma.cl mma_xh), under QE_GEMM_MMA ---- */
+    cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */
+    cl_mem xh;                    /* [n_seq*n_ctx][xh_ldp] f16 pairs of a matmul's X */
+    int xh_ldp;                   /* pairs per row: the widest input, (max K + 1) / 2 */
 };
 
 /* ---- helpers shared by the engine's files (engine.c defines them) ---- */
