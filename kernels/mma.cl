@@ -393,8 +393,15 @@ __attribute__((always_inline)) inline ms_raw ms_load(const __global uchar *w, ul
     ms_raw r;
     const int k = c0 + MS_LE * t;
     const __global uchar *row = w + (ulong)o * row_bytes;
+    if (k + MS_LE <= K && (row_bytes & 15) == 0) {
+        /* f16 weights are already f16: their bits are the pairs (little-endian).
+           One 16-byte load (k is a multiple of 8): vload4 promises only 4-byte
+           alignment, and NVIDIA splits it into four loads */
+        const uint4 v = *(const __global uint4 *)(row + 2 * (ulong)k);
+        r.h[0] = v.x; r.h[1] = v.y; r.h[2] = v.z; r.h[3] = v.w;
+        return r;
+    }
     if (k + MS_LE <= K && (row_bytes & 3) == 0) {
-        /* f16 weights are already f16: their bits are the pairs (little-endian) */
         const uint4 v = vload4(0, (const __global uint *)row + (k >> 1));
         r.h[0] = v.x; r.h[1] = v.y; r.h[2] = v.z; r.h[3] = v.w;
         return r;

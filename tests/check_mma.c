@@ -395,9 +395,9 @@ static void attn_run(qe_engine *e, const float *q, int n_tok, float *att)
     OK(qe_cl_read(e->cl, e->att, 0, n, att));
 }
 
-static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_format vf)
+/* An engine of AT_SEQ x AT_CTX positions with this gemm and these caches. */
+static qe_engine *attn_engine(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_format vf)
 {
-    const int hd = qe_model_hparams(m)->head_dim, kvd = 2 * hd, qd = 4 * hd;
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = AT_CTX;
     o.n_seq = AT_SEQ;
@@ -406,6 +406,13 @@ static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_fo
     o.kv_v = vf;
     qe_engine *e = NULL;
     OK(qe_engine_open(qe_test_cl(), m, &o, &e));
+    return e;
+}
+
+static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_format vf)
+{
+    const int hd = qe_model_hparams(m)->head_dim, kvd = 2 * hd, qd = 4 * hd;
+    qe_engine *e = attn_engine(m, gemm, kf, vf);
     ck_assert_msg((e->k_attn_mma != NULL) == (gemm == QE_GEMM_MMA),
                   "hd %d gemm %s: attn_mma built %d", hd, qe_gemm_name(gemm), e->k_attn_mma != NULL);
     /* scores of a few units: the softmax is neither flat nor one-hot */
@@ -489,12 +496,7 @@ START_TEST(test_attention)
                 attn_case(m, QE_GEMM_MMA, fmts[f][0], fmts[f][1]);
         }
         if (mma) { /* TurboQuant caches keep attention.cl */
-            qe_engine_opts o = qe_engine_opts_default();
-            o.n_ctx = AT_CTX;
-            o.gemm = QE_GEMM_MMA;
-            o.kv_k = QE_KV_TQ4;
-            qe_engine *e = NULL;
-            OK(qe_engine_open(qe_test_cl(), m, &o, &e));
+            qe_engine *e = attn_engine(m, QE_GEMM_MMA, QE_KV_TQ4, QE_KV_F16);
             ck_assert_ptr_null(e->k_attn_mma);
             qe_engine_close(e);
         }
