@@ -348,6 +348,10 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #define MS_K(t, s) (4 * (t))
 #endif
 #define MS_CH (4 * MS_LE)
+/* -DMS_XAL: every X row starts 16-byte aligned (the engine builds it so when
+ * all matmul input widths are multiples of 4, and checks each call), so X is
+ * read with aligned float4 loads; else with vload4, which promises only
+ * 4-byte alignment and which NVIDIA splits into four loads (B 64 -7 %). */
 
 #if QE_WT == 2 || QE_WT == 3
 typedef struct { uint q0, q1, d2; } ms_raw; /* a lane's quant bytes; its block's scale twice (f16x2) */
@@ -553,7 +557,11 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                         float4 v = (float4)(0.0f);
                         const __global float *xr = x + (size_t)r * ldx + k;
                         if (r < n_rows && k + 3 < K)
+#ifdef MS_XAL
+                            v = *(const __global float4 *)xr;
+#else
                             v = vload4(0, xr);
+#endif
                         else if (r < n_rows && k < K)
                             v = (float4)(xr[0], k + 1 < K ? xr[1] : 0.0f,
                                          k + 2 < K ? xr[2] : 0.0f, 0.0f);
@@ -637,7 +645,11 @@ __attribute__((always_inline)) inline void mw_fetch(const __global float *x, int
         const __global float *xp = x + (size_t)r * ldx + k;
         float4 v = (float4)(0.0f);
         if (r < n_rows && k + 3 < K)
+#ifdef MS_XAL
+            v = *(const __global float4 *)xp;
+#else
             v = vload4(0, xp);
+#endif
         else if (r < n_rows && k < K)
             v = (float4)(xp[0], k + 1 < K ? xp[1] : 0.0f, k + 2 < K ? xp[2] : 0.0f, 0.0f);
         xr[j] = v;

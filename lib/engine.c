@@ -223,15 +223,16 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
         const skinny_shape sk = e->msk_shape;
-        snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d", opts, sk.mt, sk.nb,
-                 sk.u);
+        const char *xal = e->ms_xal ? "-DMS_XAL" : "";
+        snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s", opts, sk.mt, sk.nb,
+                 sk.u, xal);
         if (st == QE_OK)
             st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_msk[fmt], "mma_skinny", &e->k_msk[fmt]);
         for (int b = 0; st == QE_OK && b < 2; b++) {
-            snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d", opts,
-                     e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1);
+            snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
+                     e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
             st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_mw[b][fmt], "mma_wide", &e->k_mw[b][fmt]);
@@ -521,6 +522,11 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         st = qe_engine_gemm_resolve(e->cl, e->opt.gemm, &e->opt.gemm);
     e->msk_shape = skinny_shape_of();
     e->mw_shape = wide_shape_of();
+    /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
+       multiples of it) starts 16-byte aligned: the decode kernels may read X
+       as float4 (MS_XAL) */
+    e->ms_xal = e->hp.dim % 4 == 0 && (e->hp.n_heads * e->hp.head_dim) % 4 == 0 &&
+                e->hp.n_ff % 4 == 0;
     if (st != QE_OK)
         goto done;
 
@@ -836,6 +842,9 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
                             cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
                             int y_seq, int y_seq_stride, int accumulate)
 {
+    if (e->ms_xal && ((ldx & 3) || (x_off & 3))) /* the builds' float4 loads need it */
+        return qe_fail(QE_EINVAL, "engine: decode matmul input at float %llu, row stride %d: "
+                       "not 16-byte aligned", (unsigned long long)x_off, ldx);
     if (n_rows > 16)
         return run_wide(e, n, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
     cl_kernel k = e->k_msk[w[0]->fmt];

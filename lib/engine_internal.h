@@ -148,6 +148,10 @@ struct qe_engine {
     cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */
     cl_mem xh;                    /* [n_seq*n_ctx][xh_ldp] f16 pairs of a matmul's X */
     int xh_ldp;                   /* pairs per row: the widest input, (max K + 1) / 2 */
+
+    /* every matmul input width is a multiple of 4: mma_skinny / mma_wide are
+       built with -DMS_XAL (X read as aligned float4) and refuse other inputs */
+    int ms_xal;
 };
 
 /* ---- helpers shared by the engine's files (engine.c defines them) ---- */
