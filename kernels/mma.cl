@@ -87,43 +87,12 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #define MT_BK 64
 #define MT_LD (MT_BK / 2 + 4) /* uints per staged row; +4 keeps fragment loads bank-conflict free */
 
-/* 32 weights k .. k + 31 of row o as 16 f16x2 (k < K only, others 0). For
- * the block formats k is a block's first element (K is a multiple of 32). */
-__attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulong row_bytes, int sb, int o, int k, int K,
-                      uint *out)
+#if QE_WT != 2 && QE_WT != 3
+/* 32 f32 or f16 weights k .. k + 31 of row o as 16 f16x2 (k < K only, others
+ * 0). Q8_0 / Q4_0 rows go through mt_load / mt_stage instead. */
+__attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulong row_bytes, int o,
+                                                    int k, int K, uint *out)
 {
-#if QE_WT == 2 || QE_WT == 3
-    if (k >= K) {
-#pragma unroll
-        for (int i = 0; i < 16; i++)
-            out[i] = 0u;
-        return;
-    }
-    const __global uchar *row = w + (ulong)o * row_bytes;
-    const float d = vload_half(k >> 5, (const __global half *)row);
-#if QE_WT == 2
-    const uint4 q0 = *(const __global uint4 *)(row + sb + k);
-    const uint4 q1 = *(const __global uint4 *)(row + sb + k + 16);
-    const uint qw[8] = {q0.s0, q0.s1, q0.s2, q0.s3, q1.s0, q1.s1, q1.s2, q1.s3};
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const uint v = qw[i >> 1] >> (16 * (i & 1));
-        out[i] = mma_pack((float)as_char((uchar)(v & 255u)) * d,
-                          (float)as_char((uchar)((v >> 8) & 255u)) * d);
-    }
-#else
-    const uint4 q = *(const __global uint4 *)(row + sb + (k >> 5) * 16);
-    const uint qw[4] = {q.s0, q.s1, q.s2, q.s3};
-#pragma unroll
-    for (int i = 0; i < 16; i++) { /* elements 2i, 2i+1: low nibbles, then high */
-        const int e = 2 * i, sh = e < 16 ? 0 : 4, j = e & 15;
-        const uint b0 = (qw[j >> 2] >> (8 * (j & 3))) & 255u;
-        const uint b1 = (qw[(j + 1) >> 2] >> (8 * ((j + 1) & 3))) & 255u;
-        out[i] = mma_pack((float)((int)((b0 >> sh) & 15u) - 8) * d,
-                          (float)((int)((b1 >> sh) & 15u) - 8) * d);
-    }
-#endif
-#else
 #if QE_WT == 1
     if (k + 32 <= K && (row_bytes & 15) == 0) {
         /* f16 weights are already f16: their bits are the pairs (little-endian);
@@ -153,8 +122,8 @@ __attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulo
         out[i] = mma_pack(k0 < K ? wt_load(w, row_bytes, o, k0) : 0.0f,
                           k0 + 1 < K ? wt_load(w, row_bytes, o, k0 + 1) : 0.0f);
     }
-#endif
 }
+#endif
 
 /* X rows as f16 pairs for mma_tile, converted once per matmul rather than
  * once per 128-output tile (gate/up read X 64 times): xh[r][i] = (x[r][2i],
@@ -217,7 +186,7 @@ __attribute__((always_inline)) inline void mt_load(const __global uint *xh, int 
     }
 #else
     if (o < N) {
-        mt_wload(w, w_row_bytes, sb, o, k, K, rw->p);
+        mt_wload(w, w_row_bytes, o, k, K, rw->p);
     } else {
 #pragma unroll
         for (int i = 0; i < 16; i++)

@@ -45,9 +45,7 @@ static qe_engine *open_engine(const qe_model *m, int n_ctx, int n_seq, int top_k
     o.n_seq = n_seq;
     o.top_k = top_k;
     o.head_rows = head_rows;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
-    return e;
+    return qe_test_engine(m, &o);
 }
 
 /* Poisoned prefill. */

@@ -82,14 +82,7 @@ static double engine_vs_ref_kv(const qe_model *m, const int32_t *tok, int n_seq,
                                int out_first, qe_kv_format kv_k, qe_kv_format kv_v)
 {
     const int nv = qe_model_hparams(m)->n_vocab, n_out = n_tok - out_first;
-    qe_engine_opts o = qe_engine_opts_default();
-    o.n_ctx = n_tok;
-    o.n_seq = n_seq;
-    o.top_k = 1;
-    o.kv_k = kv_k;
-    o.kv_v = kv_v;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
+    qe_engine *e = qe_test_engine_kv(m, n_tok, n_seq, 1, kv_k, kv_v);
     OK(qe_engine_poison(e));
     int32_t *tg = malloc((size_t)(n_seq * n_out) * sizeof *tg);
     float *lp = malloc((size_t)(n_seq * n_out) * sizeof *lp);

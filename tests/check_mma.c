@@ -83,8 +83,7 @@ static void prefill(const qe_model *m, qe_gemm gemm, int n_seq, const int32_t *t
     o.n_ctx = N_TOK;
     o.n_seq = n_seq;
     o.gemm = gemm;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
+    qe_engine *e = qe_test_engine(m, &o);
     ck_assert_int_eq(qe_engine_options(e).gemm, gemm);
     int32_t *tgt = malloc((size_t)n_seq * N_TOK * sizeof *tgt);
     ck_assert_ptr_nonnull(tgt);
@@ -262,9 +261,8 @@ static void decode_lse(const qe_model *m, const int32_t *tok, int shared, float 
     o.n_ctx = N_TOK;
     o.n_seq = shared ? DEC_SLOTS : 1;
     o.gemm = QE_GEMM_MMA;
-    qe_engine *e = NULL;
+    qe_engine *e = qe_test_engine(m, &o);
     qe_decode *d = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
     OK(qe_decode_open(e, NULL, &d));
     float l[DEC_SLOTS];
     int max_n = 0;
@@ -404,9 +402,7 @@ static qe_engine *attn_engine(const qe_model *m, qe_gemm gemm, qe_kv_format kf, 
     o.gemm = gemm;
     o.kv_k = kf;
     o.kv_v = vf;
-    qe_engine *e = NULL;
-    OK(qe_engine_open(qe_test_cl(), m, &o, &e));
-    return e;
+    return qe_test_engine(m, &o);
 }
 
 static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_format vf)

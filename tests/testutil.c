@@ -136,6 +136,14 @@ qe_model *qe_test_model(const char *rel)
     return m;
 }
 
+qe_engine *qe_test_engine(const qe_model *m, const qe_engine_opts *o)
+{
+    qe_engine *e = NULL;
+    ck_assert_msg(qe_engine_open(qe_test_cl(), m, o, &e) == QE_OK, "qe_engine_open: %s",
+                  qe_errmsg());
+    return e;
+}
+
 qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k, qe_kv_format kk,
                              qe_kv_format kv)
 {
@@ -145,10 +153,7 @@ qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k,
     o.top_k = top_k;
     o.kv_k = kk;
     o.kv_v = kv;
-    qe_engine *e = NULL;
-    ck_assert_msg(qe_engine_open(qe_test_cl(), m, &o, &e) == QE_OK, "qe_engine_open: %s",
-                  qe_errmsg());
-    return e;
+    return qe_test_engine(m, &o);
 }
 
 /* ---- engine outputs ---- */

@@ -42,8 +42,10 @@ double qe_test_rnd_unit(void); /* uniform in [-1, 1) */
 void qe_test_rnd_tokens(int32_t *t, size_t n, int n_vocab);
 /* qe_model_open of qe_test_data(rel), asserted to succeed. */
 struct qe_model *qe_test_model(const char *rel);
-/* An engine on the shared context with the default options but these
- * positions, sequences, top-k and K/V cache formats, asserted to open. */
+/* An engine on the shared context with options o, asserted to open. */
+qe_engine *qe_test_engine(const struct qe_model *m, const qe_engine_opts *o);
+/* One with the default options but these positions, sequences, top-k and
+ * K/V cache formats. */
 qe_engine *qe_test_engine_kv(const struct qe_model *m, int n_ctx, int n_seq, int top_k,
                              qe_kv_format kk, qe_kv_format kv);
 
