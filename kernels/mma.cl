@@ -24,12 +24,15 @@
  * Three kernels, each in its own build (the engine compiles mma_tile once,
  * mma_skinny once with its work-group shape -DMS_MT / -DMS_NB / -DMS_U, and
  * mma_wide twice, -DMW_SPLIT=1 and 8):
- *   mma_tile   prefill: work-group of 8 warps computes a 128-row x 128-output
- *              tile; 64-wide K slices of X (f16 pairs, converted once per
- *              matmul by mma_xh, which the same build holds) and W
- *              (converted to f16 here) are staged in local memory while the
- *              next slice's loads are in flight; slot s of a k16 step is
- *              k = k0 + s.
+ *   mma_tile   prefill: a work-group of 8 warps (or 4: -DMT_BM) computes a
+ *              128-row x 128-output tile; 32-wide K slices of X (f16 pairs,
+ *              converted once per matmul by mma_xh, which the same build
+ *              holds) and of W as stored (Q8_0 / Q4_0 quants and scales,
+ *              f16; f32 converted to f16) are copied into a ring of MT_S
+ *              local-memory stages by cp.async, MT_S - 1 slices in flight
+ *              while one is multiplied; Q8_0 / Q4_0 are dequantized from
+ *              local memory into the B fragments (see the slot order at
+ *              mma_tile).
  *   mma_skinny decode calls of up to 16 rows, many weights.
  *              Bandwidth-bound, so each of 8 warps streams its own share of
  *              W's chunks of MS_CH elements (c = warp, warp + 8, ...) straight from
@@ -79,56 +82,39 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
     y[at] = (accumulate ? y[at] : 0.0f) + v;
 }
 
-/* ---- prefill: 128 x 128 tiles ---- */
+/* ---- prefill: MT_BM x 128 tiles, 32-wide K slices in a cp.async pipeline ---- */
 #if !defined(MS_MT) && !defined(MW_NB) /* the mma_tile build */
 
+/* -DMT_BM: rows per work-group, 128 (8 warps, 2 x 4) or 64 (4 warps, 1 x 4;
+ * more work-groups fit a multiprocessor's registers); each warp computes 64
+ * rows x 32 outputs. The engine's QEVAL_MMA_TILE sets it and MT_S. */
+#ifndef MT_BM
 #define MT_BM 128
-#define MT_BN 128
-#define MT_BK 64
-#define MT_LD (MT_BK / 2 + 4) /* uints per staged row; +4 keeps fragment loads bank-conflict free */
-
-#if QE_WT != 2 && QE_WT != 3
-/* 32 f32 or f16 weights k .. k + 31 of row o as 16 f16x2 (k < K only, others
- * 0). Q8_0 / Q4_0 rows go through mt_load / mt_stage instead. */
-__attribute__((always_inline)) inline void mt_wload(const __global uchar *w, ulong row_bytes, int o,
-                                                    int k, int K, uint *out)
-{
-#if QE_WT == 1
-    if (k + 32 <= K && (row_bytes & 15) == 0) {
-        /* f16 weights are already f16: their bits are the pairs (little-endian);
-           4 x 16 bytes (k is a multiple of 32), far fewer requests than 16 x 4 */
-        const __global uint4 *p = (const __global uint4 *)(w + (ulong)o * row_bytes + 2 * (ulong)k);
-#pragma unroll
-        for (int i = 0; i < 4; i++) {
-            const uint4 v = p[i];
-            out[4 * i] = v.s0;
-            out[4 * i + 1] = v.s1;
-            out[4 * i + 2] = v.s2;
-            out[4 * i + 3] = v.s3;
-        }
-        return;
-    }
-    if (k + 32 <= K && (row_bytes & 3) == 0) {
-        const __global uint *p = (const __global uint *)(w + (ulong)o * row_bytes) + (k >> 1);
-#pragma unroll
-        for (int i = 0; i < 16; i++)
-            out[i] = p[i];
-        return;
-    }
 #endif
-#pragma unroll
-    for (int i = 0; i < 16; i++) {
-        const int k0 = k + 2 * i;
-        out[i] = mma_pack(k0 < K ? wt_load(w, row_bytes, o, k0) : 0.0f,
-                          k0 + 1 < K ? wt_load(w, row_bytes, o, k0 + 1) : 0.0f);
-    }
-}
+#define MT_BN 128
+#define MT_BK 32
+#define MT_WI (2 * MT_BM) /* work-items */
+/* Slices in flight: MT_S stages of local memory, each X's MT_BM rows x 64
+ * bytes plus W's 128 rows as stored (Q8_0 32 bytes, Q4_0 16, and two
+ * scales) or as f16 (64 bytes). 48 KB is the most a work-group may have. */
+#ifndef MT_S
+#define MT_S 3
+#endif
+#define MT_XW (MT_BM * 16) /* uints of X per stage: 16 per row */
+#if QE_WT == 2
+#define MT_WW (MT_BN * 8) /* 32 quant bytes per row */
+#elif QE_WT == 3
+#define MT_WW (MT_BN * 4) /* 16 quant bytes per row */
+#else
+#define MT_WW (MT_BN * 16) /* 32 f16 per row */
 #endif
 
 /* X rows as f16 pairs for mma_tile, converted once per matmul rather than
  * once per 128-output tile (gate/up read X 64 times): xh[r][i] = (x[r][2i],
  * x[r][2i + 1]) rounded by mma_pack, elements at or past K as 0, so a pair
- * never straddles two rows. Global (ldp rounded up, n_rows). */
+ * never straddles two rows. ldp is a multiple of 16 pairs (the engine
+ * rounds it up): every 32-wide slice of a row is whole and 16-byte aligned.
+ * Global (ldp rounded up, n_rows). */
 __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
                      __global uint *xh, int ldp)
 {
@@ -140,103 +126,110 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
     xh[(size_t)r * ldp + i] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
 }
 
-/* A thread's share of a 64-wide K slice as loaded: 16 f16 pairs of X (pair
- * p & 31 of row p >> 5 for p = tid + 256 j: a warp reads 128 contiguous
- * bytes of one row) and the 32 weights k .. k + 31 of W row tid / 2, raw.
- * mt_load issues the next slice's loads before the current slice is
- * multiplied and mt_stage converts and stores them after, so the loads have
- * the whole compute phase to land. */
-typedef struct mt_raw {
-    uint x[16];
-#if QE_WT == 2 || QE_WT == 3
-    uint4 q[QE_WT == 2 ? 2 : 1]; /* quant bytes of the block */
-    uint d2;                     /* its f16 scale twice (0 past K or N: zeros) */
-#else
-    uint p[16]; /* f16 / f32 weights: f16 pairs at load (mt_wload) */
-#endif
-} mt_raw;
+/* Where 16-byte chunk c (0 .. 3) of a 64-byte staged row r goes: XOR-swizzled
+ * so that the fragment loads below (8 bytes at 8t of rows g = 0 .. 3 in each
+ * half-warp) hit 32 different banks without padding. */
+#define MT_CH64(r, c) (16 * (r) + 4 * ((c) ^ ((r) & 2)))
+/* Q8_0: chunk c (0, 1) of a 32-byte row; rows g and g + 4 apart */
+#define MT_CH32(r, c) (8 * (r) + 4 * ((c) ^ (((r) >> 2) & 1)))
 
-__attribute__((always_inline)) inline void mt_load(const __global uint *xh, int ldp, int n_rows,
-                                                   const __global uchar *w, ulong w_row_bytes, int sb,
-                                                   int K, int N, int m0, int n0, int k0, int tid,
-                                                   mt_raw *rw)
+/* Issue this thread's copies of slice sl (k = 32 sl ..) into stage xs / ws /
+ * ds: cp.async straight from global to local memory, nothing in registers,
+ * so MT_S - 1 slices are in flight while one is multiplied. Rows past
+ * n_rows or N, and f16 elements past K, are zero-filled (src-size). f32
+ * weights, and f16 rows that are not 16-byte aligned, are converted to f16
+ * and stored here with plain loads instead (their stage is free: see
+ * mma_tile). */
+__attribute__((always_inline)) inline void mt_issue(const __global uint *xh, int ldp, int n_rows,
+                                                    const __global uchar *w, ulong w_row_bytes,
+                                                    int sb, int K, int N, int m0, int n0, int sl,
+                                                    int tid, __local uint *xs, __local uint *ws,
+                                                    __local uint *ds)
 {
+    const int k0 = MT_BK * sl;
 #pragma unroll
-    for (int j = 0; j < 16; j++) {
-        const int p = tid + 256 * j, r = m0 + (p >> 5), kp = (k0 >> 1) + (p & 31);
-        rw->x[j] = r < n_rows && kp < ldp ? xh[(size_t)r * ldp + kp] : 0u;
+    for (int j = 0; j < 2; j++) { /* X: MT_BM rows x 4 chunks, 2 a work-item */
+        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, ok = m0 + r < n_rows;
+        const __global uint *src = ok ? xh + (size_t)(m0 + r) * ldp + (k0 >> 1) + 4 * c : xh;
+        ptx_cp16(ptx_smem(xs + MT_CH64(r, c)), src, ok ? 16u : 0u);
     }
-    const int o = n0 + (tid >> 1), k = k0 + 32 * (tid & 1);
 #if QE_WT == 2 || QE_WT == 3
-    rw->d2 = 0u;
-    rw->q[0] = (uint4)(0u);
-#if QE_WT == 2
-    rw->q[1] = (uint4)(0u);
-#endif
-    if (o < N && k < K) {
-        const __global uchar *row = w + (ulong)o * w_row_bytes;
-        const uint d = ((const __global ushort *)row)[k >> 5];
-        rw->d2 = d | (d << 16);
-#if QE_WT == 2
-        rw->q[0] = *(const __global uint4 *)(row + sb + k);
-        rw->q[1] = *(const __global uint4 *)(row + sb + k + 16);
-#else
-        rw->q[0] = *(const __global uint4 *)(row + sb + (k >> 5) * 16);
-#endif
-    }
-#else
-    if (o < N) {
-        mt_wload(w, w_row_bytes, o, k, K, rw->p);
-    } else {
+    /* quants: 128 rows x 2 chunks (Q8_0) or 1 (Q4_0), then the scales of
+       the block pair holding this slice's block (4-byte aligned; a pair past
+       the last block reads the scales' zero padding) */
+#define MT_QC (QE_WT == 2 ? 2 : 1)
+#define MT_QN (MT_BN * MT_QC) /* quant chunks */
 #pragma unroll
-        for (int i = 0; i < 16; i++)
-            rw->p[i] = 0u;
+    for (int j = 0; j < (MT_QN + MT_WI - 1) / MT_WI; j++) {
+        const int id = tid + MT_WI * j, r = id / MT_QC, c = id % MT_QC, o = n0 + r;
+        if (MT_QN % MT_WI && id >= MT_QN)
+            break;
+        const __global uchar *src =
+            o < N ? w + (ulong)o * w_row_bytes + sb + (k0 >> 5) * 16 * MT_QC + 16 * c : w;
+        ptx_cp16(ptx_smem(ws + (QE_WT == 2 ? MT_CH32(r, c) : 4 * r)), src, o < N ? 16u : 0u);
+    }
+    /* scales counted from the last work-item down: other work-items than
+       the quants' where those do not fill the work-group */
+#pragma unroll
+    for (int j = 0; j < (MT_BN + MT_WI - 1) / MT_WI; j++) {
+        const int r = MT_WI - 1 - tid + MT_WI * j, o = n0 + r;
+        if (MT_BN % MT_WI && r >= MT_BN)
+            break;
+        const __global uchar *src = o < N ? w + (ulong)o * w_row_bytes + 4 * (k0 >> 6) : w;
+        ptx_cp4(ptx_smem(ds + r), src, o < N ? 4u : 0u);
+    }
+#undef MT_QN
+#undef MT_QC
+#else
+    (void)ds;
+    (void)sb;
+#pragma unroll
+    for (int j = 0; j < 4 * MT_BN / MT_WI; j++) { /* W as f16: 128 rows x 4 chunks of 8 */
+        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, o = n0 + r, k = k0 + 8 * c;
+        __local uint *dst = ws + MT_CH64(r, c);
+#if QE_WT == 1
+        if ((w_row_bytes & 15) == 0) {
+            const int n = o < N && k < K ? 2 * (K - k < 8 ? K - k : 8) : 0;
+            ptx_cp16(ptx_smem(dst), n ? w + (ulong)o * w_row_bytes + 2 * (ulong)k : w, (uint)n);
+            continue;
+        }
+#endif
+#pragma unroll
+        for (int i = 0; i < 4; i++) {
+            const int kk = k + 2 * i;
+            dst[i] = o < N ? mma_pack(kk < K ? wt_load(w, w_row_bytes, o, kk) : 0.0f,
+                                      kk + 1 < K ? wt_load(w, w_row_bytes, o, kk + 1) : 0.0f)
+                           : 0u;
+        }
     }
 #endif
 }
 
-/* The loaded slice into local memory as f16 pairs: X rows in xs, W rows in
- * ws (Q8_0 / Q4_0 dequantized here, as weights.cl does, then rounded). */
-__attribute__((always_inline)) inline void mt_stage(const mt_raw *rw, int tid, __local uint *xs,
-                                                    __local uint *ws)
-{
-#pragma unroll
-    for (int j = 0; j < 16; j++) {
-        const int p = tid + 256 * j;
-        xs[(p >> 5) * MT_LD + (p & 31)] = rw->x[j];
-    }
-    __local uint *wo = ws + (tid >> 1) * MT_LD + 16 * (tid & 1);
-#if QE_WT == 2
-    const uint qw[8] = {rw->q[0].s0, rw->q[0].s1, rw->q[0].s2, rw->q[0].s3,
-                        rw->q[1].s0, rw->q[1].s1, rw->q[1].s2, rw->q[1].s3};
-#pragma unroll
-    for (int i = 0; i < 16; i++) /* elements 2i, 2i + 1: bytes 2i, 2i + 1 */
-        wo[i] = mma_q8_pair(qw[i >> 1], i & 1, rw->d2);
-#elif QE_WT == 3
-    const uint qw[4] = {rw->q[0].s0, rw->q[0].s1, rw->q[0].s2, rw->q[0].s3};
-#pragma unroll
-    for (int i = 0; i < 16; i++) /* elements 2i, 2i + 1: low nibbles of bytes 2i, 2i + 1, then high */
-        wo[i] = mma_q4_pair((i < 8 ? qw[i >> 1] : qw[(i - 8) >> 1] >> 4) & 0x0F0F0F0Fu, i & 1,
-                            rw->d2);
-#else
-#pragma unroll
-    for (int i = 0; i < 16; i++)
-        wo[i] = rw->p[i];
-#endif
-}
-
-__kernel __attribute__((reqd_work_group_size(256, 1, 1)))
+/* Slot order: a k16 step sums its 16 slots whatever k each stands for (see
+ * the top), so step s of a slice gives lane t's slots 2t, 2t + 1 (A/B
+ * register 0) the elements k = 16 s + 4t, + 1 and slots 2t + 8, 2t + 9
+ * (register 1 of B, 2 and 3 of A) k = 16 s + 4t + 2, + 3: four consecutive
+ * elements, one 8-byte load of an f16 row, one 4-byte load of a Q8_0 row,
+ * and for Q4_0 the low (s = 0) or high (s = 1) nibbles of one 4-byte load. */
+__kernel __attribute__((reqd_work_group_size(MT_WI, 1, 1)))
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
               __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
 {
-    __local uint xs[MT_BM * MT_LD];
-    __local uint ws[MT_BN * MT_LD];
+    /* cp.async writes 16-byte chunks: aligned */
+    __local uint xs[MT_S][MT_XW] __attribute__((aligned(16)));
+    __local uint ws[MT_S][MT_WW] __attribute__((aligned(16)));
+#if QE_WT == 2 || QE_WT == 3
+    __local uint ds[MT_S][MT_BN]; /* per row: the f16 scales of the slice's block pair */
+#else
+    __local uint ds[1][1];
+#endif
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int wm = warp >> 2, wn = warp & 3;           /* 2 x 4 warps: 64 rows x 32 outputs each */
+    const int wm = warp >> 2, wn = warp & 3; /* MT_BM / 64 x 4 warps: 64 rows x 32 outputs each */
     const int m0 = get_group_id(1) * MT_BM, n0 = get_group_id(0) * MT_BN;
     const int sb = wt_row_scale_bytes(w_row_bytes);
+    const int n_sl = (K + MT_BK - 1) / MT_BK;
     float acc[4][4][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
@@ -246,29 +239,69 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             for (int e = 0; e < 4; e++)
                 acc[i][j][e] = 0.0f;
 
-    mt_raw rw;
-    mt_load(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, 0, tid, &rw);
-    for (int k0 = 0; k0 < K; k0 += MT_BK) {
-        mt_stage(&rw, tid, xs, ws);
-        barrier(CLK_LOCAL_MEM_FENCE);
-        if (k0 + MT_BK < K) /* the next slice's loads, in flight while this one multiplies */
-            mt_load(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, k0 + MT_BK, tid, &rw);
 #pragma unroll
-        for (int kk = 0; kk < MT_BK / 2; kk += 8) { /* four k16 steps, in k order */
+    for (int s = 0; s < MT_S - 1; s++) {
+        if (s < n_sl)
+            mt_issue(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, s, tid, xs[s], ws[s],
+                     ds[QE_WT >= 2 ? s : 0]);
+        ptx_cp_commit(); /* one group per slice, empty or not: wait_group counts them */
+    }
+    for (int sl = 0; sl < n_sl; sl++) {
+        /* slice sl's copies (this thread's) have landed, then everyone's; and
+           every warp is past slice sl - 1, whose stage the next issue reuses */
+        ptx_cp_wait(MT_S - 2);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int nx = sl + MT_S - 1, sx = nx % MT_S, st = sl % MT_S;
+        if (nx < n_sl)
+            mt_issue(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, nx, tid, xs[sx], ws[sx],
+                     ds[QE_WT >= 2 ? sx : 0]);
+        ptx_cp_commit();
+        const __local uint *xa = xs[st], *wb = ws[st];
+#if QE_WT == 2 || QE_WT == 3
+        uint d2[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++) {
+            const uint d = ds[st][wn * 32 + j * 8 + g] >> (16 * ((sl & 1)));
+            d2[j] = (d & 0xFFFFu) | (d << 16);
+        }
+#endif
+#if QE_WT == 3
+        uint q4[4];
+#pragma unroll
+        for (int j = 0; j < 4; j++)
+            q4[j] = wb[4 * (wn * 32 + j * 8 + g) + t];
+#endif
+
+#pragma unroll
+        for (int s = 0; s < 2; s++) { /* two k16 steps, in k order */
             uint a[4][4], b[4][2];
+            const int c = 2 * s + (t >> 1), h = 2 * (t & 1); /* 8 bytes at 32 s + 8 t */
 #pragma unroll
             for (int i = 0; i < 4; i++) {
                 const int row = wm * 64 + i * 16 + g;
-                a[i][0] = xs[row * MT_LD + kk + t];
-                a[i][1] = xs[(row + 8) * MT_LD + kk + t];
-                a[i][2] = xs[row * MT_LD + kk + t + 4];
-                a[i][3] = xs[(row + 8) * MT_LD + kk + t + 4];
+                const uint2 lo = *(const __local uint2 *)(xa + MT_CH64(row, c) + h);
+                const uint2 hi = *(const __local uint2 *)(xa + MT_CH64(row + 8, c) + h);
+                a[i][0] = lo.x;
+                a[i][1] = hi.x;
+                a[i][2] = lo.y;
+                a[i][3] = hi.y;
             }
 #pragma unroll
             for (int j = 0; j < 4; j++) {
                 const int col = wn * 32 + j * 8 + g;
-                b[j][0] = ws[col * MT_LD + kk + t];
-                b[j][1] = ws[col * MT_LD + kk + t + 4];
+#if QE_WT == 2
+                const uint q = wb[MT_CH32(col, s) + t];
+                b[j][0] = mma_q8_pair(q, 0, d2[j]);
+                b[j][1] = mma_q8_pair(q, 1, d2[j]);
+#elif QE_WT == 3
+                const uint q = (s ? q4[j] >> 4 : q4[j]) & 0x0F0F0F0Fu;
+                b[j][0] = mma_q4_pair(q, 0, d2[j]);
+                b[j][1] = mma_q4_pair(q, 1, d2[j]);
+#else
+                const uint2 v = *(const __local uint2 *)(wb + MT_CH64(col, c) + h);
+                b[j][0] = v.x;
+                b[j][1] = v.y;
+#endif
             }
 #pragma unroll
             for (int i = 0; i < 4; i++)
@@ -276,7 +309,6 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                 for (int j = 0; j < 4; j++)
                     MMA(acc[i][j], a[i], b[j]);
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
     }
 
 #pragma unroll

@@ -94,3 +94,28 @@ __kernel void probe_ptx_mma(__global const ushort *a, __global const ushort *bt,
         d[(g + 8 * (e >> 1)) * 8 + 2 * t + (e & 1)] = dr[e];
 }
 #endif
+
+#ifdef QE_PROBE_PTX_ASYNC
+/* cp.async, built after ptx.cl: one work-group of 32. Lane l < 8 copies
+ * in's 16-byte chunk l to chunk 7 - l of a local buffer (lane 7 only its
+ * first 8 bytes: the rest zero-filled), lanes 8 .. 15 copy in[l] to word
+ * 32 + l with 4-byte copies; the other words keep 0xA5A5A5A5. out = the
+ * buffer after the wait and a barrier. */
+__kernel void probe_ptx_async(__global const uint *in, __global uint *out)
+{
+    __local uint buf[64] __attribute__((aligned(16)));
+    const int l = (int)get_local_id(0);
+    buf[l] = 0xA5A5A5A5u;
+    buf[l + 32] = 0xA5A5A5A5u;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (l < 8)
+        ptx_cp16(ptx_smem(buf + 4 * (7 - l)), in + 4 * l, l == 7 ? 8u : 16u);
+    else if (l < 16)
+        ptx_cp4(ptx_smem(buf + 32 + l), in + l, 4u);
+    ptx_cp_commit();
+    ptx_cp_wait(0);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    out[l] = buf[l];
+    out[l + 32] = buf[l + 32];
+}
+#endif

@@ -52,3 +52,29 @@ inline uint ptx_prmt(uint a, uint b, uint sel)
     asm("prmt.b32 %0, %1, %2, %3;" : "=r"(r) : "r"(a), "r"(b), "r"(sel));
     return r;
 }
+
+/* cp.async (sm_80+; lib/cl's probe checks it with the rest): copy 16 (or 4)
+ * bytes from global memory to local memory without passing through
+ * registers; bytes past src_size (0 .. the copy size) are zero-filled and
+ * not read. dst is a shared-space address (ptx_smem). A thread's copies
+ * since its last ptx_cp_commit form a group; ptx_cp_wait(n) waits until at
+ * most n of its groups are pending (then a barrier shows them to the other
+ * work-items). "memory" keeps the compiler from moving local accesses
+ * across them. */
+inline uint ptx_smem(const __local void *p) { return (uint)(size_t)p; }
+inline void ptx_cp16(uint dst, const __global void *src, uint src_size)
+{
+    asm volatile("cp.async.cg.shared.global [%0], [%1], 16, %2;"
+                 :
+                 : "r"(dst), "l"((ulong)src), "r"(src_size)
+                 : "memory");
+}
+inline void ptx_cp4(uint dst, const __global void *src, uint src_size)
+{
+    asm volatile("cp.async.ca.shared.global [%0], [%1], 4, %2;"
+                 :
+                 : "r"(dst), "l"((ulong)src), "r"(src_size)
+                 : "memory");
+}
+#define ptx_cp_commit() asm volatile("cp.async.commit_group;" ::: "memory")
+#define ptx_cp_wait(n) asm volatile("cp.async.wait_group %0;" ::"n"(n) : "memory")

@@ -173,6 +173,27 @@ static skinny_shape skinny_shape_of(void)
     return sh;
 }
 
+/* mma_tile's shape (kernels/mma.cl): rows per work-group (MT_BM, 128 or
+ * 64 with 2 work-items a row) and pipeline depth (MT_S: 32-wide K slices in
+ * local memory, all but one in flight, 2 .. 4). Measured on the H200
+ * (pp512 B 8, synthetic Llama-3.2-1B, tok/s f16 / q8_0 / q4_0; ptxas
+ * registers 122 / 126 / 119 at 128 rows, so two work-groups a
+ * multiprocessor): rows,stages 128,3 = 79.0K / 65.5K / 71.9K; 128,2 76.6K /
+ * 65.9K / 70.3K; 64,3 64.0K / 60.0K / 68.1K; 64,4 60.7K / 58.2K / 68.0K.
+ * QEVAL_MMA_TILE = "ROWS,STAGES" replaces it for experiments
+ * (read when the engine opens; stages whose local memory exceeds 48 KB fail
+ * to build). */
+static tile_shape tile_shape_of(void)
+{
+    tile_shape sh = {128, 3};
+    const char *env = getenv("QEVAL_MMA_TILE");
+    int v[2];
+    if (env && sscanf(env, "%d,%d", &v[0], &v[1]) == 2 && (v[0] == 64 || v[0] == 128) &&
+        v[1] >= 2 && v[1] <= 4)
+        sh = (tile_shape){v[0], v[1]};
+    return sh;
+}
+
 /* mma_wide's shape (kernels/mma.cl), for decode calls of more than 16
  * rows: MW_NB 8-output blocks per warp, MW_U chunks staged at once, and the
  * number of work-groups from which a call runs all chains in each (split 1;
@@ -217,7 +238,9 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
         static const char *const msrcs[] = {"weights.cl", "ptx.cl", "mma.cl"};
         char mopts[256];
-        st = qe_cl_build(e->cl, msrcs, 3, opts, &e->prog_mma[fmt]);
+        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d", opts, e->mt_shape.rows,
+                 e->mt_shape.stages);
+        st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
@@ -522,6 +545,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         st = qe_engine_gemm_resolve(e->cl, e->opt.gemm, &e->opt.gemm);
     e->msk_shape = skinny_shape_of();
     e->mw_shape = wide_shape_of();
+    e->mt_shape = tile_shape_of();
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
        multiples of it) starts 16-byte aligned: the decode kernels may read X
        as float4 (MS_XAL) */
@@ -635,7 +659,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     if (e->opt.gemm == QE_GEMM_MMA) { /* mma_tile's X: the widest matmul input */
         int kmax = hp->dim > e->q_dim ? hp->dim : e->q_dim;
         kmax = hp->n_ff > kmax ? hp->n_ff : kmax;
-        e->xh_ldp = (kmax + 1) / 2;
+        e->xh_ldp = (int)qe_engine_round_up((size_t)(kmax + 1) / 2, 16); /* as run_tile */
         st = qe_engine_alloc_act(e, rows, (size_t)e->xh_ldp, sizeof(cl_uint), &e->xh, "f16 matmul input");
         if (st != QE_OK)
             goto done;
@@ -871,7 +895,8 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                           int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                           int accumulate)
 {
-    const int K = w->ne0, ldp = (K + 1) / 2;
+    /* whole 16-byte-aligned 32-wide slices for mma_tile's copies */
+    const int K = w->ne0, ldp = (int)qe_engine_round_up((size_t)(K + 1) / 2, 16);
     if (ldp > e->xh_ldp || (size_t)n_rows > (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx)
         return qe_fail(QE_EINVAL, "engine: a matmul of %d rows x %d inputs exceeds mma_xh's buffer",
                        n_rows, K);
@@ -887,9 +912,10 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                         sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &K,
                         sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int), &ldy, sizeof(int),
                         &y_seq, sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
-    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * MMA_WI,
-                        qe_engine_round_up((size_t)n_rows, MMA_TILE) / MMA_TILE};
-    size_t local[2] = {MMA_WI, 1};
+    const size_t bm = (size_t)e->mt_shape.rows, wi = 2 * bm; /* kernels/mma.cl MT_BM, MT_WI */
+    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * wi,
+                        qe_engine_round_up((size_t)n_rows, bm) / bm};
+    size_t local[2] = {wi, 1};
     return st != QE_OK ? st : qe_cl_run(e->cl, kt, 2, global, local, NULL);
 }
 

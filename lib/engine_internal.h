@@ -31,7 +31,7 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 
 #define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
-#define MMA_TILE 128    /* mma.cl mma_tile: rows and outputs per work-group */
+#define MMA_TILE 128    /* mma.cl mma_tile: outputs per work-group (MT_BN) */
 #define MMA_WI 256      /* mma.cl: work-items per work-group (8 warps) */
 #define MSK_MULTI 3     /* mma.cl decode kernels: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
@@ -50,6 +50,12 @@ typedef struct wide_shape {
     int nb, u;  /* MW_NB 8-output blocks per warp, MW_U chunks per stage */
     int split;  /* work-groups from which a call uses split 1 (0: half the compute units) */
 } wide_shape;
+
+/* mma.cl's mma_tile build (engine.c tile_shape_of). */
+typedef struct tile_shape {
+    int rows;   /* MT_BM rows per work-group (64 or 128; 2 work-items a row) */
+    int stages; /* MT_S K slices in local memory */
+} tile_shape;
 
 typedef struct dev_weight {
     cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
@@ -98,6 +104,7 @@ struct qe_engine {
     /* mma_wide, for decode calls of more than 16 rows (same bits as
        mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
     wide_shape mw_shape;               /* resolved at open (env overrides) */
+    tile_shape mt_shape;               /* mma_tile's, resolved at open (env overrides) */
     cl_program prog_mw[2][WF_COUNT];
     cl_kernel k_mw[2][WF_COUNT], k_mw_sum[WF_COUNT];
     cl_mem mw_part;      /* grown on demand: 8 chains x rows x outputs f32 */

@@ -38,20 +38,21 @@ typedef struct pbuf {
     void *out;        /* read back after the run, or NULL */
 } pbuf;
 
-/* Build probe `define`, run `kernel` over `global` items in groups of
- * `local` with the buffers as arguments 0..n-1, read results back.
- * Returns 1 if every step worked; failures are debug-logged and cleared. */
-static int run_probe(qe_cl *cl, const char *define, const char *kernel, pbuf *bufs, size_t n,
-                     size_t global, size_t local)
+/* Build probe `define` (after ptx.cl's helpers when `ptx`), run `kernel`
+ * over `global` items in groups of `local` with the buffers as arguments
+ * 0..n-1, read results back. Returns 1 if every step worked; failures are
+ * debug-logged and cleared. */
+static int run_probe_ex(qe_cl *cl, int ptx, const char *define, const char *kernel, pbuf *bufs,
+                        size_t n, size_t global, size_t local)
 {
     int ok = 0;
     char opts[64];
     cl_program prog = NULL;
     cl_kernel k = NULL;
     cl_mem mem[4] = {0};
-    const char *src = "probe.cl";
+    static const char *const srcs[] = {"ptx.cl", "probe.cl"};
     snprintf(opts, sizeof opts, "-D%s", define);
-    if (qe_cl_build_ex(cl, &src, 1, opts, 1, &prog) || qe_cl_kernel(prog, kernel, &k))
+    if (qe_cl_build_ex(cl, srcs + !ptx, 2 - !ptx, opts, 1, &prog) || qe_cl_kernel(prog, kernel, &k))
         goto done;
     for (size_t i = 0; i < n; i++) {
         if (qe_cl_alloc(cl, bufs[i].bytes, QE_CL_RW, bufs[i].init, &mem[i]))
@@ -80,6 +81,12 @@ done:
     qe_cl_kernel_free(k);
     qe_cl_program_free(prog);
     return ok;
+}
+
+static int run_probe(qe_cl *cl, const char *define, const char *kernel, pbuf *bufs, size_t n,
+                     size_t global, size_t local)
+{
+    return run_probe_ex(cl, 0, define, kernel, bufs, n, global, local);
 }
 
 static int probe_half_storage(qe_cl *cl)
@@ -138,6 +145,31 @@ static int probe_ptx_shfl(qe_cl *cl)
     return 1;
 }
 
+/* cp.async through ptx.cl's helpers (mma.cl's prefill pipeline: sm_80+):
+ * whole and zero-filled 16-byte copies and 4-byte copies into local memory
+ * at addresses from ptx_smem, as probe.cl's probe_ptx_async lays them out. */
+static int probe_ptx_async(qe_cl *cl)
+{
+    uint32_t in[32], out[64];
+    for (int i = 0; i < 32; i++)
+        in[i] = 0x01000193u * (uint32_t)(i + 1);
+    pbuf b[2] = {{sizeof in, in, NULL}, {sizeof out, NULL, out}};
+    if (!run_probe_ex(cl, 1, "QE_PROBE_PTX_ASYNC", "probe_ptx_async", b, 2, 32, 32))
+        return 0;
+    for (int i = 0; i < 64; i++) {
+        uint32_t want = 0xA5A5A5A5u;
+        if (i < 32) { /* chunk l = 7 - i / 4 of in; the last chunk copied 8 bytes of 16 */
+            const int l = 7 - i / 4;
+            want = l == 7 && i % 4 >= 2 ? 0u : in[4 * l + i % 4];
+        } else if (i >= 40 && i < 48) {
+            want = in[i - 32];
+        }
+        if (out[i] != want)
+            return 0;
+    }
+    return 1;
+}
+
 static int probe_ptx_mma(qe_cl *cl)
 {
     /* Small integers: products and sums are exact in f16 inputs and f32. */
@@ -159,9 +191,10 @@ static int probe_ptx_mma(qe_cl *cl)
         }
     pbuf b[4] = {{sizeof a, a, NULL}, {sizeof bt, bt, NULL}, {sizeof c, c, NULL},
                  {sizeof d, NULL, d}};
-    if (!run_probe(cl, "QE_PROBE_PTX_MMA", "probe_ptx_mma", b, 4, 32, 32))
+    if (!run_probe(cl, "QE_PROBE_PTX_MMA", "probe_ptx_mma", b, 4, 32, 32) ||
+        memcmp(d, want, sizeof d) != 0)
         return 0;
-    return memcmp(d, want, sizeof d) == 0;
+    return probe_ptx_async(cl);
 }
 
 qe_status qe_cl_probe(qe_cl *cl, qe_cl_caps *out)
