@@ -179,7 +179,8 @@ static skinny_shape skinny_shape_of(void)
  * (pp512 B 8, synthetic Llama-3.2-1B, tok/s f16 / q8_0 / q4_0; ptxas
  * registers 122 / 126 / 119 at 128 rows, so two work-groups a
  * multiprocessor): rows,stages 128,3 = 79.0K / 65.5K / 71.9K; 128,2 76.6K /
- * 65.9K / 70.3K; 64,3 64.0K / 60.0K / 68.1K; 64,4 60.7K / 58.2K / 68.0K.
+ * 66.4K / 70.3K; 64,3 64.0K / 60.0K / 68.1K; 64,4 60.7K / 58.2K / 68.0K (the
+ * 64-row figures from a build whose Q8_0 copy loops held 149 registers).
  * QEVAL_MMA_TILE = "ROWS,STAGES" replaces it for experiments
  * (read when the engine opens; stages whose local memory exceeds 48 KB fail
  * to build). */

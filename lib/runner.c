@@ -547,6 +547,36 @@ static int complete(const qe_store_resume *r, int64_t max_chunks)
     return 1;
 }
 
+/* The message that ends run (or generation) key in the store, its status
+ * set by the caller; NULL when out of memory. */
+static struct msg *end_msg(enum msg_kind kind, const char *key)
+{
+    struct msg *m = calloc(1, sizeof *m);
+    if (m) {
+        m->kind = kind;
+        snprintf(m->run_key, sizeof m->run_key, "%s", key);
+    }
+    return m;
+}
+
+/* A run or generation failed with r (wr: the writer's own status). While
+ * the writer works, store end as "failed" and return r with the failing
+ * code's message (the writer's wait would otherwise replace it); else drop
+ * end. */
+static qe_status end_failed(qe_pool *writer, struct msg *end, qe_status r, qe_status wr)
+{
+    if (wr != QE_OK) {
+        free(end);
+        return r;
+    }
+    snprintf(end->status, sizeof end->status, "failed");
+    char msg[1024];
+    snprintf(msg, sizeof msg, "%s", qe_errmsg());
+    qe_pool_submit(writer, end);
+    qe_pool_wait(writer);
+    return qe_fail(r, "%s", msg);
+}
+
 static const char *end_status(const qe_store_resume *r)
 {
     return r->n_chunks >= 0 && r->n_done >= r->n_chunks ? "done" : "partial";
@@ -718,13 +748,11 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
         qe_runner_sink sink = {writer, &t, datasets[run->dataset].key, models[run->model].tok_key,
                                0, job->store_tokens ? 0 : QE_STORE_CHUNK_NO_TOKENS, 0, NULL,
                                NULL, 0, 0};
-        struct msg *end = calloc(1, sizeof *end);
+        struct msg *end = end_msg(M_RUN_END, keys[i]);
         if (!end) {
             r = qe_fail(QE_ENOMEM, "out of memory");
             break;
         }
-        end->kind = M_RUN_END;
-        snprintf(end->run_key, sizeof end->run_key, "%s", keys[i]);
         if (!todo) {
             stats->complete++;
             snprintf(end->status, sizeof end->status, "%s", end_status(&resume[i]));
@@ -741,17 +769,7 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
         if (r == QE_OK && !sink.planned)
             r = qe_fail(QE_EINVAL, "run %.12s: the evaluator returned without a plan", keys[i]);
         if (r != QE_OK) {
-            if (wr == QE_OK) { /* record the failure, keep the evaluator's message */
-                snprintf(end->status, sizeof end->status, "failed");
-                qe_status keep = r;
-                char msg[1024];
-                snprintf(msg, sizeof msg, "%s", qe_errmsg());
-                qe_pool_submit(writer, end);
-                qe_pool_wait(writer);
-                r = qe_fail(keep, "%s", msg);
-            } else {
-                free(end);
-            }
+            r = end_failed(writer, end, r, wr);
             break;
         }
         qe_store_resume now;
@@ -792,13 +810,11 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
             o->gen_note(o->ud, &t, todo && !o->dry_run);
         if (o->dry_run)
             continue;
-        struct msg *end = calloc(1, sizeof *end);
+        struct msg *end = end_msg(M_GEN_END, gkeys[g]);
         if (!end) {
             r = qe_fail(QE_ENOMEM, "out of memory");
             break;
         }
-        end->kind = M_GEN_END;
-        snprintf(end->run_key, sizeof end->run_key, "%s", gkeys[g]);
         if (!todo) {
             stats->gen_complete++;
             snprintf(end->status, sizeof end->status, "%s",
@@ -829,17 +845,7 @@ qe_status qe_runner_run(const qe_job *job, const qe_runner_opts *o, qe_runner_st
         if (r == QE_OK && wr != QE_OK)
             r = wr;
         if (r != QE_OK) {
-            if (wr == QE_OK) { /* record the failure, keep the generator's message */
-                snprintf(end->status, sizeof end->status, "failed");
-                qe_status keep = r;
-                char msg[1024];
-                snprintf(msg, sizeof msg, "%s", qe_errmsg());
-                qe_pool_submit(writer, end);
-                qe_pool_wait(writer);
-                r = qe_fail(keep, "%s", msg);
-            } else {
-                free(end);
-            }
+            r = end_failed(writer, end, r, wr);
             break;
         }
         uint8_t *now = NULL;
