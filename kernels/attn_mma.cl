@@ -15,9 +15,12 @@
  * sequence: global (ceil(n_tok/64)*128, n_heads, n_seq), local (128, 1, 1).
  * Group 0 of dimension 0 takes the LAST query block (most keys), so the
  * long causal rows start first. Keys stream through local memory 64 at a
- * time as f16: K as [key][d] pairs (the B operand of S = Q K^T), V
- * transposed as [d][key] pairs (the B operand of O = P V); rows past the
- * block's last query are stored as zeros and never read from the cache.
+ * time as f16, K and V both as [key][d] pairs (V's B fragments of O = P V
+ * pair two keys' halves of one d); rows past the block's last query are
+ * zeros and never read from the cache. f16 caches are copied as they are
+ * by cp.async, 16 bytes at a time; other formats are decoded by kv_load and
+ * stored. With QE_HD <= 64 two tile buffers alternate, so the next tile's
+ * copies are in flight while one is multiplied.
  * Per tile a warp computes its 16 x 64 scores (QE_HD/16 mma steps per 8
  * keys), masks them (causal, window) to -inf, updates the online softmax in
  * registers (row max and sum over the 4 lanes that share a row, through
@@ -43,8 +46,47 @@
 #define AM_BK 64                /* keys per tile */
 #define AM_KS (QE_HD / 16)      /* k16 steps of a score */
 #define AM_DT (QE_HD / 8)       /* 8-wide output blocks */
-#define AM_KLD (QE_HD / 2 + 4)  /* uints per staged K row: +4 keeps B loads conflict free */
-#define AM_VLD (AM_BK / 2 + 4)  /* uints per staged V^T row */
+#define AM_LD (QE_HD / 2 + 4)   /* uints per staged K or V row: +4 keeps fragment loads
+                                   conflict free; rows stay 16-byte aligned */
+#define AM_CP (QE_KVK == KV_F16 && QE_KVV == KV_F16) /* cp.async the rows as stored */
+#define AM_NB (QE_HD <= 64 ? 2 : 1) /* tile buffers (48 KB of local memory at most) */
+#define AM_VH(j, d) ((uint)vh[(j) * (2 * AM_LD) + (d)]) /* V's f16 bits of key j, dim d */
+
+/* Keys j0 .. j0 + AM_BK - 1 of K and V (cache rows of sequence s, head gk)
+ * into ks / vs as f16 pairs; keys past `last` as zeros. */
+__attribute__((always_inline)) inline void am_stage(const __global uchar *kc, const __global uchar *vc,
+                                                    ulong k_row_bytes, ulong v_row_bytes, int s,
+                                                    int n_ctx, int gk, int j0, int last, int tid,
+                                                    __local uint (*ks)[AM_LD],
+                                                    __local uint (*vs)[AM_LD])
+{
+#if AM_CP
+    /* AM_BK keys x QE_HD / 8 chunks of 16 bytes, QE_HD / 16 per work-item */
+#pragma unroll
+    for (int c = 0; c < QE_HD / 16; c++) {
+        const int i = tid + 128 * c, jj = i / (QE_HD / 8), ch = i % (QE_HD / 8), j = j0 + jj;
+        const uint n = j <= last ? 16u : 0u;
+        const ulong row = (ulong)s * n_ctx + (n ? j : 0), at = (ulong)gk * QE_HD * 2 + 16 * ch;
+        ptx_cp16(ptx_smem(&ks[jj][4 * ch]), kc + row * k_row_bytes + at, n);
+        ptx_cp16(ptx_smem(&vs[jj][4 * ch]), vc + row * v_row_bytes + at, n);
+    }
+#else
+    /* consecutive work-items take consecutive pairs of one key */
+    for (int i = tid; i < AM_BK * (QE_HD / 2); i += 128) {
+        const int jj = i / (QE_HD / 2), dp = i % (QE_HD / 2), j = j0 + jj;
+        float a = 0.0f, b = 0.0f, c = 0.0f, d = 0.0f;
+        if (j <= last) {
+            const ulong row = (ulong)s * n_ctx + j;
+            a = kv_load(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp);
+            b = kv_load(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp + 1);
+            c = kv_load(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp);
+            d = kv_load(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp + 1);
+        }
+        ks[jj][dp] = mma_pack(a, b);
+        vs[jj][dp] = mma_pack(c, d);
+    }
+#endif
+}
 
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
@@ -53,8 +95,9 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
               ulong k_row_bytes, ulong v_row_bytes, int n_tok, int n_ctx, int n_heads, int n_kv,
               float scale, int window, __global float *out)
 {
-    __local uint ks[AM_BK][AM_KLD]; /* K tile: f16 pairs (d, d + 1) of key j */
-    __local uint vt[QE_HD][AM_VLD]; /* V tile transposed: f16 pairs (key 2i, 2i + 1) of d */
+    /* K and V tiles: f16 pairs (d, d + 1) of key j */
+    __local uint ks[AM_NB][AM_BK][AM_LD] __attribute__((aligned(16)));
+    __local uint vs[AM_NB][AM_BK][AM_LD] __attribute__((aligned(16)));
     const int tid = get_local_id(0), warp = tid >> 5, lane = tid & 31;
     const int g8 = lane >> 2, t4 = lane & 3;
     const int nb = (n_tok + AM_BQ - 1) / AM_BQ;
@@ -85,30 +128,26 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
 
+    am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, 0, last, tid, ks[0], vs[0]);
+#if AM_CP
+    ptx_cp_commit();
+#endif
+    int bf = 0; /* the buffer of this tile */
     for (int j0 = 0; j0 <= last; j0 += AM_BK) {
-        /* K: consecutive work-items take consecutive pairs of one key */
-        for (int i = tid; i < AM_BK * (QE_HD / 2); i += 128) {
-            const int jj = i / (QE_HD / 2), dp = i % (QE_HD / 2), j = j0 + jj;
-            float a = 0.0f, b = 0.0f;
-            if (j <= last) {
-                const __global uchar *row = kc + ((ulong)s * n_ctx + j) * k_row_bytes;
-                a = kv_load(row, QE_KVK, gk * QE_HD + 2 * dp);
-                b = kv_load(row, QE_KVK, gk * QE_HD + 2 * dp + 1);
-            }
-            ks[jj][dp] = mma_pack(a, b);
-        }
-        /* V^T: a warp takes 8 d x 4 key pairs, so its 32 stores hit 32 banks */
-        for (int i = tid; i < QE_HD * (AM_BK / 2); i += 128) {
-            const int blk = i >> 5, ln = i & 31;
-            const int d = 8 * (blk % (QE_HD / 8)) + (ln & 7);
-            const int kp = 4 * (blk / (QE_HD / 8)) + (ln >> 3), j = j0 + 2 * kp;
-            const ulong row = (ulong)s * n_ctx + j;
-            const float a = j <= last ? kv_load(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + d) : 0.0f;
-            const float b =
-                j + 1 <= last ? kv_load(vc + (row + 1) * v_row_bytes, QE_KVV, gk * QE_HD + d) : 0.0f;
-            vt[d][kp] = mma_pack(a, b);
-        }
+#if AM_CP
+        ptx_cp_wait(0); /* this tile's copies (the only group pending) */
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
+#if AM_NB == 2
+        /* the next tile into the other buffer, which every warp is done with */
+        if (j0 + AM_BK <= last)
+            am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, j0 + AM_BK, last, tid,
+                     ks[bf ^ 1], vs[bf ^ 1]);
+#if AM_CP
+        ptx_cp_commit();
+#endif
+#endif
+        const __local ushort *vh = (const __local ushort *)vs[bf]; /* V's halves */
 
         /* Does any query of this warp see a key of this tile? (uniform) */
         const int pmax = min(pw + 15, n_tok - 1);
@@ -120,7 +159,8 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                 sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
 #pragma unroll
                 for (int k = 0; k < AM_KS; k++) {
-                    const uint kb[2] = {ks[8 * nt + g8][8 * k + t4], ks[8 * nt + g8][8 * k + 4 + t4]};
+                    const uint kb[2] = {ks[bf][8 * nt + g8][8 * k + t4],
+                                        ks[bf][8 * nt + g8][8 * k + 4 + t4]};
                     MMA(sc[nt], qa[k], kb);
                 }
             }
@@ -164,13 +204,25 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                 const uint pa[4] = {mma_pack(pv[0][0], pv[0][1]), mma_pack(pv[0][2], pv[0][3]),
                                     mma_pack(pv[1][0], pv[1][1]), mma_pack(pv[1][2], pv[1][3])};
 #pragma unroll
-                for (int i = 0; i < AM_DT; i++) {
-                    const uint vb[2] = {vt[8 * i + g8][8 * kk + t4], vt[8 * i + g8][8 * kk + 4 + t4]};
+                for (int i = 0; i < AM_DT; i++) { /* keys 16 kk + 2 t4 + {0, 1} (+ 8) of d */
+                    const int d = 8 * i + g8, j = 16 * kk + 2 * t4;
+                    const uint vb[2] = {AM_VH(j, d) | AM_VH(j + 1, d) << 16,
+                                        AM_VH(j + 8, d) | AM_VH(j + 9, d) << 16};
                     MMA(o[i], pa, vb);
                 }
             }
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
+#if AM_NB == 1
+        barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the buffer */
+        if (j0 + AM_BK <= last)
+            am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, j0 + AM_BK, last, tid, ks[0],
+                     vs[0]);
+#if AM_CP
+        ptx_cp_commit();
+#endif
+#else
+        bf ^= 1;
+#endif
     }
 
 #pragma unroll
