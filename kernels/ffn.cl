@@ -3,10 +3,27 @@
  * silu_mul: g[r][i] = silu(g[r][i]) * u[r][i], silu(z) = z / (1 + e^-z).
  *   global (n_ff, n_rows), any local size. (The residual adds of the block
  *   are fused into matmul's `accumulate`.)
+ * silu_mul_xh: the same products, rounded to f16 (to nearest even) as
+ *   mma.cl's mma_xh would round silu_mul's output, written as the down
+ *   matmul's f16 pairs xh[r][i] = (2i, 2i + 1) for pairs i < ldp (0 past
+ *   n_ff) instead of g: prefill under mma skips a write and a read of g and
+ *   a launch. global (ldp, n_rows).
  */
+inline float silu_mul1(float z, float u) { return z / (1.0f + exp(-z)) * u; }
+
 __kernel void silu_mul(__global float *g, const __global float *u, int n_ff)
 {
     const size_t at = get_global_id(1) * (size_t)n_ff + get_global_id(0);
-    const float z = g[at];
-    g[at] = z / (1.0f + exp(-z)) * u[at];
+    g[at] = silu_mul1(g[at], u[at]);
+}
+
+__kernel void silu_mul_xh(const __global float *g, const __global float *u, int n_ff,
+                          __global half *xh, int ldp)
+{
+    const int i = get_global_id(0), r = get_global_id(1), k = 2 * i;
+    if (i >= ldp)
+        return;
+    const size_t at = (size_t)r * n_ff + k, to = 2 * ((size_t)r * ldp + i);
+    vstore_half_rte(k < n_ff ? silu_mul1(g[at], u[at]) : 0.0f, to, xh);
+    vstore_half_rte(k + 1 < n_ff ? silu_mul1(g[at + 1], u[at + 1]) : 0.0f, to + 1, xh);
 }

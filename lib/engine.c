@@ -474,6 +474,8 @@ static qe_status build_common(qe_engine *e)
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "silu_mul", &e->k_silu);
     if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "silu_mul_xh", &e->k_silu_xh);
+    if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "qk_prep", &e->k_qk_prep);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rmsnorm_add", &e->k_norm_add);
@@ -737,6 +739,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_attn_mma);
     qe_cl_program_free(e->prog_attn_mma);
     qe_cl_kernel_free(e->k_silu);
+    qe_cl_kernel_free(e->k_silu_xh);
     cl_kernel arch_k[] = {e->k_qk_prep, e->k_norm_add, e->k_gelu, e->k_scale, e->k_softcap};
     for (size_t i = 0; i < sizeof arch_k / sizeof arch_k[0]; i++)
         qe_cl_kernel_free(arch_k[i]);
@@ -902,12 +905,23 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
         return qe_fail(QE_EINVAL, "engine: a matmul of %d rows x %d inputs exceeds mma_xh's buffer",
                        n_rows, K);
     cl_kernel kx = e->k_mma_xh[w->fmt], kt = e->k_mma_tile[w->fmt];
-    qe_status st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
-                              sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh,
-                              sizeof(int), &ldp);
-    size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
-    if (st == QE_OK)
-        st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
+    qe_status st = QE_OK;
+    const int have = e->xh_keep && e->xh_src.valid && e->xh_src.x == x && e->xh_src.off == x_off &&
+                     e->xh_src.ldx == ldx && e->xh_src.n_rows == n_rows && e->xh_src.K == K;
+    if (!have) {
+        st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
+                        sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh, sizeof(int),
+                        &ldp);
+        size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
+        if (st == QE_OK)
+            st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
+        e->xh_src.x = x;
+        e->xh_src.off = x_off;
+        e->xh_src.ldx = ldx;
+        e->xh_src.n_rows = n_rows;
+        e->xh_src.K = K;
+        e->xh_src.valid = st == QE_OK;
+    }
     if (st == QE_OK)
         st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &n_rows,
                         sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &K,
@@ -918,6 +932,16 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                         qe_engine_round_up((size_t)n_rows, bm) / bm};
     size_t local[2] = {wi, 1};
     return st != QE_OK ? st : qe_cl_run(e->cl, kt, 2, global, local, NULL);
+}
+
+/* Under mma, the prefill matmuls between xh_share(e, 1) and xh_share(e, 0)
+ * that read the same input convert it to f16 (mma_xh) once: the first
+ * converts, the others find it in e->xh. A caller brackets only matmuls
+ * whose input nothing rewrites in between. */
+static void xh_share(qe_engine *e, int on)
+{
+    e->xh_keep = on && e->opt.gemm == QE_GEMM_MMA;
+    e->xh_src.valid = 0;
 }
 
 /* y rows (r / y_seq) * y_seq_stride + r % y_seq  (+)=  x[x_off + r*ldx ..] W^T */
@@ -1092,6 +1116,39 @@ qe_status qe_engine_run_act(qe_engine *e, cl_mem g, cl_mem u, int n_rows)
     return st != QE_OK ? st : qe_cl_run(e->cl, ka, 2, global, NULL, NULL);
 }
 
+/* Prefill's SwiGLU and down projection: under mma, silu_mul_xh writes the
+ * products straight into e->xh as f16 pairs, which the down matmul (its
+ * input nominally g, which keeps the gate) takes as converted: the same
+ * bits as silu_mul then mma_xh, without g's write and read. */
+static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
+{
+    const int n_ff = e->hp.n_ff;
+    qe_status st;
+    if (e->opt.gemm != QE_GEMM_MMA || e->hp.ffn_act != QE_ACT_SILU) {
+        st = qe_engine_run_act(e, e->g, e->u, rows);
+        return st != QE_OK ? st : qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows,
+                                                        d->ffn_post, e->x, e->h);
+    }
+    int ldp = (int)qe_engine_round_up((size_t)(n_ff + 1) / 2, 16); /* as run_tile */
+    st = qe_cl_args(e->k_silu_xh, 5, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
+                    &n_ff, sizeof(cl_mem), &e->xh, sizeof(int), &ldp);
+    size_t global[2] = {(size_t)ldp, (size_t)rows};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, e->k_silu_xh, 2, global, NULL, NULL);
+    if (st != QE_OK)
+        return st;
+    xh_share(e, 1);
+    e->xh_src.x = e->g;
+    e->xh_src.off = 0;
+    e->xh_src.ldx = n_ff;
+    e->xh_src.n_rows = rows;
+    e->xh_src.K = n_ff;
+    e->xh_src.valid = 1;
+    st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
+    xh_share(e, 0);
+    return st;
+}
+
 qe_status qe_engine_run_embed_scale(qe_engine *e, cl_mem x, int n_rows)
 {
     if (e->hp.embd_scale == 1.0f)
@@ -1131,20 +1188,25 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         st = qe_engine_run_embed_scale(e, e->x, rows);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
-        if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK ||
-            (st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) != QE_OK ||
-            (st = run_kv(e, l, n_seq, n_tok)) != QE_OK ||
+        if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK)
+            break;
+        xh_share(e, 1); /* Q, K and V read h */
+        if ((st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) == QE_OK)
+            st = run_kv(e, l, n_seq, n_tok);
+        xh_share(e, 0);
+        if (st != QE_OK ||
             (st = qe_engine_run_qk_prep(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok, d->bq, d->q_norm)) != QE_OK ||
             (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
             (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
             (st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h)) != QE_OK ||
-            (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK ||
-            (st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) != QE_OK ||
-            (st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0)) != QE_OK)
+            (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK)
             break;
-        st = qe_engine_run_act(e, e->g, e->u, rows);
+        xh_share(e, 1); /* gate and up read h */
+        if ((st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) == QE_OK)
+            st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0);
+        xh_share(e, 0);
         if (st == QE_OK)
-            st = qe_engine_run_out_add(e, &d->w_down, e->g, hp->n_ff, rows, d->ffn_post, e->x, e->h);
+            st = run_ffn_out(e, d, rows);
     }
     if (st == QE_OK)
         st = qe_engine_run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);

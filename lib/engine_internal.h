@@ -155,6 +155,15 @@ struct qe_engine {
     cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */
     cl_mem xh;                    /* [n_seq*n_ctx][xh_ldp] f16 pairs of a matmul's X */
     int xh_ldp;                   /* pairs per row: the widest input, (max K + 1) / 2 */
+    /* Which input xh holds: run_tile skips mma_xh for the same input while
+       xh_keep is set (engine.c xh_share; prefill's Q/K/V, gate/up, down) */
+    struct {
+        cl_mem x;
+        cl_ulong off;
+        int ldx, n_rows, K, valid;
+    } xh_src;
+    int xh_keep;
+    cl_kernel k_silu_xh;          /* ffn.cl silu_mul_xh: SwiGLU straight into xh */
 
     /* every matmul input width is a multiple of 4: mma_skinny / mma_wide are
        built with -DMS_XAL (X read as aligned float4) and refuse other inputs */
