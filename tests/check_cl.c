@@ -360,6 +360,60 @@ START_TEST(test_util_kernels)
 }
 END_TEST
 
+/* ffn.cl's silu_mul_xh (prefill under mma) writes what silu_mul computes,
+ * rounded to f16 to nearest even (the host's qe_f32_to_f16), as pairs of
+ * rows padded to ldp pairs with zeros: the same bits mma_xh would make of
+ * silu_mul's output. An odd n_ff puts a half pair and padding at each row's
+ * end. */
+START_TEST(test_silu_xh)
+{
+    qe_cl *cl = qe_test_cl();
+    cl_program p = NULL;
+    cl_kernel k = NULL, kx = NULL;
+    OK(qe_cl_build1(cl, "ffn", NULL, &p));
+    const int n_ff = 37, n_rows = 5, ldp = 32; /* (n_ff + 1) / 2 rounded up to 16 */
+    const size_t n = (size_t)n_ff * n_rows;
+    float g[37 * 5], u[37 * 5], want[37 * 5];
+    uint16_t xh[2 * 32 * 5];
+    for (size_t i = 0; i < n; i++) {
+        g[i] = rnd_float() / 100.0f; /* silu's interesting range, and large ones */
+        u[i] = rnd_float() / 10.0f;
+    }
+    g[3] = 12.0f * 1000.0f; /* exp(-z) underflows: z * u, past f16's range */
+    u[3] = 50.0f;
+    cl_mem dg = NULL, du = NULL, dx = NULL;
+    OK(qe_cl_alloc(cl, sizeof g, QE_CL_RW, g, &dg));
+    OK(qe_cl_alloc(cl, sizeof u, QE_CL_RO, u, &du));
+    OK(qe_cl_alloc(cl, sizeof xh, QE_CL_RW, NULL, &dx));
+    unsigned char poison = 0xA5;
+    OK(qe_cl_fill(cl, dx, &poison, 1, 0, sizeof xh));
+    OK(qe_cl_kernel(p, "silu_mul_xh", &kx));
+    OK(qe_cl_args(kx, 5, sizeof dg, &dg, sizeof du, &du, sizeof n_ff, &n_ff, sizeof dx, &dx,
+                  sizeof ldp, &ldp));
+    size_t gx[2] = {(size_t)ldp, (size_t)n_rows};
+    OK(qe_cl_run(cl, kx, 2, gx, NULL, NULL));
+    OK(qe_cl_read(cl, dx, 0, sizeof xh, xh));
+    OK(qe_cl_kernel(p, "silu_mul", &k));
+    OK(qe_cl_args(k, 3, sizeof dg, &dg, sizeof du, &du, sizeof n_ff, &n_ff));
+    size_t gs[2] = {(size_t)n_ff, (size_t)n_rows};
+    OK(qe_cl_run(cl, k, 2, gs, NULL, NULL));
+    OK(qe_cl_read(cl, dg, 0, sizeof want, want));
+    for (int r = 0; r < n_rows; r++)
+        for (int i = 0; i < 2 * ldp; i++) {
+            const uint16_t w = i < n_ff ? qe_f32_to_f16(want[r * n_ff + i]) : 0;
+            ck_assert_msg(xh[r * 2 * ldp + i] == w, "row %d element %d: %#x, silu_mul's %#x", r,
+                          i, xh[r * 2 * ldp + i], w);
+        }
+    ck_assert_uint_eq(xh[3], 0x7C00); /* +inf */
+    qe_cl_free(dg);
+    qe_cl_free(du);
+    qe_cl_free(dx);
+    qe_cl_kernel_free(k);
+    qe_cl_kernel_free(kx);
+    qe_cl_program_free(p);
+}
+END_TEST
+
 START_TEST(test_buffers)
 {
     qe_cl *cl = qe_test_cl();
@@ -1104,6 +1158,7 @@ Suite *cl_suite(void)
     tcase_add_test(core, test_open);
     tcase_add_test(core, test_util_kernels);
     tcase_add_test(core, test_buffers);
+    tcase_add_test(core, test_silu_xh);
     tcase_add_test(core, test_profiling);
     tcase_add_test(core, test_profile_take);
     tcase_add_test(core, test_probe);
