@@ -893,6 +893,18 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
+/* e->xh now holds matmul input (x, off, ldx, n_rows, K) as f16 pairs (or,
+ * valid 0, nothing usable). */
+static void xh_hold(qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K, int valid)
+{
+    e->xh_src.x = x;
+    e->xh_src.off = off;
+    e->xh_src.ldx = ldx;
+    e->xh_src.n_rows = n_rows;
+    e->xh_src.K = K;
+    e->xh_src.valid = valid;
+}
+
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X converted to f16 pairs
  * into e->xh by mma_xh, then the 128 x 128 tiles. */
 static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
@@ -915,12 +927,7 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
         size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
         if (st == QE_OK)
             st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
-        e->xh_src.x = x;
-        e->xh_src.off = x_off;
-        e->xh_src.ldx = ldx;
-        e->xh_src.n_rows = n_rows;
-        e->xh_src.K = K;
-        e->xh_src.valid = st == QE_OK;
+        xh_hold(e, x, x_off, ldx, n_rows, K, st == QE_OK);
     }
     if (st == QE_OK)
         st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &n_rows,
@@ -1138,12 +1145,7 @@ static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
     if (st != QE_OK)
         return st;
     xh_share(e, 1);
-    e->xh_src.x = e->g;
-    e->xh_src.off = 0;
-    e->xh_src.ldx = n_ff;
-    e->xh_src.n_rows = rows;
-    e->xh_src.K = n_ff;
-    e->xh_src.valid = 1;
+    xh_hold(e, e->g, 0, n_ff, rows, n_ff, 1);
     st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
     xh_share(e, 0);
     return st;
