@@ -1002,6 +1002,19 @@ qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stri
     return qe_cl_run(e->cl, e->k_norm, 1, &global, &local, NULL);
 }
 
+/* Left to the runtime, NVIDIA ran rope's (32 pairs, 32 heads, 4096 rows)
+ * at a quarter of the copy rate (1.33 ms a pp512 B 8 repetition; 0.36 ms
+ * with these work-groups). */
+const size_t *qe_engine_head_local(const qe_engine *e, const size_t global[3], size_t local[3])
+{
+    const size_t max = qe_cl_device(e->cl)->max_wg_size, cap = max < 256 ? max : 256;
+    local[0] = global[0];
+    local[1] = local[2] = 1;
+    while (local[0] * local[1] * 2 <= cap && global[1] % (local[1] * 2) == 0)
+        local[1] *= 2;
+    return local[0] <= cap ? local : NULL;
+}
+
 qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_heads, int n_seq,
                              int n_tok, int seq_stride)
 {
@@ -1016,7 +1029,8 @@ qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_
     size_t global[3] = {(size_t)e->hp.n_rot / 2, (size_t)n_heads, (size_t)n_seq * (size_t)n_tok};
     if (global[0] == 0)
         return QE_OK; /* n_rot 0: nothing rotates */
-    return qe_cl_run(e->cl, e->k_rope, 3, global, NULL, NULL);
+    size_t local[3];
+    return qe_cl_run(e->cl, e->k_rope, 3, global, qe_engine_head_local(e, global, local), NULL);
 }
 
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)

@@ -265,7 +265,8 @@ static qe_status run_rope_rows(qe_decode *d, int layer, int n_rows)
                               sizeof(int), &e->hp.n_heads, sizeof(cl_mem), &d->kt, sizeof(int),
                               &e->kv_dim, sizeof(cl_mem), &d->rpos, sizeof(int), &e->hp.head_dim,
                               sizeof(int), &e->hp.n_rot, sizeof(int), &layout, sizeof(cl_mem), &cs);
-    return st ? st : qe_cl_run(e->cl, d->k_rope, 3, global, NULL, NULL);
+    size_t local[3];
+    return st ? st : qe_cl_run(e->cl, d->k_rope, 3, global, qe_engine_head_local(e, global, local), NULL);
 }
 
 /* K (which = 0) or V rows src [rows][kv_dim] into their slots of cache

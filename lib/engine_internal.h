@@ -208,6 +208,12 @@ qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stri
 qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_heads, int n_seq,
                              int n_tok, int seq_stride);
 
+/* The local size of a launch over (pairs, heads, rows), rope's and the
+ * decoder's rope_rows: one row's pairs of as many heads as make up to 256
+ * work-items (a power-of-2 divisor of global[1]), filled into local; NULL
+ * (the runtime's choice) when one head's pairs are more than that. */
+const size_t *qe_engine_head_local(const qe_engine *e, const size_t global[3], size_t local[3]);
+
 /* Causal attention for n_seq sequences of n_tok positions from position 0:
  * e->q [n_seq*n_tok][q_dim] against d's K/V cache rows s*n_ctx + p, into
  * e->att [n_seq*n_tok][q_dim]; scale hp.attn_scale, and the sliding window
