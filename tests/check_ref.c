@@ -53,14 +53,6 @@ static double max_diff(const double *a, const double *b, size_t n)
     return d;
 }
 
-static void tokens(int *tok, int n, int n_vocab, unsigned seed)
-{
-    for (int i = 0; i < n; i++) {
-        seed = seed * 1103515245u + 12345u;
-        tok[i] = (int)((seed >> 8) % (unsigned)n_vocab);
-    }
-}
-
 /* ---- in-memory variants of a model ---- */
 
 #define MAX_OWNED 64
@@ -150,7 +142,7 @@ START_TEST(test_rope_layouts)
     variant_build(&v);
     enum { N = 12 };
     int tok[N];
-    tokens(tok, N, hp->n_vocab, 7);
+    qe_test_rmodel_tokens(tok, N, hp->n_vocab, 7);
     size_t n = (size_t)N * hp->n_vocab;
     double *a = run(hf, tok, N), *b = run(v.m, tok, N);
     double d = max_diff(a, b, n);
@@ -198,7 +190,7 @@ static void check_gqa(const char *rel)
     variant_build(&v);
     enum { N = 10 };
     int tok[N];
-    tokens(tok, N, hp->n_vocab, 11);
+    qe_test_rmodel_tokens(tok, N, hp->n_vocab, 11);
     double *a = run(src, tok, N), *b = run(v.m, tok, N);
     double d = max_diff(a, b, (size_t)N * hp->n_vocab);
     ck_assert_msg(d < 1e-9, "%s: GQA vs MHA max diff %g", rel, d);
@@ -228,7 +220,7 @@ START_TEST(test_tied)
     ck_assert_ptr_ne(qe_model_weights(v.m)->output.data, qe_model_weights(src)->token_embd.data);
     enum { N = 6 };
     int tok[N];
-    tokens(tok, N, hp->n_vocab, 3);
+    qe_test_rmodel_tokens(tok, N, hp->n_vocab, 3);
     double *a = run(src, tok, N), *b = run(v.m, tok, N);
     ck_assert(memcmp(a, b, (size_t)N * hp->n_vocab * sizeof *a) == 0);
     free(a);
@@ -244,7 +236,7 @@ START_TEST(test_causality)
     int nv = qe_model_hparams(m)->n_vocab;
     enum { N = 12, K = 6 };
     int a[N], b[N];
-    tokens(a, N, nv, 5);
+    qe_test_rmodel_tokens(a, N, nv, 5);
     memcpy(b, a, sizeof a);
     for (int i = K; i < N; i++)
         b[i] = (a[i] + 1 + i) % nv;
@@ -451,7 +443,7 @@ static void check_f32_model(const qe_model *m, const char *rel)
     f32_load(&f, m);
     enum { N = 24 };
     int tok[N];
-    tokens(tok, N, hp->n_vocab, 99);
+    qe_test_rmodel_tokens(tok, N, hp->n_vocab, 99);
     size_t n = (size_t)N * hp->n_vocab;
     float *lf = malloc(n * sizeof *lf);
     ck_assert_ptr_nonnull(lf);
@@ -551,7 +543,7 @@ START_TEST(test_half_types)
     const qe_hparams *hp = qe_model_hparams(src);
     enum { N = 8 };
     int tok[N];
-    tokens(tok, N, hp->n_vocab, 21);
+    qe_test_rmodel_tokens(tok, N, hp->n_vocab, 21);
     for (int r = ROUND_F16; r <= ROUND_BF16; r++) {
         variant half, f32;
         variant_init(&half, src);
@@ -674,7 +666,7 @@ START_TEST(test_gguf_conversion)
     int n_keep = 0;
     enum { N = 12 };
     int tok[N];
-    tokens(tok, N, hp->n_vocab, 31);
+    qe_test_rmodel_tokens(tok, N, hp->n_vocab, 31);
     size_t n = (size_t)N * hp->n_vocab;
     double *want = run(hf, tok, N);
 
