@@ -173,6 +173,14 @@ static skinny_shape skinny_shape_of(void)
     return sh;
 }
 
+/* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
+ * 16 pairs, so every 32-wide slice mma_tile copies is whole and 16-byte
+ * aligned (mma_xh and silu_mul_xh write the padding as zeros). */
+static int xh_pairs(int K)
+{
+    return (int)qe_engine_round_up(((size_t)K + 1) / 2, 16);
+}
+
 /* mma_tile's shape (kernels/mma.cl): rows per work-group (MT_BM, 128 or
  * 64 with 2 work-items a row) and pipeline depth (MT_S: 32-wide K slices in
  * local memory, all but one in flight, 2 .. 4). Measured on the H200
@@ -662,7 +670,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     if (e->opt.gemm == QE_GEMM_MMA) { /* mma_tile's X: the widest matmul input */
         int kmax = hp->dim > e->q_dim ? hp->dim : e->q_dim;
         kmax = hp->n_ff > kmax ? hp->n_ff : kmax;
-        e->xh_ldp = (int)qe_engine_round_up((size_t)(kmax + 1) / 2, 16); /* as run_tile */
+        e->xh_ldp = xh_pairs(kmax);
         st = qe_engine_alloc_act(e, rows, (size_t)e->xh_ldp, sizeof(cl_uint), &e->xh, "f16 matmul input");
         if (st != QE_OK)
             goto done;
@@ -911,8 +919,7 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                           int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                           int accumulate)
 {
-    /* whole 16-byte-aligned 32-wide slices for mma_tile's copies */
-    const int K = w->ne0, ldp = (int)qe_engine_round_up((size_t)(K + 1) / 2, 16);
+    const int K = w->ne0, ldp = xh_pairs(K);
     if (ldp > e->xh_ldp || (size_t)n_rows > (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx)
         return qe_fail(QE_EINVAL, "engine: a matmul of %d rows x %d inputs exceeds mma_xh's buffer",
                        n_rows, K);
@@ -1150,7 +1157,7 @@ static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
         return st != QE_OK ? st : qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows,
                                                         d->ffn_post, e->x, e->h);
     }
-    int ldp = (int)qe_engine_round_up((size_t)(n_ff + 1) / 2, 16); /* as run_tile */
+    int ldp = xh_pairs(n_ff);
     st = qe_cl_args(e->k_silu_xh, 5, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
                     &n_ff, sizeof(cl_mem), &e->xh, sizeof(int), &ldp);
     size_t global[2] = {(size_t)ldp, (size_t)rows};

@@ -154,7 +154,7 @@ struct qe_engine {
     /* ---- mma_tile's input (kernels/mma.cl mma_xh), under QE_GEMM_MMA ---- */
     cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */
     cl_mem xh;                    /* [n_seq*n_ctx][xh_ldp] f16 pairs of a matmul's X */
-    int xh_ldp;                   /* pairs per row: the widest input, (max K + 1) / 2 */
+    int xh_ldp;                   /* pairs per row: xh_pairs(the widest input) */
     /* Which input xh holds: run_tile skips mma_xh for the same input while
        xh_keep is set (engine.c xh_share; prefill's Q/K/V, gate/up, down) */
     struct {
