@@ -93,6 +93,14 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
  * Limits: QE_HD <= 256; any p < n_ctx; QE_G divides n_heads / n_kv.
  */
 #define AT_ND ((QE_HD + QE_AW - 1) / QE_AW) /* output dims per work-item */
+/* Loads issued together before their values are used, in the same order as
+ * one at a time (the same bits): AT_KB elements of a key row (the largest of
+ * 32, 16, ..., 1 dividing QE_HD), AT_VB keys' elements of V. One at a time,
+ * a decode step's attention waited out a memory latency per element (H200,
+ * tg128 B 1: 20 us a layer at 128 keys). */
+#define AT_KB (QE_HD % 32 == 0 ? 32 : QE_HD % 16 == 0 ? 16 : QE_HD % 8 == 0 ? 8 : \
+               QE_HD % 4 == 0 ? 4 : QE_HD % 2 == 0 ? 2 : 1)
+#define AT_VB 16
 
 __kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
 void attn_rows(const __global float *q, const __global uchar *kc, const __global uchar *vc,
@@ -154,12 +162,16 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
 #pragma unroll
             for (int hh = 0; hh < QE_G; hh++)
                 dot[hh] = 0.0f;
-#pragma unroll 8
-            for (int d = 0; d < QE_HD; d++) {
-                const float kv = kv_load(krow, QE_KVK, g * QE_HD + d);
+            for (int d0 = 0; d0 < QE_HD; d0 += AT_KB) {
+                float kv[AT_KB]; /* AT_KB loads in flight, then used in order */
 #pragma unroll
-                for (int hh = 0; hh < QE_G; hh++)
-                    dot[hh] += qs[hh][d] * kv;
+                for (int dd = 0; dd < AT_KB; dd++)
+                    kv[dd] = kv_load(krow, QE_KVK, g * QE_HD + d0 + dd);
+#pragma unroll
+                for (int dd = 0; dd < AT_KB; dd++)
+#pragma unroll
+                    for (int hh = 0; hh < QE_G; hh++)
+                        dot[hh] += qs[hh][d0 + dd] * kv[dd];
             }
 #pragma unroll
             for (int hh = 0; hh < QE_G; hh++)
@@ -212,12 +224,19 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
 #pragma unroll
             for (int hh = 0; hh < QE_G; hh++)
                 a[hh] = acc[hh][i] * corr[hh];
-#pragma unroll 4
-            for (int jj = max(0, lo - j0); jj < nj; jj++) {
-                const float v = kv_load(vc + (base + j0 + jj) * v_row_bytes, QE_KVV, g * QE_HD + d);
+            for (int jb = max(0, lo - j0); jb < nj; jb += AT_VB) {
+                float vv[AT_VB]; /* AT_VB keys' loads in flight, then used in key order */
 #pragma unroll
-                for (int hh = 0; hh < QE_G; hh++)
-                    a[hh] += ps[hh][jj] * v;
+                for (int u = 0; u < AT_VB; u++)
+                    vv[u] = jb + u < nj ? kv_load(vc + (base + j0 + jb + u) * v_row_bytes, QE_KVV,
+                                                  g * QE_HD + d)
+                                        : 0.0f;
+#pragma unroll
+                for (int u = 0; u < AT_VB; u++)
+                    if (jb + u < nj)
+#pragma unroll
+                        for (int hh = 0; hh < QE_G; hh++)
+                            a[hh] += ps[hh][jb + u] * vv[u];
             }
 #pragma unroll
             for (int hh = 0; hh < QE_G; hh++)

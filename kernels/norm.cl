@@ -14,6 +14,12 @@
 #error "build with -DQE_NW=<reduction width>"
 #endif
 
+/* A work-item's elements go NM_U at a time, loaded before any is used, then
+ * summed (or scaled) in the same order as one at a time: the same bits, one
+ * memory latency per NM_U elements (a decode step runs 2 n_layers + 1 of
+ * these on one row each, where latency is the whole cost). */
+#define NM_U 4
+
 __kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
 void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
              const __global float *w, /* [dim] */
@@ -25,8 +31,16 @@ void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
     const __global float *xr =
         x + ((size_t)(r / in_seq) * in_seq_stride + in_off + r % in_seq) * dim;
     float s = 0.0f;
-    for (int i = t; i < dim; i += QE_NW)
-        s += xr[i] * xr[i];
+    for (int i0 = t; i0 < dim; i0 += NM_U * QE_NW) {
+        float v[NM_U];
+#pragma unroll
+        for (int u = 0; u < NM_U; u++)
+            v[u] = i0 + u * QE_NW < dim ? xr[i0 + u * QE_NW] : 0.0f;
+#pragma unroll
+        for (int u = 0; u < NM_U; u++)
+            if (i0 + u * QE_NW < dim)
+                s += v[u] * v[u];
+    }
     red[t] = s;
     barrier(CLK_LOCAL_MEM_FENCE);
     for (int off = QE_NW / 2; off > 0; off >>= 1) {
@@ -36,6 +50,17 @@ void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
     }
     const float scale = 1.0f / sqrt(red[0] / (float)dim + eps);
     __global float *yr = y + (size_t)r * dim;
-    for (int i = t; i < dim; i += QE_NW)
-        yr[i] = xr[i] * scale * w[i];
+    for (int i0 = t; i0 < dim; i0 += NM_U * QE_NW) {
+        float v[NM_U], g[NM_U];
+#pragma unroll
+        for (int u = 0; u < NM_U; u++) {
+            const int i = i0 + u * QE_NW;
+            v[u] = i < dim ? xr[i] : 0.0f;
+            g[u] = i < dim ? w[i] : 0.0f;
+        }
+#pragma unroll
+        for (int u = 0; u < NM_U; u++)
+            if (i0 + u * QE_NW < dim)
+                yr[i0 + u * QE_NW] = v[u] * scale * g[u];
+    }
 }
