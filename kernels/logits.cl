@@ -11,14 +11,27 @@
  *                                  ties by lower id
  *   stats[row0 + r][4+K .. 4+2K)   their log-probs z - lse
  *   (row stride 4 + 2*QE_TOPK floats).
- * One work-group of QE_RW work-items per row: global (n_rows*QE_RW), local
- *   (QE_RW). Work-item t scans ids t, t+QE_RW, ... in order: running max,
- *   then sum of exp(z - max), then a private sorted top-K list (insertion; an
- *   id that does not beat the K-th costs one compare); the lists are merged
- *   by K rounds of a tree arg-max in local memory. Reads the row 3 times,
+ * One work-group of QE_RW work-items per row (n_parts = 1): global (QE_RW,
+ *   n_rows), local (QE_RW). Work-item t scans ids t, t+QE_RW, ... in order:
+ *   running max, then sum of exp(z - max), then a private sorted top-K list
+ *   (insertion; an id that does not beat the K-th costs one compare); the
+ *   lists are merged by K rounds of a tree arg-max in local memory. Reads the row 3 times,
  *   O(n_vocab + K * log QE_RW) per row; every reduction has a fixed shape, so
  *   a row's results do not depend on the batch. Host guarantees
  *   QE_TOPK <= n_vocab and targets < n_vocab.
+ * Split rows (n_parts = 2 .. LS_PW, decode calls: a row's 128K logits in one
+ *   work-group took 128 us on an H200, a twelfth of a B 1 step): global
+ *   (n_parts*QE_RW, n_rows); work-group (p, r) does the above over ids
+ *   [p*len, min((p+1)*len, n_vocab)), len = ceil(n_vocab / n_parts), and
+ *   writes part[r][p] (LS_PART floats): its max, arg-max (int bits), sum of
+ *   exp(z - its max), its top-K ids and their logits. logit_merge (LS_PW
+ *   work-items per row, global (n_rows*LS_PW)) then writes the row's stats:
+ *   max and arg-max over the parts (the same as whole-row ones), lse = max +
+ *   log(sum_p s_p exp(m_p - max)) by a fixed tree in part order, the top-K
+ *   by K rounds over the parts' lists. The top-K ids, arg-max and max are
+ *   those of the whole-row kernel; lse may differ from it in the last bits,
+ *   so one caller always uses one n_parts (the decoder: its own, fixed at
+ *   open).
  */
 #if !defined(QE_RW) || !defined(QE_TOPK)
 #error "build with -DQE_RW and -DQE_TOPK"
@@ -27,21 +40,28 @@
 /* (va, ia) ranks before (vb, ib): larger value, then lower id. */
 #define LS_BEFORE(va, ia, vb, ib) ((va) > (vb) || ((va) == (vb) && (ia) < (ib)))
 
+#define LS_PW 64                  /* logit_merge's work-items: the most parts of a row */
+#define LS_PART (3 + 2 * QE_TOPK) /* floats of a part's record */
+
 __kernel __attribute__((reqd_work_group_size(QE_RW, 1, 1)))
 void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab] */
                  const __global int *targets,               /* [row0 + n_rows] */
-                 __global float *stats, int row0)           /* [row0 + n_rows][4+2K] */
+                 __global float *stats, int row0,           /* [row0 + n_rows][4+2K] */
+                 int n_parts, __global float *part)         /* [n_rows][n_parts][LS_PART] */
 {
     __local float lv[QE_RW];
     __local int li[QE_RW];
-    const int r = get_group_id(0), t = get_local_id(0);
+    const int p = get_group_id(0), r = get_group_id(1), t = get_local_id(0);
+    const int len = (n_vocab + n_parts - 1) / n_parts;
+    const int lo = p * len, hi = min(n_vocab, lo + len); /* this work-group's ids */
     const __global float *z = logits + (size_t)r * n_vocab;
     __global float *out = stats + (size_t)(row0 + r) * (4 + 2 * QE_TOPK);
+    __global float *po = part + ((size_t)r * n_parts + p) * LS_PART; /* n_parts > 1 */
 
     /* max and arg-max */
     float bv = -INFINITY;
     int bi = INT_MAX;
-    for (int i = t; i < n_vocab; i += QE_RW) {
+    for (int i = lo + t; i < hi; i += QE_RW) {
         float v = z[i];
         if (LS_BEFORE(v, i, bv, bi)) {
             bv = v;
@@ -64,7 +84,7 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
 
     /* log-sum-exp */
     float se = 0.0f;
-    for (int i = t; i < n_vocab; i += QE_RW)
+    for (int i = lo + t; i < hi; i += QE_RW)
         se += exp(z[i] - zmax);
     lv[t] = se;
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -74,8 +94,13 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
         barrier(CLK_LOCAL_MEM_FENCE);
     }
     const float lse = zmax + log(lv[0]);
+    if (n_parts > 1 && t == 0) {
+        po[0] = zmax;
+        po[1] = as_float(amax);
+        po[2] = lv[0];
+    }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (t == 0) {
+    if (n_parts == 1 && t == 0) {
         int tg = targets[row0 + r];
         out[0] = lse;
         out[1] = tg >= 0 ? z[tg] - lse : NAN;
@@ -90,7 +115,7 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
         tv[j] = -INFINITY;
         ti[j] = INT_MAX;
     }
-    for (int i = t; i < n_vocab; i += QE_RW) {
+    for (int i = lo + t; i < hi; i += QE_RW) {
         float v = z[i];
         if (!LS_BEFORE(v, i, tv[QE_TOPK - 1], ti[QE_TOPK - 1]))
             continue;
@@ -116,11 +141,86 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
             barrier(CLK_LOCAL_MEM_FENCE);
         }
         const int wi = li[0];
+        if (t == 0 && n_parts == 1) {
+            out[4 + k] = as_float(wi);
+            out[4 + QE_TOPK + k] = lv[0] - lse;
+        } else if (t == 0) {
+            po[3 + k] = as_float(wi);
+            po[3 + QE_TOPK + k] = lv[0];
+        }
+        if (head < QE_TOPK && ti[head] == wi)
+            head++;
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+#endif
+}
+
+/* logit_merge: row r's statistics from its n_parts (<= LS_PW) part records
+ * (see the top). Work-item t holds part t. */
+__kernel __attribute__((reqd_work_group_size(LS_PW, 1, 1)))
+void logit_merge(const __global float *part, int n_parts, /* [n_rows][n_parts][LS_PART] */
+                 const __global float *logits, int n_vocab, const __global int *targets,
+                 __global float *stats, int row0)
+{
+    __local float lv[LS_PW];
+    __local int li[LS_PW];
+    const int r = get_group_id(0), t = get_local_id(0), mine = t < n_parts;
+    const __global float *pr = part + ((size_t)r * n_parts + (mine ? t : 0)) * LS_PART;
+    __global float *out = stats + (size_t)(row0 + r) * (4 + 2 * QE_TOPK);
+    const float pm = mine ? pr[0] : -INFINITY;
+
+    lv[t] = pm;
+    li[t] = mine ? as_int(pr[1]) : INT_MAX;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = LS_PW / 2; off > 0; off >>= 1) {
+        if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
+            lv[t] = lv[t + off];
+            li[t] = li[t + off];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float zmax = lv[0];
+    const int amax = li[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+
+    /* an empty part (sum 0, max -inf) adds 0; a NaN sum stays NaN */
+    lv[t] = !mine || pr[2] == 0.0f ? 0.0f : pr[2] * exp(pm - zmax);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = LS_PW / 2; off > 0; off >>= 1) {
+        if (t < off)
+            lv[t] += lv[t + off];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+    const float lse = zmax + log(lv[0]);
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (t == 0) {
+        const __global float *z = logits + (size_t)r * n_vocab;
+        const int tg = targets[row0 + r];
+        out[0] = lse;
+        out[1] = tg >= 0 ? z[tg] - lse : NAN;
+        out[2] = as_float(amax == INT_MAX ? -1 : amax);
+        out[3] = zmax;
+    }
+
+#if QE_TOPK > 0
+    int head = 0; /* first entry of this part's list not yet output */
+    for (int k = 0; k < QE_TOPK; k++) {
+        lv[t] = mine && head < QE_TOPK ? pr[3 + QE_TOPK + head] : -INFINITY;
+        li[t] = mine && head < QE_TOPK ? as_int(pr[3 + head]) : INT_MAX;
+        barrier(CLK_LOCAL_MEM_FENCE);
+        for (int off = LS_PW / 2; off > 0; off >>= 1) {
+            if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
+                lv[t] = lv[t + off];
+                li[t] = li[t + off];
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        const int wi = li[0];
         if (t == 0) {
             out[4 + k] = as_float(wi);
             out[4 + QE_TOPK + k] = lv[0] - lse;
         }
-        if (head < QE_TOPK && ti[head] == wi)
+        if (mine && head < QE_TOPK && as_int(pr[3 + head]) == wi)
             head++;
         barrier(CLK_LOCAL_MEM_FENCE);
     }

@@ -496,6 +496,8 @@ static qe_status build_common(qe_engine *e)
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "logit_stats", &e->k_stats);
     if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "logit_merge", &e->k_stats_merge);
+    if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "kld_rows", &e->k_kld);
     const struct {
         cl_kernel k;
@@ -503,6 +505,7 @@ static qe_status build_common(qe_engine *e)
         const char *name;
     } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
                {e->k_stats, (size_t)e->rw, "logit_stats"},
+               {e->k_stats_merge, STATS_PARTS_MAX, "logit_merge"},
                {e->k_kld, (size_t)e->rw, "kld_rows"},
                {e->k_attn, ATT_BQ, "attention"}};
     for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
@@ -752,6 +755,7 @@ void qe_engine_close(qe_engine *e)
     for (size_t i = 0; i < sizeof arch_k / sizeof arch_k[0]; i++)
         qe_cl_kernel_free(arch_k[i]);
     qe_cl_kernel_free(e->k_stats);
+    qe_cl_kernel_free(e->k_stats_merge);
     qe_cl_kernel_free(e->k_kld);
     qe_cl_free(e->kld);
     free(e->hkld);
@@ -1247,12 +1251,39 @@ qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats)
         st = qe_engine_run_softcap(e, e->logits, n);
     if (st != QE_OK || !stats)
         return st;
-    st = qe_cl_args(e->k_stats, 5, sizeof(cl_mem), &e->logits, sizeof(int), &nv, sizeof(cl_mem),
-                    &e->targets, sizeof(cl_mem), &e->stats, sizeof(int), &row0);
-    size_t global = (size_t)n * (size_t)e->rw, local = (size_t)e->rw;
+    return qe_engine_run_stats(e, e->logits, n, e->targets, e->stats, row0, 1, NULL);
+}
+
+size_t qe_engine_stats_part_bytes(const qe_engine *e, int n, int parts)
+{
+    return (size_t)n * (size_t)parts * (size_t)(3 + 2 * e->opt.top_k) * sizeof(float);
+}
+
+int qe_engine_stats_parts(const qe_engine *e)
+{
+    int parts = 1;
+    while (parts < STATS_PARTS_MAX && (int64_t)parts * 2 * e->rw * 4 <= e->hp.n_vocab)
+        parts *= 2;
+    return parts;
+}
+
+qe_status qe_engine_run_stats(qe_engine *e, cl_mem logits, int n, cl_mem targets, cl_mem stats,
+                              int row0, int parts, cl_mem part)
+{
+    const int nv = e->hp.n_vocab;
+    qe_status st = qe_cl_args(e->k_stats, 7, sizeof(cl_mem), &logits, sizeof(int), &nv,
+                              sizeof(cl_mem), &targets, sizeof(cl_mem), &stats, sizeof(int), &row0,
+                              sizeof(int), &parts, sizeof(cl_mem), &part);
+    size_t global[2] = {(size_t)parts * (size_t)e->rw, (size_t)n}, local[2] = {(size_t)e->rw, 1};
     if (st == QE_OK)
-        st = qe_cl_run(e->cl, e->k_stats, 1, &global, &local, NULL);
-    return st;
+        st = qe_cl_run(e->cl, e->k_stats, 2, global, local, NULL);
+    if (st != QE_OK || parts == 1)
+        return st;
+    st = qe_cl_args(e->k_stats_merge, 7, sizeof(cl_mem), &part, sizeof(int), &parts,
+                    sizeof(cl_mem), &logits, sizeof(int), &nv, sizeof(cl_mem), &targets,
+                    sizeof(cl_mem), &stats, sizeof(int), &row0);
+    size_t mg = (size_t)n * STATS_PARTS_MAX, ml = STATS_PARTS_MAX;
+    return st ? st : qe_cl_run(e->cl, e->k_stats_merge, 1, &mg, &ml, NULL);
 }
 
 /* ---- public calls ---- */

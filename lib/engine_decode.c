@@ -23,7 +23,9 @@
  *   gather_rows                last row of each sequence -> xo  [n_out][dim]
  *   rmsnorm (engine)           xo -> hout                       [n_out][dim]
  *   matmul output              hout -> logits                   [n_out][n_vocab]
- *   logit_stats (engine)       logits -> stats                  [n_out][4+2k]
+ *   logit_stats (engine)       logits -> partial stats of each row's `parts`
+ *                              slices of the vocabulary         [n_out][parts][3+2k]
+ *   logit_merge (engine)       -> stats                         [n_out][4+2k]
  *
  * Threading: one thread at a time per decoder, engine and qe_cl.
  */
@@ -60,6 +62,8 @@ struct qe_decode {
     cl_mem xo, hout;     /* [n_slots][dim] */
     cl_mem logits;       /* [n_slots][n_vocab] */
     cl_mem stats;        /* [n_slots][stride] */
+    int parts;           /* work-groups a row's statistics are split among (logits.cl) */
+    cl_mem part;         /* their partial results (NULL for parts 1) */
 
     int32_t *htok, *hslot, *hpos; /* [max_rows] host staging */
     int32_t *hoidx;      /* [n_slots] */
@@ -205,6 +209,13 @@ qe_status qe_decode_open(qe_engine *e, const qe_decode_opts *o, qe_decode **out)
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
         st = qe_engine_alloc_act(e, bufs[i].rows, bufs[i].width, bufs[i].elem, bufs[i].buf,
                                  bufs[i].what);
+    /* A decode call has a row or a few per slot to reduce over the whole
+       vocabulary: split each among work-groups (the same split in every
+       call, so a row's statistics do not depend on its call). */
+    d->parts = qe_engine_stats_parts(e);
+    if (st == QE_OK && d->parts > 1)
+        st = qe_cl_alloc(e->cl, qe_engine_stats_part_bytes(e, n_slots, d->parts), QE_CL_RW, NULL,
+                         &d->part);
     if (st != QE_OK)
         goto done;
     for (size_t i = 0; i < slots; i++)
@@ -229,7 +240,7 @@ void qe_decode_close(qe_decode *d)
         return;
     cl_mem bufs[] = {d->tokens, d->rslot, d->rpos, d->oidx, d->targets, d->x,  d->h,
                      d->q,      d->att,   d->kt,   d->vt,   d->g,       d->u,  d->xo,
-                     d->hout,   d->logits, d->stats};
+                     d->hout,   d->logits, d->stats, d->part};
     for (size_t i = 0; i < sizeof bufs / sizeof bufs[0]; i++)
         qe_cl_free(bufs[i]);
     qe_cl_kernel_free(d->k_gather);
@@ -375,11 +386,7 @@ static qe_status run_forward_body(qe_decode *d, int rows, int n_out)
                                    n_out, 0)) ||
         (st = qe_engine_run_softcap(e, d->logits, n_out)))
         return st;
-    int row0 = 0;
-    st = qe_cl_args(e->k_stats, 5, sizeof(cl_mem), &d->logits, sizeof(int), &nv, sizeof(cl_mem),
-                    &d->targets, sizeof(cl_mem), &d->stats, sizeof(int), &row0);
-    size_t sg = (size_t)n_out * (size_t)e->rw, sl = (size_t)e->rw;
-    if (st || (st = qe_cl_run(e->cl, e->k_stats, 1, &sg, &sl, NULL)))
+    if ((st = qe_engine_run_stats(e, d->logits, n_out, d->targets, d->stats, 0, d->parts, d->part)))
         return st;
     return qe_cl_read(e->cl, d->stats, 0, (size_t)n_out * e->stride * sizeof(float), d->hstats);
 }

@@ -92,6 +92,7 @@ struct qe_engine {
 
     cl_program prog_common, prog_wt[WF_COUNT];
     cl_kernel k_norm, k_rope, k_attn, k_silu, k_stats;
+    cl_kernel k_stats_merge; /* logits.cl's logit_merge, for rows split into parts */
     cl_kernel k_qk_prep, k_norm_add, k_gelu, k_scale, k_softcap; /* arch.cl */
     cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
     /* kernels/mma.cl (opt.gemm == QE_GEMM_MMA): the prefill tile kernel and
@@ -244,6 +245,19 @@ qe_status qe_engine_run_softcap(qe_engine *e, cl_mem logits, int n_rows);
 /* The whole transformer for tokens already in e->tokens, then the final norm
  * of positions >= out_first into e->hout (row s*(n_tok-out_first) + p-out_first). */
 qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first);
+
+/* Statistics (logits.cl) of n rows of logits [n][n_vocab] into stats rows
+ * [row0, row0+n) (targets: targets[row0 + r], -1 for none): each row in one
+ * work-group (parts 1), or split among `parts` work-groups (2 ..
+ * STATS_PARTS_MAX, part: qe_engine_stats_part_bytes(e, n, parts) bytes of
+ * scratch) and merged by a second launch. */
+#define STATS_PARTS_MAX 64 /* logits.cl LS_PW */
+qe_status qe_engine_run_stats(qe_engine *e, cl_mem logits, int n, cl_mem targets, cl_mem stats,
+                              int row0, int parts, cl_mem part);
+size_t qe_engine_stats_part_bytes(const qe_engine *e, int n, int parts);
+/* The most parts (a power of two) a row of logits splits into with every
+ * work-item of logit_stats still scanning at least 4 ids a pass. */
+int qe_engine_stats_parts(const qe_engine *e);
 
 /* LM head for e->hout rows [row0, row0+n) into e->logits rows [0, n); with
  * stats = 1 also their statistics (targets from e->targets) into e->stats

@@ -66,12 +66,11 @@ static qe_decode *open_decode(qe_engine *e, int max_rows)
  * reference the same tokens and compare every result. Returns how many
  * greedy choices had a clear margin in the reference (and so were checked
  * to be equal). */
-static void check_vs_ref(const char *rel, uint64_t seed)
+static void check_model_vs_ref(const qe_model *m, const char *rel, uint64_t seed)
 {
     enum { NP = 4, K = 10, STEPS = 24, CTX = 64 };
     static const int plen[NP] = {1, 5, 17, 30};
     qe_test_rng_seed(seed);
-    qe_model *m = qe_test_model(rel);
     const int nv = qe_model_hparams(m)->n_vocab;
     qe_engine *e = open_engine(m, CTX, NP, K);
     qe_decode *d = open_decode(e, 0);
@@ -139,6 +138,12 @@ static void check_vs_ref(const char *rel, uint64_t seed)
     free(dz);
     qe_decode_close(d);
     qe_engine_close(e);
+}
+
+static void check_vs_ref(const char *rel, uint64_t seed)
+{
+    qe_model *m = qe_test_model(rel);
+    check_model_vs_ref(m, rel, seed);
     qe_model_close(m);
 }
 
@@ -146,6 +151,26 @@ START_TEST(test_stories260k) { check_vs_ref("models/stories260K.gguf", 7); }
 END_TEST
 
 START_TEST(test_tinystories656k) { check_vs_ref("models/TinyStories-656K", 8); }
+END_TEST
+
+/* A vocabulary of 70001 ids: the decoder splits each row's statistics among
+ * 64 work-groups of 256 (engine.c qe_engine_stats_parts; the last part
+ * shorter than the others) and merges them (logits.cl logit_merge), where
+ * stories260K's 512 ids take one work-group and TinyStories' 2048 two.
+ * Log-sum-exp, arg-max and top-10 against the double reference. */
+START_TEST(test_wide_vocab)
+{
+    const qe_hparams hp = {.n_vocab = 70001, .dim = 32, .n_layers = 2, .n_heads = 4,
+                           .n_kv_heads = 2, .head_dim = 8, .n_rot = 8, .n_ff = 64,
+                           .n_ctx_train = 256, .rms_eps = 1e-5f, .rope_base = 10000.0f,
+                           .rope_factor = 1.0f, .rope_freq_scale = 1.0f, .bos_id = -1,
+                           .eos_id = -1, .tied = 1};
+    qe_test_rmodel r;
+    qe_test_rmodel_init(&r, &hp, 41);
+    qe_test_rmodel_build(&r, "wide-vocab");
+    check_model_vs_ref(r.m, "wide-vocab", 9);
+    qe_test_rmodel_free(&r);
+}
 END_TEST
 
 /* ---- batch invariance ---- */
@@ -504,6 +529,7 @@ Suite *decode_suite(void)
     tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_stories260k);
     tcase_add_test(tc, test_tinystories656k);
+    tcase_add_test(tc, test_wide_vocab);
     tcase_add_test(tc, test_attn_kernels);
     tcase_add_test(tc, test_batch_invariance);
     tcase_add_test(tc, test_kv_formats);
