@@ -14,7 +14,9 @@
  *   Without fp64 divisions are OpenCL float divisions (<= 2.5 ulp), so a rare
  *   byte may differ from the CPU's.
  *   Work-items: one per element (f32, f16), per block of 32 (q8_0, q4_0) or
- *   per head vector (tq*): global (units per row, n_rows), any local size.
+ *   per head vector (tq*): global (units per row, n_rows, 1), any local size;
+ *   global (.., .., 2) also encodes src_b into dst_b the same way (a layer's
+ *   V rows with its K rows, when both caches have this format: one launch).
  *   Each unit is encoded sequentially by one work-item, so its arithmetic
  *   is exactly the CPU loop's.
  * kv_load_rows: tests only: decodes rows with kvfmt.cl's kv_load into
@@ -60,9 +62,14 @@ inline void kv_put_half(__global uchar *p, float v)
 __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_HD] */
                        __global uchar *dst, ulong row_bytes,
                        int y_seq, int y_seq_stride, int y_off, int n_rows,
-                       const __global int *rslot, const __global int *rpos)
+                       const __global int *rslot, const __global int *rpos,
+                       const __global float *src_b, __global uchar *dst_b)
 {
     const int u = get_global_id(0), r = get_global_id(1);
+    if (get_global_id(2)) { /* the second pair (V beside K, one launch) */
+        src = src_b;
+        dst = dst_b;
+    }
     const int n = n_kv * QE_HD;
     if (r >= n_rows)
         return;

@@ -287,7 +287,7 @@ static qe_status store_rows(qe_decode *d, int which, cl_mem src, cl_mem dst, int
 {
     qe_engine *e = d->e;
     if (e->k_store[which])
-        return qe_engine_run_kv_store_rows(e, which, src, rows, dst, d->rslot, d->rpos);
+        return qe_engine_run_kv_store_rows(e, which, src, rows, dst, d->rslot, d->rpos, NULL, NULL);
     cl_ulong rb = (cl_ulong)e->kv_row_bytes[which];
     int n_ctx = e->opt.n_ctx;
     qe_status st = qe_cl_args(d->k_copy, 6, sizeof(cl_mem), &src, sizeof(cl_ulong), &rb,
@@ -313,7 +313,11 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
         (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
         (st = run_rope_rows(d, li, rows)))
         return st;
-    if ((st = store_rows(d, 0, d->kt, l->kc, rows)) || (st = store_rows(d, 1, d->vt, l->vc, rows)))
+    if (e->k_store[0] && e->opt.kv_k == e->opt.kv_v) /* both in one launch */
+        st = qe_engine_run_kv_store_rows(e, 0, d->kt, rows, l->kc, d->rslot, d->rpos, d->vt, l->vc);
+    else if ((st = store_rows(d, 0, d->kt, l->kc, rows)) == QE_OK)
+        st = store_rows(d, 1, d->vt, l->vc, rows);
+    if (st)
         return st;
     float scale = hp->attn_scale;
     int window = qe_model_layer_swa(hp, li) ? hp->swa_window : 0;

@@ -299,8 +299,10 @@ void qe_engine_kv_close(qe_engine *e);
 qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
                                  int y_seq, int y_seq_stride, int y_off);
 /* The same into cache row rslot[r] * n_ctx + rpos[r] of dst ([n_rows] int
- * buffers: a decode call's ragged rows). */
+ * buffers: a decode call's ragged rows); with src_b non-NULL (which 0, both
+ * caches of one format) also src_b into the V cache dst_b, in the same
+ * launch. */
 qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
-                                      cl_mem rslot, cl_mem rpos);
+                                      cl_mem rslot, cl_mem rpos, cl_mem src_b, cl_mem dst_b);
 
 #endif

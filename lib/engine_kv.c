@@ -81,17 +81,21 @@ static size_t store_units(qe_kv_format f, int n_heads, int head_dim)
     return f == QE_KV_Q8_0 || f == QE_KV_Q4_0 ? n / 32 : n;
 }
 
+/* kv_store of src into dst and, src_b non-NULL, of src_b into dst_b in the
+ * same launch (kernels/kv.cl). */
 static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int n_heads, int head_dim,
                            cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes, int y_seq,
-                           int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos)
+                           int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos, cl_mem src_b,
+                           cl_mem dst_b)
 {
-    qe_status st = qe_cl_args(k, 10, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
+    qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
                               &dst, sizeof(cl_ulong), &row_bytes, sizeof(int), &y_seq, sizeof(int),
                               &y_seq_stride, sizeof(int), &y_off, sizeof(int), &n_rows,
-                              sizeof(cl_mem), &rslot, sizeof(cl_mem), &rpos);
-    size_t global[2] = {store_units(f, n_heads, head_dim), (size_t)n_rows};
+                              sizeof(cl_mem), &rslot, sizeof(cl_mem), &rpos, sizeof(cl_mem),
+                              src_b ? &src_b : &src, sizeof(cl_mem), src_b ? &dst_b : &dst);
+    size_t global[3] = {store_units(f, n_heads, head_dim), (size_t)n_rows, src_b ? 2 : 1};
     if (st == QE_OK)
-        st = qe_cl_run(cl, k, 2, global, NULL, NULL);
+        st = qe_cl_run(cl, k, 3, global, NULL, NULL);
     return st;
 }
 
@@ -100,15 +104,19 @@ qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows
 {
     const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
     return run_store(e->cl, e->k_store[which], f, e->hp.n_kv_heads, e->hp.head_dim, src, n_rows,
-                     dst, (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off, NULL, NULL);
+                     dst, (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off, NULL, NULL,
+                     NULL, NULL);
 }
 
 qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
-                                      cl_mem rslot, cl_mem rpos)
+                                      cl_mem rslot, cl_mem rpos, cl_mem src_b, cl_mem dst_b)
 {
     const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
+    if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
+        return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
     return run_store(e->cl, e->k_store[which], f, e->hp.n_kv_heads, e->hp.head_dim, src, n_rows,
-                     dst, (cl_ulong)e->kv_row_bytes[which], 1, e->opt.n_ctx, 0, rslot, rpos);
+                     dst, (cl_ulong)e->kv_row_bytes[which], 1, e->opt.n_ctx, 0, rslot, rpos, src_b,
+                     dst_b);
 }
 
 qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_dim, int n_rows,
@@ -134,7 +142,7 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
     const unsigned char ff = 0xff;
     if ((st = qe_cl_fill(cl, enc, &ff, 1, 0, row_bytes * (size_t)n_rows)) != QE_OK ||
         (st = run_store(cl, store, f, n_heads, head_dim, src, n_rows, enc, (cl_ulong)row_bytes,
-                        n_rows, n_rows, 0, NULL, NULL)) != QE_OK)
+                        n_rows, n_rows, 0, NULL, NULL, NULL, NULL)) != QE_OK)
         goto done;
     if (dst && (st = qe_cl_read(cl, enc, 0, row_bytes * (size_t)n_rows, dst)) != QE_OK)
         goto done;
