@@ -36,7 +36,7 @@ PY
 # report through bench/cl_regs.c), with the engine's default shapes
 case "$WT" in q8_0) QW=2 ;; q4_0) QW=3 ;; f32) QW=0 ;; *) QW=1 ;; esac
 cc -o /tmp/cl_regs bench/cl_regs.c -lOpenCL || exit 1
-for o in "" "-DMS_MT=1 -DMS_NB=1 -DMS_U=8" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" \
+for o in "" "-DMS_MT=1 -DMS_NB=2 -DMS_U=4" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" \
          "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=8"; do
     /tmp/cl_regs "-DQE_WT=$QW $o" kernels/weights.cl kernels/ptx.cl kernels/mma.cl |
         awk -v o="${o:-mma_tile}" '/Compiling entry/ {k = $(NF - 2)} /Used|spill/ {print o ": " k ": " $0}'

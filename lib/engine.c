@@ -157,15 +157,18 @@ static int env_ints3(const char *name, int *v)
 }
 
 /* mma_skinny's work-group shape (kernels/mma.cl), for decode calls of up
- * to 16 rows: one 8-output block per work-group (many work-groups to stream
- * the weights), 8 chunks in flight per warp. Tuned on the H200 with
- * bench/gpu_profile.sh (tg128 B1, synthetic Llama-3.2-1B q8_0, tok/s: U
- * 2/4/8/16 = 433/427/446/368). No shape changes an output's sums or their
- * order. QEVAL_MMA_SKINNY = "MT,NB,U" replaces it for such experiments (read
- * when the engine opens: the build and its launches then agree). */
+ * to 16 rows: two 8-output blocks per work-group (each X fragment a warp
+ * loads serves both), 4 chunks in flight per warp. Tuned on the H200
+ * (synthetic Llama-3.2-1B, tg128 tok/s, MT,NB,U): session 7, two rounds on
+ * one instance, q8_0 B 1: 1,1,8 585 / 589, 1,2,4 601 / 607, 1,2,2 589 / 590,
+ * 1,4,2 548 / 548; q4_0 B 1 579 -> 594, f16 B 1 567 -> 568, q8_0 B 16 6946
+ * -> 7243 (1,1,8 -> 1,2,4). Earlier, NB 1: U 2/4/8/16 = 433/427/446/368.
+ * No shape changes an output's sums or their order. QEVAL_MMA_SKINNY =
+ * "MT,NB,U" replaces it for such experiments (read when the engine opens:
+ * the build and its launches then agree). */
 static skinny_shape skinny_shape_of(void)
 {
-    skinny_shape sh = {1, 1, 8};
+    skinny_shape sh = {1, 2, 4};
     int v[3];
     if (env_ints3("QEVAL_MMA_SKINNY", v) && v[0] >= 1 && v[0] <= 8 && v[1] >= 1 && v[1] <= 8 &&
         v[2] >= 1 && v[2] <= 32)
