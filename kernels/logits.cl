@@ -43,6 +43,45 @@
 #define LS_PW 64                  /* logit_merge's work-items: the most parts of a row */
 #define LS_PART (3 + 2 * QE_TOPK) /* floats of a part's record */
 
+/* Every work-item t < w of the work-group (w a power of two) offers (v, i);
+ * afterwards lv[0], li[0] hold the one that ranks first (LS_BEFORE), found
+ * by a fixed tree. */
+inline void ls_best(__local float *lv, __local int *li, int t, int w, float v, int i)
+{
+    lv[t] = v;
+    li[t] = i;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = w / 2; off > 0; off >>= 1) {
+        if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
+            lv[t] = lv[t + off];
+            li[t] = li[t + off];
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+/* The same for a sum: lv[0] = the offered v added by a fixed tree. */
+inline void ls_sum(__local float *lv, int t, int w, float v)
+{
+    lv[t] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = w / 2; off > 0; off >>= 1) {
+        if (t < off)
+            lv[t] += lv[t + off];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
+/* A row's first four statistics (see the top). */
+inline void ls_put_head(__global float *out, const __global float *z, int tg, float lse,
+                        float zmax, int amax)
+{
+    out[0] = lse;
+    out[1] = tg >= 0 ? z[tg] - lse : NAN;
+    out[2] = as_float(amax == INT_MAX ? -1 : amax);
+    out[3] = zmax;
+}
+
 __kernel __attribute__((reqd_work_group_size(QE_RW, 1, 1)))
 void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab] */
                  const __global int *targets,               /* [row0 + n_rows] */
@@ -68,16 +107,7 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
             bi = i;
         }
     }
-    lv[t] = bv;
-    li[t] = bi;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = QE_RW / 2; off > 0; off >>= 1) {
-        if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
-            lv[t] = lv[t + off];
-            li[t] = li[t + off];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    ls_best(lv, li, t, QE_RW, bv, bi);
     const float zmax = lv[0];
     const int amax = li[0];
     barrier(CLK_LOCAL_MEM_FENCE);
@@ -86,13 +116,7 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
     float se = 0.0f;
     for (int i = lo + t; i < hi; i += QE_RW)
         se += exp(z[i] - zmax);
-    lv[t] = se;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = QE_RW / 2; off > 0; off >>= 1) {
-        if (t < off)
-            lv[t] += lv[t + off];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    ls_sum(lv, t, QE_RW, se);
     const float lse = zmax + log(lv[0]);
     if (n_parts > 1 && t == 0) {
         po[0] = zmax;
@@ -100,13 +124,8 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
         po[2] = lv[0];
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (n_parts == 1 && t == 0) {
-        int tg = targets[row0 + r];
-        out[0] = lse;
-        out[1] = tg >= 0 ? z[tg] - lse : NAN;
-        out[2] = as_float(amax == INT_MAX ? -1 : amax);
-        out[3] = zmax;
-    }
+    if (n_parts == 1 && t == 0)
+        ls_put_head(out, z, targets[row0 + r], lse, zmax, amax);
 
 #if QE_TOPK > 0
     float tv[QE_TOPK];
@@ -130,16 +149,8 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
     }
     int head = 0; /* first entry of this work-item's list not yet output */
     for (int k = 0; k < QE_TOPK; k++) {
-        lv[t] = head < QE_TOPK ? tv[head] : -INFINITY;
-        li[t] = head < QE_TOPK ? ti[head] : INT_MAX;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int off = QE_RW / 2; off > 0; off >>= 1) {
-            if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
-                lv[t] = lv[t + off];
-                li[t] = li[t + off];
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
+        ls_best(lv, li, t, QE_RW, head < QE_TOPK ? tv[head] : -INFINITY,
+                head < QE_TOPK ? ti[head] : INT_MAX);
         const int wi = li[0];
         if (t == 0 && n_parts == 1) {
             out[4 + k] = as_float(wi);
@@ -169,52 +180,23 @@ void logit_merge(const __global float *part, int n_parts, /* [n_rows][n_parts][L
     __global float *out = stats + (size_t)(row0 + r) * (4 + 2 * QE_TOPK);
     const float pm = mine ? pr[0] : -INFINITY;
 
-    lv[t] = pm;
-    li[t] = mine ? as_int(pr[1]) : INT_MAX;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = LS_PW / 2; off > 0; off >>= 1) {
-        if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
-            lv[t] = lv[t + off];
-            li[t] = li[t + off];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    ls_best(lv, li, t, LS_PW, pm, mine ? as_int(pr[1]) : INT_MAX);
     const float zmax = lv[0];
     const int amax = li[0];
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* an empty part (sum 0, max -inf) adds 0; a NaN sum stays NaN */
-    lv[t] = !mine || pr[2] == 0.0f ? 0.0f : pr[2] * exp(pm - zmax);
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = LS_PW / 2; off > 0; off >>= 1) {
-        if (t < off)
-            lv[t] += lv[t + off];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    ls_sum(lv, t, LS_PW, !mine || pr[2] == 0.0f ? 0.0f : pr[2] * exp(pm - zmax));
     const float lse = zmax + log(lv[0]);
     barrier(CLK_LOCAL_MEM_FENCE);
-    if (t == 0) {
-        const __global float *z = logits + (size_t)r * n_vocab;
-        const int tg = targets[row0 + r];
-        out[0] = lse;
-        out[1] = tg >= 0 ? z[tg] - lse : NAN;
-        out[2] = as_float(amax == INT_MAX ? -1 : amax);
-        out[3] = zmax;
-    }
+    if (t == 0)
+        ls_put_head(out, logits + (size_t)r * n_vocab, targets[row0 + r], lse, zmax, amax);
 
 #if QE_TOPK > 0
     int head = 0; /* first entry of this part's list not yet output */
     for (int k = 0; k < QE_TOPK; k++) {
-        lv[t] = mine && head < QE_TOPK ? pr[3 + QE_TOPK + head] : -INFINITY;
-        li[t] = mine && head < QE_TOPK ? as_int(pr[3 + head]) : INT_MAX;
-        barrier(CLK_LOCAL_MEM_FENCE);
-        for (int off = LS_PW / 2; off > 0; off >>= 1) {
-            if (t < off && LS_BEFORE(lv[t + off], li[t + off], lv[t], li[t])) {
-                lv[t] = lv[t + off];
-                li[t] = li[t + off];
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
+        ls_best(lv, li, t, LS_PW, mine && head < QE_TOPK ? pr[3 + QE_TOPK + head] : -INFINITY,
+                mine && head < QE_TOPK ? as_int(pr[3 + head]) : INT_MAX);
         const int wi = li[0];
         if (t == 0) {
             out[4 + k] = as_float(wi);
