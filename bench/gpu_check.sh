@@ -6,7 +6,8 @@
 # Needs (carried, git-ignored): .debs/ (see bench/gpu_env.sh) and .oracle/ with
 #   data/models/{stories260K.gguf,TinyStories-656K}, data/text/wiki.test.raw,
 #   ids-<model>.txt (from `qeval tokenize --ids`) and the gguf wheel.
-# usage (device tool): bash bench/gpu_check.sh   (writes logs to $OUT)
+# usage (device tool): bash bench/gpu_check.sh   (writes logs to $OUT: the
+#   suites' whole output in suites-f32.log / suites-mma.log)
 set -u
 OUT=${OUT:-/tmp/qeval-gpu}
 T=/tmp/qeval-oracle  # per-token files stay here (too many to bring back)
@@ -19,15 +20,17 @@ if [ -z "${ORACLE_ONLY:-}" ]; then
 $Q devices
 echo "== OpenCL suites on NVIDIA, f32 kernels (their tolerances are f32's)"
 SUITES=$(sed -n 's/^CL_SUITES := //p' Makefile)  # every suite that runs OpenCL
-QEVAL_GEMM=f32 QEVAL_DEVICE=nvidia build-gpu/run_tests $SUITES 2>&1 | grep -v '^ok'
+QEVAL_GEMM=f32 QEVAL_DEVICE=nvidia build-gpu/run_tests $SUITES 2>&1 | tee "$OUT/suites-f32.log" | grep -v '^ok'
 echo "== the tensor-core kernels (check_mma.c) on NVIDIA"
-QEVAL_DEVICE=nvidia build-gpu/run_tests mma 2>&1 | grep -v '^ok'
+QEVAL_DEVICE=nvidia build-gpu/run_tests mma 2>&1 | tee "$OUT/suites-mma.log" | grep -v '^ok'
 echo "== perplexity, stories260K, all of wiki.test.raw, n_ctx 128, NVIDIA"
 $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/stories260K.gguf" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 128 -b 64 --kv f32 | tail -3
 echo "== paired formats, TinyStories-656K, all of wiki.test.raw, n_ctx 512, NVIDIA"
 $Q perplexity -q -d nvidia -m "$QEVAL_DATA/models/TinyStories-656K" -f "$QEVAL_DATA/text/wiki.test.raw" --ctx 512 -b 16 \
     --ref f32+kv=f32 --variants f16,q8_0,q4_0,kv=f16,kv=q8_0,kv=q4_0,kv=tq4,kv=tq3 2>/dev/null | tail -14
 fi
+# the suites' verdicts again, last: the device tool returns only the tail of the output
+grep -H "unit tests" "$OUT"/suites-*.log 2>/dev/null
 [ -n "${NO_ORACLE:-}" ] && exit 0
 echo "== transformers oracle (first chunks, per-token log-probs)"
 python3 -m pip install -q --no-deps --no-index --target /tmp/site .oracle/gguf-*.whl >/dev/null 2>&1
