@@ -95,7 +95,7 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
     const int lo = p * len, hi = min(n_vocab, lo + len); /* this work-group's ids */
     const __global float *z = logits + (size_t)r * n_vocab;
     __global float *out = stats + (size_t)(row0 + r) * (4 + 2 * QE_TOPK);
-    __global float *po = part + ((size_t)r * n_parts + p) * LS_PART; /* n_parts > 1 */
+    __global float *po = n_parts > 1 ? part + ((size_t)r * n_parts + p) * LS_PART : part;
 
     /* max and arg-max */
     float bv = -INFINITY;

@@ -920,6 +920,13 @@ static void xh_hold(qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, i
     e->xh_src.valid = valid;
 }
 
+/* Whether e->xh holds that input and may be reused (inside xh_share). */
+static int xh_holds(const qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K)
+{
+    return e->xh_keep && e->xh_src.valid && e->xh_src.x == x && e->xh_src.off == off &&
+           e->xh_src.ldx == ldx && e->xh_src.n_rows == n_rows && e->xh_src.K == K;
+}
+
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X converted to f16 pairs
  * into e->xh by mma_xh, then the 128 x 128 tiles. */
 static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
@@ -932,9 +939,7 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                        n_rows, K);
     cl_kernel kx = e->k_mma_xh[w->fmt], kt = e->k_mma_tile[w->fmt];
     qe_status st = QE_OK;
-    const int have = e->xh_keep && e->xh_src.valid && e->xh_src.x == x && e->xh_src.off == x_off &&
-                     e->xh_src.ldx == ldx && e->xh_src.n_rows == n_rows && e->xh_src.K == K;
-    if (!have) {
+    if (!xh_holds(e, x, x_off, ldx, n_rows, K)) {
         st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                         sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh, sizeof(int),
                         &ldp);
@@ -1259,7 +1264,7 @@ qe_status qe_engine_run_head(qe_engine *e, int row0, int n, int stats)
 
 size_t qe_engine_stats_part_bytes(const qe_engine *e, int n, int parts)
 {
-    return (size_t)n * (size_t)parts * (size_t)(3 + 2 * e->opt.top_k) * sizeof(float);
+    return (size_t)n * (size_t)parts * (size_t)(STATS_PART_HDR + 2 * e->opt.top_k) * sizeof(float);
 }
 
 int qe_engine_stats_parts(const qe_engine *e)

@@ -297,6 +297,18 @@ static qe_status store_rows(qe_decode *d, int which, cl_mem src, cl_mem dst, int
     return st ? st : qe_cl_run(e->cl, d->k_copy, 2, global, NULL, NULL);
 }
 
+/* The call's new K and V rows into layer l's caches: one kv_store launch
+ * when both caches have one (encoded) format, else one store each. */
+static qe_status store_kv(qe_decode *d, const dev_layer *l, int rows)
+{
+    qe_engine *e = d->e;
+    if (e->k_store[0] && e->opt.kv_k == e->opt.kv_v)
+        return qe_engine_run_kv_store_rows(e, 0, d->kt, rows, l->kc, d->rslot, d->rpos, d->vt,
+                                           l->vc);
+    qe_status st = store_rows(d, 0, d->kt, l->kc, rows);
+    return st ? st : store_rows(d, 1, d->vt, l->vc, rows);
+}
+
 static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
 {
     qe_engine *e = d->e;
@@ -313,11 +325,7 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
         (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
         (st = run_rope_rows(d, li, rows)))
         return st;
-    if (e->k_store[0] && e->opt.kv_k == e->opt.kv_v) /* both in one launch */
-        st = qe_engine_run_kv_store_rows(e, 0, d->kt, rows, l->kc, d->rslot, d->rpos, d->vt, l->vc);
-    else if ((st = store_rows(d, 0, d->kt, l->kc, rows)) == QE_OK)
-        st = store_rows(d, 1, d->vt, l->vc, rows);
-    if (st)
+    if ((st = store_kv(d, l, rows)))
         return st;
     float scale = hp->attn_scale;
     int window = qe_model_layer_swa(hp, li) ? hp->swa_window : 0;

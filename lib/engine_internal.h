@@ -38,6 +38,7 @@ enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
 #define ATT_MMA_BQ 64   /* attn_mma.cl: queries per work-group (4 warps) */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
+#define STATS_PART_HDR 3 /* logits.cl LS_PART: the same in a split row's part record */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
 
 /* A work-group shape of mma.cl's mma_skinny (engine.c skinny_shape_of). */
