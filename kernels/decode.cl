@@ -101,6 +101,21 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
 #define AT_KB (QE_HD % 32 == 0 ? 32 : QE_HD % 16 == 0 ? 16 : QE_HD % 8 == 0 ? 8 : \
                QE_HD % 4 == 0 ? 4 : QE_HD % 2 == 0 ? 2 : 1)
 #define AT_VB 16
+/* An f16 key row's elements come as 16-byte loads (8 at a time) where the
+ * rows allow it (QE_HD % 8 == 0 and 16-byte row strides, checked per
+ * launch): a work-item reads its own key's row, so each of the 2-byte loads
+ * of kv_load had been one memory transaction per work-item. The same
+ * values in the same order: the same bits. */
+#if QE_KVK == KV_F16 && QE_HD % 8 == 0
+#define AT_K16 1
+inline float at_half(uint w, int hi)
+{
+    const ushort h = (ushort)(hi ? w >> 16 : w);
+    return vload_half(0, (const __private half *)&h);
+}
+#else
+#define AT_K16 0
+#endif
 
 __kernel __attribute__((reqd_work_group_size(QE_AW, 1, 1)))
 void attn_rows(const __global float *q, const __global uchar *kc, const __global uchar *vc,
@@ -149,6 +164,7 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
             acc[hh][i] = 0.0f;
     }
     const int lo = window > 0 ? max(0, p - window + 1) : 0;
+    const int k16 = AT_K16 && (k_row_bytes & 15) == 0;
     for (int j0 = lo - lo % QE_AW; j0 <= p; j0 += QE_AW) {
         const int j = j0 + t;
         const int live = j >= lo && j <= p;
@@ -164,6 +180,20 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
                 dot[hh] = 0.0f;
             for (int d0 = 0; d0 < QE_HD; d0 += AT_KB) {
                 float kv[AT_KB]; /* AT_KB loads in flight, then used in order */
+#if AT_K16
+                if (k16) {
+                    const __global uint4 *kp =
+                        (const __global uint4 *)(krow + 2 * (size_t)(g * QE_HD + d0));
+#pragma unroll
+                    for (int c = 0; c < AT_KB / 8; c++) {
+                        const uint4 v = kp[c];
+                        const uint w[4] = {v.x, v.y, v.z, v.w};
+#pragma unroll
+                        for (int i = 0; i < 8; i++)
+                            kv[8 * c + i] = at_half(w[i / 2], i & 1);
+                    }
+                } else
+#endif
 #pragma unroll
                 for (int dd = 0; dd < AT_KB; dd++)
                     kv[dd] = kv_load(krow, QE_KVK, g * QE_HD + d0 + dd);

@@ -22,10 +22,11 @@
  * as A and B agree.
  *
  * Three kernels, each in its own build (the engine compiles mma_tile once,
- * mma_skinny once with its work-group shape -DMS_MT / -DMS_NB / -DMS_U, and
- * mma_wide twice, -DMW_SPLIT=1 and 8):
- *   mma_tile   prefill: a work-group of 8 warps (or 4: -DMT_BM) computes a
- *              128-row x 128-output tile; 32-wide K slices of X (f16 pairs,
+ * mma_skinny with its work-group shape -DMS_MT / -DMS_NB / -DMS_U, once
+ * more with a second shape for calls of few output blocks, and mma_wide
+ * twice, -DMW_SPLIT=1 and 8):
+ *   mma_tile   prefill: a work-group of 8 warps (or 4: -DMT_BM, -DMT_WN)
+ *              computes a 128-row x 128-output tile; 32-wide K slices of X (f16 pairs,
  *              converted once per matmul by mma_xh, which the same build
  *              holds) and of W as stored (Q8_0 / Q4_0 quants and scales,
  *              f16; f32 converted to f16) are copied into a ring of MT_S
@@ -85,15 +86,22 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 /* ---- prefill: MT_BM x 128 tiles, 32-wide K slices in a cp.async pipeline ---- */
 #if !defined(MS_MT) && !defined(MW_NB) /* the mma_tile build */
 
-/* -DMT_BM: rows per work-group, 128 (8 warps, 2 x 4) or 64 (4 warps, 1 x 4;
- * more work-groups fit a multiprocessor's registers); each warp computes 64
- * rows x 32 outputs. The engine's QEVAL_MMA_TILE sets it and MT_S. */
+/* -DMT_BM: rows per work-group, 128 or 64; -DMT_WN: outputs per warp, 32
+ * or 64. Each warp computes 64 rows x MT_WN outputs, so a work-group has
+ * MT_BM / 64 x 128 / MT_WN warps (128, 32: 2 x 4). A wider warp tile reads
+ * fewer local-memory bytes per mma step (64 x 64: 4 KB per 32 steps; 64 x
+ * 32: 3 KB per 16) for twice the accumulators. Neither changes an output's
+ * chain of mma steps. The engine's QEVAL_MMA_TILE sets them and MT_S. */
 #ifndef MT_BM
 #define MT_BM 128
 #endif
+#ifndef MT_WN
+#define MT_WN 32
+#endif
 #define MT_BN 128
 #define MT_BK 32
-#define MT_WI (2 * MT_BM) /* work-items */
+#define MT_NJ (MT_WN / 8)                            /* 8-output mma tiles per warp */
+#define MT_WI (32 * (MT_BM / 64) * (MT_BN / MT_WN)) /* work-items */
 /* Slices in flight: MT_S stages of local memory, each X's MT_BM rows x 64
  * bytes plus W's 128 rows as stored (Q8_0 32 bytes, Q4_0 16, and two
  * scales) or as f16 (64 bytes). 48 KB is the most a work-group may have. */
@@ -148,7 +156,7 @@ __attribute__((always_inline)) inline void mt_issue(const __global uint *xh, int
 {
     const int k0 = MT_BK * sl;
 #pragma unroll
-    for (int j = 0; j < 2; j++) { /* X: MT_BM rows x 4 chunks, 2 a work-item */
+    for (int j = 0; j < 4 * MT_BM / MT_WI; j++) { /* X: MT_BM rows x 4 chunks */
         const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, ok = m0 + r < n_rows;
         const __global uint *src = ok ? xh + (size_t)(m0 + r) * ldp + (k0 >> 1) + 4 * c : xh;
         ptx_cp16(ptx_smem(xs + MT_CH64(r, c)), src, ok ? 16u : 0u);
@@ -226,15 +234,16 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #endif
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
-    const int wm = warp >> 2, wn = warp & 3; /* MT_BM / 64 x 4 warps: 64 rows x 32 outputs each */
+    /* MT_BM / 64 x MT_BN / MT_WN warps: 64 rows x MT_WN outputs each */
+    const int wm = warp / (MT_BN / MT_WN), wn = warp % (MT_BN / MT_WN);
     const int m0 = get_group_id(1) * MT_BM, n0 = get_group_id(0) * MT_BN;
     const int sb = wt_row_scale_bytes(w_row_bytes);
     const int n_sl = (K + MT_BK - 1) / MT_BK;
-    float acc[4][4][4];
+    float acc[4][MT_NJ][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < MT_NJ; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 acc[i][j][e] = 0.0f;
@@ -258,23 +267,23 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         ptx_cp_commit();
         const __local uint *xa = xs[st], *wb = ws[st];
 #if QE_WT == 2 || QE_WT == 3
-        uint d2[4];
+        uint d2[MT_NJ];
 #pragma unroll
-        for (int j = 0; j < 4; j++) {
-            const uint d = ds[st][wn * 32 + j * 8 + g] >> (16 * ((sl & 1)));
+        for (int j = 0; j < MT_NJ; j++) {
+            const uint d = ds[st][wn * MT_WN + j * 8 + g] >> (16 * ((sl & 1)));
             d2[j] = (d & 0xFFFFu) | (d << 16);
         }
 #endif
 #if QE_WT == 3
-        uint q4[4];
+        uint q4[MT_NJ];
 #pragma unroll
-        for (int j = 0; j < 4; j++)
-            q4[j] = wb[4 * (wn * 32 + j * 8 + g) + t];
+        for (int j = 0; j < MT_NJ; j++)
+            q4[j] = wb[4 * (wn * MT_WN + j * 8 + g) + t];
 #endif
 
 #pragma unroll
         for (int s = 0; s < 2; s++) { /* two k16 steps, in k order */
-            uint a[4][4], b[4][2];
+            uint a[4][4], b[MT_NJ][2];
             const int c = 2 * s + (t >> 1), h = 2 * (t & 1); /* 8 bytes at 32 s + 8 t */
 #pragma unroll
             for (int i = 0; i < 4; i++) {
@@ -287,8 +296,8 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                 a[i][3] = hi.y;
             }
 #pragma unroll
-            for (int j = 0; j < 4; j++) {
-                const int col = wn * 32 + j * 8 + g;
+            for (int j = 0; j < MT_NJ; j++) {
+                const int col = wn * MT_WN + j * 8 + g;
 #if QE_WT == 2
                 const uint q = wb[MT_CH32(col, s) + t];
                 b[j][0] = mma_q8_pair(q, 0, d2[j]);
@@ -306,7 +315,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll
-                for (int j = 0; j < 4; j++)
+                for (int j = 0; j < MT_NJ; j++)
                     MMA(acc[i][j], a[i], b[j]);
         }
     }
@@ -314,12 +323,12 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < 4; j++)
+        for (int j = 0; j < MT_NJ; j++)
 #pragma unroll
             for (int e = 0; e < 4; e++)
                 mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N,
                           m0 + wm * 64 + i * 16 + g + 8 * (e >> 1),
-                          n0 + wn * 32 + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
+                          n0 + wn * MT_WN + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
 }
 
 #else /* a decode build: mma_skinny (-DMS_MT) or mma_wide (-DMW_NB) */

@@ -176,6 +176,32 @@ static skinny_shape skinny_shape_of(void)
     return sh;
 }
 
+/* A second mma_skinny build for calls with few output blocks (a layer's
+ * 2048-output wo and down give the default shape 128 work-groups, under
+ * one a multiprocessor of an H200): the same MS_MT, its own MS_NB and MS_U,
+ * used where the default shape gives fewer than *few work-groups (0:
+ * never): one 8-output block and 8 chunks in flight, below two work-groups
+ * a compute unit. Measured on the H200 (tg128 tok/s, two rounds on one
+ * instance, synthetic Llama-3.2-1B; Q/K/V, wo and down take it): q8_0 B 1
+ * without 598.9 / 616.2, NB,U 1,8 621.7 / 623.7, 1,4 618.9 / 623.7, 2,8
+ * 607.8 / 604.0; q4_0 B 1 602.6 / 610.3 -> 1,8 621.6 / 619.9; B 4 within
+ * 2 %. QEVAL_MMA_SKINNY_FEW = "NB,U,GROUPS" replaces it. */
+static skinny_shape skinny_few_of(skinny_shape base, int compute_units, int *few)
+{
+    skinny_shape sh = base;
+    int v[3];
+    sh.nb = 1;
+    sh.u = 8;
+    *few = 2 * compute_units;
+    if (env_ints3("QEVAL_MMA_SKINNY_FEW", v) && v[0] >= 1 && v[0] <= 8 && v[1] >= 1 &&
+        v[1] <= 32 && v[2] >= 0) {
+        sh.nb = v[0];
+        sh.u = v[1];
+        *few = v[2];
+    }
+    return sh;
+}
+
 /* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
  * 16 pairs, so every 32-wide slice mma_tile copies is whole and 16-byte
  * aligned (mma_xh and silu_mul_xh write the padding as zeros). */
@@ -185,25 +211,36 @@ static int xh_pairs(int K)
 }
 
 /* mma_tile's shape (kernels/mma.cl): rows per work-group (MT_BM, 128 or
- * 64 with 2 work-items a row) and pipeline depth (MT_S: 32-wide K slices in
- * local memory, all but one in flight, 2 .. 4). Measured on the H200
+ * 64), pipeline depth (MT_S: 32-wide K slices in local memory, all but one
+ * in flight, 2 .. 4) and outputs per warp (MT_WN, 32 or 64; a warp takes
+ * 64 rows). Measured on the H200
  * (pp512 B 8, synthetic Llama-3.2-1B, tok/s f16 / q8_0 / q4_0; ptxas
  * registers 122 / 126 / 119 at 128 rows, so two work-groups a
  * multiprocessor): rows,stages 128,3 = 79.0K / 65.5K / 71.9K; 128,2 76.6K /
  * 66.4K / 70.3K; 64,3 64.0K / 60.0K / 68.1K; 64,4 60.7K / 58.2K / 68.0K (the
  * 64-row figures from a build whose Q8_0 copy loops held 149 registers).
- * QEVAL_MMA_TILE = "ROWS,STAGES" replaces it for experiments
+ * Session 8, one instance, two rounds: 128,3 (warps of 64 x 32) 87.5K /
+ * 72.8K / 81.1K; warps of 64 x 64 (4 a work-group; 198 / 218 / 217
+ * registers, so 8 warps a multiprocessor instead of 16) 77.4K / 69.7K /
+ * 79.9K with 3 stages, 72.9K / 70.3K / 77.7K with 2: fewer local-memory
+ * bytes per mma step did not pay for half the warps. QEVAL_MMA_TILE = "ROWS,STAGES,WN" replaces it for experiments
  * (read when the engine opens; stages whose local memory exceeds 48 KB fail
  * to build). */
 static tile_shape tile_shape_of(void)
 {
-    tile_shape sh = {128, 3};
-    const char *env = getenv("QEVAL_MMA_TILE");
-    int v[2];
-    if (env && sscanf(env, "%d,%d", &v[0], &v[1]) == 2 && (v[0] == 64 || v[0] == 128) &&
-        v[1] >= 2 && v[1] <= 4)
-        sh = (tile_shape){v[0], v[1]};
+    tile_shape sh = {128, 3, 32};
+    int v[3];
+    if (env_ints3("QEVAL_MMA_TILE", v) && (v[0] == 64 || v[0] == 128) && v[1] >= 2 && v[1] <= 4 &&
+        (v[2] == 32 || v[2] == 64))
+        sh = (tile_shape){v[0], v[1], v[2]};
     return sh;
+}
+
+/* Work-items of an mma_tile work-group (kernels/mma.cl MT_WI): a warp per
+ * 64 rows x wn outputs of the 128-output tile. */
+static size_t tile_items(tile_shape sh)
+{
+    return (size_t)32 * (size_t)(sh.rows / 64) * (size_t)(MMA_TILE / sh.wn);
 }
 
 /* mma_wide's shape (kernels/mma.cl), for decode calls of more than 16
@@ -250,21 +287,22 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
         static const char *const msrcs[] = {"weights.cl", "ptx.cl", "mma.cl"};
         char mopts[256];
-        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d", opts, e->mt_shape.rows,
-                 e->mt_shape.stages);
+        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d", opts,
+                 e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn);
         st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
-        const skinny_shape sk = e->msk_shape;
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
-        snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s", opts, sk.mt, sk.nb,
-                 sk.u, xal);
-        if (st == QE_OK)
-            st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[fmt]);
-        if (st == QE_OK)
-            st = qe_cl_kernel(e->prog_msk[fmt], "mma_skinny", &e->k_msk[fmt]);
+        for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++) {
+            const skinny_shape sk = e->msk_shape[b];
+            snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s", opts, sk.mt,
+                     sk.nb, sk.u, xal);
+            st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[b][fmt]);
+            if (st == QE_OK)
+                st = qe_cl_kernel(e->prog_msk[b][fmt], "mma_skinny", &e->k_msk[b][fmt]);
+        }
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
@@ -560,7 +598,9 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     st = check_opts(&e->hp, &e->opt);
     if (st == QE_OK)
         st = qe_engine_gemm_resolve(e->cl, e->opt.gemm, &e->opt.gemm);
-    e->msk_shape = skinny_shape_of();
+    e->msk_shape[0] = skinny_shape_of();
+    e->msk_shape[1] =
+        skinny_few_of(e->msk_shape[0], (int)qe_cl_device(e->cl)->compute_units, &e->msk_few);
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
@@ -738,9 +778,9 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_mma_tile[f]);
         qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
-        qe_cl_kernel_free(e->k_msk[f]);
-        qe_cl_program_free(e->prog_msk[f]);
         for (int b = 0; b < 2; b++) {
+            qe_cl_kernel_free(e->k_msk[b][f]);
+            qe_cl_program_free(e->prog_msk[b][f]);
             qe_cl_kernel_free(e->k_mw[b][f]);
             qe_cl_program_free(e->prog_mw[b][f]);
         }
@@ -890,12 +930,17 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
                        "not 16-byte aligned", (unsigned long long)x_off, ldx);
     if (n_rows > 16)
         return run_wide(e, n, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
-    cl_kernel k = e->k_msk[w[0]->fmt];
-    const skinny_shape sh = e->msk_shape;
-    const size_t outs = 8 * (size_t)sh.nb, rows_wg = 16 * (size_t)sh.mt;
+    int b = 0; /* which build: the second where the default shape gives few work-groups */
     size_t blocks = 0, nt = 0;
+    qe_status st = out_blocks(n, w, 8 * (size_t)e->msk_shape[0].nb, &blocks, &nt);
+    const size_t rows_wg = 16 * (size_t)e->msk_shape[0].mt; /* MS_MT: the same in both */
+    const size_t groups = qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * blocks;
+    if (st == QE_OK && e->msk_few && groups < (size_t)e->msk_few) {
+        b = 1;
+        st = out_blocks(n, w, 8 * (size_t)e->msk_shape[1].nb, &blocks, &nt);
+    }
+    cl_kernel k = e->k_msk[b][w[0]->fmt];
     int K = w[0]->ne0;
-    qe_status st = out_blocks(n, w, outs, &blocks, &nt);
     if (st == QE_OK)
         st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                         sizeof(int), &n_rows, sizeof(int), &K);
@@ -953,7 +998,7 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                         sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &K,
                         sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int), &ldy, sizeof(int),
                         &y_seq, sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
-    const size_t bm = (size_t)e->mt_shape.rows, wi = 2 * bm; /* kernels/mma.cl MT_BM, MT_WI */
+    const size_t bm = (size_t)e->mt_shape.rows, wi = tile_items(e->mt_shape);
     size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * wi,
                         qe_engine_round_up((size_t)n_rows, bm) / bm};
     size_t local[2] = {wi, 1};

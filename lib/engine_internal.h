@@ -54,8 +54,9 @@ typedef struct wide_shape {
 
 /* mma.cl's mma_tile build (engine.c tile_shape_of). */
 typedef struct tile_shape {
-    int rows;   /* MT_BM rows per work-group (64 or 128; 2 work-items a row) */
+    int rows;   /* MT_BM rows per work-group (64 or 128) */
     int stages; /* MT_S K slices in local memory */
+    int wn;     /* MT_WN outputs per warp (32 or 64) */
 } tile_shape;
 
 typedef struct dev_weight {
@@ -100,9 +101,13 @@ struct qe_engine {
        the decode kernels that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
-    skinny_shape msk_shape;            /* resolved at open (env overrides) */
-    cl_program prog_msk[WF_COUNT];     /* mma_skinny: decode calls of up to 16 rows */
-    cl_kernel k_msk[WF_COUNT];
+    /* mma_skinny, decode calls of up to 16 rows: [0] the default shape,
+       [1] a second shape for calls that [0] would give fewer than
+       msk_few work-groups (0: no second build) */
+    skinny_shape msk_shape[2];         /* resolved at open (env overrides) */
+    int msk_few;
+    cl_program prog_msk[2][WF_COUNT];
+    cl_kernel k_msk[2][WF_COUNT];
     /* mma_wide, for decode calls of more than 16 rows (same bits as
        mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
     wide_shape mw_shape;               /* resolved at open (env overrides) */
