@@ -358,7 +358,11 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #define MS_K(t, s) (4 * (t))
 #endif
 #define MS_CH (4 * MS_LE)
-/* -DMS_XAL: every X row starts 16-byte aligned (the engine builds it so when
+/* -DMS_XFREE (with MS_XAL): mma_skinny reads X without branching on the
+ * row (every lane loads a float4 of a row in range, kept where the row is
+ * the call's): the engine's build for calls of more rows, where branches
+ * around the loads had kept the step loop from overlapping them.
+ * -DMS_XAL: every X row starts 16-byte aligned (the engine builds it so when
  * all matmul input widths are multiples of 4, and checks each call), so X is
  * read with aligned float4 loads; else with vload4, which promises only
  * 4-byte alignment and which NVIDIA splits into four loads (B 64 -7 %). */
@@ -565,6 +569,14 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                     for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
                         const int r = m0 + i * 16 + g + 8 * h;
                         float4 v = (float4)(0.0f);
+#if defined(MS_XFREE) && defined(MS_XAL)
+                        /* K is a multiple of 4 here (and k of 4): every lane
+                           loads a float4 of a row in range and keeps it only
+                           where (r, k) is, with no branch in the step loop */
+                        v = *(const __global float4 *)(x + (size_t)min(r, n_rows - 1) * ldx +
+                                                       min(k, K - 4));
+                        v = r < n_rows && k < K ? v : (float4)(0.0f);
+#else
                         const __global float *xr = x + (size_t)r * ldx + k;
                         if (r < n_rows && k + 3 < K)
 #ifdef MS_XAL
@@ -575,6 +587,7 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                         else if (r < n_rows && k < K)
                             v = (float4)(xr[0], k + 1 < K ? xr[1] : 0.0f,
                                          k + 2 < K ? xr[2] : 0.0f, 0.0f);
+#endif
                         a[h] = mma_pack(v.x, v.y);
                         a[h + 2] = mma_pack(v.z, v.w);
                     }

@@ -202,6 +202,28 @@ static skinny_shape skinny_few_of(skinny_shape base, int compute_units, int *few
     return sh;
 }
 
+/* mma_skinny's X loads without branches (MS_XFREE: every lane loads a
+ * float4 of a row in range and keeps it where its row is the call's) for
+ * decode calls of more than this many rows, and at any count for f16
+ * weights. Measured on the H200 (tg128 tok/s, two rounds, synthetic
+ * Llama-3.2-1B), branch-free at every count against the branches: q8_0 B 1
+ * 629.9 / 623.2 -> 580.3 / 572.1, B 4 2381 / 2336 -> 2275 / 2243, B 16
+ * 7597 / 7704 -> 8461 / 8342; q4_0 B 1 618 / 626 -> 580 / 575, B 16 7026 /
+ * 7042 -> 8324 / 8295; f16 B 1 578 / 581 -> 598 / 593, B 4 2140 / 2159 ->
+ * 2256 / 2289, B 16 7224 / 7268 -> 8259 / 8324; and with the branches
+ * below 5 rows, on another instance, q8_0 B 8 4557 / 4635 -> 4392 / 4349,
+ * q4_0 B 8 4594 / 4507 -> 4386 / 4329 (f16 B 8 4245 / 4310 -> 4433 /
+ * 4393), hence 8. Same bits either way. QEVAL_MMA_XFREE_ROWS replaces it
+ * (16: never for Q8_0 / Q4_0). */
+static int msk_xfree_of(void)
+{
+    const char *env = getenv("QEVAL_MMA_XFREE_ROWS");
+    int v = 8;
+    if (env && (sscanf(env, "%d", &v) != 1 || v < 0))
+        v = 8;
+    return v;
+}
+
 /* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
  * 16 pairs, so every 32-wide slice mma_tile copies is whole and 16-byte
  * aligned (mma_xh and silu_mul_xh write the padding as zeros). */
@@ -295,14 +317,16 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
-        for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++) {
-            const skinny_shape sk = e->msk_shape[b];
-            snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s", opts, sk.mt,
-                     sk.nb, sk.u, xal);
-            st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[b][fmt]);
-            if (st == QE_OK)
-                st = qe_cl_kernel(e->prog_msk[b][fmt], "mma_skinny", &e->k_msk[b][fmt]);
-        }
+        for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++)
+            for (int xf = 0; st == QE_OK && xf < (e->ms_xal ? 2 : 1); xf++) {
+                const skinny_shape sk = e->msk_shape[b];
+                snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", opts,
+                         sk.mt, sk.nb, sk.u, xal, xf ? "-DMS_XFREE" : "");
+                st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[b][xf][fmt]);
+                if (st == QE_OK)
+                    st = qe_cl_kernel(e->prog_msk[b][xf][fmt], "mma_skinny",
+                                      &e->k_msk[b][xf][fmt]);
+            }
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
@@ -601,6 +625,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_shape[0] = skinny_shape_of();
     e->msk_shape[1] =
         skinny_few_of(e->msk_shape[0], (int)qe_cl_device(e->cl)->compute_units, &e->msk_few);
+    e->msk_xfree_rows = msk_xfree_of();
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
@@ -779,8 +804,10 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
         for (int b = 0; b < 2; b++) {
-            qe_cl_kernel_free(e->k_msk[b][f]);
-            qe_cl_program_free(e->prog_msk[b][f]);
+            for (int xf = 0; xf < 2; xf++) {
+                qe_cl_kernel_free(e->k_msk[b][xf][f]);
+                qe_cl_program_free(e->prog_msk[b][xf][f]);
+            }
             qe_cl_kernel_free(e->k_mw[b][f]);
             qe_cl_program_free(e->prog_mw[b][f]);
         }
@@ -939,7 +966,10 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         b = 1;
         st = out_blocks(n, w, 8 * (size_t)e->msk_shape[1].nb, &blocks, &nt);
     }
-    cl_kernel k = e->k_msk[b][w[0]->fmt];
+    /* X read without branches: faster at 16 rows and with f16 weights,
+       slower for Q8_0 / Q4_0 at 1 .. 8 rows (see msk_xfree_of) */
+    const int xf = e->ms_xal && (n_rows > e->msk_xfree_rows || w[0]->fmt == WF_F16);
+    cl_kernel k = e->k_msk[b][xf][w[0]->fmt];
     int K = w[0]->ne0;
     if (st == QE_OK)
         st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
