@@ -22,9 +22,9 @@
  * as A and B agree.
  *
  * Three kernels, each in its own build (the engine compiles mma_tile once,
- * mma_skinny with its work-group shape -DMS_MT / -DMS_NB / -DMS_U, once
- * more with a second shape for calls of few output blocks, and mma_wide
- * twice, -DMW_SPLIT=1 and 8):
+ * mma_skinny up to four times: its work-group shape -DMS_MT / -DMS_NB /
+ * -DMS_U and a second shape for calls of few output blocks, each with and
+ * without -DMS_XFREE; and mma_wide twice, -DMW_SPLIT=1 and 8):
  *   mma_tile   prefill: a work-group of 8 warps (or 4: -DMT_BM, -DMT_WN)
  *              computes a 128-row x 128-output tile; 32-wide K slices of X (f16 pairs,
  *              converted once per matmul by mma_xh, which the same build

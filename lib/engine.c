@@ -210,11 +210,11 @@ static skinny_shape skinny_few_of(skinny_shape base, int compute_units, int *few
  * 629.9 / 623.2 -> 580.3 / 572.1, B 4 2381 / 2336 -> 2275 / 2243, B 16
  * 7597 / 7704 -> 8461 / 8342; q4_0 B 1 618 / 626 -> 580 / 575, B 16 7026 /
  * 7042 -> 8324 / 8295; f16 B 1 578 / 581 -> 598 / 593, B 4 2140 / 2159 ->
- * 2256 / 2289, B 16 7224 / 7268 -> 8259 / 8324; and with the branches
- * below 5 rows, on another instance, q8_0 B 8 4557 / 4635 -> 4392 / 4349,
- * q4_0 B 8 4594 / 4507 -> 4386 / 4329 (f16 B 8 4245 / 4310 -> 4433 /
- * 4393), hence 8. Same bits either way. QEVAL_MMA_XFREE_ROWS replaces it
- * (16: never for Q8_0 / Q4_0). */
+ * 2256 / 2289, B 16 7224 / 7268 -> 8259 / 8324; and, on another instance,
+ * branch-free above 4 rows (f16 at any count): q8_0 B 8 4557 / 4635 ->
+ * 4392 / 4349, q4_0 B 8 4594 / 4507 -> 4386 / 4329 (f16 B 8 4245 / 4310 ->
+ * 4433 / 4393), hence 8. Same bits either way. QEVAL_MMA_XFREE_ROWS
+ * replaces it (16: never for Q8_0 / Q4_0). */
 static int msk_xfree_of(void)
 {
     const char *env = getenv("QEVAL_MMA_XFREE_ROWS");
@@ -245,9 +245,9 @@ static int xh_pairs(int K)
  * 72.8K / 81.1K; warps of 64 x 64 (4 a work-group; 198 / 218 / 217
  * registers, so 8 warps a multiprocessor instead of 16) 77.4K / 69.7K /
  * 79.9K with 3 stages, 72.9K / 70.3K / 77.7K with 2: fewer local-memory
- * bytes per mma step did not pay for half the warps. QEVAL_MMA_TILE = "ROWS,STAGES,WN" replaces it for experiments
- * (read when the engine opens; stages whose local memory exceeds 48 KB fail
- * to build). */
+ * bytes per mma step did not pay for half the warps. QEVAL_MMA_TILE =
+ * "ROWS,STAGES,WN" replaces it for experiments (read when the engine opens;
+ * stages whose local memory exceeds 48 KB fail to build). */
 static tile_shape tile_shape_of(void)
 {
     tile_shape sh = {128, 3, 32};
