@@ -38,6 +38,16 @@ static char *slurp(int n, char **files)
     return src;
 }
 
+/* A failed OpenCL call ends the probe: a time from a failed launch would
+ * be a number that measures nothing. */
+static void need(cl_int err, const char *what)
+{
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "%s failed: OpenCL error %d\n", what, (int)err);
+        exit(1);
+    }
+}
+
 static int cmp_d(const void *a, const void *b)
 {
     double x = *(const double *)a, y = *(const double *)b;
@@ -64,8 +74,11 @@ int main(int argc, char **argv)
     }
     cl_int err;
     cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    need(err, "clCreateContext");
     cl_command_queue q = clCreateCommandQueue(ctx, dev, CL_QUEUE_PROFILING_ENABLE, &err);
+    need(err, "clCreateCommandQueue");
     cl_program p = clCreateProgramWithSource(ctx, 1, (const char **)&src, NULL, &err);
+    need(err, "clCreateProgramWithSource");
     if (clBuildProgram(p, 1, &dev, argv[1], NULL, NULL) != CL_SUCCESS) {
         char log[16384];
         clGetProgramBuildInfo(p, dev, CL_PROGRAM_BUILD_LOG, sizeof log, log, NULL);
@@ -77,31 +90,37 @@ int main(int argc, char **argv)
         {"wo 2048 x 2048", 2048, 2048}, {"LM head 128256 x 2048", 128256, 2048}};
     static const char *const kernels[] = {"p_skinny", "p_rows", "p_stage"};
     cl_mem out = clCreateBuffer(ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
+    need(err, "clCreateBuffer");
     for (size_t si = 0; si < sizeof shapes / sizeof shapes[0]; si++) {
         const int n = shapes[si].n, k = shapes[si].k;
         const int sb = ((k / 32) * 2 + 15) & ~15;
         const cl_ulong rb = (cl_ulong)sb + (cl_ulong)k;
         const size_t bytes = (size_t)n * rb;
         cl_mem w = clCreateBuffer(ctx, CL_MEM_READ_ONLY, bytes, NULL, &err);
+        need(err, "clCreateBuffer");
         unsigned char pat = 0x5A;
-        clEnqueueFillBuffer(q, w, &pat, 1, 0, bytes, 0, NULL, NULL);
+        need(clEnqueueFillBuffer(q, w, &pat, 1, 0, bytes, 0, NULL, NULL), "clEnqueueFillBuffer");
         printf("%s (%.1f MB):", shapes[si].name, bytes / 1e6);
         for (size_t ki = 0; ki < sizeof kernels / sizeof kernels[0]; ki++) {
             cl_kernel kk = clCreateKernel(p, kernels[ki], &err);
-            clSetKernelArg(kk, 0, sizeof w, &w);
-            clSetKernelArg(kk, 1, sizeof rb, &rb);
-            clSetKernelArg(kk, 2, sizeof sb, &sb);
-            clSetKernelArg(kk, 3, sizeof k, &k);
-            clSetKernelArg(kk, 4, sizeof out, &out);
+            need(err, kernels[ki]);
+            need(clSetKernelArg(kk, 0, sizeof w, &w), "clSetKernelArg");
+            need(clSetKernelArg(kk, 1, sizeof rb, &rb), "clSetKernelArg");
+            need(clSetKernelArg(kk, 2, sizeof sb, &sb), "clSetKernelArg");
+            need(clSetKernelArg(kk, 3, sizeof k, &k), "clSetKernelArg");
+            need(clSetKernelArg(kk, 4, sizeof out, &out), "clSetKernelArg");
             size_t global = (size_t)(n / 16) * 256, local = 256;
             double t[20];
             for (int r = 0; r < 22; r++) {
                 cl_event ev;
-                clEnqueueNDRangeKernel(q, kk, 1, NULL, &global, &local, 0, NULL, &ev);
-                clWaitForEvents(1, &ev);
+                need(clEnqueueNDRangeKernel(q, kk, 1, NULL, &global, &local, 0, NULL, &ev),
+                     kernels[ki]);
+                need(clWaitForEvents(1, &ev), kernels[ki]);
                 cl_ulong a = 0, b = 0;
-                clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL);
-                clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL);
+                need(clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL),
+                     "clGetEventProfilingInfo");
+                need(clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL),
+                     "clGetEventProfilingInfo");
                 if (r >= 2)
                     t[r - 2] = (double)(b - a) * 1e-9;
                 clReleaseEvent(ev);

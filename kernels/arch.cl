@@ -51,13 +51,7 @@ void rmsnorm_add(const __global float *y, const __global float *w, int dim, floa
     float s = 0.0f;
     for (int i = t; i < dim; i += QE_NW)
         s += yr[i] * yr[i];
-    red[t] = s;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = QE_NW / 2; off > 0; off >>= 1) {
-        if (t < off)
-            red[t] += red[t + off];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum(red, t, QE_NW, s);
     const float scale = 1.0f / sqrt(red[0] / (float)dim + eps);
     __global float *xr = x + (size_t)r * dim;
     for (int i = t; i < dim; i += QE_NW)

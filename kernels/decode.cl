@@ -108,11 +108,6 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
  * values in the same order: the same bits. */
 #if QE_KVK == KV_F16 && QE_HD % 8 == 0
 #define AT_K16 1
-inline float at_half(uint w, int hi)
-{
-    const ushort h = (ushort)(hi ? w >> 16 : w);
-    return vload_half(0, (const __private half *)&h);
-}
 #else
 #define AT_K16 0
 #endif
@@ -190,7 +185,7 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
                         const uint w[4] = {v.x, v.y, v.z, v.w};
 #pragma unroll
                         for (int i = 0; i < 8; i++)
-                            kv[8 * c + i] = at_half(w[i / 2], i & 1);
+                            kv[8 * c + i] = kv_half_bits((ushort)(w[i / 2] >> (16 * (i & 1))));
                     }
                 } else
 #endif

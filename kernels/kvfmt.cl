@@ -88,11 +88,16 @@ inline void tq_fwht(float *t)
             }
 }
 
+/* An f16 given as its bits. */
+inline float kv_half_bits(ushort h)
+{
+    return vload_half(0, (const __private half *)&h);
+}
+
 /* An f16 stored at any byte address. */
 inline float kv_half_at(const __global uchar *p)
 {
-    const ushort h = (ushort)(p[0] | (p[1] << 8));
-    return vload_half(0, (const __private half *)&h);
+    return kv_half_bits((ushort)(p[0] | (p[1] << 8)));
 }
 
 /* Element e of a cache row (see the top of the file). fmt is a compile-time

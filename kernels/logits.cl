@@ -18,7 +18,8 @@
  *   lists are merged by K rounds of a tree arg-max in local memory. Reads the row 3 times,
  *   O(n_vocab + K * log QE_RW) per row; every reduction has a fixed shape, so
  *   a row's results do not depend on the batch. Host guarantees
- *   QE_TOPK <= n_vocab and targets < n_vocab.
+ *   QE_TOPK <= n_vocab and targets < n_vocab. Sums use norm.cl's tree_sum
+ *   (the engine's common program holds both).
  * Split rows (n_parts = 2 .. LS_PW, decode calls: a row's 128K logits in one
  *   work-group took 128 us on an H200, a twelfth of a B 1 step): global
  *   (n_parts*QE_RW, n_rows); work-group (p, r) does the above over ids
@@ -56,18 +57,6 @@ inline void ls_best(__local float *lv, __local int *li, int t, int w, float v, i
             lv[t] = lv[t + off];
             li[t] = li[t + off];
         }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-}
-
-/* The same for a sum: lv[0] = the offered v added by a fixed tree. */
-inline void ls_sum(__local float *lv, int t, int w, float v)
-{
-    lv[t] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = w / 2; off > 0; off >>= 1) {
-        if (t < off)
-            lv[t] += lv[t + off];
         barrier(CLK_LOCAL_MEM_FENCE);
     }
 }
@@ -116,7 +105,7 @@ void logit_stats(const __global float *logits, int n_vocab, /* [n_rows][n_vocab]
     float se = 0.0f;
     for (int i = lo + t; i < hi; i += QE_RW)
         se += exp(z[i] - zmax);
-    ls_sum(lv, t, QE_RW, se);
+    tree_sum(lv, t, QE_RW, se);
     const float lse = zmax + log(lv[0]);
     if (n_parts > 1 && t == 0) {
         po[0] = zmax;
@@ -186,7 +175,7 @@ void logit_merge(const __global float *part, int n_parts, /* [n_rows][n_parts][L
     barrier(CLK_LOCAL_MEM_FENCE);
 
     /* an empty part (sum 0, max -inf) adds 0; a NaN sum stays NaN */
-    ls_sum(lv, t, LS_PW, !mine || pr[2] == 0.0f ? 0.0f : pr[2] * exp(pm - zmax));
+    tree_sum(lv, t, LS_PW, !mine || pr[2] == 0.0f ? 0.0f : pr[2] * exp(pm - zmax));
     const float lse = zmax + log(lv[0]);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (t == 0)

@@ -20,6 +20,21 @@
  * these on one row each, where latency is the whole cost). */
 #define NM_U 4
 
+/* red[0] = the sum of the w work-items' v (w a power of two), added by a
+ * fixed tree in local memory, the same for every row and call. Shared by
+ * the common program's reductions (arch.cl's rmsnorm_add, logits.cl's
+ * statistics; this file comes first in it). */
+inline void tree_sum(__local float *red, int t, int w, float v)
+{
+    red[t] = v;
+    barrier(CLK_LOCAL_MEM_FENCE);
+    for (int off = w / 2; off > 0; off >>= 1) {
+        if (t < off)
+            red[t] += red[t + off];
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
 __kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
 void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
              const __global float *w, /* [dim] */
@@ -41,13 +56,7 @@ void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
             if (i0 + u * QE_NW < dim)
                 s += v[u] * v[u];
     }
-    red[t] = s;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = QE_NW / 2; off > 0; off >>= 1) {
-        if (t < off)
-            red[t] += red[t + off];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
+    tree_sum(red, t, QE_NW, s);
     const float scale = 1.0f / sqrt(red[0] / (float)dim + eps);
     __global float *yr = y + (size_t)r * dim;
     for (int i0 = t; i0 < dim; i0 += NM_U * QE_NW) {
