@@ -3,8 +3,10 @@
  *   cc -o /tmp/cl_regs bench/cl_regs.c -lOpenCL
  *   /tmp/cl_regs "OPTIONS" FILE.cl [FILE.cl ...]
  * The files are concatenated in order as qeval's engine does; OPTIONS are
- * the build's -D flags (-cl-nv-verbose is added). A development aid for
- * bench/gpu_profile.sh's breakdowns, not part of qeval. */
+ * the build's -D flags (-cl-nv-verbose is added). With CL_REGS_PTX=FILE in
+ * the environment the program's binary (NVIDIA's: the PTX its driver
+ * compiles) is written to FILE too, for bench/ptx_run.c. A development aid
+ * for bench/gpu_profile.sh's breakdowns, not part of qeval. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include <CL/cl.h>
 #include <stdio.h>
@@ -60,5 +62,19 @@ int main(int argc, char **argv)
     clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, ln, log, NULL);
     log[ln] = 0;
     printf("%s: build %d\n%s\n", opts, err, log);
+    const char *ptx = getenv("CL_REGS_PTX");
+    if (err == CL_SUCCESS && ptx) {
+        size_t n = 0;
+        if (clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof n, &n, NULL) != CL_SUCCESS)
+            return 1;
+        unsigned char *bin = malloc(n + 1);
+        FILE *f = fopen(ptx, "wb");
+        if (!bin || !f ||
+            clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof bin, &bin, NULL) != CL_SUCCESS ||
+            fwrite(bin, 1, n, f) != n || fclose(f) != 0) {
+            fprintf(stderr, "%s: could not write the binary\n", ptx);
+            return 1;
+        }
+    }
     return err != CL_SUCCESS;
 }

@@ -118,11 +118,12 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #endif
 
 /* X rows as f16 pairs for mma_tile, converted once per matmul rather than
- * once per 128-output tile (gate/up read X 64 times): xh[r][i] = (x[r][2i],
- * x[r][2i + 1]) rounded by mma_pack, elements at or past K as 0, so a pair
- * never straddles two rows. ldp is a multiple of 16 pairs (the engine
- * rounds it up): every 32-wide slice of a row is whole and 16-byte aligned.
- * Global (ldp rounded up, n_rows). */
+ * once per 128-output tile (gate/up read X 64 times): pair i of row r =
+ * (x[r][2i], x[r][2i + 1]) rounded by mma_pack, elements at or past K as 0,
+ * so a pair never straddles two rows, stored at xh[r][xh_pos(i)] (xh.cl's
+ * order, for mma_tile's ldmatrix). ldp is a multiple of 16 pairs (the
+ * engine rounds it up): every 32-wide slice of a row is whole and 16-byte
+ * aligned. Global (ldp rounded up, n_rows). */
 __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
                      __global uint *xh, int ldp)
 {
@@ -131,13 +132,17 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
         return;
     const __global float *xr = x + x_off + (size_t)r * ldx;
     const int k = 2 * i;
-    xh[(size_t)r * ldp + i] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
+    xh[(size_t)r * ldp + xh_pos(i)] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
 }
 
-/* Where 16-byte chunk c (0 .. 3) of a 64-byte staged row r goes: XOR-swizzled
- * so that the fragment loads below (8 bytes at 8t of rows g = 0 .. 3 in each
- * half-warp) hit 32 different banks without padding. */
+/* Where 16-byte chunk c (0 .. 3) of a 64-byte staged row r goes (in uints),
+ * XOR-swizzled so that the fragment loads below hit 32 different banks
+ * without padding. W (f16): 8 bytes at 8t of rows g = 0 .. 3 in each
+ * half-warp. X: ldmatrix reads one chunk of 8 consecutive rows at a time,
+ * so those 8 chunks must sit in 8 different 16-byte bank groups: rows of
+ * one parity share a 128-byte line's half, hence c ^ (r / 2 % 4). */
 #define MT_CH64(r, c) (16 * (r) + 4 * ((c) ^ ((r) & 2)))
+#define MT_CHX(r, c) (16 * (r) + 4 * ((c) ^ (((r) >> 1) & 3)))
 /* Q8_0: chunk c (0, 1) of a 32-byte row; rows g and g + 4 apart */
 #define MT_CH32(r, c) (8 * (r) + 4 * ((c) ^ (((r) >> 2) & 1)))
 
@@ -159,7 +164,7 @@ __attribute__((always_inline)) inline void mt_issue(const __global uint *xh, int
     for (int j = 0; j < 4 * MT_BM / MT_WI; j++) { /* X: MT_BM rows x 4 chunks */
         const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, ok = m0 + r < n_rows;
         const __global uint *src = ok ? xh + (size_t)(m0 + r) * ldp + (k0 >> 1) + 4 * c : xh;
-        ptx_cp16(ptx_smem(xs + MT_CH64(r, c)), src, ok ? 16u : 0u);
+        ptx_cp16(ptx_smem(xs + MT_CHX(r, c)), src, ok ? 16u : 0u);
     }
 #if QE_WT == 2 || QE_WT == 3
     /* quants: 128 rows x 2 chunks (Q8_0) or 1 (Q4_0), then the scales of
@@ -218,7 +223,12 @@ __attribute__((always_inline)) inline void mt_issue(const __global uint *xh, int
  * register 0) the elements k = 16 s + 4t, + 1 and slots 2t + 8, 2t + 9
  * (register 1 of B, 2 and 3 of A) k = 16 s + 4t + 2, + 3: four consecutive
  * elements, one 8-byte load of an f16 row, one 4-byte load of a Q8_0 row,
- * and for Q4_0 the low (s = 0) or high (s = 1) nibbles of one 4-byte load. */
+ * and for Q4_0 the low (s = 0) or high (s = 1) nibbles of one 4-byte load.
+ * A comes from X in xh.cl's pair order by one ldmatrix.x4 per 16-row tile:
+ * the step's first 16 bytes of a row hold the even pairs (registers 0, 1),
+ * the next 16 the odd ones (registers 2, 3), and ldmatrix writes the four
+ * registers mma.sync takes in order (two 8-byte loads had put each row's
+ * pairs into registers 0 and 2, and cost four moves per fragment). */
 __kernel __attribute__((reqd_work_group_size(MT_WI, 1, 1)))
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
@@ -284,17 +294,20 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
         for (int s = 0; s < 2; s++) { /* two k16 steps, in k order */
             uint a[4][4], b[MT_NJ][2];
-            const int c = 2 * s + (t >> 1), h = 2 * (t & 1); /* 8 bytes at 32 s + 8 t */
 #pragma unroll
             for (int i = 0; i < 4; i++) {
-                const int row = wm * 64 + i * 16 + g;
-                const uint2 lo = *(const __local uint2 *)(xa + MT_CH64(row, c) + h);
-                const uint2 hi = *(const __local uint2 *)(xa + MT_CH64(row + 8, c) + h);
-                a[i][0] = lo.x;
-                a[i][1] = hi.x;
-                a[i][2] = lo.y;
-                a[i][3] = hi.y;
+                /* lane l names row l % 16 of the tile, chunk 2 s (even
+                   pairs: matrices 0, 1) or 2 s + 1 (odd pairs: 2, 3) */
+                const int row = wm * 64 + i * 16 + (lane & 15);
+                const uint4 v = ptx_ldsm4(ptx_smem(xa + MT_CHX(row, 2 * s + (lane >> 4))));
+                a[i][0] = v.x;
+                a[i][1] = v.y;
+                a[i][2] = v.z;
+                a[i][3] = v.w;
             }
+#if QE_WT != 2 && QE_WT != 3
+            const int c = 2 * s + (t >> 1), h = 2 * (t & 1); /* 8 bytes at 32 s + 8 t */
+#endif
 #pragma unroll
             for (int j = 0; j < MT_NJ; j++) {
                 const int col = wn * MT_WN + j * 8 + g;
@@ -320,15 +333,25 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         }
     }
 
+    /* each of this lane's 8 rows finds its place in y once (a division),
+       not once per output */
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
-        for (int j = 0; j < MT_NJ; j++)
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = m0 + wm * 64 + i * 16 + g + 8 * hh;
+            if (r >= n_rows)
+                continue;
+            __global float *yr = y + ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N,
-                          m0 + wm * 64 + i * 16 + g + 8 * (e >> 1),
-                          n0 + wn * MT_WN + j * 8 + 2 * t + (e & 1), acc[i][j][e]);
+            for (int j = 0; j < MT_NJ; j++)
+#pragma unroll
+                for (int e = 0; e < 2; e++) {
+                    const int o = n0 + wn * MT_WN + j * 8 + 2 * t + e;
+                    if (o < N)
+                        yr[o] = (accumulate ? yr[o] : 0.0f) + acc[i][j][2 * hh + e];
+                }
+        }
 }
 
 #else /* a decode build: mma_skinny (-DMS_MT) or mma_wide (-DMW_NB) */

@@ -119,3 +119,22 @@ __kernel void probe_ptx_async(__global const uint *in, __global uint *out)
     out[l + 32] = buf[l + 32];
 }
 #endif
+
+#ifdef QE_PROBE_PTX_LDSM
+/* ldmatrix.x4, built after ptx.cl: one work-group of 32. The 512 bytes of
+ * in go to a local buffer (32 rows of 16 bytes); lane l names row 31 - l;
+ * out[4 l + j] = component j of lane l's result. */
+__kernel void probe_ptx_ldsm(__global const uint *in, __global uint *out)
+{
+    __local uint buf[128] __attribute__((aligned(16)));
+    const int l = (int)get_local_id(0);
+    for (int i = 0; i < 4; i++)
+        buf[4 * l + i] = in[4 * l + i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const uint4 v = ptx_ldsm4(ptx_smem(buf + 4 * (31 - l)));
+    out[4 * l] = v.x;
+    out[4 * l + 1] = v.y;
+    out[4 * l + 2] = v.z;
+    out[4 * l + 3] = v.w;
+}
+#endif

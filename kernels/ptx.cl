@@ -78,3 +78,18 @@ inline void ptx_cp4(uint dst, const __global void *src, uint src_size)
 }
 #define ptx_cp_commit() asm volatile("cp.async.commit_group;" ::: "memory")
 #define ptx_cp_wait(n) asm volatile("cp.async.wait_group %0;" ::"n"(n) : "memory")
+
+/* ldmatrix.x4 (sm_75+; the probe checks it): four 8 x 8 matrices of f16
+ * from local memory, one 16-byte row of each per lane address: lane l
+ * names row l % 8 of matrix l / 8, and lane 4 g + t receives the pair t of
+ * row g of matrix j in component j. A whole warp must call it. "memory"
+ * keeps it after the barrier that shows cp.async's copies. */
+inline uint4 ptx_ldsm4(uint addr)
+{
+    uint4 r;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "r"(addr)
+                 : "memory");
+    return r;
+}

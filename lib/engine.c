@@ -307,11 +307,11 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "mma.cl"};
+        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "mma.cl"};
         char mopts[256];
         snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d", opts,
                  e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn);
-        st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_mma[fmt]);
+        st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
@@ -322,7 +322,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                 const skinny_shape sk = e->msk_shape[b];
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", opts,
                          sk.mt, sk.nb, sk.u, xal, xf ? "-DMS_XFREE" : "");
-                st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_msk[b][xf][fmt]);
+                st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_msk[b][xf][fmt]);
                 if (st == QE_OK)
                     st = qe_cl_kernel(e->prog_msk[b][xf][fmt], "mma_skinny",
                                       &e->k_msk[b][xf][fmt]);
@@ -330,7 +330,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
-            st = qe_cl_build(e->cl, msrcs, 3, mopts, &e->prog_mw[b][fmt]);
+            st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_mw[b][fmt], "mma_wide", &e->k_mw[b][fmt]);
         }
@@ -528,7 +528,7 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
+    static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl", "xh.cl",
                                        "ffn.cl",  "logits.cl", "kld.cl",   "arch.cl"};
     char defs[128], opts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);

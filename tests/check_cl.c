@@ -363,14 +363,16 @@ END_TEST
 /* ffn.cl's silu_mul_xh (prefill under mma) writes what silu_mul computes,
  * rounded to f16 to nearest even (the host's qe_f32_to_f16), as pairs of
  * rows padded to ldp pairs with zeros: the same bits mma_xh would make of
- * silu_mul's output. An odd n_ff puts a half pair and padding at each row's
- * end. */
+ * silu_mul's output, in xh.cl's order (within each group of 8 pairs, pairs
+ * 0, 2, 4, 6, then 1, 3, 5, 7). An odd n_ff puts a half pair and padding at
+ * each row's end. */
 START_TEST(test_silu_xh)
 {
     qe_cl *cl = qe_test_cl();
     cl_program p = NULL;
     cl_kernel k = NULL, kx = NULL;
-    OK(qe_cl_build1(cl, "ffn", NULL, &p));
+    static const char *const srcs[] = {"xh.cl", "ffn.cl"};
+    OK(qe_cl_build(cl, srcs, 2, NULL, &p));
     const int n_ff = 37, n_rows = 5, ldp = 32; /* (n_ff + 1) / 2 rounded up to 16 */
     const size_t n = (size_t)n_ff * n_rows;
     float g[37 * 5], u[37 * 5], want[37 * 5];
@@ -400,11 +402,12 @@ START_TEST(test_silu_xh)
     OK(qe_cl_read(cl, dg, 0, sizeof want, want));
     for (int r = 0; r < n_rows; r++)
         for (int i = 0; i < 2 * ldp; i++) {
+            const int pair = i / 2, slot = (pair % 2 ? 4 : 0) + pair % 8 / 2;
+            const int at = r * 2 * ldp + 2 * (pair - pair % 8 + slot) + i % 2;
             const uint16_t w = i < n_ff ? qe_f32_to_f16(want[r * n_ff + i]) : 0;
-            ck_assert_msg(xh[r * 2 * ldp + i] == w, "row %d element %d: %#x, silu_mul's %#x", r,
-                          i, xh[r * 2 * ldp + i], w);
+            ck_assert_msg(xh[at] == w, "row %d element %d: %#x, silu_mul's %#x", r, i, xh[at], w);
         }
-    ck_assert_uint_eq(xh[3], 0x7C00); /* +inf */
+    ck_assert_uint_eq(xh[2 * 4 + 1], 0x7C00); /* element 3 (pair 1, at slot 4): +inf */
     qe_cl_free(dg);
     qe_cl_free(du);
     qe_cl_free(dx);

@@ -170,6 +170,24 @@ static int probe_ptx_async(qe_cl *cl)
     return 1;
 }
 
+/* ldmatrix.x4 through ptx.cl's helper (mma_tile's A fragments): lane
+ * 4 g + t gets, in component j, 32-bit word t of the row named by lane
+ * 8 j + g, which probe.cl's probe_ptx_ldsm makes row 31 - (8 j + g). */
+static int probe_ptx_ldsm(qe_cl *cl)
+{
+    uint32_t in[128], out[128];
+    for (int i = 0; i < 128; i++)
+        in[i] = 0x9E3779B9u * (uint32_t)(i + 1);
+    pbuf b[2] = {{sizeof in, in, NULL}, {sizeof out, NULL, out}};
+    if (!run_probe_ex(cl, 1, "QE_PROBE_PTX_LDSM", "probe_ptx_ldsm", b, 2, 32, 32))
+        return 0;
+    for (int lane = 0; lane < 32; lane++)
+        for (int j = 0; j < 4; j++)
+            if (out[4 * lane + j] != in[4 * (31 - (8 * j + lane / 4)) + lane % 4])
+                return 0;
+    return 1;
+}
+
 static int probe_ptx_mma(qe_cl *cl)
 {
     /* Small integers: products and sums are exact in f16 inputs and f32. */
@@ -194,7 +212,7 @@ static int probe_ptx_mma(qe_cl *cl)
     if (!run_probe(cl, "QE_PROBE_PTX_MMA", "probe_ptx_mma", b, 4, 32, 32) ||
         memcmp(d, want, sizeof d) != 0)
         return 0;
-    return probe_ptx_async(cl);
+    return probe_ptx_async(cl) && probe_ptx_ldsm(cl);
 }
 
 qe_status qe_cl_probe(qe_cl *cl, qe_cl_caps *out)
