@@ -146,6 +146,102 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
 /* Q8_0: chunk c (0, 1) of a 32-byte row; rows g and g + 4 apart */
 #define MT_CH32(r, c) (8 * (r) + 4 * ((c) ^ (((r) >> 2) & 1)))
 
+/* This thread's share of every slice's copies can be worked out once
+ * before the K loop (MT_PLAN: each slice's sources are slice 0's plus a
+ * fixed stride), so that issuing a slice costs an add per copy rather than
+ * the row products and bounds logic again: per copy its slice-0 source, its
+ * byte count (0: zero-filled, nothing read; the source then stays inside
+ * the buffer's first row) and, for f16 rows, the elements left. Planned is
+ * fewer instructions, and faster for f16 and Q4_0 weights, but not for
+ * Q8_0, whose kernel issues the most shared-memory instructions and then
+ * stalls on their queue (H200, mma_tile 4096 x 8192 x 2048, us planned /
+ * not: f16 453 / 465, Q4_0 519 / 556, Q8_0 589 / 568, Q8_0 with only its
+ * quants' sources per slice 579). -DMT_PLAN=0 / 1 overrides the default. */
+#ifndef MT_PLAN
+#define MT_PLAN (QE_WT != 2)
+#endif
+#if !MT_PLAN && QE_WT != 2 && QE_WT != 3
+#error "mma_tile: f16 / f32 weights are always planned"
+#endif
+#define MT_XJ (4 * MT_BM / MT_WI) /* X: MT_BM rows x 4 chunks */
+#if QE_WT == 2 || QE_WT == 3
+#define MT_QC (QE_WT == 2 ? 2 : 1) /* 16-byte quant chunks per row and slice */
+#define MT_QN (MT_BN * MT_QC)      /* quant chunks */
+#define MT_QJ ((MT_QN + MT_WI - 1) / MT_WI)
+#define MT_DJ ((MT_BN + MT_WI - 1) / MT_WI)
+#else
+#define MT_FJ (4 * MT_BN / MT_WI) /* W as f16: 128 rows x 4 chunks of 8 */
+#endif
+typedef struct {
+#if MT_PLAN
+    const __global uint *x[MT_XJ];
+    uint xn[MT_XJ];
+#if QE_WT == 2 || QE_WT == 3
+    const __global uchar *q[MT_QJ], *d[MT_DJ];
+    uint qn[MT_QJ], dn[MT_DJ];
+#else
+    const __global uchar *f[MT_FJ]; /* chunk c's first element at slice 0 */
+    int fk[MT_FJ];                  /* elements left in the row from there (0 past N) */
+#endif
+#else /* what the sources are computed from, slice by slice */
+    const __global uint *xh;
+    const __global uchar *w;
+    ulong w_row_bytes;
+    int ldp, n_rows, m0, n0, N, sb;
+#endif
+} mt_plan;
+
+__attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh, int ldp,
+                                                         int n_rows, const __global uchar *w,
+                                                         ulong w_row_bytes, int sb, int K, int N,
+                                                         int m0, int n0, int tid)
+{
+    mt_plan p;
+    (void)K;
+#if !MT_PLAN
+    (void)tid;
+    p.xh = xh;
+    p.w = w;
+    p.w_row_bytes = w_row_bytes;
+    p.ldp = ldp;
+    p.n_rows = n_rows;
+    p.m0 = m0;
+    p.n0 = n0;
+    p.N = N;
+    p.sb = sb;
+#else
+#pragma unroll
+    for (int j = 0; j < MT_XJ; j++) {
+        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, ok = m0 + r < n_rows;
+        p.x[j] = xh + (ok ? (size_t)(m0 + r) * ldp + 4 * c : 0);
+        p.xn[j] = ok ? 16u : 0u;
+    }
+#if QE_WT == 2 || QE_WT == 3
+#pragma unroll
+    for (int j = 0; j < MT_QJ; j++) {
+        const int id = tid + MT_WI * j, o = n0 + id / MT_QC, ok = id < MT_QN && o < N;
+        p.q[j] = w + (ok ? (ulong)o * w_row_bytes + sb + 16 * (id % MT_QC) : 0);
+        p.qn[j] = ok ? 16u : 0u;
+    }
+#pragma unroll
+    for (int j = 0; j < MT_DJ; j++) { /* the scales' work-items: see mt_issue */
+        const int o = n0 + MT_WI - 1 - tid + MT_WI * j, ok = o < N;
+        p.d[j] = w + (ok ? (ulong)o * w_row_bytes : 0);
+        p.dn[j] = ok ? 4u : 0u;
+    }
+#else
+    (void)sb;
+#pragma unroll
+    for (int j = 0; j < MT_FJ; j++) {
+        const int id = tid + MT_WI * j, o = n0 + (id >> 2), c = id & 3;
+        p.f[j] = w + (o < N ? (ulong)o * w_row_bytes + 16 * c : 0);
+        p.fk[j] = o < N ? K - 8 * c : 0;
+    }
+#endif
+#endif
+    return p;
+}
+
 /* Issue this thread's copies of slice sl (k = 32 sl ..) into stage xs / ws /
  * ds: cp.async straight from global to local memory, nothing in registers,
  * so MT_S - 1 slices are in flight while one is multiplied. Rows past
@@ -153,60 +249,79 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
  * weights, and f16 rows that are not 16-byte aligned, are converted to f16
  * and stored here with plain loads instead (their stage is free: see
  * mma_tile). */
-__attribute__((always_inline)) inline void mt_issue(const __global uint *xh, int ldp, int n_rows,
-                                                    const __global uchar *w, ulong w_row_bytes,
-                                                    int sb, int K, int N, int m0, int n0, int sl,
-                                                    int tid, __local uint *xs, __local uint *ws,
-                                                    __local uint *ds)
+__attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __global uchar *w,
+                                                    ulong w_row_bytes, int K, int N, int n0,
+                                                    int sl, int tid, __local uint *xs,
+                                                    __local uint *ws, __local uint *ds)
 {
-    const int k0 = MT_BK * sl;
 #pragma unroll
-    for (int j = 0; j < 4 * MT_BM / MT_WI; j++) { /* X: MT_BM rows x 4 chunks */
-        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, ok = m0 + r < n_rows;
-        const __global uint *src = ok ? xh + (size_t)(m0 + r) * ldp + (k0 >> 1) + 4 * c : xh;
-        ptx_cp16(ptx_smem(xs + MT_CHX(r, c)), src, ok ? 16u : 0u);
+    for (int j = 0; j < MT_XJ; j++) {
+        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3;
+#if MT_PLAN
+        const __global uint *src = p->x[j] + 16 * sl;
+        const uint n = p->xn[j];
+#else
+        const int ok = p->m0 + r < p->n_rows;
+        const __global uint *src = ok ? p->xh + (size_t)(p->m0 + r) * p->ldp + 16 * sl + 4 * c
+                                      : p->xh;
+        const uint n = ok ? 16u : 0u;
+#endif
+        ptx_cp16(ptx_smem(xs + MT_CHX(r, c)), src, n);
     }
 #if QE_WT == 2 || QE_WT == 3
+    (void)w;
+    (void)w_row_bytes;
+    (void)K;
+    (void)N;
+    (void)n0;
     /* quants: 128 rows x 2 chunks (Q8_0) or 1 (Q4_0), then the scales of
        the block pair holding this slice's block (4-byte aligned; a pair past
-       the last block reads the scales' zero padding) */
-#define MT_QC (QE_WT == 2 ? 2 : 1)
-#define MT_QN (MT_BN * MT_QC) /* quant chunks */
+       the last block reads the scales' zero padding), counted from the last
+       work-item down: other work-items than the quants' where those do not
+       fill the work-group */
 #pragma unroll
-    for (int j = 0; j < (MT_QN + MT_WI - 1) / MT_WI; j++) {
-        const int id = tid + MT_WI * j, r = id / MT_QC, c = id % MT_QC, o = n0 + r;
+    for (int j = 0; j < MT_QJ; j++) {
+        const int id = tid + MT_WI * j, r = id / MT_QC, c = id % MT_QC;
         if (MT_QN % MT_WI && id >= MT_QN)
             break;
+#if MT_PLAN
+        const __global uchar *src = p->q[j] + 16 * MT_QC * sl;
+        const uint n = p->qn[j];
+#else
+        const int o = p->n0 + r, ok = o < p->N;
         const __global uchar *src =
-            o < N ? w + (ulong)o * w_row_bytes + sb + (k0 >> 5) * 16 * MT_QC + 16 * c : w;
-        ptx_cp16(ptx_smem(ws + (QE_WT == 2 ? MT_CH32(r, c) : 4 * r)), src, o < N ? 16u : 0u);
+            ok ? p->w + (ulong)o * p->w_row_bytes + p->sb + 16 * MT_QC * sl + 16 * c : p->w;
+        const uint n = ok ? 16u : 0u;
+#endif
+        ptx_cp16(ptx_smem(ws + (QE_WT == 2 ? MT_CH32(r, c) : 4 * r)), src, n);
     }
-    /* scales counted from the last work-item down: other work-items than
-       the quants' where those do not fill the work-group */
 #pragma unroll
-    for (int j = 0; j < (MT_BN + MT_WI - 1) / MT_WI; j++) {
-        const int r = MT_WI - 1 - tid + MT_WI * j, o = n0 + r;
+    for (int j = 0; j < MT_DJ; j++) {
+        const int r = MT_WI - 1 - tid + MT_WI * j;
         if (MT_BN % MT_WI && r >= MT_BN)
             break;
-        const __global uchar *src = o < N ? w + (ulong)o * w_row_bytes + 4 * (k0 >> 6) : w;
-        ptx_cp4(ptx_smem(ds + r), src, o < N ? 4u : 0u);
+#if MT_PLAN
+        ptx_cp4(ptx_smem(ds + r), p->d[j] + 4 * (sl >> 1), p->dn[j]);
+#else
+        const int o = p->n0 + r, ok = o < p->N;
+        ptx_cp4(ptx_smem(ds + r), ok ? p->w + (ulong)o * p->w_row_bytes + 4 * (sl >> 1) : p->w,
+                ok ? 4u : 0u);
+#endif
     }
-#undef MT_QN
-#undef MT_QC
 #else
     (void)ds;
-    (void)sb;
 #pragma unroll
-    for (int j = 0; j < 4 * MT_BN / MT_WI; j++) { /* W as f16: 128 rows x 4 chunks of 8 */
-        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3, o = n0 + r, k = k0 + 8 * c;
+    for (int j = 0; j < MT_FJ; j++) {
+        const int id = tid + MT_WI * j, r = id >> 2, c = id & 3;
         __local uint *dst = ws + MT_CH64(r, c);
 #if QE_WT == 1
         if ((w_row_bytes & 15) == 0) {
-            const int n = o < N && k < K ? 2 * (K - k < 8 ? K - k : 8) : 0;
-            ptx_cp16(ptx_smem(dst), n ? w + (ulong)o * w_row_bytes + 2 * (ulong)k : w, (uint)n);
+            const int left = p->fk[j] - MT_BK * sl, n = left > 0 ? 2 * min(left, 8) : 0;
+            ptx_cp16(ptx_smem(dst), n ? p->f[j] + 2 * MT_BK * sl : w, (uint)n);
             continue;
         }
 #endif
+        const int o = n0 + r, k = MT_BK * sl + 8 * c;
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int kk = k + 2 * i;
@@ -258,11 +373,11 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             for (int e = 0; e < 4; e++)
                 acc[i][j][e] = 0.0f;
 
+    const mt_plan plan = mt_plan_of(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, tid);
 #pragma unroll
     for (int s = 0; s < MT_S - 1; s++) {
         if (s < n_sl)
-            mt_issue(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, s, tid, xs[s], ws[s],
-                     ds[QE_WT >= 2 ? s : 0]);
+            mt_issue(&plan, w, w_row_bytes, K, N, n0, s, tid, xs[s], ws[s], ds[QE_WT >= 2 ? s : 0]);
         ptx_cp_commit(); /* one group per slice, empty or not: wait_group counts them */
     }
     for (int sl = 0; sl < n_sl; sl++) {
@@ -272,7 +387,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         barrier(CLK_LOCAL_MEM_FENCE);
         const int nx = sl + MT_S - 1, sx = nx % MT_S, st = sl % MT_S;
         if (nx < n_sl)
-            mt_issue(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, nx, tid, xs[sx], ws[sx],
+            mt_issue(&plan, w, w_row_bytes, K, N, n0, nx, tid, xs[sx], ws[sx],
                      ds[QE_WT >= 2 ? sx : 0]);
         ptx_cp_commit();
         const __local uint *xa = xs[st], *wb = ws[st];
