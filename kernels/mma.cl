@@ -503,7 +503,16 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
  * -DMS_XAL: every X row starts 16-byte aligned (the engine builds it so when
  * all matmul input widths are multiples of 4, and checks each call), so X is
  * read with aligned float4 loads; else with vload4, which promises only
- * 4-byte alignment and which NVIDIA splits into four loads (B 64 -7 %). */
+ * 4-byte alignment and which NVIDIA splits into four loads (B 64 -7 %).
+ * -DMS_X1=KMAX (with MS_XAL): the build for calls of one row and K <= KMAX
+ * (decode at batch 1, Q8_0 / Q4_0 weights): each work-group first converts
+ * the row into f16 pairs in local memory (KMAX / 2 uints), then
+ * every step reads its fragment pair with one local load, without a branch
+ * or a conversion; the same values in the same slots, so the same bits.
+ * H200, B 1 launch medians (bench/ptx_run.c), Q8_0 / Q4_0, us: gate+up 23.3
+ * -> 22.0 / 22.6 -> 22.2, Q/K/V 11.5 -> 11.5 / 11.4 -> 10.3, wo 10.7 -> 10.2
+ * / 11.6 -> 9.4, down 21.4 -> 18.4 / 24.8 -> 16.1 (ptxas: 57 -> 40
+ * registers in the few-blocks build). */
 
 #if QE_WT == 2 || QE_WT == 3
 typedef struct { uint q0, q1, d2; } ms_raw; /* a lane's quant bytes; its block's scale twice (f16x2) */
@@ -653,6 +662,9 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                 int y_seq, int y_seq_stride, int accumulate)
 {
     __local float red[MS_WARPS][MS_MT * 16][MS_NB * 8];
+#ifdef MS_X1
+    __local uint xs[MS_X1 / 2] __attribute__((aligned(16))); /* the row as f16 pairs */
+#endif
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     /* Row groups run along dimension 0, so the groups that read the same
@@ -671,6 +683,17 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
         o[j] = min(n0 + 8 * j + g, N - 1);
     const int sb = wt_row_scale_bytes(w_row_bytes);
     x += x_off;
+#ifdef MS_X1
+#if !defined(MS_XAL) || MS_MT != 1
+#error "MS_X1 needs MS_XAL and MS_MT 1"
+#endif
+    for (int q = tid; q < min(K, MS_X1) / 4; q += 32 * MS_WARPS) { /* K % 4 == 0 under MS_XAL */
+        const float4 v = *(const __global float4 *)(x + 4 * q);
+        xs[2 * q] = mma_pack(v.x, v.y);
+        xs[2 * q + 1] = mma_pack(v.z, v.w);
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
     float acc[MS_NB][MS_MT][4];
 #pragma unroll
     for (int j = 0; j < MS_NB; j++)
@@ -706,6 +729,13 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
 #pragma unroll
                     for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
                         const int r = m0 + i * 16 + g + 8 * h;
+#ifdef MS_X1
+                        /* row 0 is the call's one row; other rows' slots stay 0 */
+                        const uint2 p2 = *(const __local uint2 *)(xs + min(k, K - 4) / 2);
+                        const int in = r == 0 && k < K;
+                        a[h] = in ? p2.x : 0u;
+                        a[h + 2] = in ? p2.y : 0u;
+#else
                         float4 v = (float4)(0.0f);
 #if defined(MS_XFREE) && defined(MS_XAL)
                         /* K is a multiple of 4 here (and k of 4): every lane
@@ -728,6 +758,7 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
 #endif
                         a[h] = mma_pack(v.x, v.y);
                         a[h + 2] = mma_pack(v.z, v.w);
+#endif
                     }
 #pragma unroll
                     for (int j = 0; j < MS_NB; j++)

@@ -224,6 +224,15 @@ static int msk_xfree_of(void)
     return v;
 }
 
+/* mma_skinny's MS_X1 build (one row of X staged in local memory) is
+ * built and used for these weight formats only: measured faster for Q8_0
+ * and Q4_0 (kernels/mma.cl); f16 weights keep MS_XFREE at every row
+ * count. A call uses it when K <= MSK_X1_MAX_K, the row its work-groups
+ * hold (16 KB of local memory beside the kernel's own 4-8 KB: the shape
+ * measured; wider rows take the other builds). */
+#define MSK_X1_MAX_K 8192
+static int msk_x1_format(int fmt) { return fmt == WF_Q8_0 || fmt == WF_Q4_0; }
+
 /* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
  * 16 pairs, so every 32-wide slice mma_tile copies is whole and 16-byte
  * aligned (mma_xh and silu_mul_xh write the padding as zeros). */
@@ -317,15 +326,19 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
+        char x1[32];
+        snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);
+        const char *const xread[3] = {"", "-DMS_XFREE", x1};
+        const int n_x = !e->ms_xal ? 1 : msk_x1_format(fmt) ? 3 : 2;
         for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++)
-            for (int xf = 0; st == QE_OK && xf < (e->ms_xal ? 2 : 1); xf++) {
+            for (int xv = 0; st == QE_OK && xv < n_x; xv++) {
                 const skinny_shape sk = e->msk_shape[b];
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", opts,
-                         sk.mt, sk.nb, sk.u, xal, xf ? "-DMS_XFREE" : "");
-                st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_msk[b][xf][fmt]);
+                         sk.mt, sk.nb, sk.u, xal, xread[xv]);
+                st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_msk[b][xv][fmt]);
                 if (st == QE_OK)
-                    st = qe_cl_kernel(e->prog_msk[b][xf][fmt], "mma_skinny",
-                                      &e->k_msk[b][xf][fmt]);
+                    st = qe_cl_kernel(e->prog_msk[b][xv][fmt], "mma_skinny",
+                                      &e->k_msk[b][xv][fmt]);
             }
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
@@ -804,9 +817,9 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
         for (int b = 0; b < 2; b++) {
-            for (int xf = 0; xf < 2; xf++) {
-                qe_cl_kernel_free(e->k_msk[b][xf][f]);
-                qe_cl_program_free(e->prog_msk[b][xf][f]);
+            for (int xv = 0; xv < 3; xv++) {
+                qe_cl_kernel_free(e->k_msk[b][xv][f]);
+                qe_cl_program_free(e->prog_msk[b][xv][f]);
             }
             qe_cl_kernel_free(e->k_mw[b][f]);
             qe_cl_program_free(e->prog_mw[b][f]);
@@ -967,10 +980,12 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         st = out_blocks(n, w, 8 * (size_t)e->msk_shape[1].nb, &blocks, &nt);
     }
     /* X read without branches: faster at 16 rows and with f16 weights,
-       slower for Q8_0 / Q4_0 at 1 .. 8 rows (see msk_xfree_of) */
-    const int xf = e->ms_xal && (n_rows > e->msk_xfree_rows || w[0]->fmt == WF_F16);
-    cl_kernel k = e->k_msk[b][xf][w[0]->fmt];
+       slower for Q8_0 / Q4_0 at 1 .. 8 rows (see msk_xfree_of); one row of
+       Q8_0 / Q4_0: staged in local memory (MS_X1) */
     int K = w[0]->ne0;
+    const int x1 = e->ms_xal && n_rows == 1 && msk_x1_format(w[0]->fmt) && K <= MSK_X1_MAX_K;
+    const int xv = x1 ? 2 : e->ms_xal && (n_rows > e->msk_xfree_rows || w[0]->fmt == WF_F16);
+    cl_kernel k = e->k_msk[b][xv][w[0]->fmt];
     if (st == QE_OK)
         st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                         sizeof(int), &n_rows, sizeof(int), &K);

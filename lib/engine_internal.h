@@ -101,15 +101,17 @@ struct qe_engine {
        the decode kernels that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
-    /* mma_skinny, decode calls of up to 16 rows, builds [shape][xfree]:
+    /* mma_skinny, decode calls of up to 16 rows, builds [shape][x]:
        shape [0] the default, [1] a second one for calls that [0] would give
-       fewer than msk_few work-groups (0: no second build); xfree [1] reads
-       X without branches (MS_XFREE, only with ms_xal), for calls of more
-       than msk_xfree_rows rows and for f16 weights (engine.c run_skinny) */
+       fewer than msk_few work-groups (0: no second build); x: how X is read,
+       [0] branching on the row, [1] without branches (MS_XFREE, only with
+       ms_xal), for calls of more than msk_xfree_rows rows and for f16
+       weights, [2] one row staged in local memory (MS_X1, only with ms_xal,
+       Q8_0 / Q4_0 weights), for calls of one row (engine.c run_skinny) */
     skinny_shape msk_shape[2];         /* resolved at open (env overrides) */
     int msk_few, msk_xfree_rows;
-    cl_program prog_msk[2][2][WF_COUNT];
-    cl_kernel k_msk[2][2][WF_COUNT];
+    cl_program prog_msk[2][3][WF_COUNT];
+    cl_kernel k_msk[2][3][WF_COUNT];
     /* mma_wide, for decode calls of more than 16 rows (same bits as
        mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
     wide_shape mw_shape;               /* resolved at open (env overrides) */
