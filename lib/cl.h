@@ -137,8 +137,8 @@ typedef struct qe_cl_caps {
     int subgroup_size;/* work-items per subgroup seen by the probe (0 if none) */
     int half_storage; /* vload_half/vstore_half build and round-trip */
     int ptx_shfl;     /* inline PTX shfl.sync.bfly.b32 builds and computes right */
-    int ptx_mma;      /* inline PTX mma.sync m16n8k16 f16->f32 and cp.async (sm_80+: what
-                         kernels/mma.cl needs) build and compute right */
+    int ptx_mma;      /* inline PTX mma.sync m16n8k16 f16->f32, cp.async and ldmatrix
+                         (sm_80+: what kernels/mma.cl needs) build and compute right */
 } qe_cl_caps;
 
 /* Probe the device once per process (results are cached per device, so later
