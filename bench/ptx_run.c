@@ -67,7 +67,7 @@ int main(int argc, char **argv)
     const int M = atoi(argv[4]), N = atoi(argv[5]), K = atoi(argv[6]);
     const int nw = argc > 7 ? atoi(argv[7]) : 1, reps = argc > 8 ? atoi(argv[8]) : 20;
     if (M < 1 || N < 1 || K < 32 || K % 32 || nw < 1 || nw > 3 || N % nw || reps < 1 ||
-        wt < 1 || wt > 3) {
+        wt < 1 || wt > 3 || (tile && nw != 1)) { /* mma_tile takes one weight */
         fprintf(stderr, "bad sizes\n");
         return 2;
     }

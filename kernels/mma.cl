@@ -22,9 +22,10 @@
  * as A and B agree.
  *
  * Three kernels, each in its own build (the engine compiles mma_tile once,
- * mma_skinny up to four times: its work-group shape -DMS_MT / -DMS_NB /
- * -DMS_U and a second shape for calls of few output blocks, each with and
- * without -DMS_XFREE; and mma_wide twice, -DMW_SPLIT=1 and 8):
+ * mma_skinny up to six times: its work-group shape -DMS_MT / -DMS_NB /
+ * -DMS_U and a second shape for calls of few output blocks, each reading X
+ * with branches, without (-DMS_XFREE) or staged for one row (-DMS_X1,
+ * Q8_0 / Q4_0); and mma_wide twice, -DMW_SPLIT=1 and 8):
  *   mma_tile   prefill: a work-group of 8 warps (or 4: -DMT_BM, -DMT_WN)
  *              computes a 128-row x 128-output tile; 32-wide K slices of X (f16 pairs,
  *              converted once per matmul by mma_xh, which the same build
@@ -74,13 +75,19 @@ inline uint mma_q4_pair(uint w, int hi, uint d2)
 }
 #endif
 
+/* Row r's outputs in y (the output rule at the top) */
+inline __global float *mma_yrow(__global float *y, int ldy, int y_seq, int y_seq_stride, int r)
+{
+    return y + ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
+}
+
 inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
                       int n_rows, int N, int r, int o, float v)
 {
     if (r >= n_rows || o >= N)
         return;
-    size_t at = ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy + o;
-    y[at] = (accumulate ? y[at] : 0.0f) + v;
+    __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
+    yr[o] = (accumulate ? yr[o] : 0.0f) + v;
 }
 
 /* ---- prefill: MT_BM x 128 tiles, 32-wide K slices in a cp.async pipeline ---- */
@@ -183,11 +190,9 @@ typedef struct {
     const __global uchar *f[MT_FJ]; /* chunk c's first element at slice 0 */
     int fk[MT_FJ];                  /* elements left in the row from there (0 past N) */
 #endif
-#else /* what the sources are computed from, slice by slice */
+#else /* what the sources are computed from, slice by slice, beside mt_issue's arguments */
     const __global uint *xh;
-    const __global uchar *w;
-    ulong w_row_bytes;
-    int ldp, n_rows, m0, n0, N, sb;
+    int ldp, n_rows, m0, sb;
 #endif
 } mt_plan;
 
@@ -200,14 +205,14 @@ __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh
     (void)K;
 #if !MT_PLAN
     (void)tid;
+    (void)w;
+    (void)w_row_bytes;
+    (void)N;
+    (void)n0;
     p.xh = xh;
-    p.w = w;
-    p.w_row_bytes = w_row_bytes;
     p.ldp = ldp;
     p.n_rows = n_rows;
     p.m0 = m0;
-    p.n0 = n0;
-    p.N = N;
     p.sb = sb;
 #else
 #pragma unroll
@@ -269,11 +274,13 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
         ptx_cp16(ptx_smem(xs + MT_CHX(r, c)), src, n);
     }
 #if QE_WT == 2 || QE_WT == 3
+    (void)K;
+#if MT_PLAN
     (void)w;
     (void)w_row_bytes;
-    (void)K;
     (void)N;
     (void)n0;
+#endif
     /* quants: 128 rows x 2 chunks (Q8_0) or 1 (Q4_0), then the scales of
        the block pair holding this slice's block (4-byte aligned; a pair past
        the last block reads the scales' zero padding), counted from the last
@@ -288,9 +295,9 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
         const __global uchar *src = p->q[j] + 16 * MT_QC * sl;
         const uint n = p->qn[j];
 #else
-        const int o = p->n0 + r, ok = o < p->N;
+        const int o = n0 + r, ok = o < N;
         const __global uchar *src =
-            ok ? p->w + (ulong)o * p->w_row_bytes + p->sb + 16 * MT_QC * sl + 16 * c : p->w;
+            ok ? w + (ulong)o * w_row_bytes + p->sb + 16 * MT_QC * sl + 16 * c : w;
         const uint n = ok ? 16u : 0u;
 #endif
         ptx_cp16(ptx_smem(ws + (QE_WT == 2 ? MT_CH32(r, c) : 4 * r)), src, n);
@@ -303,8 +310,8 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
 #if MT_PLAN
         ptx_cp4(ptx_smem(ds + r), p->d[j] + 4 * (sl >> 1), p->dn[j]);
 #else
-        const int o = p->n0 + r, ok = o < p->N;
-        ptx_cp4(ptx_smem(ds + r), ok ? p->w + (ulong)o * p->w_row_bytes + 4 * (sl >> 1) : p->w,
+        const int o = n0 + r, ok = o < N;
+        ptx_cp4(ptx_smem(ds + r), ok ? w + (ulong)o * w_row_bytes + 4 * (sl >> 1) : w,
                 ok ? 4u : 0u);
 #endif
     }
@@ -457,7 +464,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             const int r = m0 + wm * 64 + i * 16 + g + 8 * hh;
             if (r >= n_rows)
                 continue;
-            __global float *yr = y + ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
+            __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
 #pragma unroll
             for (int j = 0; j < MT_NJ; j++)
 #pragma unroll

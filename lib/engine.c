@@ -328,8 +328,10 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
         snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);
-        const char *const xread[3] = {"", "-DMS_XFREE", x1};
-        const int n_x = !e->ms_xal ? 1 : msk_x1_format(fmt) ? 3 : 2;
+        const char *const xread[MSK_XREADS] = {[MSK_XBRANCH] = "", [MSK_XFREE] = "-DMS_XFREE",
+                                               [MSK_X1] = x1};
+        /* the builds run_skinny can pick for this format */
+        const int n_x = !e->ms_xal ? MSK_XFREE : msk_x1_format(fmt) ? MSK_XREADS : MSK_X1;
         for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++)
             for (int xv = 0; st == QE_OK && xv < n_x; xv++) {
                 const skinny_shape sk = e->msk_shape[b];
@@ -817,7 +819,7 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
         for (int b = 0; b < 2; b++) {
-            for (int xv = 0; xv < 3; xv++) {
+            for (int xv = 0; xv < MSK_XREADS; xv++) {
                 qe_cl_kernel_free(e->k_msk[b][xv][f]);
                 qe_cl_program_free(e->prog_msk[b][xv][f]);
             }
@@ -983,8 +985,11 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
        slower for Q8_0 / Q4_0 at 1 .. 8 rows (see msk_xfree_of); one row of
        Q8_0 / Q4_0: staged in local memory (MS_X1) */
     int K = w[0]->ne0;
-    const int x1 = e->ms_xal && n_rows == 1 && msk_x1_format(w[0]->fmt) && K <= MSK_X1_MAX_K;
-    const int xv = x1 ? 2 : e->ms_xal && (n_rows > e->msk_xfree_rows || w[0]->fmt == WF_F16);
+    enum msk_xread xv = MSK_XBRANCH;
+    if (e->ms_xal && n_rows == 1 && msk_x1_format(w[0]->fmt) && K <= MSK_X1_MAX_K)
+        xv = MSK_X1;
+    else if (e->ms_xal && (n_rows > e->msk_xfree_rows || w[0]->fmt == WF_F16))
+        xv = MSK_XFREE;
     cl_kernel k = e->k_msk[b][xv][w[0]->fmt];
     if (st == QE_OK)
         st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,

@@ -28,6 +28,11 @@
  * (branch formats); engine_wfmt_of in engine.c decides which one a tensor
  * gets. */
 enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
+/* How a build of mma_skinny reads X (kernels/mma.cl): branching on the row;
+ * without branches (MS_XFREE, only with ms_xal: calls of more than
+ * msk_xfree_rows rows, f16 weights at any); one row staged in local memory
+ * (MS_X1, only with ms_xal, Q8_0 / Q4_0 weights: calls of one row). */
+enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 
 #define MM_TILE 64      /* matmul.cl: rows and outputs per work-group */
 #define MM_WI 16        /* matmul.cl: work-items per dimension */
@@ -101,17 +106,14 @@ struct qe_engine {
        the decode kernels that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
-    /* mma_skinny, decode calls of up to 16 rows, builds [shape][x]:
-       shape [0] the default, [1] a second one for calls that [0] would give
-       fewer than msk_few work-groups (0: no second build); x: how X is read,
-       [0] branching on the row, [1] without branches (MS_XFREE, only with
-       ms_xal), for calls of more than msk_xfree_rows rows and for f16
-       weights, [2] one row staged in local memory (MS_X1, only with ms_xal,
-       Q8_0 / Q4_0 weights), for calls of one row (engine.c run_skinny) */
+    /* mma_skinny, decode calls of up to 16 rows, builds [shape][enum
+       msk_xread]: shape [0] the default, [1] a second one for calls that
+       [0] would give fewer than msk_few work-groups (0: no second build);
+       then how X is read (engine.c run_skinny picks per call) */
     skinny_shape msk_shape[2];         /* resolved at open (env overrides) */
     int msk_few, msk_xfree_rows;
-    cl_program prog_msk[2][3][WF_COUNT];
-    cl_kernel k_msk[2][3][WF_COUNT];
+    cl_program prog_msk[2][MSK_XREADS][WF_COUNT];
+    cl_kernel k_msk[2][MSK_XREADS][WF_COUNT];
     /* mma_wide, for decode calls of more than 16 rows (same bits as
        mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
     wide_shape mw_shape;               /* resolved at open (env overrides) */
