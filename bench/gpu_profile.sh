@@ -34,10 +34,11 @@ for r in json.load(open(sys.argv[1])):
 PY
 # Registers, spills and local memory of the matmul builds (NVIDIA's ptxas
 # report through bench/cl_regs.c), with the engine's default shapes
-case "$WT" in q8_0) QW=2 ;; q4_0) QW=3 ;; f32) QW=0 ;; *) QW=1 ;; esac
+# (mma_tile wants its X order, -DMT_XO: lib/engine.c xh_order)
+case "$WT" in q8_0) QW=2 XO=2 ;; q4_0) QW=3 XO=1 ;; f32) QW=0 XO=0 ;; *) QW=1 XO=0 ;; esac
 cc -o /tmp/cl_regs bench/cl_regs.c -lOpenCL || exit 1
-for o in "" "-DMS_MT=1 -DMS_NB=2 -DMS_U=4" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" \
+for o in "-DMT_XO=$XO" "-DMS_MT=1 -DMS_NB=2 -DMS_U=4" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" \
          "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=8"; do
-    /tmp/cl_regs "-DQE_WT=$QW $o" kernels/weights.cl kernels/ptx.cl kernels/mma.cl |
-        awk -v o="${o:-mma_tile}" '/Compiling entry/ {k = $(NF - 2)} /Used|spill/ {print o ": " k ": " $0}'
+    /tmp/cl_regs "-DQE_WT=$QW $o" kernels/weights.cl kernels/ptx.cl kernels/xh.cl kernels/mma.cl |
+        awk -v o="${o/-DMT_XO=$XO/mma_tile}" '/Compiling entry/ {k = $(NF - 2)} /Used|spill/ {print o ": " k ": " $0}'
 done

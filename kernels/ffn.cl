@@ -6,8 +6,9 @@
  * silu_mul_xh: the same products, rounded to f16 (to nearest even) as
  *   mma.cl's mma_xh would round silu_mul's output, written as the down
  *   matmul's f16 pairs (2i, 2i + 1) for pairs i < ldp (0 past n_ff), in
- *   xh.cl's order, instead of g: prefill under mma skips a write and a
- *   read of g and a launch. global (ldp, n_rows). Needs xh.cl.
+ *   xh.cl's order xo (the down weights' format's), instead of g: prefill
+ *   under mma skips a write and a read of g and a launch. global (ldp,
+ *   n_rows). Needs xh.cl.
  */
 inline float silu_mul1(float z, float u) { return z / (1.0f + exp(-z)) * u; }
 
@@ -18,12 +19,12 @@ __kernel void silu_mul(__global float *g, const __global float *u, int n_ff)
 }
 
 __kernel void silu_mul_xh(const __global float *g, const __global float *u, int n_ff,
-                          __global half *xh, int ldp)
+                          __global half *xh, int ldp, int xo)
 {
     const int i = get_global_id(0), r = get_global_id(1), k = 2 * i;
     if (i >= ldp)
         return;
-    const size_t at = (size_t)r * n_ff + k, to = 2 * ((size_t)r * ldp + xh_pos(i));
+    const size_t at = (size_t)r * n_ff + k, to = 2 * ((size_t)r * ldp + xh_pos(i, xo));
     vstore_half_rte(k < n_ff ? silu_mul1(g[at], u[at]) : 0.0f, to, xh);
     vstore_half_rte(k + 1 < n_ff ? silu_mul1(g[at + 1], u[at + 1]) : 0.0f, to + 1, xh);
 }

@@ -107,6 +107,15 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #endif
 #define MT_BN 128
 #define MT_BK 32
+/* -DMT_XO: xh.cl's order of X, which is set by how B is loaded (see the slot
+ * order at mma_tile): XH_NAT for f32 / f16 weights, XH_K8 for Q8_0, XH_K4
+ * for Q4_0. The engine passes its xh_order of the format. */
+#ifndef MT_XO
+#error "mma_tile: build with -DMT_XO=<xh.cl order of the weight format>"
+#endif
+#if (QE_WT == 2) != (MT_XO == XH_K8) || (QE_WT == 3) != (MT_XO == XH_K4)
+#error "mma_tile: MT_XO is not the weight format's order"
+#endif
 #define MT_NJ (MT_WN / 8)                            /* 8-output mma tiles per warp */
 #define MT_WI (32 * (MT_BM / 64) * (MT_BN / MT_WN)) /* work-items */
 /* Slices in flight: MT_S stages of local memory, each X's MT_BM rows x 64
@@ -127,8 +136,8 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 /* X rows as f16 pairs for mma_tile, converted once per matmul rather than
  * once per 128-output tile (gate/up read X 64 times): pair i of row r =
  * (x[r][2i], x[r][2i + 1]) rounded by mma_pack, elements at or past K as 0,
- * so a pair never straddles two rows, stored at xh[r][xh_pos(i)] (xh.cl's
- * order, for mma_tile's ldmatrix). ldp is a multiple of 16 pairs (the
+ * so a pair never straddles two rows, stored at xh[r][xh_pos(i, MT_XO)]
+ * (xh.cl's order for this build's weights). ldp is a multiple of 16 pairs (the
  * engine rounds it up): every 32-wide slice of a row is whole and 16-byte
  * aligned. Global (ldp rounded up, n_rows). */
 __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
@@ -139,18 +148,18 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
         return;
     const __global float *xr = x + x_off + (size_t)r * ldx;
     const int k = 2 * i;
-    xh[(size_t)r * ldp + xh_pos(i)] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
+    xh[(size_t)r * ldp + xh_pos(i, MT_XO)] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
 }
 
-/* Where 16-byte chunk c (0 .. 3) of a 64-byte staged row r goes (in uints),
- * XOR-swizzled so that the fragment loads below hit 32 different banks
- * without padding. W (f16): 8 bytes at 8t of rows g = 0 .. 3 in each
- * half-warp. X: ldmatrix reads one chunk of 8 consecutive rows at a time,
- * so those 8 chunks must sit in 8 different 16-byte bank groups: rows of
- * one parity share a 128-byte line's half, hence c ^ (r / 2 % 4). */
-#define MT_CH64(r, c) (16 * (r) + 4 * ((c) ^ ((r) & 2)))
+/* Where 16-byte chunk c (0 .. 3) of a 64-byte staged row r (X, and W as
+ * f16) goes (in uints), XOR-swizzled so that the fragment loads below hit
+ * 32 different banks without padding: ldmatrix reads one chunk of 8
+ * consecutive rows at a time, so those 8 chunks must sit in 8 different
+ * 16-byte bank groups: two rows share a 128-byte line, hence c ^ (r / 2 % 4). */
 #define MT_CHX(r, c) (16 * (r) + 4 * ((c) ^ (((r) >> 1) & 3)))
-/* Q8_0: chunk c (0, 1) of a 32-byte row; rows g and g + 4 apart */
+/* Q8_0: chunk c (0, 1) of a 32-byte row. (Its 8-byte loads read 4 rows'
+ * 128 contiguous bytes a half-warp, conflict-free either way; the swizzle
+ * spreads cp.async's 16-byte stores.) */
 #define MT_CH32(r, c) (8 * (r) + 4 * ((c) ^ (((r) >> 2) & 1)))
 
 /* This thread's share of every slice's copies can be worked out once
@@ -320,7 +329,7 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
 #pragma unroll
     for (int j = 0; j < MT_FJ; j++) {
         const int id = tid + MT_WI * j, r = id >> 2, c = id & 3;
-        __local uint *dst = ws + MT_CH64(r, c);
+        __local uint *dst = ws + MT_CHX(r, c);
 #if QE_WT == 1
         if ((w_row_bytes & 15) == 0) {
             const int left = p->fk[j] - MT_BK * sl, n = left > 0 ? 2 * min(left, 8) : 0;
@@ -341,16 +350,22 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
 }
 
 /* Slot order: a k16 step sums its 16 slots whatever k each stands for (see
- * the top), so step s of a slice gives lane t's slots 2t, 2t + 1 (A/B
- * register 0) the elements k = 16 s + 4t, + 1 and slots 2t + 8, 2t + 9
- * (register 1 of B, 2 and 3 of A) k = 16 s + 4t + 2, + 3: four consecutive
- * elements, one 8-byte load of an f16 row, one 4-byte load of a Q8_0 row,
- * and for Q4_0 the low (s = 0) or high (s = 1) nibbles of one 4-byte load.
- * A comes from X in xh.cl's pair order by one ldmatrix.x4 per 16-row tile:
- * the step's first 16 bytes of a row hold the even pairs (registers 0, 1),
- * the next 16 the odd ones (registers 2, 3), and ldmatrix writes the four
- * registers mma.sync takes in order (two 8-byte loads had put each row's
- * pairs into registers 0 and 2, and cost four moves per fragment). */
+ * the top), so each weight format gives a lane the elements that one local
+ * load brings it, and X is laid out to match (xh.cl, MT_XO). Step s (0, 1)
+ * of a 32-wide slice, lane t's slots 2t, 2t + 1 (A/B register 0) and
+ * 2t + 8, 2t + 9 (register 1 of B, 2 and 3 of A) stand for:
+ *   f32 / f16  16 s + 2t, + 1 and 16 s + 8 + 2t, + 1 (element order): one
+ *              ldmatrix.x4 gives the B registers of two 8-output tiles;
+ *   Q8_0       8t + 4s .. + 3: one 8-byte load per slice of a row's quants
+ *              8t .. 8t + 7 serves both steps;
+ *   Q4_0       16 s + 4t .. + 3: the low (s = 0) or high (s = 1) nibbles of
+ *              one 4-byte load.
+ * A comes from X by one ldmatrix.x4 per 16-row tile: the step's first 16
+ * bytes of a row (chunk 2 s) hold every lane's registers 0, 1, the next 16
+ * its registers 2, 3, and ldmatrix writes the four registers mma.sync takes
+ * in order. Session 10 moved f16 B from 8-byte loads (slots 16 s + 4t ..) to
+ * ldmatrix and Q8_0 from a 4-byte load per step to one 8-byte load per
+ * slice: H200, 4096 x 8192 x 2048 452 -> 435 us (f16), 565 -> 549 (Q8_0). */
 __kernel __attribute__((reqd_work_group_size(MT_WI, 1, 1)))
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
@@ -411,6 +426,12 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
         for (int j = 0; j < MT_NJ; j++)
             q4[j] = wb[4 * (wn * MT_WN + j * 8 + g) + t];
+#elif QE_WT == 2
+        uint2 q8[MT_NJ]; /* quants 8t .. 8t + 7 of the row's block */
+#pragma unroll
+        for (int j = 0; j < MT_NJ; j++)
+            q8[j] = *(const __local uint2 *)(wb + MT_CH32(wn * MT_WN + j * 8 + g, t >> 1) +
+                                             2 * (t & 1));
 #endif
 
 #pragma unroll
@@ -427,26 +448,32 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                 a[i][2] = v.z;
                 a[i][3] = v.w;
             }
-#if QE_WT != 2 && QE_WT != 3
-            const int c = 2 * s + (t >> 1), h = 2 * (t & 1); /* 8 bytes at 32 s + 8 t */
-#endif
+#if QE_WT == 2 || QE_WT == 3
 #pragma unroll
             for (int j = 0; j < MT_NJ; j++) {
-                const int col = wn * MT_WN + j * 8 + g;
 #if QE_WT == 2
-                const uint q = wb[MT_CH32(col, s) + t];
+                const uint q = s ? q8[j].y : q8[j].x;
                 b[j][0] = mma_q8_pair(q, 0, d2[j]);
                 b[j][1] = mma_q8_pair(q, 1, d2[j]);
-#elif QE_WT == 3
+#else
                 const uint q = (s ? q4[j] >> 4 : q4[j]) & 0x0F0F0F0Fu;
                 b[j][0] = mma_q4_pair(q, 0, d2[j]);
                 b[j][1] = mma_q4_pair(q, 1, d2[j]);
-#else
-                const uint2 v = *(const __local uint2 *)(wb + MT_CH64(col, c) + h);
-                b[j][0] = v.x;
-                b[j][1] = v.y;
 #endif
             }
+#else
+            /* tiles j, j + 1: lanes 8m .. 8m + 7 name the rows of matrix m =
+               (tile j + m / 2, chunk 2 s + m % 2), which lands in b[j + m / 2][m % 2] */
+#pragma unroll
+            for (int j = 0; j < MT_NJ; j += 2) {
+                const int m = lane >> 3, col = wn * MT_WN + (j + (m >> 1)) * 8 + (lane & 7);
+                const uint4 v = ptx_ldsm4(ptx_smem(wb + MT_CHX(col, 2 * s + (m & 1))));
+                b[j][0] = v.x;
+                b[j][1] = v.y;
+                b[j + 1][0] = v.z;
+                b[j + 1][1] = v.w;
+            }
+#endif
 #pragma unroll
             for (int i = 0; i < 4; i++)
 #pragma unroll

@@ -9,6 +9,11 @@
  *   local (QE_NW). Each work-item sums the squares of elements lid, lid+QE_NW,
  *   ... in order, then a fixed tree in local memory: the result depends only
  *   on the row (batch invariant). Any dim >= 1.
+ * rmsnorm_xh: the same rows (plain use) written as a prefill matmul's f16
+ *   pairs instead of floats, for mma.cl's mma_tile: pair i < ldp = (y[r][2i],
+ *   y[r][2i + 1]) rounded to nearest even (0 past dim) at xh[r][xh_pos(i,
+ *   xo)] (xh.cl): the same bits as rmsnorm then mma_xh, without y's write
+ *   and read and a launch. Same work-groups. Needs xh.cl before this file.
  */
 #ifndef QE_NW
 #error "build with -DQE_NW=<reduction width>"
@@ -23,7 +28,7 @@
 /* red[0] = the sum of the w work-items' v (w a power of two), added by a
  * fixed tree in local memory, the same for every row and call. Shared by
  * the common program's reductions (arch.cl's rmsnorm_add, logits.cl's
- * statistics; this file comes first in it). */
+ * statistics; this file comes before them, after xh.cl). */
 inline void tree_sum(__local float *red, int t, int w, float v)
 {
     red[t] = v;
@@ -35,16 +40,10 @@ inline void tree_sum(__local float *red, int t, int w, float v)
     }
 }
 
-__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
-void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
-             const __global float *w, /* [dim] */
-             int dim, float eps,
-             __global float *y)       /* [n_rows][dim] */
+/* 1 / sqrt(mean(xr^2) + eps) of one row, for every work-item t of its
+ * work-group */
+inline float rms_scale(__local float *red, const __global float *xr, int dim, float eps, int t)
 {
-    __local float red[QE_NW];
-    const int r = get_group_id(0), t = get_local_id(0);
-    const __global float *xr =
-        x + ((size_t)(r / in_seq) * in_seq_stride + in_off + r % in_seq) * dim;
     float s = 0.0f;
     for (int i0 = t; i0 < dim; i0 += NM_U * QE_NW) {
         float v[NM_U];
@@ -57,7 +56,20 @@ void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
                 s += v[u] * v[u];
     }
     tree_sum(red, t, QE_NW, s);
-    const float scale = 1.0f / sqrt(red[0] / (float)dim + eps);
+    return 1.0f / sqrt(red[0] / (float)dim + eps);
+}
+
+__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
+void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
+             const __global float *w, /* [dim] */
+             int dim, float eps,
+             __global float *y)       /* [n_rows][dim] */
+{
+    __local float red[QE_NW];
+    const int r = get_group_id(0), t = get_local_id(0);
+    const __global float *xr =
+        x + ((size_t)(r / in_seq) * in_seq_stride + in_off + r % in_seq) * dim;
+    const float scale = rms_scale(red, xr, dim, eps, t);
     __global float *yr = y + (size_t)r * dim;
     for (int i0 = t; i0 < dim; i0 += NM_U * QE_NW) {
         float v[NM_U], g[NM_U];
@@ -71,5 +83,21 @@ void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
         for (int u = 0; u < NM_U; u++)
             if (i0 + u * QE_NW < dim)
                 yr[i0 + u * QE_NW] = v[u] * scale * g[u];
+    }
+}
+
+__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
+void rmsnorm_xh(const __global float *x, const __global float *w, int dim, float eps,
+                __global half *xh, int ldp, int xo)
+{
+    __local float red[QE_NW];
+    const int r = get_group_id(0), t = get_local_id(0);
+    const __global float *xr = x + (size_t)r * dim;
+    const float scale = rms_scale(red, xr, dim, eps, t);
+    for (int i = t; i < ldp; i += QE_NW) {
+        const int k = 2 * i;
+        const size_t to = 2 * ((size_t)r * ldp + xh_pos(i, xo));
+        vstore_half_rte(k < dim ? xr[k] * scale * w[k] : 0.0f, to, xh);
+        vstore_half_rte(k + 1 < dim ? xr[k + 1] * scale * w[k + 1] : 0.0f, to + 1, xh);
     }
 }

@@ -233,6 +233,13 @@ static int msk_xfree_of(void)
 #define MSK_X1_MAX_K 8192
 static int msk_x1_format(int fmt) { return fmt == WF_Q8_0 || fmt == WF_Q4_0; }
 
+/* The order mma_tile wants its input in for weights of format fmt (its
+ * -DMT_XO; kernels/xh.cl says why each). */
+static int xh_order(int fmt)
+{
+    return fmt == WF_Q8_0 ? XH_K8 : fmt == WF_Q4_0 ? XH_K4 : XH_NAT;
+}
+
 /* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
  * 16 pairs, so every 32-wide slice mma_tile copies is whole and 16-byte
  * aligned (mma_xh and silu_mul_xh write the padding as zeros). */
@@ -318,8 +325,8 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
         static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "mma.cl"};
         char mopts[256];
-        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d", opts,
-                 e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn);
+        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d", opts,
+                 e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt));
         st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
@@ -543,8 +550,8 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl", "xh.cl",
-                                       "ffn.cl",  "logits.cl", "kld.cl",   "arch.cl"};
+    static const char *const srcs[] = {"xh.cl",  "norm.cl",   "rope.cl", "kvfmt.cl", "attention.cl",
+                                       "ffn.cl", "logits.cl", "kld.cl",  "arch.cl"};
     char defs[128], opts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
@@ -555,6 +562,8 @@ static qe_status build_common(qe_engine *e)
     qe_status st = qe_cl_build(e->cl, srcs, sizeof srcs / sizeof srcs[0], opts, &e->prog_common);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rmsnorm", &e->k_norm);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "rmsnorm_xh", &e->k_norm_xh);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rope", &e->k_rope);
     if (st == QE_OK)
@@ -836,6 +845,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_program_free(e->prog_attn_mma);
     qe_cl_kernel_free(e->k_silu);
     qe_cl_kernel_free(e->k_silu_xh);
+    qe_cl_kernel_free(e->k_norm_xh);
     cl_kernel arch_k[] = {e->k_qk_prep, e->k_norm_add, e->k_gelu, e->k_scale, e->k_softcap};
     for (size_t i = 0; i < sizeof arch_k / sizeof arch_k[0]; i++)
         qe_cl_kernel_free(arch_k[i]);
@@ -1003,23 +1013,31 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-/* e->xh now holds matmul input (x, off, ldx, n_rows, K) as f16 pairs (or,
- * valid 0, nothing usable). */
-static void xh_hold(qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K, int valid)
+/* e->xh now holds matmul input (x, off, ldx, n_rows, K) as f16 pairs in
+ * order xo (or, valid 0, nothing usable); only: x itself was not written
+ * (rmsnorm_xh), so no other order can be made of it. */
+static void xh_hold(qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K, int xo,
+                    int only, int valid)
 {
     e->xh_src.x = x;
     e->xh_src.off = off;
     e->xh_src.ldx = ldx;
     e->xh_src.n_rows = n_rows;
     e->xh_src.K = K;
+    e->xh_src.xo = xo;
+    e->xh_src.only = only;
     e->xh_src.valid = valid;
 }
 
-/* Whether e->xh holds that input and may be reused (inside xh_share). */
-static int xh_holds(const qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K)
+/* Whether e->xh holds that input in order xo and may be reused (inside
+ * xh_share; matmuls of one input whose weights differ in format may want
+ * different orders). */
+static int xh_holds(const qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K,
+                    int xo)
 {
     return e->xh_keep && e->xh_src.valid && e->xh_src.x == x && e->xh_src.off == off &&
-           e->xh_src.ldx == ldx && e->xh_src.n_rows == n_rows && e->xh_src.K == K;
+           e->xh_src.ldx == ldx && e->xh_src.n_rows == n_rows && e->xh_src.K == K &&
+           e->xh_src.xo == xo;
 }
 
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X converted to f16 pairs
@@ -1034,14 +1052,16 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                        n_rows, K);
     cl_kernel kx = e->k_mma_xh[w->fmt], kt = e->k_mma_tile[w->fmt];
     qe_status st = QE_OK;
-    if (!xh_holds(e, x, x_off, ldx, n_rows, K)) {
+    if (!xh_holds(e, x, x_off, ldx, n_rows, K, xh_order(w->fmt))) {
         st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                         sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh, sizeof(int),
                         &ldp);
         size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
         if (st == QE_OK)
             st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
-        xh_hold(e, x, x_off, ldx, n_rows, K, st == QE_OK);
+        /* norm_for_matmuls fuses only where every reader's order is xh's */
+        QE_ASSERT(!(e->xh_src.valid && e->xh_src.only && e->xh_src.x == x));
+        xh_hold(e, x, x_off, ldx, n_rows, K, xh_order(w->fmt), 0, st == QE_OK);
     }
     if (st == QE_OK)
         st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &n_rows,
@@ -1264,16 +1284,16 @@ static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
         return st != QE_OK ? st : qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows,
                                                         d->ffn_post, e->x, e->h);
     }
-    int ldp = xh_pairs(n_ff);
-    st = qe_cl_args(e->k_silu_xh, 5, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
-                    &n_ff, sizeof(cl_mem), &e->xh, sizeof(int), &ldp);
+    int ldp = xh_pairs(n_ff), xo = xh_order(d->w_down.fmt);
+    st = qe_cl_args(e->k_silu_xh, 6, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
+                    &n_ff, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &xo);
     size_t global[2] = {(size_t)ldp, (size_t)rows};
     if (st == QE_OK)
         st = qe_cl_run(e->cl, e->k_silu_xh, 2, global, NULL, NULL);
     if (st != QE_OK)
         return st;
     xh_share(e, 1);
-    xh_hold(e, e->g, 0, n_ff, rows, n_ff, 1);
+    xh_hold(e, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
     st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
     xh_share(e, 0);
     return st;
@@ -1302,6 +1322,39 @@ qe_status qe_engine_run_softcap(qe_engine *e, cl_mem logits, int n_rows)
     return st != QE_OK ? st : qe_cl_run(e->cl, e->k_softcap, 2, g, NULL, NULL);
 }
 
+/* A layer's norm of x into h, which only the matmuls of ws (Q/K/V, or gate
+ * and up) read, and xh_share(e, 1) for them; the caller ends the bracket.
+ * Under mma in prefill, when all of ws want one xh order, rmsnorm_xh writes
+ * the norm straight into e->xh as their f16 pairs (the same bits as rmsnorm
+ * then mma_xh) and h is not written: pp512 B 8 on the H200 skipped 32 MB of
+ * writes and reads and two launches a layer. */
+static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
+                                  const dev_weight *const *ws, int n)
+{
+    const int dim = e->hp.dim, xo = xh_order(ws[0]->fmt);
+    int fuse = e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny && e->xh &&
+               (size_t)rows <= (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
+    for (int i = 1; i < n; i++)
+        fuse = fuse && xh_order(ws[i]->fmt) == xo;
+    qe_status st;
+    if (!fuse) {
+        st = qe_engine_run_norm(e, e->x, rows, rows, 0, w_norm, e->h, rows);
+        xh_share(e, 1);
+        return st;
+    }
+    int ldp = xh_pairs(dim);
+    float eps = e->hp.rms_eps;
+    st = qe_cl_args(e->k_norm_xh, 7, sizeof(cl_mem), &e->x, sizeof(cl_mem), &w_norm, sizeof(int),
+                    &dim, sizeof(float), &eps, sizeof(cl_mem), &e->xh, sizeof(int), &ldp,
+                    sizeof(int), &xo);
+    size_t global = (size_t)rows * (size_t)e->nw, local = (size_t)e->nw;
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, e->k_norm_xh, 1, &global, &local, NULL);
+    xh_share(e, 1);
+    xh_hold(e, e->h, 0, dim, rows, dim, xo, 1, st == QE_OK);
+    return st;
+}
+
 /* The transformer and the final norm of the scored rows. */
 qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
 {
@@ -1318,9 +1371,9 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         st = qe_engine_run_embed_scale(e, e->x, rows);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
-        if ((st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->attn_norm, e->h, rows)) != QE_OK)
+        const dev_weight *const qkv[] = {&d->wq, &d->wk, &d->wv}, *const gu[] = {&d->w_gate, &d->w_up};
+        if ((st = norm_for_matmuls(e, d->attn_norm, rows, qkv, 3)) != QE_OK) /* Q, K and V read h */
             break;
-        xh_share(e, 1); /* Q, K and V read h */
         if ((st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) == QE_OK)
             st = run_kv(e, l, n_seq, n_tok);
         xh_share(e, 0);
@@ -1329,9 +1382,8 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
             (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
             (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
             (st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h)) != QE_OK ||
-            (st = qe_engine_run_norm(e, e->x, rows, rows, 0, d->ffn_norm, e->h, rows)) != QE_OK)
+            (st = norm_for_matmuls(e, d->ffn_norm, rows, gu, 2)) != QE_OK) /* gate and up read h */
             break;
-        xh_share(e, 1); /* gate and up read h */
         if ((st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) == QE_OK)
             st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0);
         xh_share(e, 0);

@@ -28,6 +28,10 @@
  * (branch formats); engine_wfmt_of in engine.c decides which one a tensor
  * gets. */
 enum engine_wfmt { WF_F32 = 0, WF_F16 = 1, WF_Q8_0 = 2, WF_Q4_0 = 3, WF_COUNT };
+/* kernels/xh.cl's orders of a prefill matmul's f16 input under mma, one per
+ * weight format (f32 / f16 XH_NAT, Q8_0 XH_K8, Q4_0 XH_K4: engine.c
+ * xh_order): the same numbers as xh.cl's XH_* */
+enum xh_order { XH_NAT = 0, XH_K4 = 1, XH_K8 = 2 };
 /* How a build of mma_skinny reads X (kernels/mma.cl): branching on the row;
  * without branches (MS_XFREE, only with ms_xal: calls of more than
  * msk_xfree_rows rows, f16 weights at any); one row staged in local memory
@@ -173,10 +177,11 @@ struct qe_engine {
     struct {
         cl_mem x;
         cl_ulong off;
-        int ldx, n_rows, K, valid;
+        int ldx, n_rows, K, xo, only, valid; /* xo: enum xh_order; only: x unwritten */
     } xh_src;
     int xh_keep;
     cl_kernel k_silu_xh;          /* ffn.cl silu_mul_xh: SwiGLU straight into xh */
+    cl_kernel k_norm_xh;          /* norm.cl rmsnorm_xh: a layer's norm straight into xh */
 
     /* every matmul input width is a multiple of 4: mma_skinny / mma_wide are
        built with -DMS_XAL (X read as aligned float4) and refuse other inputs */

@@ -360,12 +360,30 @@ START_TEST(test_util_kernels)
 }
 END_TEST
 
+/* Where xh.cl's order xo (0 .. 2) puts pair i of a row, from xh.cl's tables
+ * read forward (which pair each slot holds): XH_NAT none, XH_K4 pairs 0, 2,
+ * 4, 6, 1, 3, 5, 7 in each 8, XH_K8 slot 8s + 4e + t holds pair 4t + 2s + e
+ * in each 16. */
+static int xh_slot(int xo, int i)
+{
+    int slot_of[3][16];
+    for (int q = 0; q < 16; q++)
+        slot_of[0][q] = q;
+    static const int k4_pair[8] = {0, 2, 4, 6, 1, 3, 5, 7};
+    for (int sl = 0; sl < 16; sl++)
+        slot_of[1][sl / 8 * 8 + k4_pair[sl % 8]] = sl;
+    for (int sl = 0; sl < 16; sl++) {
+        const int s = sl / 8, e = sl / 4 % 2, t = sl % 4;
+        slot_of[2][4 * t + 2 * s + e] = sl;
+    }
+    return i - i % 16 + slot_of[xo][i % 16];
+}
+
 /* ffn.cl's silu_mul_xh (prefill under mma) writes what silu_mul computes,
  * rounded to f16 to nearest even (the host's qe_f32_to_f16), as pairs of
  * rows padded to ldp pairs with zeros: the same bits mma_xh would make of
- * silu_mul's output, in xh.cl's order (within each group of 8 pairs, pairs
- * 0, 2, 4, 6, then 1, 3, 5, 7). An odd n_ff puts a half pair and padding at
- * each row's end. */
+ * silu_mul's output, in each of xh.cl's orders. An odd n_ff puts a half
+ * pair and padding at each row's end. */
 START_TEST(test_silu_xh)
 {
     qe_cl *cl = qe_test_cl();
@@ -387,30 +405,93 @@ START_TEST(test_silu_xh)
     OK(qe_cl_alloc(cl, sizeof g, QE_CL_RW, g, &dg));
     OK(qe_cl_alloc(cl, sizeof u, QE_CL_RO, u, &du));
     OK(qe_cl_alloc(cl, sizeof xh, QE_CL_RW, NULL, &dx));
-    unsigned char poison = 0xA5;
-    OK(qe_cl_fill(cl, dx, &poison, 1, 0, sizeof xh));
-    OK(qe_cl_kernel(p, "silu_mul_xh", &kx));
-    OK(qe_cl_args(kx, 5, sizeof dg, &dg, sizeof du, &du, sizeof n_ff, &n_ff, sizeof dx, &dx,
-                  sizeof ldp, &ldp));
-    size_t gx[2] = {(size_t)ldp, (size_t)n_rows};
-    OK(qe_cl_run(cl, kx, 2, gx, NULL, NULL));
-    OK(qe_cl_read(cl, dx, 0, sizeof xh, xh));
     OK(qe_cl_kernel(p, "silu_mul", &k));
+    OK(qe_cl_kernel(p, "silu_mul_xh", &kx));
+    /* silu_mul's own output first (it overwrites g; silu_mul_xh reads g) */
     OK(qe_cl_args(k, 3, sizeof dg, &dg, sizeof du, &du, sizeof n_ff, &n_ff));
     size_t gs[2] = {(size_t)n_ff, (size_t)n_rows};
     OK(qe_cl_run(cl, k, 2, gs, NULL, NULL));
     OK(qe_cl_read(cl, dg, 0, sizeof want, want));
-    for (int r = 0; r < n_rows; r++)
-        for (int i = 0; i < 2 * ldp; i++) {
-            const int pair = i / 2, slot = (pair % 2 ? 4 : 0) + pair % 8 / 2;
-            const int at = r * 2 * ldp + 2 * (pair - pair % 8 + slot) + i % 2;
-            const uint16_t w = i < n_ff ? qe_f32_to_f16(want[r * n_ff + i]) : 0;
-            ck_assert_msg(xh[at] == w, "row %d element %d: %#x, silu_mul's %#x", r, i, xh[at], w);
-        }
-    ck_assert_uint_eq(xh[2 * 4 + 1], 0x7C00); /* element 3 (pair 1, at slot 4): +inf */
+    OK(qe_cl_write(cl, dg, 0, sizeof g, g, 1));
+    for (int xo = 0; xo < 3; xo++) {
+        unsigned char poison = 0xA5;
+        OK(qe_cl_fill(cl, dx, &poison, 1, 0, sizeof xh));
+        OK(qe_cl_args(kx, 6, sizeof dg, &dg, sizeof du, &du, sizeof n_ff, &n_ff, sizeof dx, &dx,
+                      sizeof ldp, &ldp, sizeof xo, &xo));
+        size_t gx[2] = {(size_t)ldp, (size_t)n_rows};
+        OK(qe_cl_run(cl, kx, 2, gx, NULL, NULL));
+        OK(qe_cl_read(cl, dx, 0, sizeof xh, xh));
+        for (int r = 0; r < n_rows; r++)
+            for (int i = 0; i < 2 * ldp; i++) {
+                const int at = r * 2 * ldp + 2 * xh_slot(xo, i / 2) + i % 2;
+                const uint16_t w = i < n_ff ? qe_f32_to_f16(want[r * n_ff + i]) : 0;
+                ck_assert_msg(xh[at] == w, "order %d row %d element %d: %#x, silu_mul's %#x", xo,
+                              r, i, xh[at], w);
+            }
+        /* element 3 (pair 1) is +inf: at slot 1 (NAT), 4 (K4 and K8) */
+        ck_assert_uint_eq(xh[2 * (xo == 0 ? 1 : 4) + 1], 0x7C00);
+    }
     qe_cl_free(dg);
     qe_cl_free(du);
     qe_cl_free(dx);
+    qe_cl_kernel_free(k);
+    qe_cl_kernel_free(kx);
+    qe_cl_program_free(p);
+}
+END_TEST
+
+/* norm.cl's rmsnorm_xh (prefill under mma) writes rmsnorm's rows rounded
+ * to f16 to nearest even, as pairs padded to ldp with zeros in each of
+ * xh.cl's orders: the same bits mma_xh would make of rmsnorm's output. A
+ * dim that is odd and not a multiple of the work-group leaves a half pair
+ * and padding, and work-items with fewer elements than others. */
+START_TEST(test_rmsnorm_xh)
+{
+    qe_cl *cl = qe_test_cl();
+    cl_program p = NULL;
+    cl_kernel k = NULL, kx = NULL;
+    static const char *const srcs[] = {"xh.cl", "norm.cl"};
+    OK(qe_cl_build(cl, srcs, 2, "-DQE_NW=16", &p));
+    enum { DIM = 75, ROWS = 3, LDP = 48 }; /* (75 + 1) / 2 rounded up to 16 */
+    int dim = DIM, rows = ROWS, ldp = LDP, zero = 0;
+    float x[DIM * ROWS], w[DIM], want[DIM * ROWS], eps = 1e-5f;
+    uint16_t xh[2 * LDP * ROWS];
+    for (int i = 0; i < DIM * ROWS; i++)
+        x[i] = rnd_float();
+    for (int i = 0; i < DIM; i++)
+        w[i] = 1.0f + rnd_float() / 4.0f;
+    x[5] = 3.0e5f; /* row 0: one element sets the scale, the rest become f16 subnormals */
+    cl_mem dx = NULL, dw = NULL, dy = NULL, dh = NULL;
+    OK(qe_cl_alloc(cl, sizeof x, QE_CL_RO, x, &dx));
+    OK(qe_cl_alloc(cl, sizeof w, QE_CL_RO, w, &dw));
+    OK(qe_cl_alloc(cl, sizeof want, QE_CL_RW, NULL, &dy));
+    OK(qe_cl_alloc(cl, sizeof xh, QE_CL_RW, NULL, &dh));
+    OK(qe_cl_kernel(p, "rmsnorm", &k));
+    OK(qe_cl_args(k, 8, sizeof dx, &dx, sizeof rows, &rows, sizeof rows, &rows, sizeof zero, &zero,
+                  sizeof dw, &dw, sizeof dim, &dim, sizeof eps, &eps, sizeof dy, &dy));
+    size_t global = 16 * ROWS, local = 16;
+    OK(qe_cl_run(cl, k, 1, &global, &local, NULL));
+    OK(qe_cl_read(cl, dy, 0, sizeof want, want));
+    OK(qe_cl_kernel(p, "rmsnorm_xh", &kx));
+    for (int xo = 0; xo < 3; xo++) {
+        unsigned char poison = 0xA5;
+        OK(qe_cl_fill(cl, dh, &poison, 1, 0, sizeof xh));
+        OK(qe_cl_args(kx, 7, sizeof dx, &dx, sizeof dw, &dw, sizeof dim, &dim, sizeof eps, &eps,
+                      sizeof dh, &dh, sizeof ldp, &ldp, sizeof xo, &xo));
+        OK(qe_cl_run(cl, kx, 1, &global, &local, NULL));
+        OK(qe_cl_read(cl, dh, 0, sizeof xh, xh));
+        for (int r = 0; r < ROWS; r++)
+            for (int i = 0; i < 2 * LDP; i++) {
+                const int at = r * 2 * LDP + 2 * xh_slot(xo, i / 2) + i % 2;
+                const uint16_t v = i < DIM ? qe_f32_to_f16(want[r * DIM + i]) : 0;
+                ck_assert_msg(xh[at] == v, "order %d row %d element %d: %#x, rmsnorm's %#x", xo,
+                              r, i, xh[at], v);
+            }
+    }
+    qe_cl_free(dx);
+    qe_cl_free(dw);
+    qe_cl_free(dy);
+    qe_cl_free(dh);
     qe_cl_kernel_free(k);
     qe_cl_kernel_free(kx);
     qe_cl_program_free(p);
@@ -1162,6 +1243,7 @@ Suite *cl_suite(void)
     tcase_add_test(core, test_util_kernels);
     tcase_add_test(core, test_buffers);
     tcase_add_test(core, test_silu_xh);
+    tcase_add_test(core, test_rmsnorm_xh);
     tcase_add_test(core, test_profiling);
     tcase_add_test(core, test_profile_take);
     tcase_add_test(core, test_probe);
