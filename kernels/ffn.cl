@@ -8,9 +8,8 @@
  *   matmul's f16 pairs (2i, 2i + 1) for pairs i < ldp (0 past n_ff), in
  *   xh.cl's order xo (the down weights' format's), instead of g: prefill
  *   under mma skips a write and a read of g and a launch. global (ldp,
- *   n_rows). Needs xh.cl.
+ *   n_rows). Needs xh.cl and act.cl (silu_mul1).
  */
-inline float silu_mul1(float z, float u) { return z / (1.0f + exp(-z)) * u; }
 
 __kernel void silu_mul(__global float *g, const __global float *u, int n_ff)
 {

@@ -21,15 +21,18 @@
  * slot stands for, so a kernel may map slots to k as suits its loads as long
  * as A and B agree.
  *
- * Three kernels, each in its own build (the engine compiles mma_tile once,
- * mma_skinny up to six times: its work-group shape -DMS_MT / -DMS_NB /
- * -DMS_U and a second shape for calls of few output blocks, each reading X
- * with branches, without (-DMS_XFREE) or staged for one row (-DMS_X1,
- * Q8_0 / Q4_0); and mma_wide twice, -DMW_SPLIT=1 and 8):
+ * Three kernels, each in its own build (the engine compiles mma_tile
+ * twice: as itself and, for SwiGLU models, as mma_tile_glu (-DMT_GLU, gate
+ * and up in one launch with the SwiGLU in the epilogue); mma_skinny up to
+ * six times: its work-group shape -DMS_MT / -DMS_NB / -DMS_U and a second
+ * shape for calls of few output blocks, each reading X with branches,
+ * without (-DMS_XFREE) or staged for one row (-DMS_X1, Q8_0 / Q4_0); and
+ * mma_wide twice, -DMW_SPLIT=1 and 8):
  *   mma_tile   prefill: a work-group of 8 warps (or 4: -DMT_BM, -DMT_WN)
- *              computes a 128-row x 128-output tile; 32-wide K slices of X (f16 pairs,
- *              converted once per matmul by mma_xh, which the same build
- *              holds) and of W as stored (Q8_0 / Q4_0 quants and scales,
+ *              computes a 128-row x 128-output tile; 32-wide K slices of X (f16 pairs
+ *              in the order xh.cl gives the weight format, written by
+ *              mma_xh (which the same build holds), norm.cl's rmsnorm_xh
+ *              or ffn.cl's silu_mul_xh) and of W as stored (Q8_0 / Q4_0 quants and scales,
  *              f16; f32 converted to f16) are copied into a ring of MT_S
  *              local-memory stages by cp.async, MT_S - 1 slices in flight
  *              while one is multiplied; Q8_0 / Q4_0 are dequantized from
@@ -116,6 +119,37 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #if (QE_WT == 2) != (MT_XO == XH_K8) || (QE_WT == 3) != (MT_XO == XH_K4)
 #error "mma_tile: MT_XO is not the weight format's order"
 #endif
+/* -DMT_GLU=1: the build of mma_tile_glu instead of mma_tile, prefill's gate
+ * and up matmuls in one launch with the SwiGLU in the epilogue: of each
+ * warp's MT_WN outputs the first half are rows of w (gate), the second the
+ * same rows of w2 (up), so a lane holds both sums of an output and writes
+ * silu_mul1(gate, up) (act.cl) straight into the down matmul's f16 pairs, in
+ * xh.cl's order xo: g and u are never written, silu_mul_xh never runs, and
+ * the products are the same bits. N is then each weight's rows (n_ff, a
+ * multiple of 32, the engine checks); a work-group makes MT_BN / 2 outputs. */
+#ifndef MT_GLU
+#define MT_GLU 0
+#endif
+/* Which weight row staged row p (0 .. MT_BN - 1) of the work-group whose
+ * first staged row is n0 holds (mt_row), and of which weight (mt_w). */
+inline int mt_row(int n0, int p)
+{
+#if MT_GLU
+    return n0 / 2 + MT_WN / 2 * (p / MT_WN) + p % (MT_WN / 2);
+#else
+    return n0 + p;
+#endif
+}
+inline const __global uchar *mt_w(const __global uchar *w, const __global uchar *w2, int p)
+{
+#if MT_GLU
+    return p % MT_WN < MT_WN / 2 ? w : w2;
+#else
+    (void)w2;
+    (void)p;
+    return w;
+#endif
+}
 #define MT_NJ (MT_WN / 8)                            /* 8-output mma tiles per warp */
 #define MT_WI (32 * (MT_BM / 64) * (MT_BN / MT_WN)) /* work-items */
 /* Slices in flight: MT_S stages of local memory, each X's MT_BM rows x 64
@@ -207,6 +241,7 @@ typedef struct {
 
 __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh, int ldp,
                                                          int n_rows, const __global uchar *w,
+                                                         const __global uchar *w2,
                                                          ulong w_row_bytes, int sb, int K, int N,
                                                          int m0, int n0, int tid)
 {
@@ -215,6 +250,7 @@ __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh
 #if !MT_PLAN
     (void)tid;
     (void)w;
+    (void)w2;
     (void)w_row_bytes;
     (void)N;
     (void)n0;
@@ -233,22 +269,22 @@ __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh
 #if QE_WT == 2 || QE_WT == 3
 #pragma unroll
     for (int j = 0; j < MT_QJ; j++) {
-        const int id = tid + MT_WI * j, o = n0 + id / MT_QC, ok = id < MT_QN && o < N;
-        p.q[j] = w + (ok ? (ulong)o * w_row_bytes + sb + 16 * (id % MT_QC) : 0);
+        const int id = tid + MT_WI * j, o = mt_row(n0, id / MT_QC), ok = id < MT_QN && o < N;
+        p.q[j] = mt_w(w, w2, id / MT_QC) + (ok ? (ulong)o * w_row_bytes + sb + 16 * (id % MT_QC) : 0);
         p.qn[j] = ok ? 16u : 0u;
     }
 #pragma unroll
     for (int j = 0; j < MT_DJ; j++) { /* the scales' work-items: see mt_issue */
-        const int o = n0 + MT_WI - 1 - tid + MT_WI * j, ok = o < N;
-        p.d[j] = w + (ok ? (ulong)o * w_row_bytes : 0);
+        const int r = MT_WI - 1 - tid + MT_WI * j, o = mt_row(n0, r), ok = o < N;
+        p.d[j] = mt_w(w, w2, r) + (ok ? (ulong)o * w_row_bytes : 0);
         p.dn[j] = ok ? 4u : 0u;
     }
 #else
     (void)sb;
 #pragma unroll
     for (int j = 0; j < MT_FJ; j++) {
-        const int id = tid + MT_WI * j, o = n0 + (id >> 2), c = id & 3;
-        p.f[j] = w + (o < N ? (ulong)o * w_row_bytes + 16 * c : 0);
+        const int id = tid + MT_WI * j, o = mt_row(n0, id >> 2), c = id & 3;
+        p.f[j] = mt_w(w, w2, id >> 2) + (o < N ? (ulong)o * w_row_bytes + 16 * c : 0);
         p.fk[j] = o < N ? K - 8 * c : 0;
     }
 #endif
@@ -264,7 +300,7 @@ __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh
  * and stored here with plain loads instead (their stage is free: see
  * mma_tile). */
 __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __global uchar *w,
-                                                    ulong w_row_bytes, int K, int N, int n0,
+                                                    const __global uchar *w2, ulong w_row_bytes, int K, int N, int n0,
                                                     int sl, int tid, __local uint *xs,
                                                     __local uint *ws, __local uint *ds)
 {
@@ -286,6 +322,7 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
     (void)K;
 #if MT_PLAN
     (void)w;
+    (void)w2;
     (void)w_row_bytes;
     (void)N;
     (void)n0;
@@ -304,9 +341,9 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
         const __global uchar *src = p->q[j] + 16 * MT_QC * sl;
         const uint n = p->qn[j];
 #else
-        const int o = n0 + r, ok = o < N;
+        const int o = mt_row(n0, r), ok = o < N;
         const __global uchar *src =
-            ok ? w + (ulong)o * w_row_bytes + p->sb + 16 * MT_QC * sl + 16 * c : w;
+            ok ? mt_w(w, w2, r) + (ulong)o * w_row_bytes + p->sb + 16 * MT_QC * sl + 16 * c : w;
         const uint n = ok ? 16u : 0u;
 #endif
         ptx_cp16(ptx_smem(ws + (QE_WT == 2 ? MT_CH32(r, c) : 4 * r)), src, n);
@@ -319,8 +356,8 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
 #if MT_PLAN
         ptx_cp4(ptx_smem(ds + r), p->d[j] + 4 * (sl >> 1), p->dn[j]);
 #else
-        const int o = n0 + r, ok = o < N;
-        ptx_cp4(ptx_smem(ds + r), ok ? w + (ulong)o * w_row_bytes + 4 * (sl >> 1) : w,
+        const int o = mt_row(n0, r), ok = o < N;
+        ptx_cp4(ptx_smem(ds + r), ok ? mt_w(w, w2, r) + (ulong)o * w_row_bytes + 4 * (sl >> 1) : w,
                 ok ? 4u : 0u);
 #endif
     }
@@ -337,12 +374,13 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
             continue;
         }
 #endif
-        const int o = n0 + r, k = MT_BK * sl + 8 * c;
+        const int o = mt_row(n0, r), k = MT_BK * sl + 8 * c;
+        const __global uchar *wr = mt_w(w, w2, r);
 #pragma unroll
         for (int i = 0; i < 4; i++) {
             const int kk = k + 2 * i;
-            dst[i] = o < N ? mma_pack(kk < K ? wt_load(w, w_row_bytes, o, kk) : 0.0f,
-                                      kk + 1 < K ? wt_load(w, w_row_bytes, o, kk + 1) : 0.0f)
+            dst[i] = o < N ? mma_pack(kk < K ? wt_load(wr, w_row_bytes, o, kk) : 0.0f,
+                                      kk + 1 < K ? wt_load(wr, w_row_bytes, o, kk + 1) : 0.0f)
                            : 0u;
         }
     }
@@ -367,10 +405,19 @@ __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __gl
  * ldmatrix and Q8_0 from a 4-byte load per step to one 8-byte load per
  * slice: H200, 4096 x 8192 x 2048 452 -> 435 us (f16), 565 -> 549 (Q8_0). */
 __kernel __attribute__((reqd_work_group_size(MT_WI, 1, 1)))
+#if MT_GLU
+void mma_tile_glu(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
+                  const __global uchar *w, const __global uchar *w2, ulong w_row_bytes, int K,
+                  int N, __global uint *yh, int ldh, int xo) /* the down matmul's pairs */
+#else
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
               __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
+#endif
 {
+#if !MT_GLU
+    const __global uchar *w2 = w;
+#endif
     /* cp.async writes 16-byte chunks: aligned */
     __local uint xs[MT_S][MT_XW] __attribute__((aligned(16)));
     __local uint ws[MT_S][MT_WW] __attribute__((aligned(16)));
@@ -395,11 +442,12 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             for (int e = 0; e < 4; e++)
                 acc[i][j][e] = 0.0f;
 
-    const mt_plan plan = mt_plan_of(xh, ldp, n_rows, w, w_row_bytes, sb, K, N, m0, n0, tid);
+    const mt_plan plan = mt_plan_of(xh, ldp, n_rows, w, w2, w_row_bytes, sb, K, N, m0, n0, tid);
 #pragma unroll
     for (int s = 0; s < MT_S - 1; s++) {
         if (s < n_sl)
-            mt_issue(&plan, w, w_row_bytes, K, N, n0, s, tid, xs[s], ws[s], ds[QE_WT >= 2 ? s : 0]);
+            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, s, tid, xs[s], ws[s],
+                     ds[QE_WT >= 2 ? s : 0]);
         ptx_cp_commit(); /* one group per slice, empty or not: wait_group counts them */
     }
     for (int sl = 0; sl < n_sl; sl++) {
@@ -409,7 +457,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         barrier(CLK_LOCAL_MEM_FENCE);
         const int nx = sl + MT_S - 1, sx = nx % MT_S, st = sl % MT_S;
         if (nx < n_sl)
-            mt_issue(&plan, w, w_row_bytes, K, N, n0, nx, tid, xs[sx], ws[sx],
+            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, nx, tid, xs[sx], ws[sx],
                      ds[QE_WT >= 2 ? sx : 0]);
         ptx_cp_commit();
         const __local uint *xa = xs[st], *wb = ws[st];
@@ -482,6 +530,27 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         }
     }
 
+#if MT_GLU
+    /* tiles j and j + MT_NJ / 2 hold the gate and the up sums of the same
+       outputs o, o + 1 (o even: pair o / 2 of the down matmul's input) */
+#pragma unroll
+    for (int i = 0; i < 4; i++)
+#pragma unroll
+        for (int hh = 0; hh < 2; hh++) {
+            const int r = m0 + wm * 64 + i * 16 + g + 8 * hh;
+            if (r >= n_rows)
+                continue;
+            __global uint *hr = yh + (size_t)r * ldh;
+#pragma unroll
+            for (int j = 0; j < MT_NJ / 2; j++) {
+                const int o = n0 / 2 + wn * (MT_WN / 2) + j * 8 + 2 * t;
+                if (o < N)
+                    hr[xh_pos(o / 2, xo)] =
+                        mma_pack(silu_mul1(acc[i][j][2 * hh], acc[i][j + MT_NJ / 2][2 * hh]),
+                                 silu_mul1(acc[i][j][2 * hh + 1], acc[i][j + MT_NJ / 2][2 * hh + 1]));
+            }
+        }
+#else
     /* each of this lane's 8 rows finds its place in y once (a division),
        not once per output */
 #pragma unroll
@@ -501,6 +570,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                         yr[o] = (accumulate ? yr[o] : 0.0f) + acc[i][j][2 * hh + e];
                 }
         }
+#endif
 }
 
 #else /* a decode build: mma_skinny (-DMS_MT) or mma_wide (-DMW_NB) */

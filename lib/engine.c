@@ -323,15 +323,23 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "mma.cl"};
+        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "act.cl", "mma.cl"};
+        const size_t n_msrcs = sizeof msrcs / sizeof msrcs[0];
         char mopts[256];
         snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d", opts,
                  e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt));
-        st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_mma[fmt]);
+        st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
+        if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU) {
+            char gopts[288];
+            snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1", mopts);
+            st = qe_cl_build(e->cl, msrcs, n_msrcs, gopts, &e->prog_glu[fmt]);
+            if (st == QE_OK)
+                st = qe_cl_kernel(e->prog_glu[fmt], "mma_tile_glu", &e->k_mma_glu[fmt]);
+        }
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
         snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);
@@ -344,7 +352,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                 const skinny_shape sk = e->msk_shape[b];
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", opts,
                          sk.mt, sk.nb, sk.u, xal, xread[xv]);
-                st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_msk[b][xv][fmt]);
+                st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_msk[b][xv][fmt]);
                 if (st == QE_OK)
                     st = qe_cl_kernel(e->prog_msk[b][xv][fmt], "mma_skinny",
                                       &e->k_msk[b][xv][fmt]);
@@ -352,7 +360,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
-            st = qe_cl_build(e->cl, msrcs, 4, mopts, &e->prog_mw[b][fmt]);
+            st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_mw[b][fmt], "mma_wide", &e->k_mw[b][fmt]);
         }
@@ -550,8 +558,8 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"xh.cl",  "norm.cl",   "rope.cl", "kvfmt.cl", "attention.cl",
-                                       "ffn.cl", "logits.cl", "kld.cl",  "arch.cl"};
+    static const char *const srcs[] = {"xh.cl",  "norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
+                                       "act.cl", "ffn.cl",  "logits.cl", "kld.cl",   "arch.cl"};
     char defs[128], opts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
@@ -827,6 +835,8 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(e->k_mma_tile[f]);
         qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
+        qe_cl_kernel_free(e->k_mma_glu[f]);
+        qe_cl_program_free(e->prog_glu[f]);
         for (int b = 0; b < 2; b++) {
             for (int xv = 0; xv < MSK_XREADS; xv++) {
                 qe_cl_kernel_free(e->k_msk[b][xv][f]);
@@ -1019,6 +1029,7 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
 static void xh_hold(qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K, int xo,
                     int only, int valid)
 {
+    e->xh_src.buf = e->xh;
     e->xh_src.x = x;
     e->xh_src.off = off;
     e->xh_src.ldx = ldx;
@@ -1040,31 +1051,44 @@ static int xh_holds(const qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_r
            e->xh_src.xo == xo;
 }
 
-/* mma_tile (kernels/mma.cl) for a prefill matmul: X converted to f16 pairs
- * into e->xh by mma_xh, then the 128 x 128 tiles. */
+/* Makes mma_tile's input for weights w: X (n_rows x w->ne0 floats from
+ * x_off, ldx apart) as f16 pairs in w's order, converted into e->xh by
+ * mma_xh unless held already (xh_share); e->xh_src.buf then has them. */
+static qe_status xh_ready(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
+                          int n_rows)
+{
+    int K = w->ne0, ldp = xh_pairs(K);
+    const int xo = xh_order(w->fmt);
+    if (xh_holds(e, x, x_off, ldx, n_rows, K, xo))
+        return QE_OK;
+    if (ldp > e->xh_ldp || (size_t)n_rows > (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx)
+        return qe_fail(QE_EINVAL, "engine: a matmul of %d rows x %d inputs exceeds mma_xh's buffer",
+                       n_rows, K);
+    cl_kernel kx = e->k_mma_xh[w->fmt];
+    qe_status st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int),
+                              &ldx, sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh,
+                              sizeof(int), &ldp);
+    size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
+    /* norm_for_matmuls and run_ffn hold an unwritten input only where
+       every reader's order is the held one */
+    QE_ASSERT(!(e->xh_src.valid && e->xh_src.only && e->xh_src.x == x));
+    xh_hold(e, x, x_off, ldx, n_rows, K, xo, 0, st == QE_OK);
+    return st;
+}
+
+/* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs
+ * (xh_ready), then the 128 x 128 tiles. */
 static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
                           int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
                           int accumulate)
 {
     const int K = w->ne0, ldp = xh_pairs(K);
-    if (ldp > e->xh_ldp || (size_t)n_rows > (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx)
-        return qe_fail(QE_EINVAL, "engine: a matmul of %d rows x %d inputs exceeds mma_xh's buffer",
-                       n_rows, K);
-    cl_kernel kx = e->k_mma_xh[w->fmt], kt = e->k_mma_tile[w->fmt];
-    qe_status st = QE_OK;
-    if (!xh_holds(e, x, x_off, ldx, n_rows, K, xh_order(w->fmt))) {
-        st = qe_cl_args(kx, 7, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
-                        sizeof(int), &n_rows, sizeof(int), &K, sizeof(cl_mem), &e->xh, sizeof(int),
-                        &ldp);
-        size_t gx[2] = {qe_engine_round_up((size_t)ldp, 64), (size_t)n_rows};
-        if (st == QE_OK)
-            st = qe_cl_run(e->cl, kx, 2, gx, NULL, NULL);
-        /* norm_for_matmuls fuses only where every reader's order is xh's */
-        QE_ASSERT(!(e->xh_src.valid && e->xh_src.only && e->xh_src.x == x));
-        xh_hold(e, x, x_off, ldx, n_rows, K, xh_order(w->fmt), 0, st == QE_OK);
-    }
+    cl_kernel kt = e->k_mma_tile[w->fmt];
+    qe_status st = xh_ready(e, w, x, x_off, ldx, n_rows);
     if (st == QE_OK)
-        st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &n_rows,
+        st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int), &n_rows,
                         sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &K,
                         sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int), &ldy, sizeof(int),
                         &y_seq, sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
@@ -1355,6 +1379,56 @@ static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
     return st;
 }
 
+/* Prefill's feed-forward block: norm, gate and up, SwiGLU, down (added to
+ * x). Under mma with SwiGLU, gate and up in one format and n_ff a multiple
+ * of 32 (no padding pairs), mma_tile_glu computes gate, up and their SwiGLU
+ * in one launch and writes the products as the down matmul's f16 pairs
+ * into g's memory: the same bits as the two matmuls then silu_mul_xh, with
+ * g and u never written (H200, pp512 B 8: one launch, 16 silu_mul_xh and
+ * 268 MB of f32 writes and reads a layer fewer). Else gate and up, then
+ * run_ffn_out. */
+static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
+{
+    const dev_weight *wg = &d->w_gate, *wu = &d->w_up, *const gu[] = {wg, wu};
+    int dim = e->hp.dim, n_ff = e->hp.n_ff;
+    qe_status st = norm_for_matmuls(e, d->ffn_norm, rows, gu, 2); /* gate and up read h */
+    const int glu = e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny && e->k_mma_glu[wg->fmt] &&
+                    e->hp.ffn_act == QE_ACT_SILU && wu->fmt == wg->fmt &&
+                    wu->row_bytes == wg->row_bytes && n_ff % 32 == 0;
+    if (!glu) {
+        if (st == QE_OK)
+            st = qe_engine_run_matmul(e, wg, e->h, 0, dim, rows, e->g, n_ff, rows, rows, 0);
+        if (st == QE_OK)
+            st = qe_engine_run_matmul(e, wu, e->h, 0, dim, rows, e->u, n_ff, rows, rows, 0);
+        xh_share(e, 0);
+        return st == QE_OK ? run_ffn_out(e, d, rows) : st;
+    }
+    int ldp = xh_pairs(dim), ldh = n_ff / 2, xo = xh_order(d->w_down.fmt);
+    if (st == QE_OK)
+        st = xh_ready(e, wg, e->h, 0, dim, rows);
+    cl_kernel k = e->k_mma_glu[wg->fmt];
+    if (st == QE_OK)
+        st = qe_cl_args(k, 11, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int),
+                        &rows, sizeof(cl_mem), &wg->buf, sizeof(cl_mem), &wu->buf,
+                        sizeof(cl_ulong), &wg->row_bytes, sizeof(int), &dim, sizeof(int), &n_ff,
+                        sizeof(cl_mem), &e->g, sizeof(int), &ldh, sizeof(int), &xo);
+    const size_t bm = (size_t)e->mt_shape.rows, wi = tile_items(e->mt_shape);
+    size_t global[2] = {qe_engine_round_up(2 * (size_t)n_ff, MMA_TILE) / MMA_TILE * wi,
+                        qe_engine_round_up((size_t)rows, bm) / bm};
+    size_t local[2] = {wi, 1};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, k, 2, global, local, NULL);
+    xh_share(e, 0);
+    if (st != QE_OK)
+        return st;
+    xh_share(e, 1); /* the down matmul's input, nominally g: its pairs, in g's memory */
+    xh_hold(e, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
+    e->xh_src.buf = e->g;
+    st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
+    xh_share(e, 0);
+    return st;
+}
+
 /* The transformer and the final norm of the scored rows. */
 qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
 {
@@ -1371,7 +1445,7 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         st = qe_engine_run_embed_scale(e, e->x, rows);
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
-        const dev_weight *const qkv[] = {&d->wq, &d->wk, &d->wv}, *const gu[] = {&d->w_gate, &d->w_up};
+        const dev_weight *const qkv[] = {&d->wq, &d->wk, &d->wv};
         if ((st = norm_for_matmuls(e, d->attn_norm, rows, qkv, 3)) != QE_OK) /* Q, K and V read h */
             break;
         if ((st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) == QE_OK)
@@ -1382,13 +1456,8 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
             (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
             (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
             (st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h)) != QE_OK ||
-            (st = norm_for_matmuls(e, d->ffn_norm, rows, gu, 2)) != QE_OK) /* gate and up read h */
+            (st = run_ffn(e, d, rows)) != QE_OK)
             break;
-        if ((st = qe_engine_run_matmul(e, &d->w_gate, e->h, 0, hp->dim, rows, e->g, hp->n_ff, rows, rows, 0)) == QE_OK)
-            st = qe_engine_run_matmul(e, &d->w_up, e->h, 0, hp->dim, rows, e->u, hp->n_ff, rows, rows, 0);
-        xh_share(e, 0);
-        if (st == QE_OK)
-            st = run_ffn_out(e, d, rows);
     }
     if (st == QE_OK)
         st = qe_engine_run_norm(e, e->x, n_out, n_tok, out_first, e->out_norm, e->hout, n_seq * n_out);

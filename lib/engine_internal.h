@@ -110,6 +110,10 @@ struct qe_engine {
        the decode kernels that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
     cl_kernel k_mma_tile[WF_COUNT];
+    /* mma_tile_glu (-DMT_GLU=1): prefill's gate, up and SwiGLU in one launch;
+       built for SwiGLU models only (engine.c run_ffn) */
+    cl_program prog_glu[WF_COUNT];
+    cl_kernel k_mma_glu[WF_COUNT];
     /* mma_skinny, decode calls of up to 16 rows, builds [shape][enum
        msk_xread]: shape [0] the default, [1] a second one for calls that
        [0] would give fewer than msk_few work-groups (0: no second build);
@@ -178,6 +182,7 @@ struct qe_engine {
         cl_mem x;
         cl_ulong off;
         int ldx, n_rows, K, xo, only, valid; /* xo: enum xh_order; only: x unwritten */
+        cl_mem buf; /* where the pairs are: e->xh, or g's memory (mma_tile_glu) */
     } xh_src;
     int xh_keep;
     cl_kernel k_silu_xh;          /* ffn.cl silu_mul_xh: SwiGLU straight into xh */

@@ -389,8 +389,8 @@ START_TEST(test_silu_xh)
     qe_cl *cl = qe_test_cl();
     cl_program p = NULL;
     cl_kernel k = NULL, kx = NULL;
-    static const char *const srcs[] = {"xh.cl", "ffn.cl"};
-    OK(qe_cl_build(cl, srcs, 2, NULL, &p));
+    static const char *const srcs[] = {"xh.cl", "act.cl", "ffn.cl"};
+    OK(qe_cl_build(cl, srcs, 3, NULL, &p));
     const int n_ff = 37, n_rows = 5, ldp = 32; /* (n_ff + 1) / 2 rounded up to 16 */
     const size_t n = (size_t)n_ff * n_rows;
     float g[37 * 5], u[37 * 5], want[37 * 5];
