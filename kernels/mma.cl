@@ -530,9 +530,8 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         }
     }
 
-#if MT_GLU
-    /* tiles j and j + MT_NJ / 2 hold the gate and the up sums of the same
-       outputs o, o + 1 (o even: pair o / 2 of the down matmul's input) */
+    /* each of this lane's 8 rows finds its place in y (or yh) once (a
+       division), not once per output */
 #pragma unroll
     for (int i = 0; i < 4; i++)
 #pragma unroll
@@ -540,6 +539,9 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             const int r = m0 + wm * 64 + i * 16 + g + 8 * hh;
             if (r >= n_rows)
                 continue;
+#if MT_GLU
+            /* tiles j and j + MT_NJ / 2 hold the gate and the up sums of the
+               same outputs o, o + 1 (o even: pair o / 2 of down's input) */
             __global uint *hr = yh + (size_t)r * ldh;
 #pragma unroll
             for (int j = 0; j < MT_NJ / 2; j++) {
@@ -549,17 +551,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                         mma_pack(silu_mul1(acc[i][j][2 * hh], acc[i][j + MT_NJ / 2][2 * hh]),
                                  silu_mul1(acc[i][j][2 * hh + 1], acc[i][j + MT_NJ / 2][2 * hh + 1]));
             }
-        }
 #else
-    /* each of this lane's 8 rows finds its place in y once (a division),
-       not once per output */
-#pragma unroll
-    for (int i = 0; i < 4; i++)
-#pragma unroll
-        for (int hh = 0; hh < 2; hh++) {
-            const int r = m0 + wm * 64 + i * 16 + g + 8 * hh;
-            if (r >= n_rows)
-                continue;
             __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
 #pragma unroll
             for (int j = 0; j < MT_NJ; j++)
@@ -569,8 +561,8 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                     if (o < N)
                         yr[o] = (accumulate ? yr[o] : 0.0f) + acc[i][j][2 * hh + e];
                 }
-        }
 #endif
+        }
 }
 
 #else /* a decode build: mma_skinny (-DMS_MT) or mma_wide (-DMW_NB) */

@@ -1384,9 +1384,9 @@ static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
  * of 32 (no padding pairs), mma_tile_glu computes gate, up and their SwiGLU
  * in one launch and writes the products as the down matmul's f16 pairs
  * into g's memory: the same bits as the two matmuls then silu_mul_xh, with
- * g and u never written (H200, pp512 B 8: one launch, 16 silu_mul_xh and
- * 268 MB of f32 writes and reads a layer fewer). Else gate and up, then
- * run_ffn_out. */
+ * g and u never written (H200, pp512 B 8: a layer's gate, up and
+ * silu_mul_xh launches become one, and g and u, 268 MB of f32, are neither
+ * written nor read). Else gate and up, then run_ffn_out. */
 static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
 {
     const dev_weight *wg = &d->w_gate, *wu = &d->w_up, *const gu[] = {wg, wu};

@@ -379,6 +379,20 @@ static int xh_slot(int xo, int i)
     return i - i % 16 + slot_of[xo][i % 16];
 }
 
+/* xh (rows of ldp f16 pairs in order xo) holds want (rows of n floats)
+ * rounded to nearest even, and zeros past n; what: the producer's name */
+static void check_xh_rows(const uint16_t *xh, const float *want, int rows, int n, int ldp, int xo,
+                          const char *what)
+{
+    for (int r = 0; r < rows; r++)
+        for (int i = 0; i < 2 * ldp; i++) {
+            const int at = r * 2 * ldp + 2 * xh_slot(xo, i / 2) + i % 2;
+            const uint16_t v = i < n ? qe_f32_to_f16(want[r * n + i]) : 0;
+            ck_assert_msg(xh[at] == v, "order %d row %d element %d: %#x, %s's %#x", xo, r, i,
+                          xh[at], what, v);
+        }
+}
+
 /* ffn.cl's silu_mul_xh (prefill under mma) writes what silu_mul computes,
  * rounded to f16 to nearest even (the host's qe_f32_to_f16), as pairs of
  * rows padded to ldp pairs with zeros: the same bits mma_xh would make of
@@ -421,13 +435,7 @@ START_TEST(test_silu_xh)
         size_t gx[2] = {(size_t)ldp, (size_t)n_rows};
         OK(qe_cl_run(cl, kx, 2, gx, NULL, NULL));
         OK(qe_cl_read(cl, dx, 0, sizeof xh, xh));
-        for (int r = 0; r < n_rows; r++)
-            for (int i = 0; i < 2 * ldp; i++) {
-                const int at = r * 2 * ldp + 2 * xh_slot(xo, i / 2) + i % 2;
-                const uint16_t w = i < n_ff ? qe_f32_to_f16(want[r * n_ff + i]) : 0;
-                ck_assert_msg(xh[at] == w, "order %d row %d element %d: %#x, silu_mul's %#x", xo,
-                              r, i, xh[at], w);
-            }
+        check_xh_rows(xh, want, n_rows, n_ff, ldp, xo, "silu_mul");
         /* element 3 (pair 1) is +inf: at slot 1 (NAT), 4 (K4 and K8) */
         ck_assert_uint_eq(xh[2 * (xo == 0 ? 1 : 4) + 1], 0x7C00);
     }
@@ -480,13 +488,7 @@ START_TEST(test_rmsnorm_xh)
                       sizeof dh, &dh, sizeof ldp, &ldp, sizeof xo, &xo));
         OK(qe_cl_run(cl, kx, 1, &global, &local, NULL));
         OK(qe_cl_read(cl, dh, 0, sizeof xh, xh));
-        for (int r = 0; r < ROWS; r++)
-            for (int i = 0; i < 2 * LDP; i++) {
-                const int at = r * 2 * LDP + 2 * xh_slot(xo, i / 2) + i % 2;
-                const uint16_t v = i < DIM ? qe_f32_to_f16(want[r * DIM + i]) : 0;
-                ck_assert_msg(xh[at] == v, "order %d row %d element %d: %#x, rmsnorm's %#x", xo,
-                              r, i, xh[at], v);
-            }
+        check_xh_rows(xh, want, ROWS, DIM, LDP, xo, "rmsnorm");
     }
     qe_cl_free(dx);
     qe_cl_free(dw);
