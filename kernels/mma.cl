@@ -182,7 +182,8 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
         return;
     const __global float *xr = x + x_off + (size_t)r * ldx;
     const int k = 2 * i;
-    xh[(size_t)r * ldp + xh_pos(i, MT_XO)] = mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
+    xh[(size_t)r * ldp + xh_pos(i, MT_XO)] =
+        mma_pack(k < K ? xr[k] : 0.0f, k + 1 < K ? xr[k + 1] : 0.0f);
 }
 
 /* Where 16-byte chunk c (0 .. 3) of a 64-byte staged row r (X, and W as
@@ -270,7 +271,8 @@ __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh
 #pragma unroll
     for (int j = 0; j < MT_QJ; j++) {
         const int id = tid + MT_WI * j, o = mt_row(n0, id / MT_QC), ok = id < MT_QN && o < N;
-        p.q[j] = mt_w(w, w2, id / MT_QC) + (ok ? (ulong)o * w_row_bytes + sb + 16 * (id % MT_QC) : 0);
+        p.q[j] = mt_w(w, w2, id / MT_QC) +
+                 (ok ? (ulong)o * w_row_bytes + sb + 16 * (id % MT_QC) : 0);
         p.qn[j] = ok ? 16u : 0u;
     }
 #pragma unroll
@@ -300,9 +302,10 @@ __attribute__((always_inline)) inline mt_plan mt_plan_of(const __global uint *xh
  * and stored here with plain loads instead (their stage is free: see
  * mma_tile). */
 __attribute__((always_inline)) inline void mt_issue(const mt_plan *p, const __global uchar *w,
-                                                    const __global uchar *w2, ulong w_row_bytes, int K, int N, int n0,
-                                                    int sl, int tid, __local uint *xs,
-                                                    __local uint *ws, __local uint *ds)
+                                                    const __global uchar *w2, ulong w_row_bytes,
+                                                    int K, int N, int n0, int sl, int tid,
+                                                    __local uint *xs, __local uint *ws,
+                                                    __local uint *ds)
 {
 #pragma unroll
     for (int j = 0; j < MT_XJ; j++) {
@@ -546,10 +549,10 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
             for (int j = 0; j < MT_NJ / 2; j++) {
                 const int o = n0 / 2 + wn * (MT_WN / 2) + j * 8 + 2 * t;
+                const int u = j + MT_NJ / 2, e = 2 * hh; /* up's tile; row g + 8 hh's sums */
                 if (o < N)
-                    hr[xh_pos(o / 2, xo)] =
-                        mma_pack(silu_mul1(acc[i][j][2 * hh], acc[i][j + MT_NJ / 2][2 * hh]),
-                                 silu_mul1(acc[i][j][2 * hh + 1], acc[i][j + MT_NJ / 2][2 * hh + 1]));
+                    hr[xh_pos(o / 2, xo)] = mma_pack(silu_mul1(acc[i][j][e], acc[i][u][e]),
+                                                     silu_mul1(acc[i][j][e + 1], acc[i][u][e + 1]));
             }
 #else
             __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);

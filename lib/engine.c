@@ -1023,13 +1023,14 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-/* e->xh now holds matmul input (x, off, ldx, n_rows, K) as f16 pairs in
- * order xo (or, valid 0, nothing usable); only: x itself was not written
- * (rmsnorm_xh), so no other order can be made of it. */
-static void xh_hold(qe_engine *e, cl_mem x, cl_ulong off, int ldx, int n_rows, int K, int xo,
-                    int only, int valid)
+/* buf (e->xh, or g's memory for mma_tile_glu) now holds matmul input (x,
+ * off, ldx, n_rows, K) as f16 pairs in order xo (or, valid 0, nothing
+ * usable); only: x itself was not written (rmsnorm_xh, silu_mul_xh,
+ * mma_tile_glu), so no other order can be made of it. */
+static void xh_hold(qe_engine *e, cl_mem buf, cl_mem x, cl_ulong off, int ldx, int n_rows, int K,
+                    int xo, int only, int valid)
 {
-    e->xh_src.buf = e->xh;
+    e->xh_src.buf = buf;
     e->xh_src.x = x;
     e->xh_src.off = off;
     e->xh_src.ldx = ldx;
@@ -1074,8 +1075,20 @@ static qe_status xh_ready(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
     /* norm_for_matmuls and run_ffn hold an unwritten input only where
        every reader's order is the held one */
     QE_ASSERT(!(e->xh_src.valid && e->xh_src.only && e->xh_src.x == x));
-    xh_hold(e, x, x_off, ldx, n_rows, K, xo, 0, st == QE_OK);
+    xh_hold(e, e->xh, x, x_off, ldx, n_rows, K, xo, 0, st == QE_OK);
     return st;
+}
+
+/* Launches k (mma_tile or mma_tile_glu, arguments set) over n_rows rows
+ * and n_staged staged weight rows: MMA_TILE of them and mt_shape.rows rows
+ * a work-group. */
+static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n_rows)
+{
+    const size_t bm = (size_t)e->mt_shape.rows, wi = tile_items(e->mt_shape);
+    size_t global[2] = {qe_engine_round_up(n_staged, MMA_TILE) / MMA_TILE * wi,
+                        qe_engine_round_up((size_t)n_rows, bm) / bm};
+    size_t local[2] = {wi, 1};
+    return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs
@@ -1088,16 +1101,17 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
     cl_kernel kt = e->k_mma_tile[w->fmt];
     qe_status st = xh_ready(e, w, x, x_off, ldx, n_rows);
     if (st == QE_OK)
-        st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int), &n_rows,
-                        sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &K,
-                        sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int), &ldy, sizeof(int),
-                        &y_seq, sizeof(int), &y_seq_stride, sizeof(int), &accumulate);
-    const size_t bm = (size_t)e->mt_shape.rows, wi = tile_items(e->mt_shape);
-    size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MMA_TILE) / MMA_TILE * wi,
-                        qe_engine_round_up((size_t)n_rows, bm) / bm};
-    size_t local[2] = {wi, 1};
-    return st != QE_OK ? st : qe_cl_run(e->cl, kt, 2, global, local, NULL);
+        st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int),
+                        &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
+                        sizeof(int), &K, sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int),
+                        &ldy, sizeof(int), &y_seq, sizeof(int), &y_seq_stride, sizeof(int),
+                        &accumulate);
+    return st != QE_OK ? st : run_tile_grid(e, kt, (size_t)w->ne1, n_rows);
 }
+
+/* Whether qe_engine_run_matmul serves matmuls by mma_tile now: under mma,
+ * outside decode (whose calls take mma_skinny / mma_wide). */
+static int tile_serves(const qe_engine *e) { return e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny; }
 
 /* Under mma, the prefill matmuls between xh_share(e, 1) and xh_share(e, 0)
  * that read the same input convert it to f16 (mma_xh) once: the first
@@ -1121,7 +1135,7 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
     size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
                         qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
     size_t local[2] = {MM_WI, MM_WI};
-    if (e->opt.gemm == QE_GEMM_MMA)
+    if (tile_serves(e))
         return run_tile(e, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
     qe_status st = qe_cl_args(k, 13, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                               sizeof(int), &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong),
@@ -1317,7 +1331,7 @@ static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
     if (st != QE_OK)
         return st;
     xh_share(e, 1);
-    xh_hold(e, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
+    xh_hold(e, e->xh, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
     st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
     xh_share(e, 0);
     return st;
@@ -1356,8 +1370,7 @@ static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
                                   const dev_weight *const *ws, int n)
 {
     const int dim = e->hp.dim, xo = xh_order(ws[0]->fmt);
-    int fuse = e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny && e->xh &&
-               (size_t)rows <= (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
+    int fuse = tile_serves(e) && (size_t)rows <= (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
     for (int i = 1; i < n; i++)
         fuse = fuse && xh_order(ws[i]->fmt) == xo;
     qe_status st;
@@ -1375,7 +1388,7 @@ static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
     if (st == QE_OK)
         st = qe_cl_run(e->cl, e->k_norm_xh, 1, &global, &local, NULL);
     xh_share(e, 1);
-    xh_hold(e, e->h, 0, dim, rows, dim, xo, 1, st == QE_OK);
+    xh_hold(e, e->xh, e->h, 0, dim, rows, dim, xo, 1, st == QE_OK);
     return st;
 }
 
@@ -1392,9 +1405,8 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
     const dev_weight *wg = &d->w_gate, *wu = &d->w_up, *const gu[] = {wg, wu};
     int dim = e->hp.dim, n_ff = e->hp.n_ff;
     qe_status st = norm_for_matmuls(e, d->ffn_norm, rows, gu, 2); /* gate and up read h */
-    const int glu = e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny && e->k_mma_glu[wg->fmt] &&
-                    e->hp.ffn_act == QE_ACT_SILU && wu->fmt == wg->fmt &&
-                    wu->row_bytes == wg->row_bytes && n_ff % 32 == 0;
+    const int glu = tile_serves(e) && e->hp.ffn_act == QE_ACT_SILU && e->k_mma_glu[wg->fmt] &&
+                    wu->fmt == wg->fmt && wu->row_bytes == wg->row_bytes && n_ff % 32 == 0;
     if (!glu) {
         if (st == QE_OK)
             st = qe_engine_run_matmul(e, wg, e->h, 0, dim, rows, e->g, n_ff, rows, rows, 0);
@@ -1412,18 +1424,13 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
                         &rows, sizeof(cl_mem), &wg->buf, sizeof(cl_mem), &wu->buf,
                         sizeof(cl_ulong), &wg->row_bytes, sizeof(int), &dim, sizeof(int), &n_ff,
                         sizeof(cl_mem), &e->g, sizeof(int), &ldh, sizeof(int), &xo);
-    const size_t bm = (size_t)e->mt_shape.rows, wi = tile_items(e->mt_shape);
-    size_t global[2] = {qe_engine_round_up(2 * (size_t)n_ff, MMA_TILE) / MMA_TILE * wi,
-                        qe_engine_round_up((size_t)rows, bm) / bm};
-    size_t local[2] = {wi, 1};
-    if (st == QE_OK)
-        st = qe_cl_run(e->cl, k, 2, global, local, NULL);
+    if (st == QE_OK) /* gate's and up's rows both staged */
+        st = run_tile_grid(e, k, 2 * (size_t)n_ff, rows);
     xh_share(e, 0);
     if (st != QE_OK)
         return st;
     xh_share(e, 1); /* the down matmul's input, nominally g: its pairs, in g's memory */
-    xh_hold(e, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
-    e->xh_src.buf = e->g;
+    xh_hold(e, e->g, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
     st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
     xh_share(e, 0);
     return st;

@@ -480,6 +480,17 @@ START_TEST(test_rmsnorm_xh)
     size_t global = 16 * ROWS, local = 16;
     OK(qe_cl_run(cl, k, 1, &global, &local, NULL));
     OK(qe_cl_read(cl, dy, 0, sizeof want, want));
+    for (int r = 0; r < ROWS; r++) { /* rmsnorm itself, against the host in double */
+        double ss = 0.0;
+        for (int i = 0; i < DIM; i++)
+            ss += (double)x[r * DIM + i] * x[r * DIM + i];
+        const double sc = 1.0 / sqrt(ss / DIM + eps);
+        for (int i = 0; i < DIM; i++) {
+            const double ref = x[r * DIM + i] * sc * w[i];
+            ck_assert_msg(fabs(want[r * DIM + i] - ref) <= 1e-5 * fabs(ref) + 1e-12,
+                          "rmsnorm row %d element %d: %g, double %g", r, i, want[r * DIM + i], ref);
+        }
+    }
     OK(qe_cl_kernel(p, "rmsnorm_xh", &kx));
     for (int xo = 0; xo < 3; xo++) {
         unsigned char poison = 0xA5;
