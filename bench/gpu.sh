@@ -45,3 +45,9 @@ if [ -f "$W" ]; then
         $Q perplexity -q -d nvidia -m "$M" -f "$W" --ctx 512 -b 16 --chunks 586 --weights $wt | tail -1
     done
 fi
+# The ceilings behind the figures (bench/limits_probe.c): the floor of one
+# launch (host and device), and mma.sync's issue rate with operands in
+# registers
+echo
+cc -O2 -o /tmp/limits_probe bench/limits_probe.c -lOpenCL &&
+    /tmp/limits_probe kernels/ptx.cl bench/limits_probe.cl | grep -v '^extensions'

@@ -135,9 +135,11 @@ int main(int argc, char **argv)
     }
 
     /* arguments in the kernels' order (kernels/mma.cl) */
-    void *args[24];
+    void *args[26];
     uint64_t x_off = 0, rbu = rb;
     int n_rows = M, kk = K, zero = 0, y_seq = M, ldy = N;
+    CUdeviceptr no_xp = 0; /* mma_skinny's row as it is (xop 0, MS_XP_COPY) */
+    float eps = 1e-5f;
     int nn[3] = {0, 0, 0};
     CUdeviceptr yy[3] = {0, 0, 0};
     unsigned gx, gy;
@@ -159,7 +161,8 @@ int main(int argc, char **argv)
         }
         void *a[] = {&dx,    &x_off, &kk,    &n_rows, &kk,   &dw[0], &rbu,   &nn[0],
                      &yy[0], &ldy,   &dw[1], &rbu,    &nn[1], &yy[1], &ldy,  &dw[2],
-                     &rbu,   &nn[2], &yy[2], &ldy,    &y_seq, &zero,  &zero};
+                     &rbu,   &nn[2], &yy[2], &ldy,    &y_seq, &zero,  &zero,
+                     &no_xp, &zero,  &eps};
         memcpy(args, a, sizeof a);
         gx = (unsigned)((M + 16 * mt - 1) / (16 * mt));
         gy = blocks;

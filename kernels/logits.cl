@@ -18,7 +18,7 @@
  *   lists are merged by K rounds of a tree arg-max in local memory. Reads the row 3 times,
  *   O(n_vocab + K * log QE_RW) per row; every reduction has a fixed shape, so
  *   a row's results do not depend on the batch. Host guarantees
- *   QE_TOPK <= n_vocab and targets < n_vocab. Sums use norm.cl's tree_sum
+ *   QE_TOPK <= n_vocab and targets < n_vocab. Sums use rms.cl's tree_sum
  *   (the engine's common program holds both).
  * Split rows (n_parts = 2 .. LS_PW, decode calls: a row's 128K logits in one
  *   work-group took 128 us on an H200, a twelfth of a B 1 step): global

@@ -611,7 +611,19 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
  * H200, B 1 launch medians (bench/ptx_run.c), Q8_0 / Q4_0, us: gate+up 23.3
  * -> 22.0 / 22.6 -> 22.2, Q/K/V 11.5 -> 11.5 / 11.4 -> 10.3, wo 10.7 -> 10.2
  * / 11.6 -> 9.4, down 21.4 -> 18.4 / 24.8 -> 16.1 (ptxas: 57 -> 40
- * registers in the few-blocks build). */
+ * registers in the few-blocks build).
+ * The MS_X1 build also makes the row itself from what a decode step had
+ * computed in a launch of its own before (xop; the engine's skinny_pro):
+ * MS_XP_NORM, the RMSNorm of row x with weights xp (rms.cl's rms_scale,
+ * each work-group for itself: a work-group of 256 passes norm.cl's
+ * reduction width's barriers with the rest idle), MS_XP_SILU, the SwiGLU
+ * product of gate row x and up row xp (act.cl's silu_mul1). The same
+ * expressions on the same floats as rmsnorm / silu_mul, then the same
+ * rounding to f16, so the same bits, without the launch and the row's
+ * write and read (2 n_layers + 1 norms and n_layers SwiGLUs a step). */
+#define MS_XP_COPY 0
+#define MS_XP_NORM 1
+#define MS_XP_SILU 2
 
 #if QE_WT == 2 || QE_WT == 3
 typedef struct { uint q0, q1, d2; } ms_raw; /* a lane's quant bytes; its block's scale twice (f16x2) */
@@ -758,7 +770,8 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                 const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
                 const __global uchar *w1, ulong rb1, int N1, __global float *y1, int ldy1,
                 const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2,
-                int y_seq, int y_seq_stride, int accumulate)
+                int y_seq, int y_seq_stride, int accumulate, const __global float *xp, int xop,
+                float eps)
 {
     __local float red[MS_WARPS][MS_MT * 16][MS_NB * 8];
 #ifdef MS_X1
@@ -786,12 +799,26 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
 #if !defined(MS_XAL) || MS_MT != 1
 #error "MS_X1 needs MS_XAL and MS_MT 1"
 #endif
+    /* red is free until the epilogue (every read of red[0] comes before the
+       barrier below) and holds more than one float per work-item */
+    const float scale = xop == MS_XP_NORM ? rms_scale(&red[0][0][0], x, K, eps, tid) : 0.0f;
+    if (xop == MS_XP_SILU)
+        xp += x_off;
     for (int q = tid; q < min(K, MS_X1) / 4; q += 32 * MS_WARPS) { /* K % 4 == 0 under MS_XAL */
-        const float4 v = *(const __global float4 *)(x + 4 * q);
+        float4 v = *(const __global float4 *)(x + 4 * q);
+        if (xop == MS_XP_NORM) {
+            v = v * scale * *(const __global float4 *)(xp + 4 * q);
+        } else if (xop == MS_XP_SILU) {
+            const float4 u = *(const __global float4 *)(xp + 4 * q);
+            v = (float4)(silu_mul1(v.x, u.x), silu_mul1(v.y, u.y), silu_mul1(v.z, u.z),
+                         silu_mul1(v.w, u.w));
+        }
         xs[2 * q] = mma_pack(v.x, v.y);
         xs[2 * q + 1] = mma_pack(v.z, v.w);
     }
     barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    (void)xp, (void)xop, (void)eps;
 #endif
     float acc[MS_NB][MS_MT][4];
 #pragma unroll

@@ -13,51 +13,9 @@
  *   pairs instead of floats, for mma.cl's mma_tile: pair i < ldp = (y[r][2i],
  *   y[r][2i + 1]) rounded to nearest even (0 past dim) at xh[r][xh_pos(i,
  *   xo)] (xh.cl): the same bits as rmsnorm then mma_xh, without y's write
- *   and read and a launch. Same work-groups. Needs xh.cl before this file.
+ *   and read and a launch. Same work-groups. Needs xh.cl and rms.cl (the
+ *   row's scale, shared with mma.cl's one-row decode build) before this file.
  */
-#ifndef QE_NW
-#error "build with -DQE_NW=<reduction width>"
-#endif
-
-/* A work-item's elements go NM_U at a time, loaded before any is used, then
- * summed (or scaled) in the same order as one at a time: the same bits, one
- * memory latency per NM_U elements (a decode step runs 2 n_layers + 1 of
- * these on one row each, where latency is the whole cost). */
-#define NM_U 4
-
-/* red[0] = the sum of the w work-items' v (w a power of two), added by a
- * fixed tree in local memory, the same for every row and call. Shared by
- * the common program's reductions (arch.cl's rmsnorm_add, logits.cl's
- * statistics; this file comes before them, after xh.cl). */
-inline void tree_sum(__local float *red, int t, int w, float v)
-{
-    red[t] = v;
-    barrier(CLK_LOCAL_MEM_FENCE);
-    for (int off = w / 2; off > 0; off >>= 1) {
-        if (t < off)
-            red[t] += red[t + off];
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
-}
-
-/* 1 / sqrt(mean(xr^2) + eps) of one row, for every work-item t of its
- * work-group */
-inline float rms_scale(__local float *red, const __global float *xr, int dim, float eps, int t)
-{
-    float s = 0.0f;
-    for (int i0 = t; i0 < dim; i0 += NM_U * QE_NW) {
-        float v[NM_U];
-#pragma unroll
-        for (int u = 0; u < NM_U; u++)
-            v[u] = i0 + u * QE_NW < dim ? xr[i0 + u * QE_NW] : 0.0f;
-#pragma unroll
-        for (int u = 0; u < NM_U; u++)
-            if (i0 + u * QE_NW < dim)
-                s += v[u] * v[u];
-    }
-    tree_sum(red, t, QE_NW, s);
-    return 1.0f / sqrt(red[0] / (float)dim + eps);
-}
 
 __kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
 void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,

@@ -323,10 +323,14 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "act.cl", "mma.cl"};
+        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl",
+                                            "rms.cl",     "act.cl", "mma.cl"};
         const size_t n_msrcs = sizeof msrcs / sizeof msrcs[0];
-        char mopts[256];
-        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d", opts,
+        char base[96], mopts[256];
+        /* rms.cl's reduction width: mma_skinny's one-row build normalises
+           its row as norm.cl does (skinny_pro) */
+        snprintf(base, sizeof base, "%s -DQE_NW=%d", opts, e->nw);
+        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d", base,
                  e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt));
         st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_mma[fmt]);
         if (st == QE_OK)
@@ -350,7 +354,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++)
             for (int xv = 0; st == QE_OK && xv < n_x; xv++) {
                 const skinny_shape sk = e->msk_shape[b];
-                snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", opts,
+                snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", base,
                          sk.mt, sk.nb, sk.u, xal, xread[xv]);
                 st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_msk[b][xv][fmt]);
                 if (st == QE_OK)
@@ -358,7 +362,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                                       &e->k_msk[b][xv][fmt]);
             }
         for (int b = 0; st == QE_OK && b < 2; b++) {
-            snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", opts,
+            snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", base,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
             st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
@@ -558,8 +562,9 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"xh.cl",  "norm.cl", "rope.cl",   "kvfmt.cl", "attention.cl",
-                                       "act.cl", "ffn.cl",  "logits.cl", "kld.cl",   "arch.cl"};
+    static const char *const srcs[] = {"xh.cl",   "rms.cl",    "norm.cl", "rope.cl",
+                                       "kvfmt.cl", "attention.cl", "act.cl", "ffn.cl",
+                                       "logits.cl", "kld.cl",      "arch.cl"};
     char defs[128], opts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts,
@@ -658,6 +663,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_shape[1] =
         skinny_few_of(e->msk_shape[0], (int)qe_cl_device(e->cl)->compute_units, &e->msk_few);
     e->msk_xfree_rows = msk_xfree_of();
+    const char *pro = getenv("QEVAL_MMA_PRO");
+    e->msk_pro = !(pro && strcmp(pro, "0") == 0);
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
@@ -979,13 +986,49 @@ static qe_status run_wide(qe_engine *e, int n, const dev_weight *const *w, cl_me
     return st ? st : qe_cl_run(e->cl, ks, 2, gs, ls, NULL);
 }
 
+/* How mma_skinny reads X for a call of n_rows (<= 16) rows with weights
+ * of w's format and width: without branches where that is faster (at 16
+ * rows and with f16 weights; slower for Q8_0 / Q4_0 at 1 .. 8 rows, see
+ * msk_xfree_of), one row of Q8_0 / Q4_0 staged in local memory (MS_X1). */
+static enum msk_xread skinny_xread(const qe_engine *e, const dev_weight *w, int n_rows)
+{
+    if (e->ms_xal && n_rows == 1 && msk_x1_format(w->fmt) && w->ne0 <= MSK_X1_MAX_K)
+        return MSK_X1;
+    if (e->ms_xal && (n_rows > e->msk_xfree_rows || w->fmt == WF_F16))
+        return MSK_XFREE;
+    return MSK_XBRANCH;
+}
+
+/* What mma_skinny's MS_X1 build makes its input row of (kernels/mma.cl
+ * MS_XP_*, the same numbers): the row itself, its RMSNorm with weights w,
+ * or the SwiGLU product of it (the gate) and the up row w. */
+enum { SKP_COPY = 0, SKP_NORM = 1, SKP_SILU = 2 };
+typedef struct skinny_pro {
+    int op;
+    cl_mem w;
+} skinny_pro;
+
+/* Whether a decode call of n_rows rows with the n weights w runs one
+ * launch of mma_skinny's MS_X1 build, so that it can make its row itself
+ * (skinny_pro) instead of a launch before it doing so. */
+static int pro_serves(const qe_engine *e, int n, const dev_weight *const *w, int n_rows)
+{
+    if (!e->msk_pro || e->opt.gemm != QE_GEMM_MMA || !e->mm_skinny || n < 1 || n > MSK_MULTI)
+        return 0;
+    for (int i = 1; i < n; i++)
+        if (w[i]->fmt != w[0]->fmt || w[i]->ne0 != w[0]->ne0)
+            return 0;
+    return n_rows <= 16 && skinny_xread(e, w[0], n_rows) == MSK_X1;
+}
+
 /* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
  * in one launch (kernels/mma.cl): along dimension 0 the row groups, along
  * dimension 1 the weights' output blocks in order. Calls of more than 16
- * rows go to mma_wide, which gives the same bits. */
+ * rows go to mma_wide, which gives the same bits. pro (NULL: none) only
+ * where pro_serves. */
 static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
                             cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
-                            int y_seq, int y_seq_stride, int accumulate)
+                            int y_seq, int y_seq_stride, int accumulate, const skinny_pro *pro)
 {
     if (e->ms_xal && ((ldx & 3) || (x_off & 3))) /* the builds' float4 loads need it */
         return qe_fail(QE_EINVAL, "engine: decode matmul input at float %llu, row stride %d: "
@@ -1001,15 +1044,10 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         b = 1;
         st = out_blocks(n, w, 8 * (size_t)e->msk_shape[1].nb, &blocks, &nt);
     }
-    /* X read without branches: faster at 16 rows and with f16 weights,
-       slower for Q8_0 / Q4_0 at 1 .. 8 rows (see msk_xfree_of); one row of
-       Q8_0 / Q4_0: staged in local memory (MS_X1) */
     int K = w[0]->ne0;
-    enum msk_xread xv = MSK_XBRANCH;
-    if (e->ms_xal && n_rows == 1 && msk_x1_format(w[0]->fmt) && K <= MSK_X1_MAX_K)
-        xv = MSK_X1;
-    else if (e->ms_xal && (n_rows > e->msk_xfree_rows || w[0]->fmt == WF_F16))
-        xv = MSK_XFREE;
+    const enum msk_xread xv = skinny_xread(e, w[0], n_rows);
+    if (pro && pro->op != SKP_COPY && xv != MSK_X1)
+        return qe_fail(QE_EINVAL, "engine: a decode matmul's own norm or SwiGLU needs the one-row build");
     cl_kernel k = e->k_msk[b][xv][w[0]->fmt];
     if (st == QE_OK)
         st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
@@ -1018,6 +1056,15 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         st = weight_args(k, 5, n, w, y, ldy);
     if (st == QE_OK)
         st = rule_args(k, 20, y_seq, y_seq_stride, accumulate);
+    const cl_mem xp = pro ? pro->w : NULL;
+    const int xop = pro ? pro->op : SKP_COPY;
+    const float eps = e->hp.rms_eps;
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 23, sizeof(cl_mem), &xp);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 24, sizeof(int), &xop);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, 25, sizeof(float), &eps);
     size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, blocks};
     size_t local[2] = {MMA_WI, 1};
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
@@ -1130,7 +1177,7 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
 {
     if (e->opt.gemm == QE_GEMM_MMA && e->mm_skinny)
         return run_skinny(e, 1, &w, x, x_off, ldx, n_rows, &y, &ldy, y_seq, y_seq_stride,
-                          accumulate);
+                          accumulate, NULL);
     cl_kernel k = e->k_matmul[w->fmt];
     size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
                         qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
@@ -1154,11 +1201,38 @@ qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w
     for (int i = 1; same && i < n; i++)
         same = w[i]->fmt == w[0]->fmt && w[i]->ne0 == w[0]->ne0;
     if (same)
-        return run_skinny(e, n, w, x, 0, ldx, n_rows, y, ldy, n_rows, n_rows, 0);
+        return run_skinny(e, n, w, x, 0, ldx, n_rows, y, ldy, n_rows, n_rows, 0, NULL);
     qe_status st = QE_OK;
     for (int i = 0; st == QE_OK && i < n; i++)
         st = qe_engine_run_matmul(e, w[i], x, 0, ldx, n_rows, y[i], ldy[i], n_rows, n_rows, 0);
     return st;
+}
+
+qe_status qe_engine_run_norm_matmul_n(qe_engine *e, cl_mem x, cl_mem nw, cl_mem h, int n,
+                                      const dev_weight *const *w, int n_rows, const cl_mem *y,
+                                      const int *ldy)
+{
+    const int dim = e->hp.dim;
+    /* rms.cl's reduction, QE_NW <= 256 work-items, fits mma_skinny's */
+    if (pro_serves(e, n, w, n_rows) && w[0]->ne0 == dim && e->nw <= MMA_WI) {
+        const skinny_pro pro = {SKP_NORM, nw};
+        return run_skinny(e, n, w, x, 0, dim, n_rows, y, ldy, n_rows, n_rows, 0, &pro);
+    }
+    qe_status st = qe_engine_run_norm(e, x, n_rows, n_rows, 0, nw, h, n_rows);
+    return st != QE_OK ? st : qe_engine_run_matmul_n(e, n, w, h, dim, n_rows, y, ldy);
+}
+
+qe_status qe_engine_run_ffn_down(qe_engine *e, const dev_weight *w_down, cl_mem g, cl_mem u,
+                                 int n_rows, cl_mem post, cl_mem x, cl_mem h)
+{
+    const int n_ff = e->hp.n_ff, dim = e->hp.dim;
+    if (!post && e->hp.ffn_act == QE_ACT_SILU && w_down->ne0 == n_ff &&
+        pro_serves(e, 1, &w_down, n_rows)) {
+        const skinny_pro pro = {SKP_SILU, u};
+        return run_skinny(e, 1, &w_down, g, 0, n_ff, n_rows, &x, &dim, n_rows, n_rows, 1, &pro);
+    }
+    qe_status st = qe_engine_run_act(e, g, u, n_rows);
+    return st != QE_OK ? st : qe_engine_run_out_add(e, w_down, g, n_ff, n_rows, post, x, h);
 }
 
 qe_status qe_engine_run_norm(qe_engine *e, cl_mem x, int in_seq, int in_seq_stride, int in_off,

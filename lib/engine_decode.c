@@ -12,17 +12,21 @@
  *   per layer:
  *     rmsnorm (engine)         x -> h                           [rows][dim]
  *     matmul wq / wk / wv      h -> q [rows][q_dim], kt / vt    [rows][kv_dim]
- *     (one launch for the three matmuls with the tensor-core kernels)
+ *     (one launch for the three matmuls with the tensor-core kernels; with
+ *     the norm too in calls of one row of Q8_0 / Q4_0 weights, whose
+ *     kernel normalises its row itself: qe_engine_run_norm_matmul_n)
  *     rope_rows                q and kt at pos[r], one launch
  *     kv_store (engine, kv.cl) kt, vt -> cache rows slot[r]*n_ctx + pos[r], encoded
  *                              in the cache format (copy_rows for an f32 cache)
  *     attn_rows                q, cache -> att                  [rows][q_dim]
  *     matmul wo (accumulate)   att -> x
- *     rmsnorm, gate/up matmuls (one launch with the tensor-core kernels),
- *     silu_mul, down matmul (accumulate) -> x
+ *     rmsnorm, gate/up matmuls (one launch with the tensor-core kernels,
+ *     the norm too as above), silu_mul, down matmul (accumulate) -> x (one
+ *     launch likewise: qe_engine_run_ffn_down)
  *   gather_rows                last row of each sequence -> xo  [n_out][dim]
  *   rmsnorm (engine)           xo -> hout                       [n_out][dim]
  *   matmul output              hout -> logits                   [n_out][n_vocab]
+ *                              (one launch with the norm as above)
  *   logit_stats (engine)       logits -> partial stats of each row's `parts`
  *                              slices of the vocabulary         [n_out][parts][3+2k]
  *   logit_merge (engine)       -> stats                         [n_out][4+2k]
@@ -313,13 +317,12 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
 {
     qe_engine *e = d->e;
     const qe_hparams *hp = &e->hp;
-    const int dim = hp->dim, n_ctx = e->opt.n_ctx, li = (int)(l - e->layers);
+    const int n_ctx = e->opt.n_ctx, li = (int)(l - e->layers);
     const dev_weight *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gu[2] = {&l->w_gate, &l->w_up};
     const cl_mem qkv_y[3] = {d->q, d->kt, d->vt}, gu_y[2] = {d->g, d->u};
     const int qkv_ld[3] = {e->q_dim, e->kv_dim, e->kv_dim}, gu_ld[2] = {hp->n_ff, hp->n_ff};
     qe_status st;
-    if ((st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->attn_norm, d->h, rows)) ||
-        (st = qe_engine_run_matmul_n(e, 3, qkv, d->h, dim, rows, qkv_y, qkv_ld)) ||
+    if ((st = qe_engine_run_norm_matmul_n(e, d->x, l->attn_norm, d->h, 3, qkv, rows, qkv_y, qkv_ld)) ||
         (st = qe_engine_run_qk_prep(e, d->q, e->q_dim, hp->n_heads, 1, rows, rows, l->bq, l->q_norm)) ||
         (st = qe_engine_run_qk_prep(e, d->kt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bk, l->k_norm)) ||
         (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
@@ -346,12 +349,9 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
     if (st || (st = qe_cl_run(e->cl, ka, 2, ag, al, NULL)))
         return st;
     if ((st = qe_engine_run_out_add(e, &l->wo, d->att, e->q_dim, rows, l->attn_post, d->x, d->h)) ||
-        (st = qe_engine_run_norm(e, d->x, rows, rows, 0, l->ffn_norm, d->h, rows)) ||
-        (st = qe_engine_run_matmul_n(e, 2, gu, d->h, dim, rows, gu_y, gu_ld)))
+        (st = qe_engine_run_norm_matmul_n(e, d->x, l->ffn_norm, d->h, 2, gu, rows, gu_y, gu_ld)))
         return st;
-    if ((st = qe_engine_run_act(e, d->g, d->u, rows)))
-        return st;
-    return qe_engine_run_out_add(e, &l->w_down, d->g, hp->n_ff, rows, l->ffn_post, d->x, d->h);
+    return qe_engine_run_ffn_down(e, &l->w_down, d->g, d->u, rows, l->ffn_post, d->x, d->h);
 }
 
 static qe_status run_forward_body(qe_decode *d, int rows, int n_out);
@@ -392,10 +392,10 @@ static qe_status run_forward_body(qe_decode *d, int rows, int n_out)
     st = qe_cl_args(d->k_gather, 4, sizeof(cl_mem), &d->x, sizeof(cl_mem), &d->oidx, sizeof(int),
                     &dim, sizeof(cl_mem), &d->xo);
     size_t gg[2] = {(size_t)dim, (size_t)n_out};
+    const dev_weight *out = &e->output;
     if (st || (st = qe_cl_run(e->cl, d->k_gather, 2, gg, NULL, NULL)) ||
-        (st = qe_engine_run_norm(e, d->xo, n_out, n_out, 0, e->out_norm, d->hout, n_out)) ||
-        (st = qe_engine_run_matmul(e, &e->output, d->hout, 0, dim, n_out, d->logits, nv, n_out,
-                                   n_out, 0)) ||
+        (st = qe_engine_run_norm_matmul_n(e, d->xo, e->out_norm, d->hout, 1, &out, n_out,
+                                          &d->logits, &nv)) ||
         (st = qe_engine_run_softcap(e, d->logits, n_out)))
         return st;
     if ((st = qe_engine_run_stats(e, d->logits, n_out, d->targets, d->stats, 0, d->parts, d->part)))

@@ -120,6 +120,10 @@ struct qe_engine {
        then how X is read (engine.c run_skinny picks per call) */
     skinny_shape msk_shape[2];         /* resolved at open (env overrides) */
     int msk_few, msk_xfree_rows;
+    /* the MS_X1 build makes its row itself (a decode step's norms and
+       SwiGLU: qe_engine_run_norm_matmul_n, qe_engine_run_ffn_down); 0:
+       separate launches (QEVAL_MMA_PRO=0, for A/B runs of one build) */
+    int msk_pro;
     cl_program prog_msk[2][MSK_XREADS][WF_COUNT];
     cl_kernel k_msk[2][MSK_XREADS][WF_COUNT];
     /* mma_wide, for decode calls of more than 16 rows (same bits as
@@ -218,6 +222,23 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
  * results are those of n qe_engine_run_matmul calls. */
 qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w, cl_mem x, int ldx,
                                  int n_rows, const cl_mem *y, const int *ldy);
+
+/* A decode call's RMSNorm of x (n_rows rows of dim; weights nw) and the
+ * matmuls of the result (qe_engine_run_matmul_n's): one launch where
+ * mma_skinny's one-row build serves them, which normalises its row itself
+ * (kernels/mma.cl MS_XP_NORM: the same bits), else the norm into h [n_rows]
+ * [dim], then the matmuls. */
+qe_status qe_engine_run_norm_matmul_n(qe_engine *e, cl_mem x, cl_mem nw, cl_mem h, int n,
+                                      const dev_weight *const *w, int n_rows, const cl_mem *y,
+                                      const int *ldy);
+
+/* A decode call's feed-forward tail: g = act(g) * u (qe_engine_run_act),
+ * then x += w_down(g) (qe_engine_run_out_add, post norm post, scratch h).
+ * One launch where mma_skinny's one-row build serves it (SiLU, no post
+ * norm; kernels/mma.cl MS_XP_SILU: the same bits; g is then left as it
+ * was). */
+qe_status qe_engine_run_ffn_down(qe_engine *e, const dev_weight *w_down, cl_mem g, cl_mem u,
+                                 int n_rows, cl_mem post, cl_mem x, cl_mem h);
 
 /* RMSNorm of n_rows rows of dim floats: input row i is
  * (i / in_seq) * in_seq_stride + in_off + i % in_seq of x, output row i of y

@@ -458,8 +458,8 @@ START_TEST(test_rmsnorm_xh)
     qe_cl *cl = qe_test_cl();
     cl_program p = NULL;
     cl_kernel k = NULL, kx = NULL;
-    static const char *const srcs[] = {"xh.cl", "norm.cl"};
-    OK(qe_cl_build(cl, srcs, 2, "-DQE_NW=16", &p));
+    static const char *const srcs[] = {"xh.cl", "rms.cl", "norm.cl"};
+    OK(qe_cl_build(cl, srcs, 3, "-DQE_NW=16", &p));
     enum { DIM = 75, ROWS = 3, LDP = 48 }; /* (75 + 1) / 2 rounded up to 16 */
     int dim = DIM, rows = ROWS, ldp = LDP, zero = 0;
     float x[DIM * ROWS], w[DIM], want[DIM * ROWS], eps = 1e-5f;

@@ -14,10 +14,13 @@
  *             a few 1e-3 through the layers: max |d| < 5e-2, mean < 5e-3
  *           - batch invariance: a sequence prefilled alone and inside a
  *             batch of 4 gives bit-identical results
- *           - decode: a sequence decoded alone (mma_skinny) and sharing its
- *             calls with up to 69 others (mma_wide, in several shapes and
- *             both splits) is bit-identical in f32, f16, q8_0 and q4_0
- *             weights, and close to prefill
+ *           - decode: a sequence decoded alone (mma_skinny; with q8_0 /
+ *             q4_0 weights its one-row build, which makes the layer norms,
+ *             the final norm and the SwiGLU itself) and sharing its calls
+ *             with up to 69 others (mma_wide, in several shapes and both
+ *             splits, after separate rmsnorm and silu_mul launches) is
+ *             bit-identical in f32, f16, q8_0 and q4_0 weights, and close
+ *             to prefill
  *   attention on any device: prefill attention (attention.cl; attn_mma.cl
  *           too where mma.sync works) of random q, K and V in one-layer
  *           synthetic models of head_dim 32, 64 and 128, caches f32, f16,

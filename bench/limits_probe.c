@@ -1,0 +1,332 @@
+/* limits_probe.c - the ceilings qeval's GPU figures are measured against,
+ * with none of qeval's work in the way (issue 8 asks what limits a target
+ * that is out of reach). A development aid, not part of qeval:
+ *   cc -O2 -o /tmp/limits_probe bench/limits_probe.c -lOpenCL
+ *   /tmp/limits_probe kernels/ptx.cl bench/limits_probe.cl
+ * Prints, for the first GPU:
+ * - whether the driver offers cl_khr_command_buffer (launches recorded once
+ *   and replayed without the host);
+ * - the floor of one launch in an in-order queue: 4000 dependent launches
+ *   of an empty kernel (one work-group) and of a small op (2048 floats, the
+ *   size of a decode step's norm), wall time and host enqueue time a launch,
+ *   and from profiling events each launch's device time and the time from
+ *   one launch's start to the next's;
+ * - the same launches replayed from a command buffer, where offered;
+ * - the tensor-core issue rate of mma.sync m16n8k16 (f16 in, f32
+ *   accumulate) from OpenCL, operands in registers, for 1-8 independent
+ *   chains a warp and 8-64 warps a multiprocessor: the ceiling of any
+ *   mma.sync kernel here. */
+#define CL_TARGET_OPENCL_VERSION 300
+#include <CL/cl.h>
+#include <CL/cl_ext.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <time.h>
+
+static char *slurp(int n, char **files)
+{
+    size_t total = 0;
+    char *src = NULL;
+    for (int i = 0; i < n; i++) {
+        FILE *f = fopen(files[i], "rb");
+        if (!f)
+            return NULL;
+        fseek(f, 0, SEEK_END);
+        long len = ftell(f);
+        fseek(f, 0, SEEK_SET);
+        src = realloc(src, total + (size_t)len + 2);
+        if (!src || fread(src + total, 1, (size_t)len, f) != (size_t)len)
+            return NULL;
+        total += (size_t)len;
+        src[total++] = '\n';
+        src[total] = 0;
+        fclose(f);
+    }
+    return src;
+}
+
+/* A failed OpenCL call ends the probe: a time from a failed launch would
+ * be a number that measures nothing. */
+static void need(cl_int err, const char *what)
+{
+    if (err != CL_SUCCESS) {
+        fprintf(stderr, "%s failed: OpenCL error %d\n", what, (int)err);
+        exit(1);
+    }
+}
+
+static double now(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
+}
+
+static int cmp_d(const void *a, const void *b)
+{
+    double x = *(const double *)a, y = *(const double *)b;
+    return x < y ? -1 : x > y;
+}
+
+static double median(double *v, int n)
+{
+    qsort(v, (size_t)n, sizeof *v, cmp_d);
+    return v[n / 2];
+}
+
+static cl_context ctx;
+static cl_device_id dev;
+
+static cl_program build(const char *src, const char *opts)
+{
+    cl_int err;
+    cl_program p = clCreateProgramWithSource(ctx, 1, &src, NULL, &err);
+    need(err, "clCreateProgramWithSource");
+    if (clBuildProgram(p, 1, &dev, opts, NULL, NULL) != CL_SUCCESS) {
+        static char log[1 << 16];
+        clGetProgramBuildInfo(p, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
+        fprintf(stderr, "build (%s) failed:\n%s\n", opts, log);
+        exit(1);
+    }
+    return p;
+}
+
+#define NLAUNCH 4000
+
+/* n launches alternating between kernels k[0] and k[1] (the same kernel
+ * twice where there is no alternation), global size g, local size l. */
+static void chain(cl_command_queue q, cl_kernel k[2], size_t g, size_t l, const char *what)
+{
+    /* warm: the first launches of a kernel carry its upload */
+    for (int i = 0; i < 50; i++)
+        need(clEnqueueNDRangeKernel(q, k[i & 1], 1, NULL, &g, &l, 0, NULL, NULL), "warm");
+    need(clFinish(q), "clFinish");
+    double host = 0, t0 = now();
+    for (int i = 0; i < NLAUNCH; i++) {
+        double h = now();
+        need(clEnqueueNDRangeKernel(q, k[i & 1], 1, NULL, &g, &l, 0, NULL, NULL), "launch");
+        host += now() - h;
+    }
+    need(clFinish(q), "clFinish");
+    double wall = now() - t0;
+    printf("%s: %.2f us a launch (wall), host enqueue %.2f us a launch\n", what, 1e6 * wall / NLAUNCH,
+           1e6 * host / NLAUNCH);
+}
+
+/* The same launches on a profiling queue: each one's device time and the
+ * distance from one launch's start to the next's. */
+static void chain_events(cl_command_queue q, cl_kernel k[2], size_t g, size_t l, const char *what)
+{
+    enum { N = 1000 };
+    static cl_event ev[N];
+    static double dur[N], period[N];
+    for (int i = 0; i < N; i++)
+        need(clEnqueueNDRangeKernel(q, k[i & 1], 1, NULL, &g, &l, 0, NULL, &ev[i]), "launch");
+    need(clFinish(q), "clFinish");
+    cl_ulong s0 = 0;
+    for (int i = 0; i < N; i++) {
+        cl_ulong s, e;
+        need(clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_START, sizeof s, &s, NULL), "start");
+        need(clGetEventProfilingInfo(ev[i], CL_PROFILING_COMMAND_END, sizeof e, &e, NULL), "end");
+        dur[i] = 1e-3 * (double)(e - s);
+        if (i)
+            period[i - 1] = 1e-3 * (double)(s - s0);
+        s0 = s;
+        clReleaseEvent(ev[i]);
+    }
+    double d = median(dur, N), p = median(period, N - 1);
+    printf("%s, profiled: %.2f us device time a launch, %.2f us from one start to the next (medians)\n", what,
+           d, p);
+}
+
+/* The device's own floor, without the host's: the same launches queued
+ * behind a long kernel (blocker, about 50 ms), so that all of them are
+ * enqueued before the first may start; their time is the whole wall time
+ * less the blocker's alone (medians of 3). */
+static void chain_queued(cl_command_queue q, cl_kernel blocker, size_t bg, cl_kernel k[2], size_t g,
+                         size_t l, const char *what)
+{
+    size_t bl = 256;
+    double alone[3], with[3], host = 0;
+    for (int r = 0; r < 3; r++) {
+        double t0 = now();
+        need(clEnqueueNDRangeKernel(q, blocker, 1, NULL, &bg, &bl, 0, NULL, NULL), "blocker");
+        need(clFinish(q), "clFinish");
+        alone[r] = now() - t0;
+        t0 = now();
+        need(clEnqueueNDRangeKernel(q, blocker, 1, NULL, &bg, &bl, 0, NULL, NULL), "blocker");
+        double h = now();
+        for (int i = 0; i < NLAUNCH; i++)
+            need(clEnqueueNDRangeKernel(q, k[i & 1], 1, NULL, &g, &l, 0, NULL, NULL), "launch");
+        host = now() - h;
+        need(clFinish(q), "clFinish");
+        with[r] = now() - t0;
+    }
+    double a = median(alone, 3), w = median(with, 3);
+    printf("%s, queued behind a %.1f ms kernel: %.2f us a launch on the device (host enqueue "
+           "%.1f ms of it%s)\n",
+           what, 1e3 * a, 1e6 * (w - a) / NLAUNCH, 1e3 * host, host < a ? "" : ": NOT all queued in time");
+}
+
+/* The launches recorded once into a command buffer and replayed. */
+static void chain_recorded(cl_platform_id plat, cl_command_queue q, cl_kernel k[2], size_t g, size_t l,
+                           const char *what)
+{
+    clCreateCommandBufferKHR_fn create =
+        (clCreateCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(plat, "clCreateCommandBufferKHR");
+    clCommandNDRangeKernelKHR_fn record = (clCommandNDRangeKernelKHR_fn)clGetExtensionFunctionAddressForPlatform(
+        plat, "clCommandNDRangeKernelKHR");
+    clFinalizeCommandBufferKHR_fn finalize = (clFinalizeCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(
+        plat, "clFinalizeCommandBufferKHR");
+    clEnqueueCommandBufferKHR_fn replay =
+        (clEnqueueCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(plat, "clEnqueueCommandBufferKHR");
+    clReleaseCommandBufferKHR_fn release = (clReleaseCommandBufferKHR_fn)clGetExtensionFunctionAddressForPlatform(
+        plat, "clReleaseCommandBufferKHR");
+    if (!create || !record || !finalize || !replay || !release) {
+        printf("%s, command buffer: entry points missing\n", what);
+        return;
+    }
+    cl_int err;
+    cl_command_buffer_khr cb = create(1, &q, NULL, &err);
+    need(err, "clCreateCommandBufferKHR");
+    double t0 = now();
+    for (int i = 0; i < NLAUNCH; i++)
+        need(record(cb, NULL, NULL, k[i & 1], 1, NULL, &g, &l, 0, NULL, NULL, NULL), "clCommandNDRangeKernelKHR");
+    need(finalize(cb), "clFinalizeCommandBufferKHR");
+    double rec = now() - t0;
+    double t[5];
+    for (int r = 0; r < 6; r++) {
+        double s = now();
+        need(replay(0, NULL, cb, 0, NULL, NULL), "clEnqueueCommandBufferKHR");
+        need(clFinish(q), "clFinish");
+        if (r)
+            t[r - 1] = now() - s;
+    }
+    printf("%s, command buffer: %.2f us a launch replayed (median of 5), recording %.2f us a launch\n", what,
+           1e6 * median(t, 5) / NLAUNCH, 1e6 * rec / NLAUNCH);
+    release(cb);
+}
+
+int main(int argc, char **argv)
+{
+    if (argc < 2) {
+        fprintf(stderr, "usage: %s FILE.cl... (kernels/ptx.cl bench/limits_probe.cl)\n", argv[0]);
+        return 2;
+    }
+    char *src = slurp(argc - 1, argv + 1);
+    cl_platform_id plats[8], plat = NULL;
+    cl_uint np = 0;
+    clGetPlatformIDs(8, plats, &np);
+    for (cl_uint i = 0; i < np && !plat; i++)
+        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_GPU, 1, &dev, NULL) == CL_SUCCESS)
+            plat = plats[i];
+    if (!src || !plat) {
+        fprintf(stderr, "no sources or no GPU\n");
+        return 1;
+    }
+    char name[256] = "", drv[64] = "";
+    cl_uint cus = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof name, name, NULL);
+    clGetDeviceInfo(dev, CL_DRIVER_VERSION, sizeof drv, drv, NULL);
+    clGetDeviceInfo(dev, CL_DEVICE_MAX_COMPUTE_UNITS, sizeof cus, &cus, NULL);
+    size_t xl = 0;
+    clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, 0, NULL, &xl);
+    char *ext = calloc(1, xl + 1);
+    clGetDeviceInfo(dev, CL_DEVICE_EXTENSIONS, xl, ext, NULL);
+    printf("device: %s, driver %s, %u compute units\nextensions: %s\n", name, drv, cus, ext);
+    int has_cb = strstr(ext, "cl_khr_command_buffer") != NULL;
+
+    cl_int err;
+    ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
+    need(err, "clCreateContext");
+    cl_command_queue q = clCreateCommandQueueWithProperties(ctx, dev, NULL, &err);
+    need(err, "clCreateCommandQueue");
+    cl_queue_properties pp[] = {CL_QUEUE_PROPERTIES, CL_QUEUE_PROFILING_ENABLE, 0};
+    cl_command_queue qp = clCreateCommandQueueWithProperties(ctx, dev, pp, &err);
+    need(err, "clCreateCommandQueue (profiling)");
+
+    cl_program p = build(src, "-DCH=4");
+    enum { N = 2048 };
+    cl_mem word = clCreateBuffer(ctx, CL_MEM_READ_WRITE, 64, NULL, &err);
+    need(err, "clCreateBuffer");
+    cl_mem x = clCreateBuffer(ctx, CL_MEM_READ_WRITE, N * sizeof(float), NULL, &err);
+    need(err, "clCreateBuffer");
+    cl_mem y = clCreateBuffer(ctx, CL_MEM_READ_WRITE, N * sizeof(float), NULL, &err);
+    need(err, "clCreateBuffer");
+    float zero[N] = {0};
+    need(clEnqueueWriteBuffer(q, x, CL_TRUE, 0, sizeof zero, zero, 0, NULL, NULL), "write");
+    need(clEnqueueWriteBuffer(q, y, CL_TRUE, 0, sizeof zero, zero, 0, NULL, NULL), "write");
+    need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof(int), zero, 0, NULL, NULL), "write");
+    cl_kernel nop = clCreateKernel(p, "nop", &err);
+    need(err, "nop");
+    int one = 1, n = N;
+    clSetKernelArg(nop, 0, sizeof word, &word);
+    clSetKernelArg(nop, 1, sizeof one, &one);
+    cl_kernel st[2];
+    for (int i = 0; i < 2; i++) {
+        st[i] = clCreateKernel(p, "step", &err);
+        need(err, "step");
+        clSetKernelArg(st[i], 0, sizeof x, i ? &y : &x);
+        clSetKernelArg(st[i], 1, sizeof x, i ? &x : &y);
+        clSetKernelArg(st[i], 2, sizeof n, &n);
+    }
+    cl_kernel nops[2] = {nop, nop};
+    chain(q, nops, 32, 32, "nop (1 work-group of 32)");
+    chain_events(qp, nops, 32, 32, "nop (1 work-group of 32)");
+    chain(q, st, N, 256, "step (2048 floats, 8 work-groups of 256)");
+    chain_events(qp, st, N, 256, "step (2048 floats, 8 work-groups of 256)");
+    {
+        cl_kernel blk = clCreateKernel(p, "mma_peak", &err);
+        need(err, "mma_peak");
+        size_t bg = (size_t)cus * 4 * 256;
+        cl_mem bo = clCreateBuffer(ctx, CL_MEM_WRITE_ONLY, bg * sizeof(float), NULL, &err);
+        need(err, "clCreateBuffer");
+        /* about 50 ms at 630 TFLOP/s: 132 x 32 warps x iters x 4 chains x 4096 FLOP */
+        int iters = 500000;
+        clSetKernelArg(blk, 0, sizeof bo, &bo);
+        clSetKernelArg(blk, 1, sizeof iters, &iters);
+        chain_queued(q, blk, bg, nops, 32, 32, "nop (1 work-group of 32)");
+        chain_queued(q, blk, bg, st, N, 256, "step (2048 floats, 8 work-groups of 256)");
+    }
+    if (has_cb) {
+        chain_recorded(plat, q, nops, 32, 32, "nop (1 work-group of 32)");
+        chain_recorded(plat, q, st, N, 256, "step (2048 floats, 8 work-groups of 256)");
+    }
+
+    /* mma.sync issue rate */
+    size_t maxg = (size_t)cus * 8 * 256;
+    cl_mem out = clCreateBuffer(ctx, CL_MEM_WRITE_ONLY, maxg * sizeof(float), NULL, &err);
+    need(err, "clCreateBuffer");
+    for (int ch = 1; ch <= 8; ch *= 2) {
+        char opts[32];
+        snprintf(opts, sizeof opts, "-DCH=%d", ch);
+        cl_program pm = build(src, opts);
+        cl_kernel k = clCreateKernel(pm, "mma_peak", &err);
+        need(err, "mma_peak");
+        for (int wg = 1; wg <= 8; wg *= 2) {
+            int iters = 65536 / (wg * ch);
+            size_t g = (size_t)cus * (size_t)wg * 256, l = 256;
+            clSetKernelArg(k, 0, sizeof out, &out);
+            clSetKernelArg(k, 1, sizeof iters, &iters);
+            double t[5];
+            for (int r = 0; r < 6; r++) {
+                cl_event e;
+                need(clEnqueueNDRangeKernel(qp, k, 1, NULL, &g, &l, 0, NULL, &e), "mma_peak");
+                need(clWaitForEvents(1, &e), "wait");
+                cl_ulong s0, e0;
+                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof s0, &s0, NULL);
+                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof e0, &e0, NULL);
+                clReleaseEvent(e);
+                if (r)
+                    t[r - 1] = 1e-9 * (double)(e0 - s0);
+            }
+            double flop = (double)(g / 32) * iters * ch * 4096.0;
+            printf("mma.sync m16n8k16 f16->f32: %d chains a warp, %2d warps a compute unit: %.1f TFLOP/s\n", ch,
+                   wg * 8, 1e-12 * flop / median(t, 5));
+        }
+        clReleaseKernel(k);
+        clReleaseProgram(pm);
+    }
+    return 0;
+}
