@@ -47,9 +47,9 @@ __kernel void rope_rows(__global float *a, int ld_a, int n_a, __global float *b,
     const int ia = layout == 0 ? 2 * i : i;
     const int ib = layout == 0 ? 2 * i + 1 : i + half_rot;
     const float2 c = cs[(size_t)pos[r] * half_rot + i];
-    const float x0 = v[ia], x1 = v[ib];
-    v[ia] = x0 * c.x - x1 * c.y;
-    v[ib] = x0 * c.y + x1 * c.x;
+    const float2 y = rope_pair(v[ia], v[ib], c);
+    v[ia] = y.x;
+    v[ib] = y.y;
 }
 
 /* copy_rows: cache row slot[r] * n_ctx + pos[r] of dst = row r of src, as

@@ -1,5 +1,5 @@
 /* kv.cl - the KV-cache write: encode f32 K/V rows into a cache format
- * (needs kvfmt.cl and -DQE_KVF=<format id>).
+ * (needs kvfmt.cl, qkv.cl and -DQE_KVF=<format id>).
  *
  * kv_store: source row r (n_kv * QE_HD floats, K already rotated by RoPE)
  *   is encoded into cache row (r / y_seq) * y_seq_stride + y_off + r % y_seq
@@ -83,15 +83,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
 #elif QE_KVF == KV_F16
     if (u >= n)
         return;
-    const float xv = x[u];
-    if (isnan(xv)) {
-        /* The NaN's sign and top payload bits, made quiet, as
-         * qe_f32_to_f16 writes them (vstore_half's NaN is unspecified). */
-        const uint b = as_uint(xv);
-        ((__global ushort *)row)[u] = (ushort)(((b >> 16) & 0x8000) | 0x7e00 | ((b & 0x7fffff) >> 13));
-    } else {
-        vstore_half_rte(xv, u, (__global half *)row);
-    }
+    f16_put((__global ushort *)row, u, x[u]);
 #elif QE_KVF == KV_Q8_0 || QE_KVF == KV_Q4_0
     if (u >= n / 32)
         return;

@@ -624,6 +624,14 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #define MS_XP_COPY 0
 #define MS_XP_NORM 1
 #define MS_XP_SILU 2
+/* And, for a layer's Q/K/V in one launch (w0, w1, w2), what rope_rows and
+ * kv_store would do next, in its epilogue (epi; the engine's skinny_epi):
+ * MS_EPI_ROPE rotates Q's and K's outputs at position rpos[0] (pairs
+ * layout, cs the layer's table: qkv.cl's rope_pair, the same expression),
+ * MS_EPI_KV writes K's and V's outputs into their f16 cache rows rslot[0]
+ * n_ctx + rpos[0] of kc / vc (qkv.cl's f16_put, kv_store's). */
+#define MS_EPI_ROPE 1
+#define MS_EPI_KV 2
 
 #if QE_WT == 2 || QE_WT == 3
 typedef struct { uint q0, q1, d2; } ms_raw; /* a lane's quant bytes; its block's scale twice (f16x2) */
@@ -759,6 +767,17 @@ inline int ms_pick(int grp, int bw, const __global uchar *w0, ulong rb0, int N0,
 #error "an mma_skinny build needs -DMS_MT, -DMS_NB and -DMS_U"
 #endif
 
+/* The sum of the MS_WARPS warps' partial sums of (row rr, output cc) of a
+ * work-group, in warp order. */
+inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
+{
+    float v = red[0][rr][cc];
+#pragma unroll
+    for (int wi = 1; wi < MS_WARPS; wi++)
+        v += red[wi][rr][cc];
+    return v;
+}
+
 /* One work-group: rows m0 .. m0 + 16 MS_MT - 1 and the 8 MS_NB outputs
  * n0 .. of one of up to three weights sharing X and K (a layer's Q, K and V,
  * or gate and up, in one launch): the groups along dimension 1 are the
@@ -771,7 +790,9 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
                 const __global uchar *w1, ulong rb1, int N1, __global float *y1, int ldy1,
                 const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2,
                 int y_seq, int y_seq_stride, int accumulate, const __global float *xp, int xop,
-                float eps)
+                float eps, const __global float2 *cs, const __global int *rpos,
+                const __global int *rslot, int hd, int n_rot, int n_ctx, __global uchar *kc,
+                ulong kb, __global uchar *vc, ulong vb, int epi)
 {
     __local float red[MS_WARPS][MS_MT * 16][MS_NB * 8];
 #ifdef MS_X1
@@ -818,7 +839,8 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 #else
-    (void)xp, (void)xop, (void)eps;
+    (void)xp, (void)xop, (void)eps, (void)cs, (void)rpos, (void)rslot, (void)hd, (void)n_rot;
+    (void)n_ctx, (void)kc, (void)kb, (void)vc, (void)vb, (void)epi;
 #endif
     float acc[MS_NB][MS_MT][4];
 #pragma unroll
@@ -902,15 +924,39 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
             for (int e = 0; e < 4; e++)
                 red[warp][i * 16 + g + 8 * (e >> 1)][8 * j + 2 * t + (e & 1)] = acc[j][i][e];
     barrier(CLK_LOCAL_MEM_FENCE);
+#ifdef MS_X1
+    if (epi) { /* Q/K/V of the call's one row, not accumulating (see MS_EPI_ROPE) */
+        const int bw = 8 * MS_NB, b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
+        const int wsel = get_group_id(1) < b0 ? 0 : get_group_id(1) < b0 + b1 ? 1 : 2;
+        const int p = rpos[0];
+        for (int c = tid; c < bw; c += 32 * MS_WARPS) {
+            const int o = n0 + c;
+            if (o >= N)
+                continue;
+            /* the value mma_store would write (0 + sum: a -0 sum as +0) */
+            float v = 0.0f + ms_sum(red, 0, c);
+            if ((epi & MS_EPI_ROPE) && wsel < 2 && o % hd < n_rot) {
+                /* the pair's other element is in this block: n0, hd and n_rot are even */
+                const float u = 0.0f + ms_sum(red, 0, c ^ 1);
+                const float2 cs1 = cs[(size_t)p * (n_rot / 2) + (o % hd) / 2];
+                const float2 r = (o & 1) ? rope_pair(u, v, cs1) : rope_pair(v, u, cs1);
+                v = (o & 1) ? r.y : r.x;
+            }
+            y[o] = v; /* row 0 of y: mma_yrow(y, ..., 0) */
+            if ((epi & MS_EPI_KV) && wsel > 0) {
+                const ulong at = (ulong)rslot[0] * n_ctx + p;
+                f16_put((__global ushort *)(wsel == 1 ? kc + at * kb : vc + at * vb), o, v);
+            }
+        }
+        return;
+    }
+#endif
     for (int c = tid; c < MS_MT * 16 * 8 * MS_NB; c += 32 * MS_WARPS) {
         const int rr = c / (8 * MS_NB), cc = c % (8 * MS_NB);
         if (m0 + rr >= n_rows)
             continue;
-        float v = red[0][rr][cc];
-#pragma unroll
-        for (int wi = 1; wi < MS_WARPS; wi++)
-            v += red[wi][rr][cc];
-        mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, m0 + rr, n0 + cc, v);
+        mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, m0 + rr, n0 + cc,
+                  ms_sum(red, rr, cc));
     }
 }
 #else /* an mma_wide build */

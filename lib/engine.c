@@ -323,8 +323,8 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl",
-                                            "rms.cl",     "act.cl", "mma.cl"};
+        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "rms.cl",
+                                            "act.cl",     "qkv.cl", "mma.cl"};
         const size_t n_msrcs = sizeof msrcs / sizeof msrcs[0];
         char base[96], mopts[256];
         /* rms.cl's reduction width: mma_skinny's one-row build normalises
@@ -1008,6 +1008,16 @@ typedef struct skinny_pro {
     cl_mem w;
 } skinny_pro;
 
+/* What mma_skinny's MS_X1 build does after a layer's Q/K/V (w0, w1, w2)
+ * of one row, in its epilogue (kernels/mma.cl MS_EPI_*, the same numbers):
+ * RoPE of Q and K at rpos[0] with table cs (the pairs layout), and K and V
+ * into their f16 caches kc / vc at row rslot[0] n_ctx + rpos[0]. */
+enum { SKE_ROPE = 1, SKE_KV = 2 };
+typedef struct skinny_epi {
+    int ops;
+    cl_mem cs, rpos, rslot, kc, vc;
+} skinny_epi;
+
 /* Whether a decode call of n_rows rows with the n weights w runs one
  * launch of mma_skinny's MS_X1 build, so that it can make its row itself
  * (skinny_pro) instead of a launch before it doing so. */
@@ -1021,6 +1031,37 @@ static int pro_serves(const qe_engine *e, int n, const dev_weight *const *w, int
     return n_rows <= 16 && skinny_xread(e, w[0], n_rows) == MSK_X1;
 }
 
+/* Arguments first .. first + 10 of mma_skinny: its epilogue's (epi NULL:
+ * none). */
+static qe_status epi_args(const qe_engine *e, cl_kernel k, cl_uint first, const skinny_epi *epi)
+{
+    const cl_mem none = NULL;
+    const int ops = epi ? epi->ops : 0, n_ctx = e->opt.n_ctx;
+    const cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
+    const void *mems[3] = {epi ? &epi->cs : &none, epi ? &epi->rpos : &none,
+                           epi ? &epi->rslot : &none};
+    qe_status st = QE_OK;
+    for (cl_uint i = 0; st == QE_OK && i < 3; i++)
+        st = qe_cl_arg(k, first + i, sizeof(cl_mem), mems[i]);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 3, sizeof(int), &e->hp.head_dim);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 4, sizeof(int), &e->hp.n_rot);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 5, sizeof(int), &n_ctx);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 6, sizeof(cl_mem), epi ? &epi->kc : &none);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 7, sizeof(cl_ulong), &kb);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 8, sizeof(cl_mem), epi ? &epi->vc : &none);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 9, sizeof(cl_ulong), &vb);
+    if (st == QE_OK)
+        st = qe_cl_arg(k, first + 10, sizeof(int), &ops);
+    return st;
+}
+
 /* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
  * in one launch (kernels/mma.cl): along dimension 0 the row groups, along
  * dimension 1 the weights' output blocks in order. Calls of more than 16
@@ -1028,7 +1069,8 @@ static int pro_serves(const qe_engine *e, int n, const dev_weight *const *w, int
  * where pro_serves. */
 static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_mem x,
                             cl_ulong x_off, int ldx, int n_rows, const cl_mem *y, const int *ldy,
-                            int y_seq, int y_seq_stride, int accumulate, const skinny_pro *pro)
+                            int y_seq, int y_seq_stride, int accumulate, const skinny_pro *pro,
+                            const skinny_epi *epi)
 {
     if (e->ms_xal && ((ldx & 3) || (x_off & 3))) /* the builds' float4 loads need it */
         return qe_fail(QE_EINVAL, "engine: decode matmul input at float %llu, row stride %d: "
@@ -1046,8 +1088,9 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
     }
     int K = w[0]->ne0;
     const enum msk_xread xv = skinny_xread(e, w[0], n_rows);
-    if (pro && pro->op != SKP_COPY && xv != MSK_X1)
-        return qe_fail(QE_EINVAL, "engine: a decode matmul's own norm or SwiGLU needs the one-row build");
+    if (((pro && pro->op != SKP_COPY) || (epi && epi->ops)) && xv != MSK_X1)
+        return qe_fail(QE_EINVAL, "engine: a decode matmul's own norm, SwiGLU, RoPE or cache "
+                                  "write needs the one-row build");
     cl_kernel k = e->k_msk[b][xv][w[0]->fmt];
     if (st == QE_OK)
         st = qe_cl_args(k, 5, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
@@ -1065,6 +1108,8 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         st = qe_cl_arg(k, 24, sizeof(int), &xop);
     if (st == QE_OK)
         st = qe_cl_arg(k, 25, sizeof(float), &eps);
+    if (st == QE_OK)
+        st = epi_args(e, k, 26, epi);
     size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, blocks};
     size_t local[2] = {MMA_WI, 1};
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
@@ -1177,7 +1222,7 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
 {
     if (e->opt.gemm == QE_GEMM_MMA && e->mm_skinny)
         return run_skinny(e, 1, &w, x, x_off, ldx, n_rows, &y, &ldy, y_seq, y_seq_stride,
-                          accumulate, NULL);
+                          accumulate, NULL, NULL);
     cl_kernel k = e->k_matmul[w->fmt];
     size_t global[2] = {qe_engine_round_up((size_t)w->ne1, MM_TILE) / MM_TILE * MM_WI,
                         qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
@@ -1201,11 +1246,19 @@ qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w
     for (int i = 1; same && i < n; i++)
         same = w[i]->fmt == w[0]->fmt && w[i]->ne0 == w[0]->ne0;
     if (same)
-        return run_skinny(e, n, w, x, 0, ldx, n_rows, y, ldy, n_rows, n_rows, 0, NULL);
+        return run_skinny(e, n, w, x, 0, ldx, n_rows, y, ldy, n_rows, n_rows, 0, NULL, NULL);
     qe_status st = QE_OK;
     for (int i = 0; st == QE_OK && i < n; i++)
         st = qe_engine_run_matmul(e, w[i], x, 0, ldx, n_rows, y[i], ldy[i], n_rows, n_rows, 0);
     return st;
+}
+
+/* Whether mma_skinny makes the input of the n matmuls w of an n_rows call
+ * itself as the RMSNorm of its row (rms.cl's reduction, QE_NW <= 256
+ * work-items, fits its work-group). */
+static int norm_pro_serves(const qe_engine *e, int n, const dev_weight *const *w, int n_rows)
+{
+    return pro_serves(e, n, w, n_rows) && w[0]->ne0 == e->hp.dim && e->nw <= MMA_WI;
 }
 
 qe_status qe_engine_run_norm_matmul_n(qe_engine *e, cl_mem x, cl_mem nw, cl_mem h, int n,
@@ -1213,13 +1266,37 @@ qe_status qe_engine_run_norm_matmul_n(qe_engine *e, cl_mem x, cl_mem nw, cl_mem 
                                       const int *ldy)
 {
     const int dim = e->hp.dim;
-    /* rms.cl's reduction, QE_NW <= 256 work-items, fits mma_skinny's */
-    if (pro_serves(e, n, w, n_rows) && w[0]->ne0 == dim && e->nw <= MMA_WI) {
+    if (norm_pro_serves(e, n, w, n_rows)) {
         const skinny_pro pro = {SKP_NORM, nw};
-        return run_skinny(e, n, w, x, 0, dim, n_rows, y, ldy, n_rows, n_rows, 0, &pro);
+        return run_skinny(e, n, w, x, 0, dim, n_rows, y, ldy, n_rows, n_rows, 0, &pro, NULL);
     }
     qe_status st = qe_engine_run_norm(e, x, n_rows, n_rows, 0, nw, h, n_rows);
     return st != QE_OK ? st : qe_engine_run_matmul_n(e, n, w, h, dim, n_rows, y, ldy);
+}
+
+qe_status qe_engine_run_qkv(qe_engine *e, const dev_layer *l, cl_mem x, cl_mem h, int n_rows,
+                            const cl_mem y[3], const int ldy[3], cl_mem rslot, cl_mem rpos,
+                            int *done)
+{
+    const qe_hparams *hp = &e->hp;
+    const dev_weight *w[3] = {&l->wq, &l->wk, &l->wv};
+    const int layer = (int)(l - e->layers);
+    *done = 0;
+    /* RoPE in the epilogue: Q/K straight from the matmul (no bias or
+       per-head norm between), pairs layout (a pair's two outputs in one
+       work-group); the cache write after it for f16 caches */
+    if (!norm_pro_serves(e, 3, w, n_rows) || l->bq || l->bk || l->bv || l->q_norm || l->k_norm ||
+        hp->rope_layout == QE_ROPE_HALVES || hp->head_dim % 2 || hp->n_rot % 2)
+        return qe_engine_run_norm_matmul_n(e, x, l->attn_norm, h, 3, w, n_rows, y, ldy);
+    skinny_epi epi = {SKE_ROPE, qe_model_layer_swa(hp, layer) ? e->rope_cs_swa : e->rope_cs, rpos,
+                      rslot, l->kc, l->vc};
+    if (e->opt.kv_k == QE_KV_F16 && e->opt.kv_v == QE_KV_F16)
+        epi.ops |= SKE_KV;
+    const skinny_pro pro = {SKP_NORM, l->attn_norm};
+    qe_status st = run_skinny(e, 3, w, x, 0, hp->dim, n_rows, y, ldy, n_rows, n_rows, 0, &pro, &epi);
+    if (st == QE_OK)
+        *done = (epi.ops & SKE_ROPE ? QE_QKV_ROPE : 0) | (epi.ops & SKE_KV ? QE_QKV_KV : 0);
+    return st;
 }
 
 qe_status qe_engine_run_ffn_down(qe_engine *e, const dev_weight *w_down, cl_mem g, cl_mem u,
@@ -1229,7 +1306,8 @@ qe_status qe_engine_run_ffn_down(qe_engine *e, const dev_weight *w_down, cl_mem 
     if (!post && e->hp.ffn_act == QE_ACT_SILU && w_down->ne0 == n_ff &&
         pro_serves(e, 1, &w_down, n_rows)) {
         const skinny_pro pro = {SKP_SILU, u};
-        return run_skinny(e, 1, &w_down, g, 0, n_ff, n_rows, &x, &dim, n_rows, n_rows, 1, &pro);
+        return run_skinny(e, 1, &w_down, g, 0, n_ff, n_rows, &x, &dim, n_rows, n_rows, 1, &pro,
+                          NULL);
     }
     qe_status st = qe_engine_run_act(e, g, u, n_rows);
     return st != QE_OK ? st : qe_engine_run_out_add(e, w_down, g, n_ff, n_rows, post, x, h);

@@ -14,7 +14,8 @@
  *     matmul wq / wk / wv      h -> q [rows][q_dim], kt / vt    [rows][kv_dim]
  *     (one launch for the three matmuls with the tensor-core kernels; with
  *     the norm too in calls of one row of Q8_0 / Q4_0 weights, whose
- *     kernel normalises its row itself: qe_engine_run_norm_matmul_n)
+ *     kernel normalises its row itself, and RoPE and the f16 cache writes
+ *     below in its epilogue: qe_engine_run_qkv)
  *     rope_rows                q and kt at pos[r], one launch
  *     kv_store (engine, kv.cl) kt, vt -> cache rows slot[r]*n_ctx + pos[r], encoded
  *                              in the cache format (copy_rows for an f32 cache)
@@ -120,13 +121,14 @@ static qe_status build(qe_decode *d)
     d->aw = DEC_AW_MAX;
     while ((size_t)d->aw > qe_cl_device(e->cl)->max_wg_size && d->aw > 1)
         d->aw /= 2;
-    static const char *const srcs[] = {"kvfmt.cl", "decode.cl"};
+    static const char *const srcs[] = {"kvfmt.cl", "qkv.cl", "decode.cl"};
+    const size_t n_srcs = sizeof srcs / sizeof srcs[0];
     char defs[128], opts[256], gopts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d", defs, d->aw,
              (int)e->opt.kv_k, (int)e->opt.kv_v);
     snprintf(gopts, sizeof gopts, "%s -DQE_G=1", opts);
-    if ((st = qe_cl_build(e->cl, srcs, 2, gopts, &d->prog)) != QE_OK ||
+    if ((st = qe_cl_build(e->cl, srcs, n_srcs, gopts, &d->prog)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "gather_rows", &d->k_gather)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "rope_rows", &d->k_rope)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "copy_rows", &d->k_copy)) != QE_OK ||
@@ -139,7 +141,7 @@ static qe_status build(qe_decode *d)
     const int group = dec_group(e);
     if (group) {
         snprintf(gopts, sizeof gopts, "%s -DQE_G=%d -DQE_ATTN_ONLY", opts, group);
-        if ((st = qe_cl_build(e->cl, srcs, 2, gopts, &d->prog_g)) != QE_OK ||
+        if ((st = qe_cl_build(e->cl, srcs, n_srcs, gopts, &d->prog_g)) != QE_OK ||
             (st = qe_cl_kernel(d->prog_g, "attn_rows", &d->k_attn_g)) != QE_OK ||
             (st = qe_cl_kernel_limits(e->cl, d->k_attn_g, &max_wg, NULL, NULL)) != QE_OK)
             return st;
@@ -318,17 +320,18 @@ static qe_status run_layer(qe_decode *d, const dev_layer *l, int rows)
     qe_engine *e = d->e;
     const qe_hparams *hp = &e->hp;
     const int n_ctx = e->opt.n_ctx, li = (int)(l - e->layers);
-    const dev_weight *qkv[3] = {&l->wq, &l->wk, &l->wv}, *gu[2] = {&l->w_gate, &l->w_up};
+    const dev_weight *gu[2] = {&l->w_gate, &l->w_up};
     const cl_mem qkv_y[3] = {d->q, d->kt, d->vt}, gu_y[2] = {d->g, d->u};
     const int qkv_ld[3] = {e->q_dim, e->kv_dim, e->kv_dim}, gu_ld[2] = {hp->n_ff, hp->n_ff};
-    qe_status st;
-    if ((st = qe_engine_run_norm_matmul_n(e, d->x, l->attn_norm, d->h, 3, qkv, rows, qkv_y, qkv_ld)) ||
-        (st = qe_engine_run_qk_prep(e, d->q, e->q_dim, hp->n_heads, 1, rows, rows, l->bq, l->q_norm)) ||
-        (st = qe_engine_run_qk_prep(e, d->kt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bk, l->k_norm)) ||
-        (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
-        (st = run_rope_rows(d, li, rows)))
+    int done = 0; /* what the Q/K/V launch did beyond its matmuls */
+    qe_status st = qe_engine_run_qkv(e, l, d->x, d->h, rows, qkv_y, qkv_ld, d->rslot, d->rpos, &done);
+    if (st == QE_OK && !(done & QE_QKV_ROPE) &&
+        ((st = qe_engine_run_qk_prep(e, d->q, e->q_dim, hp->n_heads, 1, rows, rows, l->bq, l->q_norm)) ||
+         (st = qe_engine_run_qk_prep(e, d->kt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bk, l->k_norm)) ||
+         (st = qe_engine_run_qk_prep(e, d->vt, e->kv_dim, hp->n_kv_heads, 1, rows, rows, l->bv, NULL)) ||
+         (st = run_rope_rows(d, li, rows))))
         return st;
-    if ((st = store_kv(d, l, rows)))
+    if (st != QE_OK || (!(done & QE_QKV_KV) && (st = store_kv(d, l, rows))))
         return st;
     float scale = hp->attn_scale;
     int window = qe_model_layer_swa(hp, li) ? hp->swa_window : 0;

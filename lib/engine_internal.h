@@ -121,8 +121,9 @@ struct qe_engine {
     skinny_shape msk_shape[2];         /* resolved at open (env overrides) */
     int msk_few, msk_xfree_rows;
     /* the MS_X1 build makes its row itself (a decode step's norms and
-       SwiGLU: qe_engine_run_norm_matmul_n, qe_engine_run_ffn_down); 0:
-       separate launches (QEVAL_MMA_PRO=0, for A/B runs of one build) */
+       SwiGLU: qe_engine_run_norm_matmul_n, qe_engine_run_ffn_down) and
+       ends Q/K/V with RoPE and the f16 cache writes (qe_engine_run_qkv);
+       0: separate launches (QEVAL_MMA_PRO=0, for A/B runs of one build) */
     int msk_pro;
     cl_program prog_msk[2][MSK_XREADS][WF_COUNT];
     cl_kernel k_msk[2][MSK_XREADS][WF_COUNT];
@@ -231,6 +232,18 @@ qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w
 qe_status qe_engine_run_norm_matmul_n(qe_engine *e, cl_mem x, cl_mem nw, cl_mem h, int n,
                                       const dev_weight *const *w, int n_rows, const cl_mem *y,
                                       const int *ldy);
+
+/* A decode call's first part of layer l: RMSNorm of x, the Q/K/V matmuls
+ * into y (q, kt, vt; qe_engine_run_norm_matmul_n's), and where mma_skinny's
+ * one-row build serves them (Q8_0 / Q4_0, one row, no Q/K/V bias or Q/K
+ * norm, RoPE in pairs) what comes next, in its epilogue: RoPE of q and kt
+ * at rpos[0] (*done gets QE_QKV_ROPE) and, with f16 K and V caches, kt and
+ * vt into l's cache rows rslot[0] n_ctx + rpos[0] (QE_QKV_KV). The same
+ * bits as rope_rows and kv_store; the caller runs what *done lacks. */
+enum { QE_QKV_ROPE = 1, QE_QKV_KV = 2 };
+qe_status qe_engine_run_qkv(qe_engine *e, const dev_layer *l, cl_mem x, cl_mem h, int n_rows,
+                            const cl_mem y[3], const int ldy[3], cl_mem rslot, cl_mem rpos,
+                            int *done);
 
 /* A decode call's feed-forward tail: g = act(g) * u (qe_engine_run_act),
  * then x += w_down(g) (qe_engine_run_out_add, post norm post, scratch h).

@@ -27,11 +27,11 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap)
 static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *prog,
                           cl_kernel *store, cl_kernel *load)
 {
-    static const char *const srcs[] = {"kvfmt.cl", "kv.cl"};
+    static const char *const srcs[] = {"kvfmt.cl", "qkv.cl", "kv.cl"};
     char defs[128], opts[192];
     qe_engine_kv_defines(cl, head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d", defs, (int)f);
-    qe_status st = qe_cl_build(cl, srcs, 2, opts, prog);
+    qe_status st = qe_cl_build(cl, srcs, sizeof srcs / sizeof srcs[0], opts, prog);
     if (st == QE_OK)
         st = qe_cl_kernel(*prog, "kv_store", store);
     if (st == QE_OK && load)

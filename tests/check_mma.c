@@ -16,9 +16,11 @@
  *             batch of 4 gives bit-identical results
  *           - decode: a sequence decoded alone (mma_skinny; with q8_0 /
  *             q4_0 weights its one-row build, which makes the layer norms,
- *             the final norm and the SwiGLU itself) and sharing its calls
+ *             the final norm and the SwiGLU itself and does RoPE and the
+ *             f16 cache writes in its Q/K/V epilogue) and sharing its calls
  *             with up to 69 others (mma_wide, in several shapes and both
- *             splits, after separate rmsnorm and silu_mul launches) is
+ *             splits, after separate rmsnorm, silu_mul, rope_rows and
+ *             kv_store launches) is
  *             bit-identical in f32, f16, q8_0 and q4_0 weights, and close
  *             to prefill
  *   attention on any device: prefill attention (attention.cl; attn_mma.cl
