@@ -17,56 +17,16 @@
  *   chains a warp and 8-64 warps a multiprocessor: the ceiling of any
  *   mma.sync kernel here. */
 #define CL_TARGET_OPENCL_VERSION 300
-#include <CL/cl.h>
 #include <CL/cl_ext.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
 #include <time.h>
 
-static char *slurp(int n, char **files)
-{
-    size_t total = 0;
-    char *src = NULL;
-    for (int i = 0; i < n; i++) {
-        FILE *f = fopen(files[i], "rb");
-        if (!f)
-            return NULL;
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        src = realloc(src, total + (size_t)len + 2);
-        if (!src || fread(src + total, 1, (size_t)len, f) != (size_t)len)
-            return NULL;
-        total += (size_t)len;
-        src[total++] = '\n';
-        src[total] = 0;
-        fclose(f);
-    }
-    return src;
-}
-
-/* A failed OpenCL call ends the probe: a time from a failed launch would
- * be a number that measures nothing. */
-static void need(cl_int err, const char *what)
-{
-    if (err != CL_SUCCESS) {
-        fprintf(stderr, "%s failed: OpenCL error %d\n", what, (int)err);
-        exit(1);
-    }
-}
+#include "probe_util.h"
 
 static double now(void)
 {
     struct timespec t;
     clock_gettime(CLOCK_MONOTONIC, &t);
     return (double)t.tv_sec + 1e-9 * (double)t.tv_nsec;
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
 }
 
 static double median(double *v, int n)

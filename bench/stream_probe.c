@@ -11,48 +11,7 @@
  * shape (Llama-3.2-1B's down, gate/up, wo, LM head), the
  * median of 20 launches of each kernel in GB/s of the matrix's bytes. */
 #define CL_TARGET_OPENCL_VERSION 120
-#include <CL/cl.h>
-#include <stdio.h>
-#include <stdlib.h>
-#include <string.h>
-
-static char *slurp(int n, char **files)
-{
-    size_t total = 0;
-    char *src = NULL;
-    for (int i = 0; i < n; i++) {
-        FILE *f = fopen(files[i], "rb");
-        if (!f)
-            return NULL;
-        fseek(f, 0, SEEK_END);
-        long len = ftell(f);
-        fseek(f, 0, SEEK_SET);
-        src = realloc(src, total + (size_t)len + 2);
-        if (!src || fread(src + total, 1, (size_t)len, f) != (size_t)len)
-            return NULL;
-        total += (size_t)len;
-        src[total++] = '\n';
-        src[total] = 0;
-        fclose(f);
-    }
-    return src;
-}
-
-/* A failed OpenCL call ends the probe: a time from a failed launch would
- * be a number that measures nothing. */
-static void need(cl_int err, const char *what)
-{
-    if (err != CL_SUCCESS) {
-        fprintf(stderr, "%s failed: OpenCL error %d\n", what, (int)err);
-        exit(1);
-    }
-}
-
-static int cmp_d(const void *a, const void *b)
-{
-    double x = *(const double *)a, y = *(const double *)b;
-    return x < y ? -1 : x > y;
-}
+#include "probe_util.h"
 
 int main(int argc, char **argv)
 {
