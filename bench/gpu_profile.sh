@@ -28,9 +28,10 @@ import json, sys
 for r in json.load(open(sys.argv[1])):
     steps = r["n_gen"] * r["reps"]
     print("%s B %d: %.1f tok/s, %.3f ms a step; host: %.1f launches a step, %.2f us each, "
-          "%.3f ms a step" % (r["test"], r["n_batch"], r["mean_tps"], 1e3 * sum(r["samples_s"]) / steps,
-                              r["launches"] / steps, 1e6 * r["enqueue_s"] / r["launches"],
-                              1e3 * r["enqueue_s"] / steps))
+          "%.3f ms a step; %.3f ms a step blocked on the device"
+          % (r["test"], r["n_batch"], r["mean_tps"], 1e3 * sum(r["samples_s"]) / steps,
+             r["launches"] / steps, 1e6 * r["enqueue_s"] / r["launches"],
+             1e3 * r["enqueue_s"] / steps, 1e3 * r["wait_s"] / steps))
 PY
 # Registers, spills and local memory of the matmul builds (NVIDIA's ptxas
 # report through bench/cl_regs.c), with the engine's default shapes

@@ -184,11 +184,13 @@ static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights
     }
     uint64_t l0, e0, l1, e1;
     qe_cl_launch_stats(br->cl, &l0, &e0);
+    const uint64_t w0 = qe_cl_wait_ns(br->cl);
     for (int r = 0; r < o->reps && st == QE_OK; r++) {
         st = pp ? run_pp(br, n, &br->seconds[r]) : run_tg(br, n, &br->seconds[r], seqs);
         br->tps[r] = (double)br->b * n / br->seconds[r];
     }
     qe_cl_launch_stats(br->cl, &l1, &e1);
+    const uint64_t w1 = qe_cl_wait_ns(br->cl);
     if (st == QE_OK && o->profile)
         st = qe_cl_profile_take(br->cl, &kt, &nkt);
     if (st == QE_OK) {
@@ -200,7 +202,8 @@ static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights
                              .weight_bytes = qe_model_weight_bytes(bm),
                              .n_tokens = (int64_t)br->b * n, .reps = o->reps,
                              .seconds = br->seconds, .tps = br->tps, .kernels = kt,
-                             .n_kernels = nkt, .launches = l1 - l0, .enqueue_ns = e1 - e0};
+                             .n_kernels = nkt, .launches = l1 - l0, .enqueue_ns = e1 - e0,
+                             .wait_ns = w1 - w0};
         snprintf(r.test, sizeof r.test, "%s%d", pp ? "pp" : "tg", n);
         qe_bench_mean_sd(br->tps, o->reps, &r.mean_tps, &r.stddev_tps);
         qe_log_debug("bench: %s b=%d %s %s/%s: %.2f +/- %.2f tokens/s", r.test, br->b, weights,

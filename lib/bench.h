@@ -80,6 +80,8 @@ typedef struct qe_bench_result {
     size_t n_kernels;
     uint64_t launches, enqueue_ns; /* kernel launches and host time enqueueing them, summed
                                       over the reps (qe_cl_launch_stats) */
+    uint64_t wait_ns;              /* host time blocked on the device over the reps
+                                      (qe_cl_wait_ns) */
 } qe_bench_result;
 
 typedef qe_status (*qe_bench_fn)(void *ud, const qe_bench_result *r);

@@ -115,6 +115,7 @@ static json_t *result_json(const qe_bench_env *env, const qe_bench_result *r, in
     json_object_set_new(o, "samples_tps", jreal_array(r->tps, r->reps));
     json_object_set_new(o, "launches", json_integer((json_int_t)r->launches));
     json_object_set_new(o, "enqueue_s", json_real((double)r->enqueue_ns / 1e9));
+    json_object_set_new(o, "wait_s", json_real((double)r->wait_ns / 1e9));
     if (kernels && r->n_kernels) {
         json_t *k = json_array();
         for (size_t i = 0; i < r->n_kernels; i++) {
@@ -136,7 +137,7 @@ typedef struct kept {    /* a profiled result, for the markdown breakdown */
     int reps;
     qe_cl_kernel_time *k;
     size_t n;
-    uint64_t launches, enqueue_ns;
+    uint64_t launches, enqueue_ns, wait_ns;
 } kept;
 
 struct qe_bench_out {
@@ -233,6 +234,7 @@ static qe_status keep_profile(qe_bench_out *o, const qe_bench_result *r)
     k->reps = r->reps;
     k->launches = r->launches;
     k->enqueue_ns = r->enqueue_ns;
+    k->wait_ns = r->wait_ns;
     snprintf(k->title, sizeof k->title, "%s, b %d, weights %s, kv %s/%s, gemm %s", r->test,
              r->n_batch, r->weights, qe_kv_format_name(r->kv_k), qe_kv_format_name(r->kv_v),
              r->gemm);
@@ -325,9 +327,9 @@ qe_status qe_bench_out_end(qe_bench_out *o)
         /* with profiling events on, so a little dearer than in a plain run */
         if (k->launches)
             fprintf(f, "\nhost: %.1f launches per repetition, %.2f us each in "
-                       "clEnqueueNDRangeKernel (%.3f ms)\n",
+                       "clEnqueueNDRangeKernel (%.3f ms); %.3f ms blocked on the device\n",
                     (double)k->launches / k->reps, (double)k->enqueue_ns / 1e3 / (double)k->launches,
-                    (double)k->enqueue_ns / 1e6 / k->reps);
+                    (double)k->enqueue_ns / 1e6 / k->reps, (double)k->wait_ns / 1e6 / k->reps);
     }
     fflush(f);
     qe_status st = bad || ferror(f) ? qe_fail(QE_EIO, "bench: write error") : QE_OK;

@@ -124,6 +124,11 @@ int qe_cl_profiling(const qe_cl *cl);                     /* QE_CL_PROFILE given
  * clEnqueueNDRangeKernel for them: what a launch costs the host, which
  * bounds a schedule of many small kernels (qeval bench reports it). */
 void qe_cl_launch_stats(const qe_cl *cl, uint64_t *launches, uint64_t *enqueue_ns);
+/* Host time spent blocked on the device since open (blocking reads and
+ * writes, qe_cl_finish): what the host waited for queued work to finish.
+ * Beside a schedule's wall time it tells who limits it: near zero, the host
+ * issuing the work; most of it, the device. */
+uint64_t qe_cl_wait_ns(const qe_cl *cl);
 
 /* Block until all queued work is done / has been submitted to the device. */
 qe_status qe_cl_finish(qe_cl *cl);

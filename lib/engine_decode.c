@@ -25,6 +25,7 @@
  *     the norm too as above), silu_mul, down matmul (accumulate) -> x (one
  *     launch likewise: qe_engine_run_ffn_down)
  *   gather_rows                last row of each sequence -> xo  [n_out][dim]
+ *                              (not in calls of one row per sequence: x is xo)
  *   rmsnorm (engine)           xo -> hout                       [n_out][dim]
  *   matmul output              hout -> logits                   [n_out][n_vocab]
  *                              (one launch with the norm as above)
@@ -375,11 +376,16 @@ static qe_status run_forward_body(qe_decode *d, int rows, int n_out)
     qe_engine *e = d->e;
     const qe_hparams *hp = &e->hp;
     const int dim = hp->dim, nv = hp->n_vocab;
+    /* A call of one row per sequence (every plain decode step) has each
+       sequence's last row at its own index: the rows are already the LM
+       head's input, without gather_rows' copy or the output rows' upload. */
+    const int gather = rows != n_out;
     qe_status st;
     if ((st = qe_cl_write(e->cl, d->tokens, 0, (size_t)rows * sizeof(int32_t), d->htok, 0)) ||
         (st = qe_cl_write(e->cl, d->rslot, 0, (size_t)rows * sizeof(int32_t), d->hslot, 0)) ||
         (st = qe_cl_write(e->cl, d->rpos, 0, (size_t)rows * sizeof(int32_t), d->hpos, 0)) ||
-        (st = qe_cl_write(e->cl, d->oidx, 0, (size_t)n_out * sizeof(int32_t), d->hoidx, 0)))
+        (gather &&
+         (st = qe_cl_write(e->cl, d->oidx, 0, (size_t)n_out * sizeof(int32_t), d->hoidx, 0))))
         return st;
     cl_kernel ke = e->k_embed[e->tok_embd.fmt];
     st = qe_cl_args(ke, 5, sizeof(cl_mem), &d->tokens, sizeof(cl_mem), &e->tok_embd.buf,
@@ -392,13 +398,15 @@ static qe_status run_forward_body(qe_decode *d, int rows, int n_out)
     for (int l = 0; l < hp->n_layers; l++)
         if ((st = run_layer(d, &e->layers[l], rows)))
             return st;
-    st = qe_cl_args(d->k_gather, 4, sizeof(cl_mem), &d->x, sizeof(cl_mem), &d->oidx, sizeof(int),
-                    &dim, sizeof(cl_mem), &d->xo);
     size_t gg[2] = {(size_t)dim, (size_t)n_out};
+    if (gather &&
+        ((st = qe_cl_args(d->k_gather, 4, sizeof(cl_mem), &d->x, sizeof(cl_mem), &d->oidx,
+                          sizeof(int), &dim, sizeof(cl_mem), &d->xo)) ||
+         (st = qe_cl_run(e->cl, d->k_gather, 2, gg, NULL, NULL))))
+        return st;
     const dev_weight *out = &e->output;
-    if (st || (st = qe_cl_run(e->cl, d->k_gather, 2, gg, NULL, NULL)) ||
-        (st = qe_engine_run_norm_matmul_n(e, d->xo, e->out_norm, d->hout, 1, &out, n_out,
-                                          &d->logits, &nv)) ||
+    if ((st = qe_engine_run_norm_matmul_n(e, gather ? d->xo : d->x, e->out_norm, d->hout, 1, &out,
+                                          n_out, &d->logits, &nv)) ||
         (st = qe_engine_run_softcap(e, d->logits, n_out)))
         return st;
     if ((st = qe_engine_run_stats(e, d->logits, n_out, d->targets, d->stats, 0, d->parts, d->part)))

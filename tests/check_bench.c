@@ -236,6 +236,8 @@ static qe_status collect(void *ud, const qe_bench_result *r)
     ck_assert_uint_gt(launches, 0);
     ck_assert_uint_eq(r->launches, launches);
     ck_assert_uint_gt(r->enqueue_ns, 0);
+    /* each repetition ends by waiting for the device (a read or a finish) */
+    ck_assert_uint_gt(r->wait_ns, 0);
     /* the matmul kernels of the engine's gemm: one launch per weight product */
     ck_assert_str_eq(r->gemm, c->gemm);
     c->matmul[i] = !strcmp(r->gemm, "f32") ? kcalls(r, "matmul")

@@ -515,9 +515,20 @@ void qe_cl_launch_stats(const qe_cl *cl, uint64_t *launches, uint64_t *enqueue_n
     *enqueue_ns = cl->enqueue_ns;
 }
 
+uint64_t qe_cl_wait_ns(const qe_cl *cl) { return cl->wait_ns; }
+
+static uint64_t mono_ns(void)
+{
+    struct timespec t;
+    clock_gettime(CLOCK_MONOTONIC, &t);
+    return (uint64_t)t.tv_sec * 1000000000u + (uint64_t)t.tv_nsec;
+}
+
 qe_status qe_cl_finish(qe_cl *cl)
 {
+    const uint64_t t0 = mono_ns();
     cl_int err = clFinish(cl->queue);
+    cl->wait_ns += mono_ns() - t0;
     return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clFinish", NULL, err);
 }
 
@@ -604,8 +615,11 @@ qe_status qe_cl_write(qe_cl *cl, cl_mem dst, size_t offset, size_t bytes, const 
     qe_status st = check_range("clEnqueueWriteBuffer", dst, offset, bytes);
     if (st != QE_OK || bytes == 0)
         return st;
+    const uint64_t t0 = blocking ? mono_ns() : 0;
     cl_int err = clEnqueueWriteBuffer(cl->queue, dst, blocking ? CL_TRUE : CL_FALSE, offset, bytes,
                                       src, 0, NULL, NULL);
+    if (blocking)
+        cl->wait_ns += mono_ns() - t0;
     return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clEnqueueWriteBuffer", NULL, err);
 }
 
@@ -614,7 +628,9 @@ qe_status qe_cl_read(qe_cl *cl, cl_mem src, size_t offset, size_t bytes, void *d
     qe_status st = check_range("clEnqueueReadBuffer", src, offset, bytes);
     if (st != QE_OK || bytes == 0)
         return st;
+    const uint64_t t0 = mono_ns();
     cl_int err = clEnqueueReadBuffer(cl->queue, src, CL_TRUE, offset, bytes, dst, 0, NULL, NULL);
+    cl->wait_ns += mono_ns() - t0;
     return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clEnqueueReadBuffer", NULL, err);
 }
 

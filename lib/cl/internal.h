@@ -19,6 +19,7 @@ struct qe_cl {
     size_t prof_nk, prof_capk;
     int prof_shapes;                    /* QEVAL_PROFILE_SHAPES at open: name[global sizes] */
     uint64_t n_launch, enqueue_ns;      /* qe_cl_launch_stats */
+    uint64_t wait_ns;                   /* qe_cl_wait_ns */
 };
 
 struct qe_cl_prof_pending {
