@@ -5,7 +5,10 @@
 #   transformers oracle (tests/oracle/hf_logprobs.py) on the first chunks.
 # Needs (carried, git-ignored): .debs/ (see bench/gpu_env.sh) and .oracle/ with
 #   data/models/{stories260K.gguf,TinyStories-656K}, data/text/wiki.test.raw,
-#   ids-<model>.txt (from `qeval tokenize --ids`) and the gguf wheel.
+#   data/SHA256SUMS (check_bench's published-hash test reads it), and, for the
+#   oracle part, ids-<model>.txt (from `qeval tokenize --ids`) and the gguf
+#   wheel: mkdir -p .oracle/data && cp -r ../shared/data/{models,text,SHA256SUMS}
+#   .oracle/data/ (NO_ORACLE=1 runs without the last two).
 # usage (device tool): bash bench/gpu_check.sh   (writes logs to $OUT: the
 #   suites' whole output in suites-f32.log / suites-mma.log)
 set -u
