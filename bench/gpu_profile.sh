@@ -38,8 +38,12 @@ PY
 # (mma_tile wants its X order, -DMT_XO: lib/engine.c xh_order)
 case "$WT" in q8_0) QW=2 XO=2 ;; q4_0) QW=3 XO=1 ;; f32) QW=0 XO=0 ;; *) QW=1 XO=0 ;; esac
 cc -o /tmp/cl_regs bench/cl_regs.c -lOpenCL || exit 1
-for o in "-DMT_XO=$XO" "-DMS_MT=1 -DMS_NB=2 -DMS_U=4" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" \
-         "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=8"; do
-    /tmp/cl_regs "-DQE_WT=$QW $o" kernels/weights.cl kernels/ptx.cl kernels/xh.cl kernels/mma.cl |
+# (the engine's sources of these builds, in its order: lib/engine.c msrcs;
+# -DQE_NW for rms.cl, 256 at Llama-3.2-1B's width; the one-row decode build
+# with -DMS_X1 as the engine makes it for Q8_0 / Q4_0)
+for o in "-DMT_XO=$XO" "-DMS_MT=1 -DMS_NB=2 -DMS_U=4" "-DMS_MT=1 -DMS_NB=2 -DMS_U=4 -DMS_XAL -DMS_X1=8192" \
+         "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=1" "-DMW_NB=2 -DMW_U=2 -DMW_SPLIT=8"; do
+    /tmp/cl_regs "-DQE_WT=$QW -DQE_NW=256 $o" kernels/weights.cl kernels/ptx.cl kernels/xh.cl \
+        kernels/rms.cl kernels/act.cl kernels/qkv.cl kernels/mma.cl |
         awk -v o="${o/-DMT_XO=$XO/mma_tile}" '/Compiling entry/ {k = $(NF - 2)} /Used|spill/ {print o ": " k ": " $0}'
 done
