@@ -224,6 +224,41 @@ static int msk_xfree_of(void)
     return v;
 }
 
+/* The second shape of the one-row build (MS_X1; Q8_0 / Q4_0), which since
+ * session 11 also makes its row (norm, SwiGLU) and may end Q/K/V with RoPE
+ * and the cache writes, so the general one no longer suits it. Measured on
+ * the H200 (tg128 B 1 tok/s, synthetic Llama-3.2-1B, two rounds on one
+ * instance, QEVAL_MMA_SKINNY_FEW = NB,U,GROUPS on every build): q8_0 1,8,264
+ * (the general one) 797.6 / 805.6, 2,8,264 821.9 / 820.3, 1,4,264 701.5 /
+ * 696.1, none (1,8,0) 804.6 / 796.5; q4_0 1,8,264 684.3 / 692.7, none 735.0 /
+ * 727.7, 2,8,264 683.2 / 679.5, 1,4,264 698.3 / 694.7. So Q8_0 takes NB 2,
+ * U 8 below msk_few work-groups and Q4_0 none. QEVAL_MMA_SKINNY_FEW, when
+ * set, still sets every build's. Same bits whatever the shape. */
+static void x1_few_of(qe_engine *e, int fmt)
+{
+    e->msk_x1_few[fmt] = e->msk_shape[1];
+    e->msk_x1_few_n[fmt] = e->msk_few;
+    if (getenv("QEVAL_MMA_SKINNY_FEW"))
+        return;
+    if (fmt == WF_Q8_0)
+        e->msk_x1_few[fmt].nb = 2;
+    else if (fmt == WF_Q4_0)
+        e->msk_x1_few_n[fmt] = 0;
+}
+
+/* The second mma_skinny shape of build xv for weights of format fmt into
+ * *sh, and below how many work-groups of the default shape a call takes it
+ * (0: never; engine_open resolves both, skinny_few_of / x1_few_of). */
+static int skinny_few(const qe_engine *e, int xv, int fmt, skinny_shape *sh)
+{
+    if (xv == MSK_X1) {
+        *sh = e->msk_x1_few[fmt];
+        return e->msk_x1_few_n[fmt];
+    }
+    *sh = e->msk_shape[1];
+    return e->msk_few;
+}
+
 /* mma_skinny's MS_X1 build (one row of X staged in local memory) is
  * built and used for these weight formats only: measured faster for Q8_0
  * and Q4_0 (kernels/mma.cl); f16 weights keep MS_XFREE at every row
@@ -351,9 +386,13 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                                                [MSK_X1] = x1};
         /* the builds run_skinny can pick for this format */
         const int n_x = !e->ms_xal ? MSK_XFREE : msk_x1_format(fmt) ? MSK_XREADS : MSK_X1;
-        for (int b = 0; st == QE_OK && b < (e->msk_few ? 2 : 1); b++)
+        for (int b = 0; st == QE_OK && b < 2; b++)
             for (int xv = 0; st == QE_OK && xv < n_x; xv++) {
-                const skinny_shape sk = e->msk_shape[b];
+                skinny_shape sk;
+                if (b == 1 && !skinny_few(e, xv, fmt, &sk))
+                    continue;
+                if (b == 0)
+                    sk = e->msk_shape[0];
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", base,
                          sk.mt, sk.nb, sk.u, xal, xread[xv]);
                 st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_msk[b][xv][fmt]);
@@ -662,6 +701,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_shape[0] = skinny_shape_of();
     e->msk_shape[1] =
         skinny_few_of(e->msk_shape[0], (int)qe_cl_device(e->cl)->compute_units, &e->msk_few);
+    for (int f = 0; f < WF_COUNT; f++)
+        x1_few_of(e, f);
     e->msk_xfree_rows = msk_xfree_of();
     const char *pro = getenv("QEVAL_MMA_PRO");
     e->msk_pro = !(pro && strcmp(pro, "0") == 0);
@@ -1077,17 +1118,19 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
                        "not 16-byte aligned", (unsigned long long)x_off, ldx);
     if (n_rows > 16)
         return run_wide(e, n, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
+    int K = w[0]->ne0;
+    const enum msk_xread xv = skinny_xread(e, w[0], n_rows);
     int b = 0; /* which build: the second where the default shape gives few work-groups */
     size_t blocks = 0, nt = 0;
     qe_status st = out_blocks(n, w, 8 * (size_t)e->msk_shape[0].nb, &blocks, &nt);
     const size_t rows_wg = 16 * (size_t)e->msk_shape[0].mt; /* MS_MT: the same in both */
     const size_t groups = qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * blocks;
-    if (st == QE_OK && e->msk_few && groups < (size_t)e->msk_few) {
+    skinny_shape few;
+    const int few_n = skinny_few(e, xv, w[0]->fmt, &few);
+    if (st == QE_OK && groups < (size_t)few_n) {
         b = 1;
-        st = out_blocks(n, w, 8 * (size_t)e->msk_shape[1].nb, &blocks, &nt);
+        st = out_blocks(n, w, 8 * (size_t)few.nb, &blocks, &nt);
     }
-    int K = w[0]->ne0;
-    const enum msk_xread xv = skinny_xread(e, w[0], n_rows);
     if (((pro && pro->op != SKP_COPY) || (epi && epi->ops)) && xv != MSK_X1)
         return qe_fail(QE_EINVAL, "engine: a decode matmul's own norm, SwiGLU, RoPE or cache "
                                   "write needs the one-row build");

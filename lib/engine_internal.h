@@ -120,6 +120,10 @@ struct qe_engine {
        then how X is read (engine.c run_skinny picks per call) */
     skinny_shape msk_shape[2];         /* resolved at open (env overrides) */
     int msk_few, msk_xfree_rows;
+    /* the MS_X1 build's second shape per weight format and its threshold
+       (0: none), in place of msk_shape[1] / msk_few (engine.c x1_few_of) */
+    skinny_shape msk_x1_few[WF_COUNT];
+    int msk_x1_few_n[WF_COUNT];
     /* the MS_X1 build makes its row itself (a decode step's norms and
        SwiGLU: qe_engine_run_norm_matmul_n, qe_engine_run_ffn_down) and
        ends Q/K/V with RoPE and the f16 cache writes (qe_engine_run_qkv);
