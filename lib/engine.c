@@ -336,6 +336,57 @@ static wide_shape wide_shape_of(void)
     return sh;
 }
 
+/* What mma_skinny's MS_X1 build makes its input row of (kernels/mma.cl
+ * MS_XP_*, the same numbers): the row itself, its RMSNorm with weights w,
+ * or the SwiGLU product of it (the gate) and the up row w. */
+enum { SKP_COPY = 0, SKP_NORM = 1, SKP_SILU = 2 };
+typedef struct skinny_pro {
+    int op;
+    cl_mem w;
+} skinny_pro;
+
+/* What mma_skinny's MS_X1 build does after a layer's Q/K/V (w0, w1, w2)
+ * of one row, in its epilogue (kernels/mma.cl MS_EPI_*, the same numbers):
+ * RoPE of Q and K at rpos[0] with table cs (the pairs layout), and K and V
+ * into their f16 caches kc / vc at row rslot[0] n_ctx + rpos[0]. */
+enum { SKE_ROPE = 1, SKE_KV = 2 };
+typedef struct skinny_epi {
+    int ops;
+    cl_mem cs, rpos, rslot, kc, vc;
+} skinny_epi;
+
+/* Arguments 23 .. 36 of mma_skinny, which only its MS_X1 build reads: how
+ * it makes its row (pro NULL: as it is) and its epilogue (epi NULL: none). */
+static qe_status x1_args(const qe_engine *e, cl_kernel k, const skinny_pro *pro,
+                         const skinny_epi *epi)
+{
+    const cl_mem none = NULL, xp = pro ? pro->w : NULL;
+    const int xop = pro ? pro->op : SKP_COPY, ops = epi ? epi->ops : 0, n_ctx = e->opt.n_ctx;
+    const float eps = e->hp.rms_eps;
+    const cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
+    const struct {
+        size_t size;
+        const void *v;
+    } a[] = {{sizeof(cl_mem), &xp},
+             {sizeof(int), &xop},
+             {sizeof(float), &eps},
+             {sizeof(cl_mem), epi ? &epi->cs : &none},
+             {sizeof(cl_mem), epi ? &epi->rpos : &none},
+             {sizeof(cl_mem), epi ? &epi->rslot : &none},
+             {sizeof(int), &e->hp.head_dim},
+             {sizeof(int), &e->hp.n_rot},
+             {sizeof(int), &n_ctx},
+             {sizeof(cl_mem), epi ? &epi->kc : &none},
+             {sizeof(cl_ulong), &kb},
+             {sizeof(cl_mem), epi ? &epi->vc : &none},
+             {sizeof(cl_ulong), &vb},
+             {sizeof(int), &ops}};
+    qe_status st = QE_OK;
+    for (cl_uint i = 0; st == QE_OK && i < sizeof a / sizeof a[0]; i++)
+        st = qe_cl_arg(k, 23 + i, a[i].size, a[i].v);
+    return st;
+}
+
 /* Build the embed/matmul program for weight format fmt the first time a
  * weight of that format is uploaded. */
 static qe_status need_wfmt(qe_engine *e, int fmt)
@@ -388,17 +439,19 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         const int n_x = !e->ms_xal ? MSK_XFREE : msk_x1_format(fmt) ? MSK_XREADS : MSK_X1;
         for (int b = 0; st == QE_OK && b < 2; b++)
             for (int xv = 0; st == QE_OK && xv < n_x; xv++) {
-                skinny_shape sk;
+                skinny_shape sk = e->msk_shape[0];
                 if (b == 1 && !skinny_few(e, xv, fmt, &sk))
                     continue;
-                if (b == 0)
-                    sk = e->msk_shape[0];
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", base,
                          sk.mt, sk.nb, sk.u, xal, xread[xv]);
                 st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_msk[b][xv][fmt]);
                 if (st == QE_OK)
                     st = qe_cl_kernel(e->prog_msk[b][xv][fmt], "mma_skinny",
                                       &e->k_msk[b][xv][fmt]);
+                /* only the one-row build reads its row / epilogue arguments,
+                   which then change per call; the others' stay unused */
+                if (st == QE_OK && xv != MSK_X1)
+                    st = x1_args(e, e->k_msk[b][xv][fmt], NULL, NULL);
             }
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", base,
@@ -1040,67 +1093,25 @@ static enum msk_xread skinny_xread(const qe_engine *e, const dev_weight *w, int 
     return MSK_XBRANCH;
 }
 
-/* What mma_skinny's MS_X1 build makes its input row of (kernels/mma.cl
- * MS_XP_*, the same numbers): the row itself, its RMSNorm with weights w,
- * or the SwiGLU product of it (the gate) and the up row w. */
-enum { SKP_COPY = 0, SKP_NORM = 1, SKP_SILU = 2 };
-typedef struct skinny_pro {
-    int op;
-    cl_mem w;
-} skinny_pro;
-
-/* What mma_skinny's MS_X1 build does after a layer's Q/K/V (w0, w1, w2)
- * of one row, in its epilogue (kernels/mma.cl MS_EPI_*, the same numbers):
- * RoPE of Q and K at rpos[0] with table cs (the pairs layout), and K and V
- * into their f16 caches kc / vc at row rslot[0] n_ctx + rpos[0]. */
-enum { SKE_ROPE = 1, SKE_KV = 2 };
-typedef struct skinny_epi {
-    int ops;
-    cl_mem cs, rpos, rslot, kc, vc;
-} skinny_epi;
+/* Whether a decode call's matmuls of the n weights w go to mma_skinny or
+ * mma_wide as one launch: under mma, 1 .. MSK_MULTI weights of one format
+ * and input width. */
+static int skinny_one_launch(const qe_engine *e, int n, const dev_weight *const *w)
+{
+    if (e->opt.gemm != QE_GEMM_MMA || !e->mm_skinny || n < 1 || n > MSK_MULTI)
+        return 0;
+    for (int i = 1; i < n; i++)
+        if (w[i]->fmt != w[0]->fmt || w[i]->ne0 != w[0]->ne0)
+            return 0;
+    return 1;
+}
 
 /* Whether a decode call of n_rows rows with the n weights w runs one
  * launch of mma_skinny's MS_X1 build, so that it can make its row itself
  * (skinny_pro) instead of a launch before it doing so. */
 static int pro_serves(const qe_engine *e, int n, const dev_weight *const *w, int n_rows)
 {
-    if (!e->msk_pro || e->opt.gemm != QE_GEMM_MMA || !e->mm_skinny || n < 1 || n > MSK_MULTI)
-        return 0;
-    for (int i = 1; i < n; i++)
-        if (w[i]->fmt != w[0]->fmt || w[i]->ne0 != w[0]->ne0)
-            return 0;
-    return n_rows <= 16 && skinny_xread(e, w[0], n_rows) == MSK_X1;
-}
-
-/* Arguments first .. first + 10 of mma_skinny: its epilogue's (epi NULL:
- * none). */
-static qe_status epi_args(const qe_engine *e, cl_kernel k, cl_uint first, const skinny_epi *epi)
-{
-    const cl_mem none = NULL;
-    const int ops = epi ? epi->ops : 0, n_ctx = e->opt.n_ctx;
-    const cl_ulong kb = (cl_ulong)e->kv_row_bytes[0], vb = (cl_ulong)e->kv_row_bytes[1];
-    const void *mems[3] = {epi ? &epi->cs : &none, epi ? &epi->rpos : &none,
-                           epi ? &epi->rslot : &none};
-    qe_status st = QE_OK;
-    for (cl_uint i = 0; st == QE_OK && i < 3; i++)
-        st = qe_cl_arg(k, first + i, sizeof(cl_mem), mems[i]);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 3, sizeof(int), &e->hp.head_dim);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 4, sizeof(int), &e->hp.n_rot);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 5, sizeof(int), &n_ctx);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 6, sizeof(cl_mem), epi ? &epi->kc : &none);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 7, sizeof(cl_ulong), &kb);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 8, sizeof(cl_mem), epi ? &epi->vc : &none);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 9, sizeof(cl_ulong), &vb);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, first + 10, sizeof(int), &ops);
-    return st;
+    return e->msk_pro && skinny_one_launch(e, n, w) && skinny_xread(e, w[0], n_rows) == MSK_X1;
 }
 
 /* mma_skinny over n (1 .. MSK_MULTI) weights of one format and input width
@@ -1142,17 +1153,8 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         st = weight_args(k, 5, n, w, y, ldy);
     if (st == QE_OK)
         st = rule_args(k, 20, y_seq, y_seq_stride, accumulate);
-    const cl_mem xp = pro ? pro->w : NULL;
-    const int xop = pro ? pro->op : SKP_COPY;
-    const float eps = e->hp.rms_eps;
-    if (st == QE_OK)
-        st = qe_cl_arg(k, 23, sizeof(cl_mem), &xp);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, 24, sizeof(int), &xop);
-    if (st == QE_OK)
-        st = qe_cl_arg(k, 25, sizeof(float), &eps);
-    if (st == QE_OK)
-        st = epi_args(e, k, 26, epi);
+    if (st == QE_OK && xv == MSK_X1)
+        st = x1_args(e, k, pro, epi);
     size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, blocks};
     size_t local[2] = {MMA_WI, 1};
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);
@@ -1285,10 +1287,7 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
 qe_status qe_engine_run_matmul_n(qe_engine *e, int n, const dev_weight *const *w, cl_mem x, int ldx,
                                  int n_rows, const cl_mem *y, const int *ldy)
 {
-    int same = e->opt.gemm == QE_GEMM_MMA && e->mm_skinny && n >= 1 && n <= MSK_MULTI;
-    for (int i = 1; same && i < n; i++)
-        same = w[i]->fmt == w[0]->fmt && w[i]->ne0 == w[0]->ne0;
-    if (same)
+    if (skinny_one_launch(e, n, w))
         return run_skinny(e, n, w, x, 0, ldx, n_rows, y, ldy, n_rows, n_rows, 0, NULL, NULL);
     qe_status st = QE_OK;
     for (int i = 0; st == QE_OK && i < n; i++)

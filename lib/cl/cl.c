@@ -767,17 +767,16 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
         if (st != QE_OK)
             return st;
     }
-    struct timespec t0, t1;
-    clock_gettime(CLOCK_MONOTONIC, &t0);
+    const uint64_t t0 = mono_ns();
     cl_int err = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL,
                                         ev ? ev : prof ? &own : NULL);
-    clock_gettime(CLOCK_MONOTONIC, &t1);
+    const uint64_t t1 = mono_ns();
     if (err != CL_SUCCESS) {
         kernel_name(k, name, sizeof name);
         return qe_cl_fail_call("clEnqueueNDRangeKernel", name, err);
     }
     cl->n_launch++;
-    cl->enqueue_ns += (uint64_t)((t1.tv_sec - t0.tv_sec) * 1000000000LL + (t1.tv_nsec - t0.tv_nsec));
+    cl->enqueue_ns += t1 - t0;
     if (prof) {
         if (ev) {
             own = *ev;
