@@ -511,6 +511,65 @@ START_TEST(test_rmsnorm_xh)
 }
 END_TEST
 
+/* rms.cl's rms_scale in a work-group wider than its reduction width
+ * (mma.cl's one-row decode build runs it with 256 work-items whatever
+ * QE_NW is): the same bits as in a work-group of QE_NW, as rmsnorm runs it,
+ * and within float rounding of the scale in double. A test kernel read
+ * through QEVAL_KERNEL_DIR calls the embedded rms.cl both ways. */
+START_TEST(test_rms_wide)
+{
+    static const char src[] =
+        "__kernel void rms_scale_at(const __global float *x, int dim, float eps,\n"
+        "                           __global float *out)\n"
+        "{\n"
+        "    __local float red[256];\n"
+        "    const int r = get_group_id(0), t = get_local_id(0);\n"
+        "    const float s = rms_scale(red, x + r * dim, dim, eps, t);\n"
+        "    if (t == 0)\n"
+        "        out[r] = s;\n"
+        "}\n";
+    qe_cl *cl = qe_test_cl();
+    char *path = qe_test_write(tmp, "rms_probe.cl", src, sizeof src - 1);
+    ck_assert_ptr_nonnull(path);
+    setenv("QEVAL_KERNEL_DIR", tmp, 1); /* rms.cl itself stays the embedded one */
+    static const char *const srcs[] = {"rms.cl", "rms_probe.cl"};
+    cl_program p = NULL;
+    cl_kernel k = NULL;
+    OK(qe_cl_build(cl, srcs, 2, "-DQE_NW=16", &p));
+    OK(qe_cl_kernel(p, "rms_scale_at", &k));
+    enum { DIM = 75, ROWS = 3 }; /* not a multiple of 16: work-items with fewer elements */
+    int dim = DIM;
+    float x[DIM * ROWS], narrow[ROWS], wide[ROWS], eps = 1e-5f;
+    for (int i = 0; i < DIM * ROWS; i++)
+        x[i] = rnd_float();
+    cl_mem dx = NULL, dout = NULL;
+    OK(qe_cl_alloc(cl, sizeof x, QE_CL_RO, x, &dx));
+    OK(qe_cl_alloc(cl, sizeof narrow, QE_CL_RW, NULL, &dout));
+    OK(qe_cl_args(k, 4, sizeof dx, &dx, sizeof dim, &dim, sizeof eps, &eps, sizeof dout, &dout));
+    for (size_t w = 16; w <= 256; w *= 16) {
+        size_t g = ROWS * w;
+        OK(qe_cl_run(cl, k, 1, &g, &w, NULL));
+        OK(qe_cl_read(cl, dout, 0, sizeof narrow, w == 16 ? narrow : wide));
+    }
+    for (int r = 0; r < ROWS; r++) {
+        double ss = 0;
+        for (int i = 0; i < DIM; i++)
+            ss += (double)x[r * DIM + i] * x[r * DIM + i];
+        const double want = 1.0 / sqrt(ss / DIM + eps);
+        ck_assert_msg(memcmp(&narrow[r], &wide[r], sizeof(float)) == 0,
+                      "row %d: %.9g in 16 work-items, %.9g in 256", r, (double)narrow[r],
+                      (double)wide[r]);
+        ck_assert_msg(fabs(narrow[r] - want) <= 1e-5 * want, "row %d: %.9g, in double %.9g", r,
+                      (double)narrow[r], want);
+    }
+    qe_cl_free(dx);
+    qe_cl_free(dout);
+    qe_cl_kernel_free(k);
+    qe_cl_program_free(p);
+    free(path);
+}
+END_TEST
+
 START_TEST(test_buffers)
 {
     qe_cl *cl = qe_test_cl();
@@ -1257,6 +1316,7 @@ Suite *cl_suite(void)
     tcase_add_test(core, test_buffers);
     tcase_add_test(core, test_silu_xh);
     tcase_add_test(core, test_rmsnorm_xh);
+    tcase_add_test(core, test_rms_wide);
     tcase_add_test(core, test_profiling);
     tcase_add_test(core, test_profile_take);
     tcase_add_test(core, test_probe);
