@@ -66,18 +66,22 @@ static qe_decode *open_decode(qe_engine *e, int max_rows)
  * reference the same tokens and compare every result. Returns how many
  * greedy choices had a clear margin in the reference (and so were checked
  * to be equal). */
-static void check_model_vs_ref(const qe_model *m, const char *rel, uint64_t seed)
+/* Prompts are p0 tokens longer than {1, 5, 17, 30}, and the context 64 + p0
+ * (p0 <= P0_MAX): p0 > 0 takes attention past one 64-key tile. */
+enum { P0_MAX = 96 };
+static void check_model_vs_ref_at(const qe_model *m, const char *rel, uint64_t seed, int p0)
 {
-    enum { NP = 4, K = 10, STEPS = 24, CTX = 64 };
-    static const int plen[NP] = {1, 5, 17, 30};
+    enum { NP = 4, K = 10, STEPS = 24 };
+    ck_assert_int_le(p0, P0_MAX);
+    const int ctx = 64 + p0, plen[NP] = {p0 + 1, p0 + 5, p0 + 17, p0 + 30};
     qe_test_rng_seed(seed);
     const int nv = qe_model_hparams(m)->n_vocab;
-    qe_engine *e = open_engine(m, CTX, NP, K);
+    qe_engine *e = open_engine(m, ctx, NP, K);
     qe_decode *d = open_decode(e, 0);
     ck_assert_int_eq(qe_decode_n_slots(d), NP);
-    ck_assert_int_eq(qe_decode_max_rows(d), 4 * 64 < 512 ? 4 * 64 : 512);
+    ck_assert_int_eq(qe_decode_max_rows(d), NP * ctx < 512 ? NP * ctx : 512);
 
-    int32_t prompt[NP][32], next[NP];
+    int32_t prompt[NP][30 + P0_MAX], next[NP];
     qe_ref *ref[NP];
     double *z = malloc((size_t)nv * sizeof *z);
     float *dz = malloc((size_t)nv * sizeof *dz);
@@ -86,7 +90,7 @@ static void check_model_vs_ref(const qe_model *m, const char *rel, uint64_t seed
     for (int s = 0; s < NP; s++) {
         for (int p = 0; p < plen[s]; p++)
             prompt[s][p] = (int32_t)(qe_test_rnd_u32() % (uint32_t)nv);
-        OK(qe_ref_new(m, CTX, &ref[s]));
+        OK(qe_ref_new(m, ctx, &ref[s]));
         /* slots in reverse order: slot numbers need not follow call order */
         seqs[s] = (qe_decode_seq){.slot = NP - 1 - s, .n_tok = plen[s], .tokens = prompt[s]};
     }
@@ -140,6 +144,11 @@ static void check_model_vs_ref(const qe_model *m, const char *rel, uint64_t seed
     qe_engine_close(e);
 }
 
+static void check_model_vs_ref(const qe_model *m, const char *rel, uint64_t seed)
+{
+    check_model_vs_ref_at(m, rel, seed, 0);
+}
+
 static void check_vs_ref(const char *rel, uint64_t seed)
 {
     qe_model *m = qe_test_model(rel);
@@ -170,6 +179,30 @@ START_TEST(test_wide_vocab)
     qe_test_rmodel_build(&r, "wide-vocab");
     check_model_vs_ref(r.m, "wide-vocab", 9);
     qe_test_rmodel_free(&r);
+}
+END_TEST
+
+/* Heads of 64 and 128 dimensions (Llama-3.2-1B's and Llama-3-8B's): in
+ * attn_rows a key row is one round of 16-byte loads at 64 (AT_KB), two at
+ * 128; GQA 4/2 (the grouped build serves the prompt call); contexts of up
+ * to 150 keys, so three 64-key tiles, the last partial. Against the
+ * double reference. */
+START_TEST(test_head_dims)
+{
+    for (int hd = 64; hd <= 128; hd += 64) {
+        const qe_hparams hp = {.n_vocab = 300, .dim = 64, .n_layers = 2, .n_heads = 4,
+                               .n_kv_heads = 2, .head_dim = hd, .n_rot = hd, .n_ff = 96,
+                               .n_ctx_train = 256, .rms_eps = 1e-5f, .rope_base = 10000.0f,
+                               .rope_factor = 1.0f, .rope_freq_scale = 1.0f, .bos_id = -1,
+                               .eos_id = -1, .tied = 1};
+        char name[32];
+        snprintf(name, sizeof name, "head-dim-%d", hd);
+        qe_test_rmodel r;
+        qe_test_rmodel_init(&r, &hp, 43 + (uint64_t)hd);
+        qe_test_rmodel_build(&r, name);
+        check_model_vs_ref_at(r.m, name, 10, P0_MAX);
+        qe_test_rmodel_free(&r);
+    }
 }
 END_TEST
 
@@ -530,6 +563,7 @@ Suite *decode_suite(void)
     tcase_add_test(tc, test_stories260k);
     tcase_add_test(tc, test_tinystories656k);
     tcase_add_test(tc, test_wide_vocab);
+    tcase_add_test(tc, test_head_dims);
     tcase_add_test(tc, test_attn_kernels);
     tcase_add_test(tc, test_batch_invariance);
     tcase_add_test(tc, test_kv_formats);
