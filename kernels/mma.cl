@@ -778,25 +778,30 @@ inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
     return v;
 }
 
-/* MS_PRE: the one-row build requests its first chunks' weights before it
- * makes the row (see there). Measured on the H200 (tg128 B 1 tok/s,
- * synthetic Llama-3.2-1B, two rounds on one instance): q4_0 784.0 / 785.4
- * without, 849.3 / 847.2 in every build; q8_0 893.8 / 891.1 without, 837.7
- * / 833.8 in every build, 847.2 / 857.9 in the NB 2 U 4 builds only. So
- * Q4_0 only. */
+/* MS_PRE: how many of its first MS_U chunks' weights the one-row build
+ * requests before it makes the row (see there). Measured on the H200
+ * (tg128 B 1 tok/s, synthetic Llama-3.2-1B, two rounds on one instance):
+ * q4_0 784.0 / 785.4 without, 849.3 / 847.2 with all; q8_0 893.8 / 891.1
+ * without, 837.7 / 833.8 with all, 847.2 / 857.9 with all in the NB 2 U 4
+ * builds only; on another instance q8_0 none 884.2 / 893.2, 1 862.2 /
+ * 871.6, 2 805.0 / 818.8, 4 830.4 / 838.3. So all for Q4_0, none for Q8_0. */
 #ifndef MS_X1
 #define MS_PRE 0
 #elif !defined(MS_PRE)
-#define MS_PRE (QE_WT == 3)
+#define MS_PRE (QE_WT == 3 ? MS_U : 0)
+#elif MS_PRE > MS_U
+#undef MS_PRE
+#define MS_PRE MS_U
 #endif
 
-/* A warp's MS_U chunks c0, c0 + MS_CH MS_WARPS, ... of its MS_NB rows o. */
+/* A warp's chunks u0 .. u1 - 1 of MS_U (c0 + u MS_CH MS_WARPS) of its
+ * MS_NB rows o. */
 __attribute__((always_inline)) inline void ms_fetch(ms_raw (*raw)[MS_NB], const __global uchar *w,
                                                     ulong rb, int sb, const int *o, int c0, int t,
-                                                    int K)
+                                                    int K, const int u0, const int u1)
 {
 #pragma unroll
-    for (int u = 0; u < MS_U; u++)
+    for (int u = u0; u < u1; u++)
 #pragma unroll
         for (int j = 0; j < MS_NB; j++)
             raw[u][j] = ms_load(w, rb, sb, o[j], c0 + u * MS_CH * MS_WARPS, t, K);
@@ -853,7 +858,7 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
        call does both at once, at the start of the launch. The same loads,
        so the same bits. */
 #if MS_PRE
-    ms_fetch(raw, w, w_row_bytes, sb, o, warp * MS_CH, t, K);
+    ms_fetch(raw, w, w_row_bytes, sb, o, warp * MS_CH, t, K, 0, MS_PRE);
 #endif
     /* red is free until the epilogue (every read of red[0] comes before the
        barrier below) and holds more than one float per work-item */
@@ -886,11 +891,14 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
             for (int e = 0; e < 4; e++)
                 acc[j][i][e] = 0.0f;
 
+#if MS_PRE
+    ms_fetch(raw, w, w_row_bytes, sb, o, warp * MS_CH, t, K, MS_PRE, MS_U);
+#endif
     for (int c0 = warp * MS_CH; c0 < K; c0 += c_step) {
 #if MS_PRE
         if (c0 != warp * MS_CH) /* the first chunks came before the row */
 #endif
-            ms_fetch(raw, w, w_row_bytes, sb, o, c0, t, K);
+            ms_fetch(raw, w, w_row_bytes, sb, o, c0, t, K, 0, MS_U);
 #pragma unroll
         for (int u = 0; u < MS_U; u++) {
             const int cu = c0 + u * MS_CH * MS_WARPS;
