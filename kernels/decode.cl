@@ -76,7 +76,13 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
  *   s * n_ctx + j of k_row_bytes / v_row_bytes, read with kvfmt.cl's kv_load.
  *   TurboQuant caches are used in the rotated domain as attention.cl does:
  *   q rotated once (H D q / sqrt(QE_HD)) for a tq K cache, the output
- *   rotated back (D H y / sqrt(QE_HD)) for a tq V cache.
+ *   rotated back (D H y / sqrt(QE_HD)) for a tq V cache. Their elements
+ *   come through kvfmt.cl's local-memory centroid table (kv_tq_load_lut,
+ *   kv_tq_load8_lut: a key row's index bytes once per eight elements), the
+ *   same values as kv_load (H200, tg128 synthetic Llama-3.2-1B q8_0, tok/s:
+ *   tq4 B 1 465.3 / 463.9 -> 508.2 / 509.5, B 64 14331 / 14302 -> 15166 /
+ *   15224; tq3 B 1 609.1 / 601.1 -> 694.3 / 695.2, B 64 16062 / 15888 ->
+ *   17356 / 17363).
  * Work-group: QE_AW work-items for one row and QE_G heads: global (n_rows *
  *   QE_AW, n_heads / QE_G), local (QE_AW, 1). Keys go QE_AW at a time, one
  *   per work-item (its dot products over d in order, one per head, sharing
@@ -134,8 +140,17 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
     const int p = pos[r];
     const ulong base = (ulong)slot[r] * n_ctx;
 #if KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
-    float sg[QE_HD];
-    tq_signs(sg);
+    float sg[QE_HD]; /* work-item 0 rotates q and the output */
+    if (t == 0)
+        tq_signs(sg);
+#endif
+#if KV_IS_TQ(QE_KVK)
+    __local float lutk[16]; /* kvfmt.cl kv_tq_lut: filled before the barrier below */
+    kv_tq_lut(lutk, QE_KVK, t, QE_AW);
+#endif
+#if KV_IS_TQ(QE_KVV)
+    __local float lutv[16];
+    kv_tq_lut(lutv, QE_KVV, t, QE_AW);
 #endif
 #pragma unroll
     for (int hh = 0; hh < QE_G; hh++) {
@@ -195,9 +210,19 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
                     }
                 } else
 #endif
+#if KV_IS_TQ(QE_KVK) /* QE_HD % 8 == 0 (a power of two): so is AT_KB */
+                {
+                    const __global uchar *hv = krow + g * KV_TQ_VEC(QE_KVK);
+                    const float sc = kv_half_at(hv) / QE_SQRT_HD;
+#pragma unroll
+                    for (int c = 0; c < AT_KB / 8; c++)
+                        kv_tq_load8_lut(hv, QE_KVK, d0 / 8 + c, sc, lutk, kv + 8 * c);
+                }
+#else
 #pragma unroll
                 for (int dd = 0; dd < AT_KB; dd++)
                     kv[dd] = kv_load(krow, QE_KVK, g * QE_HD + d0 + dd);
+#endif
 #pragma unroll
                 for (int dd = 0; dd < AT_KB; dd++)
 #pragma unroll
@@ -258,9 +283,14 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
             for (int jb = max(0, lo - j0); jb < nj; jb += AT_VB) {
                 float vv[AT_VB]; /* AT_VB keys' loads in flight, then used in key order */
 #pragma unroll
-                for (int u = 0; u < AT_VB; u++) /* past the tile: key nj - 1 again, unused */
-                    vv[u] = kv_load(vc + (base + j0 + min(jb + u, nj - 1)) * v_row_bytes, QE_KVV,
-                                    g * QE_HD + d);
+                for (int u = 0; u < AT_VB; u++) { /* past the tile: key nj - 1 again, unused */
+                    const __global uchar *vrow = vc + (base + j0 + min(jb + u, nj - 1)) * v_row_bytes;
+#if KV_IS_TQ(QE_KVV)
+                    vv[u] = kv_tq_load_lut(vrow, QE_KVV, g * QE_HD + d, lutv);
+#else
+                    vv[u] = kv_load(vrow, QE_KVV, g * QE_HD + d);
+#endif
+                }
 #pragma unroll
                 for (int u = 0; u < AT_VB; u++)
                     if (jb + u < nj)

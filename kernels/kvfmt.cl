@@ -100,6 +100,19 @@ inline float kv_half_at(const __global uchar *p)
     return kv_half_bits((ushort)(p[0] | (p[1] << 8)));
 }
 
+/* The centroid index of TurboQuant element e of a row, and in *v its head
+ * vector (f16 norm, then the packed indices). */
+inline int kv_tq_index(const __global uchar *row, const int fmt, int e, const __global uchar **v)
+{
+    const int bits = KV_TQ_BITS(fmt), h = e / QE_HD, d = e % QE_HD;
+    *v = row + h * KV_TQ_VEC(fmt);
+    const __global uchar *g = *v + 2 + (d / 8) * bits;
+    uint w = 0;
+    for (int j = 0; j < bits; j++)
+        w |= (uint)g[j] << (8 * j);
+    return (int)((w >> (bits * (d % 8))) & ((1u << bits) - 1));
+}
+
 /* Element e of a cache row (see the top of the file). fmt is a compile-time
  * constant at every call, so the switch folds away. */
 inline float kv_load(const __global uchar *row, const int fmt, int e)
@@ -119,12 +132,46 @@ inline float kv_load(const __global uchar *row, const int fmt, int e)
         return (float)(q - 8) * vload_half(0, (const __global half *)b);
     }
     /* TurboQuant */
-    const int bits = KV_TQ_BITS(fmt), h = e / QE_HD, d = e % QE_HD;
-    const __global uchar *v = row + h * KV_TQ_VEC(fmt);
-    const __global uchar *g = v + 2 + (d / 8) * bits;
+    const __global uchar *v;
+    const int idx = kv_tq_index(row, fmt, e, &v);
+    return tq_centroid(KV_TQ_BITS(fmt), idx) * (kv_half_at(v) / QE_SQRT_HD);
+}
+
+/* ---- TurboQuant with the centroids in local memory ----
+ * On NVIDIA a warp's __constant reads at different addresses are served one
+ * address at a time, and the lanes of a TurboQuant decode read up to 16
+ * different centroids. Kernels that decode many elements copy the table
+ * into local memory once (kv_tq_lut) and read it there: the same floats,
+ * so the same bits as kv_load. */
+
+/* lut[k] = centroid k of format fmt's table, k < 2^bits; work-item t of n
+ * (the caller's barrier follows). */
+inline void kv_tq_lut(__local float *lut, const int fmt, int t, int n)
+{
+    for (int k = t; k < (1 << KV_TQ_BITS(fmt)); k += n)
+        lut[k] = tq_centroid(KV_TQ_BITS(fmt), k);
+}
+
+/* kv_load of TurboQuant element e, its centroid from lut. */
+inline float kv_tq_load_lut(const __global uchar *row, const int fmt, int e,
+                            const __local float *lut)
+{
+    const __global uchar *v;
+    const int idx = kv_tq_index(row, fmt, e, &v);
+    return lut[idx] * (kv_half_at(v) / QE_SQRT_HD);
+}
+
+/* Elements 8 c .. 8 c + 7 of the head vector at v (c < QE_HD / 8) into
+ * out, each as kv_tq_load_lut: its index bytes read once for the eight;
+ * sc = kv_half_at(v) / QE_SQRT_HD, the vector's scale. */
+inline void kv_tq_load8_lut(const __global uchar *v, const int fmt, int c, float sc,
+                            const __local float *lut, float *out)
+{
+    const int bits = KV_TQ_BITS(fmt);
+    const __global uchar *g = v + 2 + c * bits;
     uint w = 0;
     for (int j = 0; j < bits; j++)
         w |= (uint)g[j] << (8 * j);
-    const int idx = (int)((w >> (bits * (d % 8))) & ((1u << bits) - 1));
-    return tq_centroid(bits, idx) * (kv_half_at(v) / QE_SQRT_HD);
+    for (int i = 0; i < 8; i++)
+        out[i] = lut[(w >> (bits * i)) & ((1u << bits) - 1)] * sc;
 }
