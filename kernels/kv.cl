@@ -13,12 +13,18 @@
  *   is the correctly rounded one, and the norm is defined as a double sum).
  *   Without fp64 divisions are OpenCL float divisions (<= 2.5 ulp), so a rare
  *   byte may differ from the CPU's.
- *   Work-items: one per element (f32, f16), per block of 32 (q8_0, q4_0) or
- *   per head vector (tq*): global (units per row, n_rows, 1), any local size;
- *   global (.., .., 2) also encodes src_b into dst_b the same way (a layer's
- *   V rows with its K rows, when both caches have this format: one launch).
- *   Each unit is encoded sequentially by one work-item, so its arithmetic
- *   is exactly the CPU loop's.
+ *   Work-items: one per element (f32, f16) or per block of 32 (q8_0, q4_0):
+ *   global (units per row, n_rows, 1), any local size, each unit encoded
+ *   sequentially by one work-item, so its arithmetic is exactly the CPU
+ *   loop's; tq*: a work-group of QE_HD work-items per head vector, global
+ *   (n_kv QE_HD, n_rows, 1), local (QE_HD, 1, 1), work-item i rotating,
+ *   scaling and rounding element i (the norm added up by one work-item in
+ *   element order, the Walsh-Hadamard butterflies a stage at a time: each
+ *   value the CPU's). A decode step has one row: a work-item per head vector
+ *   had left 16 work-items to encode a layer's K and V, 46 us a launch on
+ *   the H200 (tg128 B 1 tq4, 35 % of the step). Global (.., .., 2) also
+ *   encodes src_b into dst_b the same way (a layer's V rows with its K rows,
+ *   when both caches have this format: one launch).
  * kv_load_rows: tests only: decodes rows with kvfmt.cl's kv_load into
  *   floats (tq*: the rotated domain), global (n_kv * QE_HD, n_rows).
  */
@@ -65,7 +71,8 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
                        const __global int *rslot, const __global int *rpos,
                        const __global float *src_b, __global uchar *dst_b)
 {
-    const int u = get_global_id(0), r = get_global_id(1);
+    int u = get_global_id(0);
+    const int r = get_global_id(1);
     if (get_global_id(2)) { /* the second pair (V beside K, one launch) */
         src = src_b;
         dst = dst_b;
@@ -128,61 +135,73 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
         b[2 + j] = (uchar)(kv_nibble(v0) | kv_nibble(v1) << 4);
     }
 #endif
-#else /* TurboQuant */
-    if (u >= n_kv)
-        return;
-    const int bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
+#else /* TurboQuant: a work-group per head vector, work-item i its element i */
+    const int i = get_local_id(0);
+    u = get_group_id(0);
     x += u * QE_HD;
     __global uchar *v = row + u * KV_TQ_VEC(QE_KVF);
-    float t[QE_HD];
-    uchar idx[QE_HD];
-    int finite = 1;
+    const int bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
+    __local float t[QE_HD];
+    __local uchar idx[QE_HD];
+    __local float norm_s;
+    __local int finite_s;
+    t[i] = x[i];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (i == 0) { /* the norm is a sum in element order: one work-item adds */
+        int finite = 1;
 #ifdef QE_FP64
-    double ss = 0.0;
-    for (int i = 0; i < QE_HD; i++) {
-        ss += (double)x[i] * (double)x[i];
-        finite &= isfinite(x[i]) ? 1 : 0;
-    }
-    const float norm = (float)sqrt(ss);
-#else
-    float ss = 0.0f;
-    for (int i = 0; i < QE_HD; i++) {
-        ss += x[i] * x[i];
-        finite &= isfinite(x[i]) ? 1 : 0;
-    }
-    const float norm = sqrt(ss);
-#endif
-    for (int i = 0; i < QE_HD; i++)
-        idx[i] = 0;
-    if (!finite) {
-        v[0] = F16_NAN_LO;
-        v[1] = F16_NAN_HI;
-    } else if (norm > 0.0f) {
-        float bound[15];
-        for (int k = 0; k + 1 < levels; k++)
-            bound[k] = 0.5f * (tq_centroid(bits, k) + tq_centroid(bits, k + 1));
-        tq_signs(t);
-        for (int i = 0; i < QE_HD; i++)
-            t[i] *= x[i];
-        tq_fwht(t);
-        for (int i = 0; i < QE_HD; i++) {
-            const float z = KV_DIV(t[i], norm);
-            int k = 0;
-            while (k + 1 < levels && z > bound[k])
-                k++;
-            idx[i] = (uchar)k;
+        double ss = 0.0;
+        for (int j = 0; j < QE_HD; j++) {
+            ss += (double)t[j] * (double)t[j];
+            finite &= isfinite(t[j]) ? 1 : 0;
         }
-        kv_put_half(v, norm);
-    } else {
-        v[0] = 0;
-        v[1] = 0;
+        norm_s = (float)sqrt(ss);
+#else
+        float ss = 0.0f;
+        for (int j = 0; j < QE_HD; j++) {
+            ss += t[j] * t[j];
+            finite &= isfinite(t[j]) ? 1 : 0;
+        }
+        norm_s = sqrt(ss);
+#endif
+        finite_s = finite;
     }
-    for (int g = 0; g < QE_HD / 8; g++) {
+    barrier(CLK_LOCAL_MEM_FENCE);
+    const float norm = norm_s;
+    idx[i] = 0;
+    if (finite_s && norm > 0.0f) { /* uniform across the work-group */
+        /* sign i of tq_signs, times x[i] */
+        const ulong w = tq_word((ulong)(i / 64));
+        t[i] = ((w >> (i % 64)) & 1 ? -1.0f : 1.0f) * t[i];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* tq_fwht's butterflies, a stage at a time: within a stage they
+           touch disjoint pairs, so each computes what the loop computes */
+        for (int len = 1; len < QE_HD; len *= 2) {
+            if ((i & len) == 0) {
+                const float a = t[i], b = t[i + len];
+                t[i] = a + b;
+                t[i + len] = a - b;
+            }
+            barrier(CLK_LOCAL_MEM_FENCE);
+        }
+        const float z = KV_DIV(t[i], norm);
+        int k = 0;
+        while (k + 1 < levels && z > 0.5f * (tq_centroid(bits, k) + tq_centroid(bits, k + 1)))
+            k++;
+        idx[i] = (uchar)k;
+        if (i == 0)
+            kv_put_half(v, norm);
+    } else if (i == 0) {
+        v[0] = finite_s ? 0 : F16_NAN_LO;
+        v[1] = finite_s ? 0 : F16_NAN_HI;
+    }
+    barrier(CLK_LOCAL_MEM_FENCE);
+    if (i < QE_HD / 8) {
         uint w = 0;
         for (int k = 0; k < 8; k++)
-            w |= (uint)idx[8 * g + k] << (bits * k);
+            w |= (uint)idx[8 * i + k] << (bits * k);
         for (int j = 0; j < bits; j++)
-            v[2 + g * bits + j] = (uchar)(w >> (8 * j));
+            v[2 + i * bits + j] = (uchar)(w >> (8 * j));
     }
 #endif
 }

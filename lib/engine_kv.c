@@ -32,8 +32,15 @@ static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *p
     qe_engine_kv_defines(cl, head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d", defs, (int)f);
     qe_status st = qe_cl_build(cl, srcs, sizeof srcs / sizeof srcs[0], opts, prog);
+    size_t max_wg = 0;
     if (st == QE_OK)
         st = qe_cl_kernel(*prog, "kv_store", store);
+    if (st == QE_OK && qe_kv_format_per_head(f) &&
+        (st = qe_cl_kernel_limits(cl, *store, &max_wg, NULL, NULL)) == QE_OK &&
+        max_wg < (size_t)head_dim)
+        st = qe_fail(QE_EUNSUPPORTED,
+                     "engine: the %s cache encodes a head in a work-group of %d, the device allows %zu",
+                     qe_kv_format_name(f), head_dim, max_wg);
     if (st == QE_OK && load)
         st = qe_cl_kernel(*prog, "kv_load_rows", load);
     return st;
@@ -71,13 +78,11 @@ void qe_engine_kv_close(qe_engine *e)
     e->kvs = NULL;
 }
 
-/* Work-items per row of kv_store for format f: one per element, per block
- * of 32, or per head vector. */
+/* Work-items per row of kv_store for format f: one per element (f32, f16,
+ * and TurboQuant's, in a work-group per head vector) or per block of 32. */
 static size_t store_units(qe_kv_format f, int n_heads, int head_dim)
 {
     const size_t n = (size_t)n_heads * (size_t)head_dim;
-    if (qe_kv_format_per_head(f))
-        return (size_t)n_heads;
     return f == QE_KV_Q8_0 || f == QE_KV_Q4_0 ? n / 32 : n;
 }
 
@@ -94,8 +99,9 @@ static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int n_heads, 
                               sizeof(cl_mem), &rslot, sizeof(cl_mem), &rpos, sizeof(cl_mem),
                               src_b ? &src_b : &src, sizeof(cl_mem), src_b ? &dst_b : &dst);
     size_t global[3] = {store_units(f, n_heads, head_dim), (size_t)n_rows, src_b ? 2 : 1};
+    size_t local[3] = {(size_t)head_dim, 1, 1}; /* TurboQuant: a head vector a work-group */
     if (st == QE_OK)
-        st = qe_cl_run(cl, k, 3, global, NULL, NULL);
+        st = qe_cl_run(cl, k, 3, global, qe_kv_format_per_head(f) ? local : NULL, NULL);
     return st;
 }
 
