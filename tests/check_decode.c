@@ -182,30 +182,6 @@ START_TEST(test_wide_vocab)
 }
 END_TEST
 
-/* Heads of 64 and 128 dimensions (Llama-3.2-1B's and Llama-3-8B's): in
- * attn_rows a key row is one round of 16-byte loads at 64 (AT_KB), two at
- * 128; GQA 4/2 (the grouped build serves the prompt call); contexts of up
- * to 150 keys, so three 64-key tiles, the last partial. Against the
- * double reference. */
-START_TEST(test_head_dims)
-{
-    for (int hd = 64; hd <= 128; hd += 64) {
-        const qe_hparams hp = {.n_vocab = 300, .dim = 64, .n_layers = 2, .n_heads = 4,
-                               .n_kv_heads = 2, .head_dim = hd, .n_rot = hd, .n_ff = 96,
-                               .n_ctx_train = 256, .rms_eps = 1e-5f, .rope_base = 10000.0f,
-                               .rope_factor = 1.0f, .rope_freq_scale = 1.0f, .bos_id = -1,
-                               .eos_id = -1, .tied = 1};
-        char name[32];
-        snprintf(name, sizeof name, "head-dim-%d", hd);
-        qe_test_rmodel r;
-        qe_test_rmodel_init(&r, &hp, 43 + (uint64_t)hd);
-        qe_test_rmodel_build(&r, name);
-        check_model_vs_ref_at(r.m, name, 10, P0_MAX);
-        qe_test_rmodel_free(&r);
-    }
-}
-END_TEST
-
 /* ---- batch invariance ---- */
 
 enum { INV_K = 8, INV_GEN = 24, INV_PLEN = 9 };
@@ -457,6 +433,47 @@ START_TEST(test_kv_formats)
                               i == 0 ? NULL : &f32);
     }
     qe_model_close(m);
+}
+END_TEST
+
+/* Heads of 64 and 128 dimensions (Llama-3.2-1B's and Llama-3-8B's): in
+ * attn_rows a key row is one round of 16-byte loads at 64 (AT_KB), two at
+ * 128; GQA 4/2 (the grouped build serves the prompt call); contexts of up
+ * to 150 keys, so three 64-key tiles, the last partial. Against the
+ * double reference; then TurboQuant caches against the reference with the
+ * same formats (test_kv_formats' criteria). */
+START_TEST(test_head_dims)
+{
+    for (int hd = 64; hd <= 128; hd += 64) {
+        const qe_hparams hp = {.n_vocab = 300, .dim = 64, .n_layers = 2, .n_heads = 4,
+                               .n_kv_heads = 2, .head_dim = hd, .n_rot = hd, .n_ff = 96,
+                               .n_ctx_train = 256, .rms_eps = 1e-5f, .rope_base = 10000.0f,
+                               .rope_factor = 1.0f, .rope_freq_scale = 1.0f, .bos_id = -1,
+                               .eos_id = -1, .tied = 1};
+        char name[32];
+        snprintf(name, sizeof name, "head-dim-%d", hd);
+        qe_test_rmodel r;
+        qe_test_rmodel_init(&r, &hp, 43 + (uint64_t)hd);
+        qe_test_rmodel_build(&r, name);
+        check_model_vs_ref_at(r.m, name, 10, P0_MAX);
+        /* TurboQuant caches: attn_rows' kv_tq_load8_lut over one (64) and
+           two (128) 64-element rounds of a key row */
+        enum { NT = 48 };
+        int32_t tok[2 * NT];
+        for (int i = 0; i < 2 * NT; i++)
+            tok[i] = (int32_t)(qe_test_rnd_u32() % (uint32_t)hp.n_vocab);
+        const qe_kv_format pairs[][2] = {{QE_KV_TQ4, QE_KV_TQ3}, {QE_KV_TQ2, QE_KV_TQ4}};
+        for (int i = 0; i < 2; i++) {
+            const qe_kv_format kk = pairs[i][0], kv = pairs[i][1];
+            qe_test_diff same = format_diff(r.m, kk, kv, kk, kv, tok);
+            qe_test_diff f32 = format_diff(r.m, kk, kv, QE_KV_F32, QE_KV_F32, tok);
+            fprintf(stderr, "# %s kv %s/%s: |d logp| vs the same format: mean %.3g, max %.3g\n",
+                    name, qe_kv_format_name(kk), qe_kv_format_name(kv), qe_test_diff_mean(&same),
+                    same.max_tlp);
+            qe_test_check_kv_diff(qe_kv_format_name(kk), qe_kv_format_name(kv), &same, &f32);
+        }
+        qe_test_rmodel_free(&r);
+    }
 }
 END_TEST
 
