@@ -71,8 +71,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
                        const __global int *rslot, const __global int *rpos,
                        const __global float *src_b, __global uchar *dst_b)
 {
-    int u = get_global_id(0);
-    const int r = get_global_id(1);
+    const int u = get_global_id(0), r = get_global_id(1);
     if (get_global_id(2)) { /* the second pair (V beside K, one launch) */
         src = src_b;
         dst = dst_b;
@@ -136,10 +135,9 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     }
 #endif
 #else /* TurboQuant: a work-group per head vector, work-item i its element i */
-    const int i = get_local_id(0);
-    u = get_group_id(0);
-    x += u * QE_HD;
-    __global uchar *v = row + u * KV_TQ_VEC(QE_KVF);
+    const int i = get_local_id(0), h = get_group_id(0); /* u = h QE_HD + i */
+    x += h * QE_HD;
+    __global uchar *v = row + h * KV_TQ_VEC(QE_KVF);
     const int bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
     __local float t[QE_HD];
     __local uchar idx[QE_HD];
@@ -170,9 +168,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     const float norm = norm_s;
     idx[i] = 0;
     if (finite_s && norm > 0.0f) { /* uniform across the work-group */
-        /* sign i of tq_signs, times x[i] */
-        const ulong w = tq_word((ulong)(i / 64));
-        t[i] = ((w >> (i % 64)) & 1 ? -1.0f : 1.0f) * t[i];
+        t[i] = tq_sign_of(tq_word((ulong)(i / 64)), i) * t[i]; /* tq_signs' s[i] x[i] */
         barrier(CLK_LOCAL_MEM_FENCE);
         /* tq_fwht's butterflies, a stage at a time: within a stage they
            touch disjoint pairs, so each computes what the loop computes */

@@ -64,6 +64,12 @@ inline ulong tq_word(ulong k)
     return z ^ (z >> 31);
 }
 
+/* Sign i (-1 or +1) from w = tq_word(i / 64). */
+inline float tq_sign_of(ulong w, int i)
+{
+    return (w >> (i % 64)) & 1 ? -1.0f : 1.0f;
+}
+
 /* s[i] = -1 or +1 for i < QE_HD. */
 inline void tq_signs(float *s)
 {
@@ -71,7 +77,7 @@ inline void tq_signs(float *s)
     for (int i = 0; i < QE_HD; i++) {
         if (i % 64 == 0)
             w = tq_word((ulong)(i / 64));
-        s[i] = (w >> (i % 64)) & 1 ? -1.0f : 1.0f;
+        s[i] = tq_sign_of(w, i);
     }
 }
 
@@ -100,17 +106,25 @@ inline float kv_half_at(const __global uchar *p)
     return kv_half_bits((ushort)(p[0] | (p[1] << 8)));
 }
 
-/* The centroid index of TurboQuant element e of a row, and in *v its head
- * vector (f16 norm, then the packed indices). */
-inline int kv_tq_index(const __global uchar *row, const int fmt, int e, const __global uchar **v)
+/* The packed indices of elements 8 c .. 8 c + 7 of the TurboQuant head
+ * vector at v (f16 norm, then QE_HD / 8 groups of bits bytes), element
+ * 8 c + i at bits i. */
+inline uint kv_tq_group(const __global uchar *v, int bits, int c)
 {
-    const int bits = KV_TQ_BITS(fmt), h = e / QE_HD, d = e % QE_HD;
-    *v = row + h * KV_TQ_VEC(fmt);
-    const __global uchar *g = *v + 2 + (d / 8) * bits;
+    const __global uchar *g = v + 2 + c * bits;
     uint w = 0;
     for (int j = 0; j < bits; j++)
         w |= (uint)g[j] << (8 * j);
-    return (int)((w >> (bits * (d % 8))) & ((1u << bits) - 1));
+    return w;
+}
+
+/* The centroid index of TurboQuant element e of a row, and in *v its head
+ * vector. */
+inline int kv_tq_index(const __global uchar *row, const int fmt, int e, const __global uchar **v)
+{
+    const int bits = KV_TQ_BITS(fmt), d = e % QE_HD;
+    *v = row + (e / QE_HD) * KV_TQ_VEC(fmt);
+    return (int)((kv_tq_group(*v, bits, d / 8) >> (bits * (d % 8))) & ((1u << bits) - 1));
 }
 
 /* Element e of a cache row (see the top of the file). fmt is a compile-time
@@ -168,10 +182,7 @@ inline void kv_tq_load8_lut(const __global uchar *v, const int fmt, int c, float
                             const __local float *lut, float *out)
 {
     const int bits = KV_TQ_BITS(fmt);
-    const __global uchar *g = v + 2 + c * bits;
-    uint w = 0;
-    for (int j = 0; j < bits; j++)
-        w |= (uint)g[j] << (8 * j);
+    const uint w = kv_tq_group(v, bits, c);
     for (int i = 0; i < 8; i++)
         out[i] = lut[(w >> (bits * i)) & ((1u << bits) - 1)] * sc;
 }

@@ -787,11 +787,8 @@ inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
  * 871.6, 2 805.0 / 818.8, 4 830.4 / 838.3. So all for Q4_0, none for Q8_0. */
 #ifndef MS_X1
 #define MS_PRE 0
-#elif !defined(MS_PRE)
+#else
 #define MS_PRE (QE_WT == 3 ? MS_U : 0)
-#elif MS_PRE > MS_U
-#undef MS_PRE
-#define MS_PRE MS_U
 #endif
 
 /* A warp's chunks u0 .. u1 - 1 of MS_U (c0 + u MS_CH MS_WARPS) of its
