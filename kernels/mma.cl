@@ -778,8 +778,8 @@ inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
     return v;
 }
 
-/* MS_PRE: how many of its first MS_U chunks' weights the one-row build
- * requests before it makes the row (see there). Measured on the H200
+/* MS_PRE: whether the one-row build requests its first MS_U chunks'
+ * weights before it makes the row (see there). Measured on the H200
  * (tg128 B 1 tok/s, synthetic Llama-3.2-1B, two rounds on one instance):
  * q4_0 784.0 / 785.4 without, 849.3 / 847.2 with all; q8_0 893.8 / 891.1
  * without, 837.7 / 833.8 with all, 847.2 / 857.9 with all in the NB 2 U 4
@@ -788,7 +788,7 @@ inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
 #ifndef MS_X1
 #define MS_PRE 0
 #else
-#define MS_PRE (QE_WT == 3 ? MS_U : 0)
+#define MS_PRE (QE_WT == 3)
 #endif
 
 /* A warp's chunks u0 .. u1 - 1 of MS_U (c0 + u MS_CH MS_WARPS) of its
@@ -804,12 +804,44 @@ __attribute__((always_inline)) inline void ms_fetch(ms_raw (*raw)[MS_NB], const 
             raw[u][j] = ms_load(w, rb, sb, o[j], c0 + u * MS_CH * MS_WARPS, t, K);
 }
 
+/* One output block of a work-group (see ms_pick): its weight, output and
+ * rows o (clamped to the weight's last; rows past N compute garbage that
+ * is never stored). */
+typedef struct {
+    const __global uchar *w;
+    ulong rb;
+    int N, ldy, cat, n0, sb;
+    __global float *y;
+    int o[MS_NB];
+} ms_blk;
+
+__attribute__((always_inline)) inline ms_blk ms_block(
+    int grp, int g, const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
+    const __global uchar *w1, ulong rb1, int N1, __global float *y1, int ldy1,
+    const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2)
+{
+    ms_blk b;
+    b.n0 = ms_pick(grp, 8 * MS_NB, MS_PICK_ARGS, &b.w, &b.rb, &b.N, &b.y, &b.ldy, &b.cat);
+#pragma unroll
+    for (int j = 0; j < MS_NB; j++)
+        b.o[j] = min(b.n0 + 8 * j + g, b.N - 1);
+    b.sb = wt_row_scale_bytes(b.rb);
+    return b;
+}
+
 /* One work-group: rows m0 .. m0 + 16 MS_MT - 1 and the 8 MS_NB outputs
  * n0 .. of one of up to three weights sharing X and K (a layer's Q, K and V,
  * or gate and up, in one launch): the groups along dimension 1 are the
  * weights' output blocks in order, w0's, then w1's, then w2's (N1 = N2 = 0
  * for one weight); dimension 0 holds the row groups, 32 MS_WARPS
- * work-items each. */
+ * work-items each. A launch may have fewer groups along dimension 1 than
+ * blocks (the one-row build's: lib/engine.c x1_groups_of): group i then
+ * takes blocks i, i + groups, ... in turn, so the row is made (normed,
+ * staged) once for several blocks. A block's sums are the same either way.
+ * (Requesting the next block's first weights before this one's sums go
+ * through local memory lost on the H200 at every group count: q8_0 tg128
+ * B 1 896.5 -> 846.9 tok/s at one block a group, 929.5 -> 893.6 at four
+ * groups a compute unit, the few-block build's launches 12.4 -> 13.7 us.) */
 __kernel __attribute__((reqd_work_group_size(32 * MS_WARPS, 1, 1)))
 void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K,
                 const __global uchar *w0, ulong rb0, int N0, __global float *y0, int ldy0,
@@ -829,22 +861,16 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
     /* Row groups run along dimension 0, so the groups that read the same
        weight rows are dispatched together and share them through L2. */
     const int m0 = get_group_id(0) * (MS_MT * 16);
+    const int bw = 8 * MS_NB;
+    const int n_blk = (N0 + bw - 1) / bw + (N1 + bw - 1) / bw + (N2 + bw - 1) / bw;
+    int grp = get_group_id(1);
     /* which weight this group multiplies (uniform across the work-group) */
-    const __global uchar *w;
-    ulong w_row_bytes;
-    int N, ldy, cat;
-    __global float *y;
-    const int n0 = ms_pick(get_group_id(1), 8 * MS_NB, MS_PICK_ARGS, &w, &w_row_bytes, &N, &y,
-                           &ldy, &cat);
-    int o[MS_NB];
-#pragma unroll
-    for (int j = 0; j < MS_NB; j++) /* rows past N compute garbage that is never stored */
-        o[j] = min(n0 + 8 * j + g, N - 1);
-    const int sb = wt_row_scale_bytes(w_row_bytes);
+    ms_blk b = ms_block(grp, g, MS_PICK_ARGS);
     x += x_off;
     /* chunk c goes to warp c % MS_WARPS; MS_U chunks are loaded before use */
     const int c_step = MS_CH * MS_WARPS * MS_U;
     ms_raw raw[MS_U][MS_NB];
+    int pref = 0; /* raw holds the block's first MS_U chunks already */
 #ifdef MS_X1
 #if !defined(MS_XAL) || MS_MT != 1
 #error "MS_X1 needs MS_XAL and MS_MT 1"
@@ -855,7 +881,8 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
        call does both at once, at the start of the launch. The same loads,
        so the same bits. */
 #if MS_PRE
-    ms_fetch(raw, w, w_row_bytes, sb, o, warp * MS_CH, t, K, 0, MS_PRE);
+    ms_fetch(raw, b.w, b.rb, b.sb, b.o, warp * MS_CH, t, K, 0, MS_U);
+    pref = 1;
 #endif
     /* red is free until the epilogue (every read of red[0] comes before the
        barrier below) and holds more than one float per work-item */
@@ -879,121 +906,125 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
     (void)xp, (void)xop, (void)eps, (void)cs, (void)rpos, (void)rslot, (void)hd, (void)n_rot;
     (void)n_ctx, (void)kc, (void)kb, (void)vc, (void)vb, (void)epi;
 #endif
-    float acc[MS_NB][MS_MT][4];
+    for (;;) {
+        float acc[MS_NB][MS_MT][4];
 #pragma unroll
-    for (int j = 0; j < MS_NB; j++)
+        for (int j = 0; j < MS_NB; j++)
 #pragma unroll
-        for (int i = 0; i < MS_MT; i++)
+            for (int i = 0; i < MS_MT; i++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                acc[j][i][e] = 0.0f;
+                for (int e = 0; e < 4; e++)
+                    acc[j][i][e] = 0.0f;
 
-#if MS_PRE
-    ms_fetch(raw, w, w_row_bytes, sb, o, warp * MS_CH, t, K, MS_PRE, MS_U);
-#endif
-    for (int c0 = warp * MS_CH; c0 < K; c0 += c_step) {
-#if MS_PRE
-        if (c0 != warp * MS_CH) /* the first chunks came before the row */
-#endif
-            ms_fetch(raw, w, w_row_bytes, sb, o, c0, t, K, 0, MS_U);
+        for (int c0 = warp * MS_CH; c0 < K; c0 += c_step) {
+            if (c0 != warp * MS_CH || !pref) /* the first chunks may have come before */
+                ms_fetch(raw, b.w, b.rb, b.sb, b.o, c0, t, K, 0, MS_U);
 #pragma unroll
-        for (int u = 0; u < MS_U; u++) {
-            const int cu = c0 + u * MS_CH * MS_WARPS;
+            for (int u = 0; u < MS_U; u++) {
+                const int cu = c0 + u * MS_CH * MS_WARPS;
 #pragma unroll
-            for (int s = 0; s < MS_LE / 4; s++) {
-                const int k = cu + MS_K(t, s); /* past K: zeros (see MS_NOSKIP) */
-                uint b[MS_NB][2];
+                for (int s = 0; s < MS_LE / 4; s++) {
+                    const int k = cu + MS_K(t, s); /* past K: zeros (see MS_NOSKIP) */
+                    uint bq[MS_NB][2];
 #pragma unroll
-                for (int j = 0; j < MS_NB; j++) {
-                    b[j][0] = ms_pair(raw[u][j], 2 * s);
-                    b[j][1] = ms_pair(raw[u][j], 2 * s + 1);
-                }
-#pragma unroll
-                for (int i = 0; i < MS_MT; i++) { /* tiles past n_rows: zeros */
-                    uint a[4];
-#pragma unroll
-                    for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
-                        const int r = m0 + i * 16 + g + 8 * h;
-#ifdef MS_X1
-                        /* row 0 is the call's one row; other rows' slots stay 0 */
-                        const uint2 p2 = *(const __local uint2 *)(xs + min(k, K - 4) / 2);
-                        const int in = r == 0 && k < K;
-                        a[h] = in ? p2.x : 0u;
-                        a[h + 2] = in ? p2.y : 0u;
-#else
-                        float4 v = (float4)(0.0f);
-#if defined(MS_XFREE) && defined(MS_XAL)
-                        /* K is a multiple of 4 here (and k of 4): every lane
-                           loads a float4 of a row in range and keeps it only
-                           where (r, k) is, with no branch in the step loop */
-                        v = *(const __global float4 *)(x + (size_t)min(r, n_rows - 1) * ldx +
-                                                       min(k, K - 4));
-                        v = r < n_rows && k < K ? v : (float4)(0.0f);
-#else
-                        const __global float *xr = x + (size_t)r * ldx + k;
-                        if (r < n_rows && k + 3 < K)
-#ifdef MS_XAL
-                            v = *(const __global float4 *)xr;
-#else
-                            v = vload4(0, xr);
-#endif
-                        else if (r < n_rows && k < K)
-                            v = (float4)(xr[0], k + 1 < K ? xr[1] : 0.0f,
-                                         k + 2 < K ? xr[2] : 0.0f, 0.0f);
-#endif
-                        a[h] = mma_pack(v.x, v.y);
-                        a[h + 2] = mma_pack(v.z, v.w);
-#endif
+                    for (int j = 0; j < MS_NB; j++) {
+                        bq[j][0] = ms_pair(raw[u][j], 2 * s);
+                        bq[j][1] = ms_pair(raw[u][j], 2 * s + 1);
                     }
 #pragma unroll
-                    for (int j = 0; j < MS_NB; j++)
-                        MMA(acc[j][i], a, b[j]);
+                    for (int i = 0; i < MS_MT; i++) { /* tiles past n_rows: zeros */
+                        uint a[4];
+#pragma unroll
+                        for (int h = 0; h < 2; h++) { /* rows g, g + 8 */
+                            const int r = m0 + i * 16 + g + 8 * h;
+#ifdef MS_X1
+                            /* row 0 is the call's one row; other rows' slots stay 0 */
+                            const uint2 p2 = *(const __local uint2 *)(xs + min(k, K - 4) / 2);
+                            const int in = r == 0 && k < K;
+                            a[h] = in ? p2.x : 0u;
+                            a[h + 2] = in ? p2.y : 0u;
+#else
+                            float4 v = (float4)(0.0f);
+#if defined(MS_XFREE) && defined(MS_XAL)
+                            /* K is a multiple of 4 here (and k of 4): every lane
+                               loads a float4 of a row in range and keeps it only
+                               where (r, k) is, with no branch in the step loop */
+                            v = *(const __global float4 *)(x + (size_t)min(r, n_rows - 1) * ldx +
+                                                           min(k, K - 4));
+                            v = r < n_rows && k < K ? v : (float4)(0.0f);
+#else
+                            const __global float *xr = x + (size_t)r * ldx + k;
+                            if (r < n_rows && k + 3 < K)
+#ifdef MS_XAL
+                                v = *(const __global float4 *)xr;
+#else
+                                v = vload4(0, xr);
+#endif
+                            else if (r < n_rows && k < K)
+                                v = (float4)(xr[0], k + 1 < K ? xr[1] : 0.0f,
+                                             k + 2 < K ? xr[2] : 0.0f, 0.0f);
+#endif
+                            a[h] = mma_pack(v.x, v.y);
+                            a[h + 2] = mma_pack(v.z, v.w);
+#endif
+                        }
+#pragma unroll
+                        for (int j = 0; j < MS_NB; j++)
+                            MMA(acc[j][i], a, bq[j]);
+                    }
                 }
             }
         }
-    }
 
+        pref = 0;
 #pragma unroll
-    for (int j = 0; j < MS_NB; j++)
+        for (int j = 0; j < MS_NB; j++)
 #pragma unroll
-        for (int i = 0; i < MS_MT; i++)
+            for (int i = 0; i < MS_MT; i++)
 #pragma unroll
-            for (int e = 0; e < 4; e++)
-                red[warp][i * 16 + g + 8 * (e >> 1)][8 * j + 2 * t + (e & 1)] = acc[j][i][e];
-    barrier(CLK_LOCAL_MEM_FENCE);
+                for (int e = 0; e < 4; e++)
+                    red[warp][i * 16 + g + 8 * (e >> 1)][8 * j + 2 * t + (e & 1)] = acc[j][i][e];
+        barrier(CLK_LOCAL_MEM_FENCE);
+        int stored = 0;
 #ifdef MS_X1
-    if (epi) { /* Q/K/V of the call's one row, not accumulating (see MS_EPI_ROPE) */
-        const int bw = 8 * MS_NB, b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
-        const int wsel = get_group_id(1) < b0 ? 0 : get_group_id(1) < b0 + b1 ? 1 : 2;
-        const int p = rpos[0];
-        for (int c = tid; c < bw; c += 32 * MS_WARPS) {
-            const int o = n0 + c;
-            if (o >= N)
-                continue;
-            /* the value mma_store would write (0 + sum: a -0 sum as +0) */
-            float v = 0.0f + ms_sum(red, 0, c);
-            if ((epi & MS_EPI_ROPE) && wsel < 2 && o % hd < n_rot) {
-                /* the pair's other element is in this block: n0, hd and n_rot are even */
-                const float u = 0.0f + ms_sum(red, 0, c ^ 1);
-                const float2 cs1 = cs[(size_t)p * (n_rot / 2) + (o % hd) / 2];
-                const float2 r = (o & 1) ? rope_pair(u, v, cs1) : rope_pair(v, u, cs1);
-                v = (o & 1) ? r.y : r.x;
+        if (epi) { /* Q/K/V of the call's one row, not accumulating (see MS_EPI_ROPE) */
+            const int b0 = (N0 + bw - 1) / bw, b1 = (N1 + bw - 1) / bw;
+            const int wsel = grp < b0 ? 0 : grp < b0 + b1 ? 1 : 2;
+            const int p = rpos[0];
+            for (int c = tid; c < bw; c += 32 * MS_WARPS) {
+                const int o = b.n0 + c;
+                if (o >= b.N)
+                    continue;
+                /* the value mma_store would write (0 + sum: a -0 sum as +0) */
+                float v = 0.0f + ms_sum(red, 0, c);
+                if ((epi & MS_EPI_ROPE) && wsel < 2 && o % hd < n_rot) {
+                    /* the pair's other element is in this block: n0, hd and n_rot are even */
+                    const float u = 0.0f + ms_sum(red, 0, c ^ 1);
+                    const float2 cs1 = cs[(size_t)p * (n_rot / 2) + (o % hd) / 2];
+                    const float2 r = (o & 1) ? rope_pair(u, v, cs1) : rope_pair(v, u, cs1);
+                    v = (o & 1) ? r.y : r.x;
+                }
+                b.y[o] = v; /* row 0 of y: mma_yrow(y, ..., 0) */
+                if ((epi & MS_EPI_KV) && wsel > 0) {
+                    const ulong at = (ulong)rslot[0] * n_ctx + p;
+                    f16_put((__global ushort *)(wsel == 1 ? kc + at * kb : vc + at * vb), o, v);
+                }
             }
-            y[o] = v; /* row 0 of y: mma_yrow(y, ..., 0) */
-            if ((epi & MS_EPI_KV) && wsel > 0) {
-                const ulong at = (ulong)rslot[0] * n_ctx + p;
-                f16_put((__global ushort *)(wsel == 1 ? kc + at * kb : vc + at * vb), o, v);
-            }
+            stored = 1;
         }
-        return;
-    }
 #endif
-    for (int c = tid; c < MS_MT * 16 * 8 * MS_NB; c += 32 * MS_WARPS) {
-        const int rr = c / (8 * MS_NB), cc = c % (8 * MS_NB);
-        if (m0 + rr >= n_rows)
-            continue;
-        mma_store(y, ldy, y_seq, y_seq_stride, accumulate, n_rows, N, m0 + rr, n0 + cc,
-                  ms_sum(red, rr, cc));
+        for (int c = stored ? MS_MT * 16 * bw : tid; c < MS_MT * 16 * bw; c += 32 * MS_WARPS) {
+            const int rr = c / bw, cc = c % bw;
+            if (m0 + rr >= n_rows)
+                continue;
+            mma_store(b.y, b.ldy, y_seq, y_seq_stride, accumulate, n_rows, b.N, m0 + rr,
+                      b.n0 + cc, ms_sum(red, rr, cc));
+        }
+        grp += get_num_groups(1);
+        if (grp >= n_blk)
+            break;
+        b = ms_block(grp, g, MS_PICK_ARGS);
+        barrier(CLK_LOCAL_MEM_FENCE); /* red's readers are done before it is written again */
     }
 }
 #else /* an mma_wide build */

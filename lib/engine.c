@@ -224,6 +224,28 @@ static int msk_xfree_of(void)
     return v;
 }
 
+/* How many work-groups the one-row build (MS_X1) launches along the output
+ * blocks: at most 4 a compute unit, each then taking several blocks in turn
+ * (kernels/mma.cl), so the row is normed and staged once for several: the
+ * LM head's 8,016 blocks had each made the row for 16 outputs. Measured on
+ * the H200 (tg128 B 1 tok/s, synthetic Llama-3.2-1B, QEVAL_MMA_X1_GROUPS):
+ * q8_0 one group a block 896.5, 3 a CU 908.0, 4 926.0 (929.5 on a second
+ * run), 5 904.9, 8 903.1, 12 913.0, 16 901.3; q4_0 845.3, 853.3, 878.9,
+ * 837.9, 853.0, 845.3, 848.0. At 4 the gate / up launch (1,024 blocks) and
+ * the LM head take it: their launches' device time a step 492 -> 440 us
+ * (q8_0; at 8 a CU, which leaves gate / up as it was, the LM head alone
+ * 127.6 -> 110.8 us). Same bits at every count. QEVAL_MMA_X1_GROUPS = N
+ * work-groups a launch replaces it (0: a group per block; the sweep above
+ * set N = 132 x the count a CU). */
+static size_t x1_groups_of(int compute_units)
+{
+    long v = 0;
+    const char *env = getenv("QEVAL_MMA_X1_GROUPS");
+    if (env && sscanf(env, "%ld", &v) == 1 && v >= 0 && v <= (1L << 24))
+        return (size_t)v;
+    return 4 * (size_t)(compute_units > 0 ? compute_units : 1);
+}
+
 /* The second shape of the one-row build (MS_X1; Q8_0 / Q4_0), which since
  * session 11 also makes its row (norm, SwiGLU) and may end Q/K/V with RoPE
  * and the cache writes, so the general one no longer suits it. Measured on
@@ -756,6 +778,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         skinny_few_of(e->msk_shape[0], (int)qe_cl_device(e->cl)->compute_units, &e->msk_few);
     for (int f = 0; f < WF_COUNT; f++)
         x1_few_of(e, f);
+    e->msk_x1_groups = x1_groups_of((int)qe_cl_device(e->cl)->compute_units);
     e->msk_xfree_rows = msk_xfree_of();
     const char *pro = getenv("QEVAL_MMA_PRO");
     e->msk_pro = !(pro && strcmp(pro, "0") == 0);
@@ -1155,6 +1178,9 @@ static qe_status run_skinny(qe_engine *e, int n, const dev_weight *const *w, cl_
         st = rule_args(k, 20, y_seq, y_seq_stride, accumulate);
     if (st == QE_OK && xv == MSK_X1)
         st = x1_args(e, k, pro, epi);
+    /* the one-row build's groups may each take several blocks (x1_groups_of) */
+    if (xv == MSK_X1 && e->msk_x1_groups && blocks > e->msk_x1_groups)
+        blocks = e->msk_x1_groups;
     size_t global[2] = {qe_engine_round_up((size_t)n_rows, rows_wg) / rows_wg * MMA_WI, blocks};
     size_t local[2] = {MMA_WI, 1};
     return st ? st : qe_cl_run(e->cl, k, 2, global, local, NULL);

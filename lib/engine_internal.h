@@ -129,6 +129,10 @@ struct qe_engine {
        ends Q/K/V with RoPE and the f16 cache writes (qe_engine_run_qkv);
        0: separate launches (QEVAL_MMA_PRO=0, for A/B runs of one build) */
     int msk_pro;
+    /* the MS_X1 build's launches: at most this many work-groups along the
+       output blocks, each then taking several blocks in turn (0: one per
+       block; engine.c x1_groups_of) */
+    size_t msk_x1_groups;
     cl_program prog_msk[2][MSK_XREADS][WF_COUNT];
     cl_kernel k_msk[2][MSK_XREADS][WF_COUNT];
     /* mma_wide, for decode calls of more than 16 rows (same bits as

@@ -305,6 +305,21 @@ START_TEST(test_decode)
         tokens(tok, N_SEQ * N_TOK, qe_model_hparams(m)->n_vocab, 5);
         float alone[N_TOK], shared[N_TOK], tlp[N_TOK], pl[N_TOK];
         decode_lse(qm, tok, 0, alone);
+        /* the one-row build with fewer work-groups than output blocks, each
+           taking several in turn (Q/K/V with RoPE and the cache writes, the
+           LM head): one group for all, and 3, which leaves some a block more */
+        static const char *const x1_groups[] = {"1", "3"};
+        for (size_t i = 0; i < sizeof x1_groups / sizeof x1_groups[0]; i++) {
+            float looped[N_TOK];
+            setenv("QEVAL_MMA_X1_GROUPS", x1_groups[i], 1);
+            decode_lse(qm, tok, 0, looped);
+            unsetenv("QEVAL_MMA_X1_GROUPS");
+            for (int p = 0; p < N_TOK; p++)
+                ck_assert_msg(memcmp(&alone[p], &looped[p], sizeof(float)) == 0,
+                              "%s, %s one-row groups, step %d: lse %.9g, %.9g with a group a "
+                              "block", qe_dtype_name(fmts[f]), x1_groups[i], p,
+                              (double)looped[p], (double)alone[p]);
+        }
         /* calls of more than 16 rows: mma_wide in its default shape (split
            chosen per call), and others with each split forced; the
            single-row calls keep mma_skinny */
