@@ -790,6 +790,9 @@ inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
 #else
 #define MS_PRE (QE_WT == 3)
 #endif
+#ifndef MS_XB
+#define MS_XB 2
+#endif
 
 /* A warp's chunks u0 .. u1 - 1 of MS_U (c0 + u MS_CH MS_WARPS) of its
  * MS_NB rows o. */
@@ -889,17 +892,36 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
     const float scale = xop == MS_XP_NORM ? rms_scale(&red[0][0][0], x, K, eps, tid) : 0.0f;
     if (xop == MS_XP_SILU)
         xp += x_off;
-    for (int q = tid; q < min(K, MS_X1) / 4; q += 32 * MS_WARPS) { /* K % 4 == 0 under MS_XAL */
-        float4 v = *(const __global float4 *)(x + 4 * q);
-        if (xop == MS_XP_NORM) {
-            v = v * scale * *(const __global float4 *)(xp + 4 * q);
-        } else if (xop == MS_XP_SILU) {
-            const float4 u = *(const __global float4 *)(xp + 4 * q);
-            v = (float4)(silu_mul1(v.x, u.x), silu_mul1(v.y, u.y), silu_mul1(v.z, u.z),
-                         silu_mul1(v.w, u.w));
+    /* MS_XB float4s of x (and of xp) a work-item requests before it uses
+       any (clamped to the row's last: a repeat past the row is not
+       stored), where one at a time down's 8,192-wide row had waited out
+       eight L2 latencies in a row. H200, tg128 B 1 tok/s, synthetic
+       Llama-3.2-1B, alternating: q8_0 1 940.3 / 934.9, 2 957.6, 4 943.6 /
+       957.0, 8 871.2; q4_0 1 882.0 / 862.9, 2 909.9, 4 868.3 / 868.4, 8
+       856.8 (at 4 and 8 Q4_0's gate / up and LM head launch lost more than
+       its wo and down gained: MS_PRE holds its first weights meanwhile) */
+    const int n4 = min(K, MS_X1) / 4; /* K % 4 == 0 under MS_XAL */
+    for (int q0 = tid; q0 < n4; q0 += MS_XB * 32 * MS_WARPS) {
+        float4 v[MS_XB], u[MS_XB];
+#pragma unroll
+        for (int i = 0; i < MS_XB; i++) {
+            const int q = min(q0 + i * 32 * MS_WARPS, n4 - 1);
+            v[i] = *(const __global float4 *)(x + 4 * q);
+            u[i] = xop != MS_XP_COPY ? *(const __global float4 *)(xp + 4 * q) : (float4)(0.0f);
         }
-        xs[2 * q] = mma_pack(v.x, v.y);
-        xs[2 * q + 1] = mma_pack(v.z, v.w);
+#pragma unroll
+        for (int i = 0; i < MS_XB; i++) {
+            const int q = q0 + i * 32 * MS_WARPS;
+            if (q >= n4)
+                break;
+            if (xop == MS_XP_NORM)
+                v[i] = v[i] * scale * u[i];
+            else if (xop == MS_XP_SILU)
+                v[i] = (float4)(silu_mul1(v[i].x, u[i].x), silu_mul1(v[i].y, u[i].y),
+                                silu_mul1(v[i].z, u[i].z), silu_mul1(v[i].w, u[i].w));
+            xs[2 * q] = mma_pack(v[i].x, v[i].y);
+            xs[2 * q + 1] = mma_pack(v[i].z, v[i].w);
+        }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
 #else
