@@ -1,8 +1,7 @@
 /* attn_mma.cl - attention.cl's causal grouped-query attention on NVIDIA
  * tensor cores (flash-attention style), for prefill under QE_GEMM_MMA.
  * Needs kvfmt.cl, ptx.cl, -DQE_HD (a multiple of 16, at most 128), and
- * -DQE_KVK / -DQE_KVV (plain or GGML-block cache formats: TurboQuant caches
- * keep attention.cl, whose per-query rotations do not map onto fragments).
+ * -DQE_KVK / -DQE_KVV (any cache format).
  *
  * Same arguments, layout and result as attention.cl:
  *   out[s,p][h] = sum_{j<=p, j>p-window} softmax_j(scale * q[s,p][h] . k[s,j][g]) v[s,j][g]
@@ -19,8 +18,14 @@
  * pair two keys' halves of one d); rows past the block's last query are
  * zeros and never read from the cache. f16 caches are copied as they are
  * by cp.async, 16 bytes at a time; other formats are decoded by kv_load and
- * stored. With QE_HD <= 64 two tile buffers alternate, so the next tile's
- * copies are in flight while one is multiplied.
+ * stored (TurboQuant through kv_tq_load_lut: the centroids from local
+ * memory, kvfmt.cl says why). With QE_HD <= 64 two tile buffers alternate,
+ * so the next tile's copies are in flight while one is multiplied.
+ * TurboQuant caches are attended in the rotated domain, as attention.cl
+ * does, but the rotations of whole vectors are tqrot.cl's launches around
+ * this one (lib/engine.c qe_engine_run_attention): q arrives as
+ * H D q / sqrt(QE_HD) for a TurboQuant K, and the output leaves in the
+ * rotated domain for a TurboQuant V (then D H y / sqrt(QE_HD)).
  * Per tile a warp computes its 16 x 64 scores (QE_HD/16 mma steps per 8
  * keys), masks them (causal, window) to -inf, updates the online softmax in
  * registers (row max and sum over the 4 lanes that share a row, through
@@ -38,8 +43,8 @@
 #if !defined(QE_HD) || !defined(QE_KVK) || !defined(QE_KVV)
 #error "build with -DQE_HD, -DQE_KVK and -DQE_KVV"
 #endif
-#if QE_HD % 16 != 0 || QE_HD > 128 || KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV)
-#error "attn_mma: QE_HD must be a multiple of 16 up to 128, the caches not TurboQuant"
+#if QE_HD % 16 != 0 || QE_HD > 128
+#error "attn_mma: QE_HD must be a multiple of 16 up to 128"
 #endif
 
 #define AM_BQ 64                /* queries per work-group */
@@ -51,6 +56,10 @@
 #define AM_CP (QE_KVK == KV_F16 && QE_KVV == KV_F16) /* cp.async the rows as stored */
 #define AM_NB (QE_HD <= 64 ? 2 : 1) /* tile buffers (48 KB of local memory at most) */
 #define AM_VH(j, d) ((uint)vh[(j) * (2 * AM_LD) + (d)]) /* V's f16 bits of key j, dim d */
+#define AM_TQ (KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV))
+/* Element e of cache row `row` of format fmt; lut: the format's centroids
+ * (kv_tq_lut) where it is TurboQuant. The same values as kv_load. */
+#define AM_LOAD(row, fmt, e, lut) (KV_IS_TQ(fmt) ? kv_tq_load_lut(row, fmt, e, lut) : kv_load(row, fmt, e))
 
 /* Keys j0 .. j0 + AM_BK - 1 of K and V (cache rows of sequence s, head gk)
  * into ks / vs as f16 pairs; keys past `last` as zeros. */
@@ -58,7 +67,9 @@ __attribute__((always_inline)) inline void am_stage(const __global uchar *kc, co
                                                     ulong k_row_bytes, ulong v_row_bytes, int s,
                                                     int n_ctx, int gk, int j0, int last, int tid,
                                                     __local uint (*ks)[AM_LD],
-                                                    __local uint (*vs)[AM_LD])
+                                                    __local uint (*vs)[AM_LD],
+                                                    const __local float *lutk,
+                                                    const __local float *lutv)
 {
 #if AM_CP
     /* AM_BK keys x QE_HD / 8 chunks of 16 bytes, QE_HD / 16 per work-item */
@@ -77,10 +88,10 @@ __attribute__((always_inline)) inline void am_stage(const __global uchar *kc, co
         float a = 0.0f, b = 0.0f, c = 0.0f, d = 0.0f;
         if (j <= last) {
             const ulong row = (ulong)s * n_ctx + j;
-            a = kv_load(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp);
-            b = kv_load(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp + 1);
-            c = kv_load(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp);
-            d = kv_load(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp + 1);
+            a = AM_LOAD(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp, lutk);
+            b = AM_LOAD(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp + 1, lutk);
+            c = AM_LOAD(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp, lutv);
+            d = AM_LOAD(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp + 1, lutv);
         }
         ks[jj][dp] = mma_pack(a, b);
         vs[jj][dp] = mma_pack(c, d);
@@ -127,8 +138,17 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
     for (int i = 0; i < AM_DT; i++)
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    __local float lut[2][16]; /* K's and V's TurboQuant centroids (unused otherwise) */
+#if AM_TQ
+    if (KV_IS_TQ(QE_KVK))
+        kv_tq_lut(lut[0], QE_KVK, tid, 128);
+    if (KV_IS_TQ(QE_KVV))
+        kv_tq_lut(lut[1], QE_KVV, tid, 128);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
 
-    am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, 0, last, tid, ks[0], vs[0]);
+    am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, 0, last, tid, ks[0], vs[0], lut[0],
+             lut[1]);
 #if AM_CP
     ptx_cp_commit();
 #endif
@@ -142,7 +162,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         /* the next tile into the other buffer, which every warp is done with */
         if (j0 + AM_BK <= last)
             am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, j0 + AM_BK, last, tid,
-                     ks[bf ^ 1], vs[bf ^ 1]);
+                     ks[bf ^ 1], vs[bf ^ 1], lut[0], lut[1]);
 #if AM_CP
         ptx_cp_commit();
 #endif
@@ -216,7 +236,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         barrier(CLK_LOCAL_MEM_FENCE); /* every warp is done with the buffer */
         if (j0 + AM_BK <= last)
             am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, j0 + AM_BK, last, tid, ks[0],
-                     vs[0]);
+                     vs[0], lut[0], lut[1]);
 #if AM_CP
         ptx_cp_commit();
 #endif

@@ -170,16 +170,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     if (finite_s && norm > 0.0f) { /* uniform across the work-group */
         t[i] = tq_sign_of(tq_word((ulong)(i / 64)), i) * t[i]; /* tq_signs' s[i] x[i] */
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* tq_fwht's butterflies, a stage at a time: within a stage they
-           touch disjoint pairs, so each computes what the loop computes */
-        for (int len = 1; len < QE_HD; len *= 2) {
-            if ((i & len) == 0) {
-                const float a = t[i], b = t[i + len];
-                t[i] = a + b;
-                t[i + len] = a - b;
-            }
-            barrier(CLK_LOCAL_MEM_FENCE);
-        }
+        tq_fwht_local(t, i);
         const float z = KV_DIV(t[i], norm);
         int k = 0;
         while (k + 1 < levels && z > 0.5f * (tq_centroid(bits, k) + tq_centroid(bits, k + 1)))

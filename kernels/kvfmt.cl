@@ -94,6 +94,22 @@ inline void tq_fwht(float *t)
             }
 }
 
+/* tq_fwht on a vector in local memory by work-group: work-item i of QE_HD,
+ * a stage at a time (a barrier after each; the caller's barrier precedes).
+ * Within a stage the butterflies touch disjoint pairs, so each computes
+ * what the loop computes: the same floats. */
+inline void tq_fwht_local(__local float *t, int i)
+{
+    for (int len = 1; len < QE_HD; len *= 2) {
+        if ((i & len) == 0) {
+            const float a = t[i], b = t[i + len];
+            t[i] = a + b;
+            t[i + len] = a - b;
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
+
 /* An f16 given as its bits. */
 inline float kv_half_bits(ushort h)
 {

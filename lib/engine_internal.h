@@ -181,9 +181,9 @@ struct qe_engine {
 
     /* ---- tensor-core prefill attention (kernels/attn_mma.cl) ---- */
     cl_program prog_attn_mma; /* built under QE_GEMM_MMA when head_dim is a multiple of 16 up
-                                 to 128 and neither cache is TurboQuant; else NULL and
-                                 attention.cl serves prefill */
+                                 to 128; else NULL and attention.cl serves prefill */
     cl_kernel k_attn_mma;
+    cl_kernel k_tq_rotate;    /* its tqrot.cl, where a cache is TurboQuant (else NULL) */
 
     /* ---- mma_tile's input (kernels/mma.cl mma_xh), under QE_GEMM_MMA ---- */
     cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */
@@ -283,7 +283,8 @@ const size_t *qe_engine_head_local(const qe_engine *e, const size_t global[3], s
  * e->q [n_seq*n_tok][q_dim] against d's K/V cache rows s*n_ctx + p, into
  * e->att [n_seq*n_tok][q_dim]; scale hp.attn_scale, and the sliding window
  * when d (one of e->layers) is a local layer. attn_mma.cl when the engine
- * built it (k_attn_mma), else attention.cl. */
+ * built it (k_attn_mma), else attention.cl. Under attn_mma with a
+ * TurboQuant K cache, e->q is left rotated (tqrot.cl). */
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok);
 
 /* ---- architecture switches (model.h), each a no-op for models without it ---- */
