@@ -18,8 +18,8 @@
  * pair two keys' halves of one d); rows past the block's last query are
  * zeros and never read from the cache. f16 caches are copied as they are
  * by cp.async, 16 bytes at a time; other formats are decoded by kv_load and
- * stored (TurboQuant through kv_tq_load_lut: the centroids from local
- * memory, kvfmt.cl says why). With QE_HD <= 64 two tile buffers alternate,
+ * stored, 8 elements of a key a work-item (am_load8; TurboQuant through
+ * kv_tq_load8_lut, the centroids from local memory: kvfmt.cl says why). With QE_HD <= 64 two tile buffers alternate,
  * so the next tile's copies are in flight while one is multiplied.
  * TurboQuant caches are attended in the rotated domain, as attention.cl
  * does, but the rotations of whole vectors are tqrot.cl's launches around
@@ -57,9 +57,23 @@
 #define AM_NB (QE_HD <= 64 ? 2 : 1) /* tile buffers (48 KB of local memory at most) */
 #define AM_VH(j, d) ((uint)vh[(j) * (2 * AM_LD) + (d)]) /* V's f16 bits of key j, dim d */
 #define AM_TQ (KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV))
-/* Element e of cache row `row` of format fmt; lut: the format's centroids
- * (kv_tq_lut) where it is TurboQuant. The same values as kv_load. */
-#define AM_LOAD(row, fmt, e, lut) (KV_IS_TQ(fmt) ? kv_tq_load_lut(row, fmt, e, lut) : kv_load(row, fmt, e))
+
+/* Elements 8 c .. 8 c + 7 of head gk of cache row `row` (format fmt) into
+ * out: kv_load's values (TurboQuant: kv_tq_load8_lut, the centroids from
+ * lut, the group's index bytes read once for the eight). */
+__attribute__((always_inline)) inline void am_load8(const __global uchar *row, const int fmt,
+                                                    int gk, int c, const __local float *lut,
+                                                    float *out)
+{
+    if (KV_IS_TQ(fmt)) {
+        const __global uchar *v = row + gk * KV_TQ_VEC(fmt);
+        kv_tq_load8_lut(v, fmt, c, kv_half_at(v) / QE_SQRT_HD, lut, out);
+    } else {
+#pragma unroll
+        for (int k = 0; k < 8; k++)
+            out[k] = kv_load(row, fmt, gk * QE_HD + 8 * c + k);
+    }
+}
 
 /* Keys j0 .. j0 + AM_BK - 1 of K and V (cache rows of sequence s, head gk)
  * into ks / vs as f16 pairs; keys past `last` as zeros. */
@@ -82,19 +96,21 @@ __attribute__((always_inline)) inline void am_stage(const __global uchar *kc, co
         ptx_cp16(ptx_smem(&vs[jj][4 * ch]), vc + row * v_row_bytes + at, n);
     }
 #else
-    /* consecutive work-items take consecutive pairs of one key */
-    for (int i = tid; i < AM_BK * (QE_HD / 2); i += 128) {
-        const int jj = i / (QE_HD / 2), dp = i % (QE_HD / 2), j = j0 + jj;
-        float a = 0.0f, b = 0.0f, c = 0.0f, d = 0.0f;
+    /* consecutive work-items take consecutive groups of 8 elements of one
+       key, stored as 4 pairs at once (rows of AM_LD uints stay 16-byte
+       aligned) */
+    for (int i = tid; i < AM_BK * (QE_HD / 8); i += 128) {
+        const int jj = i / (QE_HD / 8), c = i % (QE_HD / 8), j = j0 + jj;
+        float a[8] = {0.0f}, b[8] = {0.0f};
         if (j <= last) {
             const ulong row = (ulong)s * n_ctx + j;
-            a = AM_LOAD(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp, lutk);
-            b = AM_LOAD(kc + row * k_row_bytes, QE_KVK, gk * QE_HD + 2 * dp + 1, lutk);
-            c = AM_LOAD(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp, lutv);
-            d = AM_LOAD(vc + row * v_row_bytes, QE_KVV, gk * QE_HD + 2 * dp + 1, lutv);
+            am_load8(kc + row * k_row_bytes, QE_KVK, gk, c, lutk, a);
+            am_load8(vc + row * v_row_bytes, QE_KVV, gk, c, lutv, b);
         }
-        ks[jj][dp] = mma_pack(a, b);
-        vs[jj][dp] = mma_pack(c, d);
+        *(__local uint4 *)&ks[jj][4 * c] = (uint4)(mma_pack(a[0], a[1]), mma_pack(a[2], a[3]),
+                                                   mma_pack(a[4], a[5]), mma_pack(a[6], a[7]));
+        *(__local uint4 *)&vs[jj][4 * c] = (uint4)(mma_pack(b[0], b[1]), mma_pack(b[2], b[3]),
+                                                   mma_pack(b[4], b[5]), mma_pack(b[6], b[7]));
     }
 #endif
 }
