@@ -122,12 +122,17 @@ static qe_status build(qe_decode *d)
     d->aw = DEC_AW_MAX;
     while ((size_t)d->aw > qe_cl_device(e->cl)->max_wg_size && d->aw > 1)
         d->aw /= 2;
-    static const char *const srcs[] = {"kvfmt.cl", "qkv.cl", "decode.cl"};
-    const size_t n_srcs = sizeof srcs / sizeof srcs[0];
+    /* Under QE_GEMM_MMA (the probe found shfl.sync working) attn_rows'
+       reductions use warp shuffles (decode.cl at_tree: the same bits) */
+    const int shfl = e->opt.gemm == QE_GEMM_MMA;
+    static const char *const srcs_plain[] = {"kvfmt.cl", "qkv.cl", "decode.cl"};
+    static const char *const srcs_shfl[] = {"kvfmt.cl", "ptx.cl", "qkv.cl", "decode.cl"};
+    const char *const *srcs = shfl ? srcs_shfl : srcs_plain;
+    const size_t n_srcs = shfl ? 4 : 3;
     char defs[128], opts[256], gopts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d", defs, d->aw,
-             (int)e->opt.kv_k, (int)e->opt.kv_v);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d%s", defs,
+             d->aw, (int)e->opt.kv_k, (int)e->opt.kv_v, shfl ? " -DQE_SHFL" : "");
     snprintf(gopts, sizeof gopts, "%s -DQE_G=1", opts);
     if ((st = qe_cl_build(e->cl, srcs, n_srcs, gopts, &d->prog)) != QE_OK ||
         (st = qe_cl_kernel(d->prog, "gather_rows", &d->k_gather)) != QE_OK ||
