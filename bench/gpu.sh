@@ -3,9 +3,10 @@
 #   bash bench/gpu.sh [ARCH]     (default llama-3.2-1b; device tool, carry .debs)
 # Builds qeval there (bench/gpu_env.sh), writes a synthetic model of ARCH's
 # exact shapes (qeval synth), runs qeval bench (pp512 at B 1,8; tg128 at B 1,64;
-# f16/q8_0/q4_0 weights; f16 and tq4 KV) and bench/torch_peer.py (fp16, sdpa)
-# on the same shapes, then prints bench/gpu_table.py's table. Raw results go
-# to $OUT (qeval-pp.json, qeval-tg.json, torch.jsonl).
+# f16/q8_0/q4_0 weights; f16 and tq4 KV, both for prefill and decode) and
+# bench/torch_peer.py (fp16, sdpa) on the same shapes, then prints
+# bench/gpu_table.py's table. Raw results go to $OUT (qeval-pp.json,
+# qeval-tg.json, torch.jsonl).
 set -u
 ARCH=${1:-llama-3.2-1b}
 OUT=${OUT:-/tmp/qeval-gpu}
@@ -18,7 +19,7 @@ M=$(qe_gpu_synth "$ARCH") || exit 1
 export PYTHONUNBUFFERED=1
 timeout 300 python3 bench/torch_peer.py --arch "$ARCH" --measure copy,prefill,decode \
     --prefill-batches 1,8 --decode-batches 1,64 --reps "$REPS" --out "$OUT/torch.jsonl" >/dev/null
-timeout 400 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 1,8 --weights file,q8_0,q4_0 --kv f16 \
+timeout 400 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 1,8 --weights file,q8_0,q4_0 --kv f16,tq4 \
     -r "$REPS" -o json > "$OUT/qeval-pp.json"
 timeout 400 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights file,q8_0,q4_0 --kv f16,tq4 \
     -r "$REPS" -o json > "$OUT/qeval-tg.json"
@@ -44,6 +45,8 @@ if [ -f "$W" ]; then
         echo "perplexity, $ARCH, weights $wt, 586 chunks of 512 (300,032 tokens), 16 per batch:"
         $Q perplexity -q -d nvidia -m "$M" -f "$W" --ctx 512 -b 16 --chunks 586 --weights $wt | tail -1
     done
+    echo "perplexity, $ARCH, weights q8_0, cache tq4, the same tokens:"
+    $Q perplexity -q -d nvidia -m "$M" -f "$W" --ctx 512 -b 16 --chunks 586 --weights q8_0 --kv tq4 | tail -1
 fi
 # The ceilings behind the figures (bench/limits_probe.c): the floor of one
 # launch (host and device), and mma.sync's issue rate with operands in
