@@ -20,17 +20,19 @@
  *             f16 cache writes in its Q/K/V epilogue) and sharing its calls
  *             with up to 69 others (mma_wide, in several shapes and both
  *             splits, after separate rmsnorm, silu_mul, rope_rows and
- *             kv_store launches) is
- *             bit-identical in f32, f16, q8_0 and q4_0 weights, and close
- *             to prefill
+ *             kv_store launches), and alone with the one-row build's
+ *             work-groups each taking several output blocks (1 and 3
+ *             groups), is bit-identical in f32, f16, q8_0 and q4_0
+ *             weights, and close to prefill
  *   attention on any device: prefill attention (attention.cl; attn_mma.cl
  *           too where mma.sync works) of random q, K and V in one-layer
  *           synthetic models of head_dim 32, 64 and 128, caches f32, f16,
- *           q8_0 / q4_0, with and without a sliding window, against a
- *           double-precision softmax over the host-decoded cache rows:
- *           max |d| < 1e-4 for the f32 kernel, < 1e-2 for f16 operands
- *           (outputs are O(1)); a prefix of the positions prefilled alone
- *           gives bit-identical rows; TurboQuant caches keep attention.cl
+ *           q8_0 / q4_0 and TurboQuant (tq4 / tq3, tq2 / f16, q8_0 / tq4:
+ *           attn_mma with tqrot.cl's rotations), with and without a sliding
+ *           window, against a double-precision softmax over the
+ *           host-decoded cache rows: max |d| < 1e-4 for the f32 kernel,
+ *           < 1e-2 for f16 operands (outputs are O(1)); a prefix of the
+ *           positions prefilled alone gives bit-identical rows
  */
 #include <check.h>
 #include <math.h>
