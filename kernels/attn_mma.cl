@@ -19,8 +19,9 @@
  * zeros and never read from the cache. f16 caches are copied as they are
  * by cp.async, 16 bytes at a time; other formats are decoded by kv_load and
  * stored, 8 elements of a key a work-item (am_load8; TurboQuant through
- * kv_tq_load8_lut, the centroids from local memory: kvfmt.cl says why). With QE_HD <= 64 two tile buffers alternate,
- * so the next tile's copies are in flight while one is multiplied.
+ * kv_tq_load8_lut, the centroids from local memory: kvfmt.cl says why).
+ * With QE_HD <= 64 two tile buffers alternate, so the next tile's copies
+ * are in flight while one is multiplied.
  * TurboQuant caches are attended in the rotated domain, as attention.cl
  * does, but the rotations of whole vectors are tqrot.cl's launches around
  * this one (lib/engine.c qe_engine_run_attention): q arrives as

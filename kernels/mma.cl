@@ -813,7 +813,7 @@ __attribute__((always_inline)) inline void ms_fetch(ms_raw (*raw)[MS_NB], const 
 typedef struct {
     const __global uchar *w;
     ulong rb;
-    int N, ldy, cat, n0, sb;
+    int N, ldy, n0, sb;
     __global float *y;
     int o[MS_NB];
 } ms_blk;
@@ -824,7 +824,8 @@ __attribute__((always_inline)) inline ms_blk ms_block(
     const __global uchar *w2, ulong rb2, int N2, __global float *y2, int ldy2)
 {
     ms_blk b;
-    b.n0 = ms_pick(grp, 8 * MS_NB, MS_PICK_ARGS, &b.w, &b.rb, &b.N, &b.y, &b.ldy, &b.cat);
+    int cat; /* mma_wide's; mma_skinny stores by weight */
+    b.n0 = ms_pick(grp, 8 * MS_NB, MS_PICK_ARGS, &b.w, &b.rb, &b.N, &b.y, &b.ldy, &cat);
 #pragma unroll
     for (int j = 0; j < MS_NB; j++)
         b.o[j] = min(b.n0 + 8 * j + g, b.N - 1);

@@ -715,22 +715,6 @@ static qe_status build_common(qe_engine *e)
         st = qe_cl_kernel(e->prog_common, "logit_merge", &e->k_stats_merge);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "kld_rows", &e->k_kld);
-    const struct {
-        cl_kernel k;
-        size_t need;
-        const char *name;
-    } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
-               {e->k_stats, (size_t)e->rw, "logit_stats"},
-               {e->k_stats_merge, STATS_PARTS_MAX, "logit_merge"},
-               {e->k_kld, (size_t)e->rw, "kld_rows"},
-               {e->k_attn, ATT_BQ, "attention"}};
-    for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
-        size_t max_wg = 0;
-        st = qe_cl_kernel_limits(e->cl, req[i].k, &max_wg, NULL, NULL);
-        if (st == QE_OK && max_wg < req[i].need)
-            st = qe_fail(QE_EUNSUPPORTED, "engine: %s needs work-groups of %zu, the device allows %zu",
-                         req[i].name, req[i].need, max_wg);
-    }
     /* Tensor-core prefill attention where its fragments fit the head
        (attn_mma.cl's limits), with tqrot.cl's rotations around it for
        TurboQuant caches. H200, pp512 B 8 of the synthetic Llama-3.2-1B q8_0
@@ -747,12 +731,25 @@ static qe_status build_common(qe_engine *e)
         if (st == QE_OK &&
             (qe_kv_format_per_head(e->opt.kv_k) || qe_kv_format_per_head(e->opt.kv_v)))
             st = qe_cl_kernel(e->prog_attn_mma, "tq_rotate", &e->k_tq_rotate);
-        size_t max_wg = 0; /* tq_rotate: a work-item per element of a head */
-        if (st == QE_OK && e->k_tq_rotate)
-            st = qe_cl_kernel_limits(e->cl, e->k_tq_rotate, &max_wg, NULL, NULL);
-        if (st == QE_OK && e->k_tq_rotate && max_wg < (size_t)hd)
-            st = qe_fail(QE_EUNSUPPORTED, "engine: tq_rotate needs work-groups of %d, the device "
-                         "allows %zu", hd, max_wg);
+    }
+    const struct {
+        cl_kernel k;
+        size_t need;
+        const char *name;
+    } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
+               {e->k_stats, (size_t)e->rw, "logit_stats"},
+               {e->k_stats_merge, STATS_PARTS_MAX, "logit_merge"},
+               {e->k_kld, (size_t)e->rw, "kld_rows"},
+               {e->k_attn, ATT_BQ, "attention"},
+               {e->k_tq_rotate, (size_t)hd, "tq_rotate"}}; /* a work-item per element of a head */
+    for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
+        size_t max_wg = 0;
+        if (!req[i].k) /* not built for this engine */
+            continue;
+        st = qe_cl_kernel_limits(e->cl, req[i].k, &max_wg, NULL, NULL);
+        if (st == QE_OK && max_wg < req[i].need)
+            st = qe_fail(QE_EUNSUPPORTED, "engine: %s needs work-groups of %zu, the device allows %zu",
+                         req[i].name, req[i].need, max_wg);
     }
     return st;
 }

@@ -125,10 +125,9 @@ static qe_status build(qe_decode *d)
     /* Under QE_GEMM_MMA (the probe found shfl.sync working) attn_rows'
        reductions use warp shuffles (decode.cl at_tree: the same bits) */
     const int shfl = e->opt.gemm == QE_GEMM_MMA;
-    static const char *const srcs_plain[] = {"kvfmt.cl", "qkv.cl", "decode.cl"};
-    static const char *const srcs_shfl[] = {"kvfmt.cl", "ptx.cl", "qkv.cl", "decode.cl"};
-    const char *const *srcs = shfl ? srcs_shfl : srcs_plain;
-    const size_t n_srcs = shfl ? 4 : 3;
+    static const char *const all_srcs[] = {"ptx.cl", "kvfmt.cl", "qkv.cl", "decode.cl"};
+    const char *const *srcs = all_srcs + !shfl; /* ptx.cl only with shfl */
+    const size_t n_srcs = sizeof all_srcs / sizeof all_srcs[0] - !shfl;
     char defs[128], opts[256], gopts[320];
     qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_AW=%d -DQE_KVK=%d -DQE_KVV=%d%s", defs,
