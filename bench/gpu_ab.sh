@@ -6,12 +6,16 @@
 # Builds both trees, then for each SPEC (model, weights, KV formats) and
 # batch 1 and 3 generates three prompts greedily with top-5 log-probs
 # (timing fields removed) with each build and prints SAME or DIFF of the
-# two outputs' hashes; then tg128 tok/s of both builds, alternating, ROUNDS
-# rounds of -r 3 on the synthetic Llama-3.2-1B in q8_0 and q4_0 (BB: batch
-# sizes, KV: cache formats). Delete bench/base.tgz before committing.
-# Knobs: SPECS (MODEL:WEIGHTS:KV entries; MODEL synth-W for the synthetic
-# model in format W), N (tokens, 200), BB (1), KV (f16), NG (128), ROUNDS (2),
-# DEV (nvidia), SKIP_SAME / SKIP_SPEED.
+# two outputs' hashes; for each PSPEC the same of a perplexity dump (16
+# chunks of 512 tokens of wiki.test.raw, 8 a batch: prefill matmuls of
+# 4,096 rows, which the short prompts above never reach); then tg128 tok/s
+# of both builds, alternating, ROUNDS rounds of -r 3 on the synthetic
+# Llama-3.2-1B in q8_0 and q4_0 (BB: batch sizes, KV: cache formats). Delete bench/base.tgz before committing.
+# Knobs: SPECS and PSPECS (MODEL:WEIGHTS:KV entries; MODEL synth-W for the
+# synthetic model in format W; KV K/V in SPECS only), N (tokens, 200), BB (1),
+# KV (f16), NG (128), ROUNDS (2), DEV (nvidia), WTS (the synthetic model's
+# weight formats timed, "q8_0 q4_0"), PP (time pp512 instead of tg128, at
+# batch BB: set BB=8), SKIP_SAME / SKIP_SPEED.
 set -u
 OUT=${OUT:-/tmp/qeval-gpu}
 DEV=${DEV:-nvidia}
@@ -63,14 +67,38 @@ $D/TinyStories-656K:f32:tq2/q4_0 synth-q8_0:file:f16 synth-q4_0:file:f16 synth-q
         done
     done
 fi
+ppl() { # BIN MODEL WEIGHTS KV -> hash of the dump (FAILED: a failed run)
+    local d
+    d=$(mktemp)
+    $1 perplexity -q -d "$DEV" -m "$2" --weights "$3" --kv "$4" -f "$QEVAL_DATA/text/wiki.test.raw" \
+        -c 512 --chunks 16 -b 8 --dump "$d" >/dev/null 2>&1 && echo "$(md5sum <"$d" | cut -c1-12)" ||
+        echo FAILED
+    rm -f "$d"
+}
+if [ -z "${SKIP_SAME:-}" ]; then
+    PSPECS=${PSPECS:-"$D/TinyStories-656K:f16:f16 $D/stories260K.gguf:q8_0:q8_0 synth-q8_0:file:f16 \
+synth-q4_0:file:tq4 synth-q8_0:f16:f16"}
+    for spec in $PSPECS; do
+        IFS=: read -r m w kv <<<"$spec"
+        m=$(ab_model "$m") || exit 1
+        a=$(ppl $NEW "$m" "$w" "$kv")
+        c=$(ppl $OLD "$m" "$w" "$kv")
+        v=DIFF
+        [ "$a" = "$c" ] && v=SAME
+        [ "$a" = FAILED ] || [ "$c" = FAILED ] && v=FAILED
+        echo "perplexity $(basename "$m") weights $w kv $kv: new $a base $c $v"
+    done
+fi
 [ -n "${SKIP_SPEED:-}" ] && exit 0
 BB=${BB:-1}
 for round in $(seq 1 "${ROUNDS:-2}"); do
     for bin in $OLD $NEW; do
-        for w in q8_0 q4_0; do
+        for w in ${WTS:-q8_0 q4_0}; do
             m=$(ab_model synth-$w) || exit 1
+            shape="-p 0 -n ${NG:-128}"
+            [ -n "${PP:-}" ] && shape="-p 512 -n 0"
             echo "round $round $([ $bin = $NEW ] && echo new || echo base) $w:" \
-                "$($bin bench -d "$DEV" -m "$m" -p 0 -n "${NG:-128}" -b "$BB" --kv "${KV:-f16}" -r 3 -o csv 2>/dev/null |
+                "$($bin bench -d "$DEV" -m "$m" $shape -b "$BB" --kv "${KV:-f16}" -r 3 -o csv 2>/dev/null |
                    python3 -c 'import csv, sys
 print("; ".join("B %s kv %s/%s %.1f" % (r["n_batch"], r["kv_k"], r["kv_v"], float(r["mean_tps"]))
                 for r in csv.DictReader(sys.stdin)))')"

@@ -59,16 +59,17 @@ static const char *yn(int probed, int v) { return !probed ? "?" : v ? "yes" : "n
 static void print_table(const qe_cl_device_info *list, size_t n, long def, const qe_cl_caps *caps,
                         const int *probed)
 {
-    char g[32], a[32], l[32];
-    printf("  %-2s %-28s %-36s %-4s %10s %10s %9s %4s %5s  %-18s %s\n", "#", "platform", "device",
-           "type", "global", "max alloc", "local", "CUs", "wg", "driver", "OpenCL C");
+    char g[32], a[32], l[32], c[32];
+    printf("  %-2s %-28s %-36s %-4s %10s %10s %9s %10s %4s %5s  %-18s %s\n", "#", "platform",
+           "device", "type", "global", "max alloc", "local", "cache", "CUs", "wg", "driver",
+           "OpenCL C");
     for (size_t i = 0; i < n; i++) {
         const qe_cl_device_info *d = &list[i];
-        printf("%c %-2d %-28.28s %-36.36s %-4.4s %10s %10s %9s %4u %5zu  %-18.18s %s\n",
+        printf("%c %-2d %-28.28s %-36.36s %-4.4s %10s %10s %9s %10s %4u %5zu  %-18.18s %s\n",
                (long)i == def ? '*' : ' ', d->index, d->platform_name, d->name, d->type_str,
                human(d->global_mem, g, sizeof g), human(d->max_alloc, a, sizeof a),
-               human(d->local_mem, l, sizeof l), d->compute_units, d->max_wg_size,
-               d->driver_version, d->c_version);
+               human(d->local_mem, l, sizeof l), human(d->global_cache, c, sizeof c),
+               d->compute_units, d->max_wg_size, d->driver_version, d->c_version);
     }
     if (!caps)
         return;
@@ -105,13 +106,14 @@ static json_t *device_json(const qe_cl_device_info *d, int is_default, const qe_
     }
     json_t *o = json_pack(
         "{s:i, s:b, s:{s:i, s:s, s:s, s:s}, s:s, s:s, s:I, s:s, s:s, s:s, s:s, s:I, s:I, s:I, "
-        "s:i, s:i, s:I, s:[I,I,I], s:i, s:o}",
+        "s:I, s:i, s:i, s:I, s:[I,I,I], s:i, s:o}",
         "index", d->index, "default", is_default, "platform", "index", d->platform_index, "name",
         d->platform_name, "vendor", d->platform_vendor, "version", d->platform_version, "name",
         d->name, "vendor", d->vendor, "vendor_id", (json_int_t)d->vendor_id, "type", d->type_str,
         "driver_version", d->driver_version, "device_version", d->device_version,
         "opencl_c_version", d->c_version, "global_mem", (json_int_t)d->global_mem, "max_alloc",
-        (json_int_t)d->max_alloc, "local_mem", (json_int_t)d->local_mem, "compute_units",
+        (json_int_t)d->max_alloc, "local_mem", (json_int_t)d->local_mem, "global_cache",
+        (json_int_t)d->global_cache, "compute_units",
         (int)d->compute_units, "clock_mhz", (int)d->clock_mhz, "max_work_group_size",
         (json_int_t)d->max_wg_size, "max_work_item_sizes", (json_int_t)d->max_wi_sizes[0],
         (json_int_t)d->max_wi_sizes[1], (json_int_t)d->max_wi_sizes[2], "mem_base_align",

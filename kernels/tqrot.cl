@@ -9,19 +9,24 @@
  *   with attention.cl's expressions for its per-query rotations (the signs
  *   of tq_signs, the butterflies of tq_fwht through tq_fwht_local), so the
  *   same floats as there.
- * Work-group: a head vector, a work-item per element: global
- *   (n_heads * QE_HD, n_rows), local (QE_HD, 1). One work-item a vector,
- *   its arrays in private memory, had taken 145 us a launch at pp512 B 8 of
- *   Llama-3.2-1B's shape on the H200.
+ * Work-group: tr head vectors (consecutive in row-major order, vector
+ *   r * n_heads + h), a work-item per element: global (QE_HD, n_rows *
+ *   n_heads), local (QE_HD, tr), tr at most TR_WI / QE_HD (-DTR_WI, the
+ *   engine's bound). One work-item a vector, its arrays in private memory,
+ *   had taken 145 us a launch at pp512 B 8 of Llama-3.2-1B's shape on the
+ *   H200; a work-group a vector (64 work-items) 83 us.
  */
-__kernel void tq_rotate(__global float *x, int ld, int inverse)
+#define TR_V (TR_WI / QE_HD > 1 ? TR_WI / QE_HD : 1)
+__kernel void tq_rotate(__global float *x, int ld, int n_heads, int inverse)
 {
-    __local float t[QE_HD];
+    __local float t[TR_V][QE_HD];
     const int i = get_local_id(0);
-    __global float *v = x + get_global_id(1) * (size_t)ld + get_group_id(0) * (size_t)QE_HD;
+    __local float *tv = t[get_local_id(1)];
+    const size_t vec = get_global_id(1);
+    __global float *v = x + vec / n_heads * (size_t)ld + vec % n_heads * (size_t)QE_HD;
     const float sg = tq_sign_of(tq_word((ulong)(i / 64)), i); /* tq_signs' s[i] */
-    t[i] = inverse ? v[i] : sg * v[i];
+    tv[i] = inverse ? v[i] : sg * v[i];
     barrier(CLK_LOCAL_MEM_FENCE);
-    tq_fwht_local(t, i);
-    v[i] = inverse ? sg * (t[i] / QE_SQRT_HD) : t[i] / QE_SQRT_HD;
+    tq_fwht_local(tv, i);
+    v[i] = inverse ? sg * (tv[i] / QE_SQRT_HD) : tv[i] / QE_SQRT_HD;
 }

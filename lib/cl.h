@@ -80,6 +80,7 @@ typedef struct qe_cl_device_info {
     uint64_t global_mem;        /* bytes */
     uint64_t max_alloc;         /* largest single buffer, bytes */
     uint64_t local_mem;         /* bytes per work-group */
+    uint64_t global_cache;      /* global memory cache (L2 on GPUs), bytes; 0 none */
     uint32_t compute_units;
     uint32_t clock_mhz;
     uint32_t mem_base_align;    /* sub-buffer origin alignment, bytes */

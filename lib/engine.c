@@ -331,6 +331,48 @@ static tile_shape tile_shape_of(void)
     return sh;
 }
 
+/* mma_tile's work-group order (kernels/mma.cl MT_GM) for a build whose
+ * largest matrix holds w_bytes: above MT_GROUP_BYTES, MT_GROUP_ROWS row
+ * tiles before the next output tile, so W is read from memory about once
+ * instead of once per wave; below, output tiles fastest. Measured on the
+ * H200 (pp512 B 8, synthetic Llama-3.2-1B, one instance; perplexity dumps
+ * byte-identical for every order): f16 weights, whose gate and up (64 MB,
+ * mma_tile_glu's) exceed its 50 MB L2, 102.5K tok/s with output tiles
+ * fastest, 107.9K with groups of 8 row tiles, 109.1K with 16, 108.3K with
+ * 32 (all 32 row tiles; mma_tile_glu 1184 -> 1036 us a launch at 16); Q8_0
+ * (35.6 MB) 93.1K -> 89.0K at 2, 4, 8 and 32; Q4_0 (18.9 MB) 110.6K ->
+ * 108.1K at 8 and 32; f16's 8-32 MB matrices within 1 %: grouping loses
+ * where W stays in L2. The bound is a constant between those sizes because
+ * the device does not say how big L2 is (NVIDIA's OpenCL reports a 4.1 MiB
+ * global memory cache on the H200). QEVAL_MMA_RASTER = G forces groups of
+ * G row tiles in every build (0: output tiles fastest). */
+#define MT_GROUP_ROWS 16
+#define MT_GROUP_BYTES ((uint64_t)48 << 20)
+static tile_order tile_order_of(void)
+{
+    tile_order o = {-1, MT_GROUP_BYTES};
+    const char *env = getenv("QEVAL_MMA_RASTER");
+    char *end;
+    long g = env ? strtol(env, &end, 10) : -1;
+    if (env && *env && !*end && g >= 0 && g <= 4096)
+        o.gm = (int)g;
+    return o;
+}
+
+static int tile_gm(const qe_engine *e, uint64_t w_bytes)
+{
+    return e->mt_order.gm >= 0                  ? e->mt_order.gm
+           : w_bytes > e->mt_order.group_bytes ? MT_GROUP_ROWS
+                                               : 0;
+}
+
+/* Bytes of n weights in format fmt (Q8_0 / Q4_0: 34 / 18 bytes a block
+ * of 32). */
+static uint64_t wfmt_bytes(int fmt, uint64_t n)
+{
+    return fmt == WF_F32 ? 4 * n : fmt == WF_F16 ? 2 * n : fmt == WF_Q8_0 ? n / 32 * 34 : n / 32 * 18;
+}
+
 /* Work-items of an mma_tile work-group (kernels/mma.cl MT_WI): a warp per
  * 64 rows x wn outputs of the 128-output tile. */
 static size_t tile_items(tile_shape sh)
@@ -440,14 +482,19 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         snprintf(base, sizeof base, "%s -DQE_NW=%d", opts, e->nw);
         snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d", base,
                  e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt));
-        st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_mma[fmt]);
+        /* mma_tile's largest prefill matrix is an FFN one (the LM head
+           multiplies a few rows), mma_tile_glu's gate and up together */
+        const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
+        char topts[288];
+        snprintf(topts, sizeof topts, "%s -DMT_GM=%d", mopts, tile_gm(e, ffn));
+        st = qe_cl_build(e->cl, msrcs, n_msrcs, topts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
         if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU) {
             char gopts[288];
-            snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1", mopts);
+            snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1 -DMT_GM=%d", mopts, tile_gm(e, 2 * ffn));
             st = qe_cl_build(e->cl, msrcs, n_msrcs, gopts, &e->prog_glu[fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_glu[fmt], "mma_tile_glu", &e->k_mma_glu[fmt]);
@@ -723,14 +770,18 @@ static qe_status build_common(qe_engine *e)
     const int hd = e->hp.head_dim;
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA && hd % 16 == 0 && hd <= 128) {
         static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "attn_mma.cl", "tqrot.cl"};
-        snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d", defs,
-                 (int)e->opt.kv_k, (int)e->opt.kv_v);
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d -DTR_WI=%d", defs,
+                 (int)e->opt.kv_k, (int)e->opt.kv_v, TQROT_WI);
         st = qe_cl_build(e->cl, asrcs, 4, opts, &e->prog_attn_mma);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_attn_mma, "attn_mma", &e->k_attn_mma);
         if (st == QE_OK &&
             (qe_kv_format_per_head(e->opt.kv_k) || qe_kv_format_per_head(e->opt.kv_v)))
             st = qe_cl_kernel(e->prog_attn_mma, "tq_rotate", &e->k_tq_rotate);
+        size_t max_wg = 0;
+        if (st == QE_OK && e->k_tq_rotate &&
+            (st = qe_cl_kernel_limits(e->cl, e->k_tq_rotate, &max_wg, NULL, NULL)) == QE_OK)
+            e->tq_rot_v = (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)hd);
     }
     const struct {
         cl_kernel k;
@@ -792,6 +843,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_pro = !(pro && strcmp(pro, "0") == 0);
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
+    e->mt_order = tile_order_of();
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
        multiples of it) starts 16-byte aligned: the decode kernels may read X
        as float4 (MS_XAL) */
@@ -1435,13 +1487,18 @@ qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_
 }
 
 /* tqrot.cl's rotation of every head of n_rows rows of buf (e->q or
- * e->att): forward (a query) or inverse (an output). */
+ * e->att): forward (a query) or inverse (an output); each work-group the
+ * most head vectors up to e->tq_rot_v that divides their number (a power
+ * of two). */
 static qe_status run_tq_rotate(qe_engine *e, cl_mem buf, size_t n_rows, int inverse)
 {
-    qe_status st = qe_cl_args(e->k_tq_rotate, 3, sizeof(cl_mem), &buf, sizeof(int), &e->q_dim,
-                              sizeof(int), &inverse);
-    const size_t hd = (size_t)e->hp.head_dim;
-    size_t global[2] = {(size_t)e->hp.n_heads * hd, n_rows}, local[2] = {hd, 1};
+    qe_status st = qe_cl_args(e->k_tq_rotate, 4, sizeof(cl_mem), &buf, sizeof(int), &e->q_dim,
+                              sizeof(int), &e->hp.n_heads, sizeof(int), &inverse);
+    const size_t hd = (size_t)e->hp.head_dim, n_vec = (size_t)e->hp.n_heads * n_rows;
+    size_t tr = 1;
+    while (2 * tr <= (size_t)e->tq_rot_v && n_vec % (2 * tr) == 0)
+        tr *= 2;
+    size_t global[2] = {hd, n_vec}, local[2] = {hd, tr};
     return st ? st : qe_cl_run(e->cl, e->k_tq_rotate, 2, global, local, NULL);
 }
 

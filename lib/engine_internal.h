@@ -45,6 +45,7 @@ enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 #define MSK_MULTI 3     /* mma.cl decode kernels: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define ATT_MMA_BQ 64   /* attn_mma.cl: queries per work-group (4 warps) */
+#define TQROT_WI 256    /* tqrot.cl: work-items of a tq_rotate work-group, at most (TR_WI) */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
 #define STATS_PART_HDR 3 /* logits.cl LS_PART: the same in a split row's part record */
@@ -67,6 +68,14 @@ typedef struct tile_shape {
     int stages; /* MT_S K slices in local memory */
     int wn;     /* MT_WN outputs per warp (32 or 64) */
 } tile_shape;
+
+/* The order of mma_tile's work-groups (engine.c tile_order_of, tile_gm):
+ * row tiles in groups (kernels/mma.cl MT_GM) in builds whose largest
+ * matrix exceeds group_bytes; gm >= 0 forces groups of gm (0: none). */
+typedef struct tile_order {
+    int gm;
+    uint64_t group_bytes;
+} tile_order;
 
 typedef struct dev_weight {
     cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
@@ -139,6 +148,7 @@ struct qe_engine {
        mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
     wide_shape mw_shape;               /* resolved at open (env overrides) */
     tile_shape mt_shape;               /* mma_tile's, resolved at open (env overrides) */
+    tile_order mt_order;               /* the same */
     cl_program prog_mw[2][WF_COUNT];
     cl_kernel k_mw[2][WF_COUNT], k_mw_sum[WF_COUNT];
     cl_mem mw_part;      /* grown on demand: 8 chains x rows x outputs f32 */
@@ -184,6 +194,7 @@ struct qe_engine {
                                  to 128; else NULL and attention.cl serves prefill */
     cl_kernel k_attn_mma;
     cl_kernel k_tq_rotate;    /* its tqrot.cl, where a cache is TurboQuant (else NULL) */
+    int tq_rot_v;             /* head vectors a tq_rotate work-group may take (>= 1) */
 
     /* ---- mma_tile's input (kernels/mma.cl mma_xh), under QE_GEMM_MMA ---- */
     cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */

@@ -14,6 +14,9 @@
  *             a few 1e-3 through the layers: max |d| < 5e-2, mean < 5e-3
  *           - batch invariance: a sequence prefilled alone and inside a
  *             batch of 4 gives bit-identical results
+ *           - tile order: prefill with mma_tile's work-groups in groups of
+ *             2 and 5 row tiles (QEVAL_MMA_RASTER) is bit-identical to
+ *             output tiles first, f16 and q8_0 weights
  *           - decode: a sequence decoded alone (mma_skinny; with q8_0 /
  *             q4_0 weights its one-row build, which makes the layer norms,
  *             the final norm and the SwiGLU itself and does RoPE and the
@@ -254,6 +257,39 @@ START_TEST(test_batch_invariance)
             ck_assert(memcmp(&a[2 * N_TOK + p], &b[p], sizeof(float)) == 0);
     }
     qe_quant_model_free(q);
+    qe_model_close(m);
+}
+END_TEST
+
+/* mma_tile's work-group orders (QEVAL_MMA_RASTER, read at engine open):
+ * 8 sequences of N_TOK tokens are 3 row tiles of 128, so groups of 2 row
+ * tiles end with a partial group and groups of 5 are one partial group;
+ * each order must compute every tile once, as the default order does. */
+START_TEST(test_tile_order)
+{
+    NEED_MMA();
+    enum { NS = 8 };
+    qe_model *m = open_model("models/TinyStories-656K");
+    static int32_t tok[NS * N_TOK];
+    static float a[NS * N_TOK], la[NS * N_TOK], b[NS * N_TOK], lb[NS * N_TOK];
+    tokens(tok, NS * N_TOK, qe_model_hparams(m)->n_vocab, 13);
+    const qe_dtype fmts[] = {QE_DT_F16, QE_DT_Q8_0};
+    const char *const orders[] = {"2", "5"};
+    for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+        qe_quant_model *q = NULL;
+        OK(qe_quant_model_new(m, fmts[f], &q));
+        setenv("QEVAL_MMA_RASTER", "0", 1);
+        prefill(qe_quant_model_get(q), QE_GEMM_MMA, NS, tok, a, la);
+        for (size_t i = 0; i < sizeof orders / sizeof *orders; i++) {
+            setenv("QEVAL_MMA_RASTER", orders[i], 1);
+            prefill(qe_quant_model_get(q), QE_GEMM_MMA, NS, tok, b, lb);
+            ck_assert_msg(memcmp(la, lb, sizeof la) == 0 && memcmp(a, b, sizeof a) == 0,
+                          "%s weights: groups of %s row tiles differ from the default order",
+                          qe_dtype_name(fmts[f]), orders[i]);
+        }
+        unsetenv("QEVAL_MMA_RASTER");
+        qe_quant_model_free(q);
+    }
     qe_model_close(m);
 }
 END_TEST
@@ -537,6 +573,7 @@ Suite *mma_suite(void)
     tcase_add_test(tc, test_vs_f32_260k);
     tcase_add_test(tc, test_vs_f32_656k);
     tcase_add_test(tc, test_batch_invariance);
+    tcase_add_test(tc, test_tile_order);
     tcase_add_test(tc, test_decode);
     suite_add_tcase(s, tc);
     TCase *at = tcase_create("attention");

@@ -228,6 +228,9 @@ static qe_status fill_device(cl_platform_id plat, cl_device_id dev, qe_cl_device
     if ((st = info_val(dev, CL_DEVICE_LOCAL_MEM_SIZE, &u64, sizeof u64)))
         return st;
     d->local_mem = u64;
+    if ((st = info_val(dev, CL_DEVICE_GLOBAL_MEM_CACHE_SIZE, &u64, sizeof u64)))
+        return st;
+    d->global_cache = u64;
     if ((st = info_val(dev, CL_DEVICE_MAX_COMPUTE_UNITS, &u32, sizeof u32)))
         return st;
     d->compute_units = u32;
