@@ -16,13 +16,16 @@
  *   Work-items: one per element (f32, f16) or per block of 32 (q8_0, q4_0):
  *   global (units per row, n_rows, 1), any local size, each unit encoded
  *   sequentially by one work-item, so its arithmetic is exactly the CPU
- *   loop's; tq*: a work-group of QE_HD work-items per head vector, global
- *   (n_kv QE_HD, n_rows, 1), local (QE_HD, 1, 1), work-item i rotating,
- *   scaling and rounding element i (the norm added up by one work-item in
- *   element order, the Walsh-Hadamard butterflies a stage at a time: each
- *   value the CPU's). A decode step has one row: a work-item per head vector
- *   had left 16 work-items to encode a layer's K and V, 46 us a launch on
- *   the H200 (tg128 B 1 tq4, 35 % of the step). Global (.., .., 2) also
+ *   loop's; tq*: QE_HD work-items per head vector, global (n_kv QE_HD,
+ *   n_rows, 1), local (QE_HD tv, 1, 1) for tv vectors of a row (tv at most
+ *   KS_V, which -DTR_WI bounds), work-item i rotating, scaling and rounding
+ *   element i (the norm added up by one work-item in element order, the
+ *   Walsh-Hadamard butterflies a stage at a time: each value the CPU's). A
+ *   decode step has one row: a work-item per head vector had left 16
+ *   work-items to encode a layer's K and V, 46 us a launch on the H200
+ *   (tg128 B 1 tq4, 35 % of the step); one vector a work-group then took
+ *   72 us a launch at pp512 B 8 (4,096 rows), where each serial norm sum
+ *   held 63 work-items. Global (.., .., 2) also
  *   encodes src_b into dst_b the same way (a layer's V rows with its K rows,
  *   when both caches have this format: one launch).
  * kv_load_rows: tests only: decodes rows with kvfmt.cl's kv_load into
@@ -39,6 +42,10 @@
 #endif
 #define F16_NAN_LO 0x00
 #define F16_NAN_HI 0x7e
+#ifndef TR_WI
+#error "build with -DTR_WI=<most work-items of a TurboQuant work-group>"
+#endif
+#define KS_V (TR_WI / QE_HD > 1 ? TR_WI / QE_HD : 1) /* head vectors a work-group, at most */
 
 /* roundf(v) as an int8, saturated (lib/quant.c's sat_i8). */
 inline char kv_sat_i8(float v)
@@ -134,61 +141,65 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
         b[2 + j] = (uchar)(kv_nibble(v0) | kv_nibble(v1) << 4);
     }
 #endif
-#else /* TurboQuant: a work-group per head vector, work-item i its element i */
-    const int i = get_local_id(0), h = get_group_id(0); /* u = h QE_HD + i */
+#else /* TurboQuant: head vectors h of the work-group's, work-item i their element i */
+    const int i = get_local_id(0) % QE_HD, j = get_local_id(0) / QE_HD, h = u / QE_HD;
     x += h * QE_HD;
     __global uchar *v = row + h * KV_TQ_VEC(QE_KVF);
     const int bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
-    __local float t[QE_HD];
-    __local uchar idx[QE_HD];
-    __local float norm_s;
-    __local int finite_s;
+    __local float ts[KS_V][QE_HD];
+    __local uchar idxs[KS_V][QE_HD];
+    __local float norm_s[KS_V];
+    __local int finite_s[KS_V];
+    __local float *t = ts[j];
+    __local uchar *idx = idxs[j];
     t[i] = x[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     if (i == 0) { /* the norm is a sum in element order: one work-item adds */
         int finite = 1;
 #ifdef QE_FP64
         double ss = 0.0;
-        for (int j = 0; j < QE_HD; j++) {
-            ss += (double)t[j] * (double)t[j];
-            finite &= isfinite(t[j]) ? 1 : 0;
+        for (int k = 0; k < QE_HD; k++) {
+            ss += (double)t[k] * (double)t[k];
+            finite &= isfinite(t[k]) ? 1 : 0;
         }
-        norm_s = (float)sqrt(ss);
+        norm_s[j] = (float)sqrt(ss);
 #else
         float ss = 0.0f;
-        for (int j = 0; j < QE_HD; j++) {
-            ss += t[j] * t[j];
-            finite &= isfinite(t[j]) ? 1 : 0;
+        for (int k = 0; k < QE_HD; k++) {
+            ss += t[k] * t[k];
+            finite &= isfinite(t[k]) ? 1 : 0;
         }
-        norm_s = sqrt(ss);
+        norm_s[j] = sqrt(ss);
 #endif
-        finite_s = finite;
+        finite_s[j] = finite;
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-    const float norm = norm_s;
-    idx[i] = 0;
-    if (finite_s && norm > 0.0f) { /* uniform across the work-group */
-        t[i] = tq_sign_of(tq_word((ulong)(i / 64)), i) * t[i]; /* tq_signs' s[i] x[i] */
-        barrier(CLK_LOCAL_MEM_FENCE);
-        tq_fwht_local(t, i);
+    const float norm = norm_s[j];
+    const int ok = finite_s[j] && norm > 0.0f;
+    /* every vector takes the barriers (the work-group's vectors differ);
+       one that is not ok rotates too, but keeps index 0 */
+    t[i] = tq_sign_of(tq_word((ulong)(i / 64)), i) * t[i]; /* tq_signs' s[i] x[i] */
+    barrier(CLK_LOCAL_MEM_FENCE);
+    tq_fwht_local(t, i);
+    int k = 0;
+    if (ok) {
         const float z = KV_DIV(t[i], norm);
-        int k = 0;
         while (k + 1 < levels && z > 0.5f * (tq_centroid(bits, k) + tq_centroid(bits, k + 1)))
             k++;
-        idx[i] = (uchar)k;
         if (i == 0)
             kv_put_half(v, norm);
     } else if (i == 0) {
-        v[0] = finite_s ? 0 : F16_NAN_LO;
-        v[1] = finite_s ? 0 : F16_NAN_HI;
+        v[0] = finite_s[j] ? 0 : F16_NAN_LO;
+        v[1] = finite_s[j] ? 0 : F16_NAN_HI;
     }
+    idx[i] = (uchar)k;
     barrier(CLK_LOCAL_MEM_FENCE);
     if (i < QE_HD / 8) {
         uint w = 0;
-        for (int k = 0; k < 8; k++)
-            w |= (uint)idx[8 * i + k] << (bits * k);
-        for (int j = 0; j < bits; j++)
-            v[2 + i * bits + j] = (uchar)(w >> (8 * j));
+        for (int e = 0; e < 8; e++)
+            w |= (uint)idx[8 * i + e] << (bits * e);
+        for (int b = 0; b < bits; b++)
+            v[2 + i * bits + b] = (uchar)(w >> (8 * b));
     }
 #endif
 }

@@ -180,6 +180,7 @@ struct qe_engine {
     size_t kv_row_bytes[2];  /* bytes of one cache row: [0] K (opt.kv_k), [1] V (opt.kv_v) */
     cl_program prog_kv[2];   /* kv.cl built for the K / V format; NULL when f32 */
     cl_kernel k_store[2];    /* kv_store of prog_kv[i] */
+    int kv_store_v[2];       /* head vectors its TurboQuant work-groups may take (build_kv) */
     cl_mem kvs;              /* [n_seq*n_ctx][kv_dim] f32 staging of K/V rows before they are
                                 encoded; NULL when both formats are f32 (matmul writes the
                                 cache directly) */

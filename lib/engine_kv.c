@@ -23,24 +23,31 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap)
              fp64 ? " -DQE_FP64" : "");
 }
 
-/* Build kv.cl for format f into *prog / *store (and *load when non-NULL). */
+/* Build kv.cl for format f into *prog / *store (and *load when non-NULL);
+ * *vecs: the most head vectors a TurboQuant kv_store work-group may take
+ * (TQROT_WI work-items at most; 1 for the other formats). */
 static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *prog,
-                          cl_kernel *store, cl_kernel *load)
+                          cl_kernel *store, cl_kernel *load, int *vecs)
 {
     static const char *const srcs[] = {"kvfmt.cl", "qkv.cl", "kv.cl"};
     char defs[128], opts[192];
     qe_engine_kv_defines(cl, head_dim, defs, sizeof defs);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d", defs, (int)f);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d -DTR_WI=%d", defs, (int)f, TQROT_WI);
     qe_status st = qe_cl_build(cl, srcs, sizeof srcs / sizeof srcs[0], opts, prog);
     size_t max_wg = 0;
+    *vecs = 1;
     if (st == QE_OK)
         st = qe_cl_kernel(*prog, "kv_store", store);
     if (st == QE_OK && qe_kv_format_per_head(f) &&
-        (st = qe_cl_kernel_limits(cl, *store, &max_wg, NULL, NULL)) == QE_OK &&
-        max_wg < (size_t)head_dim)
-        st = qe_fail(QE_EUNSUPPORTED,
-                     "engine: the %s cache encodes a head in a work-group of %d, the device allows %zu",
-                     qe_kv_format_name(f), head_dim, max_wg);
+        (st = qe_cl_kernel_limits(cl, *store, &max_wg, NULL, NULL)) == QE_OK) {
+        if (max_wg < (size_t)head_dim)
+            st = qe_fail(QE_EUNSUPPORTED,
+                         "engine: the %s cache encodes a head in a work-group of %d, the device "
+                         "allows %zu",
+                         qe_kv_format_name(f), head_dim, max_wg);
+        else
+            *vecs = (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)head_dim);
+    }
     if (st == QE_OK && load)
         st = qe_cl_kernel(*prog, "kv_load_rows", load);
     return st;
@@ -58,7 +65,8 @@ qe_status qe_engine_kv_open(qe_engine *e)
             break;
         }
         if (fmt[i] != QE_KV_F32)
-            st = build_kv(e->cl, fmt[i], hd, &e->prog_kv[i], &e->k_store[i], NULL);
+            st = build_kv(e->cl, fmt[i], hd, &e->prog_kv[i], &e->k_store[i], NULL,
+                          &e->kv_store_v[i]);
     }
     if (st == QE_OK && (fmt[0] != QE_KV_F32 || fmt[1] != QE_KV_F32))
         st = qe_engine_alloc_act(e, (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx,
@@ -87,19 +95,23 @@ static size_t store_units(qe_kv_format f, int n_heads, int head_dim)
 }
 
 /* kv_store of src into dst and, src_b non-NULL, of src_b into dst_b in the
- * same launch (kernels/kv.cl). */
-static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int n_heads, int head_dim,
-                           cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes, int y_seq,
-                           int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos, cl_mem src_b,
-                           cl_mem dst_b)
+ * same launch (kernels/kv.cl); TurboQuant: each work-group the most head
+ * vectors of a row up to vecs that divides n_heads (a power of two). */
+static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int n_heads,
+                           int head_dim, cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes,
+                           int y_seq, int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos,
+                           cl_mem src_b, cl_mem dst_b)
 {
+    size_t tv = 1;
+    while ((int)(2 * tv) <= vecs && n_heads % (int)(2 * tv) == 0)
+        tv *= 2;
     qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
                               &dst, sizeof(cl_ulong), &row_bytes, sizeof(int), &y_seq, sizeof(int),
                               &y_seq_stride, sizeof(int), &y_off, sizeof(int), &n_rows,
                               sizeof(cl_mem), &rslot, sizeof(cl_mem), &rpos, sizeof(cl_mem),
                               src_b ? &src_b : &src, sizeof(cl_mem), src_b ? &dst_b : &dst);
     size_t global[3] = {store_units(f, n_heads, head_dim), (size_t)n_rows, src_b ? 2 : 1};
-    size_t local[3] = {(size_t)head_dim, 1, 1}; /* TurboQuant: a head vector a work-group */
+    size_t local[3] = {(size_t)head_dim * tv, 1, 1}; /* TurboQuant: tv head vectors */
     if (st == QE_OK)
         st = qe_cl_run(cl, k, 3, global, qe_kv_format_per_head(f) ? local : NULL, NULL);
     return st;
@@ -109,9 +121,9 @@ qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows
                                  int y_seq, int y_seq_stride, int y_off)
 {
     const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
-    return run_store(e->cl, e->k_store[which], f, e->hp.n_kv_heads, e->hp.head_dim, src, n_rows,
-                     dst, (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off, NULL, NULL,
-                     NULL, NULL);
+    return run_store(e->cl, e->k_store[which], f, e->kv_store_v[which], e->hp.n_kv_heads,
+                     e->hp.head_dim, src, n_rows, dst, (cl_ulong)e->kv_row_bytes[which], y_seq,
+                     y_seq_stride, y_off, NULL, NULL, NULL, NULL);
 }
 
 qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
@@ -120,9 +132,9 @@ qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n
     const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
     if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
         return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
-    return run_store(e->cl, e->k_store[which], f, e->hp.n_kv_heads, e->hp.head_dim, src, n_rows,
-                     dst, (cl_ulong)e->kv_row_bytes[which], 1, e->opt.n_ctx, 0, rslot, rpos, src_b,
-                     dst_b);
+    return run_store(e->cl, e->k_store[which], f, e->kv_store_v[which], e->hp.n_kv_heads,
+                     e->hp.head_dim, src, n_rows, dst, (cl_ulong)e->kv_row_bytes[which], 1,
+                     e->opt.n_ctx, 0, rslot, rpos, src_b, dst_b);
 }
 
 qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_dim, int n_rows,
@@ -139,7 +151,8 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
         return qe_fail(QE_EINVAL, "engine: KV codec test of %d rows x %d heads x %d is out of range",
                        n_rows, n_heads, head_dim);
     const size_t n = (size_t)n_heads * (size_t)head_dim;
-    if ((st = build_kv(cl, f, head_dim, &prog, &store, &load)) != QE_OK ||
+    int vecs = 1;
+    if ((st = build_kv(cl, f, head_dim, &prog, &store, &load, &vecs)) != QE_OK ||
         (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_RO, x, &src)) != QE_OK ||
         (st = qe_cl_alloc(cl, row_bytes * (size_t)n_rows, QE_CL_RW, NULL, &enc)) != QE_OK ||
         (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_WO, NULL, &dec)) != QE_OK)
@@ -147,8 +160,8 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
     /* Poison the cache bytes: every unit must be written. */
     const unsigned char ff = 0xff;
     if ((st = qe_cl_fill(cl, enc, &ff, 1, 0, row_bytes * (size_t)n_rows)) != QE_OK ||
-        (st = run_store(cl, store, f, n_heads, head_dim, src, n_rows, enc, (cl_ulong)row_bytes,
-                        n_rows, n_rows, 0, NULL, NULL, NULL, NULL)) != QE_OK)
+        (st = run_store(cl, store, f, vecs, n_heads, head_dim, src, n_rows, enc,
+                        (cl_ulong)row_bytes, n_rows, n_rows, 0, NULL, NULL, NULL, NULL)) != QE_OK)
         goto done;
     if (dst && (st = qe_cl_read(cl, enc, 0, row_bytes * (size_t)n_rows, dst)) != QE_OK)
         goto done;

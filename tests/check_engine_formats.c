@@ -168,7 +168,8 @@ static int codec_case(qe_kv_format f, int n_heads, int head_dim, int n_rows)
 START_TEST(test_codec)
 {
     qe_test_rng_seed(77);
-    const int shapes[][2] = {{4, 8}, {4, 16}, {2, 64}, {1, 128}, {3, 256}};
+    /* several head vectors a TurboQuant work-group (4 of 8 or 16, 2 of 32 or 64), one */
+    const int shapes[][2] = {{4, 8}, {4, 16}, {6, 32}, {2, 64}, {1, 128}, {3, 256}};
     int bad = 0, rows = 0;
     for (int k = 0; k < N_KV; k++)
         for (size_t s = 0; s < sizeof shapes / sizeof shapes[0]; s++) {
