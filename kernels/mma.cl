@@ -22,8 +22,9 @@
  * as A and B agree.
  *
  * Three kernels, each in its own build (the engine compiles mma_tile
- * twice: as itself and, for SwiGLU models, as mma_tile_glu (-DMT_GLU, gate
- * and up in one launch with the SwiGLU in the epilogue); mma_skinny up to
+ * three times: as itself, as mma_tile_pair (-DMT_PAIR, two matmuls of one
+ * input in one launch) and, for SwiGLU models, as mma_tile_glu (-DMT_GLU,
+ * gate and up in one launch with the SwiGLU in the epilogue); mma_skinny up to
  * six times: its work-group shape -DMS_MT / -DMS_NB / -DMS_U and a second
  * shape for calls of few output blocks, each reading X with branches,
  * without (-DMS_XFREE) or staged for one row (-DMS_X1, Q8_0 / Q4_0); and
@@ -129,6 +130,16 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
  * multiple of 32, the engine checks); a work-group makes MT_BN / 2 outputs. */
 #ifndef MT_GLU
 #define MT_GLU 0
+#endif
+/* -DMT_PAIR=1: the build of mma_tile_pair, two matmuls of one shape and
+ * one input in one launch (prefill's K and V: each alone is 128 work-groups
+ * of 128 outputs for Llama-3.2-1B, under one a multiprocessor of the H200),
+ * the second's output tiles after the first's. Each tile is mma_tile's. */
+#ifndef MT_PAIR
+#define MT_PAIR 0
+#endif
+#if MT_PAIR && MT_GLU
+#error "mma_tile: MT_PAIR and MT_GLU are different builds"
 #endif
 /* Which weight row staged row p (0 .. MT_BN - 1) of the work-group whose
  * first staged row is n0 holds (mt_row), and of which weight (mt_w). */
@@ -438,6 +449,11 @@ __kernel __attribute__((reqd_work_group_size(MT_WI, 1, 1)))
 void mma_tile_glu(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                   const __global uchar *w, const __global uchar *w2, ulong w_row_bytes, int K,
                   int N, __global uint *yh, int ldh, int xo) /* the down matmul's pairs */
+#elif MT_PAIR
+void mma_tile_pair(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
+                   const __global uchar *w, ulong w_row_bytes, int K, int N,
+                   __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
+                   const __global uchar *wb, __global float *yb)
 #else
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
@@ -459,7 +475,16 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     /* MT_BM / 64 x MT_BN / MT_WN warps: 64 rows x MT_WN outputs each */
     const int wm = warp / (MT_BN / MT_WN), wn = warp % (MT_BN / MT_WN);
-    const int2 tl = mt_tile_of();
+    int2 tl = mt_tile_of();
+#if MT_PAIR
+    /* the output tiles past N's are the second matmul's: weights wb of the
+       same shape into yb */
+    if (tl.x >= (N + MT_BN - 1) / MT_BN) {
+        tl.x -= (N + MT_BN - 1) / MT_BN;
+        w = w2 = wb;
+        y = yb;
+    }
+#endif
     const int m0 = tl.y * MT_BM, n0 = tl.x * MT_BN;
     const int sb = wt_row_scale_bytes(w_row_bytes);
     const int n_sl = (K + MT_BK - 1) / MT_BK;

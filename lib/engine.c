@@ -492,6 +492,14 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
+        if (st == QE_OK) { /* K and V: small matrices, output tiles fastest */
+            char popts[288];
+            snprintf(popts, sizeof popts, "%s -DMT_PAIR=1 -DMT_GM=%d", mopts,
+                     e->mt_order.gm > 0 ? e->mt_order.gm : 0);
+            st = qe_cl_build(e->cl, msrcs, n_msrcs, popts, &e->prog_pair[fmt]);
+            if (st == QE_OK)
+                st = qe_cl_kernel(e->prog_pair[fmt], "mma_tile_pair", &e->k_mma_pair[fmt]);
+        }
         if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU) {
             char gopts[288];
             snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1 -DMT_GM=%d", mopts, tile_gm(e, 2 * ffn));
@@ -1021,6 +1029,8 @@ void qe_engine_close(qe_engine *e)
         qe_cl_program_free(e->prog_mma[f]);
         qe_cl_kernel_free(e->k_mma_glu[f]);
         qe_cl_program_free(e->prog_glu[f]);
+        qe_cl_kernel_free(e->k_mma_pair[f]);
+        qe_cl_program_free(e->prog_pair[f]);
         for (int b = 0; b < 2; b++) {
             for (int xv = 0; xv < MSK_XREADS; xv++) {
                 qe_cl_kernel_free(e->k_msk[b][xv][f]);
@@ -1337,6 +1347,33 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
  * outside decode (whose calls take mma_skinny / mma_wide). */
 static int tile_serves(const qe_engine *e) { return e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny; }
 
+/* y_a = x W_a^T and y_b = x W_b^T, not accumulating, for two weights of
+ * one format and shape: one mma_tile_pair launch where mma_tile serves
+ * prefill (the bits of two mma_tile launches), else two matmuls. */
+static qe_status run_matmul_pair(qe_engine *e, const dev_weight *wa, const dev_weight *wb,
+                                 cl_mem x, int ldx, int n_rows, cl_mem ya, cl_mem yb, int ldy)
+{
+    cl_kernel kp = e->k_mma_pair[wa->fmt];
+    if (!tile_serves(e) || !kp || wb->fmt != wa->fmt || wb->ne0 != wa->ne0 ||
+        wb->ne1 != wa->ne1 || wb->row_bytes != wa->row_bytes) {
+        qe_status st = qe_engine_run_matmul(e, wa, x, 0, ldx, n_rows, ya, ldy, n_rows, n_rows, 0);
+        return st != QE_OK ? st
+                           : qe_engine_run_matmul(e, wb, x, 0, ldx, n_rows, yb, ldy, n_rows, n_rows, 0);
+    }
+    const int K = wa->ne0, ldp = xh_pairs(K), acc = 0;
+    qe_status st = xh_ready(e, wa, x, 0, ldx, n_rows);
+    if (st == QE_OK)
+        st = qe_cl_args(kp, 14, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int),
+                        &n_rows, sizeof(cl_mem), &wa->buf, sizeof(cl_ulong), &wa->row_bytes,
+                        sizeof(int), &K, sizeof(int), &wa->ne1, sizeof(cl_mem), &ya, sizeof(int),
+                        &ldy, sizeof(int), &n_rows, sizeof(int), &n_rows, sizeof(int), &acc,
+                        sizeof(cl_mem), &wb->buf, sizeof(cl_mem), &yb);
+    /* the second weight's output tiles after the first's */
+    return st != QE_OK ? st
+                       : run_tile_grid(e, kp,
+                                       2 * (qe_engine_round_up((size_t)wa->ne1, MMA_TILE)), n_rows);
+}
+
 /* Under mma, the prefill matmuls between xh_share(e, 1) and xh_share(e, 0)
  * that read the same input convert it to f16 (mma_xh) once: the first
  * converts, the others find it in e->xh. A caller brackets only matmuls
@@ -1550,14 +1587,32 @@ qe_status qe_engine_run_qk_prep(qe_engine *e, cl_mem buf, int ld, int n_heads, i
 
 /* K and V of the batch's rows into layer l's caches (K after bias, norm and
  * RoPE; V after bias). An f32 cache is written by the matmul directly;
- * another format goes through the staging buffer and the store kernel, one
- * of K and V at a time. */
+ * another format goes through a staging buffer and the store kernel. With
+ * both caches staged under mma, the K and V matmuls share a launch
+ * (run_matmul_pair, V into e->kvs_v) and, one format, so do their stores;
+ * else one of K and V at a time. */
 static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
 {
     const qe_hparams *hp = &e->hp;
     const dev_layer *d = &e->layers[l];
     const int rows = n_seq * n_tok, ctx = e->opt.n_ctx;
     qe_status st = QE_OK;
+    if (e->kvs_v) {
+        const int one = e->opt.kv_k == e->opt.kv_v;
+        if ((st = run_matmul_pair(e, &d->wk, &d->wv, e->h, hp->dim, rows, e->kvs, e->kvs_v,
+                                  e->kv_dim)) != QE_OK ||
+            (st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok,
+                                        d->bk, d->k_norm)) != QE_OK ||
+            (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
+                                     n_tok)) != QE_OK ||
+            (st = qe_engine_run_qk_prep(e, e->kvs_v, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
+                                        n_tok, d->bv, NULL)) != QE_OK ||
+            (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0,
+                                         one ? e->kvs_v : NULL, one ? d->vc : NULL)) != QE_OK)
+            return st;
+        return one ? QE_OK
+                   : qe_engine_run_kv_store(e, 1, e->kvs_v, rows, d->vc, n_tok, ctx, 0, NULL, NULL);
+    }
     if (e->opt.kv_k == QE_KV_F32) {
         if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok,
                                        ctx, 0)) != QE_OK ||
@@ -1572,7 +1627,8 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
                                  d->k_norm)) != QE_OK ||
                (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
                                         n_tok)) != QE_OK ||
-               (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0)) != QE_OK) {
+               (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0, NULL, NULL)) !=
+                   QE_OK) {
         return st;
     }
     if (e->opt.kv_v == QE_KV_F32) {
@@ -1586,7 +1642,7 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
     if (st == QE_OK)
         st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok, d->bv, NULL);
     if (st == QE_OK)
-        st = qe_engine_run_kv_store(e, 1, e->kvs, rows, d->vc, n_tok, ctx, 0);
+        st = qe_engine_run_kv_store(e, 1, e->kvs, rows, d->vc, n_tok, ctx, 0, NULL, NULL);
     return st;
 }
 

@@ -123,6 +123,10 @@ struct qe_engine {
        built for SwiGLU models only (engine.c run_ffn) */
     cl_program prog_glu[WF_COUNT];
     cl_kernel k_mma_glu[WF_COUNT];
+    /* mma_tile_pair (-DMT_PAIR=1): prefill's K and V matmuls in one launch
+       (engine.c run_kv) */
+    cl_program prog_pair[WF_COUNT];
+    cl_kernel k_mma_pair[WF_COUNT];
     /* mma_skinny, decode calls of up to 16 rows, builds [shape][enum
        msk_xread]: shape [0] the default, [1] a second one for calls that
        [0] would give fewer than msk_few work-groups (0: no second build);
@@ -184,6 +188,7 @@ struct qe_engine {
     cl_mem kvs;              /* [n_seq*n_ctx][kv_dim] f32 staging of K/V rows before they are
                                 encoded; NULL when both formats are f32 (matmul writes the
                                 cache directly) */
+    cl_mem kvs_v;            /* the same for V beside K's when both are staged (run_kv), else NULL */
 
     /* ---- paired evaluation (engine_pair.c) ---- */
     cl_kernel k_kld;         /* kld.cl's kld_rows (in prog_common) */
@@ -372,9 +377,12 @@ void qe_engine_kv_close(qe_engine *e);
 /* Encode n_rows f32 rows of src (dense, kv_dim floats each) into cache dst in
  * the K (which = 0) or V (which = 1) format: source row r goes to cache row
  * (r / y_seq) * y_seq_stride + y_off + r % y_seq. The format must not be
- * f32 (that cache is written by the matmul directly). */
+ * f32 (that cache is written by the matmul directly). With src_b non-NULL
+ * (which 0, both caches of one format) also src_b into the V cache dst_b,
+ * in the same launch. */
 qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
-                                 int y_seq, int y_seq_stride, int y_off);
+                                 int y_seq, int y_seq_stride, int y_off, cl_mem src_b,
+                                 cl_mem dst_b);
 /* The same into cache row rslot[r] * n_ctx + rpos[r] of dst ([n_rows] int
  * buffers: a decode call's ragged rows); with src_b non-NULL (which 0, both
  * caches of one format) also src_b into the V cache dst_b, in the same

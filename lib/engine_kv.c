@@ -71,6 +71,11 @@ qe_status qe_engine_kv_open(qe_engine *e)
     if (st == QE_OK && (fmt[0] != QE_KV_F32 || fmt[1] != QE_KV_F32))
         st = qe_engine_alloc_act(e, (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx,
                                  (size_t)e->kv_dim, sizeof(float), &e->kvs, "K/V staging");
+    /* both caches staged: prefill stages V beside K (engine.c run_kv: under
+       mma their matmuls share a launch, and one format their stores) */
+    if (st == QE_OK && fmt[0] != QE_KV_F32 && fmt[1] != QE_KV_F32)
+        st = qe_engine_alloc_act(e, (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx,
+                                 (size_t)e->kv_dim, sizeof(float), &e->kvs_v, "V staging");
     return st;
 }
 
@@ -83,7 +88,8 @@ void qe_engine_kv_close(qe_engine *e)
         e->prog_kv[i] = NULL;
     }
     qe_cl_free(e->kvs);
-    e->kvs = NULL;
+    qe_cl_free(e->kvs_v);
+    e->kvs = e->kvs_v = NULL;
 }
 
 /* Work-items per row of kv_store for format f: one per element (f32, f16,
@@ -118,12 +124,15 @@ static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int
 }
 
 qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
-                                 int y_seq, int y_seq_stride, int y_off)
+                                 int y_seq, int y_seq_stride, int y_off, cl_mem src_b,
+                                 cl_mem dst_b)
 {
     const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
+    if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
+        return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
     return run_store(e->cl, e->k_store[which], f, e->kv_store_v[which], e->hp.n_kv_heads,
                      e->hp.head_dim, src, n_rows, dst, (cl_ulong)e->kv_row_bytes[which], y_seq,
-                     y_seq_stride, y_off, NULL, NULL, NULL, NULL);
+                     y_seq_stride, y_off, NULL, NULL, src_b, dst_b);
 }
 
 qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
