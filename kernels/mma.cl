@@ -214,13 +214,15 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
  * the row products and bounds logic again: per copy its slice-0 source, its
  * byte count (0: zero-filled, nothing read; the source then stays inside
  * the buffer's first row) and, for f16 rows, the elements left. Planned is
- * fewer instructions, and faster for f16 and Q4_0 weights, but not for
- * Q8_0, whose kernel issues the most shared-memory instructions and then
- * stalls on their queue (H200, mma_tile 4096 x 8192 x 2048, us planned /
- * not: f16 453 / 465, Q4_0 519 / 556, Q8_0 589 / 568, Q8_0 with only its
- * quants' sources per slice 579). -DMT_PLAN=0 / 1 overrides the default. */
+ * fewer instructions and faster for every format now (H200, session 9,
+ * mma_tile 4096 x 8192 x 2048, us planned / not: f16 453 / 465, Q4_0 519 /
+ * 556, but Q8_0 589 / 568, so Q8_0 had kept computing its sources per
+ * slice; session 14, the kernel since rewritten, pp512 B 8 q8_0 94.0K /
+ * 94.4K -> 95.0K / 95.6K tok/s planned, mma_tile_glu 1305 / 1292 -> 1271 /
+ * 1271 us a launch, perplexity dumps byte-identical). -DMT_PLAN=0 keeps
+ * Q8_0 / Q4_0 unplanned for such comparisons. */
 #ifndef MT_PLAN
-#define MT_PLAN (QE_WT != 2)
+#define MT_PLAN 1
 #endif
 #if !MT_PLAN && QE_WT != 2 && QE_WT != 3
 #error "mma_tile: f16 / f32 weights are always planned"
