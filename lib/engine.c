@@ -370,7 +370,10 @@ static int tile_gm(const qe_engine *e, uint64_t w_bytes)
  * of 32). */
 static uint64_t wfmt_bytes(int fmt, uint64_t n)
 {
-    return fmt == WF_F32 ? 4 * n : fmt == WF_F16 ? 2 * n : fmt == WF_Q8_0 ? n / 32 * 34 : n / 32 * 18;
+    return fmt == WF_F32    ? 4 * n
+           : fmt == WF_F16  ? 2 * n
+           : fmt == WF_Q8_0 ? n / 32 * 34
+                            : n / 32 * 18;
 }
 
 /* Work-items of an mma_tile work-group (kernels/mma.cl MT_WI): a warp per
@@ -492,10 +495,10 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
-        if (st == QE_OK) { /* K and V: small matrices, output tiles fastest */
+        if (st == QE_OK) { /* prefill's K and V (run_kv) */
             char popts[288];
             snprintf(popts, sizeof popts, "%s -DMT_PAIR=1 -DMT_GM=%d", mopts,
-                     e->mt_order.gm > 0 ? e->mt_order.gm : 0);
+                     tile_gm(e, wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)));
             st = qe_cl_build(e->cl, msrcs, n_msrcs, popts, &e->prog_pair[fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_pair[fmt], "mma_tile_pair", &e->k_mma_pair[fmt]);
