@@ -47,6 +47,7 @@ enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 #define ATT_MMA_BQ 64   /* attn_mma.cl: queries per work-group (4 warps) */
 #define TQROT_WI 256    /* tqrot.cl: work-items of a tq_rotate work-group, at most (TR_WI) */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
+#define HEAD_BYTES_MMA ((uint64_t)512 << 20) /* the same under mma (engine_open says why) */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
 #define STATS_PART_HDR 3 /* logits.cl LS_PART: the same in a split row's part record */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
