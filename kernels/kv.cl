@@ -1,5 +1,5 @@
 /* kv.cl - the KV-cache write: encode f32 K/V rows into a cache format
- * (needs kvfmt.cl, qkv.cl and -DQE_KVF=<format id>).
+ * (needs kvfmt.cl, qkv.cl, -DQE_KVF=<format id> and -DTR_WI).
  *
  * kv_store: source row r (n_kv * QE_HD floats, K already rotated by RoPE)
  *   is encoded into cache row (r / y_seq) * y_seq_stride + y_off + r % y_seq

@@ -1,7 +1,7 @@
 /* tqrot.cl - TurboQuant's rotation of whole head vectors in place, for
  * attn_mma.cl, which attends in the rotated domain as attention.cl does but
  * whose fragments hold no whole query or output vector to rotate (needs
- * kvfmt.cl and -DQE_HD, -DQE_SQRT_HD).
+ * kvfmt.cl and -DQE_HD, -DQE_SQRT_HD, -DTR_WI).
  *
  * tq_rotate: head vector h of row r of x (rows ld floats apart):
  *     inverse 0: v = H D v / sqrt(QE_HD)   (a query, before attention)
@@ -16,6 +16,9 @@
  *   had taken 145 us a launch at pp512 B 8 of Llama-3.2-1B's shape on the
  *   H200; a work-group a vector (64 work-items) 83 us.
  */
+#ifndef TR_WI
+#error "build with -DTR_WI=<most work-items of a TurboQuant work-group>"
+#endif
 #define TR_V (TR_WI / QE_HD > 1 ? TR_WI / QE_HD : 1)
 __kernel void tq_rotate(__global float *x, int ld, int n_heads, int inverse)
 {

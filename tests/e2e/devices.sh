@@ -13,6 +13,7 @@ expect_exit "devices --device needs a value" 2 "$QEVAL" devices --device
 expect_exit "devices exits 0" 0 "$QEVAL" devices
 expect_match "devices lists a device row marked as default" "$OUT" '^\* 0 '
 expect_match "devices shows probed capabilities" "$OUT" 'half-store +fp16 +subgroups +ptx-shfl +ptx-mma'
+expect_match "devices shows each device's global memory cache" "$OUT" 'local +cache +CUs'
 # The number of device rows equals clinfo's count (independent listing).
 if command -v clinfo >/dev/null 2>&1; then
     n_clinfo=$(clinfo -l 2>/dev/null | grep -c 'Device #')
@@ -34,6 +35,7 @@ for i, x in enumerate(devs):
     assert x["index"] == i
     assert x["name"] and x["platform"]["name"]
     assert x["global_mem"] > 0 and x["max_alloc"] > 0 and x["compute_units"] > 0
+    assert isinstance(x["global_cache"], int) and x["global_cache"] >= 0
     assert x["type"] in ("GPU", "CPU", "ACCELERATOR", "OTHER")
     c = x["capabilities"]
     assert c["half_storage"] is True, c
