@@ -348,22 +348,14 @@ static tile_shape tile_shape_of(void)
  * G row tiles in every build (0: output tiles fastest). */
 #define MT_GROUP_ROWS 16
 #define MT_GROUP_BYTES ((uint64_t)48 << 20)
-static tile_order tile_order_of(void)
+static int tile_gm(uint64_t w_bytes)
 {
-    tile_order o = {-1, MT_GROUP_BYTES};
     const char *env = getenv("QEVAL_MMA_RASTER");
     char *end;
     long g = env ? strtol(env, &end, 10) : -1;
     if (env && *env && !*end && g >= 0 && g <= 4096)
-        o.gm = (int)g;
-    return o;
-}
-
-static int tile_gm(const qe_engine *e, uint64_t w_bytes)
-{
-    return e->mt_order.gm >= 0                  ? e->mt_order.gm
-           : w_bytes > e->mt_order.group_bytes ? MT_GROUP_ROWS
-                                               : 0;
+        return (int)g;
+    return w_bytes > MT_GROUP_BYTES ? MT_GROUP_ROWS : 0;
 }
 
 /* Bytes of n weights in format fmt (Q8_0 / Q4_0: 34 / 18 bytes a block
@@ -489,7 +481,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
            multiplies a few rows), mma_tile_glu's gate and up together */
         const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
         char topts[288];
-        snprintf(topts, sizeof topts, "%s -DMT_GM=%d", mopts, tile_gm(e, ffn));
+        snprintf(topts, sizeof topts, "%s -DMT_GM=%d", mopts, tile_gm(ffn));
         st = qe_cl_build(e->cl, msrcs, n_msrcs, topts, &e->prog_mma[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
@@ -498,14 +490,14 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         if (st == QE_OK) { /* prefill's K and V (run_kv) */
             char popts[288];
             snprintf(popts, sizeof popts, "%s -DMT_PAIR=1 -DMT_GM=%d", mopts,
-                     tile_gm(e, wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)));
+                     tile_gm(wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)));
             st = qe_cl_build(e->cl, msrcs, n_msrcs, popts, &e->prog_pair[fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_pair[fmt], "mma_tile_pair", &e->k_mma_pair[fmt]);
         }
         if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU) {
             char gopts[288];
-            snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1 -DMT_GM=%d", mopts, tile_gm(e, 2 * ffn));
+            snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1 -DMT_GM=%d", mopts, tile_gm(2 * ffn));
             st = qe_cl_build(e->cl, msrcs, n_msrcs, gopts, &e->prog_glu[fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_glu[fmt], "mma_tile_glu", &e->k_mma_glu[fmt]);
@@ -792,7 +784,7 @@ static qe_status build_common(qe_engine *e)
         size_t max_wg = 0;
         if (st == QE_OK && e->k_tq_rotate &&
             (st = qe_cl_kernel_limits(e->cl, e->k_tq_rotate, &max_wg, NULL, NULL)) == QE_OK)
-            e->tq_rot_v = (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)hd);
+            e->tq_rot_v = qe_engine_tq_vec_cap(max_wg, hd);
     }
     const struct {
         cl_kernel k;
@@ -854,7 +846,6 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_pro = !(pro && strcmp(pro, "0") == 0);
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
-    e->mt_order = tile_order_of();
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
        multiples of it) starts 16-byte aligned: the decode kernels may read X
        as float4 (MS_XAL) */
@@ -1340,13 +1331,15 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
 }
 
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs
- * (xh_ready), then the 128 x 128 tiles. */
-static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong x_off, int ldx,
-                          int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
-                          int accumulate)
+ * (xh_ready), then the 128 x 128 tiles. With wb (one format and shape as
+ * w) it is mma_tile_pair, which also writes x W_b^T into yb (same layout),
+ * wb's output tiles after w's. */
+static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *wb, cl_mem x,
+                          cl_ulong x_off, int ldx, int n_rows, cl_mem y, cl_mem yb, int ldy,
+                          int y_seq, int y_seq_stride, int accumulate)
 {
     const int K = w->ne0, ldp = xh_pairs(K);
-    cl_kernel kt = e->k_mma_tile[w->fmt];
+    cl_kernel kt = wb ? e->k_mma_pair[w->fmt] : e->k_mma_tile[w->fmt];
     qe_status st = xh_ready(e, w, x, x_off, ldx, n_rows);
     if (st == QE_OK)
         st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int),
@@ -1354,38 +1347,33 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, cl_mem x, cl_ulong 
                         sizeof(int), &K, sizeof(int), &w->ne1, sizeof(cl_mem), &y, sizeof(int),
                         &ldy, sizeof(int), &y_seq, sizeof(int), &y_seq_stride, sizeof(int),
                         &accumulate);
-    return st != QE_OK ? st : run_tile_grid(e, kt, (size_t)w->ne1, n_rows);
+    if (st == QE_OK && wb)
+        st = qe_cl_arg(kt, 12, sizeof(cl_mem), &wb->buf);
+    if (st == QE_OK && wb)
+        st = qe_cl_arg(kt, 13, sizeof(cl_mem), &yb);
+    const size_t n_staged =
+        wb ? 2 * qe_engine_round_up((size_t)w->ne1, MMA_TILE) : (size_t)w->ne1;
+    return st != QE_OK ? st : run_tile_grid(e, kt, n_staged, n_rows);
 }
 
 /* Whether qe_engine_run_matmul serves matmuls by mma_tile now: under mma,
  * outside decode (whose calls take mma_skinny / mma_wide). */
 static int tile_serves(const qe_engine *e) { return e->opt.gemm == QE_GEMM_MMA && !e->mm_skinny; }
 
-/* y_a = x W_a^T and y_b = x W_b^T, not accumulating, for two weights of
- * one format and shape: one mma_tile_pair launch where mma_tile serves
- * prefill (the bits of two mma_tile launches), else two matmuls. */
+/* y_a = x W_a^T and y_b = x W_b^T, not accumulating, dense rows of ldy:
+ * one mma_tile_pair launch where mma_tile serves prefill and the weights
+ * share a format and shape (the bits of two mma_tile launches), else
+ * qe_engine_run_matmul_n's. */
 static qe_status run_matmul_pair(qe_engine *e, const dev_weight *wa, const dev_weight *wb,
                                  cl_mem x, int ldx, int n_rows, cl_mem ya, cl_mem yb, int ldy)
 {
-    cl_kernel kp = e->k_mma_pair[wa->fmt];
-    if (!tile_serves(e) || !kp || wb->fmt != wa->fmt || wb->ne0 != wa->ne0 ||
-        wb->ne1 != wa->ne1 || wb->row_bytes != wa->row_bytes) {
-        qe_status st = qe_engine_run_matmul(e, wa, x, 0, ldx, n_rows, ya, ldy, n_rows, n_rows, 0);
-        return st != QE_OK ? st
-                           : qe_engine_run_matmul(e, wb, x, 0, ldx, n_rows, yb, ldy, n_rows, n_rows, 0);
-    }
-    const int K = wa->ne0, ldp = xh_pairs(K), acc = 0;
-    qe_status st = xh_ready(e, wa, x, 0, ldx, n_rows);
-    if (st == QE_OK)
-        st = qe_cl_args(kp, 14, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int),
-                        &n_rows, sizeof(cl_mem), &wa->buf, sizeof(cl_ulong), &wa->row_bytes,
-                        sizeof(int), &K, sizeof(int), &wa->ne1, sizeof(cl_mem), &ya, sizeof(int),
-                        &ldy, sizeof(int), &n_rows, sizeof(int), &n_rows, sizeof(int), &acc,
-                        sizeof(cl_mem), &wb->buf, sizeof(cl_mem), &yb);
-    /* the second weight's output tiles after the first's */
-    return st != QE_OK ? st
-                       : run_tile_grid(e, kp,
-                                       2 * (qe_engine_round_up((size_t)wa->ne1, MMA_TILE)), n_rows);
+    if (tile_serves(e) && e->k_mma_pair[wa->fmt] && wb->fmt == wa->fmt && wb->ne0 == wa->ne0 &&
+        wb->ne1 == wa->ne1 && wb->row_bytes == wa->row_bytes)
+        return run_tile(e, wa, wb, x, 0, ldx, n_rows, ya, yb, ldy, n_rows, n_rows, 0);
+    const dev_weight *const w[2] = {wa, wb};
+    const cl_mem y[2] = {ya, yb};
+    const int ld[2] = {ldy, ldy};
+    return qe_engine_run_matmul_n(e, 2, w, x, ldx, n_rows, y, ld);
 }
 
 /* Under mma, the prefill matmuls between xh_share(e, 1) and xh_share(e, 0)
@@ -1411,7 +1399,8 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
                         qe_engine_round_up((size_t)n_rows, MM_TILE) / MM_TILE * MM_WI};
     size_t local[2] = {MM_WI, MM_WI};
     if (tile_serves(e))
-        return run_tile(e, w, x, x_off, ldx, n_rows, y, ldy, y_seq, y_seq_stride, accumulate);
+        return run_tile(e, w, NULL, x, x_off, ldx, n_rows, y, NULL, ldy, y_seq, y_seq_stride,
+                        accumulate);
     qe_status st = qe_cl_args(k, 13, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                               sizeof(int), &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong),
                               &w->row_bytes, sizeof(int), &w->ne0, sizeof(int), &w->ne1,
@@ -1538,18 +1527,14 @@ qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_
 }
 
 /* tqrot.cl's rotation of every head of n_rows rows of buf (e->q or
- * e->att): forward (a query) or inverse (an output); each work-group the
- * most head vectors up to e->tq_rot_v that divides their number (a power
- * of two). */
+ * e->att): forward (a query) or inverse (an output), several head vectors a
+ * work-group (qe_engine_tq_vecs). */
 static qe_status run_tq_rotate(qe_engine *e, cl_mem buf, size_t n_rows, int inverse)
 {
     qe_status st = qe_cl_args(e->k_tq_rotate, 4, sizeof(cl_mem), &buf, sizeof(int), &e->q_dim,
                               sizeof(int), &e->hp.n_heads, sizeof(int), &inverse);
     const size_t hd = (size_t)e->hp.head_dim, n_vec = (size_t)e->hp.n_heads * n_rows;
-    size_t tr = 1;
-    while (2 * tr <= (size_t)e->tq_rot_v && n_vec % (2 * tr) == 0)
-        tr *= 2;
-    size_t global[2] = {hd, n_vec}, local[2] = {hd, tr};
+    size_t global[2] = {hd, n_vec}, local[2] = {hd, qe_engine_tq_vecs(e->tq_rot_v, n_vec)};
     return st ? st : qe_cl_run(e->cl, e->k_tq_rotate, 2, global, local, NULL);
 }
 

@@ -70,14 +70,6 @@ typedef struct tile_shape {
     int wn;     /* MT_WN outputs per warp (32 or 64) */
 } tile_shape;
 
-/* The order of mma_tile's work-groups (engine.c tile_order_of, tile_gm):
- * row tiles in groups (kernels/mma.cl MT_GM) in builds whose largest
- * matrix exceeds group_bytes; gm >= 0 forces groups of gm (0: none). */
-typedef struct tile_order {
-    int gm;
-    uint64_t group_bytes;
-} tile_order;
-
 typedef struct dev_weight {
     cl_mem buf;          /* ne1 rows of row_bytes, format fmt */
     int fmt;             /* enum engine_wfmt */
@@ -153,7 +145,6 @@ struct qe_engine {
        mma_skinny): builds [0] split 1, [1] split 8 with its partial sums */
     wide_shape mw_shape;               /* resolved at open (env overrides) */
     tile_shape mt_shape;               /* mma_tile's, resolved at open (env overrides) */
-    tile_order mt_order;               /* the same */
     cl_program prog_mw[2][WF_COUNT];
     cl_kernel k_mw[2][WF_COUNT], k_mw_sum[WF_COUNT];
     cl_mem mw_part;      /* grown on demand: 8 chains x rows x outputs f32 */
@@ -374,6 +365,14 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap);
  * format), the store programs and the staging buffer. */
 qe_status qe_engine_kv_open(qe_engine *e);
 void qe_engine_kv_close(qe_engine *e);
+
+/* TurboQuant kernels (kv.cl kv_store, tqrot.cl tq_rotate) give each head
+ * vector head_dim work-items and a work-group several vectors: at most
+ * qe_engine_tq_vec_cap of them (TQROT_WI work-items and the kernel's
+ * max_wg), and for a launch of n vectors the largest power of two up to
+ * that cap dividing n (qe_engine_tq_vecs), so no work-group is partial. */
+int qe_engine_tq_vec_cap(size_t max_wg, int head_dim);
+size_t qe_engine_tq_vecs(int cap, size_t n);
 
 /* Encode n_rows f32 rows of src (dense, kv_dim floats each) into cache dst in
  * the K (which = 0) or V (which = 1) format: source row r goes to cache row

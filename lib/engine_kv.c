@@ -23,6 +23,19 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap)
              fp64 ? " -DQE_FP64" : "");
 }
 
+int qe_engine_tq_vec_cap(size_t max_wg, int head_dim)
+{
+    return (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)head_dim);
+}
+
+size_t qe_engine_tq_vecs(int cap, size_t n)
+{
+    size_t v = 1;
+    while (2 * v <= (size_t)cap && n % (2 * v) == 0)
+        v *= 2;
+    return v;
+}
+
 /* Build kv.cl for format f into *prog / *store (and *load when non-NULL);
  * *vecs: the most head vectors a TurboQuant kv_store work-group may take
  * (TQROT_WI work-items at most; 1 for the other formats). */
@@ -46,7 +59,7 @@ static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *p
                          "allows %zu",
                          qe_kv_format_name(f), head_dim, max_wg);
         else
-            *vecs = (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)head_dim);
+            *vecs = qe_engine_tq_vec_cap(max_wg, head_dim);
     }
     if (st == QE_OK && load)
         st = qe_cl_kernel(*prog, "kv_load_rows", load);
@@ -101,16 +114,14 @@ static size_t store_units(qe_kv_format f, int n_heads, int head_dim)
 }
 
 /* kv_store of src into dst and, src_b non-NULL, of src_b into dst_b in the
- * same launch (kernels/kv.cl); TurboQuant: each work-group the most head
- * vectors of a row up to vecs that divides n_heads (a power of two). */
+ * same launch (kernels/kv.cl); TurboQuant: up to vecs head vectors of a
+ * row a work-group (qe_engine_tq_vecs of n_heads). */
 static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int n_heads,
                            int head_dim, cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes,
                            int y_seq, int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos,
                            cl_mem src_b, cl_mem dst_b)
 {
-    size_t tv = 1;
-    while ((int)(2 * tv) <= vecs && n_heads % (int)(2 * tv) == 0)
-        tv *= 2;
+    const size_t tv = qe_engine_tq_vecs(vecs, (size_t)n_heads);
     qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
                               &dst, sizeof(cl_ulong), &row_bytes, sizeof(int), &y_seq, sizeof(int),
                               &y_seq_stride, sizeof(int), &y_off, sizeof(int), &n_rows,
@@ -123,27 +134,32 @@ static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int
     return st;
 }
 
+/* run_store for e's K (which 0) or V cache, after checking that a store of
+ * K and V together (src_b) has one format for both. */
+static qe_status engine_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
+                              int y_seq, int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos,
+                              cl_mem src_b, cl_mem dst_b)
+{
+    if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
+        return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
+    return run_store(e->cl, e->k_store[which], which ? e->opt.kv_v : e->opt.kv_k,
+                     e->kv_store_v[which], e->hp.n_kv_heads, e->hp.head_dim, src, n_rows, dst,
+                     (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off, rslot, rpos,
+                     src_b, dst_b);
+}
+
 qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
                                  int y_seq, int y_seq_stride, int y_off, cl_mem src_b,
                                  cl_mem dst_b)
 {
-    const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
-    if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
-        return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
-    return run_store(e->cl, e->k_store[which], f, e->kv_store_v[which], e->hp.n_kv_heads,
-                     e->hp.head_dim, src, n_rows, dst, (cl_ulong)e->kv_row_bytes[which], y_seq,
-                     y_seq_stride, y_off, NULL, NULL, src_b, dst_b);
+    return engine_store(e, which, src, n_rows, dst, y_seq, y_seq_stride, y_off, NULL, NULL, src_b,
+                        dst_b);
 }
 
 qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
                                       cl_mem rslot, cl_mem rpos, cl_mem src_b, cl_mem dst_b)
 {
-    const qe_kv_format f = which ? e->opt.kv_v : e->opt.kv_k;
-    if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
-        return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
-    return run_store(e->cl, e->k_store[which], f, e->kv_store_v[which], e->hp.n_kv_heads,
-                     e->hp.head_dim, src, n_rows, dst, (cl_ulong)e->kv_row_bytes[which], 1,
-                     e->opt.n_ctx, 0, rslot, rpos, src_b, dst_b);
+    return engine_store(e, which, src, n_rows, dst, 1, e->opt.n_ctx, 0, rslot, rpos, src_b, dst_b);
 }
 
 qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_dim, int n_rows,
