@@ -135,43 +135,39 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
  * B 1 of the synthetic Llama-3.2-1B q8_0: the mean launch 9.7 -> 8.5 us,
  * 938.3 / 951.3 -> 958.8 / 953.4 tok/s). The caller's barrier after its
  * writes precedes; a barrier ends it. */
+#if defined(QE_SHFL) && QE_AW >= 32
+#define AT_SHFL 1
+#else
+#define AT_SHFL 0
+#endif
+inline float at_op(float a, float b, const int is_max) { return is_max ? fmax(a, b) : a + b; }
 __attribute__((always_inline)) inline void at_tree(__local float (*red)[QE_AW], int t,
                                                    const int is_max)
 {
-#if defined(QE_SHFL) && QE_AW >= 32
-    for (int off = QE_AW / 2; off >= 64; off >>= 1) {
+    /* the levels in local memory: all of them, or those above warp 0's */
+    for (int off = QE_AW / 2; off >= (AT_SHFL ? 64 : 1); off >>= 1) {
         if (t < off) {
 #pragma unroll
             for (int hh = 0; hh < QE_G; hh++)
-                red[hh][t] = is_max ? fmax(red[hh][t], red[hh][t + off]) : red[hh][t] + red[hh][t + off];
+                red[hh][t] = at_op(red[hh][t], red[hh][t + off], is_max);
         }
         barrier(CLK_LOCAL_MEM_FENCE);
     }
+#if AT_SHFL
     if (t < 32) { /* warp 0, all its lanes (shfl.sync's full mask) */
 #pragma unroll
         for (int hh = 0; hh < QE_G; hh++) {
             float v = red[hh][t];
             if (QE_AW >= 64)
-                v = is_max ? fmax(v, red[hh][t + 32]) : v + red[hh][t + 32];
+                v = at_op(v, red[hh][t + 32], is_max);
 #pragma unroll
-            for (int off = 16; off > 0; off >>= 1) {
-                const float o = ptx_shfl_xor(v, off);
-                v = is_max ? fmax(v, o) : v + o;
-            }
+            for (int off = 16; off > 0; off >>= 1)
+                v = at_op(v, ptx_shfl_xor(v, off), is_max);
             if (t == 0)
                 red[hh][0] = v;
         }
     }
     barrier(CLK_LOCAL_MEM_FENCE);
-#else
-    for (int off = QE_AW / 2; off > 0; off >>= 1) {
-        if (t < off) {
-#pragma unroll
-            for (int hh = 0; hh < QE_G; hh++)
-                red[hh][t] = is_max ? fmax(red[hh][t], red[hh][t + off]) : red[hh][t] + red[hh][t + off];
-        }
-        barrier(CLK_LOCAL_MEM_FENCE);
-    }
 #endif
 }
 

@@ -178,7 +178,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     const int ok = finite_s[j] && norm > 0.0f;
     /* every vector takes the barriers (the work-group's vectors differ);
        one that is not ok rotates too, but keeps index 0 */
-    t[i] = tq_sign_of(tq_word((ulong)(i / 64)), i) * t[i]; /* tq_signs' s[i] x[i] */
+    t[i] = tq_sign_at(i) * t[i]; /* tq_signs' s[i] x[i] */
     barrier(CLK_LOCAL_MEM_FENCE);
     tq_fwht_local(t, i);
     int k = 0;

@@ -70,6 +70,12 @@ inline float tq_sign_of(ulong w, int i)
     return (w >> (i % 64)) & 1 ? -1.0f : 1.0f;
 }
 
+/* tq_signs' s[i] alone, for a work-item per element. */
+inline float tq_sign_at(int i)
+{
+    return tq_sign_of(tq_word((ulong)(i / 64)), i);
+}
+
 /* s[i] = -1 or +1 for i < QE_HD. */
 inline void tq_signs(float *s)
 {

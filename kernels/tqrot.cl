@@ -27,7 +27,7 @@ __kernel void tq_rotate(__global float *x, int ld, int n_heads, int inverse)
     __local float *tv = t[get_local_id(1)];
     const size_t vec = get_global_id(1);
     __global float *v = x + vec / n_heads * (size_t)ld + vec % n_heads * (size_t)QE_HD;
-    const float sg = tq_sign_of(tq_word((ulong)(i / 64)), i); /* tq_signs' s[i] */
+    const float sg = tq_sign_at(i);
     tv[i] = inverse ? v[i] : sg * v[i];
     barrier(CLK_LOCAL_MEM_FENCE);
     tq_fwht_local(tv, i);
