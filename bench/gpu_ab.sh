@@ -67,22 +67,14 @@ $D/TinyStories-656K:f32:tq2/q4_0 synth-q8_0:file:f16 synth-q4_0:file:f16 synth-q
         done
     done
 fi
-ppl() { # BIN MODEL WEIGHTS KV -> hash of the dump (FAILED: a failed run)
-    local d
-    d=$(mktemp)
-    $1 perplexity -q -d "$DEV" -m "$2" --weights "$3" --kv "$4" -f "$QEVAL_DATA/text/wiki.test.raw" \
-        -c 512 --chunks 16 -b 8 --dump "$d" >/dev/null 2>&1 && echo "$(md5sum <"$d" | cut -c1-12)" ||
-        echo FAILED
-    rm -f "$d"
-}
 if [ -z "${SKIP_SAME:-}" ]; then
     PSPECS=${PSPECS:-"$D/TinyStories-656K:f16:f16 $D/stories260K.gguf:q8_0:q8_0 synth-q8_0:file:f16 \
 synth-q4_0:file:tq4 synth-q8_0:f16:f16"}
     for spec in $PSPECS; do
         IFS=: read -r m w kv <<<"$spec"
         m=$(ab_model "$m") || exit 1
-        a=$(ppl $NEW "$m" "$w" "$kv")
-        c=$(ppl $OLD "$m" "$w" "$kv")
+        a=$(qe_gpu_ppl_hash $NEW "$m" "$w" "$kv" "$DEV")
+        c=$(qe_gpu_ppl_hash $OLD "$m" "$w" "$kv" "$DEV")
         v=DIFF
         [ "$a" = "$c" ] && v=SAME
         [ "$a" = FAILED ] || [ "$c" = FAILED ] && v=FAILED

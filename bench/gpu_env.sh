@@ -42,3 +42,16 @@ qe_gpu_synth() {
     [ -f "$m" ] || build-gpu/bin/qeval synth --arch "$1" --weights f16 -o "$m" >&2 || return 1
     echo "$m"
 }
+
+# qe_gpu_ppl_hash BIN MODEL WEIGHTS KV [DEV]: the first 12 hex digits of the
+# md5 of a perplexity dump (16 chunks of 512 tokens of wiki.test.raw, 8 a
+# batch: prefill matmuls of 4,096 rows), or FAILED when the run fails.
+qe_gpu_ppl_hash() {
+    local d h=FAILED
+    d=$(mktemp)
+    "$1" perplexity -q -d "${5:-nvidia}" -m "$2" --weights "$3" --kv "$4" \
+        -f "${QEVAL_DATA:-$PWD/.oracle/data}/text/wiki.test.raw" -c 512 --chunks 16 -b 8 \
+        --dump "$d" >/dev/null 2>&1 && h=$(md5sum <"$d" | cut -c1-12)
+    rm -f "$d"
+    echo "$h"
+}

@@ -21,25 +21,18 @@ M=/tmp/qeval-ab-$WT.gguf
 for v in ${VALS:-1,2,4 1,4,4 1,4,2 1,2,8 1,1,8 1,8,2}; do
     export "$VAR=$v"
     if [ -n "${PP:-}" ]; then
-        d=$(mktemp)
-        $Q perplexity -q -d nvidia -m "$M" --kv "${KV:-f16}" -f "${QEVAL_DATA:-.oracle/data}/text/wiki.test.raw" \
-            -c 512 --chunks 16 -b 8 --dump "$d" >/dev/null 2>&1 && h=$(md5sum <"$d" | cut -c1-12) || h=FAILED
-        rm -f "$d"
-        tps=$($Q bench -d nvidia -m "$M" -p 512 -n 0 -b 8 --kv "${KV:-f16}" -r 3 -o csv 2>/dev/null |
-              python3 -c 'import csv, sys; print(" ".join("%.1f" % float(r["mean_tps"]) for r in csv.DictReader(sys.stdin)))')
-        echo "$VAR=$v: perplexity dump $h, pp512 B 8 $tps tok/s"
-        QEVAL_PROFILE_SHAPES=1 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 8 --kv "${KV:-f16}" -r 1 \
-            --profile 2>/dev/null | grep -E '^\| (mma|attn|total)' | head -8 |
-            awk -F'|' '{printf "  %s %s calls %.2f us\n", $2, $3, ($3 > 0 ? 1000 * $4 / $3 : 0)}'
-        continue
+        shape="-p 512 -n 0 -b 8"
+        h="perplexity dump $(qe_gpu_ppl_hash $Q "$M" file "${KV:-f16}")"
+    else
+        shape="-p 0 -n 128 -b ${BB:-1}"
+        h="generations $($Q generate -q -d nvidia -m "$M" --kv "${KV:-f16}" -b 1 -n 64 --json \
+            --logprobs 5 -p "Once upon a time" -p "The" 2>&1 |
+            sed -E 's/"(ttft_s|prefill_tps|decode_tps)": *[0-9.e+-]+,?//g' | md5sum | cut -c1-12)"
     fi
-    h=$($Q generate -q -d nvidia -m "$M" --kv "${KV:-f16}" -b 1 -n 64 --json --logprobs 5 \
-        -p "Once upon a time" -p "The" 2>&1 |
-        sed -E 's/"(ttft_s|prefill_tps|decode_tps)": *[0-9.e+-]+,?//g' | md5sum | cut -c1-12)
-    tps=$($Q bench -d nvidia -m "$M" -p 0 -n 128 -b "${BB:-1}" --kv "${KV:-f16}" -r 3 -o csv 2>/dev/null |
+    tps=$($Q bench -d nvidia -m "$M" $shape --kv "${KV:-f16}" -r 3 -o csv 2>/dev/null |
           python3 -c 'import csv, sys; print(" ".join("%.1f" % float(r["mean_tps"]) for r in csv.DictReader(sys.stdin)))')
-    echo "$VAR=$v: generations $h, $tps tok/s"
-    QEVAL_PROFILE_SHAPES=1 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b "${BB:-1}" \
-        --kv "${KV:-f16}" -r 1 --profile 2>/dev/null | grep -E '^\| (mma|attn|total)' | head -8 |
+    echo "$VAR=$v: $h, bench $shape: $tps tok/s"
+    QEVAL_PROFILE_SHAPES=1 $Q bench -d nvidia -m "$M" $shape --kv "${KV:-f16}" -r 1 --profile \
+        2>/dev/null | grep -E '^\| (mma|attn|total)' | head -8 |
         awk -F'|' '{printf "  %s %s calls %.2f us\n", $2, $3, ($3 > 0 ? 1000 * $4 / $3 : 0)}'
 done
