@@ -15,7 +15,9 @@
 # synthetic model in format W; KV K/V in SPECS only), N (tokens, 200), BB (1),
 # KV (f16), NG (128), ROUNDS (2), DEV (nvidia), WTS (the synthetic model's
 # weight formats timed, "q8_0 q4_0"), PP (time pp512 instead of tg128, at
-# batch BB: set BB=8), SKIP_SAME / SKIP_SPEED.
+# batch BB: set BB=8), PPL (time perplexity instead: PPL chunks of 512 of
+# wiki.test.raw, 16 a batch, WTS as --weights; the prefill seconds
+# printed), SKIP_SAME / SKIP_SPEED.
 set -u
 OUT=${OUT:-/tmp/qeval-gpu}
 DEV=${DEV:-nvidia}
@@ -86,6 +88,14 @@ BB=${BB:-1}
 for round in $(seq 1 "${ROUNDS:-2}"); do
     for bin in $OLD $NEW; do
         for w in ${WTS:-q8_0 q4_0}; do
+            if [ -n "${PPL:-}" ]; then
+                m=$(ab_model synth-f16) || exit 1
+                echo "round $round $([ $bin = $NEW ] && echo new || echo base) $w perplexity" \
+                    "$PPL chunks: $($bin perplexity -q -d "$DEV" -m "$m" --weights "$w" \
+                        -f "$QEVAL_DATA/text/wiki.test.raw" -c 512 -b 16 --chunks "$PPL" 2>&1 |
+                        grep -o 'prefill [0-9.]* s')"
+                continue
+            fi
             m=$(ab_model synth-$w) || exit 1
             shape="-p 0 -n ${NG:-128}"
             [ -n "${PP:-}" ] && shape="-p 512 -n 0"

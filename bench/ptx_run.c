@@ -9,7 +9,9 @@
  * over NW weights for skinny, as Q/K/V or gate/up share a launch), K the
  * inner size. The work-group shape must match the PTX's build: tile uses
  * MT_BM (env, default 128) rows and 256 work-items; skinny MS_MT and MS_NB
- * (env, default 1 and 2). Weights and X are random (no NaN or inf); the
+ * (env, default 1 and 2); for the one-row build (-DMS_X1) XOP (env: 0 the
+ * row as it is, 1 normed, 2 SwiGLU) and GROUPS (env: work-groups along the
+ * blocks, 0 one a block). Weights and X are random (no NaN or inf); the
  * output is not checked (tests/check_mma.c does that through OpenCL).
  * Prints the median time of REPS launches (each timed by its own events). */
 #include <cuda.h>
@@ -135,11 +137,16 @@ int main(int argc, char **argv)
     }
 
     /* arguments in the kernels' order (kernels/mma.cl) */
-    void *args[26];
+    void *args[37];
     uint64_t x_off = 0, rbu = rb;
     int n_rows = M, kk = K, zero = 0, y_seq = M, ldy = N;
-    CUdeviceptr no_xp = 0; /* mma_skinny's row as it is (xop 0, MS_XP_COPY) */
+    /* mma_skinny's row as it is (XOP 0, MS_XP_COPY), or made by its MS_X1
+       build (1: RMSNorm, 2: SwiGLU), with X itself as the second operand */
+    int xop = env_int("XOP", 0);
+    CUdeviceptr xp = 0, none = 0;
     float eps = 1e-5f;
+    int hd = 64, n_ctx = 1;
+    uint64_t kvb = 0;
     int nn[3] = {0, 0, 0};
     CUdeviceptr yy[3] = {0, 0, 0};
     unsigned gx, gy;
@@ -159,13 +166,18 @@ int main(int argc, char **argv)
             yy[i] = dy + sizeof(float) * (size_t)i * (size_t)nper;
             blocks += (unsigned)((nper + 8 * nbk - 1) / (8 * nbk));
         }
-        void *a[] = {&dx,    &x_off, &kk,    &n_rows, &kk,   &dw[0], &rbu,   &nn[0],
-                     &yy[0], &ldy,   &dw[1], &rbu,    &nn[1], &yy[1], &ldy,  &dw[2],
-                     &rbu,   &nn[2], &yy[2], &ldy,    &y_seq, &zero,  &zero,
-                     &no_xp, &zero,  &eps};
+        if (xop)
+            xp = dx;
+        void *a[] = {&dx,    &x_off, &kk,    &n_rows, &kk,   &dw[0], &rbu,  &nn[0],
+                     &yy[0], &ldy,   &dw[1], &rbu,    &nn[1], &yy[1], &ldy, &dw[2],
+                     &rbu,   &nn[2], &yy[2], &ldy,    &y_seq, &zero,  &zero, /* 0 .. 22 */
+                     &xp,    &xop,   &eps,   &none,   &none,  &none,  &hd,  &zero,
+                     &n_ctx, &none,  &kvb,   &none,   &kvb,   &zero}; /* the MS_X1 build's */
         memcpy(args, a, sizeof a);
         gx = (unsigned)((M + 16 * mt - 1) / (16 * mt));
-        gy = blocks;
+        /* GROUPS: fewer work-groups than blocks, each taking several in
+           turn (the MS_X1 build's launches: lib/engine.c x1_groups_of) */
+        gy = env_int("GROUPS", 0) > 0 ? (unsigned)env_int("GROUPS", 0) : blocks;
     }
     CUevent e0, e1;
     ck(cuEventCreate(&e0, 0), "cuEventCreate");

@@ -446,6 +446,29 @@ static qe_status x1_args(const qe_engine *e, cl_kernel k, const skinny_pro *pro,
     return st;
 }
 
+/* Every weight-format build's options begin so (weights.cl's format). */
+#define WT_OPTS "-cl-std=CL1.2 -DQE_WT=%d"
+
+/* The sources of every kernels/mma.cl build, in order. */
+static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "xh.cl", "rms.cl",
+                                       "act.cl",     "qkv.cl", "mma.cl"};
+
+/* One mma_tile build for weights of format fmt: the engine's tile shape,
+ * the format's X order, variant ("", "-DMT_PAIR=1" or "-DMT_GLU=1") and the
+ * work-group order tile_gm gives its largest matrix of w_bytes; its kernel
+ * name into *k. */
+static qe_status tile_build(qe_engine *e, int fmt, const char *variant, uint64_t w_bytes,
+                            const char *name, cl_program *p, cl_kernel *k)
+{
+    char opts[320];
+    snprintf(opts, sizeof opts,
+             WT_OPTS " -DQE_NW=%d -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d %s",
+             fmt, e->nw, e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt),
+             tile_gm(w_bytes), variant);
+    qe_status st = qe_cl_build(e->cl, mma_srcs, sizeof mma_srcs / sizeof mma_srcs[0], opts, p);
+    return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
+}
+
 /* Build the embed/matmul program for weight format fmt the first time a
  * weight of that format is uploaded. */
 static qe_status need_wfmt(qe_engine *e, int fmt)
@@ -454,7 +477,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
     if (e->prog_wt[fmt])
         return QE_OK;
     char opts[64];
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DQE_WT=%d", fmt);
+    snprintf(opts, sizeof opts, WT_OPTS, fmt);
     qe_status st = qe_cl_build(e->cl, srcs, 3, opts, &e->prog_wt[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_wt[fmt], "embed", &e->k_embed[fmt]);
@@ -468,40 +491,25 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        static const char *const msrcs[] = {"weights.cl", "ptx.cl", "xh.cl", "rms.cl",
-                                            "act.cl",     "qkv.cl", "mma.cl"};
-        const size_t n_msrcs = sizeof msrcs / sizeof msrcs[0];
+        const size_t n_msrcs = sizeof mma_srcs / sizeof mma_srcs[0];
+        const char *const *msrcs = mma_srcs;
         char base[96], mopts[256];
         /* rms.cl's reduction width: mma_skinny's one-row build normalises
            its row as norm.cl does (skinny_pro) */
         snprintf(base, sizeof base, "%s -DQE_NW=%d", opts, e->nw);
-        snprintf(mopts, sizeof mopts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d", base,
-                 e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt));
         /* mma_tile's largest prefill matrix is an FFN one (the LM head
            multiplies a few rows), mma_tile_glu's gate and up together */
         const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
-        char topts[288];
-        snprintf(topts, sizeof topts, "%s -DMT_GM=%d", mopts, tile_gm(ffn));
-        st = qe_cl_build(e->cl, msrcs, n_msrcs, topts, &e->prog_mma[fmt]);
-        if (st == QE_OK)
-            st = qe_cl_kernel(e->prog_mma[fmt], "mma_tile", &e->k_mma_tile[fmt]);
+        st = tile_build(e, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
-        if (st == QE_OK) { /* prefill's K and V (run_kv) */
-            char popts[288];
-            snprintf(popts, sizeof popts, "%s -DMT_PAIR=1 -DMT_GM=%d", mopts,
-                     tile_gm(wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)));
-            st = qe_cl_build(e->cl, msrcs, n_msrcs, popts, &e->prog_pair[fmt]);
-            if (st == QE_OK)
-                st = qe_cl_kernel(e->prog_pair[fmt], "mma_tile_pair", &e->k_mma_pair[fmt]);
-        }
-        if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU) {
-            char gopts[288];
-            snprintf(gopts, sizeof gopts, "%s -DMT_GLU=1 -DMT_GM=%d", mopts, tile_gm(2 * ffn));
-            st = qe_cl_build(e->cl, msrcs, n_msrcs, gopts, &e->prog_glu[fmt]);
-            if (st == QE_OK)
-                st = qe_cl_kernel(e->prog_glu[fmt], "mma_tile_glu", &e->k_mma_glu[fmt]);
-        }
+        if (st == QE_OK) /* prefill's K and V (run_kv) */
+            st = tile_build(e, fmt, "-DMT_PAIR=1",
+                            wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
+                            "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
+        if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU)
+            st = tile_build(e, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu", &e->prog_glu[fmt],
+                            &e->k_mma_glu[fmt]);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
         snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);
