@@ -101,13 +101,38 @@ asan: deps
 	$(ASAN_ENV) ASAN_OPTIONS=detect_leaks=0 build-asan/run_tests $(CL_SUITES)
 	$(ASAN_ENV) ASAN_OPTIONS=detect_leaks=0 QEVAL=build-asan/bin/qeval QEVAL_BUILD=build-asan bash tests/e2e.sh
 
-# libFuzzer harnesses (clang). FUZZ_SECONDS bounds each run.
+# libFuzzer harnesses (clang), one per reader of hostile bytes: GGUF files,
+# safetensors files, text through the tokenizers (which read the shared
+# data's models: QEVAL_DATA), dataset files (JSONL, CSV, ids) and job files
+# (seeded with jobs/). FUZZ_SECONDS bounds each run; any sanitizer
+# report stops it (-fno-sanitize-recover).
 FUZZ_SECONDS ?= 60
+FUZZ_CC = clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib \
+	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
+FUZZ_TOK = lib/tokenizer.c lib/tok_*.c lib/unicode.c lib/unicode_data.c lib/gguf.c lib/dtype.c \
+	lib/status.c
 fuzz: deps
-	@mkdir -p build-fuzz/corpus-gguf
-	clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib -fsanitize=fuzzer,address,undefined \
-	    -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c lib/gguf.c lib/dtype.c lib/status.c
+	@mkdir -p build-fuzz/corpus-gguf build-fuzz/corpus-st build-fuzz/corpus-text build-fuzz/corpus-data \
+	    build-fuzz/corpus-job
+	$(FUZZ_CC) -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c lib/gguf.c lib/dtype.c lib/status.c
+	$(FUZZ_CC) -o build-fuzz/fuzz_safetensors fuzz/fuzz_safetensors.c lib/safetensors.c \
+	    lib/status.c -ljansson
+	$(FUZZ_CC) -o build-fuzz/fuzz_tokenize fuzz/fuzz_tokenize.c $(FUZZ_TOK) -ljansson
+	$(FUZZ_CC) -o build-fuzz/fuzz_dataset fuzz/fuzz_dataset.c lib/dataset.c lib/hash.c \
+	    lib/pool.c lib/status.c lib/log.c -ljansson -lcsv -lpthread
+	$(FUZZ_CC) -o build-fuzz/fuzz_job fuzz/fuzz_job.c lib/job.c lib/dataset.c lib/hash.c \
+	    lib/kv_format.c lib/quant.c lib/pool.c lib/quant_model.c lib/turboquant.c lib/gguf_write.c \
+	    lib/model.c lib/tensor.c lib/safetensors.c lib/log.c $(FUZZ_TOK) \
+	    -linih -ljansson -lcsv -lm -lpthread
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-gguf fuzz/seeds
+	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-st \
+	    fuzz/seeds-st
+	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_tokenize \
+	    -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-text fuzz/seeds-text
+	build-fuzz/fuzz_dataset -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-data \
+	    fuzz/seeds-data
+	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_job -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=4096 build-fuzz/corpus-job jobs
 
 # Optional models for extra tests (models/ is git-ignored): tools/models.sh.
 models:

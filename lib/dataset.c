@@ -327,11 +327,14 @@ static void csv_record(int term, void *u)
             c->column = (long)j;
         }
         if (c->column < 0) {
-            char names[256] = "";
+            /* the header's names are the file's bytes: escaped, so that a
+               newline or control byte in one cannot break the message */
+            char names[256] = "", one[208];
             size_t o = 0;
             for (size_t j = 0; j < c->n_header && o < sizeof names - 8; j++)
-                o += (size_t)snprintf(names + o, sizeof names - o, "%s'%s'", j ? ", " : "",
-                                      c->header[j]);
+                o += (size_t)snprintf(
+                    names + o, sizeof names - o, "%s'%s'", j ? ", " : "",
+                    qe_printable(c->header[j], strlen(c->header[j]), one, sizeof one));
             c->st = qe_fail(QE_ECORRUPT, "%s: row 1 (line %" PRId64 "): no column '%s' in the "
                             "header (columns: %s)", c->ds->path, c->rec_line, c->ds->field, names);
         }
@@ -425,9 +428,10 @@ static qe_status parse_ids(qe_dataset *ds, const char *buf, size_t n)
                 size_t e = k;
                 while (e < len && s[e] != ' ' && s[e] != '\t' && e - k < 24)
                     e++;
+                char got[112];
                 st = bad_row(ds, line, ":%" PRId64 ": column %zu: expected a token id (decimal "
-                             "integer 0 .. 2147483647), got '%.*s'", line, col, (int)(e - k),
-                             s + k);
+                             "integer 0 .. 2147483647), got '%s'", line, col,
+                             qe_printable(s + k, e - k, got, sizeof got));
                 bad = 1;
                 break;
             }

@@ -125,27 +125,6 @@ static uint32_t le32(const uint8_t *p)
 
 static uint64_t le64(const uint8_t *p) { return le32(p) | (uint64_t)le32(p + 4) << 32; }
 
-/* Text of untrusted bytes that is safe inside a one-line message: printable
- * ASCII kept, everything else as \xNN, cut at 48 bytes with "...". */
-static const char *printable(const char *s, size_t n, char *buf, size_t cap)
-{
-    size_t o = 0;
-    for (size_t k = 0; k < n && o + 8 < cap; k++) {
-        unsigned char c = (unsigned char)s[k];
-        if (k == 48) {
-            memcpy(buf + o, "...", 3);
-            o += 3;
-            break;
-        }
-        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
-            buf[o++] = (char)c;
-        else
-            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
-    }
-    buf[o] = '\0';
-    return buf;
-}
-
 /* ---- parser ---- */
 
 struct parser {
@@ -290,7 +269,7 @@ static qe_status rd_name(struct parser *ps, const char *what, uint64_t max)
         return corrupt(ps->g, at, "empty %s", what);
     if (n >= max)
         return corrupt(ps->g, at, "%s '%s' is %" PRIu64 " bytes (the limit is %" PRIu64 ")", what,
-                       printable((const char *)ps->p + at + 8, n, nb, sizeof nb), n, max - 1);
+                       qe_printable((const char *)ps->p + at + 8, n, nb, sizeof nb), n, max - 1);
     const char *z = memchr(ps->p + at + 8, 0, n);
     if (z)
         return corrupt(ps->g, at + 8 + (uint64_t)(z - (const char *)(ps->p + at + 8)),
@@ -303,7 +282,7 @@ static qe_status check_value_type(struct parser *ps, uint64_t at, uint32_t t, co
     char kb[256];
     if (t >= QE_GGUF_TYPE_COUNT)
         return corrupt(ps->g, at, "invalid value type %" PRIu32 " for key '%s' (expected 0..%d)",
-                       t, printable(key, strlen(key), kb, sizeof kb), QE_GGUF_TYPE_COUNT - 1);
+                       t, qe_printable(key, strlen(key), kb, sizeof kb), QE_GGUF_TYPE_COUNT - 1);
     return QE_OK;
 }
 
@@ -317,13 +296,13 @@ static qe_status skip_fixed(struct parser *ps, uint32_t t, uint64_t n, const cha
     if (n > left(ps) / es)
         return corrupt(ps->g, at, "%" PRIu64 " values of type %s for key '%s' need %s"
                        " bytes but only %" PRIu64 " remain", n, type_names[t],
-                       printable(key, strlen(key), kb, sizeof kb),
+                       qe_printable(key, strlen(key), kb, sizeof kb),
                        n > UINT64_MAX / es ? "more than 2^64" : "more", left(ps));
     if (t == QE_GGUF_BOOL)
         for (uint64_t k = 0; k < n; k++)
             if (ps->p[ps->pos + k] > 1)
                 return corrupt(ps->g, ps->pos + k, "bool value %u for key '%s' (expected 0 or 1)",
-                               ps->p[ps->pos + k], printable(key, strlen(key), kb, sizeof kb));
+                               ps->p[ps->pos + k], qe_printable(key, strlen(key), kb, sizeof kb));
     ps->pos += n * es;
     return QE_OK;
 }
@@ -359,7 +338,7 @@ static qe_status parse_kv(struct parser *ps)
         if (k->arr_type == QE_GGUF_ARRAY)
             return corrupt(g, et_off, "array of arrays for key '%s' (nested arrays are not"
                            " allowed)",
-                           printable(key, strlen(key), kb, sizeof kb));
+                           qe_printable(key, strlen(key), kb, sizeof kb));
         uint64_t n_off = ps->pos;
         if ((s = rd_u64(ps, "array length", &k->arr_len)) != QE_OK)
             return s;
@@ -369,7 +348,7 @@ static qe_status parse_kv(struct parser *ps)
             if (k->arr_len > left(ps) / 8)
                 return corrupt(g, n_off, "array of %" PRIu64 " strings for key '%s' cannot fit"
                                " in the %" PRIu64 " bytes left", k->arr_len,
-                               printable(key, strlen(key), kb, sizeof kb), left(ps));
+                               qe_printable(key, strlen(key), kb, sizeof kb), left(ps));
             k->str = g->n_str;
             for (uint64_t j = 0; j < k->arr_len && s == QE_OK; j++)
                 s = rd_string(ps, "array string", NULL);
@@ -458,7 +437,7 @@ static qe_status parse_tensor(struct parser *ps)
     if ((s = rd_name(ps, "tensor name", QE_GGUF_MAX_NAME)) != QE_OK)
         return s;
     name_len = str_len(g, ti->name);
-    const char *name = printable(str_at(g, ti->name), name_len, nb, sizeof nb);
+    const char *name = qe_printable(str_at(g, ti->name), name_len, nb, sizeof nb);
     uint64_t nd_off = ps->pos;
     if ((s = rd_u32(ps, "tensor n_dims", &t->n_dims)) != QE_OK)
         return s;
@@ -542,7 +521,7 @@ static qe_status check_data(qe_gguf *g)
             s = corrupt(g, g->ti[k].off_field,
                         "tensor '%s' data [%" PRIu64 ", %" PRIu64 ") runs past the end of the"
                         " file (data section of %" PRIu64 " bytes at offset %" PRIu64 ")",
-                        printable(nm, strlen(nm), nb, sizeof nb), t->offset,
+                        qe_printable(nm, strlen(nm), nb, sizeof nb), t->offset,
                         t->offset + t->nbytes, room, g->data_offset);
             goto done;
         }
@@ -570,8 +549,8 @@ static qe_status check_data(qe_gguf *g)
             const char *na = ta->name, *nbn = tb->name;
             s = corrupt(g, g->ti[b].off_field,
                         "tensor '%s' data [%" PRIu64 ", %" PRIu64 ") overlaps tensor '%s' data [%"
-                        PRIu64 ", %" PRIu64 ")", printable(nbn, strlen(nbn), nb, sizeof nb),
-                        tb->offset, tb->offset + tb->nbytes, printable(na, strlen(na), nb2,
+                        PRIu64 ", %" PRIu64 ")", qe_printable(nbn, strlen(nbn), nb, sizeof nb),
+                        tb->offset, tb->offset + tb->nbytes, qe_printable(na, strlen(na), nb2,
                         sizeof nb2), ta->offset, ta->offset + ta->nbytes);
             goto done;
         }
@@ -593,7 +572,7 @@ static qe_status parse(qe_gguf *g)
     if (g->size < 4 || memcmp(g->img, "GGUF", 4) != 0) {
         char got[64];
         return corrupt(g, 0, "bad magic '%s' (expected \"GGUF\")",
-                       printable((const char *)g->img, g->size < 4 ? g->size : 4, got, sizeof got));
+                       qe_printable((const char *)g->img, g->size < 4 ? g->size : 4, got, sizeof got));
     }
     ps.pos = 4;
     if ((s = rd_u32(&ps, "version", &g->version)) != QE_OK)
@@ -631,7 +610,7 @@ static qe_status parse(qe_gguf *g)
     if (dup != UINT64_MAX) {
         const char *key = str_at(g, g->kv[dup].key);
         return corrupt(g, g->kv[dup].off, "duplicate key '%s' (first at offset %" PRIu64 ")",
-                       printable(key, strlen(key), nb, sizeof nb), g->kv[first].off);
+                       qe_printable(key, strlen(key), nb, sizeof nb), g->kv[first].off);
     }
     if ((s = check_alignment(g)) != QE_OK)
         return s;
@@ -651,7 +630,7 @@ static qe_status parse(qe_gguf *g)
     if (dup != UINT64_MAX)
         return corrupt(g, g->ti[dup].off, "duplicate tensor name '%s' (first at offset %" PRIu64
                        ")",
-                       printable(g->t[dup].name, strlen(g->t[dup].name), nb, sizeof nb),
+                       qe_printable(g->t[dup].name, strlen(g->t[dup].name), nb, sizeof nb),
                        g->ti[first].off);
     uint64_t a = g->alignment, end = ps.pos;
     uint64_t pad = (a - end % a) % a;
@@ -887,7 +866,7 @@ static qe_status lookup(const qe_gguf *g, const char *key, const struct kv **out
     int64_t i = qe_gguf_find_key(g, key);
     if (i < 0)
         return qe_fail(QE_ENOTFOUND, "%s: key '%s' not found", g->path,
-                       printable(key, strlen(key), kb, sizeof kb));
+                       qe_printable(key, strlen(key), kb, sizeof kb));
     *out = &g->kv[i];
     return QE_OK;
 }
@@ -906,7 +885,7 @@ static qe_status mismatch(const qe_gguf *g, const struct kv *k, const char *want
     char kb[256], tb[64];
     const char *key = str_at(g, k->key);
     return corrupt(g, k->type_off, "key '%s' has type %s, expected %s",
-                   printable(key, strlen(key), kb, sizeof kb), full_type(k, tb, sizeof tb), want);
+                   qe_printable(key, strlen(key), kb, sizeof kb), full_type(k, tb, sizeof tb), want);
 }
 
 /* Integer value as sign + magnitude, so one range check serves all types. */
@@ -935,7 +914,7 @@ static qe_status get_int(const qe_gguf *g, const struct kv *k, uint64_t j, const
         const char *key = str_at(g, k->key);
         uint64_t at = k->type == QE_GGUF_ARRAY ? k->val_off + j * type_size[v.type] : k->val_off;
         return corrupt(g, at, "key '%s' value %s%" PRIu64 " does not fit %s",
-                       printable(key, strlen(key), kb, sizeof kb), *neg ? "-" : "", *mag, want);
+                       qe_printable(key, strlen(key), kb, sizeof kb), *neg ? "-" : "", *mag, want);
     }
     return QE_OK;
 }
@@ -1049,7 +1028,7 @@ static qe_status lookup_arr(const qe_gguf *g, const char *key, int (*ok)(uint32_
         return mismatch(g, k, want);
     if (want_n != UINT64_MAX && k->arr_len != want_n)
         return corrupt(g, k->val_off - 8, "array '%s' has %" PRIu64 " elements, expected %" PRIu64,
-                       printable(key, strlen(key), kb, sizeof kb), k->arr_len, want_n);
+                       qe_printable(key, strlen(key), kb, sizeof kb), k->arr_len, want_n);
     return QE_OK;
 }
 
@@ -1066,7 +1045,7 @@ qe_status qe_gguf_get_arr_str(const qe_gguf *g, const char *key, uint64_t i, con
         return st;
     if (i >= k->arr_len)
         return qe_fail(QE_ERANGE, "%s: index %" PRIu64 " past the end of array '%s' (%" PRIu64
-                       " elements)", g->path, i, printable(key, strlen(key), kb, sizeof kb),
+                       " elements)", g->path, i, qe_printable(key, strlen(key), kb, sizeof kb),
                        k->arr_len);
     *s = str_at(g, k->str + i);
     if (len)

@@ -204,9 +204,13 @@ static void free_list(char **items, size_t n)
     free(items);
 }
 
-/* ${VAR} from the environment. */
+/* A path value with ${VAR} from the environment. An empty one is an error:
+ * "output =" would otherwise name no file, and SQLite opens "" as a
+ * temporary database that vanishes with the results. */
 static qe_status expand(struct parse *p, const char *key, const char *v, char **out)
 {
+    if (!*v)
+        return perr(p, p->line, "%s: empty, expected a path", key);
     size_t cap = strlen(v) + 1, n = 0;
     char *o = malloc(cap);
     if (!o)

@@ -210,16 +210,16 @@ static qe_status parse(qe_safetensors *st)
         st->n++;
     }
 
-    /* Overlaps, holes and trailing bytes, in offset order. Empty tensors own
-     * no bytes and may sit anywhere. */
+    /* Overlaps, holes and trailing bytes, in offset order. An empty tensor
+     * owns no bytes but, as in the reference implementation (each tensor
+     * begins where the one before it in offset order ends), sits between two
+     * tensors, not inside one. */
     qsort(st->t, st->n, sizeof *st->t, by_offset);
     uint64_t covered = 0;
     const char *prev = NULL;
     for (uint64_t i = 0; i < st->n; i++) {
         qe_safetensors_tensor *t = &st->t[i];
         t->data = st->base + st->data_off + t->begin;
-        if (t->nbytes == 0)
-            continue;
         if (t->begin < covered)
             return qe_fail(QE_ECORRUPT,
                            "%s: offset %llu: tensor '%s' (data_offsets [%llu, %llu]) overlaps "

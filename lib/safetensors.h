@@ -16,9 +16,10 @@
  * UTF-8 JSON, an object, without duplicate keys; every tensor has a known
  * dtype, a shape of non-negative integers and two data offsets
  * 0 <= begin <= end <= data section size; prod(shape) * dtype size equals
- * end - begin without overflow; tensors do not overlap, and - as the format
- * requires, to prevent polyglot files - together cover the data section with
- * no hole or trailing byte. More than QE_SAFETENSORS_MAX_DIMS dimensions is
+ * end - begin without overflow; tensors do not overlap (an empty one sits
+ * between two others, not inside one), and - as the format requires, to
+ * prevent polyglot files - together cover the data section with no hole or
+ * trailing byte. More than QE_SAFETENSORS_MAX_DIMS dimensions is
  * QE_EUNSUPPORTED. Unknown members inside a tensor entry are ignored.
  *
  * The file is mmap'ed read-only; data pointers live until close. Tensor data

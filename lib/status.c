@@ -76,3 +76,22 @@ void qe_assert_fail(const char *expr, const char *file, int line)
             expr, file, line);
     abort();
 }
+
+const char *qe_printable(const char *s, size_t n, char *buf, size_t cap)
+{
+    size_t o = 0;
+    for (size_t k = 0; k < n && o + 8 < cap; k++) {
+        unsigned char c = (unsigned char)s[k];
+        if (k == 48) {
+            memcpy(buf + o, "...", 3);
+            o += 3;
+            break;
+        }
+        if (c >= 0x20 && c < 0x7f && c != '\\' && c != '\'')
+            buf[o++] = (char)c;
+        else
+            o += (size_t)snprintf(buf + o, cap - o, "\\x%02x", c);
+    }
+    buf[o] = '\0';
+    return buf;
+}

@@ -9,6 +9,7 @@
 #define QE_STATUS_H
 
 #include <stdarg.h>
+#include <stddef.h>
 
 typedef enum qe_status {
     QE_OK = 0,
@@ -42,6 +43,11 @@ qe_status qe_fail_prefix(qe_status s, const char *fmt, ...)
  * qe_fail on this thread. */
 const char *qe_errmsg(void);
 void qe_errclear(void);
+
+/* Untrusted bytes s[0..n) made safe inside a one-line message: printable
+ * ASCII kept, every other byte (and a backslash or quote) as \xNN, cut
+ * after 48 bytes with "...". Written into buf[cap] (cap >= 8), returned. */
+const char *qe_printable(const char *s, size_t n, char *buf, size_t cap);
 
 /* Assertions are for qeval's own bugs only, never for bad input. */
 void qe_assert_fail(const char *expr, const char *file, int line);

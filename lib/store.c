@@ -301,6 +301,10 @@ static qe_status check_identity(qe_store *st)
 qe_status qe_store_open(const char *path, unsigned flags, int busy_ms, qe_store **out)
 {
     *out = NULL;
+    /* SQLite opens "" as a private temporary database, deleted on close:
+       every result written to it would be lost without a word */
+    if (!path || !*path)
+        return qe_fail(QE_EINVAL, "store: empty database path");
     qe_store *st = calloc(1, sizeof *st);
     if (!st)
         return qe_fail(QE_ENOMEM, "%s: out of memory", path);

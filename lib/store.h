@@ -57,7 +57,8 @@ int qe_store_schema_version(void);
  * apply missing migrations (each in its own transaction) and fail with
  * QE_EIO when the file is read-only. Read-only opens need an up-to-date
  * schema (QE_EUNSUPPORTED otherwise: open it read-write once to upgrade).
- * busy_ms: busy_timeout in milliseconds (0 = 30000). */
+ * busy_ms: busy_timeout in milliseconds (0 = 30000). An empty path is
+ * QE_EINVAL (SQLite would make it a temporary database). */
 qe_status qe_store_open(const char *path, unsigned flags, int busy_ms, qe_store **out);
 void qe_store_close(qe_store *st); /* NULL is fine */
 

@@ -681,7 +681,9 @@ qe_status qe_tokenizer_encode_buf(const qe_tokenizer *t, const char *text, size_
     if (st)
         return st;
     *n_out = ids.n;
-    memcpy(buf, ids.v, (ids.n < cap ? ids.n : cap) * sizeof *buf);
+    const size_t held = ids.n < cap ? ids.n : cap;
+    if (held) /* ids.v is NULL when nothing was encoded, and buf may be with cap 0 */
+        memcpy(buf, ids.v, held * sizeof *buf);
     if (ids.n > cap)
         st = qe_fail(QE_ERANGE, "tokenizer: %zu tokens do not fit a buffer of %zu", ids.n, cap);
     qe_tokenizer_ids_free(&ids);

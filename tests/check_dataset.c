@@ -263,6 +263,11 @@ START_TEST(test_csv_bad_rows)
     ck_assert_int_eq(open_str("h.csv", "a,b\n1,2\n", QE_DATASET_CSV, NULL, 0, &ds), QE_ECORRUPT);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "/h.csv: row 1 (line 1): no column 'text' in the "
                                               "header (columns: 'a', 'b')"));
+    /* the names are the file's bytes: a newline or quote in one is escaped,
+       the message stays one line (found by fuzz_dataset) */
+    ck_assert_int_eq(open_str("h.csv", "a,\"b\nq'\"\n1,2\n", QE_DATASET_CSV, NULL, 0, &ds),
+                     QE_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "(columns: 'a', 'b\\x0aq\\x27')"));
     ck_assert_int_eq(open_str("h.csv", "text,text\n1,2\n", QE_DATASET_CSV, NULL, 0, &ds),
                      QE_ECORRUPT);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "column 'text' appears twice"));
@@ -325,6 +330,8 @@ START_TEST(test_ids)
         {"2147483648\n", "e.ids:1: column 1: expected a token id (decimal integer 0 .. 2147483647), got '2147483648'"},
         {"99999999999999999999999\n", "got '99999999999999999999999'"},
         {"1,2\n", "e.ids:1: column 1: expected a token id"},
+        {"1 2\x01\r\n", "e.ids:1: column 3: expected a token id (decimal integer 0 .. "
+                         "2147483647), got '2\\x01'"},
         {"# only comments\n\n", "e.ids: no documents"},
     };
     for (size_t i = 0; i < sizeof cases / sizeof cases[0]; i++) {

@@ -202,6 +202,10 @@ static const struct {
     {"[job]\nstore_tokens = maybe\n", "t.ini:2: store_tokens = 'maybe': expected yes or no"},
     {"[job]\nsynchronous = off\n", "t.ini:2: synchronous = 'off': expected full or normal"},
     {"[job]\ndevices = gpu,,cpu\n", "t.ini:2: devices = 'gpu,,cpu': empty item in the list"},
+    /* an empty path (found by fuzz_job: "output =" was a database that SQLite
+       makes temporary) */
+    {"[job]\noutput =\n", "t.ini:2: output: empty, expected a path"},
+    {"[model m]\npath =   \n", "t.ini:2: path: empty, expected a path"},
     {"[job]\nname = x\n  indented = 1\n", "t.ini:3: unknown key 'indented' in [job]"}, /* no continuation lines */
     {"[job]\nno equals sign\n", "t.ini:2: expected [section] or key = value"},
     {"[job\nname = x\n", "t.ini:1: expected [section] or key = value"},

@@ -151,6 +151,10 @@ static const struct {
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]},"
      "\"b\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[8,12]}}",
      12, QE_ECORRUPT, "forbids holes"},
+    /* an empty tensor inside another's bytes (found by fuzz_safetensors) */
+    {"{\"a\":{\"dtype\":\"F32\",\"shape\":[2],\"data_offsets\":[0,8]},"
+     "\"e\":{\"dtype\":\"F32\",\"shape\":[0],\"data_offsets\":[4,4]}}",
+     8, QE_ECORRUPT, "tensor 'e' (data_offsets [4, 4]) overlaps tensor 'a'"},
     {"{\"a\":{\"dtype\":\"F32\",\"shape\":[1],\"data_offsets\":[0,4]}}", 6, QE_ECORRUPT,
      "2 trailing bytes"},
     {"{\"__metadata__\":{\"k\":1}}", 0, QE_ECORRUPT, "value must be a string"},

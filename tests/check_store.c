@@ -285,6 +285,10 @@ START_TEST(test_foreign_files)
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "/nonexistent-dir/qeval/x.db: cannot open"));
     snprintf(path, sizeof path, "%s/missing.db", tmp);
     ck_assert_int_eq(qe_store_open(path, QE_STORE_READONLY, 0, &st), QE_EIO);
+    /* an empty path, which SQLite would open as a temporary database */
+    ck_assert_int_eq(qe_store_open("", 0, 0, &st), QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "empty database path"));
+    ck_assert_ptr_null(st);
 }
 END_TEST
 

@@ -906,6 +906,11 @@ START_TEST(test_limits_input)
     ck_assert_int_eq(qe_tokenizer_encode_buf(spm, "hello world", 11, QE_TOK_ADD_SPECIAL, buf, 2, &need), QE_ERANGE);
     ck_assert_uint_gt(need, 2);
     ck_assert_int_eq(buf[0], 1);
+    /* Nothing encoded into no buffer (fuzz_tokenize found the empty copy
+       reading a NULL id array): QE_OK and a count of 0. */
+    need = 1;
+    ck_assert_int_eq(qe_tokenizer_encode_buf(spm, "", 0, 0, NULL, 0, &need), QE_OK);
+    ck_assert_uint_eq(need, 0);
     /* Decoding an id outside the vocabulary. */
     char *text = NULL;
     size_t len;
