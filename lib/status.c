@@ -29,9 +29,33 @@ const char *qe_status_str(qe_status s)
     return names[s];
 }
 
+/* A message is one line whatever bytes its arguments quote (a token's text,
+ * a CSV header's name): control bytes in errbuf become \xNN, cut at the
+ * buffer's end. */
+static void one_line(void)
+{
+    char tmp[sizeof errbuf];
+    size_t o = 0;
+    int any = 0;
+    for (size_t i = 0; errbuf[i]; i++)
+        any |= (unsigned char)errbuf[i] < 0x20 || errbuf[i] == 0x7f;
+    if (!any)
+        return;
+    for (size_t i = 0; errbuf[i] && o + 5 < sizeof tmp; i++) {
+        const unsigned char c = (unsigned char)errbuf[i];
+        if (c < 0x20 || c == 0x7f)
+            o += (size_t)snprintf(tmp + o, sizeof tmp - o, "\\x%02x", c);
+        else
+            tmp[o++] = (char)c;
+    }
+    tmp[o] = '\0';
+    memcpy(errbuf, tmp, o + 1);
+}
+
 qe_status qe_vfail(qe_status s, const char *fmt, va_list ap)
 {
     vsnprintf(errbuf, sizeof errbuf, fmt, ap);
+    one_line();
     return s;
 }
 
@@ -63,6 +87,7 @@ qe_status qe_fail_prefix(qe_status s, const char *fmt, ...)
         m = rest;
     memcpy(errbuf + n + 2, old, m);
     errbuf[n + 2 + m] = '\0';
+    one_line();
     return s;
 }
 

@@ -30,7 +30,9 @@ typedef enum qe_status {
 const char *qe_status_str(qe_status s);
 
 /* Record a printf-style message for this thread and return s unchanged, so
- * error paths read `return qe_fail(QE_ECORRUPT, "%s: offset %zu: ...", ...)`. */
+ * error paths read `return qe_fail(QE_ECORRUPT, "%s: offset %zu: ...", ...)`.
+ * The message is kept to one line: control bytes (a newline in a quoted
+ * token, say) are stored as \xNN. */
 qe_status qe_fail(qe_status s, const char *fmt, ...)
     __attribute__((format(printf, 2, 3)));
 qe_status qe_vfail(qe_status s, const char *fmt, va_list ap);

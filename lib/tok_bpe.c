@@ -213,7 +213,8 @@ qe_status qe_tok_bpe_encode(const qe_tokenizer *t, const char *text, size_t len,
             if ((st = qe_tok_bpe_merge(t, sym, n, NULL, out)))
                 goto done;
         }
-        if ((st = qe_tok_cache_put(&cache, (const char *)p, n, out->v + before, out->n - before)))
+        if ((st = qe_tok_cache_put(&cache, (const char *)p, n, out->n > before ? out->v + before : NULL,
+                                   out->n - before)))
             goto done;
     }
 done:

@@ -1176,6 +1176,9 @@ START_TEST(test_build_errors)
     ck_assert_msg(strstr(qe_errmsg(), "CL_BUILD_PROGRAM_FAILURE"), "%s", qe_errmsg());
     ck_assert_msg(strstr(qe_errmsg(), "undeclared_thing_42"), "%s", qe_errmsg());
     ck_assert_msg(strstr(qe_errmsg(), "broken.cl"), "%s", qe_errmsg());
+    /* one line: the log's lines joined (status.h) */
+    ck_assert_msg(strstr(qe_errmsg(), "build log: ") && !strchr(qe_errmsg(), '\n'), "%s",
+                  qe_errmsg());
     /* Failed builds leave nothing in the cache. */
     ck_assert_int_eq(count_bins(qe_test_cl_cache_dir()), bins);
 

@@ -854,6 +854,30 @@ START_TEST(test_limits_json)
                 QE_EUNSUPPORTED, "post_processor.processors[1].type 'BertProcessing'");
     expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"added_tokens\": [{\"id\": 0, \"content\": \"b\"}]}",
                 QE_ECORRUPT, "'a' in model.vocab but 'b' here");
+    /* a newline in a quoted token keeps the message one line (fuzz_tokjson) */
+    expect_json(JSON_MODEL("{\"\\n\": 0}", "[]") ", \"added_tokens\": [{\"id\": 0, \"content\": \"b\"}]}",
+                QE_ECORRUPT, "id 0 is '\\x0a' in model.vocab but 'b' here");
+    {
+        /* a word none of whose characters the vocabulary has, with no unknown
+           token: HF drops them, the word gives no ids (found by
+           fuzz_tokjson: the word cache was handed a NULL id array) */
+        const char *json = JSON_MODEL("{\"a\": 0}", "[]") "}";
+        char *dir = qe_test_tmpdir();
+        char *path = qe_test_write(dir, "tokenizer.json", json, strlen(json));
+        qe_tokenizer *t = NULL;
+        OK(qe_tokenizer_open(dir, &t));
+        qe_tokenizer_ids ids = {0};
+        OK(qe_tokenizer_encode(t, "b", 1, 0, &ids));
+        ck_assert_uint_eq(ids.n, 0);
+        OK(qe_tokenizer_encode(t, "ba", 2, 0, &ids));
+        ck_assert_uint_eq(ids.n, 1);
+        ck_assert_int_eq(ids.v[0], 0);
+        qe_tokenizer_ids_free(&ids);
+        qe_tokenizer_close(t);
+        qe_test_rmtree(dir);
+        free(path);
+        free(dir);
+    }
     expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"added_tokens\": [{\"id\": -1, \"content\": \"b\"}]}",
                 QE_ECORRUPT, "added_tokens[0]");
     expect_json(JSON_MODEL("{\"a\": 0}", "[]") ", \"post_processor\": {\"type\": \"BertProcessing\"}}",
