@@ -103,8 +103,9 @@ asan: deps
 
 # libFuzzer harnesses (clang), one per reader of hostile bytes: GGUF files,
 # safetensors files, text through the tokenizers (which read the shared
-# data's models: QEVAL_DATA), tokenizer.json files, dataset files (JSONL,
-# CSV, ids) and job files (seeded with jobs/). FUZZ_SECONDS bounds each run; any sanitizer
+# data's models: QEVAL_DATA), tokenizer.json files, a model's
+# hyper-parameters and tensor shapes (edits of stories260K.gguf), dataset
+# files (JSONL, CSV, ids) and job files (seeded with jobs/). FUZZ_SECONDS bounds each run; any sanitizer
 # report stops it (-fno-sanitize-recover).
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib \
@@ -113,7 +114,7 @@ FUZZ_TOK = lib/tokenizer.c lib/tok_*.c lib/unicode.c lib/unicode_data.c lib/gguf
 	lib/status.c
 fuzz: deps
 	@mkdir -p build-fuzz/corpus-gguf build-fuzz/corpus-st build-fuzz/corpus-text build-fuzz/corpus-data \
-	    build-fuzz/corpus-job build-fuzz/corpus-tokjson
+	    build-fuzz/corpus-job build-fuzz/corpus-tokjson build-fuzz/corpus-model
 	$(FUZZ_CC) -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c lib/gguf.c lib/dtype.c lib/status.c
 	$(FUZZ_CC) -o build-fuzz/fuzz_safetensors fuzz/fuzz_safetensors.c lib/safetensors.c \
 	    lib/status.c -ljansson
@@ -121,6 +122,9 @@ fuzz: deps
 	$(FUZZ_CC) -o build-fuzz/fuzz_tokjson fuzz/fuzz_tokjson.c $(FUZZ_TOK) -ljansson
 	$(FUZZ_CC) -o build-fuzz/fuzz_dataset fuzz/fuzz_dataset.c lib/dataset.c lib/hash.c \
 	    lib/pool.c lib/status.c lib/log.c -ljansson -lcsv -lpthread
+	$(FUZZ_CC) -o build-fuzz/fuzz_model fuzz/fuzz_model.c lib/model.c lib/ref.c lib/tensor.c \
+	    lib/quant.c lib/safetensors.c lib/log.c lib/kv_format.c lib/turboquant.c lib/hash.c \
+	    lib/gguf.c lib/dtype.c lib/status.c -ljansson -lm
 	$(FUZZ_CC) -o build-fuzz/fuzz_job fuzz/fuzz_job.c lib/job.c lib/dataset.c lib/hash.c \
 	    lib/kv_format.c lib/quant.c lib/pool.c lib/quant_model.c lib/turboquant.c lib/gguf_write.c \
 	    lib/model.c lib/tensor.c lib/safetensors.c lib/log.c $(FUZZ_TOK) \
@@ -134,6 +138,8 @@ fuzz: deps
 	    fuzz/seeds-tokjson
 	build-fuzz/fuzz_dataset -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-data \
 	    fuzz/seeds-data
+	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_model -max_total_time=$(FUZZ_SECONDS) \
+	    -max_len=120 build-fuzz/corpus-model fuzz/seeds-model
 	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_job -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=4096 build-fuzz/corpus-job jobs
 

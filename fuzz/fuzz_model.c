@@ -1,0 +1,166 @@
+/* fuzz_model.c - libFuzzer harness for models past the GGUF reader (`make
+ * fuzz`): hostile hyper-parameters and tensor shapes in a file that the
+ * reader itself accepts.
+ *
+ * Structure-aware: the image is stories260K.gguf (QEVAL_DATA, default
+ * ../shared/data), and each input is a list of 6-byte edits: byte 0 even
+ * sets one of the file's 32-bit llama.* values (byte 1 picks which, bytes
+ * 2..5 are the new bits), odd sets one of its tensors' dimensions (byte 1
+ * picks which, bytes 2..5 the new value). The edited image is written to a
+ * file and opened by qe_model_open. A rejected model must carry a one-line
+ * message naming the file; an accepted one must keep model.h's promises:
+ * positive sizes, n_kv_heads dividing n_heads, an even n_rot <= head_dim,
+ * every tensor's shape as the hyper-parameters say, bos / eos inside the
+ * vocabulary or -1; and qe_ref must run two tokens through it. Broken
+ * promises trap, so libFuzzer records them as crashes.
+ *
+ * Threading: libFuzzer's single thread.
+ */
+#include <stddef.h>
+#include <stdint.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <unistd.h>
+
+#include "fuzz_check.h"
+#include "gguf.h"
+#include "model.h"
+#include "ref.h"
+
+static uint8_t *image;
+static size_t image_len;
+static char path[4096];
+static size_t kv_off[64], n_kv;     /* where each 32-bit llama.* value lies */
+static size_t dim_off[512], n_dims; /* where each tensor dimension (u64) lies */
+
+/* The offset just past the one occurrence of u64 len + s in the image. */
+static size_t after(const char *s)
+{
+    const size_t n = strlen(s);
+    for (size_t i = 0; i + 8 + n <= image_len; i++) {
+        uint64_t len;
+        memcpy(&len, image + i, 8);
+        if (len == n && memcmp(image + i + 8, s, n) == 0)
+            return i + 8 + n;
+    }
+    return 0;
+}
+
+int LLVMFuzzerInitialize(int *argc, char ***argv)
+{
+    (void)argc, (void)argv;
+    const char *dir = getenv("QEVAL_DATA");
+    char src[4096];
+    snprintf(src, sizeof src, "%s/models/stories260K.gguf", dir && *dir ? dir : "../shared/data");
+    FILE *f = fopen(src, "rb");
+    if (!f || fseek(f, 0, SEEK_END) || (image_len = (size_t)ftell(f)) == 0 ||
+        fseek(f, 0, SEEK_SET) || !(image = malloc(image_len)) ||
+        fread(image, 1, image_len, f) != image_len) {
+        fprintf(stderr, "fuzz_model: cannot read %s\n", src);
+        exit(1);
+    }
+    fclose(f);
+    qe_gguf *g = NULL;
+    if (qe_gguf_open_mem(image, image_len, src, &g) != QE_OK) {
+        fprintf(stderr, "fuzz_model: %s\n", qe_errmsg());
+        exit(1);
+    }
+    for (uint64_t i = 0; i < qe_gguf_n_kv(g) && n_kv < 64; i++) {
+        const qe_gguf_type t = qe_gguf_kv_type(g, i);
+        const char *k = qe_gguf_kv_key(g, i);
+        if ((t == QE_GGUF_UINT32 || t == QE_GGUF_INT32 || t == QE_GGUF_FLOAT32) &&
+            (strncmp(k, "llama.", 6) == 0 || strncmp(k, "tokenizer.ggml.", 15) == 0)) {
+            const size_t a = after(k);
+            if (a)
+                kv_off[n_kv++] = a + 4; /* past the u32 type */
+        }
+    }
+    for (uint64_t i = 0; i < qe_gguf_n_tensors(g); i++) {
+        const qe_gguf_tensor *t = qe_gguf_tensor_at(g, i);
+        const size_t a = after(t->name);
+        for (uint32_t d = 0; a && d < t->n_dims && n_dims < 512; d++)
+            dim_off[n_dims++] = a + 4 + 8 * d; /* past the u32 n_dims */
+    }
+    qe_gguf_close(g);
+    const char *tmp = getenv("TMPDIR");
+    snprintf(path, sizeof path, "%s/qeval-fuzz-model-%ld.gguf", tmp && *tmp ? tmp : "/tmp",
+             (long)getpid());
+    return 0;
+}
+
+static void check_shape(const qe_tensor *t, int64_t ne0, int64_t ne1)
+{
+    CHECK(t->data != NULL && t->ne[0] == ne0 && t->ne[1] == ne1);
+}
+
+static void check_model(const qe_model *m)
+{
+    const qe_hparams *hp = qe_model_hparams(m);
+    const qe_weights *w = qe_model_weights(m);
+    CHECK(hp->dim >= 1 && hp->n_layers >= 1 && hp->n_heads >= 1 && hp->n_kv_heads >= 1);
+    CHECK(hp->n_heads % hp->n_kv_heads == 0);
+    CHECK(hp->head_dim >= 1 && hp->n_rot >= 0 && hp->n_rot % 2 == 0 && hp->n_rot <= hp->head_dim);
+    CHECK(hp->n_ff >= 1 && hp->n_vocab >= 1);
+    CHECK(hp->bos_id >= -1 && hp->bos_id < hp->n_vocab);
+    CHECK(hp->eos_id >= -1 && hp->eos_id < hp->n_vocab);
+    const int64_t q = (int64_t)hp->n_heads * hp->head_dim, kv = (int64_t)hp->n_kv_heads * hp->head_dim;
+    check_shape(&w->token_embd, hp->dim, hp->n_vocab);
+    check_shape(&w->output, hp->dim, hp->n_vocab);
+    check_shape(&w->output_norm, hp->dim, 1);
+    for (int l = 0; l < hp->n_layers; l++) {
+        const qe_layer *L = &w->layers[l];
+        check_shape(&L->attn_norm, hp->dim, 1);
+        check_shape(&L->wq, hp->dim, q);
+        check_shape(&L->wk, hp->dim, kv);
+        check_shape(&L->wv, hp->dim, kv);
+        check_shape(&L->wo, q, hp->dim);
+        check_shape(&L->ffn_norm, hp->dim, 1);
+        check_shape(&L->w_gate, hp->dim, hp->n_ff);
+        check_shape(&L->w_up, hp->dim, hp->n_ff);
+        check_shape(&L->w_down, hp->n_ff, hp->dim);
+    }
+    char desc[1024];
+    qe_model_describe(m, desc, sizeof desc);
+    /* two tokens through the double-precision reference */
+    qe_ref *r = NULL;
+    if (qe_ref_new(m, 4, &r) != QE_OK)
+        return;
+    double *logits = malloc(sizeof(double) * (size_t)hp->n_vocab);
+    CHECK(logits != NULL);
+    for (int pos = 0; pos < 2; pos++) {
+        qe_status s = qe_ref_step(r, pos % hp->n_vocab, pos, logits);
+        CHECK(s == QE_OK || s == QE_ECORRUPT || s == QE_EUNSUPPORTED || s == QE_ENOMEM);
+    }
+    free(logits);
+    qe_ref_free(r);
+}
+
+int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
+{
+    uint8_t *img = malloc(image_len);
+    CHECK(img != NULL);
+    memcpy(img, image, image_len);
+    for (size_t i = 0; i + 6 <= size; i += 6) {
+        uint32_t v;
+        memcpy(&v, data + i + 2, 4);
+        if (data[i] % 2 == 0 && n_kv) {
+            memcpy(img + kv_off[data[i + 1] % n_kv], &v, 4);
+        } else if (n_dims) {
+            const uint64_t d = v;
+            memcpy(img + dim_off[data[i + 1] % n_dims], &d, 8);
+        }
+    }
+    FILE *f = fopen(path, "wb");
+    CHECK(f != NULL && fwrite(img, 1, image_len, f) == image_len && fclose(f) == 0);
+    free(img);
+    qe_model *m = NULL;
+    qe_status s = qe_model_open(path, &m);
+    if (s != QE_OK) {
+        fuzz_rejected(s, m, path);
+        return 0;
+    }
+    check_model(m);
+    qe_model_close(m);
+    return 0;
+}
