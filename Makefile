@@ -104,8 +104,9 @@ asan: deps
 # libFuzzer harnesses (clang), one per reader of hostile bytes: GGUF files,
 # safetensors files, text through the tokenizers (which read the shared
 # data's models: QEVAL_DATA), tokenizer.json files, a model's
-# hyper-parameters and tensor shapes (edits of stories260K.gguf), dataset
-# files (JSONL, CSV, ids) and job files (seeded with jobs/). FUZZ_SECONDS bounds each run; any sanitizer
+# hyper-parameters and tensor shapes (edits of stories260K.gguf, and
+# config.json files), dataset files (JSONL, CSV, ids) and job files (seeded
+# with jobs/). FUZZ_SECONDS bounds each run; any sanitizer
 # report stops it (-fno-sanitize-recover).
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib \
@@ -139,7 +140,7 @@ fuzz: deps
 	build-fuzz/fuzz_dataset -max_total_time=$(FUZZ_SECONDS) -max_len=4096 build-fuzz/corpus-data \
 	    fuzz/seeds-data
 	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_model -max_total_time=$(FUZZ_SECONDS) \
-	    -max_len=120 build-fuzz/corpus-model fuzz/seeds-model
+	    -max_len=2048 build-fuzz/corpus-model fuzz/seeds-model
 	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_job -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=4096 build-fuzz/corpus-job jobs
 

@@ -1,18 +1,22 @@
-/* fuzz_model.c - libFuzzer harness for models past the GGUF reader (`make
- * fuzz`): hostile hyper-parameters and tensor shapes in a file that the
- * reader itself accepts.
+/* fuzz_model.c - libFuzzer harness for models past the file readers (`make
+ * fuzz`): hostile hyper-parameters and tensor shapes in files that the GGUF
+ * and safetensors readers themselves accept.
  *
- * Structure-aware: the image is stories260K.gguf (QEVAL_DATA, default
- * ../shared/data), and each input is a list of 6-byte edits: byte 0 even
- * sets one of the file's 32-bit llama.* values (byte 1 picks which, bytes
- * 2..5 are the new bits), odd sets one of its tensors' dimensions (byte 1
- * picks which, bytes 2..5 the new value). The edited image is written to a
- * file and opened by qe_model_open. A rejected model must carry a one-line
- * message naming the file; an accepted one must keep model.h's promises:
- * positive sizes, n_kv_heads dividing n_heads, an even n_rot <= head_dim,
- * every tensor's shape as the hyper-parameters say, bos / eos inside the
- * vocabulary or -1; and qe_ref must run two tokens through it. Broken
- * promises trap, so libFuzzer records them as crashes.
+ * Structure-aware, two modes chosen by the first byte of an input:
+ *   even  the image is stories260K.gguf (QEVAL_DATA, default ../shared/data)
+ *         and the rest is a list of 6-byte edits: byte 0 even sets one of the
+ *         file's 32-bit llama.* / tokenizer.ggml.* values (byte 1 picks which,
+ *         bytes 2..5 are the new bits), odd one of its tensors' dimensions
+ *         (byte 1 picks which, bytes 2..5 the new value); the edited image is
+ *         written to a file;
+ *   odd   the rest is a config.json, written into a Hugging Face directory
+ *         beside (a link to) TinyStories-656K's model.safetensors.
+ * The file or directory is opened by qe_model_open. A rejected model must
+ * carry a one-line message naming it; an accepted one must keep model.h's
+ * promises: positive sizes, n_kv_heads dividing n_heads, an even n_rot <=
+ * head_dim, every tensor's shape as the hyper-parameters say, bos / eos
+ * inside the vocabulary or -1; and qe_ref must run two tokens through it.
+ * Broken promises trap, so libFuzzer records them as crashes.
  *
  * Threading: libFuzzer's single thread.
  */
@@ -21,6 +25,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <sys/stat.h>
 #include <unistd.h>
 
 #include "fuzz_check.h"
@@ -30,7 +35,7 @@
 
 static uint8_t *image;
 static size_t image_len;
-static char path[4096];
+static char path[4096], hf_dir[4000], hf_config[4096];
 static size_t kv_off[64], n_kv;     /* where each 32-bit llama.* value lies */
 static size_t dim_off[512], n_dims; /* where each tensor dimension (u64) lies */
 
@@ -84,8 +89,18 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
     }
     qe_gguf_close(g);
     const char *tmp = getenv("TMPDIR");
-    snprintf(path, sizeof path, "%s/qeval-fuzz-model-%ld.gguf", tmp && *tmp ? tmp : "/tmp",
-             (long)getpid());
+    tmp = tmp && *tmp ? tmp : "/tmp";
+    snprintf(path, sizeof path, "%s/qeval-fuzz-model-%ld.gguf", tmp, (long)getpid());
+    snprintf(hf_dir, sizeof hf_dir, "%s/qeval-fuzz-hf-%ld", tmp, (long)getpid());
+    snprintf(hf_config, sizeof hf_config, "%s/config.json", hf_dir);
+    char link[4096];
+    snprintf(link, sizeof link, "%s/model.safetensors", hf_dir);
+    snprintf(src, sizeof src, "%s/models/TinyStories-656K/model.safetensors",
+             dir && *dir ? dir : "../shared/data");
+    if (mkdir(hf_dir, 0700) != 0 || symlink(src, link) != 0) {
+        perror(hf_dir);
+        exit(1);
+    }
     return 0;
 }
 
@@ -136,8 +151,38 @@ static void check_model(const qe_model *m)
     qe_ref_free(r);
 }
 
+/* Write n bytes to file p. */
+static void put(const char *p, const void *b, size_t n)
+{
+    FILE *f = fopen(p, "wb");
+    CHECK(f != NULL);
+    CHECK(fwrite(b, 1, n, f) == n || n == 0);
+    CHECK(fclose(f) == 0);
+}
+
+static void open_and_check(const char *p)
+{
+    qe_model *m = NULL;
+    qe_status s = qe_model_open(p, &m);
+    if (s != QE_OK) {
+        fuzz_rejected(s, m, p);
+        return;
+    }
+    check_model(m);
+    qe_model_close(m);
+}
+
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
+    if (size == 0)
+        return 0;
+    const int hf = data[0] % 2;
+    data++, size--;
+    if (hf) {
+        put(hf_config, data, size);
+        open_and_check(hf_dir);
+        return 0;
+    }
     uint8_t *img = malloc(image_len);
     CHECK(img != NULL);
     memcpy(img, image, image_len);
@@ -151,16 +196,8 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(img + dim_off[data[i + 1] % n_dims], &d, 8);
         }
     }
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL && fwrite(img, 1, image_len, f) == image_len && fclose(f) == 0);
+    put(path, img, image_len);
     free(img);
-    qe_model *m = NULL;
-    qe_status s = qe_model_open(path, &m);
-    if (s != QE_OK) {
-        fuzz_rejected(s, m, path);
-        return 0;
-    }
-    check_model(m);
-    qe_model_close(m);
+    open_and_check(path);
     return 0;
 }
