@@ -27,9 +27,7 @@ static char path[4096];
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    const char *tmp = getenv("TMPDIR");
-    snprintf(path, sizeof path, "%s/qeval-fuzz-dataset-%ld", tmp && *tmp ? tmp : "/tmp",
-             (long)getpid());
+    fuzz_tmp(path, sizeof path, "dataset");
     return 0;
 }
 
@@ -49,16 +47,15 @@ static long one(qe_dataset_kind k, int skip)
     uint64_t bytes = 0;
     int64_t row = 0;
     for (size_t i = 0; i < n; i++) {
-        size_t len = 0;
-        const char *d = qe_dataset_doc(ds, i, &len);
-        const int32_t *ids = qe_dataset_doc_ids(ds, i, &len);
+        size_t len = 0, none = 1;
         if (k == QE_DATASET_IDS) {
-            CHECK(ids != NULL && len >= 1);
+            const int32_t *ids = qe_dataset_doc_ids(ds, i, &len);
+            CHECK(ids != NULL && len >= 1 && qe_dataset_doc(ds, i, &none) == NULL);
             for (size_t j = 0; j < len; j++)
                 CHECK(ids[j] >= 0);
         } else {
-            d = qe_dataset_doc(ds, i, &len);
-            CHECK(d != NULL && ids == NULL && d[len] == '\0');
+            const char *d = qe_dataset_doc(ds, i, &len);
+            CHECK(d != NULL && d[len] == '\0' && qe_dataset_doc_ids(ds, i, &none) == NULL);
         }
         bytes += len;
         CHECK(qe_dataset_doc_row(ds, i) > row);
@@ -77,10 +74,7 @@ static long one(qe_dataset_kind k, int skip)
 
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    CHECK(fwrite(data, 1, size, f) == size || size == 0);
-    CHECK(fclose(f) == 0);
+    fuzz_put(path, data, size);
     const qe_dataset_kind kinds[] = {QE_DATASET_JSONL, QE_DATASET_CSV, QE_DATASET_IDS};
     for (size_t i = 0; i < sizeof kinds / sizeof kinds[0]; i++) {
         const long lenient = one(kinds[i], 1);

@@ -55,22 +55,18 @@ static size_t after(const char *s)
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    const char *dir = getenv("QEVAL_DATA");
     char src[4096];
-    snprintf(src, sizeof src, "%s/models/stories260K.gguf", dir && *dir ? dir : "../shared/data");
-    FILE *f = fopen(src, "rb");
-    if (!f || fseek(f, 0, SEEK_END) || (image_len = (size_t)ftell(f)) == 0 ||
-        fseek(f, 0, SEEK_SET) || !(image = malloc(image_len)) ||
-        fread(image, 1, image_len, f) != image_len) {
-        fprintf(stderr, "fuzz_model: cannot read %s\n", src);
-        exit(1);
-    }
-    fclose(f);
+    snprintf(src, sizeof src, "%s/models/stories260K.gguf", fuzz_data());
     qe_gguf *g = NULL;
-    if (qe_gguf_open_mem(image, image_len, src, &g) != QE_OK) {
+    if (qe_gguf_open(src, &g) != QE_OK) {
         fprintf(stderr, "fuzz_model: %s\n", qe_errmsg());
         exit(1);
     }
+    /* the reader's own image of the file, copied: every input edits a copy */
+    image_len = (size_t)qe_gguf_file_size(g);
+    image = malloc(image_len);
+    CHECK(image != NULL);
+    memcpy(image, qe_gguf_base(g), image_len);
     for (uint64_t i = 0; i < qe_gguf_n_kv(g) && n_kv < 64; i++) {
         const qe_gguf_type t = qe_gguf_kv_type(g, i);
         const char *k = qe_gguf_kv_key(g, i);
@@ -88,15 +84,13 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
             dim_off[n_dims++] = a + 4 + 8 * d; /* past the u32 n_dims */
     }
     qe_gguf_close(g);
-    const char *tmp = getenv("TMPDIR");
-    tmp = tmp && *tmp ? tmp : "/tmp";
-    snprintf(path, sizeof path, "%s/qeval-fuzz-model-%ld.gguf", tmp, (long)getpid());
-    snprintf(hf_dir, sizeof hf_dir, "%s/qeval-fuzz-hf-%ld", tmp, (long)getpid());
+    fuzz_tmp(path, sizeof path - 5, "model");
+    strcat(path, ".gguf"); /* the name a model file has */
+    fuzz_tmp(hf_dir, sizeof hf_dir, "hf");
     snprintf(hf_config, sizeof hf_config, "%s/config.json", hf_dir);
     char link[4096];
     snprintf(link, sizeof link, "%s/model.safetensors", hf_dir);
-    snprintf(src, sizeof src, "%s/models/TinyStories-656K/model.safetensors",
-             dir && *dir ? dir : "../shared/data");
+    snprintf(src, sizeof src, "%s/models/TinyStories-656K/model.safetensors", fuzz_data());
     if (mkdir(hf_dir, 0700) != 0 || symlink(src, link) != 0) {
         perror(hf_dir);
         exit(1);
@@ -151,15 +145,6 @@ static void check_model(const qe_model *m)
     qe_ref_free(r);
 }
 
-/* Write n bytes to file p. */
-static void put(const char *p, const void *b, size_t n)
-{
-    FILE *f = fopen(p, "wb");
-    CHECK(f != NULL);
-    CHECK(fwrite(b, 1, n, f) == n || n == 0);
-    CHECK(fclose(f) == 0);
-}
-
 static void open_and_check(const char *p)
 {
     qe_model *m = NULL;
@@ -179,7 +164,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     const int hf = data[0] % 2;
     data++, size--;
     if (hf) {
-        put(hf_config, data, size);
+        fuzz_put(hf_config, data, size);
         open_and_check(hf_dir);
         return 0;
     }
@@ -196,7 +181,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
             memcpy(img + dim_off[data[i + 1] % n_dims], &d, 8);
         }
     }
-    put(path, img, image_len);
+    fuzz_put(path, img, image_len);
     free(img);
     open_and_check(path);
     return 0;

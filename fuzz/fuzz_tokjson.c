@@ -22,18 +22,15 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include "fuzz_check.h"
-#include "tokenizer.h"
+#include "fuzz_tok.h"
 
 static char path[4096];
 
 int LLVMFuzzerInitialize(int *argc, char ***argv)
 {
     (void)argc, (void)argv;
-    const char *tmp = getenv("TMPDIR");
     char dir[4000];
-    snprintf(dir, sizeof dir, "%s/qeval-fuzz-tokjson-%ld", tmp && *tmp ? tmp : "/tmp",
-             (long)getpid());
+    fuzz_tmp(dir, sizeof dir, "tokjson");
     if (mkdir(dir, 0700) != 0) {
         perror(dir);
         exit(1);
@@ -45,32 +42,9 @@ int LLVMFuzzerInitialize(int *argc, char ***argv)
 static const char text[] = "Once upon a time, \xc3\xa9t\xc3\xa9 \xe6\x88\xa6\xe5\xa0\xb4 "
                            "\xf0\x9f\xa6\x99\t\r\n<s></s><|endoftext|> ab\xff a b  x";
 
-static void encode(const qe_tokenizer *t, unsigned flags)
-{
-    qe_tokenizer_ids ids = {0};
-    qe_status s = qe_tokenizer_encode(t, text, sizeof text - 1, flags, &ids);
-    CHECK(s == QE_OK || s == QE_ECORRUPT);
-    if (s != QE_OK) {
-        CHECK(ids.n == 0);
-        return;
-    }
-    const int32_t nv = (int32_t)qe_tokenizer_n_vocab(t);
-    for (size_t i = 0; i < ids.n; i++)
-        CHECK(ids.v[i] >= 0 && ids.v[i] < nv);
-    char *out = NULL;
-    size_t len = 0;
-    CHECK(qe_tokenizer_decode(t, ids.v, ids.n, QE_TOK_RENDER_SPECIAL, &out, &len) == QE_OK);
-    CHECK(out != NULL && out[len] == '\0');
-    free(out);
-    qe_tokenizer_ids_free(&ids);
-}
-
 int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
 {
-    FILE *f = fopen(path, "wb");
-    CHECK(f != NULL);
-    CHECK(fwrite(data, 1, size, f) == size || size == 0);
-    CHECK(fclose(f) == 0);
+    fuzz_put(path, data, size);
     qe_tokenizer *t = NULL;
     qe_status s = qe_tokenizer_from_hf_json(path, &t);
     if (s != QE_OK) {
@@ -84,16 +58,14 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     CHECK(qe_tokenizer_unk(t) >= -1 && qe_tokenizer_unk(t) < (int32_t)nv);
     for (uint32_t id = 0; id < nv && id < 4096; id++) {
         size_t len = 0;
-        const char *tt = qe_tokenizer_token_text(t, (int32_t)id, &len);
-        const char *p = qe_tokenizer_piece(t, (int32_t)id, &len);
-        (void)tt;
-        (void)p;
+        CHECK(qe_tokenizer_token_text(t, (int32_t)id, &len) != NULL);
+        CHECK(qe_tokenizer_piece(t, (int32_t)id, &len) != NULL);
         (void)qe_tokenizer_attr_of(t, (int32_t)id);
     }
     size_t past = 1;
     CHECK(qe_tokenizer_token_text(t, (int32_t)nv, &past) == NULL && past == 0);
-    encode(t, 0);
-    encode(t, QE_TOK_ADD_SPECIAL | QE_TOK_PARSE_SPECIAL);
+    fuzz_encode(t, text, sizeof text - 1, 0);
+    fuzz_encode(t, text, sizeof text - 1, QE_TOK_ADD_SPECIAL | QE_TOK_PARSE_SPECIAL);
     qe_tokenizer_close(t);
     return 0;
 }

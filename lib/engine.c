@@ -446,26 +446,23 @@ static qe_status x1_args(const qe_engine *e, cl_kernel k, const skinny_pro *pro,
     return st;
 }
 
-/* Every weight-format build's options begin so (weights.cl's format). */
-#define WT_OPTS "-cl-std=CL1.2 -DQE_WT=%d"
-
 /* The sources of every kernels/mma.cl build, in order. */
 static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "xh.cl", "rms.cl",
                                        "act.cl",     "qkv.cl", "mma.cl"};
+#define N_MMA_SRCS (sizeof mma_srcs / sizeof mma_srcs[0])
 
-/* One mma_tile build for weights of format fmt: the engine's tile shape,
- * the format's X order, variant ("", "-DMT_PAIR=1" or "-DMT_GLU=1") and the
- * work-group order tile_gm gives its largest matrix of w_bytes; its kernel
- * name into *k. */
-static qe_status tile_build(qe_engine *e, int fmt, const char *variant, uint64_t w_bytes,
-                            const char *name, cl_program *p, cl_kernel *k)
+/* One mma_tile build for weights of format fmt: the format's options
+ * (base), the engine's tile shape, the format's X order, variant ("",
+ * "-DMT_PAIR=1" or "-DMT_GLU=1") and the work-group order tile_gm gives its
+ * largest matrix of w_bytes; its kernel name into *k. */
+static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char *variant,
+                            uint64_t w_bytes, const char *name, cl_program *p, cl_kernel *k)
 {
     char opts[320];
-    snprintf(opts, sizeof opts,
-             WT_OPTS " -DQE_NW=%d -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d %s",
-             fmt, e->nw, e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt),
+    snprintf(opts, sizeof opts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d %s",
+             base, e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt),
              tile_gm(w_bytes), variant);
-    qe_status st = qe_cl_build(e->cl, mma_srcs, sizeof mma_srcs / sizeof mma_srcs[0], opts, p);
+    qe_status st = qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, opts, p);
     return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
 }
 
@@ -477,7 +474,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
     if (e->prog_wt[fmt])
         return QE_OK;
     char opts[64];
-    snprintf(opts, sizeof opts, WT_OPTS, fmt);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DQE_WT=%d", fmt);
     qe_status st = qe_cl_build(e->cl, srcs, 3, opts, &e->prog_wt[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_wt[fmt], "embed", &e->k_embed[fmt]);
@@ -491,8 +488,6 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                      MM_WI * MM_WI, max_wg);
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
-        const size_t n_msrcs = sizeof mma_srcs / sizeof mma_srcs[0];
-        const char *const *msrcs = mma_srcs;
         char base[96], mopts[256];
         /* rms.cl's reduction width: mma_skinny's one-row build normalises
            its row as norm.cl does (skinny_pro) */
@@ -500,16 +495,16 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         /* mma_tile's largest prefill matrix is an FFN one (the LM head
            multiplies a few rows), mma_tile_glu's gate and up together */
         const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
-        st = tile_build(e, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
+        st = tile_build(e, base, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
         if (st == QE_OK) /* prefill's K and V (run_kv) */
-            st = tile_build(e, fmt, "-DMT_PAIR=1",
+            st = tile_build(e, base, fmt, "-DMT_PAIR=1",
                             wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
                             "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
         if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU)
-            st = tile_build(e, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu", &e->prog_glu[fmt],
-                            &e->k_mma_glu[fmt]);
+            st = tile_build(e, base, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu",
+                            &e->prog_glu[fmt], &e->k_mma_glu[fmt]);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
         snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);
@@ -524,7 +519,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                     continue;
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", base,
                          sk.mt, sk.nb, sk.u, xal, xread[xv]);
-                st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_msk[b][xv][fmt]);
+                st = qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, mopts, &e->prog_msk[b][xv][fmt]);
                 if (st == QE_OK)
                     st = qe_cl_kernel(e->prog_msk[b][xv][fmt], "mma_skinny",
                                       &e->k_msk[b][xv][fmt]);
@@ -536,7 +531,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         for (int b = 0; st == QE_OK && b < 2; b++) {
             snprintf(mopts, sizeof mopts, "%s -DMW_NB=%d -DMW_U=%d -DMW_SPLIT=%d %s", base,
                      e->mw_shape.nb, e->mw_shape.u, b ? 8 : 1, xal);
-            st = qe_cl_build(e->cl, msrcs, n_msrcs, mopts, &e->prog_mw[b][fmt]);
+            st = qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, mopts, &e->prog_mw[b][fmt]);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_mw[b][fmt], "mma_wide", &e->k_mw[b][fmt]);
         }

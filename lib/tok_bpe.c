@@ -138,8 +138,10 @@ static qe_status cache_grow(qe_tok_cache *c)
     return QE_OK;
 }
 
-qe_status qe_tok_cache_put(qe_tok_cache *c, const char *s, size_t n, const int32_t *ids, size_t k)
+qe_status qe_tok_cache_put(qe_tok_cache *c, const char *s, size_t n, const qe_tokenizer_ids *out,
+                           size_t from)
 {
+    const size_t k = out->n - from;
     qe_status st;
     if ((!c->slot || (c->used + 1) * 2 > c->mask + 1) && (st = cache_grow(c)))
         return st;
@@ -147,7 +149,7 @@ qe_status qe_tok_cache_put(qe_tok_cache *c, const char *s, size_t n, const int32
     if ((st = qe_tok_buf_put(&c->keys, s, n)))
         return st;
     for (size_t i = 0; i < k; i++)
-        if ((st = qe_tokenizer_ids_push(&c->vals, ids[i])))
+        if ((st = qe_tokenizer_ids_push(&c->vals, out->v[from + i])))
             return st;
     size_t i = (size_t)qe_tok_hash(s, n) & c->mask;
     while (c->slot[i].used)
@@ -213,8 +215,7 @@ qe_status qe_tok_bpe_encode(const qe_tokenizer *t, const char *text, size_t len,
             if ((st = qe_tok_bpe_merge(t, sym, n, NULL, out)))
                 goto done;
         }
-        if ((st = qe_tok_cache_put(&cache, (const char *)p, n, out->n > before ? out->v + before : NULL,
-                                   out->n - before)))
+        if ((st = qe_tok_cache_put(&cache, (const char *)p, n, out, before)))
             goto done;
     }
 done:

@@ -548,8 +548,7 @@ static qe_status bpe_word(const qe_tokenizer *t, const char *s, size_t n, word_s
         return st;
 cache:
     if (n <= CACHE_MAX_WORD)
-        return qe_tok_cache_put(&ws->cache, s, n, out->n > before ? out->v + before : NULL,
-                                out->n - before); /* a word may give no ids: out->v NULL */
+        return qe_tok_cache_put(&ws->cache, s, n, out, before);
     return QE_OK;
 }
 

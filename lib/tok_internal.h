@@ -182,8 +182,10 @@ typedef struct qe_tok_cache {
 } qe_tok_cache;
 /* Append the cached ids of word s[0..n) to out and return 1, or return 0. */
 int qe_tok_cache_get(const qe_tok_cache *c, const char *s, size_t n, qe_tokenizer_ids *out);
-/* Remember that s[0..n) encodes to ids[0..k). */
-qe_status qe_tok_cache_put(qe_tok_cache *c, const char *s, size_t n, const int32_t *ids, size_t k);
+/* Remember that s[0..n) encodes to the ids out holds from index `from` on
+ * (none when the word gave no ids; out->v may then still be NULL). */
+qe_status qe_tok_cache_put(qe_tok_cache *c, const char *s, size_t n, const qe_tokenizer_ids *out,
+                           size_t from);
 void qe_tok_cache_free(qe_tok_cache *c);
 /* GGUF byte-level BPE on one fragment of raw text (pre-tokenizer included). */
 qe_status qe_tok_bpe_encode(const qe_tokenizer *t, const char *text, size_t len,

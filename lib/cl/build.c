@@ -464,20 +464,9 @@ qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
         if (!quiet)
             qe_log_warn("build log of %s (options '%s') on %s:\n%s", srcs[0].name, options,
                         cl->info.name, l);
-        /* the message is one line (status.h): the log's lines joined by " | " */
-        char joined[656];
-        size_t o = 0;
-        for (const char *c = l; *c && o + 4 < sizeof joined; c++) {
-            if (*c == '\n' && c[1]) {
-                memcpy(joined + o, " | ", 3);
-                o += 3;
-            } else if (*c != '\n') {
-                joined[o++] = *c;
-            }
-        }
-        joined[o] = '\0';
-        st = qe_fail(QE_ECL, "clBuildProgram(%s, options '%s'): %s; build log: %s", srcs[0].name,
-                     options, qe_cl_errstr(err), joined);
+        /* one line, as every message (status.h): the log's newlines as \x0a */
+        st = qe_fail(QE_ECL, "clBuildProgram(%s, options '%s'): %s; build log: %.640s",
+                     srcs[0].name, options, qe_cl_errstr(err), l);
         clReleaseProgram(p);
         p = NULL;
         goto done;
