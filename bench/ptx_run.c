@@ -10,7 +10,7 @@
  * inner size. The work-group shape must match the PTX's build: tile uses
  * MT_BM (env, default 128) rows and 256 work-items; skinny MS_MT and MS_NB
  * (env, default 1 and 2); for the one-row build (-DMS_X1) XOP (env: 0 the
- * row as it is, 1 normed, 2 SwiGLU) and GROUPS (env: work-groups along the
+ * row as it is, 1 normed, 2 SwiGLU) and MS_GROUPS (env: work-groups along the
  * blocks, 0 one a block). Weights and X are random (no NaN or inf); the
  * output is not checked (tests/check_mma.c does that through OpenCL).
  * Prints the median time of REPS launches (each timed by its own events). */
@@ -175,9 +175,9 @@ int main(int argc, char **argv)
                      &n_ctx, &none,  &kvb,   &none,   &kvb,   &zero}; /* the MS_X1 build's */
         memcpy(args, a, sizeof a);
         gx = (unsigned)((M + 16 * mt - 1) / (16 * mt));
-        /* GROUPS: fewer work-groups than blocks, each taking several in
+        /* MS_GROUPS: fewer work-groups than blocks, each taking several in
            turn (the MS_X1 build's launches: lib/engine.c x1_groups_of) */
-        gy = env_int("GROUPS", 0) > 0 ? (unsigned)env_int("GROUPS", 0) : blocks;
+        gy = env_int("MS_GROUPS", 0) > 0 ? (unsigned)env_int("MS_GROUPS", 0) : blocks;
     }
     CUevent e0, e1;
     ck(cuEventCreate(&e0, 0), "cuEventCreate");
