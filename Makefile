@@ -105,17 +105,34 @@ asan: deps
 # safetensors files, text through the tokenizers (which read the shared
 # data's models: QEVAL_DATA), tokenizer.json files, a model's
 # hyper-parameters and tensor shapes (edits of stories260K.gguf, and
-# config.json files), dataset files (JSONL, CSV, ids) and job files (seeded
-# with jobs/). FUZZ_SECONDS bounds each run; any sanitizer
-# report stops it (-fno-sanitize-recover).
+# config.json files), dataset files (JSONL, CSV, ids), job files (seeded
+# with jobs/) and the databases qeval merge reads (edits of a real one,
+# build-fuzz/merge-seed.db, which qeval itself writes first from
+# fuzz/merge-seed*.ini on the default device). FUZZ_SECONDS bounds each run;
+# any sanitizer report stops it (-fno-sanitize-recover).
 FUZZ_SECONDS ?= 60
 FUZZ_CC = clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib \
 	-fsanitize=fuzzer,address,undefined -fno-sanitize-recover=all
 FUZZ_TOK = lib/tokenizer.c lib/tok_*.c lib/unicode.c lib/unicode_data.c lib/gguf.c lib/dtype.c \
 	lib/status.c
-fuzz: deps
+FUZZ_STORE = lib/store.c lib/store_chunk.c lib/store_gen.c lib/store_merge.c lib/report.c \
+	lib/hash.c lib/status.c lib/dtype.c $(BUILD)/schemas_embed.c
+# A results database with every kind of row: perplexity runs with KLD, one
+# with stored logits, generations, bench rows with kernel times.
+build-fuzz/merge-seed.db: $(BIN) fuzz/merge-seed.ini fuzz/merge-seed-gen.ini
+	@mkdir -p build-fuzz
+	rm -f $@ $@.tmp
+	sed 's/^store_logits = 0/store_logits = 4/; s/^weights = q8_0/weights = q4_0/' \
+	    fuzz/merge-seed.ini > build-fuzz/merge-seed-logits.ini
+	$(BIN) run -q fuzz/merge-seed.ini --db $@.tmp
+	$(BIN) run -q build-fuzz/merge-seed-logits.ini --db $@.tmp
+	$(BIN) run -q fuzz/merge-seed-gen.ini --db $@.tmp
+	$(BIN) bench -m $(QEVAL_DATA)/models/stories260K.gguf -p 16 -n 4 -r 1 --profile \
+	    --db $@.tmp > /dev/null
+	mv $@.tmp $@
+fuzz: deps build-fuzz/merge-seed.db
 	@mkdir -p build-fuzz/corpus-gguf build-fuzz/corpus-st build-fuzz/corpus-text build-fuzz/corpus-data \
-	    build-fuzz/corpus-job build-fuzz/corpus-tokjson build-fuzz/corpus-model
+	    build-fuzz/corpus-job build-fuzz/corpus-tokjson build-fuzz/corpus-model build-fuzz/corpus-merge
 	$(FUZZ_CC) -o build-fuzz/fuzz_gguf fuzz/fuzz_gguf.c lib/gguf.c lib/dtype.c lib/status.c
 	$(FUZZ_CC) -o build-fuzz/fuzz_safetensors fuzz/fuzz_safetensors.c lib/safetensors.c \
 	    lib/status.c -ljansson
@@ -130,6 +147,8 @@ fuzz: deps
 	    lib/kv_format.c lib/quant.c lib/pool.c lib/quant_model.c lib/turboquant.c lib/gguf_write.c \
 	    lib/model.c lib/tensor.c lib/safetensors.c lib/log.c $(FUZZ_TOK) \
 	    -linih -ljansson -lcsv -lm -lpthread
+	$(FUZZ_CC) -I$(BUILD) -o build-fuzz/fuzz_merge fuzz/fuzz_merge.c $(FUZZ_STORE) \
+	    -lsqlite3 -lcsv -ljansson -lz -lm
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-gguf fuzz/seeds
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-st \
 	    fuzz/seeds-st
@@ -143,6 +162,7 @@ fuzz: deps
 	    -max_len=2048 build-fuzz/corpus-model fuzz/seeds-model
 	QEVAL_DATA=$${QEVAL_DATA:-../shared/data} build-fuzz/fuzz_job -max_total_time=$(FUZZ_SECONDS) \
 	    -max_len=4096 build-fuzz/corpus-job jobs
+	build-fuzz/fuzz_merge -max_total_time=$(FUZZ_SECONDS) -max_len=512 build-fuzz/corpus-merge
 
 # Optional models for extra tests (models/ is git-ignored): tools/models.sh.
 models:

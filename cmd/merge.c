@@ -27,7 +27,8 @@ static void usage(FILE *f)
             "      --shard $SLURM_ARRAY_TASK_ID/$SLURM_ARRAY_TASK_COUNT\n"
             "then: qeval merge --db results/qeval.db results/part-*.db\n\n"
             "exit: 0 ok; 1 a database cannot be read or written (the inputs merged before\n"
-            "it stay merged); 2 usage; 3 an input is not a qeval database.\n");
+            "it stay merged); 2 usage; 3 an input is not a qeval database, or its tables or\n"
+            "rows are not ones this qeval writes (nothing of it is merged).\n");
 }
 
 int qe_cmd_merge(int argc, char **argv)

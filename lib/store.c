@@ -24,9 +24,7 @@
 #include "schemas.h"
 #include "store_internal.h"
 
-#define APP_ID 0x71657661 /* "qeva" */
 #define MAX_TOP_K 4096
-#define MAX_CHUNKS ((int64_t)1 << 31)
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -257,7 +255,7 @@ static qe_status migrate(qe_store *st)
         }
         char sql[96];
         snprintf(sql, sizeof sql, "PRAGMA user_version = %d; PRAGMA application_id = %d", i + 1,
-                 APP_ID);
+                 QE_STORE_APP_ID);
         rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
         if (rc != SQLITE_OK) {
             r = qe_store_fail(st, rc, "recording the schema version");
@@ -285,7 +283,7 @@ static qe_status check_identity(qe_store *st)
         rc = pragma_int(st, "SELECT count(*) FROM sqlite_master", &n_tables);
     if (rc != SQLITE_OK)
         return qe_store_fail(st, rc, "reading the schema");
-    if (app != 0 && app != APP_ID)
+    if (app != 0 && app != QE_STORE_APP_ID)
         return qe_fail(QE_ECORRUPT, "%s: not a qeval database (application_id 0x%08x)", st->path,
                        (unsigned)app);
     if (app == 0 && (ver != 0 || n_tables != 0))
@@ -636,7 +634,7 @@ qe_status qe_store_run_resume(qe_store *st, const char *run_key, qe_store_resume
     size_t cap = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t c = sqlite3_column_int64(s, 0);
-        if (c < 0 || c >= MAX_CHUNKS || (out->n_chunks >= 0 && c >= out->n_chunks)) {
+        if (c < 0 || c >= QE_STORE_MAX_CHUNKS || (out->n_chunks >= 0 && c >= out->n_chunks)) {
             r = qe_fail(QE_ECORRUPT, "%s: run %s: chunk index %" PRId64 " outside the plan of %"
                         PRId64 " chunks", st->path, run_key, c, out->n_chunks);
             break;
@@ -777,7 +775,7 @@ done:
 
 qe_status qe_store_run_plan(qe_store *st, const char *run_key, int64_t n_tokens, int64_t n_chunks)
 {
-    if (n_tokens < 0 || n_chunks < 0 || n_chunks > MAX_CHUNKS)
+    if (n_tokens < 0 || n_chunks < 0 || n_chunks > QE_STORE_MAX_CHUNKS)
         return qe_fail(QE_EINVAL, "run plan: %" PRId64 " tokens, %" PRId64 " chunks: out of "
                        "range", n_tokens, n_chunks);
     qe_status r = qe_store__need_key("run key", run_key);

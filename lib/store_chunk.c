@@ -20,13 +20,12 @@
 
 #define MAX_TOP_K 4096
 #define MAX_VOCAB (1 << 24)
-#define MAX_CHUNKS ((int64_t)1 << 31)
 
 /* ---- chunks ---- */
 
 static qe_status check_chunk(const qe_store_chunk *c)
 {
-    if (c->chunk < 0 || c->chunk >= MAX_CHUNKS)
+    if (c->chunk < 0 || c->chunk >= QE_STORE_MAX_CHUNKS)
         return qe_fail(QE_EINVAL, "chunk %" PRId64 ": index out of range", c->chunk);
     if (c->n_scored < 0 || c->first < 0)
         return qe_fail(QE_EINVAL, "chunk %" PRId64 ": first %d, n_scored %d: expected >= 0",

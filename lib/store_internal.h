@@ -8,6 +8,12 @@
 #include "status.h"
 #include "store.h"
 
+/* The highest chunk index + 1 a run may plan or store (and what a merge
+ * accepts from another database). */
+#define QE_STORE_MAX_CHUNKS ((int64_t)1 << 31)
+/* A magic value in the database header: "qeva". */
+#define QE_STORE_APP_ID 0x71657661
+
 enum qe_store_stmt {
     S_BEGIN, S_COMMIT, S_MODEL, S_DATASET, S_SKIP, S_DSTOK, S_SESSION, S_SESSION_END,
     S_RUN_GET, S_RUN_INSERT, S_RUN_REOPEN, S_RUN_CHUNKS, S_RUN_PLAN, S_RUN_PLAN_GET,

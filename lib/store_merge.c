@@ -12,6 +12,7 @@
  * databases up to a few GB; the copy runs inside SQLite.
  */
 #include <errno.h>
+#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -19,8 +20,6 @@
 
 #include "store.h"
 #include "store_internal.h"
-
-#define APP_ID 0x71657661
 
 /* "file:PATH?mode=ro" with PATH percent-encoded (RFC 3986 unreserved and
  * '/' kept), so '?', '#' and '%' in a file name stay part of the name. */
@@ -42,8 +41,10 @@ static char *ro_uri(const char *path)
     return u;
 }
 
-/* First column of the first row of sql as an integer. */
-static qe_status query_int(qe_store *st, const char *sql, int64_t *out, const char *what)
+/* First column of the first row of sql, a step of merging src_path, as an
+ * integer. */
+static qe_status query_int(qe_store *st, const char *src_path, const char *sql, int64_t *out,
+                           const char *what)
 {
     sqlite3_stmt *s = NULL;
     int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
@@ -52,29 +53,187 @@ static qe_status query_int(qe_store *st, const char *sql, int64_t *out, const ch
         rc = SQLITE_OK;
     }
     sqlite3_finalize(s);
-    return rc == SQLITE_OK ? QE_OK : qe_store_fail(st, rc, what);
+    return rc == SQLITE_OK ? QE_OK
+                           : qe_fail_prefix(qe_store_fail(st, rc, what), "merging %s", src_path);
 }
 
-/* Execute sql; *changes gets the rows it inserted (may be NULL). */
-static qe_status exec_count(qe_store *st, const char *sql, int64_t *changes, const char *what)
+/* Execute sql, a step of merging src_path; *changes gets the rows it
+ * inserted (may be NULL). A constraint that fails (a foreign key, NOT NULL,
+ * CHECK) means the source's rows are not ones qeval writes. */
+static qe_status exec_count(qe_store *st, const char *src_path, const char *sql,
+                            int64_t *changes, const char *what)
 {
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return qe_fail(QE_ECORRUPT, "%s: %s: a row breaks qeval's schema (%s); nothing merged",
+                       src_path, what, sqlite3_errmsg(st->db));
     if (rc != SQLITE_OK)
-        return qe_store_fail(st, rc, what);
+        return qe_fail_prefix(qe_store_fail(st, rc, what), "merging %s", src_path);
     if (changes)
         *changes += sqlite3_changes(st->db);
+    return QE_OK;
+}
+
+/* qeval never writes a NULL key, but the primary key of a table with
+ * rowids takes one unless declared NOT NULL, and a NULL never equals
+ * another: INSERT OR IGNORE would copy such rows on every merge. So a
+ * source holding one is refused (WITHOUT ROWID tables refuse them
+ * themselves). Reads the key columns of the tables with rowids, which
+ * are the small ones (runs, models, prompts; not tokens or logits). */
+static qe_status check_keys(qe_store *dst, const char *src_path)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(
+        dst->db,
+        "SELECT m.name, p.name FROM main.sqlite_master m, pragma_table_info(m.name, 'main') p "
+        "WHERE m.type = 'table' AND p.pk > 0 AND m.sql NOT LIKE '%WITHOUT ROWID%' AND m.name "
+        "NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY m.name, p.pk",
+        -1, &s, NULL);
+    char table[128] = "", col[128] = "";
+    while (!table[0] && rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const char *t = (const char *)sqlite3_column_text(s, 0),
+                   *c = (const char *)sqlite3_column_text(s, 1);
+        char *q = sqlite3_mprintf("SELECT 1 FROM src.\"%w\" WHERE \"%w\" IS NULL LIMIT 1",
+                                  t ? t : "", c ? c : "");
+        sqlite3_stmt *n = NULL;
+        int nrc = q ? sqlite3_prepare_v2(dst->db, q, -1, &n, NULL) : SQLITE_NOMEM;
+        if (nrc == SQLITE_OK)
+            nrc = sqlite3_step(n);
+        if (nrc == SQLITE_ROW) { /* found one: the loop stops */
+            snprintf(table, sizeof table, "%s", t ? t : "");
+            snprintf(col, sizeof col, "%s", c ? c : "");
+        }
+        rc = nrc == SQLITE_ROW || nrc == SQLITE_DONE ? SQLITE_OK : nrc;
+        sqlite3_finalize(n);
+        sqlite3_free(q);
+    }
+    sqlite3_finalize(s);
+    if (table[0])
+        return qe_fail(QE_ECORRUPT, "%s: table %s: a row without its key (%s is NULL)", src_path,
+                       table, col);
+    if (rc != SQLITE_DONE)
+        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's keys"), "merging %s",
+                              src_path);
+    return QE_OK;
+}
+
+/* The storage class qeval writes into a column declared decl (SQLite's
+ * affinity rules), or NULL where it does not say. */
+static const char *written_type(const char *decl)
+{
+    char u[64];
+    size_t i = 0;
+    for (; decl && decl[i] && i + 1 < sizeof u; i++)
+        u[i] = (char)(decl[i] >= 'a' && decl[i] <= 'z' ? decl[i] - 32 : decl[i]);
+    u[i] = '\0';
+    if (strstr(u, "INT"))
+        return "integer";
+    if (strstr(u, "CHAR") || strstr(u, "CLOB") || strstr(u, "TEXT"))
+        return "text";
+    if (strstr(u, "BLOB"))
+        return "blob";
+    if (strstr(u, "REAL") || strstr(u, "FLOA") || strstr(u, "DOUB"))
+        return "real";
+    return NULL;
+}
+
+/* Every value of the source of the storage class its column's declared
+ * type gives what qeval writes (or NULL): SQLite keeps text in an INTEGER
+ * column, and readers take such a value as 0 (a chunk plan of 0, say).
+ * One scan of each table; the first column holding another class is
+ * named. */
+static qe_status check_types(qe_store *dst, const char *src_path)
+{
+    sqlite3_stmt *t = NULL;
+    int rc = sqlite3_prepare_v2(dst->db,
+                                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name "
+                                "NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
+                                -1, &t, NULL);
+    char bad[200] = "";
+    while (!bad[0] && rc == SQLITE_OK && (rc = sqlite3_step(t)) == SQLITE_ROW) {
+        const char *table = (const char *)sqlite3_column_text(t, 0);
+        sqlite3_str *q = sqlite3_str_new(dst->db);
+        sqlite3_str_appendall(q, "SELECT bad FROM (SELECT CASE");
+        sqlite3_stmt *c = NULL;
+        char *info = sqlite3_mprintf("SELECT name, type FROM pragma_table_info(%Q, 'main')", table);
+        rc = info ? sqlite3_prepare_v2(dst->db, info, -1, &c, NULL) : SQLITE_NOMEM;
+        int n = 0;
+        while (c && (rc = sqlite3_step(c)) == SQLITE_ROW) {
+            const char *col = (const char *)sqlite3_column_text(c, 0);
+            const char *want = written_type((const char *)sqlite3_column_text(c, 1));
+            if (want && col && ++n)
+                sqlite3_str_appendf(q, " WHEN typeof(\"%w\") NOT IN ('null', '%s') THEN %Q", col,
+                                    want, col);
+        }
+        rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_finalize(c);
+        sqlite3_free(info);
+        sqlite3_str_appendf(q, " END AS bad FROM src.\"%w\") WHERE bad IS NOT NULL LIMIT 1",
+                            table);
+        char *sql = sqlite3_str_finish(q);
+        sqlite3_stmt *b = NULL;
+        if (rc == SQLITE_OK && n)
+            rc = sql ? sqlite3_prepare_v2(dst->db, sql, -1, &b, NULL) : SQLITE_NOMEM;
+        if (rc == SQLITE_OK && n && (rc = sqlite3_step(b)) == SQLITE_ROW)
+            snprintf(bad, sizeof bad, "table %s, column %s", table,
+                     (const char *)sqlite3_column_text(b, 0));
+        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
+        sqlite3_finalize(b);
+        sqlite3_free(sql);
+    }
+    sqlite3_finalize(t);
+    if (bad[0])
+        return qe_fail(QE_ECORRUPT, "%s: %s: a value of a type qeval does not write there",
+                       src_path, bad);
+    if (rc != SQLITE_DONE)
+        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's values"), "merging %s",
+                              src_path);
+    return QE_OK;
+}
+
+/* Every chunk inside its run's plan (the destination's where it has the
+ * run, else the source's): a resumed job refuses a run holding one past
+ * it, so merging it in would break the destination's run. */
+static qe_status check_plans(qe_store *dst, const char *src_path)
+{
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(
+        dst->db,
+        "SELECT c.run_key, c.chunk, coalesce(d.n_chunks, r.n_chunks, ?1) FROM src.chunks c "
+        "LEFT JOIN src.runs r ON r.run_key = c.run_key LEFT JOIN main.runs d ON "
+        "d.run_key = c.run_key WHERE c.chunk < 0 OR c.chunk >= min(coalesce(d.n_chunks, "
+        "r.n_chunks, ?1), ?1) LIMIT 1",
+        -1, &s, NULL);
+    if (rc == SQLITE_OK)
+        sqlite3_bind_int64(s, 1, QE_STORE_MAX_CHUNKS);
+    char run[80] = "";
+    int64_t chunk = 0, plan = 0;
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *k = sqlite3_column_text(s, 0);
+        qe_printable(k ? (const char *)k : "", k ? strlen((const char *)k) : 0, run, sizeof run);
+        chunk = sqlite3_column_int64(s, 1);
+        plan = sqlite3_column_int64(s, 2);
+    }
+    sqlite3_finalize(s);
+    if (rc == SQLITE_ROW)
+        return qe_fail(QE_ECORRUPT, "%s: run %s: chunk %" PRId64 " outside its plan of %" PRId64
+                       " chunks", src_path, run, chunk, plan);
+    if (rc != SQLITE_DONE)
+        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's chunks"), "merging %s",
+                              src_path);
     return QE_OK;
 }
 
 static qe_status check_source(qe_store *dst, const char *src_path)
 {
     int64_t app = 0, ver = 0;
-    qe_status r = query_int(dst, "PRAGMA src.application_id", &app, "reading the source");
+    qe_status r =
+        query_int(dst, src_path, "PRAGMA src.application_id", &app, "reading the source");
     if (r == QE_OK)
-        r = query_int(dst, "PRAGMA src.user_version", &ver, "reading the source");
+        r = query_int(dst, src_path, "PRAGMA src.user_version", &ver, "reading the source");
     if (r != QE_OK)
-        return qe_fail_prefix(r, "merging %s", src_path);
-    if (app != APP_ID)
+        return r;
+    if (app != QE_STORE_APP_ID)
         return qe_fail(QE_ECORRUPT, "%s: not a qeval database (application_id 0x%08llx)",
                        src_path, (unsigned long long)app);
     if (ver > dst->version)
@@ -84,7 +243,34 @@ static qe_status check_source(qe_store *dst, const char *src_path)
         return qe_fail(QE_EUNSUPPORTED, "%s: schema version %lld, the destination has %d: "
                        "upgrade the older one first ('qeval merge --db FILE' with no input)",
                        src_path, (long long)ver, dst->version);
-    return QE_OK;
+    /* The copy is SELECT * table by table, so each of the destination's
+       tables must be in the source as the same migrations created it: a
+       column renamed, moved or added by hand, or a view in a table's
+       place, would put values under other columns' names. */
+    sqlite3_stmt *s = NULL;
+    int rc = sqlite3_prepare_v2(
+        dst->db,
+        "SELECT m.name FROM main.sqlite_master m WHERE m.type = 'table' AND m.name NOT LIKE "
+        "'sqlite!_%' ESCAPE '!' AND NOT EXISTS (SELECT 1 FROM src.sqlite_master s WHERE "
+        "s.type = 'table' AND s.name = m.name AND s.sql IS m.sql) ORDER BY m.name LIMIT 1",
+        -1, &s, NULL);
+    char bad[128] = "";
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        snprintf(bad, sizeof bad, "%s", t ? (const char *)t : "?");
+        rc = SQLITE_DONE;
+    }
+    sqlite3_finalize(s);
+    if (rc != SQLITE_DONE)
+        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's schema"), "merging %s",
+                              src_path);
+    if (bad[0])
+        return qe_fail(QE_ECORRUPT, "%s: table %s is not the one schema version %lld defines "
+                       "(changed by hand?)", src_path, bad, (long long)ver);
+    r = check_types(dst, src_path);
+    if (r == QE_OK)
+        r = check_keys(dst, src_path);
+    return r != QE_OK ? r : check_plans(dst, src_path);
 }
 
 qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_stats *stats)
@@ -142,17 +328,17 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
         {"INSERT OR IGNORE INTO main.sessions SELECT * FROM src.sessions", &stats->sessions},
     };
     for (size_t i = 0; r == QE_OK && i < sizeof plain / sizeof plain[0]; i++)
-        r = exec_count(dst, plain[i].sql, plain[i].count, "merging");
+        r = exec_count(dst, src_path, plain[i].sql, plain[i].count, "merging");
     if (r != QE_OK)
         goto done;
 
     /* Runs in both: keep the earliest start, the latest end, any plan. */
-    r = query_int(dst, "SELECT count(*) FROM src.runs s WHERE NOT EXISTS "
+    r = query_int(dst, src_path, "SELECT count(*) FROM src.runs s WHERE NOT EXISTS "
                        "(SELECT 1 FROM main.runs d WHERE d.run_key = s.run_key)",
                   &stats->runs, "merging runs");
     if (r == QE_OK)
         r = exec_count(
-            dst,
+            dst, src_path,
             "INSERT INTO main.runs SELECT * FROM src.runs WHERE true "
             "ON CONFLICT (run_key) DO UPDATE SET "
             "n_tokens = coalesce(runs.n_tokens, excluded.n_tokens), "
@@ -169,7 +355,7 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
 
     /* Chunks: new ones come with their tokens and logits; a chunk in both
      * keeps the destination's rows (a conflict when the sums differ). */
-    r = query_int(dst, "SELECT count(*) FROM src.chunks s JOIN main.chunks d "
+    r = query_int(dst, src_path, "SELECT count(*) FROM src.chunks s JOIN main.chunks d "
                        "ON d.run_key = s.run_key AND d.chunk = s.chunk "
                        "WHERE s.nll_sum IS NOT d.nll_sum OR s.n_scored != d.n_scored",
                   &stats->conflicts, "merging chunks");
@@ -199,16 +385,17 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
          NULL},
     };
     for (size_t i = 0; r == QE_OK && i < sizeof chunked / sizeof chunked[0]; i++)
-        r = exec_count(dst, chunked[i].sql, chunked[i].count, "merging");
+        r = exec_count(dst, src_path, chunked[i].sql, chunked[i].count, "merging");
 
     /* Speed measurements (schemas/004_bench.sql): bench_key is the SHA-256
      * of the row's content, so a row in both is the same measurement; a
      * row's kernel times come after it (they reference it). */
     if (r == QE_OK)
-        r = exec_count(dst, "INSERT OR IGNORE INTO main.bench SELECT * FROM src.bench",
+        r = exec_count(dst, src_path, "INSERT OR IGNORE INTO main.bench SELECT * FROM src.bench",
                        &stats->bench, "merging bench rows");
     if (r == QE_OK)
-        r = exec_count(dst, "INSERT OR IGNORE INTO main.bench_kernels SELECT * FROM src.bench_kernels",
+        r = exec_count(dst, src_path,
+                       "INSERT OR IGNORE INTO main.bench_kernels SELECT * FROM src.bench_kernels",
                        NULL, "merging bench rows");
 
     /* Generation runs (schemas/005_generate.sql): a prompt row is written
@@ -233,9 +420,9 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
     int64_t *gen_count[] = {&stats->gen_runs, NULL, NULL, NULL, &stats->gen_prompts, NULL, NULL,
                             NULL, NULL};
     for (size_t i = 0; r == QE_OK && i < sizeof gen_sql / sizeof gen_sql[0]; i++)
-        r = exec_count(dst, gen_sql[i], gen_count[i], "merging generations");
-    if (r == QE_OK)
-        r = qe_store__commit(dst, "merging");
+        r = exec_count(dst, src_path, gen_sql[i], gen_count[i], "merging generations");
+    if (r == QE_OK && (r = qe_store__commit(dst, "merging")) != QE_OK)
+        r = qe_fail_prefix(r, "merging %s", src_path);
     if (r == QE_OK)
         in_tx = 0;
 done:

@@ -729,6 +729,92 @@ START_TEST(test_merge_conflicts_and_errors)
 }
 END_TEST
 
+/* Run sql on the database file at path, foreign keys and CHECK
+ * constraints off, as any tool editing it by hand may have them. */
+static void edit_db(const char *path, const char *sql)
+{
+    sqlite3 *db;
+    ck_assert_int_eq(sqlite3_open(path, &db), SQLITE_OK);
+    ck_assert_int_eq(sqlite3_exec(db, "PRAGMA ignore_check_constraints = 1", NULL, NULL, NULL),
+                     SQLITE_OK);
+    ck_assert_msg(sqlite3_exec(db, sql, NULL, NULL, NULL) == SQLITE_OK, "%s: %s", sql,
+                  sqlite3_errmsg(db));
+    sqlite3_close(db);
+}
+
+/* A source with qeval's application id and version but tables or rows
+ * qeval does not write is refused as a whole: exit 3's status, a message
+ * naming the source, the destination as it was. */
+START_TEST(test_merge_hand_edited)
+{
+    char sa[65], sb[65], run[65];
+    char pa[4200], pb[4200], pc[4200];
+    snprintf(pa, sizeof pa, "%s/a.db", tmp);
+    qe_store *a = make_store(pa, sa, run);
+    sqlite3 *db = qe_store_sqlite(a);
+    struct chunk_data cd;
+    static const char *const edits[] = {
+        /* two columns' names swapped: SELECT * would put n_top1 under n_scored */
+        "ALTER TABLE chunks RENAME COLUMN n_scored TO x; "
+        "ALTER TABLE chunks RENAME COLUMN n_top1 TO n_scored; "
+        "ALTER TABLE chunks RENAME COLUMN x TO n_top1",
+        /* a column added */
+        "ALTER TABLE timings ADD COLUMN note TEXT",
+        /* a view in a table's place */
+        "ALTER TABLE kld RENAME TO kld_old; CREATE VIEW kld AS SELECT * FROM kld_old",
+        /* a table gone */
+        "DROP TABLE gen_steps",
+        /* rows: a run whose session is not there (the destination has another) */
+        "DELETE FROM sessions",
+        /* a value its CHECK forbids, in a table copied by plain INSERT */
+        "UPDATE runs SET n_ctx = 0",
+        /* a NULL key (a rowid table's TEXT primary key takes one), which would
+           never conflict and so be copied again by every merge */
+        "UPDATE sessions SET session_key = NULL",
+        /* text where qeval writes integers: a reader would take it as 0 */
+        "UPDATE runs SET n_chunks = 'four'",
+        /* a chunk past its run's plan, which a resumed job refuses */
+        "UPDATE chunks SET chunk = 7",
+    };
+    static const char *const says[] = {"table chunks is not the one schema version",
+                                       "table timings is not", "table kld is not",
+                                       "table gen_steps is not", "a row breaks qeval's schema",
+                                       "a row breaks qeval's schema",
+                                       "table sessions: a row without its key",
+                                       "table runs, column n_chunks: a value of a type",
+                                       "chunk 7 outside its plan of 4 chunks"};
+    for (size_t i = 0; i < sizeof edits / sizeof edits[0]; i++) {
+        snprintf(pb, sizeof pb, "%s/b%zu.db", tmp, i);
+        qe_store *b = make_store(pb, sb, run);
+        qe_store_run_config c = base_config();
+        c.kv_k = c.kv_v = "q8_0"; /* a run a lacks, so that its row is copied */
+        qe_store_resume r;
+        ck_assert_int_eq(qe_store_run_begin(b, &c, run, sb, &r), QE_OK);
+        ck_assert_int_eq(qe_store_run_plan(b, r.run_key, 600, 4), QE_OK);
+        fill_chunk(&cd, 0, 30, 8);
+        ck_assert_int_eq(qe_store_put_chunk(b, r.run_key, sb, &cd.c, NULL), QE_OK);
+        qe_store_resume_free(&r);
+        qe_store_close(b);
+        /* the untouched copy merges */
+        snprintf(pc, sizeof pc, "%s/c%zu.db", tmp, i);
+        qe_store *c2 = make_store(pc, sb, run);
+        qe_store_close(c2);
+        edit_db(pb, edits[i]);
+        const long long runs = q_int(db, "SELECT count(*) FROM runs"),
+                        sessions = q_int(db, "SELECT count(*) FROM sessions");
+        qe_store_merge_stats ms;
+        ck_assert_msg(qe_store_merge(a, pb, &ms) == QE_ECORRUPT, "edit %zu merged", i);
+        ck_assert_msg(strstr(qe_errmsg(), says[i]) && strncmp(qe_errmsg(), pb, strlen(pb)) == 0,
+                      "edit %zu: %s", i, qe_errmsg());
+        ck_assert_int_eq(q_int(db, "SELECT count(*) FROM runs"), runs);
+        ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sessions"), sessions);
+        ck_assert_int_eq(qe_store_merge(a, pc, &ms), QE_OK);
+    }
+    qe_store_close(a);
+    ck_assert(integrity_ok(pa));
+}
+END_TEST
+
 /* n bench rows through lib/bench's writer (keys from content), each a
  * different pp size; the first carries two per-kernel times. `tag` names
  * the model, so two databases' rows differ. */
@@ -1011,6 +1097,7 @@ Suite *store_suite(void)
     tcase_add_test(tc, test_logits);
     tcase_add_test(tc, test_merge_union);
     tcase_add_test(tc, test_merge_conflicts_and_errors);
+    tcase_add_test(tc, test_merge_hand_edited);
     tcase_add_test(tc, test_merge_bench);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");

@@ -157,6 +157,11 @@ expect_exit "merging again" 0 "$QEVAL" merge --db "$S/m.db" "$S/b.db"
 expect_match "merging again adds nothing" "$OUT" "\\+0 runs, \\+0 chunks, \\+0 tokens"
 expect_exit "merging a non-database exits 3" 3 "$QEVAL" merge --db "$S/m.db" "$S/text.db"
 expect_exit "merging a missing file exits 1" 1 "$QEVAL" merge --db "$S/m.db" "$S/missing.db"
+# a copy whose columns were swapped by hand: merge copies SELECT *, so it refuses it whole
+cp "$S/b.db" "$S/edited.db"
+sqlite3 "$S/edited.db" "ALTER TABLE chunks RENAME COLUMN n_top1 TO x; ALTER TABLE chunks RENAME COLUMN n_scored TO n_top1; ALTER TABLE chunks RENAME COLUMN x TO n_scored"
+expect_exit "merging a database edited by hand exits 3" 3 "$QEVAL" merge --db "$S/m.db" "$S/edited.db"
+expect_match "the edited table is named" "$ERR" "edited.db: table chunks is not the one schema version [0-9]+ defines"
 if [ "$(sqlite3 "$S/m.db" 'PRAGMA integrity_check')" = ok ]; then ok "the merged database is intact"; else
     not_ok "the merged database is intact"; fi
 
