@@ -5,7 +5,9 @@
 # (bench/cl_regs.c) run through the CUDA driver (bench/ptx_run.c), each
 # launch's median and ncu's throughput, occupancy and warp-stall sections;
 # the whole reports in $OUT/ncu-NAME.log. Knobs: WT (2 q8_0, 3 q4_0),
-# LAUNCHES (NAME:NB,U:GROUPS:XOP:N:K:WEIGHTS entries, default below).
+# LAUNCHES (NAME:NB,U:GROUPS:XOP:N:K:WEIGHTS entries, default below),
+# NCU_SECTIONS (ncu's options instead of the sections below, e.g.
+# "--set full --section WarpStateStats --section SourceCounters").
 #   bash bench/gpu_ncu.sh
 set -u
 OUT=${OUT:-/tmp/qeval-gpu}
@@ -45,10 +47,11 @@ for c in ${LAUNCHES:-gateup:2,4:528:1:16384:2048:2 down:2,8:0:2:2048:8192:1 wo:2
     ! grep -q envreg /tmp/k.ptx || { echo "$name: $(grep -m1 envreg /tmp/k.ptx): unknown"; continue; }
     export MS_NB=$nb MS_GROUPS=$groups XOP=$xop
     step "run-$name" 60 /tmp/ptx_run /tmp/k.ptx skinny $WT 1 $n $k $nw 50 && cat "$OUT/run-$name.log"
-    step "ncu-$name" 180 ncu --clock-control none --section SpeedOfLight --section Occupancy \
-        --section LaunchStats --section WarpStateStats --section MemoryWorkloadAnalysis \
-        --section SchedulerStats -k mma_skinny -s 5 -c 1 /tmp/ptx_run /tmp/k.ptx skinny $WT 1 \
-        $n $k $nw 10 || continue
+    # shellcheck disable=SC2086
+    step "ncu-$name" 180 ncu --clock-control none ${NCU_SECTIONS:---section SpeedOfLight \
+        --section Occupancy --section LaunchStats --section WarpStateStats \
+        --section MemoryWorkloadAnalysis --section SchedulerStats} -k mma_skinny -s 5 -c 1 \
+        /tmp/ptx_run /tmp/k.ptx skinny $WT 1 $n $k $nw 10 || continue
     grep -E "Duration|DRAM Throughput|Memory Throughput|L2 Hit|Achieved Occupancy|Theoretical Occupancy|Registers Per|Block Limit|Issue Slots Busy|No Eligible|Warp Cycles Per Issued|Stall" \
         "$OUT/ncu-$name.log" | head -24
 done

@@ -320,9 +320,12 @@ static void read_back(void)
         CHECK(qe_report_export(st, (qe_export_what)w, devnull) == QE_OK);
     sqlite3 *db = qe_store_sqlite(st);
     sqlite3_stmt *s;
-    /* stored logits decode or are refused as corrupt */
-    CHECK(sqlite3_prepare_v2(db, "SELECT run_key, chunk, pos FROM logits LIMIT 40", -1, &s,
-                             NULL) == SQLITE_OK);
+    /* stored logits decode or are refused as corrupt (where a reader can
+       ask for them: positions are ints) */
+    CHECK(sqlite3_prepare_v2(db,
+                             "SELECT run_key, chunk, pos FROM logits WHERE pos BETWEEN 0 AND "
+                             "2147483647 LIMIT 40",
+                             -1, &s, NULL) == SQLITE_OK);
     while (sqlite3_step(s) == SQLITE_ROW) {
         float *v = NULL;
         int nv = 0;

@@ -74,49 +74,6 @@ static qe_status exec_count(qe_store *st, const char *src_path, const char *sql,
     return QE_OK;
 }
 
-/* qeval never writes a NULL key, but the primary key of a table with
- * rowids takes one unless declared NOT NULL, and a NULL never equals
- * another: INSERT OR IGNORE would copy such rows on every merge. So a
- * source holding one is refused (WITHOUT ROWID tables refuse them
- * themselves). Reads the key columns of the tables with rowids, which
- * are the small ones (runs, models, prompts; not tokens or logits). */
-static qe_status check_keys(qe_store *dst, const char *src_path)
-{
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(
-        dst->db,
-        "SELECT m.name, p.name FROM main.sqlite_master m, pragma_table_info(m.name, 'main') p "
-        "WHERE m.type = 'table' AND p.pk > 0 AND m.sql NOT LIKE '%WITHOUT ROWID%' AND m.name "
-        "NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY m.name, p.pk",
-        -1, &s, NULL);
-    char table[128] = "", col[128] = "";
-    while (!table[0] && rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const char *t = (const char *)sqlite3_column_text(s, 0),
-                   *c = (const char *)sqlite3_column_text(s, 1);
-        char *q = sqlite3_mprintf("SELECT 1 FROM src.\"%w\" WHERE \"%w\" IS NULL LIMIT 1",
-                                  t ? t : "", c ? c : "");
-        sqlite3_stmt *n = NULL;
-        int nrc = q ? sqlite3_prepare_v2(dst->db, q, -1, &n, NULL) : SQLITE_NOMEM;
-        if (nrc == SQLITE_OK)
-            nrc = sqlite3_step(n);
-        if (nrc == SQLITE_ROW) { /* found one: the loop stops */
-            snprintf(table, sizeof table, "%s", t ? t : "");
-            snprintf(col, sizeof col, "%s", c ? c : "");
-        }
-        rc = nrc == SQLITE_ROW || nrc == SQLITE_DONE ? SQLITE_OK : nrc;
-        sqlite3_finalize(n);
-        sqlite3_free(q);
-    }
-    sqlite3_finalize(s);
-    if (table[0])
-        return qe_fail(QE_ECORRUPT, "%s: table %s: a row without its key (%s is NULL)", src_path,
-                       table, col);
-    if (rc != SQLITE_DONE)
-        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's keys"), "merging %s",
-                              src_path);
-    return QE_OK;
-}
-
 /* The storage class qeval writes into a column declared decl (SQLite's
  * affinity rules), or NULL where it does not say. */
 static const char *written_type(const char *decl)
@@ -138,32 +95,44 @@ static const char *written_type(const char *decl)
 }
 
 /* Every value of the source of the storage class its column's declared
- * type gives what qeval writes (or NULL): SQLite keeps text in an INTEGER
+ * type gives what qeval writes, or NULL: SQLite keeps text in an INTEGER
  * column, and readers take such a value as 0 (a chunk plan of 0, say).
- * One scan of each table; the first column holding another class is
+ * And no NULL key: the primary key of a table with rowids takes one unless
+ * declared NOT NULL, and a NULL never equals another, so INSERT OR IGNORE
+ * would copy such a row on every merge (WITHOUT ROWID tables refuse them
+ * themselves). One scan of each table; the first column at fault is
  * named. */
-static qe_status check_types(qe_store *dst, const char *src_path)
+static qe_status check_values(qe_store *dst, const char *src_path)
 {
     sqlite3_stmt *t = NULL;
-    int rc = sqlite3_prepare_v2(dst->db,
-                                "SELECT name FROM main.sqlite_master WHERE type = 'table' AND name "
-                                "NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
-                                -1, &t, NULL);
-    char bad[200] = "";
+    int rc = sqlite3_prepare_v2(
+        dst->db,
+        "SELECT name, sql NOT LIKE '%WITHOUT ROWID%' FROM main.sqlite_master WHERE type = "
+        "'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
+        -1, &t, NULL);
+    char table[128] = "", bad[128] = "";
     while (!bad[0] && rc == SQLITE_OK && (rc = sqlite3_step(t)) == SQLITE_ROW) {
-        const char *table = (const char *)sqlite3_column_text(t, 0);
+        const char *name = (const char *)sqlite3_column_text(t, 0);
+        const int rowids = sqlite3_column_int(t, 1);
+        snprintf(table, sizeof table, "%s", name ? name : "");
+        /* 'k' + column: a NULL key; 't' + column: another storage class */
         sqlite3_str *q = sqlite3_str_new(dst->db);
         sqlite3_str_appendall(q, "SELECT bad FROM (SELECT CASE");
         sqlite3_stmt *c = NULL;
-        char *info = sqlite3_mprintf("SELECT name, type FROM pragma_table_info(%Q, 'main')", table);
+        char *info = sqlite3_mprintf("SELECT name, type, pk FROM pragma_table_info(%Q, 'main')",
+                                     table);
         rc = info ? sqlite3_prepare_v2(dst->db, info, -1, &c, NULL) : SQLITE_NOMEM;
         int n = 0;
         while (c && (rc = sqlite3_step(c)) == SQLITE_ROW) {
             const char *col = (const char *)sqlite3_column_text(c, 0);
             const char *want = written_type((const char *)sqlite3_column_text(c, 1));
-            if (want && col && ++n)
-                sqlite3_str_appendf(q, " WHEN typeof(\"%w\") NOT IN ('null', '%s') THEN %Q", col,
-                                    want, col);
+            if (!col)
+                continue;
+            if (rowids && sqlite3_column_int(c, 2) > 0 && ++n)
+                sqlite3_str_appendf(q, " WHEN \"%w\" IS NULL THEN 'k' || %Q", col, col);
+            if (want && ++n)
+                sqlite3_str_appendf(q, " WHEN typeof(\"%w\") NOT IN ('null', '%s') THEN 't' || %Q",
+                                    col, want, col);
         }
         rc = rc == SQLITE_DONE ? SQLITE_OK : rc;
         sqlite3_finalize(c);
@@ -175,16 +144,18 @@ static qe_status check_types(qe_store *dst, const char *src_path)
         if (rc == SQLITE_OK && n)
             rc = sql ? sqlite3_prepare_v2(dst->db, sql, -1, &b, NULL) : SQLITE_NOMEM;
         if (rc == SQLITE_OK && n && (rc = sqlite3_step(b)) == SQLITE_ROW)
-            snprintf(bad, sizeof bad, "table %s, column %s", table,
-                     (const char *)sqlite3_column_text(b, 0));
+            snprintf(bad, sizeof bad, "%s", (const char *)sqlite3_column_text(b, 0));
         rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
         sqlite3_finalize(b);
         sqlite3_free(sql);
     }
     sqlite3_finalize(t);
+    if (bad[0] == 'k')
+        return qe_fail(QE_ECORRUPT, "%s: table %s: a row without its key (%s is NULL)", src_path,
+                       table, bad + 1);
     if (bad[0])
-        return qe_fail(QE_ECORRUPT, "%s: %s: a value of a type qeval does not write there",
-                       src_path, bad);
+        return qe_fail(QE_ECORRUPT, "%s: table %s, column %s: a value of a type qeval does not "
+                       "write there", src_path, table, bad + 1);
     if (rc != SQLITE_DONE)
         return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's values"), "merging %s",
                               src_path);
@@ -267,9 +238,7 @@ static qe_status check_source(qe_store *dst, const char *src_path)
     if (bad[0])
         return qe_fail(QE_ECORRUPT, "%s: table %s is not the one schema version %lld defines "
                        "(changed by hand?)", src_path, bad, (long long)ver);
-    r = check_types(dst, src_path);
-    if (r == QE_OK)
-        r = check_keys(dst, src_path);
+    r = check_values(dst, src_path);
     return r != QE_OK ? r : check_plans(dst, src_path);
 }
 
