@@ -634,6 +634,14 @@ qe_status qe_store_run_resume(qe_store *st, const char *run_key, qe_store_resume
     size_t cap = 0;
     while ((rc = sqlite3_step(s)) == SQLITE_ROW) {
         int64_t c = sqlite3_column_int64(s, 0);
+        /* an index stored as text or a real (a file edited by hand) reads
+           as a number here but is another key to SQLite: 1 and '1' would
+           both count */
+        if (sqlite3_column_type(s, 0) != SQLITE_INTEGER) {
+            r = qe_fail(QE_ECORRUPT, "%s: run %s: a chunk index that is not an integer",
+                        st->path, run_key);
+            break;
+        }
         if (c < 0 || c >= QE_STORE_MAX_CHUNKS || (out->n_chunks >= 0 && c >= out->n_chunks)) {
             r = qe_fail(QE_ECORRUPT, "%s: run %s: chunk index %" PRId64 " outside the plan of %"
                         PRId64 " chunks", st->path, run_key, c, out->n_chunks);

@@ -271,8 +271,14 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE) {
-        int bad = (rc & 0xff) == SQLITE_NOTADB || (rc & 0xff) == SQLITE_CORRUPT;
-        r = qe_fail(bad ? QE_ECORRUPT : QE_EIO, "%s: cannot attach: %s", src_path,
+        /* the file was there (stat above): unless reading it failed, its
+           bytes are what SQLite refused ("unsupported file format" from a
+           header it does not know is SQLITE_ERROR) */
+        const int e = rc & 0xff;
+        const int io = e == SQLITE_IOERR || e == SQLITE_CANTOPEN || e == SQLITE_PERM ||
+                       e == SQLITE_BUSY || e == SQLITE_LOCKED || e == SQLITE_FULL;
+        r = qe_fail(e == SQLITE_NOMEM ? QE_ENOMEM : io ? QE_EIO : QE_ECORRUPT,
+                    "%s: cannot attach: %s", src_path,
                     sqlite3_errmsg(dst->db));
         goto done;
     }

@@ -419,6 +419,18 @@ START_TEST(test_resume_and_idempotent_chunks)
     snprintf(sql, sizeof sql, "SELECT status = 'partial' AND ended_at IS NOT NULL FROM runs WHERE run_key = '%s'", run);
     ck_assert_int_eq(q_int(db, sql), 1);
     ck_assert_int_eq(qe_store_run_end(st, run, "finished"), QE_EINVAL);
+    /* a chunk index stored as a real (an edited file) is another key to
+       SQLite beside the integer it reads as: resume refuses it rather than
+       count chunk 3 twice */
+    snprintf(sql, sizeof sql,
+             "INSERT INTO chunks SELECT run_key, 3.5, first_pos, n_scored, nll_sum, nll2_sum, "
+             "n_top1, seconds, session_key, written_at FROM chunks WHERE chunk = 3");
+    ck_assert_int_eq(sqlite3_exec(db, sql, NULL, NULL, NULL), SQLITE_OK);
+    ck_assert_int_eq(q_int(db, "SELECT count(*) FROM chunks"), 4);
+    ck_assert_int_eq(qe_store_run_resume(st, run, &r), QE_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "a chunk index that is not an integer"));
+    ck_assert_int_eq(sqlite3_exec(db, "DELETE FROM chunks WHERE typeof(chunk) = 'real'", NULL,
+                                  NULL, NULL), SQLITE_OK);
     qe_store_close(st);
     ck_assert(integrity_ok(dbpath));
 }
@@ -810,6 +822,16 @@ START_TEST(test_merge_hand_edited)
         ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sessions"), sessions);
         ck_assert_int_eq(qe_store_merge(a, pc, &ms), QE_OK);
     }
+    /* a header SQLite does not read (the read format version, byte 19): an
+       input at fault, not a failure to read it (exit 3, not 1) */
+    FILE *f = fopen(pc, "r+b");
+    ck_assert_ptr_nonnull(f);
+    ck_assert_int_eq(fseek(f, 19, SEEK_SET), 0);
+    ck_assert_int_ne(fputc(9, f), EOF);
+    ck_assert_int_eq(fclose(f), 0);
+    qe_store_merge_stats ms;
+    ck_assert_int_eq(qe_store_merge(a, pc, &ms), QE_ECORRUPT);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "cannot attach"));
     qe_store_close(a);
     ck_assert(integrity_ok(pa));
 }
