@@ -82,6 +82,8 @@ $(TESTBIN): $(TEST_OBJ) $(LIB)
 test: $(TESTBIN) $(BIN)
 	QEVAL_BUILD=$(BUILD) $(TESTBIN)
 	QEVAL=$(BIN) QEVAL_BUILD=$(BUILD) bash tests/e2e.sh
+	bash tests/kernels_nvptx.sh > $(BUILD)/kernels_nvptx.log || { tail -30 $(BUILD)/kernels_nvptx.log; exit 1; }
+	@tail -1 $(BUILD)/kernels_nvptx.log
 
 check: deps
 	$(MAKE) test

@@ -1,0 +1,106 @@
+#!/usr/bin/env bash
+# The NVIDIA-only kernel builds through clang's OpenCL front end (make test).
+#
+# kernels/mma.cl and kernels/attn_mma.cl issue tensor-core instructions as
+# inline PTX, so the engine builds them only where the capability probe
+# finds mma.sync (NVIDIA's OpenCL): PoCL, hence CI, never compiles them, and
+# a slip in them used to show only on the GPU machine, at the cost of a
+# device session. Here every build the engine makes of them (lib/engine.c:
+# need_wfmt's mma_tile / mma_tile_pair / mma_tile_glu, mma_skinny's
+# shapes and X reads, mma_wide's splits, build_common's attn_mma; their
+# default shapes, the QEVAL_MMA_* shapes a sweep may pick, each weight
+# format) goes through `clang -target nvptx64-nvidia-nvcl -fsyntax-only
+# -Werror`: syntax, types, the #error guards between options, and the
+# operand constraints of the inline asm. The PTX text inside the asm is
+# NVIDIA's compiler's to check. tests/kernels_nvptx.h declares the half
+# loads and stores clang's header leaves out for this target.
+set -u
+cd "$(dirname "$0")/.."
+CLANG=${CLANG:-clang}
+T=$(mktemp -d "${TMPDIR:-/tmp}/qeval-kernels-XXXXXX")
+trap 'rm -rf "$T"' EXIT
+pass=0
+fail=0
+
+# The sources of each program, in the engine's order (engine.c mma_srcs;
+# the attn_mma program's asrcs).
+(cd kernels && cat weights.cl ptx.cl xh.cl rms.cl act.cl qkv.cl mma.cl) >"$T/mma.cl" || exit 1
+(cd kernels && cat kvfmt.cl ptx.cl attn_mma.cl tqrot.cl) >"$T/attn.cl" || exit 1
+
+# build NAME FILE OPTIONS: one program through the front end.
+build() {
+    if "$CLANG" -x cl -cl-std=CL1.2 -target nvptx64-nvidia-nvcl -Xclang -finclude-default-header \
+        -include tests/kernels_nvptx.h -fsyntax-only -Werror $3 "$2" >"$T/log" 2>&1; then
+        pass=$((pass + 1))
+        echo "ok - nvptx front end: $1"
+    else
+        fail=$((fail + 1))
+        echo "not ok - nvptx front end: $1 ($3)"
+        head -20 "$T/log" | sed 's/^/#   /'
+    fi
+}
+
+# weight formats (engine_internal.h engine_wfmt) and the X order mma_tile
+# wants for each (xh_order: 0 as it is, 1 Q4_0's, 2 Q8_0's)
+for wt in 0 1 2 3; do
+    xo=0
+    [ $wt = 3 ] && xo=1
+    [ $wt = 2 ] && xo=2
+    base="-DQE_WT=$wt -DQE_NW=256"
+    # mma_tile: the default shape (128 rows, 3 stages, 32 outputs a warp)
+    # in both work-group orders and its three variants, and the other
+    # shapes QEVAL_MMA_TILE allows at their extremes
+    for gm in 0 16; do
+        for v in "" "-DMT_PAIR=1" "-DMT_GLU=1"; do
+            build "mma_tile wt $wt gm $gm $v" "$T/mma.cl" \
+                "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm $v"
+        done
+    done
+    for sh in "64 2 64" "128 4 64" "64 4 32"; do
+        read -r bm s wn <<<"$sh"
+        build "mma_tile wt $wt $bm x $wn, $s stages" "$T/mma.cl" \
+            "$base -DMT_BM=$bm -DMT_S=$s -DMT_WN=$wn -DMT_XO=$xo -DMT_GM=0"
+    done
+    # mma_skinny: the default shape and the few-blocks ones (NB, U), each X
+    # read (as it is with a branch, MS_XFREE, and for Q8_0 / Q4_0 the
+    # one-row MS_X1 build), aligned rows or not, and a multi-tile shape
+    for sh in "1 2 4" "1 2 8" "1 1 8" "2 4 2"; do
+        read -r mt nb u <<<"$sh"
+        build "mma_skinny wt $wt $mt/$nb/$u" "$T/mma.cl" "$base -DMS_MT=$mt -DMS_NB=$nb -DMS_U=$u"
+        build "mma_skinny wt $wt $mt/$nb/$u aligned" "$T/mma.cl" \
+            "$base -DMS_MT=$mt -DMS_NB=$nb -DMS_U=$u -DMS_XAL"
+        build "mma_skinny wt $wt $mt/$nb/$u xfree" "$T/mma.cl" \
+            "$base -DMS_MT=$mt -DMS_NB=$nb -DMS_U=$u -DMS_XAL -DMS_XFREE"
+        if [ "$mt" = 1 ] && { [ $wt = 2 ] || [ $wt = 3 ]; }; then
+            build "mma_skinny wt $wt $mt/$nb/$u one row" "$T/mma.cl" \
+                "$base -DMS_MT=$mt -DMS_NB=$nb -DMS_U=$u -DMS_XAL -DMS_X1=8192"
+        fi
+    done
+    # mma_wide: both splits, aligned or not, and a wider shape
+    for sh in "2 2" "4 8" "1 1"; do
+        read -r nb u <<<"$sh"
+        for split in 1 8; do
+            build "mma_wide wt $wt $nb/$u split $split" "$T/mma.cl" \
+                "$base -DMW_NB=$nb -DMW_U=$u -DMW_SPLIT=$split"
+            build "mma_wide wt $wt $nb/$u split $split aligned" "$T/mma.cl" \
+                "$base -DMW_NB=$nb -DMW_U=$u -DMW_SPLIT=$split -DMS_XAL"
+        done
+    done
+done
+
+# attn_mma with tqrot.cl: every head size it takes (16 .. 128 in 16s: the
+# engine's hd % 16 == 0 && hd <= 128), KV formats (kv_format.h: f32 0, f16
+# 1, q8_0 2, q4_0 3, tq4 4, tq3 5, tq2 6) in pairs, fp64 with one
+# (QE_SQRT_HD's value does not matter to the front end)
+for hd in 16 64 80 128; do
+    for kv in "1 1" "2 3" "4 5" "6 1" "0 0"; do
+        read -r kk vv <<<"$kv"
+        fp=""
+        [ "$kk" = 4 ] && fp="-DQE_FP64"
+        build "attn_mma hd $hd kv $kk/$vv $fp" "$T/attn.cl" \
+            "-DQE_HD=$hd -DQE_SQRT_HD=0x1p+3f $fp -DQE_KVK=$kk -DQE_KVV=$vv -DTR_WI=256"
+    done
+done
+
+echo "# nvptx front end: $pass passed, $fail failed"
+[ "$fail" -eq 0 ]
