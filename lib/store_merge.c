@@ -41,6 +41,13 @@ static char *ro_uri(const char *path)
     return u;
 }
 
+/* SQLite's failure rc while doing what (a step of merging src_path), with
+ * the source named first: the destination's own message names only it. */
+static qe_status src_fail(qe_store *dst, const char *src_path, int rc, const char *what)
+{
+    return qe_fail_prefix(qe_store_fail(dst, rc, what), "merging %s", src_path);
+}
+
 /* First column of the first row of sql, a step of merging src_path, as an
  * integer. */
 static qe_status query_int(qe_store *st, const char *src_path, const char *sql, int64_t *out,
@@ -53,8 +60,7 @@ static qe_status query_int(qe_store *st, const char *src_path, const char *sql, 
         rc = SQLITE_OK;
     }
     sqlite3_finalize(s);
-    return rc == SQLITE_OK ? QE_OK
-                           : qe_fail_prefix(qe_store_fail(st, rc, what), "merging %s", src_path);
+    return rc == SQLITE_OK ? QE_OK : src_fail(st, src_path, rc, what);
 }
 
 /* Execute sql, a step of merging src_path; *changes gets the rows it
@@ -68,7 +74,7 @@ static qe_status exec_count(qe_store *st, const char *src_path, const char *sql,
         return qe_fail(QE_ECORRUPT, "%s: %s: a row breaks qeval's schema (%s); nothing merged",
                        src_path, what, sqlite3_errmsg(st->db));
     if (rc != SQLITE_OK)
-        return qe_fail_prefix(qe_store_fail(st, rc, what), "merging %s", src_path);
+        return src_fail(st, src_path, rc, what);
     if (changes)
         *changes += sqlite3_changes(st->db);
     return QE_OK;
@@ -157,8 +163,7 @@ static qe_status check_values(qe_store *dst, const char *src_path)
         return qe_fail(QE_ECORRUPT, "%s: table %s, column %s: a value of a type qeval does not "
                        "write there", src_path, table, bad + 1);
     if (rc != SQLITE_DONE)
-        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's values"), "merging %s",
-                              src_path);
+        return src_fail(dst, src_path, rc, "reading the source's values");
     return QE_OK;
 }
 
@@ -190,8 +195,7 @@ static qe_status check_plans(qe_store *dst, const char *src_path)
         return qe_fail(QE_ECORRUPT, "%s: run %s: chunk %" PRId64 " outside its plan of %" PRId64
                        " chunks", src_path, run, chunk, plan);
     if (rc != SQLITE_DONE)
-        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's chunks"), "merging %s",
-                              src_path);
+        return src_fail(dst, src_path, rc, "reading the source's chunks");
     return QE_OK;
 }
 
@@ -233,8 +237,7 @@ static qe_status check_source(qe_store *dst, const char *src_path)
     }
     sqlite3_finalize(s);
     if (rc != SQLITE_DONE)
-        return qe_fail_prefix(qe_store_fail(dst, rc, "reading the source's schema"), "merging %s",
-                              src_path);
+        return src_fail(dst, src_path, rc, "reading the source's schema");
     if (bad[0])
         return qe_fail(QE_ECORRUPT, "%s: table %s is not the one schema version %lld defines "
                        "(changed by hand?)", src_path, bad, (long long)ver);
