@@ -162,6 +162,15 @@ cp "$S/b.db" "$S/edited.db"
 sqlite3 "$S/edited.db" "ALTER TABLE chunks RENAME COLUMN n_top1 TO x; ALTER TABLE chunks RENAME COLUMN n_scored TO n_top1; ALTER TABLE chunks RENAME COLUMN x TO n_scored"
 expect_exit "merging a database edited by hand exits 3" 3 "$QEVAL" merge --db "$S/m.db" "$S/edited.db"
 expect_match "the edited table is named" "$ERR" "edited.db: table chunks is not the one schema version [0-9]+ defines"
+# --keep-going: the refused inputs are named and skipped, the others merged, exit still 3
+rm -f "$S/k.db"
+expect_exit "merge -k over refused inputs exits 3" 3 "$QEVAL" merge -k --db "$S/k.db" "$S/text.db" "$S/a.db" "$S/edited.db" "$S/b.db"
+expect_match "-k names the first refused input" "$ERR" "text.db"
+expect_match "-k names the second refused input" "$ERR" "edited.db: table chunks"
+expect_match "-k merged the inputs after the refused ones" "$OUT" "b.db: \+0 runs, \+2 chunks"
+expect_exit "without -k the first refusal stops the merge" 3 "$QEVAL" merge --db "$S/k2.db" "$S/text.db" "$S/a.db"
+expect_exit "so the second input was not merged" 0 "$QEVAL" sql --db "$S/k2.db" --csv "SELECT count(*) AS n FROM chunks"
+expect_match "no chunks in it" "$OUT" "^0$"
 if [ "$(sqlite3 "$S/m.db" 'PRAGMA integrity_check')" = ok ]; then ok "the merged database is intact"; else
     not_ok "the merged database is intact"; fi
 
