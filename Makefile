@@ -118,7 +118,7 @@ FUZZ_CC = clang -std=c11 -g -O1 -D_POSIX_C_SOURCE=200809L -Ilib \
 FUZZ_TOK = lib/tokenizer.c lib/tok_*.c lib/unicode.c lib/unicode_data.c lib/gguf.c lib/dtype.c \
 	lib/status.c
 FUZZ_STORE = lib/store.c lib/store_chunk.c lib/store_gen.c lib/store_merge.c lib/report.c \
-	lib/hash.c lib/status.c lib/dtype.c $(BUILD)/schemas_embed.c
+	lib/hash.c lib/status.c lib/dtype.c lib/log.c $(BUILD)/schemas_embed.c
 # A results database with every kind of row: perplexity runs with KLD, one
 # with stored logits, generations, bench rows with kernel times.
 build-fuzz/merge-seed.db: $(BIN) fuzz/merge-seed.ini fuzz/merge-seed-gen.ini
@@ -150,7 +150,7 @@ fuzz: deps build-fuzz/merge-seed.db
 	    lib/model.c lib/tensor.c lib/safetensors.c lib/log.c $(FUZZ_TOK) \
 	    -linih -ljansson -lcsv -lm -lpthread
 	$(FUZZ_CC) -I$(BUILD) -o build-fuzz/fuzz_merge fuzz/fuzz_merge.c $(FUZZ_STORE) \
-	    -lsqlite3 -lcsv -ljansson -lz -lm
+	    -lsqlite3 -lcsv -ljansson -lz -lm -lpthread
 	build-fuzz/fuzz_gguf -max_total_time=$(FUZZ_SECONDS) -max_len=65536 build-fuzz/corpus-gguf fuzz/seeds
 	build-fuzz/fuzz_safetensors -max_total_time=$(FUZZ_SECONDS) -max_len=8192 build-fuzz/corpus-st \
 	    fuzz/seeds-st

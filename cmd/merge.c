@@ -6,6 +6,7 @@
 #include <inttypes.h>
 #include <stdio.h>
 #include <string.h>
+#include <unistd.h>
 
 #include "cli.h"
 #include "store.h"
@@ -19,7 +20,8 @@ static void usage(FILE *f)
             "rows are keyed by content hashes, so the union never holds duplicates and\n"
             "merging the same input twice adds nothing. A chunk present in both with\n"
             "different numbers (two devices) keeps OUT's rows and is reported as a\n"
-            "conflict. Prints one line per input: rows added and conflicts. Without\n"
+            "conflict. Prints one line per input: rows added and conflicts (and, on a\n"
+            "terminal, a progress line over its token rows while it copies). Without\n"
             "inputs it only creates OUT, or upgrades it to this qeval's schema.\n\n"
             "  --db OUT          the database to merge into\n"
             "  -k, --keep-going  after an input that is refused (exit 3's cases), go on\n"
@@ -64,7 +66,7 @@ int qe_cmd_merge(int argc, char **argv)
     qe_status refused = QE_OK; /* an input refused earlier (--keep-going) */
     for (int i = 0; i < n_in && r == QE_OK; i++) {
         qe_store_merge_stats s;
-        r = qe_store_merge(st, in[i], &s);
+        r = qe_store_merge(st, in[i], isatty(STDERR_FILENO) ? QE_STORE_MERGE_PROGRESS : 0, &s);
         if (keep_going && qe_cli_exit_code(r) == QE_EXIT_INPUT) {
             /* nothing of it was merged (one transaction): name it, go on */
             qe_cli_report("merge", r);

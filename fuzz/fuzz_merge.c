@@ -427,11 +427,11 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     qe_store *st;
     CHECK(qe_store_open(dst, 0, 0, &st) == QE_OK);
     if (mode & 1) /* the seed first: the edited rows meet their originals */
-        CHECK(qe_store_merge(st, seed_path, NULL) == QE_OK);
+        CHECK(qe_store_merge(st, seed_path, 0, NULL) == QE_OK);
     sqlite3 *ddb = qe_store_sqlite(st);
     const int64_t before = total_rows(ddb);
     qe_store_merge_stats ms;
-    const qe_status s = qe_store_merge(st, src, &ms);
+    const qe_status s = qe_store_merge(st, src, 0, &ms);
     if (s != QE_OK) {
         if (s != QE_ECORRUPT && s != QE_EUNSUPPORTED && s != QE_ENOMEM) {
             fprintf(stderr, "fuzz_merge: refused as %s: %s\n", qe_status_str(s), qe_errmsg());
@@ -445,7 +445,7 @@ int LLVMFuzzerTestOneInput(const uint8_t *data, size_t size)
     }
     /* merging it again adds nothing */
     const int64_t after = total_rows(ddb);
-    CHECK(qe_store_merge(st, src, &ms) == QE_OK);
+    CHECK(qe_store_merge(st, src, 0, &ms) == QE_OK);
     CHECK(ms.models + ms.datasets + ms.sessions + ms.runs + ms.chunks + ms.tokens + ms.kld +
               ms.bench + ms.gen_runs + ms.gen_prompts ==
           0);

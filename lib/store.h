@@ -338,13 +338,20 @@ typedef struct qe_store_merge_stats {
     int64_t gen_runs, gen_prompts; /* generation rows added */
 } qe_store_merge_stats;
 
+enum {
+    QE_STORE_MERGE_PROGRESS = 1u << 0, /* a progress line (lib/log.h) over the token rows */
+};
+
 /* Add src_path's rows that dst lacks (ATTACH read-only, INSERT OR IGNORE by
  * content keys, one transaction). Runs present in both get the union of
  * their chunks; a chunk present in both keeps dst's rows and, when the
  * sums differ, counts as a conflict. Bench rows are copied by bench_key
  * with their kernel times. Merging the same file twice adds
  * nothing. src must have dst's schema version (QE_EUNSUPPORTED otherwise)
- * and must not be dst itself (QE_EINVAL). stats may be NULL. */
-qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_stats *stats);
+ * and must not be dst itself (QE_EINVAL); a source whose tables, values or
+ * rows are not what qeval writes is QE_ECORRUPT, and nothing of it is
+ * merged. flags: QE_STORE_MERGE_*. stats may be NULL. */
+qe_status qe_store_merge(qe_store *dst, const char *src_path, unsigned flags,
+                         qe_store_merge_stats *stats);
 
 #endif

@@ -18,6 +18,7 @@
 #include <string.h>
 #include <sys/stat.h>
 
+#include "log.h"
 #include "store.h"
 #include "store_internal.h"
 
@@ -42,9 +43,14 @@ static char *ro_uri(const char *path)
 }
 
 /* SQLite's failure rc while doing what (a step of merging src_path), with
- * the source named first: the destination's own message names only it. */
+ * the source named first: the destination's own message names only it. A
+ * constraint that fails (a foreign key, NOT NULL, CHECK) means the
+ * source's rows are not ones qeval writes. */
 static qe_status src_fail(qe_store *dst, const char *src_path, int rc, const char *what)
 {
+    if ((rc & 0xff) == SQLITE_CONSTRAINT)
+        return qe_fail(QE_ECORRUPT, "%s: %s: a row breaks qeval's schema (%s); nothing merged",
+                       src_path, what, sqlite3_errmsg(dst->db));
     return qe_fail_prefix(qe_store_fail(dst, rc, what), "merging %s", src_path);
 }
 
@@ -64,15 +70,11 @@ static qe_status query_int(qe_store *st, const char *src_path, const char *sql, 
 }
 
 /* Execute sql, a step of merging src_path; *changes gets the rows it
- * inserted (may be NULL). A constraint that fails (a foreign key, NOT NULL,
- * CHECK) means the source's rows are not ones qeval writes. */
+ * inserted (may be NULL). */
 static qe_status exec_count(qe_store *st, const char *src_path, const char *sql,
                             int64_t *changes, const char *what)
 {
     int rc = sqlite3_exec(st->db, sql, NULL, NULL, NULL);
-    if ((rc & 0xff) == SQLITE_CONSTRAINT)
-        return qe_fail(QE_ECORRUPT, "%s: %s: a row breaks qeval's schema (%s); nothing merged",
-                       src_path, what, sqlite3_errmsg(st->db));
     if (rc != SQLITE_OK)
         return src_fail(st, src_path, rc, what);
     if (changes)
@@ -245,7 +247,58 @@ static qe_status check_source(qe_store *dst, const char *src_path)
     return r != QE_OK ? r : check_plans(dst, src_path);
 }
 
-qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_stats *stats)
+/* The token rows of the chunks in temp.merge_new (numbered by seq from 1),
+ * most of a merge's work: about a hundred statements of consecutive new
+ * chunks each, so that a progress line (progress) can follow them.
+ * *added gets the rows inserted. */
+static qe_status copy_tokens(qe_store *dst, const char *src_path, int progress, int64_t *added)
+{
+    int64_t n_new = 0, total = 0;
+    qe_status r = query_int(dst, src_path, "SELECT count(*) FROM temp.merge_new", &n_new,
+                            "merging tokens");
+    if (r == QE_OK && progress)
+        r = query_int(dst, src_path,
+                      "SELECT count(*) FROM temp.merge_new n JOIN src.tokens t ON "
+                      "t.run_key = n.run_key AND t.chunk = n.chunk",
+                      &total, "merging tokens");
+    sqlite3_stmt *s = NULL;
+    int rc = SQLITE_OK;
+    if (r == QE_OK)
+        rc = sqlite3_prepare_v2(dst->db,
+                                "INSERT OR IGNORE INTO main.tokens SELECT t.* FROM temp.merge_new "
+                                "n JOIN src.tokens t ON t.run_key = n.run_key AND t.chunk = "
+                                "n.chunk WHERE n.seq > ?1 AND n.seq <= ?2",
+                                -1, &s, NULL);
+    char what[200];
+    snprintf(what, sizeof what, "merging %s", src_path);
+    qe_progress p;
+    if (progress)
+        qe_progress_begin(&p, what, (uint64_t)total);
+    const int64_t step = n_new / 100 > 1 ? n_new / 100 : 1;
+    int64_t done = 0;
+    for (int64_t lo = 0; r == QE_OK && rc == SQLITE_OK && lo < n_new; lo += step) {
+        sqlite3_bind_int64(s, 1, lo);
+        sqlite3_bind_int64(s, 2, lo + step);
+        rc = sqlite3_step(s);
+        if (rc != SQLITE_DONE)
+            break; /* the message is read before the statement goes */
+        rc = SQLITE_OK;
+        done += sqlite3_changes(dst->db);
+        if (progress)
+            qe_progress_update(&p, (uint64_t)done);
+        sqlite3_reset(s);
+    }
+    if (r == QE_OK && rc != SQLITE_OK)
+        r = src_fail(dst, src_path, rc, "merging");
+    sqlite3_finalize(s);
+    if (progress)
+        qe_progress_end(&p, (uint64_t)done);
+    *added += done;
+    return r;
+}
+
+qe_status qe_store_merge(qe_store *dst, const char *src_path, unsigned flags,
+                         qe_store_merge_stats *stats)
 {
     qe_store_merge_stats tmp;
     if (!stats)
@@ -341,14 +394,14 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
         const char *sql;
         int64_t *count;
     } chunked[] = {
-        {"CREATE TEMP TABLE merge_new (run_key TEXT, chunk INTEGER, "
-         "PRIMARY KEY (run_key, chunk)) WITHOUT ROWID", NULL},
-        {"INSERT INTO temp.merge_new SELECT run_key, chunk FROM src.chunks s WHERE NOT EXISTS "
-         "(SELECT 1 FROM main.chunks d WHERE d.run_key = s.run_key AND d.chunk = s.chunk)", NULL},
+        {"CREATE TEMP TABLE merge_new (seq INTEGER PRIMARY KEY, run_key TEXT, chunk INTEGER, "
+         "UNIQUE (run_key, chunk))", NULL},
+        {"INSERT INTO temp.merge_new (run_key, chunk) SELECT run_key, chunk FROM src.chunks s "
+         "WHERE NOT EXISTS (SELECT 1 FROM main.chunks d WHERE d.run_key = s.run_key AND "
+         "d.chunk = s.chunk) ORDER BY run_key, chunk", NULL},
         {"INSERT INTO main.chunks SELECT s.* FROM src.chunks s "
          "JOIN temp.merge_new n ON n.run_key = s.run_key AND n.chunk = s.chunk", &stats->chunks},
-        {"INSERT OR IGNORE INTO main.tokens SELECT t.* FROM src.tokens t "
-         "JOIN temp.merge_new n ON n.run_key = t.run_key AND n.chunk = t.chunk", &stats->tokens},
+        {NULL, NULL}, /* their tokens: copy_tokens */
         {"INSERT OR IGNORE INTO main.logits SELECT l.* FROM src.logits l "
          "JOIN temp.merge_new n ON n.run_key = l.run_key AND n.chunk = l.chunk", NULL},
         {"DROP TABLE temp.merge_new", NULL},
@@ -363,7 +416,9 @@ qe_status qe_store_merge(qe_store *dst, const char *src_path, qe_store_merge_sta
          NULL},
     };
     for (size_t i = 0; r == QE_OK && i < sizeof chunked / sizeof chunked[0]; i++)
-        r = exec_count(dst, src_path, chunked[i].sql, chunked[i].count, "merging");
+        r = chunked[i].sql
+                ? exec_count(dst, src_path, chunked[i].sql, chunked[i].count, "merging")
+                : copy_tokens(dst, src_path, flags & QE_STORE_MERGE_PROGRESS, &stats->tokens);
 
     /* Speed measurements (schemas/004_bench.sql): bench_key is the SHA-256
      * of the row's content, so a row in both is the same measurement; a

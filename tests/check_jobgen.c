@@ -372,12 +372,12 @@ START_TEST(test_merge)
     qe_store *st = NULL;
     ck_assert_int_eq(qe_store_open(m, 0, 0, &st), QE_OK);
     qe_store_merge_stats ms;
-    ck_assert_int_eq(qe_store_merge(st, s1, &ms), QE_OK); /* the variant first */
+    ck_assert_int_eq(qe_store_merge(st, s1, 0, &ms), QE_OK); /* the variant first */
     ck_assert_int_eq(ms.gen_runs, 1);
     ck_assert_int_eq(ms.gen_prompts, 16);
-    ck_assert_int_eq(qe_store_merge(st, s0, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(st, s0, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.gen_prompts, 16);
-    ck_assert_int_eq(qe_store_merge(st, s0, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(st, s0, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.gen_runs, 0);
     ck_assert_int_eq(ms.gen_prompts, 0);
     qe_store_close(st);

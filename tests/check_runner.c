@@ -373,8 +373,8 @@ START_TEST(test_shards_merge)
     path_in(merged, sizeof merged, "merged.db");
     qe_store *st;
     ck_assert_int_eq(qe_store_open(merged, 0, 0, &st), QE_OK);
-    ck_assert_int_eq(qe_store_merge(st, a, NULL), QE_OK);
-    ck_assert_int_eq(qe_store_merge(st, b, NULL), QE_OK);
+    ck_assert_int_eq(qe_store_merge(st, a, 0, NULL), QE_OK);
+    ck_assert_int_eq(qe_store_merge(st, b, 0, NULL), QE_OK);
     qe_store_close(st);
     ck_assert_int_eq(same_tokens(merged, full), 84);
     h = open_db(merged);

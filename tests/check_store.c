@@ -661,7 +661,8 @@ START_TEST(test_merge_union)
     ck_assert_int_eq(qe_hash_sha256_file(pb, before), QE_OK);
 
     qe_store_merge_stats ms;
-    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    /* with the progress line (stderr), which follows the token rows' batches */
+    ck_assert_int_eq(qe_store_merge(a, pb, QE_STORE_MERGE_PROGRESS, &ms), QE_OK);
     ck_assert_int_eq(ms.models, 0);
     ck_assert_int_eq(ms.datasets, 0);
     ck_assert_int_eq(ms.sessions, 1);
@@ -680,7 +681,7 @@ START_TEST(test_merge_union)
     q_text(db, sql, status, sizeof status);
     ck_assert_str_eq(status, "done"); /* all 4 planned chunks are here now */
     /* merging again adds nothing; the input was not modified */
-    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(a, pb, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.runs + ms.chunks + ms.tokens + ms.sessions, 0);
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM tokens"), 150);
     ck_assert_int_eq(qe_hash_sha256_file(pb, after), QE_OK);
@@ -706,20 +707,20 @@ START_TEST(test_merge_conflicts_and_errors)
     ck_assert_int_eq(qe_store_put_chunk(b, run, sb, &cd.c, NULL), QE_OK);
     qe_store_close(b);
     qe_store_merge_stats ms;
-    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(a, pb, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.conflicts, 1);
     ck_assert_int_eq(ms.chunks, 0);
     ck_assert((float)q_double(qe_store_sqlite(a), "SELECT logprob FROM tokens WHERE pos = 64") == kept);
     /* errors */
-    ck_assert_int_eq(qe_store_merge(a, pa, &ms), QE_EINVAL);
+    ck_assert_int_eq(qe_store_merge(a, pa, 0, &ms), QE_EINVAL);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "is the destination database itself"));
     char missing[4200];
     snprintf(missing, sizeof missing, "%s/none.db", tmp);
-    ck_assert_int_eq(qe_store_merge(a, missing, &ms), QE_EIO);
+    ck_assert_int_eq(qe_store_merge(a, missing, 0, &ms), QE_EIO);
     const char *junk = "not sqlite at all, just some text that is long enough to look like a "
                        "file with a header...........................";
     char *txt = qe_test_write(tmp, "x.db", junk, strlen(junk));
-    ck_assert_int_ne(qe_store_merge(a, txt, &ms), QE_OK);
+    ck_assert_int_ne(qe_store_merge(a, txt, 0, &ms), QE_OK);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "x.db"));
     free(txt);
     /* an older schema */
@@ -727,14 +728,14 @@ START_TEST(test_merge_conflicts_and_errors)
     ck_assert_int_eq(sqlite3_open(pb, &db), SQLITE_OK);
     ck_assert_int_eq(sqlite3_exec(db, "PRAGMA user_version = 1", NULL, NULL, NULL), SQLITE_OK);
     sqlite3_close(db);
-    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_EUNSUPPORTED);
+    ck_assert_int_eq(qe_store_merge(a, pb, 0, &ms), QE_EUNSUPPORTED);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "schema version 1"));
     /* a name with URI characters */
     char odd[4200];
     snprintf(odd, sizeof odd, "%s/odd?name#%%.db", tmp);
     qe_store *o = make_store(odd, sb, run);
     qe_store_close(o);
-    ck_assert_int_eq(qe_store_merge(a, odd, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(a, odd, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.sessions, 1);
     qe_store_close(a);
     ck_assert(integrity_ok(pa));
@@ -815,12 +816,12 @@ START_TEST(test_merge_hand_edited)
         const long long runs = q_int(db, "SELECT count(*) FROM runs"),
                         sessions = q_int(db, "SELECT count(*) FROM sessions");
         qe_store_merge_stats ms;
-        ck_assert_msg(qe_store_merge(a, pb, &ms) == QE_ECORRUPT, "edit %zu merged", i);
+        ck_assert_msg(qe_store_merge(a, pb, 0, &ms) == QE_ECORRUPT, "edit %zu merged", i);
         ck_assert_msg(strstr(qe_errmsg(), says[i]) && strncmp(qe_errmsg(), pb, strlen(pb)) == 0,
                       "edit %zu: %s", i, qe_errmsg());
         ck_assert_int_eq(q_int(db, "SELECT count(*) FROM runs"), runs);
         ck_assert_int_eq(q_int(db, "SELECT count(*) FROM sessions"), sessions);
-        ck_assert_int_eq(qe_store_merge(a, pc, &ms), QE_OK);
+        ck_assert_int_eq(qe_store_merge(a, pc, 0, &ms), QE_OK);
     }
     /* a header SQLite does not read (the read format version, byte 19): an
        input at fault, not a failure to read it (exit 3, not 1) */
@@ -830,7 +831,7 @@ START_TEST(test_merge_hand_edited)
     ck_assert_int_ne(fputc(9, f), EOF);
     ck_assert_int_eq(fclose(f), 0);
     qe_store_merge_stats ms;
-    ck_assert_int_eq(qe_store_merge(a, pc, &ms), QE_ECORRUPT);
+    ck_assert_int_eq(qe_store_merge(a, pc, 0, &ms), QE_ECORRUPT);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "cannot attach"));
     qe_store_close(a);
     ck_assert(integrity_ok(pa));
@@ -906,7 +907,7 @@ START_TEST(test_merge_bench)
     qe_store *b = NULL;
     ck_assert_int_eq(qe_store_open(pb, 0, 0, &b), QE_OK);
     qe_store_merge_stats ms;
-    ck_assert_int_eq(qe_store_merge(b, pa, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(b, pa, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.bench, 2);
     qe_store_close(b);
     put_bench_rows(pb, "beta", 3);
@@ -915,7 +916,7 @@ START_TEST(test_merge_bench)
     ck_assert_int_eq(qe_store_open(pa, 0, 0, &a), QE_OK);
     sqlite3 *db = qe_store_sqlite(a);
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench"), 2);
-    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(a, pb, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.bench, 3); /* beta's; alpha's were there */
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench"), 5);
     ck_assert_int_eq(q_int(db, "SELECT count(DISTINCT model_name || test) FROM bench"), 5);
@@ -923,7 +924,7 @@ START_TEST(test_merge_bench)
     ck_assert_int_eq(missing_rows(db, pb, "bench"), 0);
     ck_assert_int_eq(missing_rows(db, pb, "bench_kernels"), 0);
     /* again: nothing new */
-    ck_assert_int_eq(qe_store_merge(a, pb, &ms), QE_OK);
+    ck_assert_int_eq(qe_store_merge(a, pb, 0, &ms), QE_OK);
     ck_assert_int_eq(ms.bench, 0);
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench"), 5);
     ck_assert_int_eq(q_int(db, "SELECT count(*) FROM bench_kernels"), 4);
@@ -1020,7 +1021,7 @@ START_TEST(test_read_only)
     ck_assert_int_eq(qe_store_put_model(st, &m), QE_EIO);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "read-only"));
     qe_store_merge_stats ms;
-    ck_assert_int_eq(qe_store_merge(st, dbpath, &ms), QE_EINVAL);
+    ck_assert_int_eq(qe_store_merge(st, dbpath, 0, &ms), QE_EINVAL);
     qe_store_close(st);
     /* a file without write permission: checked as an unprivileged user,
      * since root may write anything */
