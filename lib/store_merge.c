@@ -12,7 +12,6 @@
  * databases up to a few GB; the copy runs inside SQLite.
  */
 #include <errno.h>
-#include <inttypes.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -69,6 +68,31 @@ static qe_status query_int(qe_store *st, const char *src_path, const char *sql, 
     return rc == SQLITE_OK ? QE_OK : src_fail(st, src_path, rc, what);
 }
 
+/* First column of the first row of sql (?1 bound to arg), a step of
+ * merging src_path, as text into buf[cap]; "" when there is no row. The
+ * source checks below ask for the first thing at fault this way. */
+static qe_status query_text(qe_store *st, const char *src_path, const char *sql, int64_t arg,
+                            char *buf, size_t cap, const char *what)
+{
+    sqlite3_stmt *s = NULL;
+    buf[0] = '\0';
+    int rc = sqlite3_prepare_v2(st->db, sql, -1, &s, NULL);
+    if (rc == SQLITE_OK && sqlite3_bind_parameter_count(s) >= 1)
+        rc = sqlite3_bind_int64(s, 1, arg);
+    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
+        const unsigned char *t = sqlite3_column_text(s, 0);
+        snprintf(buf, cap, "%s", t ? (const char *)t : "");
+        rc = SQLITE_DONE;
+    }
+    if (rc != SQLITE_DONE) {
+        qe_status r = src_fail(st, src_path, rc, what);
+        sqlite3_finalize(s);
+        return r;
+    }
+    sqlite3_finalize(s);
+    return QE_OK;
+}
+
 /* Execute sql, a step of merging src_path; *changes gets the rows it
  * inserted (may be NULL). */
 static qe_status exec_count(qe_store *st, const char *src_path, const char *sql,
@@ -119,7 +143,8 @@ static qe_status check_values(qe_store *dst, const char *src_path)
         "'table' AND name NOT LIKE 'sqlite!_%' ESCAPE '!' ORDER BY name",
         -1, &t, NULL);
     char table[128] = "", bad[128] = "";
-    while (!bad[0] && rc == SQLITE_OK && (rc = sqlite3_step(t)) == SQLITE_ROW) {
+    qe_status r = QE_OK;
+    while (r == QE_OK && !bad[0] && rc == SQLITE_OK && (rc = sqlite3_step(t)) == SQLITE_ROW) {
         const char *name = (const char *)sqlite3_column_text(t, 0);
         const int rowids = sqlite3_column_int(t, 1);
         snprintf(table, sizeof table, "%s", name ? name : "");
@@ -148,16 +173,15 @@ static qe_status check_values(qe_store *dst, const char *src_path)
         sqlite3_str_appendf(q, " END AS bad FROM src.\"%w\") WHERE bad IS NOT NULL LIMIT 1",
                             table);
         char *sql = sqlite3_str_finish(q);
-        sqlite3_stmt *b = NULL;
+        if (rc == SQLITE_OK && n && !sql)
+            rc = SQLITE_NOMEM;
         if (rc == SQLITE_OK && n)
-            rc = sql ? sqlite3_prepare_v2(dst->db, sql, -1, &b, NULL) : SQLITE_NOMEM;
-        if (rc == SQLITE_OK && n && (rc = sqlite3_step(b)) == SQLITE_ROW)
-            snprintf(bad, sizeof bad, "%s", (const char *)sqlite3_column_text(b, 0));
-        rc = rc == SQLITE_ROW || rc == SQLITE_DONE ? SQLITE_OK : rc;
-        sqlite3_finalize(b);
+            r = query_text(dst, src_path, sql, 0, bad, sizeof bad, "reading the source's values");
         sqlite3_free(sql);
     }
     sqlite3_finalize(t);
+    if (r != QE_OK)
+        return r;
     if (bad[0] == 'k')
         return qe_fail(QE_ECORRUPT, "%s: table %s: a row without its key (%s is NULL)", src_path,
                        table, bad + 1);
@@ -174,31 +198,17 @@ static qe_status check_values(qe_store *dst, const char *src_path)
  * it, so merging it in would break the destination's run. */
 static qe_status check_plans(qe_store *dst, const char *src_path)
 {
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(
-        dst->db,
-        "SELECT c.run_key, c.chunk, coalesce(d.n_chunks, r.n_chunks, ?1) FROM src.chunks c "
-        "LEFT JOIN src.runs r ON r.run_key = c.run_key LEFT JOIN main.runs d ON "
-        "d.run_key = c.run_key WHERE c.chunk < 0 OR c.chunk >= min(coalesce(d.n_chunks, "
-        "r.n_chunks, ?1), ?1) LIMIT 1",
-        -1, &s, NULL);
-    if (rc == SQLITE_OK)
-        sqlite3_bind_int64(s, 1, QE_STORE_MAX_CHUNKS);
-    char run[80] = "";
-    int64_t chunk = 0, plan = 0;
-    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const unsigned char *k = sqlite3_column_text(s, 0);
-        qe_printable(k ? (const char *)k : "", k ? strlen((const char *)k) : 0, run, sizeof run);
-        chunk = sqlite3_column_int64(s, 1);
-        plan = sqlite3_column_int64(s, 2);
-    }
-    sqlite3_finalize(s);
-    if (rc == SQLITE_ROW)
-        return qe_fail(QE_ECORRUPT, "%s: run %s: chunk %" PRId64 " outside its plan of %" PRId64
-                       " chunks", src_path, run, chunk, plan);
-    if (rc != SQLITE_DONE)
-        return src_fail(dst, src_path, rc, "reading the source's chunks");
-    return QE_OK;
+    char bad[160];
+    qe_status r = query_text(
+        dst, src_path,
+        "SELECT printf('run %.16s...: chunk %lld outside its plan of %lld chunks', c.run_key, "
+        "c.chunk, min(coalesce(d.n_chunks, r.n_chunks, ?1), ?1)) FROM src.chunks c LEFT JOIN "
+        "src.runs r ON r.run_key = c.run_key LEFT JOIN main.runs d ON d.run_key = c.run_key "
+        "WHERE c.chunk < 0 OR c.chunk >= min(coalesce(d.n_chunks, r.n_chunks, ?1), ?1) LIMIT 1",
+        QE_STORE_MAX_CHUNKS, bad, sizeof bad, "reading the source's chunks");
+    if (r == QE_OK && bad[0])
+        r = qe_fail(QE_ECORRUPT, "%s: %s", src_path, bad);
+    return r;
 }
 
 static qe_status check_source(qe_store *dst, const char *src_path)
@@ -224,22 +234,15 @@ static qe_status check_source(qe_store *dst, const char *src_path)
        tables must be in the source as the same migrations created it: a
        column renamed, moved or added by hand, or a view in a table's
        place, would put values under other columns' names. */
-    sqlite3_stmt *s = NULL;
-    int rc = sqlite3_prepare_v2(
-        dst->db,
-        "SELECT m.name FROM main.sqlite_master m WHERE m.type = 'table' AND m.name NOT LIKE "
-        "'sqlite!_%' ESCAPE '!' AND NOT EXISTS (SELECT 1 FROM src.sqlite_master s WHERE "
-        "s.type = 'table' AND s.name = m.name AND s.sql IS m.sql) ORDER BY m.name LIMIT 1",
-        -1, &s, NULL);
-    char bad[128] = "";
-    if (rc == SQLITE_OK && (rc = sqlite3_step(s)) == SQLITE_ROW) {
-        const unsigned char *t = sqlite3_column_text(s, 0);
-        snprintf(bad, sizeof bad, "%s", t ? (const char *)t : "?");
-        rc = SQLITE_DONE;
-    }
-    sqlite3_finalize(s);
-    if (rc != SQLITE_DONE)
-        return src_fail(dst, src_path, rc, "reading the source's schema");
+    char bad[128];
+    r = query_text(dst, src_path,
+                   "SELECT m.name FROM main.sqlite_master m WHERE m.type = 'table' AND m.name NOT "
+                   "LIKE 'sqlite!_%' ESCAPE '!' AND NOT EXISTS (SELECT 1 FROM src.sqlite_master s "
+                   "WHERE s.type = 'table' AND s.name = m.name AND s.sql IS m.sql) ORDER BY "
+                   "m.name LIMIT 1",
+                   0, bad, sizeof bad, "reading the source's schema");
+    if (r != QE_OK)
+        return r;
     if (bad[0])
         return qe_fail(QE_ECORRUPT, "%s: table %s is not the one schema version %lld defines "
                        "(changed by hand?)", src_path, bad, (long long)ver);
