@@ -22,10 +22,18 @@ trap 'rm -rf "$T"' EXIT
 pass=0
 fail=0
 
-# The sources of each program, in the engine's order (engine.c mma_srcs;
-# the attn_mma program's asrcs).
-(cd kernels && cat weights.cl ptx.cl xh.cl rms.cl act.cl qkv.cl mma.cl) >"$T/mma.cl" || exit 1
-(cd kernels && cat kvfmt.cl ptx.cl attn_mma.cl tqrot.cl) >"$T/attn.cl" || exit 1
+# The sources of each program, in the engine's order, read from the engine
+# itself (lib/engine.c: the mma_srcs array; build_common's asrcs for
+# attn_mma) so that the two cannot drift apart.
+srcs_of() { # ARRAY: the .cl names in lib/engine.c's "ARRAY[] = { ... };"
+    sed -n "/ $1\[\] = {/,/};/p" lib/engine.c | grep -o '"[a-z_0-9]*\.cl"' | tr -d '"'
+}
+for prog in mma:mma_srcs attn:asrcs; do
+    names=$(srcs_of "${prog#*:}")
+    [ -n "$names" ] || { echo "not ok - no ${prog#*:} sources found in lib/engine.c"; exit 1; }
+    # shellcheck disable=SC2086
+    (cd kernels && cat $names) >"$T/${prog%%:*}.cl" || exit 1
+done
 
 # build NAME FILE OPTIONS: one program through the front end.
 build() {
