@@ -12,6 +12,9 @@
  *   and from profiling events each launch's device time and the time from
  *   one launch's start to the next's;
  * - the same launches replayed from a command buffer, where offered;
+ * - a device-wide barrier inside one launch (atomic count and spin, fenced),
+ *   for 1-4 resident work-groups a compute unit: what a persistent decode
+ *   kernel would pay between two ops instead of a launch;
  * - the tensor-core issue rate of mma.sync m16n8k16 (f16 in, f32
  *   accumulate) from OpenCL, operands in registers, for 1-8 independent
  *   chains a warp and 8-64 warps a multiprocessor: the ceiling of any
@@ -252,6 +255,43 @@ int main(int argc, char **argv)
     if (has_cb) {
         chain_recorded(plat, q, nops, 32, 32, "nop (1 work-group of 32)");
         chain_recorded(plat, q, st, N, 256, "step (2048 floats, 8 work-groups of 256)");
+    }
+
+    /* a barrier across all work-groups of one launch */
+    {
+        cl_kernel gb = clCreateKernel(p, "grid_barrier", &err);
+        need(err, "grid_barrier");
+        cl_mem fail = clCreateBuffer(ctx, CL_MEM_READ_WRITE, sizeof(int), NULL, &err);
+        need(err, "clCreateBuffer");
+        for (int per = 1; per <= 4; per *= 2) {
+            size_t l = 256, g = (size_t)cus * (size_t)per * l;
+            double t[2];
+            int bad = 0;
+            for (int i = 0; i < 2; i++) { /* 10 rounds, then 1010: the difference is 1000 */
+                int rounds = 10 + 1000 * i, z = 0;
+                need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
+                need(clEnqueueWriteBuffer(q, fail, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
+                clSetKernelArg(gb, 0, sizeof word, &word);
+                clSetKernelArg(gb, 1, sizeof fail, &fail);
+                clSetKernelArg(gb, 2, sizeof rounds, &rounds);
+                cl_event e;
+                need(clEnqueueNDRangeKernel(qp, gb, 1, NULL, &g, &l, 0, NULL, &e), "grid_barrier");
+                need(clWaitForEvents(1, &e), "wait");
+                cl_ulong s0, e0;
+                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof s0, &s0, NULL);
+                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof e0, &e0, NULL);
+                clReleaseEvent(e);
+                t[i] = 1e-9 * (double)(e0 - s0);
+                int f = 0;
+                need(clEnqueueReadBuffer(q, fail, CL_TRUE, 0, sizeof f, &f, 0, NULL, NULL), "read");
+                bad |= f;
+            }
+            printf("device-wide barrier, %zu work-groups of 256 (%d a compute unit): %.2f us a "
+                   "barrier%s\n", g / l, per, 1e6 * (t[1] - t[0]) / 1000,
+                   bad ? " (a spin gave up: not all resident?)" : "");
+        }
+        clReleaseKernel(gb);
+        clReleaseMemObject(fail);
     }
 
     /* mma.sync issue rate */

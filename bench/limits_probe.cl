@@ -46,3 +46,34 @@ __kernel void mma_peak(__global float *out, int iters)
         s += acc[c][0] + acc[c][1] + acc[c][2] + acc[c][3];
     out[get_global_id(0)] = s;
 }
+
+/* A device-wide barrier, the join a persistent decode kernel (one launch a
+ * step, its ops separated by barriers instead of launches) would pay where
+ * qeval pays a launch: every work-group's first work-item fences its
+ * stores (membar.gl), adds one to *cnt and spins until all have added, then
+ * fences again; rounds of that, the work-groups all resident (the host
+ * launches at most a few per compute unit, tiny ones). A spin past its cap
+ * gives up and says so in fail[0] instead of hanging. */
+__kernel void grid_barrier(volatile __global int *cnt, __global int *fail, int rounds)
+{
+    const int groups = (int)get_num_groups(0);
+    __local int bad;
+    if (get_local_id(0) == 0)
+        bad = 0;
+    for (int r = 1; r <= rounds; r++) {
+        barrier(CLK_LOCAL_MEM_FENCE);
+        if (get_local_id(0) == 0 && !bad) {
+            asm volatile("membar.gl;" ::: "memory");
+            atomic_inc(cnt);
+            long spin = 0;
+            while (*cnt < r * groups)
+                if (++spin > (1L << 26)) {
+                    bad = 1;
+                    fail[0] = 1;
+                    break;
+                }
+            asm volatile("membar.gl;" ::: "memory");
+        }
+        barrier(CLK_LOCAL_MEM_FENCE);
+    }
+}
