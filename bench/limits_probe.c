@@ -15,6 +15,9 @@
  * - a device-wide barrier inside one launch (atomic count and spin, fenced),
  *   for 1-4 resident work-groups a compute unit: what a persistent decode
  *   kernel would pay between two ops instead of a launch;
+ * - a chain of 64 dependent f16 GEMVs of 2048 x 2048 (8 MB; 8 matrices in
+ *   turn, 64 MB, past L2), a launch each against one launch with that
+ *   barrier between them: what such a kernel buys at decode's sizes;
  * - the tensor-core issue rate of mma.sync m16n8k16 (f16 in, f32
  *   accumulate) from OpenCL, operands in registers, for 1-8 independent
  *   chains a warp and 8-64 warps a multiprocessor: the ceiling of any
@@ -292,6 +295,86 @@ int main(int argc, char **argv)
         }
         clReleaseKernel(gb);
         clReleaseMemObject(fail);
+    }
+
+    /* dependent GEMVs: a launch each, or one launch with barriers between */
+    {
+        enum { GK = 2048, GN = 2048, NM = 8, PHASES = 64 };
+        const size_t wn = (size_t)NM * GN * GK;
+        unsigned short *wh = malloc(wn * sizeof *wh);
+        float *x0 = malloc(GK * sizeof *x0), *ra = malloc(GN * sizeof *ra), *rb = malloc(GN * sizeof *rb);
+        unsigned rs = 12345;
+        for (size_t i = 0; i < wn; i++) { /* halves of magnitude 2^-4 .. 1, either sign */
+            rs = rs * 1103515245u + 12345u;
+            wh[i] = (unsigned short)(((rs >> 16) & 0x8000u) | ((0x0Bu + ((rs >> 8) & 3u)) << 10) |
+                                     ((rs >> 4) & 0x3FFu));
+        }
+        for (int i = 0; i < GK; i++) {
+            rs = rs * 1103515245u + 12345u;
+            x0[i] = (float)((int)((rs >> 8) % 2001u) - 1000) / 1000.0f;
+        }
+        cl_mem wb = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, wn * sizeof *wh, wh, &err);
+        need(err, "clCreateBuffer");
+        cl_mem b[2];
+        for (int i = 0; i < 2; i++) {
+            b[i] = clCreateBuffer(ctx, CL_MEM_READ_WRITE, GK * sizeof(float), NULL, &err);
+            need(err, "clCreateBuffer");
+        }
+        cl_kernel k1 = clCreateKernel(p, "gemv_one", &err);
+        need(err, "gemv_one");
+        cl_kernel kp = clCreateKernel(p, "gemv_persist", &err);
+        need(err, "gemv_persist");
+        int kk = GK, nn = GN, nm = NM, ph = PHASES, z = 0;
+        for (int per = 1; per <= 4; per *= 2) { /* work-groups a compute unit */
+            size_t l = 256, g = (size_t)cus * (size_t)per * l;
+            double ta[5], tb[5];
+            for (int r = 0; r < 6; r++) {
+                need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
+                double t0 = now();
+                for (int pz = 0; pz < PHASES; pz++) {
+                    cl_ulong off = (cl_ulong)(pz % NM) * GN * GK;
+                    clSetKernelArg(k1, 0, sizeof wb, &wb);
+                    clSetKernelArg(k1, 1, sizeof off, &off);
+                    clSetKernelArg(k1, 2, sizeof(cl_mem), &b[pz & 1]);
+                    clSetKernelArg(k1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
+                    clSetKernelArg(k1, 4, sizeof kk, &kk);
+                    clSetKernelArg(k1, 5, sizeof nn, &nn);
+                    need(clEnqueueNDRangeKernel(q, k1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_one");
+                }
+                need(clFinish(q), "clFinish");
+                if (r)
+                    ta[r - 1] = now() - t0;
+            }
+            need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), ra, 0, NULL, NULL), "read");
+            for (int r = 0; r < 6; r++) {
+                need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
+                need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
+                clSetKernelArg(kp, 0, sizeof wb, &wb);
+                clSetKernelArg(kp, 1, sizeof(cl_mem), &b[0]);
+                clSetKernelArg(kp, 2, sizeof(cl_mem), &b[1]);
+                clSetKernelArg(kp, 3, sizeof kk, &kk);
+                clSetKernelArg(kp, 4, sizeof nn, &nn);
+                clSetKernelArg(kp, 5, sizeof nm, &nm);
+                clSetKernelArg(kp, 6, sizeof ph, &ph);
+                clSetKernelArg(kp, 7, sizeof word, &word);
+                double t0 = now();
+                need(clEnqueueNDRangeKernel(q, kp, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_persist");
+                need(clFinish(q), "clFinish");
+                if (r)
+                    tb[r - 1] = now() - t0;
+            }
+            need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), rb, 0, NULL, NULL), "read");
+            const double mb = (double)GN * GK * 2 / 1e6, a = median(ta, 5), c = median(tb, 5);
+            printf("%d dependent f16 GEMVs %dx%d (%.1f MB each, %d matrices in turn), %zu work-groups of "
+                   "256: a launch each %.2f us a GEMV (%.2f TB/s), one launch with barriers %.2f us "
+                   "(%.2f TB/s); results %s\n",
+                   PHASES, GN, GK, mb, NM, g / l, 1e6 * a / PHASES, mb * PHASES / a / 1e6, 1e6 * c / PHASES,
+                   mb * PHASES / c / 1e6, memcmp(ra, rb, GN * sizeof(float)) ? "DIFFER" : "bit-identical");
+        }
+        free(wh);
+        free(x0);
+        free(ra);
+        free(rb);
     }
 
     /* mma.sync issue rate */
