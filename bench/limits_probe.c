@@ -17,7 +17,9 @@
  *   kernel would pay between two ops instead of a launch;
  * - a chain of 64 dependent f16 GEMVs of 2048 x 2048 (8 MB; 8 matrices in
  *   turn, 64 MB, past L2), a launch each against one launch with that
- *   barrier between them: what such a kernel buys at decode's sizes;
+ *   barrier between them: what such a kernel buys at decode's sizes; then
+ *   with each warp's next rows prefetched into L2 before the barrier, and
+ *   with one matrix that L2 holds;
  * - the tensor-core issue rate of mma.sync m16n8k16 (f16 in, f32
  *   accumulate) from OpenCL, operands in registers, for 1-8 independent
  *   chains a warp and 8-64 warps a multiprocessor: the ceiling of any
@@ -324,15 +326,19 @@ int main(int argc, char **argv)
         need(err, "gemv_one");
         cl_kernel kp = clCreateKernel(p, "gemv_persist", &err);
         need(err, "gemv_persist");
-        int kk = GK, nn = GN, nm = NM, ph = PHASES, z = 0;
-        for (int per = 1; per <= 4; per *= 2) { /* work-groups a compute unit */
+        int kk = GK, nn = GN, ph = PHASES, z = 0;
+        /* work-groups a compute unit; matrices in turn (1: L2 holds it); and
+           whether the persistent launch prefetches the next phase's rows
+           into L2 before each barrier */
+        for (int cfg = 0; cfg < 6; cfg++) {
+            const int per = cfg < 3 ? 1 << cfg : 2, nm = cfg < 4 ? NM : 1, pf = cfg == 3 || cfg == 5;
             size_t l = 256, g = (size_t)cus * (size_t)per * l;
             double ta[5], tb[5];
             for (int r = 0; r < 6; r++) {
                 need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
                 double t0 = now();
                 for (int pz = 0; pz < PHASES; pz++) {
-                    cl_ulong off = (cl_ulong)(pz % NM) * GN * GK;
+                    cl_ulong off = (cl_ulong)(pz % nm) * GN * GK;
                     clSetKernelArg(k1, 0, sizeof wb, &wb);
                     clSetKernelArg(k1, 1, sizeof off, &off);
                     clSetKernelArg(k1, 2, sizeof(cl_mem), &b[pz & 1]);
@@ -357,6 +363,7 @@ int main(int argc, char **argv)
                 clSetKernelArg(kp, 5, sizeof nm, &nm);
                 clSetKernelArg(kp, 6, sizeof ph, &ph);
                 clSetKernelArg(kp, 7, sizeof word, &word);
+                clSetKernelArg(kp, 8, sizeof pf, &pf);
                 double t0 = now();
                 need(clEnqueueNDRangeKernel(q, kp, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_persist");
                 need(clFinish(q), "clFinish");
@@ -366,9 +373,10 @@ int main(int argc, char **argv)
             need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), rb, 0, NULL, NULL), "read");
             const double mb = (double)GN * GK * 2 / 1e6, a = median(ta, 5), c = median(tb, 5);
             printf("%d dependent f16 GEMVs %dx%d (%.1f MB each, %d matrices in turn), %zu work-groups of "
-                   "256: a launch each %.2f us a GEMV (%.2f TB/s), one launch with barriers %.2f us "
+                   "256: a launch each %.2f us a GEMV (%.2f TB/s), one launch with barriers%s %.2f us "
                    "(%.2f TB/s); results %s\n",
-                   PHASES, GN, GK, mb, NM, g / l, 1e6 * a / PHASES, mb * PHASES / a / 1e6, 1e6 * c / PHASES,
+                   PHASES, GN, GK, mb, nm, g / l, 1e6 * a / PHASES, mb * PHASES / a / 1e6,
+                   pf ? " and the next rows prefetched" : "", 1e6 * c / PHASES,
                    mb * PHASES / c / 1e6, memcmp(ra, rb, GN * sizeof(float)) ? "DIFFER" : "bit-identical");
         }
         free(wh);

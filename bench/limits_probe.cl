@@ -132,11 +132,20 @@ __kernel void gemv_one(const __global ushort *w, ulong woff, const __global floa
 }
 
 __kernel void gemv_persist(const __global ushort *w, __global float *b0, __global float *b1, int K,
-                           int N, int nm, int phases, volatile __global int *cnt)
+                           int N, int nm, int phases, volatile __global int *cnt, int pf)
 {
     const int groups = (int)get_num_groups(0);
+    const int wpg = get_local_size(0) >> 5, lane = get_local_id(0) & 31;
     for (int p = 0; p < phases; p++) {
         gemv_rows(w + (size_t)(p % nm) * N * K, p & 1 ? b1 : b0, p & 1 ? b0 : b1, K, N);
+        /* pf: ask L2 for the rows this warp multiplies next phase before
+           waiting for the others (their order as gemv_rows takes them) */
+        if (pf && p + 1 < phases) {
+            const __global ushort *wn = w + (size_t)((p + 1) % nm) * N * K;
+            for (int r = get_group_id(0) * wpg + (get_local_id(0) >> 5); r < N; r += groups * wpg)
+                for (int k = 64 * lane; k < K; k += 64 * 32)
+                    asm volatile("prefetch.global.L2 [%0];" ::"l"((ulong)(wn + (size_t)r * K + k)));
+        }
         /* grid_barrier's, each work-item fencing its own stores first; a
            spin past the cap gives up (the results then differ) */
         asm volatile("membar.gl;" ::: "memory");
