@@ -268,6 +268,8 @@ int main(int argc, char **argv)
         need(err, "grid_barrier");
         cl_mem fail = clCreateBuffer(ctx, CL_MEM_READ_WRITE, sizeof(int), NULL, &err);
         need(err, "clCreateBuffer");
+        clSetKernelArg(gb, 0, sizeof word, &word);
+        clSetKernelArg(gb, 1, sizeof fail, &fail);
         for (int per = 1; per <= 4; per *= 2) {
             size_t l = 256, g = (size_t)cus * (size_t)per * l;
             double t[2];
@@ -276,17 +278,8 @@ int main(int argc, char **argv)
                 int rounds = 10 + 1000 * i, z = 0;
                 need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
                 need(clEnqueueWriteBuffer(q, fail, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
-                clSetKernelArg(gb, 0, sizeof word, &word);
-                clSetKernelArg(gb, 1, sizeof fail, &fail);
                 clSetKernelArg(gb, 2, sizeof rounds, &rounds);
-                cl_event e;
-                need(clEnqueueNDRangeKernel(qp, gb, 1, NULL, &g, &l, 0, NULL, &e), "grid_barrier");
-                need(clWaitForEvents(1, &e), "wait");
-                cl_ulong s0, e0;
-                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof s0, &s0, NULL);
-                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof e0, &e0, NULL);
-                clReleaseEvent(e);
-                t[i] = 1e-9 * (double)(e0 - s0);
+                t[i] = timed_launch(qp, gb, g, l, "grid_barrier");
                 int f = 0;
                 need(clEnqueueReadBuffer(q, fail, CL_TRUE, 0, sizeof f, &f, 0, NULL, NULL), "read");
                 bad |= f;
@@ -305,6 +298,10 @@ int main(int argc, char **argv)
         const size_t wn = (size_t)NM * GN * GK;
         unsigned short *wh = malloc(wn * sizeof *wh);
         float *x0 = malloc(GK * sizeof *x0), *ra = malloc(GN * sizeof *ra), *rb = malloc(GN * sizeof *rb);
+        if (!wh || !x0 || !ra || !rb) {
+            fprintf(stderr, "out of memory\n");
+            return 1;
+        }
         unsigned rs = 12345;
         for (size_t i = 0; i < wn; i++) { /* halves of magnitude 2^-4 .. 1, either sign */
             rs = rs * 1103515245u + 12345u;
@@ -327,6 +324,16 @@ int main(int argc, char **argv)
         cl_kernel kp = clCreateKernel(p, "gemv_persist", &err);
         need(err, "gemv_persist");
         int kk = GK, nn = GN, ph = PHASES, z = 0;
+        clSetKernelArg(k1, 0, sizeof wb, &wb);
+        clSetKernelArg(k1, 4, sizeof kk, &kk);
+        clSetKernelArg(k1, 5, sizeof nn, &nn);
+        clSetKernelArg(kp, 0, sizeof wb, &wb);
+        clSetKernelArg(kp, 1, sizeof(cl_mem), &b[0]);
+        clSetKernelArg(kp, 2, sizeof(cl_mem), &b[1]);
+        clSetKernelArg(kp, 3, sizeof kk, &kk);
+        clSetKernelArg(kp, 4, sizeof nn, &nn);
+        clSetKernelArg(kp, 6, sizeof ph, &ph);
+        clSetKernelArg(kp, 7, sizeof word, &word);
         /* work-groups a compute unit; matrices in turn (1: L2 holds it); and
            whether the persistent launch prefetches the next phase's rows
            into L2 before each barrier */
@@ -334,17 +341,16 @@ int main(int argc, char **argv)
             const int per = cfg < 3 ? 1 << cfg : 2, nm = cfg < 4 ? NM : 1, pf = cfg == 3 || cfg == 5;
             size_t l = 256, g = (size_t)cus * (size_t)per * l;
             double ta[5], tb[5];
+            clSetKernelArg(kp, 5, sizeof nm, &nm);
+            clSetKernelArg(kp, 8, sizeof pf, &pf);
             for (int r = 0; r < 6; r++) {
                 need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
                 double t0 = now();
                 for (int pz = 0; pz < PHASES; pz++) {
                     cl_ulong off = (cl_ulong)(pz % nm) * GN * GK;
-                    clSetKernelArg(k1, 0, sizeof wb, &wb);
                     clSetKernelArg(k1, 1, sizeof off, &off);
                     clSetKernelArg(k1, 2, sizeof(cl_mem), &b[pz & 1]);
                     clSetKernelArg(k1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
-                    clSetKernelArg(k1, 4, sizeof kk, &kk);
-                    clSetKernelArg(k1, 5, sizeof nn, &nn);
                     need(clEnqueueNDRangeKernel(q, k1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_one");
                 }
                 need(clFinish(q), "clFinish");
@@ -355,15 +361,6 @@ int main(int argc, char **argv)
             for (int r = 0; r < 6; r++) {
                 need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
                 need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
-                clSetKernelArg(kp, 0, sizeof wb, &wb);
-                clSetKernelArg(kp, 1, sizeof(cl_mem), &b[0]);
-                clSetKernelArg(kp, 2, sizeof(cl_mem), &b[1]);
-                clSetKernelArg(kp, 3, sizeof kk, &kk);
-                clSetKernelArg(kp, 4, sizeof nn, &nn);
-                clSetKernelArg(kp, 5, sizeof nm, &nm);
-                clSetKernelArg(kp, 6, sizeof ph, &ph);
-                clSetKernelArg(kp, 7, sizeof word, &word);
-                clSetKernelArg(kp, 8, sizeof pf, &pf);
                 double t0 = now();
                 need(clEnqueueNDRangeKernel(q, kp, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_persist");
                 need(clFinish(q), "clFinish");
@@ -379,6 +376,11 @@ int main(int argc, char **argv)
                    pf ? " and the next rows prefetched" : "", 1e6 * c / PHASES,
                    mb * PHASES / c / 1e6, memcmp(ra, rb, GN * sizeof(float)) ? "DIFFER" : "bit-identical");
         }
+        clReleaseKernel(k1);
+        clReleaseKernel(kp);
+        clReleaseMemObject(wb);
+        clReleaseMemObject(b[0]);
+        clReleaseMemObject(b[1]);
         free(wh);
         free(x0);
         free(ra);
@@ -402,15 +404,9 @@ int main(int argc, char **argv)
             clSetKernelArg(k, 1, sizeof iters, &iters);
             double t[5];
             for (int r = 0; r < 6; r++) {
-                cl_event e;
-                need(clEnqueueNDRangeKernel(qp, k, 1, NULL, &g, &l, 0, NULL, &e), "mma_peak");
-                need(clWaitForEvents(1, &e), "wait");
-                cl_ulong s0, e0;
-                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof s0, &s0, NULL);
-                clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof e0, &e0, NULL);
-                clReleaseEvent(e);
+                const double s = timed_launch(qp, k, g, l, "mma_peak");
                 if (r)
-                    t[r - 1] = 1e-9 * (double)(e0 - s0);
+                    t[r - 1] = s;
             }
             double flop = (double)(g / 32) * iters * ch * 4096.0;
             printf("mma.sync m16n8k16 f16->f32: %d chains a warp, %2d warps a compute unit: %.1f TFLOP/s\n", ch,

@@ -78,12 +78,6 @@ __kernel void grid_barrier(volatile __global int *cnt, __global int *fail, int r
     }
 }
 
-/* A chain of dependent GEMVs (y = W_p x, then x = y), decode's shape at B 1:
- * rows of K f16 weights, a warp a row at a time (16-byte loads, the dot in
- * f32, a shuffle tree), row r of phase p from matrix p % nm. gemv_one is
- * one phase a launch; gemv_persist runs all phases in one launch with
- * grid_barrier's barrier between them (all work-groups resident). The same
- * arithmetic per row in both, so the same bits. */
 /* x is read past L1 (ld.global.cg): in gemv_persist another
  * multiprocessor wrote it during this launch, and this one's L1 may still
  * hold the buffer from two phases ago */
@@ -97,6 +91,14 @@ inline float4 ld_cg4(const __global float *p)
     return v;
 }
 
+/* A chain of dependent GEMVs (y = W_p x, then x = y), decode's shape at B 1:
+ * rows of K f16 weights, a warp a row at a time (16-byte loads, the dot in
+ * f32, a shuffle tree), row r of phase p from matrix p % nm. gemv_one is
+ * one phase a launch; gemv_persist runs all phases in one launch with
+ * grid_barrier's barrier between them (all work-groups resident). The same
+ * arithmetic per row in both, so the same bits. The code is as measured:
+ * the row loop written as a macro both kernels share moved the two times
+ * by about 0.6 us in opposite directions (README says so). */
 inline void gemv_rows(const __global ushort *w, const __global float *x, __global float *y, int K,
                       int N)
 {
@@ -147,7 +149,9 @@ __kernel void gemv_persist(const __global ushort *w, __global float *b0, __globa
                     asm volatile("prefetch.global.L2 [%0];" ::"l"((ulong)(wn + (size_t)r * K + k)));
         }
         /* grid_barrier's, each work-item fencing its own stores first; a
-           spin past the cap gives up (the results then differ) */
+           spin past the cap gives up (the results then differ). Written
+           out: as a helper shared with grid_barrier this launch ran 0.4 us
+           a phase slower on the H200. */
         asm volatile("membar.gl;" ::: "memory");
         barrier(CLK_GLOBAL_MEM_FENCE);
         if (get_local_id(0) == 0) {

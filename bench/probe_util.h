@@ -1,5 +1,6 @@
 /* probe_util.h - what bench/stream_probe.c and bench/limits_probe.c share:
- * reading the kernel sources, failing on an OpenCL error, sorting times.
+ * reading the kernel sources, failing on an OpenCL error, timing one
+ * launch, sorting times.
  * Development aids, not part of qeval; a header of static functions so that
  * each probe still builds with one cc command. */
 #ifndef QE_BENCH_PROBE_UTIL_H
@@ -39,6 +40,20 @@ static void need(cl_int err, const char *what)
         fprintf(stderr, "%s failed: OpenCL error %d\n", what, (int)err);
         exit(1);
     }
+}
+
+/* One launch of k over g work-items in groups of l on q (a profiling
+ * queue): its device time in seconds, from its event. */
+static double timed_launch(cl_command_queue q, cl_kernel k, size_t g, size_t l, const char *what)
+{
+    cl_event e;
+    cl_ulong s = 0, f = 0;
+    need(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &l, 0, NULL, &e), what);
+    need(clWaitForEvents(1, &e), what);
+    need(clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_START, sizeof s, &s, NULL), what);
+    need(clGetEventProfilingInfo(e, CL_PROFILING_COMMAND_END, sizeof f, &f, NULL), what);
+    clReleaseEvent(e);
+    return 1e-9 * (double)(f - s);
 }
 
 static int cmp_d(const void *a, const void *b)

@@ -71,18 +71,9 @@ int main(int argc, char **argv)
             size_t global = (size_t)(n / 16) * 256, local = 256;
             double t[20];
             for (int r = 0; r < 22; r++) {
-                cl_event ev;
-                need(clEnqueueNDRangeKernel(q, kk, 1, NULL, &global, &local, 0, NULL, &ev),
-                     kernels[ki]);
-                need(clWaitForEvents(1, &ev), kernels[ki]);
-                cl_ulong a = 0, b = 0;
-                need(clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_START, sizeof a, &a, NULL),
-                     "clGetEventProfilingInfo");
-                need(clGetEventProfilingInfo(ev, CL_PROFILING_COMMAND_END, sizeof b, &b, NULL),
-                     "clGetEventProfilingInfo");
+                const double s = timed_launch(q, kk, global, local, kernels[ki]);
                 if (r >= 2)
-                    t[r - 2] = (double)(b - a) * 1e-9;
-                clReleaseEvent(ev);
+                    t[r - 2] = s;
             }
             qsort(t, 20, sizeof t[0], cmp_d);
             printf("  %s %.1f us %.0f GB/s", kernels[ki], t[10] * 1e6, bytes / t[10] / 1e9);

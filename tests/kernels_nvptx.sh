@@ -9,13 +9,14 @@
 # need_wfmt's mma_tile / mma_tile_pair / mma_tile_glu, mma_skinny's
 # shapes and X reads, mma_wide's splits, build_common's attn_mma; their
 # default shapes, the QEVAL_MMA_* shapes a sweep may pick, each weight
-# format) goes through `clang -target nvptx64-nvidia-nvcl -fsyntax-only
+# format), and the GPU probes' kernels in bench/, go through
+# `clang -target nvptx64-nvidia-nvcl -fsyntax-only
 # -Werror`: syntax, types, the #error guards between options, and the
 # operand constraints of the inline asm. The PTX text inside the asm is
 # NVIDIA's compiler's to check. tests/kernels_nvptx.h declares the half
 # loads and stores clang's header leaves out for this target.
 set -u
-cd "$(dirname "$0")/.."
+cd "$(dirname "$0")/.." || exit 1
 CLANG=${CLANG:-clang}
 T=$(mktemp -d "${TMPDIR:-/tmp}/qeval-kernels-XXXXXX")
 trap 'rm -rf "$T"' EXIT
@@ -37,6 +38,7 @@ done
 
 # build NAME FILE OPTIONS: one program through the front end.
 build() {
+    # shellcheck disable=SC2086 # OPTIONS are words
     if "$CLANG" -x cl -cl-std=CL1.2 -target nvptx64-nvidia-nvcl -Xclang -finclude-default-header \
         -include tests/kernels_nvptx.h -fsyntax-only -Werror $3 "$2" >"$T/log" 2>&1; then
         pass=$((pass + 1))
@@ -109,6 +111,17 @@ for hd in 16 64 80 128; do
             "-DQE_HD=$hd -DQE_SQRT_HD=0x1p+3f $fp -DQE_KVK=$kk -DQE_KVV=$vv -DTR_WI=256"
     done
 done
+
+# the GPU probes' kernels (bench/limits_probe.cl, bench/stream_probe.cl),
+# which their programs build after kernels/ptx.cl: inline PTX too, and a
+# slip in them costs a device call just the same
+for probe in limits stream; do
+    cat kernels/ptx.cl "bench/${probe}_probe.cl" >"$T/$probe.cl" || exit 1
+done
+for ch in 1 8; do
+    build "bench/limits_probe.cl CH $ch" "$T/limits.cl" "-DCH=$ch"
+done
+build "bench/stream_probe.cl" "$T/stream.cl" ""
 
 echo "# nvptx front end: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]
