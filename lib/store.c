@@ -24,7 +24,6 @@
 #include "schemas.h"
 #include "store_internal.h"
 
-#define MAX_TOP_K 4096
 #define NOW "strftime('%Y-%m-%dT%H:%M:%fZ','now')"
 
 static const char *const stmt_sql[S_COUNT] = {
@@ -559,8 +558,9 @@ qe_status qe_store_run_config_text(const qe_store_run_config *c, char **text)
     }
     if (c->n_ctx < 1)
         return qe_fail(QE_EINVAL, "run config: n_ctx %d: expected at least 1", c->n_ctx);
-    if (c->top_k < 0 || c->top_k > MAX_TOP_K)
-        return qe_fail(QE_EINVAL, "run config: top_k %d: expected 0 .. %d", c->top_k, MAX_TOP_K);
+    if (c->top_k < 0 || c->top_k > QE_STORE_MAX_TOP_K)
+        return qe_fail(QE_EINVAL, "run config: top_k %d: expected 0 .. %d", c->top_k,
+                       QE_STORE_MAX_TOP_K);
     char buf[1024];
     int n = snprintf(buf, sizeof buf,
                      "qeval-run 1\ntask=%s\nmodel=%s\ndataset=%s\ntokenizer=%s\nn_ctx=%d\n"

@@ -18,7 +18,6 @@
 #include "store.h"
 #include "store_internal.h"
 
-#define MAX_TOP_K 4096
 #define MAX_VOCAB (1 << 24)
 
 /* ---- chunks ---- */
@@ -33,9 +32,10 @@ static qe_status check_chunk(const qe_store_chunk *c)
     if (c->n_scored > 0 && (!c->target || !c->logprob || !c->argmax))
         return qe_fail(QE_EINVAL, "chunk %" PRId64 ": target, logprob and argmax are required",
                        c->chunk);
-    if (c->top_k < 0 || c->top_k > MAX_TOP_K || (c->top_k && (!c->topk_id || !c->topk_logprob)))
+    if (c->top_k < 0 || c->top_k > QE_STORE_MAX_TOP_K ||
+        (c->top_k && (!c->topk_id || !c->topk_logprob)))
         return qe_fail(QE_EINVAL, "chunk %" PRId64 ": top_k %d: expected 0 .. %d with both "
-                       "top-k arrays", c->chunk, c->top_k, MAX_TOP_K);
+                       "top-k arrays", c->chunk, c->top_k, QE_STORE_MAX_TOP_K);
     if (!isfinite(c->seconds) || c->seconds < 0)
         return qe_fail(QE_EINVAL, "chunk %" PRId64 ": seconds %g: expected a finite value >= 0",
                        c->chunk, c->seconds);

@@ -11,6 +11,9 @@
 /* The highest chunk index + 1 a run may plan or store (and what a merge
  * accepts from another database). */
 #define QE_STORE_MAX_CHUNKS ((int64_t)1 << 31)
+/* The most top-k entries a run keeps a token (the run's config and each
+ * chunk's rows are held to it). */
+#define QE_STORE_MAX_TOP_K 4096
 /* A magic value in the database header: "qeva". */
 #define QE_STORE_APP_ID 0x71657661
 
