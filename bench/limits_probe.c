@@ -20,6 +20,12 @@
  *   barrier between them: what such a kernel buys at decode's sizes; then
  *   with each warp's next rows prefetched into L2 before the barrier, and
  *   with one matrix that L2 holds;
+ * - the same chain with a GEMV written against its latencies (each warp
+ *   requests its rows' weights first, x staged once a work-group): a launch
+ *   each, one launch with barriers, and that launch with the next phase's
+ *   weights requested before each barrier (two places); then as a launch
+ *   each at 2048, 4096 and 8192 rows: what a dependent op costs besides its
+ *   bytes;
  * - the tensor-core issue rate of mma.sync m16n8k16 (f16 in, f32
  *   accumulate) from OpenCL, operands in registers, for 1-8 independent
  *   chains a warp and 8-64 warps a multiprocessor: the ceiling of any
@@ -294,11 +300,12 @@ int main(int argc, char **argv)
 
     /* dependent GEMVs: a launch each, or one launch with barriers between */
     {
-        enum { GK = 2048, GN = 2048, NM = 8, PHASES = 64 };
-        const size_t wn = (size_t)NM * GN * GK;
+        enum { GK = 2048, GN = 2048, GNMAX = 8192, NM = 8, PHASES = 64 };
+        const size_t wn = (size_t)NM * GNMAX * GK;
         unsigned short *wh = malloc(wn * sizeof *wh);
-        float *x0 = malloc(GK * sizeof *x0), *ra = malloc(GN * sizeof *ra), *rb = malloc(GN * sizeof *rb);
-        if (!wh || !x0 || !ra || !rb) {
+        float *x0 = malloc(GK * sizeof *x0), *ra = malloc(GN * sizeof *ra), *rb = malloc(GN * sizeof *rb),
+              *ref = malloc(GN * sizeof *ref);
+        if (!wh || !x0 || !ra || !rb || !ref) {
             fprintf(stderr, "out of memory\n");
             return 1;
         }
@@ -316,7 +323,7 @@ int main(int argc, char **argv)
         need(err, "clCreateBuffer");
         cl_mem b[2];
         for (int i = 0; i < 2; i++) {
-            b[i] = clCreateBuffer(ctx, CL_MEM_READ_WRITE, GK * sizeof(float), NULL, &err);
+            b[i] = clCreateBuffer(ctx, CL_MEM_READ_WRITE, GNMAX * sizeof(float), NULL, &err);
             need(err, "clCreateBuffer");
         }
         cl_kernel k1 = clCreateKernel(p, "gemv_one", &err);
@@ -358,6 +365,8 @@ int main(int argc, char **argv)
                     ta[r - 1] = now() - t0;
             }
             need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), ra, 0, NULL, NULL), "read");
+            if (cfg == 0)
+                memcpy(ref, ra, GN * sizeof(float));
             for (int r = 0; r < 6; r++) {
                 need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
                 need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
@@ -376,6 +385,106 @@ int main(int argc, char **argv)
                    pf ? " and the next rows prefetched" : "", 1e6 * c / PHASES,
                    mb * PHASES / c / 1e6, memcmp(ra, rb, GN * sizeof(float)) ? "DIFFER" : "bit-identical");
         }
+        /* the same chain with weights requested first (gemv_w_*), rows a
+           warp as the work-groups give (GW_R), and the persistent launch
+           with the next phase's weights requested before each barrier */
+        for (int per = 1; per <= 2; per++) {
+            char opts[48];
+            snprintf(opts, sizeof opts, "-DCH=4 -DGW_K=%d -DGW_R=%d", GK, per == 1 ? 2 : 1);
+            cl_program pw = build(src, opts);
+            cl_kernel w1 = clCreateKernel(pw, "gemv_w_one", &err);
+            need(err, "gemv_w_one");
+            cl_kernel wp = clCreateKernel(pw, "gemv_w_persist", &err);
+            need(err, "gemv_w_persist");
+            const int nm = NM;
+            clSetKernelArg(w1, 0, sizeof wb, &wb);
+            clSetKernelArg(w1, 4, sizeof kk, &kk);
+            clSetKernelArg(w1, 5, sizeof nn, &nn);
+            clSetKernelArg(wp, 0, sizeof wb, &wb);
+            clSetKernelArg(wp, 1, sizeof(cl_mem), &b[0]);
+            clSetKernelArg(wp, 2, sizeof(cl_mem), &b[1]);
+            clSetKernelArg(wp, 3, sizeof kk, &kk);
+            clSetKernelArg(wp, 4, sizeof nn, &nn);
+            clSetKernelArg(wp, 5, sizeof nm, &nm);
+            clSetKernelArg(wp, 6, sizeof ph, &ph);
+            clSetKernelArg(wp, 7, sizeof word, &word);
+            size_t l = 256, g = (size_t)cus * (size_t)per * l;
+            double t[4][5];
+            int same = 1;
+            for (int v = 0; v < 4; v++) { /* a launch each; persistent; overlapped (two ways) */
+                const int ov = v > 1 ? v - 1 : 0;
+                clSetKernelArg(wp, 8, sizeof ov, &ov);
+                for (int r = 0; r < 6; r++) {
+                    need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
+                    need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
+                    double t0 = now();
+                    if (v == 0)
+                        for (int pz = 0; pz < PHASES; pz++) {
+                            cl_ulong off = (cl_ulong)(pz % nm) * GN * GK;
+                            clSetKernelArg(w1, 1, sizeof off, &off);
+                            clSetKernelArg(w1, 2, sizeof(cl_mem), &b[pz & 1]);
+                            clSetKernelArg(w1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
+                            need(clEnqueueNDRangeKernel(q, w1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_w_one");
+                        }
+                    else
+                        need(clEnqueueNDRangeKernel(q, wp, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_w_persist");
+                    need(clFinish(q), "clFinish");
+                    if (r)
+                        t[v][r - 1] = now() - t0;
+                }
+                need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), rb, 0, NULL, NULL), "read");
+                same &= !memcmp(ref, rb, GN * sizeof(float));
+            }
+            const double mb = (double)GN * GK * 2 / 1e6;
+            printf("%d dependent f16 GEMVs %dx%d, weights requested first, %zu work-groups of 256: a "
+                   "launch each %.2f us a GEMV (%.2f TB/s), one launch with barriers %.2f us, and the "
+                   "next weights requested before each barrier's fence %.2f us, after it %.2f us; "
+                   "results %s\n",
+                   PHASES, GN, GK, g / l, 1e6 * median(t[0], 5) / PHASES, mb * PHASES / median(t[0], 5) / 1e6,
+                   1e6 * median(t[1], 5) / PHASES, 1e6 * median(t[2], 5) / PHASES,
+                   1e6 * median(t[3], 5) / PHASES,
+                   same ? "bit-identical to gemv_one's" : "DIFFER");
+            clReleaseKernel(w1);
+            clReleaseKernel(wp);
+            clReleaseProgram(pw);
+        }
+        /* how a dependent GEMV's time grows with its bytes: the weights-first
+           kernel as a launch each at 2048 x 2048, 4096 x 2048 and 8192 x 2048
+           (the next x is the first 2048 of y), 528 work-groups: the
+           intercept is what each dependent op of a decode step costs
+           besides streaming its weights */
+        for (int gn = GN; gn <= GNMAX; gn *= 2) {
+            char opts[48];
+            snprintf(opts, sizeof opts, "-DCH=4 -DGW_K=%d -DGW_R=%d", GK, gn > 4096 ? 2 : 1);
+            cl_program pw = build(src, opts);
+            cl_kernel w1 = clCreateKernel(pw, "gemv_w_one", &err);
+            need(err, "gemv_w_one");
+            clSetKernelArg(w1, 0, sizeof wb, &wb);
+            clSetKernelArg(w1, 4, sizeof kk, &kk);
+            clSetKernelArg(w1, 5, sizeof gn, &gn);
+            size_t l = 256, g = (size_t)cus * 4 * l;
+            double t[5];
+            for (int r = 0; r < 6; r++) {
+                need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
+                double t0 = now();
+                for (int pz = 0; pz < PHASES; pz++) {
+                    cl_ulong off = (cl_ulong)(pz % NM) * (cl_ulong)gn * GK;
+                    clSetKernelArg(w1, 1, sizeof off, &off);
+                    clSetKernelArg(w1, 2, sizeof(cl_mem), &b[pz & 1]);
+                    clSetKernelArg(w1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
+                    need(clEnqueueNDRangeKernel(q, w1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_w_one");
+                }
+                need(clFinish(q), "clFinish");
+                if (r)
+                    t[r - 1] = now() - t0;
+            }
+            const double mb = (double)gn * GK * 2 / 1e6, a = median(t, 5);
+            printf("%d dependent f16 GEMVs %dx%d (%.1f MB each), weights requested first, %zu "
+                   "work-groups of 256, a launch each: %.2f us a GEMV (%.2f TB/s)\n",
+                   PHASES, gn, GK, mb, g / l, 1e6 * a / PHASES, mb * PHASES / a / 1e6);
+            clReleaseKernel(w1);
+            clReleaseProgram(pw);
+        }
         clReleaseKernel(k1);
         clReleaseKernel(kp);
         clReleaseMemObject(wb);
@@ -385,6 +494,7 @@ int main(int argc, char **argv)
         free(x0);
         free(ra);
         free(rb);
+        free(ref);
     }
 
     /* mma.sync issue rate */

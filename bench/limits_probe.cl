@@ -164,3 +164,119 @@ __kernel void gemv_persist(const __global ushort *w, __global float *b0, __globa
         barrier(CLK_GLOBAL_MEM_FENCE);
     }
 }
+
+/* The same chain with each GEMV written against its latencies (session 18):
+ * every warp requests all of its rows' weights first (GW_R rows of GW_K f16,
+ * GW_K / 256 uint4 a lane each), then the work-group stages x once into
+ * local memory (ld.cg: another multiprocessor wrote it), then the dots, in
+ * gemv_rows' order (lane's k ascending, 8 at a time; the same shuffle
+ * tree), so all three kernels give the same bits. gemv_w_one is a launch a
+ * phase. gemv_w_persist runs the phases in one launch with the barrier
+ * between them, and with ov set requests phase p + 1's weights (which do
+ * not depend on x) before phase p's barrier, so that their DRAM latency and
+ * transfer pass during the barrier and x's staging: what a persistent
+ * decode kernel would buy by overlapping an op's weights with the previous
+ * op, measured on the simplest GEMV. */
+#ifndef GW_K
+#define GW_K 2048
+#endif
+#ifndef GW_R
+#define GW_R 2
+#endif
+#define GW_L (GW_K / 256) /* uint4 a lane a row */
+
+typedef struct { uint4 q[GW_R][GW_L]; } gw_rows;
+
+inline gw_rows gw_fetch(const __global ushort *w, int N)
+{
+    const int warp = get_local_id(0) >> 5, lane = get_local_id(0) & 31;
+    const int wpg = get_local_size(0) >> 5, r0 = get_group_id(0) * wpg + warp;
+    const int stride = get_num_groups(0) * wpg;
+    gw_rows f;
+#pragma unroll
+    for (int i = 0; i < GW_R; i++) {
+        const int r = min(r0 + i * stride, N - 1); /* past N: a repeat, not stored */
+#pragma unroll
+        for (int j = 0; j < GW_L; j++)
+            f.q[i][j] = *(const __global uint4 *)(w + (size_t)r * GW_K + 8 * lane + 256 * j);
+    }
+    return f;
+}
+
+inline void gw_stage(const __global float *x, __local float *xs)
+{
+    for (int k = 4 * get_local_id(0); k < GW_K; k += 4 * get_local_size(0))
+        *(__local float4 *)(xs + k) = ld_cg4(x + k);
+    barrier(CLK_LOCAL_MEM_FENCE);
+}
+
+inline void gw_dots(const gw_rows *f, const __local float *xs, __global float *y, int N)
+{
+    const int warp = get_local_id(0) >> 5, lane = get_local_id(0) & 31;
+    const int wpg = get_local_size(0) >> 5, r0 = get_group_id(0) * wpg + warp;
+    const int stride = get_num_groups(0) * wpg;
+#pragma unroll
+    for (int i = 0; i < GW_R; i++) {
+        float s = 0.0f;
+#pragma unroll
+        for (int j = 0; j < GW_L; j++) {
+            const uint4 q = f->q[i][j];
+            const half *h = (const half *)&q;
+            const int k = 8 * lane + 256 * j;
+            s += vload_half(0, h) * xs[k];
+            s += vload_half(1, h) * xs[k + 1];
+            s += vload_half(2, h) * xs[k + 2];
+            s += vload_half(3, h) * xs[k + 3];
+            s += vload_half(4, h) * xs[k + 4];
+            s += vload_half(5, h) * xs[k + 5];
+            s += vload_half(6, h) * xs[k + 6];
+            s += vload_half(7, h) * xs[k + 7];
+        }
+        for (int m = 16; m; m >>= 1)
+            s += ptx_shfl_xor(s, m);
+        const int r = r0 + i * stride;
+        if (lane == 0 && r < N)
+            y[r] = s * (1.0f / 32.0f);
+    }
+}
+
+__kernel void gemv_w_one(const __global ushort *w, ulong woff, const __global float *x,
+                         __global float *y, int K, int N)
+{
+    __local float xs[GW_K] __attribute__((aligned(16)));
+    (void)K; /* GW_K */
+    const gw_rows f = gw_fetch(w + woff, N);
+    gw_stage(x, xs);
+    gw_dots(&f, xs, y, N);
+}
+
+__kernel void gemv_w_persist(const __global ushort *w, __global float *b0, __global float *b1,
+                             int K, int N, int nm, int phases, volatile __global int *cnt, int ov)
+{
+    __local float xs[GW_K] __attribute__((aligned(16)));
+    (void)K;
+    const int groups = (int)get_num_groups(0);
+    gw_rows f = gw_fetch(w, N);
+    for (int p = 0; p < phases; p++) {
+        gw_stage(p & 1 ? b1 : b0, xs);
+        gw_dots(&f, xs, p & 1 ? b0 : b1, N);
+        /* ov 1: the next phase's weights before the barrier's fence, 2:
+           after the fence, before the wait, 0: after the barrier */
+        if (ov == 1 && p + 1 < phases)
+            f = gw_fetch(w + (size_t)((p + 1) % nm) * N * GW_K, N);
+        asm volatile("membar.gl;" ::: "memory");
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        if (ov == 2 && p + 1 < phases)
+            f = gw_fetch(w + (size_t)((p + 1) % nm) * N * GW_K, N);
+        if (get_local_id(0) == 0) {
+            atomic_inc(cnt);
+            long spin = 0;
+            while (*cnt < (p + 1) * groups && ++spin < (1L << 26))
+                ;
+            asm volatile("membar.gl;" ::: "memory");
+        }
+        barrier(CLK_GLOBAL_MEM_FENCE);
+        if (!ov && p + 1 < phases)
+            f = gw_fetch(w + (size_t)((p + 1) % nm) * N * GW_K, N);
+    }
+}
