@@ -954,7 +954,9 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
        Llama-3.2-1B, alternating: q8_0 1 940.3 / 934.9, 2 957.6, 4 943.6 /
        957.0, 8 871.2; q4_0 1 882.0 / 862.9, 2 909.9, 4 868.3 / 868.4, 8
        856.8 (at 4 and 8 Q4_0's gate / up and LM head launch lost more than
-       its wo and down gained: MS_PRE holds its first weights meanwhile) */
+       its wo and down gained: MS_PRE holds its first weights meanwhile).
+       So the engine builds Q4_0's Q/K/V, wo and down apart with 8 (one
+       round for down's row; lib/engine.c x1_few_of: q4_0 about +4 %). */
     const int n4 = min(K, MS_X1) / 4; /* K % 4 == 0 under MS_XAL */
     for (int q0 = tid; q0 < n4; q0 += MS_XB * 32 * MS_WARPS) {
         float4 v[MS_XB], u[MS_XB];

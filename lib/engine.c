@@ -254,18 +254,34 @@ static size_t x1_groups_of(int compute_units)
  * (the general one) 797.6 / 805.6, 2,8,264 821.9 / 820.3, 1,4,264 701.5 /
  * 696.1, none (1,8,0) 804.6 / 796.5; q4_0 1,8,264 684.3 / 692.7, none 735.0 /
  * 727.7, 2,8,264 683.2 / 679.5, 1,4,264 698.3 / 694.7. So Q8_0 takes NB 2,
- * U 8 below msk_few work-groups and Q4_0 none. QEVAL_MMA_SKINNY_FEW, when
- * set, still sets every build's. Same bits whatever the shape. */
+ * U 8 below msk_few work-groups. Q4_0 takes the default shape there, built
+ * with MS_XB 8 (x1_few_xb): its Q/K/V, wo and down (down stages an 8,192-wide
+ * row, 8 float4 of gate and of up a work-item) then request their whole row
+ * at once, while gate / up and the LM head keep MS_XB 2, where more had cost
+ * them more than down gained (kernels/mma.cl MS_XB). Session 18, H200,
+ * alternating on one instance (QEVAL_MMA_X1_FEW_XB, none = 2): q4_0 885.8 /
+ * 872.6 / 880.2 / 871.7 -> 8: 908.7 / 917.5 / 912.8 / 916.8, 4: 901.6 /
+ * 897.1 (wo and down 14.3 / 15.5 -> 13.7 / 13.2 us a launch); q8_0's NB 2
+ * build with 8: 956.1 / 938.4 / 945.5 / 947.6 -> 940.0 / 940.6 / 937.4 /
+ * 940.7, so Q8_0 keeps 2. QEVAL_MMA_SKINNY_FEW, when set, still sets every
+ * build's shape (and QEVAL_MMA_X1_FEW_XB every format's MS_XB there). Same
+ * bits whatever the shape or MS_XB: they change which loads go together,
+ * not what is summed. */
 static void x1_few_of(qe_engine *e, int fmt)
 {
     e->msk_x1_few[fmt] = e->msk_shape[1];
     e->msk_x1_few_n[fmt] = e->msk_few;
+    e->msk_x1_few_xb[fmt] = fmt == WF_Q4_0 ? 8 : 2;
+    const char *xb = getenv("QEVAL_MMA_X1_FEW_XB");
+    int v = 0;
+    if (xb && sscanf(xb, "%d", &v) == 1 && v >= 1 && v <= 16)
+        e->msk_x1_few_xb[fmt] = v;
     if (getenv("QEVAL_MMA_SKINNY_FEW"))
         return;
     if (fmt == WF_Q8_0)
         e->msk_x1_few[fmt].nb = 2;
     else if (fmt == WF_Q4_0)
-        e->msk_x1_few_n[fmt] = 0;
+        e->msk_x1_few[fmt] = e->msk_shape[0];
 }
 
 /* The second mma_skinny shape of build xv for weights of format fmt into
@@ -519,6 +535,9 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
                     continue;
                 snprintf(mopts, sizeof mopts, "%s -DMS_MT=%d -DMS_NB=%d -DMS_U=%d %s %s", base,
                          sk.mt, sk.nb, sk.u, xal, xread[xv]);
+                if (b == 1 && xv == MSK_X1) /* x1_few_of */
+                    snprintf(mopts + strlen(mopts), sizeof mopts - strlen(mopts), " -DMS_XB=%d",
+                             e->msk_x1_few_xb[fmt]);
                 st = qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, mopts, &e->prog_msk[b][xv][fmt]);
                 if (st == QE_OK)
                     st = qe_cl_kernel(e->prog_msk[b][xv][fmt], "mma_skinny",

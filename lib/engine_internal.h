@@ -139,6 +139,7 @@ struct qe_engine {
        output blocks, each then taking several blocks in turn (0: one per
        block; engine.c x1_groups_of) */
     size_t msk_x1_groups;
+    int msk_x1_few_xb[WF_COUNT]; /* MS_XB of the one-row build's second shape */
     cl_program prog_msk[2][MSK_XREADS][WF_COUNT];
     cl_kernel k_msk[2][MSK_XREADS][WF_COUNT];
     /* mma_wide, for decode calls of more than 16 rows (same bits as
