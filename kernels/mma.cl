@@ -847,6 +847,19 @@ inline float ms_sum(__local float (*red)[MS_MT * 16][MS_NB * 8], int rr, int cc)
 #ifndef MS_XB
 #define MS_XB 2
 #endif
+/* The one-row build's MS_XB float4s of x (and of xp) from float4 q0 on, a
+ * work-group's width apart (clamped to the row's last, n4 - 1). */
+__attribute__((always_inline)) inline void ms_xload(float4 *v, float4 *u, const __global float *x,
+                                                    const __global float *xp, int xop, int q0,
+                                                    int n4)
+{
+#pragma unroll
+    for (int i = 0; i < MS_XB; i++) {
+        const int q = min(q0 + i * 32 * MS_WARPS, n4 - 1);
+        v[i] = *(const __global float4 *)(x + 4 * q);
+        u[i] = xop != MS_XP_COPY ? *(const __global float4 *)(xp + 4 * q) : (float4)(0.0f);
+    }
+}
 
 /* A warp's chunks u0 .. u1 - 1 of MS_U (c0 + u MS_CH MS_WARPS) of its
  * MS_NB rows o. */
@@ -942,11 +955,19 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
     ms_fetch(raw, b.w, b.rb, b.sb, b.o, warp * MS_CH, t, K, 0, MS_U);
     pref = 1;
 #endif
+    if (xop == MS_XP_SILU)
+        xp += x_off;
+    const int n4 = min(K, MS_X1) / 4; /* K % 4 == 0 under MS_XAL */
+    /* The first MS_XB float4s of the row are requested before the norm's
+       own reads and reduction, so their L2 latency passes during it
+       instead of after (the same values: the same bits). H200, tg128 B 1
+       tok/s, alternating: q8_0 947.5 / 946.6 -> 961.0 / 968.2 (Q/K/V 10.1
+       -> 9.8 us a launch), q4_0 909.9 / 917.2 -> 921.0 / 920.5. */
+    float4 v[MS_XB], u[MS_XB];
+    ms_xload(v, u, x, xp, xop, tid, n4);
     /* red is free until the epilogue (every read of red[0] comes before the
        barrier below) and holds more than one float per work-item */
     const float scale = xop == MS_XP_NORM ? rms_scale(&red[0][0][0], x, K, eps, tid) : 0.0f;
-    if (xop == MS_XP_SILU)
-        xp += x_off;
     /* MS_XB float4s of x (and of xp) a work-item requests before it uses
        any (clamped to the row's last: a repeat past the row is not
        stored), where one at a time down's 8,192-wide row had waited out
@@ -957,15 +978,9 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
        its wo and down gained: MS_PRE holds its first weights meanwhile).
        So the engine builds Q4_0's Q/K/V, wo and down apart with 8 (one
        round for down's row; lib/engine.c x1_few_of: q4_0 about +4 %). */
-    const int n4 = min(K, MS_X1) / 4; /* K % 4 == 0 under MS_XAL */
     for (int q0 = tid; q0 < n4; q0 += MS_XB * 32 * MS_WARPS) {
-        float4 v[MS_XB], u[MS_XB];
-#pragma unroll
-        for (int i = 0; i < MS_XB; i++) {
-            const int q = min(q0 + i * 32 * MS_WARPS, n4 - 1);
-            v[i] = *(const __global float4 *)(x + 4 * q);
-            u[i] = xop != MS_XP_COPY ? *(const __global float4 *)(xp + 4 * q) : (float4)(0.0f);
-        }
+        if (q0 != tid)
+            ms_xload(v, u, x, xp, xop, q0, n4);
 #pragma unroll
         for (int i = 0; i < MS_XB; i++) {
             const int q = q0 + i * 32 * MS_WARPS;
