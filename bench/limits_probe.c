@@ -66,6 +66,68 @@ static cl_program build(const char *src, const char *opts)
     return p;
 }
 
+/* The dependent-GEMV chain (y = W_p x, then x = y): its queue, matrices w
+ * (matrix p of n rows at p n k halves), the two x / y buffers b, the first
+ * x (k floats), the persistent kernels' barrier count, phases. */
+typedef struct {
+    cl_command_queue q;
+    cl_mem w, b[2], word;
+    const float *x0;
+    int k, phases;
+} gchain;
+
+/* The arguments that stay: one (gemv_one's signature) and persist
+ * (gemv_persist's; NULL: none), for matrices of n rows. */
+static void gchain_args(const gchain *c, cl_kernel one, cl_kernel persist, int n)
+{
+    clSetKernelArg(one, 0, sizeof c->w, &c->w);
+    clSetKernelArg(one, 4, sizeof c->k, &c->k);
+    clSetKernelArg(one, 5, sizeof n, &n);
+    if (!persist)
+        return;
+    clSetKernelArg(persist, 0, sizeof c->w, &c->w);
+    clSetKernelArg(persist, 1, sizeof(cl_mem), &c->b[0]);
+    clSetKernelArg(persist, 2, sizeof(cl_mem), &c->b[1]);
+    clSetKernelArg(persist, 3, sizeof c->k, &c->k);
+    clSetKernelArg(persist, 4, sizeof n, &n);
+    clSetKernelArg(persist, 6, sizeof c->phases, &c->phases);
+    clSetKernelArg(persist, 7, sizeof c->word, &c->word);
+}
+
+/* The chain from x0, the median wall time of 5 runs after an untimed one:
+ * a launch of k a phase (gemv_one's signature; matrix p % nm in phase p)
+ * or, persistent, one launch of k (its other arguments set). The last y
+ * (phases is even: in b[0]) into out (n floats; NULL: not read). */
+static double gchain_time(const gchain *c, cl_kernel k, int persistent, size_t g, size_t l, int nm,
+                          int n, float *out)
+{
+    double t[5];
+    const int z = 0;
+    for (int r = 0; r < 6; r++) {
+        need(clEnqueueWriteBuffer(c->q, c->b[0], CL_TRUE, 0, (size_t)c->k * sizeof(float), c->x0, 0,
+                                  NULL, NULL), "write");
+        need(clEnqueueWriteBuffer(c->q, c->word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
+        const double t0 = now();
+        if (persistent)
+            need(clEnqueueNDRangeKernel(c->q, k, 1, NULL, &g, &l, 0, NULL, NULL), "GEMV chain launch");
+        else
+            for (int p = 0; p < c->phases; p++) {
+                const cl_ulong off = (cl_ulong)(p % nm) * (cl_ulong)n * (cl_ulong)c->k;
+                clSetKernelArg(k, 1, sizeof off, &off);
+                clSetKernelArg(k, 2, sizeof(cl_mem), &c->b[p & 1]);
+                clSetKernelArg(k, 3, sizeof(cl_mem), &c->b[!(p & 1)]);
+                need(clEnqueueNDRangeKernel(c->q, k, 1, NULL, &g, &l, 0, NULL, NULL), "GEMV launch");
+            }
+        need(clFinish(c->q), "clFinish");
+        if (r)
+            t[r - 1] = now() - t0;
+    }
+    if (out)
+        need(clEnqueueReadBuffer(c->q, c->b[0], CL_TRUE, 0, (size_t)n * sizeof(float), out, 0, NULL,
+                                 NULL), "read");
+    return median(t, 5);
+}
+
 #define NLAUNCH 4000
 
 /* n launches alternating between kernels k[0] and k[1] (the same kernel
@@ -319,71 +381,37 @@ int main(int argc, char **argv)
             rs = rs * 1103515245u + 12345u;
             x0[i] = (float)((int)((rs >> 8) % 2001u) - 1000) / 1000.0f;
         }
-        cl_mem wb = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, wn * sizeof *wh, wh, &err);
+        gchain c = {.q = q, .word = word, .x0 = x0, .k = GK, .phases = PHASES};
+        c.w = clCreateBuffer(ctx, CL_MEM_READ_ONLY | CL_MEM_COPY_HOST_PTR, wn * sizeof *wh, wh, &err);
         need(err, "clCreateBuffer");
-        cl_mem b[2];
         for (int i = 0; i < 2; i++) {
-            b[i] = clCreateBuffer(ctx, CL_MEM_READ_WRITE, GNMAX * sizeof(float), NULL, &err);
+            c.b[i] = clCreateBuffer(ctx, CL_MEM_READ_WRITE, GNMAX * sizeof(float), NULL, &err);
             need(err, "clCreateBuffer");
         }
         cl_kernel k1 = clCreateKernel(p, "gemv_one", &err);
         need(err, "gemv_one");
         cl_kernel kp = clCreateKernel(p, "gemv_persist", &err);
         need(err, "gemv_persist");
-        int kk = GK, nn = GN, ph = PHASES, z = 0;
-        clSetKernelArg(k1, 0, sizeof wb, &wb);
-        clSetKernelArg(k1, 4, sizeof kk, &kk);
-        clSetKernelArg(k1, 5, sizeof nn, &nn);
-        clSetKernelArg(kp, 0, sizeof wb, &wb);
-        clSetKernelArg(kp, 1, sizeof(cl_mem), &b[0]);
-        clSetKernelArg(kp, 2, sizeof(cl_mem), &b[1]);
-        clSetKernelArg(kp, 3, sizeof kk, &kk);
-        clSetKernelArg(kp, 4, sizeof nn, &nn);
-        clSetKernelArg(kp, 6, sizeof ph, &ph);
-        clSetKernelArg(kp, 7, sizeof word, &word);
+        gchain_args(&c, k1, kp, GN);
         /* work-groups a compute unit; matrices in turn (1: L2 holds it); and
            whether the persistent launch prefetches the next phase's rows
            into L2 before each barrier */
         for (int cfg = 0; cfg < 6; cfg++) {
             const int per = cfg < 3 ? 1 << cfg : 2, nm = cfg < 4 ? NM : 1, pf = cfg == 3 || cfg == 5;
             size_t l = 256, g = (size_t)cus * (size_t)per * l;
-            double ta[5], tb[5];
             clSetKernelArg(kp, 5, sizeof nm, &nm);
             clSetKernelArg(kp, 8, sizeof pf, &pf);
-            for (int r = 0; r < 6; r++) {
-                need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
-                double t0 = now();
-                for (int pz = 0; pz < PHASES; pz++) {
-                    cl_ulong off = (cl_ulong)(pz % nm) * GN * GK;
-                    clSetKernelArg(k1, 1, sizeof off, &off);
-                    clSetKernelArg(k1, 2, sizeof(cl_mem), &b[pz & 1]);
-                    clSetKernelArg(k1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
-                    need(clEnqueueNDRangeKernel(q, k1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_one");
-                }
-                need(clFinish(q), "clFinish");
-                if (r)
-                    ta[r - 1] = now() - t0;
-            }
-            need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), ra, 0, NULL, NULL), "read");
+            const double a = gchain_time(&c, k1, 0, g, l, nm, GN, ra);
             if (cfg == 0)
                 memcpy(ref, ra, GN * sizeof(float));
-            for (int r = 0; r < 6; r++) {
-                need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
-                need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
-                double t0 = now();
-                need(clEnqueueNDRangeKernel(q, kp, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_persist");
-                need(clFinish(q), "clFinish");
-                if (r)
-                    tb[r - 1] = now() - t0;
-            }
-            need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), rb, 0, NULL, NULL), "read");
-            const double mb = (double)GN * GK * 2 / 1e6, a = median(ta, 5), c = median(tb, 5);
+            const double t = gchain_time(&c, kp, 1, g, l, nm, GN, rb);
+            const double mb = (double)GN * GK * 2 / 1e6;
             printf("%d dependent f16 GEMVs %dx%d (%.1f MB each, %d matrices in turn), %zu work-groups of "
                    "256: a launch each %.2f us a GEMV (%.2f TB/s), one launch with barriers%s %.2f us "
                    "(%.2f TB/s); results %s\n",
                    PHASES, GN, GK, mb, nm, g / l, 1e6 * a / PHASES, mb * PHASES / a / 1e6,
-                   pf ? " and the next rows prefetched" : "", 1e6 * c / PHASES,
-                   mb * PHASES / c / 1e6, memcmp(ra, rb, GN * sizeof(float)) ? "DIFFER" : "bit-identical");
+                   pf ? " and the next rows prefetched" : "", 1e6 * t / PHASES,
+                   mb * PHASES / t / 1e6, memcmp(ra, rb, GN * sizeof(float)) ? "DIFFER" : "bit-identical");
         }
         /* the same chain with weights requested first (gemv_w_*), rows a
            warp as the work-groups give (GW_R), and the persistent launch
@@ -397,42 +425,15 @@ int main(int argc, char **argv)
             cl_kernel wp = clCreateKernel(pw, "gemv_w_persist", &err);
             need(err, "gemv_w_persist");
             const int nm = NM;
-            clSetKernelArg(w1, 0, sizeof wb, &wb);
-            clSetKernelArg(w1, 4, sizeof kk, &kk);
-            clSetKernelArg(w1, 5, sizeof nn, &nn);
-            clSetKernelArg(wp, 0, sizeof wb, &wb);
-            clSetKernelArg(wp, 1, sizeof(cl_mem), &b[0]);
-            clSetKernelArg(wp, 2, sizeof(cl_mem), &b[1]);
-            clSetKernelArg(wp, 3, sizeof kk, &kk);
-            clSetKernelArg(wp, 4, sizeof nn, &nn);
+            gchain_args(&c, w1, wp, GN);
             clSetKernelArg(wp, 5, sizeof nm, &nm);
-            clSetKernelArg(wp, 6, sizeof ph, &ph);
-            clSetKernelArg(wp, 7, sizeof word, &word);
             size_t l = 256, g = (size_t)cus * (size_t)per * l;
-            double t[4][5];
+            double t[4];
             int same = 1;
             for (int v = 0; v < 4; v++) { /* a launch each; persistent; overlapped (two ways) */
                 const int ov = v > 1 ? v - 1 : 0;
                 clSetKernelArg(wp, 8, sizeof ov, &ov);
-                for (int r = 0; r < 6; r++) {
-                    need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
-                    need(clEnqueueWriteBuffer(q, word, CL_TRUE, 0, sizeof z, &z, 0, NULL, NULL), "write");
-                    double t0 = now();
-                    if (v == 0)
-                        for (int pz = 0; pz < PHASES; pz++) {
-                            cl_ulong off = (cl_ulong)(pz % nm) * GN * GK;
-                            clSetKernelArg(w1, 1, sizeof off, &off);
-                            clSetKernelArg(w1, 2, sizeof(cl_mem), &b[pz & 1]);
-                            clSetKernelArg(w1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
-                            need(clEnqueueNDRangeKernel(q, w1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_w_one");
-                        }
-                    else
-                        need(clEnqueueNDRangeKernel(q, wp, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_w_persist");
-                    need(clFinish(q), "clFinish");
-                    if (r)
-                        t[v][r - 1] = now() - t0;
-                }
-                need(clEnqueueReadBuffer(q, b[0], CL_TRUE, 0, GN * sizeof(float), rb, 0, NULL, NULL), "read");
+                t[v] = gchain_time(&c, v ? wp : w1, v > 0, g, l, nm, GN, rb);
                 same &= !memcmp(ref, rb, GN * sizeof(float));
             }
             const double mb = (double)GN * GK * 2 / 1e6;
@@ -440,9 +441,8 @@ int main(int argc, char **argv)
                    "launch each %.2f us a GEMV (%.2f TB/s), one launch with barriers %.2f us, and the "
                    "next weights requested before each barrier's fence %.2f us, after it %.2f us; "
                    "results %s\n",
-                   PHASES, GN, GK, g / l, 1e6 * median(t[0], 5) / PHASES, mb * PHASES / median(t[0], 5) / 1e6,
-                   1e6 * median(t[1], 5) / PHASES, 1e6 * median(t[2], 5) / PHASES,
-                   1e6 * median(t[3], 5) / PHASES,
+                   PHASES, GN, GK, g / l, 1e6 * t[0] / PHASES, mb * PHASES / t[0] / 1e6,
+                   1e6 * t[1] / PHASES, 1e6 * t[2] / PHASES, 1e6 * t[3] / PHASES,
                    same ? "bit-identical to gemv_one's" : "DIFFER");
             clReleaseKernel(w1);
             clReleaseKernel(wp);
@@ -459,26 +459,9 @@ int main(int argc, char **argv)
             cl_program pw = build(src, opts);
             cl_kernel w1 = clCreateKernel(pw, "gemv_w_one", &err);
             need(err, "gemv_w_one");
-            clSetKernelArg(w1, 0, sizeof wb, &wb);
-            clSetKernelArg(w1, 4, sizeof kk, &kk);
-            clSetKernelArg(w1, 5, sizeof gn, &gn);
+            gchain_args(&c, w1, NULL, gn);
             size_t l = 256, g = (size_t)cus * 4 * l;
-            double t[5];
-            for (int r = 0; r < 6; r++) {
-                need(clEnqueueWriteBuffer(q, b[0], CL_TRUE, 0, GK * sizeof(float), x0, 0, NULL, NULL), "write");
-                double t0 = now();
-                for (int pz = 0; pz < PHASES; pz++) {
-                    cl_ulong off = (cl_ulong)(pz % NM) * (cl_ulong)gn * GK;
-                    clSetKernelArg(w1, 1, sizeof off, &off);
-                    clSetKernelArg(w1, 2, sizeof(cl_mem), &b[pz & 1]);
-                    clSetKernelArg(w1, 3, sizeof(cl_mem), &b[!(pz & 1)]);
-                    need(clEnqueueNDRangeKernel(q, w1, 1, NULL, &g, &l, 0, NULL, NULL), "gemv_w_one");
-                }
-                need(clFinish(q), "clFinish");
-                if (r)
-                    t[r - 1] = now() - t0;
-            }
-            const double mb = (double)gn * GK * 2 / 1e6, a = median(t, 5);
+            const double mb = (double)gn * GK * 2 / 1e6, a = gchain_time(&c, w1, 0, g, l, NM, gn, NULL);
             printf("%d dependent f16 GEMVs %dx%d (%.1f MB each), weights requested first, %zu "
                    "work-groups of 256, a launch each: %.2f us a GEMV (%.2f TB/s)\n",
                    PHASES, gn, GK, mb, g / l, 1e6 * a / PHASES, mb * PHASES / a / 1e6);
@@ -487,9 +470,9 @@ int main(int argc, char **argv)
         }
         clReleaseKernel(k1);
         clReleaseKernel(kp);
-        clReleaseMemObject(wb);
-        clReleaseMemObject(b[0]);
-        clReleaseMemObject(b[1]);
+        clReleaseMemObject(c.w);
+        clReleaseMemObject(c.b[0]);
+        clReleaseMemObject(c.b[1]);
         free(wh);
         free(x0);
         free(ra);

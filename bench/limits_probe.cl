@@ -261,7 +261,9 @@ __kernel void gemv_w_persist(const __global ushort *w, __global float *b0, __glo
         gw_stage(p & 1 ? b1 : b0, xs);
         gw_dots(&f, xs, p & 1 ? b0 : b1, N);
         /* ov 1: the next phase's weights before the barrier's fence, 2:
-           after the fence, before the wait, 0: after the barrier */
+           after the fence, before the wait, 0: after the barrier. The
+           barrier written out as in gemv_persist (a shared helper had cost
+           that kernel 0.4 us a phase), with the fetch between its halves */
         if (ov == 1 && p + 1 < phases)
             f = gw_fetch(w + (size_t)((p + 1) % nm) * N * GW_K, N);
         asm volatile("membar.gl;" ::: "memory");
