@@ -255,7 +255,7 @@ static size_t x1_groups_of(int compute_units)
  * 696.1, none (1,8,0) 804.6 / 796.5; q4_0 1,8,264 684.3 / 692.7, none 735.0 /
  * 727.7, 2,8,264 683.2 / 679.5, 1,4,264 698.3 / 694.7. So Q8_0 takes NB 2,
  * U 8 below msk_few work-groups. Q4_0 takes the default shape there, built
- * with MS_XB 8 (x1_few_xb): its Q/K/V, wo and down (down stages an 8,192-wide
+ * with MS_XB 8 (msk_x1_few_xb): its Q/K/V, wo and down (down stages an 8,192-wide
  * row, 8 float4 of gate and of up a work-item) then request their whole row
  * at once, while gate / up and the LM head keep MS_XB 2, where more had cost
  * them more than down gained (kernels/mma.cl MS_XB). Session 18, H200,
