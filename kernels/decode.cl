@@ -114,6 +114,27 @@ __kernel void copy_rows(const __global uchar *src, ulong row_bytes, const __glob
 #define AT_KB (QE_HD % 64 == 0 ? 64 : QE_HD % 32 == 0 ? 32 : QE_HD % 16 == 0 ? 16 : \
                QE_HD % 8 == 0 ? 8 : QE_HD % 4 == 0 ? 4 : QE_HD % 2 == 0 ? 2 : 1)
 #define AT_VB 32
+/* V element e of the tile's keys jb .. jb + AT_VB - 1 (j0 the tile's first
+ * key, cache rows from base), their loads issued together; a key past the
+ * tile's last (nj - 1) reads that one again, unused. lutv: a tq V cache's
+ * centroids in local memory (kvfmt.cl kv_tq_lut; NULL otherwise). */
+__attribute__((always_inline)) inline void at_vload(float *vv, const __global uchar *vc, ulong base,
+                                                    int j0, int jb, int nj, ulong v_row_bytes,
+                                                    int e, const __local float *lutv)
+{
+#if !KV_IS_TQ(QE_KVV)
+    (void)lutv;
+#endif
+#pragma unroll
+    for (int u = 0; u < AT_VB; u++) {
+        const __global uchar *vrow = vc + (base + j0 + min(jb + u, nj - 1)) * v_row_bytes;
+#if KV_IS_TQ(QE_KVV)
+        vv[u] = kv_tq_load_lut(vrow, QE_KVV, e, lutv);
+#else
+        vv[u] = kv_load(vrow, QE_KVV, e);
+#endif
+    }
+}
 /* An f16 key row's elements come as 16-byte loads (8 at a time) where the
  * rows allow it (QE_HD % 8 == 0 and 16-byte row strides, checked per
  * launch): a work-item reads its own key's row, so each of the 2-byte loads
@@ -198,6 +219,8 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
 #if KV_IS_TQ(QE_KVV)
     __local float lutv[16];
     kv_tq_lut(lutv, QE_KVV, t, QE_AW);
+#else
+    const __local float *lutv = 0;
 #endif
 #pragma unroll
     for (int hh = 0; hh < QE_G; hh++) {
@@ -288,16 +311,8 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
            / 816.6 tok/s (attn_rows 17.3-17.8 -> 14.5-15.5 us a launch), q8_0
            cache 850.1 -> 863.4; f16 caches and B 64 within the noise */
         const int nj = min(QE_AW, p - j0 + 1), jb0 = max(0, lo - j0);
-        float vv0[AT_VB];
-#pragma unroll
-        for (int u = 0; u < AT_VB; u++) {
-            const __global uchar *vrow = vc + (base + j0 + min(jb0 + u, nj - 1)) * v_row_bytes;
-#if KV_IS_TQ(QE_KVV)
-            vv0[u] = kv_tq_load_lut(vrow, QE_KVV, g * QE_HD + min(t, QE_HD - 1), lutv);
-#else
-            vv0[u] = kv_load(vrow, QE_KVV, g * QE_HD + min(t, QE_HD - 1));
-#endif
-        }
+        float vv[AT_VB]; /* AT_VB keys' V elements, used in key order */
+        at_vload(vv, vc, base, j0, jb0, nj, v_row_bytes, g * QE_HD + min(t, QE_HD - 1), lutv);
 #pragma unroll
         for (int hh = 0; hh < QE_G; hh++)
             red[hh][t] = s[hh];
@@ -331,23 +346,8 @@ void attn_rows(const __global float *q, const __global uchar *kc, const __global
             for (int hh = 0; hh < QE_G; hh++)
                 a[hh] = acc[hh][i] * corr[hh];
             for (int jb = jb0; jb < nj; jb += AT_VB) {
-                float vv[AT_VB]; /* AT_VB keys' loads in flight, then used in key order */
-                if (i == 0 && jb == jb0) {
-#pragma unroll
-                    for (int u = 0; u < AT_VB; u++)
-                        vv[u] = vv0[u];
-                } else {
-#pragma unroll
-                    for (int u = 0; u < AT_VB; u++) { /* past the tile: key nj - 1 again, unused */
-                        const __global uchar *vrow =
-                            vc + (base + j0 + min(jb + u, nj - 1)) * v_row_bytes;
-#if KV_IS_TQ(QE_KVV)
-                        vv[u] = kv_tq_load_lut(vrow, QE_KVV, g * QE_HD + d, lutv);
-#else
-                        vv[u] = kv_load(vrow, QE_KVV, g * QE_HD + d);
-#endif
-                    }
-                }
+                if (i || jb != jb0) /* the first batch came before the trees */
+                    at_vload(vv, vc, base, j0, jb, nj, v_row_bytes, g * QE_HD + d, lutv);
 #pragma unroll
                 for (int u = 0; u < AT_VB; u++)
                     if (jb + u < nj)

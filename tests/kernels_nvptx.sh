@@ -9,7 +9,8 @@
 # need_wfmt's mma_tile / mma_tile_pair / mma_tile_glu, mma_skinny's
 # shapes and X reads, mma_wide's splits, build_common's attn_mma; their
 # default shapes, the QEVAL_MMA_* shapes a sweep may pick, each weight
-# format), and the GPU probes' kernels in bench/, go through
+# format), the decoder's program with warp shuffles, and the GPU probes'
+# kernels in bench/, go through
 # `clang -target nvptx64-nvidia-nvcl -fsyntax-only
 # -Werror`: syntax, types, the #error guards between options, and the
 # operand constraints of the inline asm. The PTX text inside the asm is
@@ -84,6 +85,9 @@ for wt in 0 1 2 3; do
         if [ "$mt" = 1 ] && { [ $wt = 2 ] || [ $wt = 3 ]; }; then
             build "mma_skinny wt $wt $mt/$nb/$u one row" "$T/mma.cl" \
                 "$base -DMS_MT=$mt -DMS_NB=$nb -DMS_U=$u -DMS_XAL -DMS_X1=8192"
+            # Q4_0's few-block build requests its whole row (x1_few_of)
+            build "mma_skinny wt $wt $mt/$nb/$u one row, MS_XB 8" "$T/mma.cl" \
+                "$base -DMS_MT=$mt -DMS_NB=$nb -DMS_U=$u -DMS_XAL -DMS_X1=8192 -DMS_XB=8"
         fi
     done
     # mma_wide: both splits, aligned or not, and a wider shape
@@ -112,6 +116,18 @@ for hd in 16 64 80 128; do
     done
 done
 
+# the decoder's program as NVIDIA gets it under mma (engine_decode.c: ptx.cl
+# first, at_tree's warp shuffles by -DQE_SHFL): attn_rows one head a
+# work-group and grouped (QE_G 4, the second build), cache formats in pairs
+(cd kernels && cat ptx.cl kvfmt.cl qkv.cl decode.cl) >"$T/decode.cl" || exit 1
+for kv in "1 1" "2 3" "4 5" "6 1" "0 0"; do
+    read -r kk vv <<<"$kv"
+    for g in "-DQE_G=1" "-DQE_G=4 -DQE_ATTN_ONLY"; do
+        build "decode kv $kk/$vv $g" "$T/decode.cl" \
+            "-DQE_HD=64 -DQE_SQRT_HD=0x1p+3f -DQE_AW=64 -DQE_KVK=$kk -DQE_KVV=$vv -DQE_SHFL $g"
+    done
+done
+
 # the GPU probes' kernels (bench/limits_probe.cl, bench/stream_probe.cl),
 # which their programs build after kernels/ptx.cl: inline PTX too, and a
 # slip in them costs a device call just the same
@@ -121,6 +137,7 @@ done
 for ch in 1 8; do
     build "bench/limits_probe.cl CH $ch" "$T/limits.cl" "-DCH=$ch"
 done
+build "bench/limits_probe.cl GW_R 1" "$T/limits.cl" "-DCH=4 -DGW_R=1"
 build "bench/stream_probe.cl" "$T/stream.cl" ""
 
 echo "# nvptx front end: $pass passed, $fail failed"
