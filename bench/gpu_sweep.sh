@@ -33,6 +33,6 @@ for v in ${VALS:-1,2,4 1,4,4 1,4,2 1,2,8 1,1,8 1,8,2}; do
           python3 -c 'import csv, sys; print(" ".join("%.1f" % float(r["mean_tps"]) for r in csv.DictReader(sys.stdin)))')
     echo "$VAR=$v: $h, bench $shape: $tps tok/s"
     QEVAL_PROFILE_SHAPES=1 $Q bench -d nvidia -m "$M" $shape --kv "${KV:-f16}" -r 1 --profile \
-        2>/dev/null | grep -E '^\| (mma|attn|total)' | head -8 |
+        2>/dev/null | grep -E '^\| (mma|attn|wt_|total)' | head -10 |
         awk -F'|' '{printf "  %s %s calls %.2f us\n", $2, $3, ($3 > 0 ? 1000 * $4 / $3 : 0)}'
 done

@@ -313,6 +313,29 @@ static int xh_order(int fmt)
     return fmt == WF_Q8_0 ? XH_K8 : fmt == WF_Q4_0 ? XH_K4 : XH_NAT;
 }
 
+/* The formats whose prefill matmuls under mma read an f16 copy of the
+ * weight made just before each call (kernels/wh.cl wt_f16, tile_view)
+ * instead of mma_tile's own build for the format, as a mask of
+ * 1 << enum engine_wfmt: Q8_0, whose own build is the slowest (tile_view
+ * has the figures); Q4_0's own build is as fast as the f16 one, so a copy
+ * only adds its cost (H200, pp512 B 8: 112.1K / 112.7K -> 101.6K / 101.5K
+ * tok/s). The copy's values are the operands the format's own build would
+ * hand the tensor cores; Q8_0's build sums them over k in another order
+ * (xh.cl), so its last bits differ from the copy's, whatever the batch
+ * (Q4_0's orders put the same k in each mma step: the same bits).
+ * QEVAL_MMA_WH = a list of "q8_0", "q4_0" (or "none") replaces it for A/B
+ * runs (read when the engine opens). */
+static unsigned wh_fmts_of(void)
+{
+    const char *env = getenv("QEVAL_MMA_WH");
+    if (!env)
+        return 1u << WF_Q8_0;
+    return (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) | (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
+}
+
+/* The format mma_tile reads weight w in: f16 where tile_view copies it. */
+static int tile_fmt(const dev_weight *w) { return w->wh ? WF_F16 : w->fmt; }
+
 /* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
  * 16 pairs, so every 32-wide slice mma_tile copies is whole and 16-byte
  * aligned (mma_xh and silu_mul_xh write the padding as zeros). */
@@ -482,20 +505,46 @@ static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char 
     return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
 }
 
+/* mma_tile's builds for weights of format fmt (kernels/mma.cl: alone,
+ * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once;
+ * base holds the format's options. */
+static qe_status need_tiles(qe_engine *e, const char *base, int fmt)
+{
+    if (e->prog_mma[fmt])
+        return QE_OK;
+    /* mma_tile's largest prefill matrix is an FFN one (the LM head
+       multiplies a few rows), mma_tile_glu's gate and up together */
+    const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
+    qe_status st =
+        tile_build(e, base, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
+    if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
+    if (st == QE_OK) /* prefill's K and V (run_kv) */
+        st = tile_build(e, base, fmt, "-DMT_PAIR=1",
+                        wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
+                        "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
+    if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU)
+        st = tile_build(e, base, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu", &e->prog_glu[fmt],
+                        &e->k_mma_glu[fmt]);
+    return st;
+}
+
 /* Build the embed/matmul program for weight format fmt the first time a
  * weight of that format is uploaded. */
 static qe_status need_wfmt(qe_engine *e, int fmt)
 {
-    static const char *const srcs[] = {"weights.cl", "embed.cl", "matmul.cl"};
+    static const char *const srcs[] = {"weights.cl", "embed.cl", "matmul.cl", "wh.cl"};
     if (e->prog_wt[fmt])
         return QE_OK;
     char opts[64];
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 -DQE_WT=%d", fmt);
-    qe_status st = qe_cl_build(e->cl, srcs, 3, opts, &e->prog_wt[fmt]);
+    qe_status st = qe_cl_build(e->cl, srcs, sizeof srcs / sizeof srcs[0], opts, &e->prog_wt[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_wt[fmt], "embed", &e->k_embed[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_wt[fmt], "matmul", &e->k_matmul[fmt]);
+    if (st == QE_OK && (fmt == WF_Q8_0 || fmt == WF_Q4_0))
+        st = qe_cl_kernel(e->prog_wt[fmt], "wt_f16", &e->k_wt_f16[fmt]);
     size_t max_wg = 0;
     if (st == QE_OK)
         st = qe_cl_kernel_limits(e->cl, e->k_matmul[fmt], &max_wg, NULL, NULL);
@@ -508,19 +557,12 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         /* rms.cl's reduction width: mma_skinny's one-row build normalises
            its row as norm.cl does (skinny_pro) */
         snprintf(base, sizeof base, "%s -DQE_NW=%d", opts, e->nw);
-        /* mma_tile's largest prefill matrix is an FFN one (the LM head
-           multiplies a few rows), mma_tile_glu's gate and up together */
-        const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
-        st = tile_build(e, base, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
-        if (st == QE_OK)
-            st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
-        if (st == QE_OK) /* prefill's K and V (run_kv) */
-            st = tile_build(e, base, fmt, "-DMT_PAIR=1",
-                            wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
-                            "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
-        if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU)
-            st = tile_build(e, base, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu",
-                            &e->prog_glu[fmt], &e->k_mma_glu[fmt]);
+        st = need_tiles(e, base, fmt);
+        if (st == QE_OK && (e->wh_fmts >> fmt & 1)) { /* its prefill matmuls: tile_view */
+            char b16[96];
+            snprintf(b16, sizeof b16, "-cl-std=CL1.2 -DQE_WT=%d -DQE_NW=%d", WF_F16, e->nw);
+            st = need_tiles(e, b16, WF_F16);
+        }
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
         snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);
@@ -839,6 +881,29 @@ qe_status qe_engine_alloc_act(qe_engine *e, size_t rows, size_t width, size_t el
     return st == QE_OK ? st : qe_fail_prefix(st, "engine: %s buffer", what);
 }
 
+/* Marks the layer weights whose prefill matmuls read an f16 copy
+ * (e->wh_fmts, tile_view) and allocates the two copies' buffers, each the
+ * size of the largest such weight in f16 (the LM head keeps its own build:
+ * a copy of it would be the vocabulary's 525 MB for Llama-3.2-1B). */
+static qe_status wh_open(qe_engine *e)
+{
+    size_t most = 0;
+    for (int l = 0; l < e->hp.n_layers; l++) {
+        dev_layer *d = &e->layers[l];
+        dev_weight *const ws[] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w_gate, &d->w_up, &d->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            dev_weight *w = ws[i];
+            w->wh = (e->wh_fmts >> w->fmt & 1) && e->k_wt_f16[w->fmt];
+            const size_t bytes = 2 * (size_t)w->ne0 * (size_t)w->ne1;
+            most = w->wh && bytes > most ? bytes : most;
+        }
+    }
+    qe_status st = QE_OK;
+    for (int i = 0; most && st == QE_OK && i < 2; i++)
+        st = qe_engine_alloc_act(e, 1, most, 1, &e->wh[i], "f16 weight copy");
+    return st;
+}
+
 qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opts,
                          qe_engine **out)
 {
@@ -868,6 +933,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_pro = !(pro && strcmp(pro, "0") == 0);
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
+    e->wh_fmts = e->opt.gemm == QE_GEMM_MMA ? wh_fmts_of() : 0u;
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
        multiples of it) starts 16-byte aligned: the decode kernels may read X
        as float4 (MS_XAL) */
@@ -971,6 +1037,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         if (st == QE_OK)
             st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->vc, "V cache");
     }
+    if (st == QE_OK)
+        st = wh_open(e);
     if (st != QE_OK)
         goto done;
 
@@ -1045,12 +1113,14 @@ void qe_engine_close(qe_engine *e)
     qe_cl_free(e->rope_cs);
     qe_cl_free(e->rope_cs_swa);
     cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
-                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part, e->xh};
+                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part, e->xh,
+                     e->wh[0], e->wh[1]};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         qe_cl_free(acts[i]);
     for (int f = 0; f < WF_COUNT; f++) {
         qe_cl_kernel_free(e->k_embed[f]);
         qe_cl_kernel_free(e->k_matmul[f]);
+        qe_cl_kernel_free(e->k_wt_f16[f]);
         qe_cl_kernel_free(e->k_mma_tile[f]);
         qe_cl_kernel_free(e->k_mma_xh[f]);
         qe_cl_program_free(e->prog_mma[f]);
@@ -1352,6 +1422,36 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
+/* mma_tile's operand for weight w: w itself, or where w->wh an f16 copy
+ * of it made now by wt_f16 (kernels/wh.cl) into e->wh[slot], which *v then
+ * describes. A prefill matmul of Q8_0 weights dequantizes them once a call
+ * this way instead of once per 128-row tile inside mma_tile's Q8_0 build
+ * (tile_build), whose B fragments then cost local loads and integer work
+ * beside each mma step. H200, synthetic Llama-3.2-1B q8_0 (PP=1
+ * VAR=QEVAL_MMA_WH VALS="none q8_0 none q8_0" bash bench/gpu_sweep.sh):
+ * pp512 B 8 95.3K / 95.4K -> 105.2K / 105.1K tok/s; a layer's gate / up
+ * launch 1271 -> 1041 us (the f16 model's), Q / wo / down 356 -> 317, K
+ * and V 96 -> 81, for 24 us to copy gate, up or down (2.1 TB/s) and 9.4 /
+ * 5.6 us for Q or wo / K or V; all of wiki.test.raw 3.79 -> 3.47 s. */
+static qe_status tile_view(qe_engine *e, const dev_weight *w, int slot, dev_weight *v,
+                           const dev_weight **out)
+{
+    *out = w;
+    if (!w->wh)
+        return QE_OK;
+    cl_kernel k = e->k_wt_f16[w->fmt];
+    const int K = w->ne0, N = w->ne1;
+    qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
+                              sizeof(int), &K, sizeof(int), &N, sizeof(cl_mem), &e->wh[slot]);
+    size_t global[2] = {qe_engine_round_up((size_t)K / 8, 64), (size_t)N}, local[2] = {64, 1};
+    if (st == QE_OK)
+        st = qe_cl_run(e->cl, k, 2, global, local, NULL);
+    *v = (dev_weight){.buf = e->wh[slot], .fmt = WF_F16, .ne0 = K, .ne1 = N,
+                      .row_bytes = 2 * (cl_ulong)K};
+    *out = v;
+    return st;
+}
+
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs
  * (xh_ready), then the 128 x 128 tiles. With wb (one format and shape as
  * w) it is mma_tile_pair, which also writes x W_b^T into yb (same layout),
@@ -1361,8 +1461,13 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
                           int y_seq, int y_seq_stride, int accumulate)
 {
     const int K = w->ne0, ldp = xh_pairs(K);
+    dev_weight va, vb;
+    qe_status st = tile_view(e, w, 0, &va, &w);
+    if (st == QE_OK && wb)
+        st = tile_view(e, wb, 1, &vb, &wb);
     cl_kernel kt = wb ? e->k_mma_pair[w->fmt] : e->k_mma_tile[w->fmt];
-    qe_status st = xh_ready(e, w, x, x_off, ldx, n_rows);
+    if (st == QE_OK)
+        st = xh_ready(e, w, x, x_off, ldx, n_rows);
     if (st == QE_OK)
         st = qe_cl_args(kt, 12, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp, sizeof(int),
                         &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
@@ -1389,7 +1494,8 @@ static int tile_serves(const qe_engine *e) { return e->opt.gemm == QE_GEMM_MMA &
 static qe_status run_matmul_pair(qe_engine *e, const dev_weight *wa, const dev_weight *wb,
                                  cl_mem x, int ldx, int n_rows, cl_mem ya, cl_mem yb, int ldy)
 {
-    if (tile_serves(e) && e->k_mma_pair[wa->fmt] && wb->fmt == wa->fmt && wb->ne0 == wa->ne0 &&
+    if (tile_serves(e) && e->k_mma_pair[tile_fmt(wa)] && tile_fmt(wb) == tile_fmt(wa) &&
+        wb->fmt == wa->fmt && wb->ne0 == wa->ne0 &&
         wb->ne1 == wa->ne1 && wb->row_bytes == wa->row_bytes)
         return run_tile(e, wa, wb, x, 0, ldx, n_rows, ya, yb, ldy, n_rows, n_rows, 0);
     const dev_weight *const w[2] = {wa, wb};
@@ -1704,7 +1810,7 @@ static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
         return st != QE_OK ? st : qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows,
                                                         d->ffn_post, e->x, e->h);
     }
-    int ldp = xh_pairs(n_ff), xo = xh_order(d->w_down.fmt);
+    int ldp = xh_pairs(n_ff), xo = xh_order(tile_fmt(&d->w_down));
     st = qe_cl_args(e->k_silu_xh, 6, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
                     &n_ff, sizeof(cl_mem), &e->xh, sizeof(int), &ldp, sizeof(int), &xo);
     size_t global[2] = {(size_t)ldp, (size_t)rows};
@@ -1751,10 +1857,10 @@ qe_status qe_engine_run_softcap(qe_engine *e, cl_mem logits, int n_rows)
 static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
                                   const dev_weight *const *ws, int n)
 {
-    const int dim = e->hp.dim, xo = xh_order(ws[0]->fmt);
+    const int dim = e->hp.dim, xo = xh_order(tile_fmt(ws[0]));
     int fuse = tile_serves(e) && (size_t)rows <= (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
     for (int i = 1; i < n; i++)
-        fuse = fuse && xh_order(ws[i]->fmt) == xo;
+        fuse = fuse && xh_order(tile_fmt(ws[i])) == xo;
     qe_status st;
     if (!fuse) {
         st = qe_engine_run_norm(e, e->x, rows, rows, 0, w_norm, e->h, rows);
@@ -1787,8 +1893,9 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
     const dev_weight *wg = &d->w_gate, *wu = &d->w_up, *const gu[] = {wg, wu};
     int dim = e->hp.dim, n_ff = e->hp.n_ff;
     qe_status st = norm_for_matmuls(e, d->ffn_norm, rows, gu, 2); /* gate and up read h */
-    const int glu = tile_serves(e) && e->hp.ffn_act == QE_ACT_SILU && e->k_mma_glu[wg->fmt] &&
-                    wu->fmt == wg->fmt && wu->row_bytes == wg->row_bytes && n_ff % 32 == 0;
+    const int glu = tile_serves(e) && e->hp.ffn_act == QE_ACT_SILU &&
+                    e->k_mma_glu[tile_fmt(wg)] && wu->fmt == wg->fmt && wu->wh == wg->wh &&
+                    wu->row_bytes == wg->row_bytes && n_ff % 32 == 0;
     if (!glu) {
         if (st == QE_OK)
             st = qe_engine_run_matmul(e, wg, e->h, 0, dim, rows, e->g, n_ff, rows, rows, 0);
@@ -1797,7 +1904,12 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
         xh_share(e, 0);
         return st == QE_OK ? run_ffn_out(e, d, rows) : st;
     }
-    int ldp = xh_pairs(dim), ldh = n_ff / 2, xo = xh_order(d->w_down.fmt);
+    int ldp = xh_pairs(dim), ldh = n_ff / 2, xo = xh_order(tile_fmt(&d->w_down));
+    dev_weight vg, vu;
+    if (st == QE_OK)
+        st = tile_view(e, wg, 0, &vg, &wg);
+    if (st == QE_OK)
+        st = tile_view(e, wu, 1, &vu, &wu);
     if (st == QE_OK)
         st = xh_ready(e, wg, e->h, 0, dim, rows);
     cl_kernel k = e->k_mma_glu[wg->fmt];

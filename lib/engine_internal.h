@@ -76,6 +76,8 @@ typedef struct dev_weight {
     int ne0, ne1;        /* row length (input dim), rows (output dim) */
     cl_ulong row_bytes;
     int owned;           /* 0 when buf aliases another weight (tied output) */
+    int wh;              /* mma_tile reads it as an f16 copy made per call (engine.c
+                            tile_view); set on layer weights of the wh_fmts formats */
 } dev_weight;
 
 typedef struct dev_layer {
@@ -108,6 +110,7 @@ struct qe_engine {
     cl_kernel k_stats_merge; /* logits.cl's logit_merge, for rows split into parts */
     cl_kernel k_qk_prep, k_norm_add, k_gelu, k_scale, k_softcap; /* arch.cl */
     cl_kernel k_embed[WF_COUNT], k_matmul[WF_COUNT];
+    cl_kernel k_wt_f16[WF_COUNT]; /* wh.cl, in prog_wt[fmt] (Q8_0 / Q4_0 only) */
     /* kernels/mma.cl (opt.gemm == QE_GEMM_MMA): the prefill tile kernel and
        the decode kernels that every decode call uses (mm_skinny set) */
     cl_program prog_mma[WF_COUNT];
@@ -210,6 +213,12 @@ struct qe_engine {
     int xh_keep;
     cl_kernel k_silu_xh;          /* ffn.cl silu_mul_xh: SwiGLU straight into xh */
     cl_kernel k_norm_xh;          /* norm.cl rmsnorm_xh: a layer's norm straight into xh */
+    /* Prefill matmuls of weights in these formats (a mask of 1 << enum
+       engine_wfmt) read an f16 copy made just before each call by wh.cl's
+       wt_f16 (engine.c tile_view): two buffers, as a call reads at most two
+       weights (K and V, gate and up), each of the largest such weight */
+    unsigned wh_fmts;
+    cl_mem wh[2];
 
     /* every matmul input width is a multiple of 4: mma_skinny / mma_wide are
        built with -DMS_XAL (X read as aligned float4) and refuse other inputs */

@@ -6,7 +6,9 @@
  *            random rows and hand-made corner cases; device decoder vs the
  *            CPU decoders
  *   weights  Q8_0 / Q4_0 matmul (requantized real models) and K-quant /
- *            Q4_1 / Q5_x uploads vs qe_ref on the same weights
+ *            Q4_1 / Q5_x uploads vs qe_ref on the same weights; wh.cl's
+ *            f16 copies of Q8_0 / Q4_0 weights (what mma prefill reads)
+ *            bit for bit against the host's dequantizer and f16 rounding
  *   kv       every KV format on a real model vs qe_ref_new_kv with the same
  *            formats
  *   kld      paired prefill: a variant against itself, against an
@@ -27,6 +29,7 @@
 #include "cl.h"
 #include "dtype.h"
 #include "engine.h"
+#include "engine_internal.h" /* wt_f16's kernel and the device weights it reads */
 #include "kv_format.h"
 #include "log.h"
 #include "model.h"
@@ -262,6 +265,72 @@ static void check_weights(const char *rel, int n_tok, uint64_t seed)
     }
     qe_model_close(m);
 }
+
+/* (weights) wh.cl's wt_f16 on device weight w (tensor t as uploaded):
+ * elements whose f16 copy differs from the host's dequantized value
+ * rounded to f16. */
+static size_t wt_f16_bad(qe_engine *e, const dev_weight *w, const qe_tensor *t)
+{
+    const size_t K = (size_t)w->ne0, N = (size_t)w->ne1;
+    cl_mem out = NULL;
+    OK(qe_cl_alloc(qe_test_cl(), 2 * K * N, QE_CL_RW, NULL, &out));
+    cl_kernel k = e->k_wt_f16[w->fmt];
+    ck_assert_ptr_nonnull(k);
+    const int ki = w->ne0, ni = w->ne1;
+    OK(qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &ki,
+                  sizeof(int), &ni, sizeof(cl_mem), &out));
+    /* as tile_view launches it: 8 elements a work-item, rows rounded up to 64 */
+    size_t global[2] = {qe_engine_round_up(K / 8, 64), N}, local[2] = {64, 1};
+    OK(qe_cl_run(qe_test_cl(), k, 2, global, local, NULL));
+    uint16_t *dev = malloc(2 * K * N);
+    float *row = malloc(K * sizeof *row);
+    ck_assert(dev && row);
+    OK(qe_cl_read(qe_test_cl(), out, 0, 2 * K * N, dev));
+    size_t bad = 0;
+    for (size_t r = 0; r < N; r++) {
+        qe_tensor_row_f32(t, (int64_t)r, row);
+        for (size_t i = 0; i < K; i++)
+            bad += dev[r * K + i] != qe_f32_to_f16(row[i]);
+    }
+    free(dev);
+    free(row);
+    qe_cl_free(out);
+    return bad;
+}
+
+START_TEST(test_wt_f16)
+{
+    const char *const models[] = {"models/stories260K.gguf", "models/TinyStories-656K"};
+    const qe_dtype types[] = {QE_DT_Q8_0, QE_DT_Q4_0};
+    for (size_t mi = 0; mi < 2; mi++) {
+        qe_model *m = qe_test_model(models[mi]);
+        for (size_t ti = 0; ti < 2; ti++) {
+            qe_quant_model *qm = NULL;
+            OK(qe_quant_model_new(m, types[ti], &qm));
+            const qe_model *q = qe_quant_model_get(qm);
+            qe_engine *e = qe_test_engine_kv(q, 16, 1, 4, QE_KV_F32, QE_KV_F32);
+            const qe_layer *src = &qe_model_weights(q)->layers[0];
+            const dev_layer *d = &e->layers[0];
+            const qe_tensor *ts[] = {&src->wq, &src->wk, &src->wo, &src->w_gate, &src->w_down};
+            const dev_weight *ws[] = {&d->wq, &d->wk, &d->wo, &d->w_gate, &d->w_down};
+            int checked = 0;
+            for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+                if (ts[i]->type != types[ti])
+                    continue; /* a width the format cannot hold stays as it was */
+                size_t bad = wt_f16_bad(e, ws[i], ts[i]);
+                ck_assert_msg(bad == 0, "%s %s tensor %s: %zu of %lld f16 elements differ",
+                              models[mi], qe_dtype_name(types[ti]), ts[i]->name, bad,
+                              (long long)ts[i]->ne[0] * ts[i]->ne[1]);
+                checked++;
+            }
+            ck_assert_int_ge(checked, 3);
+            qe_engine_close(e);
+            qe_quant_model_free(qm);
+        }
+        qe_model_close(m);
+    }
+}
+END_TEST
 
 START_TEST(test_weights_260k) { check_weights("models/stories260K.gguf", 64, 5); }
 END_TEST
@@ -823,6 +892,7 @@ Suite *engine_formats_suite(void)
     tcase_add_test(tc, test_weights_260k);
     tcase_add_test(tc, test_weights_656k);
     tcase_add_test(tc, test_weights_kquants);
+    tcase_add_test(tc, test_wt_f16);
     tcase_add_test(tc, test_kv_formats);
     suite_add_tcase(s, tc);
     TCase *kl = tcase_create("kld");

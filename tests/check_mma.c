@@ -8,12 +8,15 @@
  *           on PoCL, so CI covers the limits only - bench/gpu_check.sh runs
  *           this suite on the GPU machine):
  *           - prefill of the trained models in f32 / f16 / q8_0 / q4_0
- *             weights against the same device's f32 kernels and (f32
- *             weights) the double reference: f16 operands carry a relative
+ *             weights (q8_0 / q4_0 both through mma_tile's build for the
+ *             format and through f16 copies of the weights, QEVAL_MMA_WH)
+ *             against the same device's f32 kernels and (f32 weights) the
+ *             double reference: f16 operands carry a relative
  *             rounding error of at most 2^-11 each, so log-probs may move by
  *             a few 1e-3 through the layers: max |d| < 5e-2, mean < 5e-3
  *           - batch invariance: a sequence prefilled alone and inside a
- *             batch of 4 gives bit-identical results
+ *             batch of 4 gives bit-identical results (q4_0, and q8_0
+ *             through its f16 copies)
  *           - tile order: prefill with mma_tile's work-groups in groups of
  *             2 and 5 row tiles (QEVAL_MMA_RASTER) is bit-identical to
  *             output tiles first, f16 and q8_0 weights
@@ -194,15 +197,26 @@ static void vs_f32_and_ref(const char *rel)
         OK(qe_quant_model_new(m, fmts[f], &q));
         const qe_model *qm = qe_quant_model_get(q);
         float a[N_SEQ * N_TOK], b[N_SEQ * N_TOK], la[N_SEQ * N_TOK], lb[N_SEQ * N_TOK];
-        prefill(qm, QE_GEMM_MMA, N_SEQ, tok, a, la);
         prefill(qm, QE_GEMM_F32, N_SEQ, tok, b, lb);
-        diff d = {0};
-        for (int i = 0; i < N_SEQ * N_TOK; i++)
-            if ((i + 1) % N_TOK)
-                diff_add(&d, a[i], b[i]);
         char what[128];
-        snprintf(what, sizeof what, "%s %s: mma vs f32 kernels", rel, qe_dtype_name(fmts[f]));
-        diff_check(&d, what);
+        /* Q8_0 / Q4_0 prefill matmuls both through f16 copies of the
+           weights and through mma_tile's build for the format (engine.c
+           tile_view; which one serves by default is per format) */
+        const int quant = fmts[f] == QE_DT_Q8_0 || fmts[f] == QE_DT_Q4_0;
+        const char *const wh[] = {"q8_0,q4_0", "none", NULL};
+        for (int v = 0; v < (quant ? 2 : 1); v++) {
+            if (quant)
+                setenv("QEVAL_MMA_WH", wh[v], 1);
+            prefill(qm, QE_GEMM_MMA, N_SEQ, tok, a, la);
+            diff d = {0};
+            for (int i = 0; i < N_SEQ * N_TOK; i++)
+                if ((i + 1) % N_TOK)
+                    diff_add(&d, a[i], b[i]);
+            snprintf(what, sizeof what, "%s %s%s%s: mma vs f32 kernels", rel,
+                     qe_dtype_name(fmts[f]), quant ? ", QEVAL_MMA_WH " : "", quant ? wh[v] : "");
+            diff_check(&d, what);
+        }
+        unsetenv("QEVAL_MMA_WH");
         if (fmts[f] == QE_DT_F32) { /* and against the double reference */
             qe_ref *r = NULL;
             double *z = malloc((size_t)nv * sizeof *z);
@@ -241,22 +255,27 @@ START_TEST(test_batch_invariance)
 {
     NEED_MMA();
     qe_model *m = open_model("models/TinyStories-656K");
-    qe_quant_model *q = NULL;
-    OK(qe_quant_model_new(m, QE_DT_Q4_0, &q));
     int32_t tok[N_SEQ * N_TOK];
     tokens(tok, N_SEQ * N_TOK, qe_model_hparams(m)->n_vocab, 11);
-    float a[N_SEQ * N_TOK], la[N_SEQ * N_TOK], b[N_TOK], lb[N_TOK];
-    prefill(qe_quant_model_get(q), QE_GEMM_MMA, N_SEQ, tok, a, la);
-    /* sequence 2 alone */
-    prefill(qe_quant_model_get(q), QE_GEMM_MMA, 1, tok + 2 * N_TOK, b, lb);
-    for (int p = 0; p < N_TOK; p++) {
-        ck_assert_msg(memcmp(&la[2 * N_TOK + p], &lb[p], sizeof(float)) == 0,
-                      "pos %d: lse %.9g in a batch, %.9g alone", p, (double)la[2 * N_TOK + p],
-                      (double)lb[p]);
-        if (p + 1 < N_TOK)
-            ck_assert(memcmp(&a[2 * N_TOK + p], &b[p], sizeof(float)) == 0);
+    /* Q4_0 through mma_tile's Q4_0 build, Q8_0 through f16 copies of its
+       weights (the defaults) */
+    const qe_dtype fmts[] = {QE_DT_Q4_0, QE_DT_Q8_0};
+    for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
+        qe_quant_model *q = NULL;
+        OK(qe_quant_model_new(m, fmts[f], &q));
+        float a[N_SEQ * N_TOK], la[N_SEQ * N_TOK], b[N_TOK], lb[N_TOK];
+        prefill(qe_quant_model_get(q), QE_GEMM_MMA, N_SEQ, tok, a, la);
+        /* sequence 2 alone */
+        prefill(qe_quant_model_get(q), QE_GEMM_MMA, 1, tok + 2 * N_TOK, b, lb);
+        for (int p = 0; p < N_TOK; p++) {
+            ck_assert_msg(memcmp(&la[2 * N_TOK + p], &lb[p], sizeof(float)) == 0,
+                          "%s pos %d: lse %.9g in a batch, %.9g alone", qe_dtype_name(fmts[f]), p,
+                          (double)la[2 * N_TOK + p], (double)lb[p]);
+            if (p + 1 < N_TOK)
+                ck_assert(memcmp(&a[2 * N_TOK + p], &b[p], sizeof(float)) == 0);
+        }
+        qe_quant_model_free(q);
     }
-    qe_quant_model_free(q);
     qe_model_close(m);
 }
 END_TEST
