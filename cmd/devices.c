@@ -74,25 +74,27 @@ static void print_table(const qe_cl_device_info *list, size_t n, long def, const
     }
     if (!caps)
         return;
-    printf("\n  %-2s %-12s %-5s %-10s %-9s %-8s\n", "#", "half-store", "fp16", "subgroups",
-           "ptx-shfl", "ptx-mma");
+    printf("\n  %-2s %-12s %-5s %-10s %-9s %-8s %-6s\n", "#", "half-store", "fp16", "subgroups",
+           "ptx-shfl", "ptx-mma", "wgmma");
     for (size_t i = 0; i < n; i++) {
         char sg[24];
         if (probed[i] && caps[i].subgroups)
             snprintf(sg, sizeof sg, "yes (%d)", caps[i].subgroup_size);
         else
             snprintf(sg, sizeof sg, "%s", yn(probed[i], 0));
-        printf("%c %-2d %-12s %-5s %-10s %-9s %-8s\n", (long)i == def ? '*' : ' ', list[i].index,
-               yn(probed[i], caps[i].half_storage), yn(probed[i], caps[i].fp16), sg,
-               yn(probed[i], caps[i].ptx_shfl), yn(probed[i], caps[i].ptx_mma));
+        printf("%c %-2d %-12s %-5s %-10s %-9s %-8s %-6s\n", (long)i == def ? '*' : ' ',
+               list[i].index, yn(probed[i], caps[i].half_storage), yn(probed[i], caps[i].fp16), sg,
+               yn(probed[i], caps[i].ptx_shfl), yn(probed[i], caps[i].ptx_mma),
+               yn(probed[i], caps[i].wgmma));
     }
 }
 
 static json_t *caps_json(const qe_cl_caps *c)
 {
-    return json_pack("{s:b, s:b, s:b, s:i, s:b, s:b}", "half_storage", c->half_storage, "fp16",
-                     c->fp16, "subgroups", c->subgroups, "subgroup_size", c->subgroup_size,
-                     "ptx_shfl", c->ptx_shfl, "ptx_mma", c->ptx_mma);
+    return json_pack("{s:b, s:b, s:b, s:i, s:b, s:b, s:b}", "half_storage", c->half_storage,
+                     "fp16", c->fp16, "subgroups", c->subgroups, "subgroup_size",
+                     c->subgroup_size, "ptx_shfl", c->ptx_shfl, "ptx_mma", c->ptx_mma, "wgmma",
+                     c->wgmma);
 }
 
 static json_t *device_json(const qe_cl_device_info *d, int is_default, const qe_cl_caps *caps)

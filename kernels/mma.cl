@@ -161,6 +161,21 @@ inline const __global uchar *mt_w(const __global uchar *w, const __global uchar 
     return w;
 #endif
 }
+/* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
+ * builds it with qe_cl_build_wgmma where lib/cl's probe says it works and
+ * QEVAL_MMA_WGMMA=1 asks, for f16 weights, which Q8_0 / Q4_0 weights reach
+ * as f16 copies: engine.c tile_view, tile_wg_of, which says why it is not
+ * the default: half the mma.sync build's speed as it stands). The same tiles, stages and copies; each of the two
+ * warpgroups multiplies its 64 rows by all 128 staged weight rows, two
+ * m64n128k16 steps a slice, A and B read from local memory by the tensor
+ * cores. Its sums run over k in wgmma's order, not mma.sync's: other last
+ * bits than the MT_WG 0 build, the same for every row count. */
+#ifndef MT_WG
+#define MT_WG 0
+#endif
+#if MT_WG && (QE_WT != 1 || MT_BM != 128 || MT_WN != 32)
+#error "mma_tile: MT_WG is built for f16 weights, 128 rows and warps of 32 outputs"
+#endif
 #define MT_NJ (MT_WN / 8)                            /* 8-output mma tiles per warp */
 #define MT_WI (32 * (MT_BM / 64) * (MT_BN / MT_WN)) /* work-items */
 /* Slices in flight: MT_S stages of local memory, each X's MT_BM rows x 64
@@ -202,7 +217,15 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
  * 32 different banks without padding: ldmatrix reads one chunk of 8
  * consecutive rows at a time, so those 8 chunks must sit in 8 different
  * 16-byte bank groups: two rows share a 128-byte line, hence c ^ (r / 2 % 4). */
+#if MT_WG
+/* MT_WG: wgmma reads A and B from local memory itself, in 8 x 8 core
+ * matrices of eight 16-byte rows (kernels/wgmma.cl): chunk c of row r is
+ * row r % 8 of core matrix (r / 8, c), the core matrices of 8 rows one
+ * after another along K (128 bytes apart), row blocks 512 bytes apart. */
+#define MT_CHX(r, c) (32 * (((r) >> 3) * 4 + (c)) + 4 * ((r) & 7))
+#else
 #define MT_CHX(r, c) (16 * (r) + 4 * ((c) ^ (((r) >> 1) & 3)))
+#endif
 /* Q8_0: chunk c (0, 1) of a 32-byte row. (Its 8-byte loads read 4 rows'
  * 128 contiguous bytes a half-warp, conflict-free either way; the swizzle
  * spreads cp.async's 16-byte stores.) */
@@ -465,9 +488,14 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #if !MT_GLU
     const __global uchar *w2 = w;
 #endif
-    /* cp.async writes 16-byte chunks: aligned */
-    __local uint xs[MT_S][MT_XW] __attribute__((aligned(16)));
-    __local uint ws[MT_S][MT_WW] __attribute__((aligned(16)));
+    /* On 128-byte lines: MT_CHX's swizzle spreads a fragment load's rows
+       over the 32 banks only if each pair of staged rows starts a line
+       (and wgmma's core matrices want 128 bytes). With aligned(16) the
+       compiler had placed them off the line: H200, pp512 B 8 of the f16
+       synthetic Llama-3.2-1B 110.4K / 110.5K -> 140.9K / 140.7K tok/s,
+       mma_tile_glu 1036 -> 787 us a layer, the same bits (session 19). */
+    __local uint xs[MT_S][MT_XW] __attribute__((aligned(128)));
+    __local uint ws[MT_S][MT_WW] __attribute__((aligned(128)));
 #if QE_WT == 2 || QE_WT == 3
     __local uint ds[MT_S][MT_BN]; /* per row: the f16 scales of the slice's block pair */
 #else
@@ -475,8 +503,10 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #endif
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
+#if !MT_WG
     /* MT_BM / 64 x MT_BN / MT_WN warps: 64 rows x MT_WN outputs each */
     const int wm = warp / (MT_BN / MT_WN), wn = warp % (MT_BN / MT_WN);
+#endif
     int2 tl = mt_tile_of();
 #if MT_PAIR
     /* the output tiles past N's are the second matmul's: weights wb of the
@@ -490,6 +520,82 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
     const int m0 = tl.y * MT_BM, n0 = tl.x * MT_BN;
     const int sb = wt_row_scale_bytes(w_row_bytes);
     const int n_sl = (K + MT_BK - 1) / MT_BK;
+#if MT_WG
+    const mt_plan plan = mt_plan_of(xh, ldp, n_rows, w, w2, w_row_bytes, sb, K, N, m0, n0, tid);
+    float c[64];
+#pragma unroll
+    for (int i = 0; i < 64; i++)
+        c[i] = 0.0f;
+#pragma unroll
+    for (int s = 0; s < MT_S - 1; s++) {
+        if (s < n_sl)
+            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, s, tid, xs[s], ws[s], ds[0]);
+        ptx_cp_commit();
+    }
+    const int wg = warp >> 2; /* warpgroup: rows 64 wg .. 64 wg + 63 of the tile */
+    WG_FENCE(c);
+    for (int sl = 0; sl < n_sl; sl++) {
+        /* slice sl's copies have landed and are visible to wgmma's reads
+           (WG_PROXY), then everyone's */
+        ptx_cp_wait(MT_S - 2);
+        WG_PROXY();
+        barrier(CLK_LOCAL_MEM_FENCE);
+        /* A: this warpgroup's 8 row blocks (512 bytes each, so 4096 bytes
+           on), B: all 16; step s starts 2 s core matrices (256 bytes, 64
+           uints) along K. Chained on the same accumulators, the steps of
+           consecutive slices need no fence between them. */
+        const int st = sl % MT_S;
+        const __local uint *xa = xs[st] + 1024 * wg, *wb = ws[st];
+        WG_MMA(c, wg_desc(xa), wg_desc(wb));
+        WG_MMA(c, wg_desc(xa + 64), wg_desc(wb + 64));
+        WG_COMMIT();
+        /* slice sl - 1's steps are done here, and after the barrier in
+           every warpgroup: its stage takes slice sl + MT_S - 1 while slice
+           sl's steps run */
+        WG_WAIT1(c);
+        barrier(CLK_LOCAL_MEM_FENCE);
+        const int nx = sl + MT_S - 1, sx = nx % MT_S;
+        if (nx < n_sl)
+            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, nx, tid, xs[sx], ws[sx], ds[0]);
+        ptx_cp_commit();
+    }
+    WG_WAIT0(c);
+
+    /* work-item (warp w of its warpgroup, g, t): rows 16 w + g (+ 8) of the
+       warpgroup's 64, staged rows 8 j + 2 t (+ 1) in c[4 j ..] */
+    const int wq = warp & 3;
+#pragma unroll
+    for (int hh = 0; hh < 2; hh++) {
+        const int r = m0 + 64 * wg + 16 * wq + g + 8 * hh;
+        if (r >= n_rows)
+            continue;
+#if MT_GLU
+        /* staged rows: blocks of 32, gate's 16 then up's 16 (mt_row), so
+           tiles j and j + 2 (j % 4 < 2) hold the gate and up sums of one
+           output pair */
+        __global uint *hr = yh + (size_t)r * ldh;
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            if ((j & 3) >= 2)
+                continue;
+            const int o = n0 / 2 + 16 * (j >> 2) + 8 * (j & 3) + 2 * t, e = 4 * j + 2 * hh;
+            if (o < N)
+                hr[xh_pos(o / 2, xo)] = mma_pack(silu_mul1(c[e], c[e + 8]),
+                                                 silu_mul1(c[e + 1], c[e + 9]));
+        }
+#else
+        __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
+#pragma unroll
+        for (int j = 0; j < 16; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int o = n0 + 8 * j + 2 * t + e;
+                if (o < N)
+                    yr[o] = (accumulate ? yr[o] : 0.0f) + c[4 * j + 2 * hh + e];
+            }
+#endif
+    }
+#else
     float acc[4][MT_NJ][4];
 #pragma unroll
     for (int i = 0; i < 4; i++)
@@ -620,6 +726,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                 }
 #endif
         }
+#endif
 }
 
 #else /* a decode build: mma_skinny (-DMS_MT) or mma_wide (-DMW_NB) */
@@ -925,7 +1032,10 @@ void mma_skinny(const __global float *x, ulong x_off, int ldx, int n_rows, int K
 {
     __local float red[MS_WARPS][MS_MT * 16][MS_NB * 8];
 #ifdef MS_X1
-    __local uint xs[MS_X1 / 2] __attribute__((aligned(16))); /* the row as f16 pairs */
+    /* the row as f16 pairs; on a 128-byte line as mma_tile's stages (H200,
+       one round, q8_0 tg128 B 1 951.7 -> 960.1 tok/s, Q/K/V 11.2 -> 9.9 us
+       and wo / down 13.5 -> 12.5 us a launch, the same generations) */
+    __local uint xs[MS_X1 / 2] __attribute__((aligned(128)));
 #endif
     const int tid = get_local_id(0);
     const int warp = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;

@@ -145,6 +145,8 @@ typedef struct qe_cl_caps {
     int ptx_shfl;     /* inline PTX shfl.sync.bfly.b32 builds and computes right */
     int ptx_mma;      /* inline PTX mma.sync m16n8k16 f16->f32, cp.async and ldmatrix
                          (sm_80+: what kernels/mma.cl needs) build and compute right */
+    int wgmma;        /* kernels/wgmma.cl's wgmma m64n128k16 (sm_90a), built by
+                         qe_cl_build_wgmma, computes right (mma.cl's MT_WG build) */
 } qe_cl_caps;
 
 /* Probe the device once per process (results are cached per device, so later
@@ -164,6 +166,19 @@ qe_status qe_cl_build(qe_cl *cl, const char *const *names, size_t n_names,
                       const char *options, cl_program *out);
 /* Same, for one source. */
 qe_status qe_cl_build1(qe_cl *cl, const char *name, const char *options, cl_program *out);
+/* Build like qe_cl_build, then make the program again from its binary (the
+ * PTX NVIDIA's OpenCL produces) patched by qe_cl_wgmma_patch: what a program
+ * using kernels/wgmma.cl needs. QE_EUNSUPPORTED where the binary is not PTX
+ * for sm_90; QE_ECL where the driver does not build the patched PTX. */
+qe_status qe_cl_build_wgmma(qe_cl *cl, const char *const *names, size_t n_names,
+                            const char *options, cl_program *out);
+/* kernels/wgmma.cl's PTX comments ("// @WG...") in the n bytes of ptx as the
+ * wgmma instructions they stand for, and ".target sm_90" as sm_90a, into a
+ * malloc'ed, NUL-terminated text (*out, *out_n bytes without the NUL).
+ * QE_EUNSUPPORTED when ptx has no .target sm_90 line or a PTX ISA version
+ * before 8.0 (wgmma's first), QE_ECORRUPT for a marker it cannot read (its
+ * byte offset named), QE_ENOMEM. Pure text: lib/cl's tests run it anywhere. */
+qe_status qe_cl_wgmma_patch(const char *ptx, size_t n, char **out, size_t *out_n);
 void qe_cl_program_free(cl_program p); /* NULL is fine */
 
 /* Kernel `name` of program p. Unknown name is QE_ECL (CL_INVALID_KERNEL_NAME). */

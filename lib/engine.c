@@ -316,10 +316,11 @@ static int xh_order(int fmt)
 /* The formats whose prefill matmuls under mma read an f16 copy of the
  * weight made just before each call (kernels/wh.cl wt_f16, tile_view)
  * instead of mma_tile's own build for the format, as a mask of
- * 1 << enum engine_wfmt: Q8_0, whose own build is the slowest (tile_view
- * has the figures); Q4_0's own build is as fast as the f16 one, so a copy
- * only adds its cost (H200, pp512 B 8: 112.1K / 112.7K -> 101.6K / 101.5K
- * tok/s). The copy's values are the operands the format's own build would
+ * 1 << enum engine_wfmt: Q8_0 and Q4_0, whose own builds are slower than
+ * the f16 one by more than the copy costs (tile_view has the figures).
+ * (Q4_0's had been as fast as the f16 build, 112.1K / 112.7K -> 101.6K /
+ * 101.5K tok/s with copies, until the f16 build's stages were put on
+ * 128-byte lines: then 122.5K -> 132.1K.) The copy's values are the operands the format's own build would
  * hand the tensor cores; Q8_0's build sums them over k in another order
  * (xh.cl), so its last bits differ from the copy's, whatever the batch
  * (Q4_0's orders put the same k in each mma step: the same bits).
@@ -329,8 +330,30 @@ static unsigned wh_fmts_of(void)
 {
     const char *env = getenv("QEVAL_MMA_WH");
     if (!env)
-        return 1u << WF_Q8_0;
+        return 1u << WF_Q8_0 | 1u << WF_Q4_0;
     return (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) | (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
+}
+
+/* Whether mma_tile's f16 builds run on wgmma (kernels/mma.cl MT_WG): only
+ * with QEVAL_MMA_WGMMA=1 (read when the engine opens), under mma, where
+ * lib/cl's probe built and checked kernels/wgmma.cl (Hopper, through PTX
+ * patched to sm_90a: qe_cl_build_wgmma), in the default tile shape; Q8_0
+ * and Q4_0 weights reach it as their f16 copies (wh_fmts_of). Not the
+ * default: it computes the same bits as the mma.sync build but at half its
+ * speed (H200, pp512 B 8 of the f16 synthetic Llama-3.2-1B 72.7K against
+ * 141K tok/s, gate / up 1660 against 787 us a layer, with waits on every
+ * 32-wide slice or only on the one before), while bench/wgmma_probe.c's
+ * loop of the same instruction runs at 827-857 TFLOP/s: what its
+ * mainloop's structure costs is still to be found (README "What limits"). */
+static int tile_wg_of(qe_engine *e)
+{
+    const char *env = getenv("QEVAL_MMA_WGMMA");
+    qe_cl_caps caps;
+    if (e->opt.gemm != QE_GEMM_MMA || !env || strcmp(env, "1") != 0 ||
+        qe_cl_probe(e->cl, &caps) != QE_OK)
+        return 0;
+    return caps.wgmma && e->mt_shape.rows == 128 && e->mt_shape.stages == 3 &&
+           e->mt_shape.wn == 32;
 }
 
 /* The format mma_tile reads weight w in: f16 where tile_view copies it. */
@@ -486,8 +509,8 @@ static qe_status x1_args(const qe_engine *e, cl_kernel k, const skinny_pro *pro,
 }
 
 /* The sources of every kernels/mma.cl build, in order. */
-static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "xh.cl", "rms.cl",
-                                       "act.cl",     "qkv.cl", "mma.cl"};
+static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "wgmma.cl", "xh.cl",
+                                       "rms.cl",     "act.cl", "qkv.cl",   "mma.cl"};
 #define N_MMA_SRCS (sizeof mma_srcs / sizeof mma_srcs[0])
 
 /* One mma_tile build for weights of format fmt: the format's options
@@ -498,10 +521,13 @@ static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char 
                             uint64_t w_bytes, const char *name, cl_program *p, cl_kernel *k)
 {
     char opts[320];
-    snprintf(opts, sizeof opts, "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d %s",
-             base, e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt),
-             tile_gm(w_bytes), variant);
-    qe_status st = qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, opts, p);
+    const int wg = e->mt_wg && fmt == WF_F16;
+    snprintf(opts, sizeof opts,
+             "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d -DMT_WG=%d %s", base,
+             e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt), tile_gm(w_bytes),
+             wg, variant);
+    qe_status st = wg ? qe_cl_build_wgmma(e->cl, mma_srcs, N_MMA_SRCS, opts, p)
+                      : qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, opts, p);
     return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
 }
 
@@ -933,6 +959,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->msk_pro = !(pro && strcmp(pro, "0") == 0);
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
+    e->mt_wg = tile_wg_of(e);
     e->wh_fmts = e->opt.gemm == QE_GEMM_MMA ? wh_fmts_of() : 0u;
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
        multiples of it) starts 16-byte aligned: the decode kernels may read X
@@ -1432,7 +1459,10 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
  * pp512 B 8 95.3K / 95.4K -> 105.2K / 105.1K tok/s; a layer's gate / up
  * launch 1271 -> 1041 us (the f16 model's), Q / wo / down 356 -> 317, K
  * and V 96 -> 81, for 24 us to copy gate, up or down (2.1 TB/s) and 9.4 /
- * 5.6 us for Q or wo / K or V; all of wiki.test.raw 3.79 -> 3.47 s. */
+ * 5.6 us for Q or wo / K or V; all of wiki.test.raw 3.79 -> 3.47 s. With
+ * the f16 build's stages on 128-byte lines (mma.cl) the copies' tiles
+ * run as the f16 model's (gate / up 787 us): q8_0 132K-134K tok/s, q4_0
+ * 132.1K against 122.5K through its own build. */
 static qe_status tile_view(qe_engine *e, const dev_weight *w, int slot, dev_weight *v,
                            const dev_weight **out)
 {

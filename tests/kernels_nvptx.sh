@@ -67,6 +67,16 @@ for wt in 0 1 2 3; do
                 "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm $v"
         done
     done
+    # f16 weights' wgmma build (MT_WG: its wgmma steps are PTX comments
+    # here, instructions once lib/cl patches the PTX)
+    if [ $wt = 1 ]; then
+        for gm in 0 16; do
+            for v in "" "-DMT_PAIR=1" "-DMT_GLU=1"; do
+                build "mma_tile wt $wt gm $gm wgmma $v" "$T/mma.cl" \
+                    "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 $v"
+            done
+        done
+    fi
     for sh in "64 2 64" "128 4 64" "64 4 32"; do
         read -r bm s wn <<<"$sh"
         build "mma_tile wt $wt $bm x $wn, $s stages" "$T/mma.cl" \
@@ -128,17 +138,23 @@ for kv in "1 1" "2 3" "4 5" "6 1" "0 0"; do
     done
 done
 
-# the GPU probes' kernels (bench/limits_probe.cl, bench/stream_probe.cl),
-# which their programs build after kernels/ptx.cl: inline PTX too, and a
-# slip in them costs a device call just the same
+# the GPU probes' kernels (bench/limits_probe.cl, bench/stream_probe.cl,
+# bench/wgmma_probe.cl), which their programs build after kernels/ptx.cl
+# (and kernels/wgmma.cl):
+# inline PTX too, and a slip in them costs a device call just the same
 for probe in limits stream; do
     cat kernels/ptx.cl "bench/${probe}_probe.cl" >"$T/$probe.cl" || exit 1
 done
+cat kernels/ptx.cl kernels/wgmma.cl bench/wgmma_probe.cl >"$T/wgmma.cl" || exit 1
 for ch in 1 8; do
     build "bench/limits_probe.cl CH $ch" "$T/limits.cl" "-DCH=$ch"
 done
 build "bench/limits_probe.cl GW_R 1" "$T/limits.cl" "-DCH=4 -DGW_R=1"
 build "bench/stream_probe.cl" "$T/stream.cl" ""
+build "bench/wgmma_probe.cl" "$T/wgmma.cl" ""
+# lib/cl's wgmma probe (kernels/probe.cl after ptx.cl and wgmma.cl)
+cat kernels/ptx.cl kernels/wgmma.cl kernels/probe.cl >"$T/probe.cl" || exit 1
+build "kernels/probe.cl QE_PROBE_WGMMA" "$T/probe.cl" "-DQE_PROBE_WGMMA"
 
 echo "# nvptx front end: $pass passed, $fail failed"
 [ "$fail" -eq 0 ]

@@ -385,8 +385,136 @@ static char *build_log(qe_cl *cl, cl_program p)
     return log;
 }
 
+/* ---- wgmma: kernels/wgmma.cl's comments as instructions ---- */
+
+/* A growing text. */
+typedef struct text {
+    char *p;
+    size_t n, cap;
+    int oom;
+} text;
+
+static void text_add(text *t, const char *s, size_t n)
+{
+    if (t->oom)
+        return;
+    if (t->n + n + 1 > t->cap) {
+        size_t cap = (t->n + n + 1) * 2;
+        char *p = realloc(t->p, cap);
+        if (!p) {
+            t->oom = 1;
+            return;
+        }
+        t->p = p;
+        t->cap = cap;
+    }
+    memcpy(t->p + t->n, s, n);
+    t->n += n;
+    t->p[t->n] = '\0';
+}
+
+static void text_str(text *t, const char *s) { text_add(t, s, strlen(s)); }
+
+/* The marker's instruction, with its operands (rest, len bytes: the rest
+ * of the comment's line) where it takes some; 0 if rest is not what the
+ * marker needs. Every wgmma accumulates (scale-d true, from a predicate
+ * the block sets) and reads A and B unscaled and untransposed (K-major). */
+static int wgmma_line(text *t, int marker, const char *rest, size_t len)
+{
+    static const char *const plain[] = {"fence.proxy.async.shared::cta;",
+                                        "wgmma.fence.sync.aligned;",
+                                        "wgmma.commit_group.sync.aligned;"};
+    while (len && (rest[len - 1] == ' ' || rest[len - 1] == '\t' || rest[len - 1] == '\r'))
+        len--;
+    while (len && (*rest == ' ' || *rest == '\t')) {
+        rest++;
+        len--;
+    }
+    text_str(t, "\t");
+    if (marker < 3) {
+        if (len)
+            return 0;
+        text_str(t, plain[marker]);
+    } else if (marker == 3) { /* wait: the groups that may stay pending */
+        if (len != 1 || rest[0] < '0' || rest[0] > '7')
+            return 0;
+        text_str(t, "wgmma.wait_group.sync.aligned ");
+        text_add(t, rest, 1);
+        text_str(t, ";");
+    } else { /* "{d x 64}, a-desc, b-desc" */
+        if (!len || rest[0] != '{' || memchr(rest, ';', len))
+            return 0;
+        text_str(t, "{ .reg .pred wgp; .reg .b32 wgs; mov.b32 wgs, 1; setp.ne.b32 wgp, wgs, 0; "
+                    "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 ");
+        text_add(t, rest, len);
+        text_str(t, ", wgp, 1, 1, 0, 0; }");
+    }
+    text_str(t, "\n");
+    return 1;
+}
+
+qe_status qe_cl_wgmma_patch(const char *ptx, size_t n, char **out, size_t *out_n)
+{
+    /* longer markers first where one is another's prefix */
+    static const char *const markers[] = {"// @WGPROXY", "// @WGFENCE", "// @WGCOMMIT",
+                                          "// @WGWAIT", "// @WGMMA128SS"};
+    text t = {0};
+    int target = 0, version_ok = 0;
+    *out = NULL;
+    *out_n = 0;
+    for (size_t at = 0; at < n;) {
+        const char *line = ptx + at;
+        const char *nl = memchr(line, '\n', n - at);
+        size_t len = nl ? (size_t)(nl - line) : n - at, next = at + len + (nl != NULL);
+        int mk = -1;
+        const char *hit = NULL;
+        for (int m = 0; m < 5 && mk < 0; m++) {
+            const size_t ml = strlen(markers[m]);
+            for (const char *q = line; q + ml <= line + len; q++)
+                if (memcmp(q, markers[m], ml) == 0) {
+                    mk = m;
+                    hit = q + ml;
+                    break;
+                }
+        }
+        /* directives sit at the start of their line */
+        int major = 0, minor = 0;
+        if (mk < 0 && len > 8 && memcmp(line, ".version", 8) == 0 &&
+            sscanf(line, ".version %d.%d", &major, &minor) == 2)
+            version_ok = major >= 8;
+        if (mk >= 0) {
+            if (!wgmma_line(&t, mk, hit, (size_t)(line + len - hit))) {
+                free(t.p);
+                return qe_fail(QE_ECORRUPT, "wgmma patch: byte %zu: %s with operands it cannot take",
+                               at, markers[mk]);
+            }
+        } else if (len >= 13 && memcmp(line, ".target sm_90", 13) == 0 &&
+                   (len == 13 || line[13] == ',' || line[13] == ' ' || line[13] == '\r')) {
+            text_str(&t, ".target sm_90a");
+            text_add(&t, line + 13, len - 13);
+            text_str(&t, "\n");
+            target = 1;
+        } else {
+            text_add(&t, line, next - at);
+        }
+        at = next;
+    }
+    if (t.oom) {
+        free(t.p);
+        return qe_fail(QE_ENOMEM, "wgmma patch: out of memory");
+    }
+    if (!target || !version_ok) {
+        free(t.p);
+        return qe_fail(QE_EUNSUPPORTED, "wgmma patch: the program's binary is not PTX %s",
+                       !target ? "for .target sm_90" : "of ISA 8.0 or later");
+    }
+    *out = t.p;
+    *out_n = t.n;
+    return QE_OK;
+}
+
 qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
-                         const char *options, int quiet, cl_program *out)
+                         const char *options, unsigned flags, cl_program *out)
 {
     qe_status st = QE_OK;
     source srcs[MAX_NAMES];
@@ -415,6 +543,7 @@ qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
         key = fnv_field(key, srcs[i].text, srcs[i].len);
     }
     key = fnv_str(key, options);
+    key = fnv_str(key, flags & QE_CL_WGMMA ? "wgmma" : ""); /* the patched binary */
     key = fnv_str(key, cl->info.platform_name);
     key = fnv_str(key, cl->info.platform_version);
     key = fnv_str(key, cl->info.name);
@@ -461,7 +590,7 @@ qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
     log = build_log(cl, p);
     if (err != CL_SUCCESS) {
         const char *l = log && *log ? log : "(empty build log)";
-        if (!quiet)
+        if (!(flags & QE_CL_QUIET))
             qe_log_warn("build log of %s (options '%s') on %s:\n%s", srcs[0].name, options,
                         cl->info.name, l);
         /* one line, as every message (status.h): the log's newlines as \x0a */
@@ -473,12 +602,44 @@ qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
     }
     if (log && *log)
         qe_log_debug("build log of %s (options '%s'):\n%s", srcs[0].name, options, log);
-    if (dir) {
-        size_t n = 0;
-        bin = program_binary(p, &n);
-        if (bin)
-            cache_write(dir, path, key, bin, n);
+    size_t n = 0;
+    bin = program_binary(p, &n);
+    if (flags & QE_CL_WGMMA) {
+        /* the program again, from its PTX with the wgmma steps in */
+        char *patched = NULL;
+        size_t pn = 0;
+        st = bin ? qe_cl_wgmma_patch((const char *)bin, n, &patched, &pn)
+                 : qe_fail(QE_EUNSUPPORTED, "%s: the program has no binary to patch", srcs[0].name);
+        clReleaseProgram(p);
+        p = NULL;
+        if (st == QE_OK) {
+            const unsigned char *pb = (const unsigned char *)patched;
+            cl_int bin_status = CL_SUCCESS;
+            p = clCreateProgramWithBinary(cl->ctx, 1, &cl->info.device, &pn, &pb, &bin_status,
+                                          &err);
+            if (!p || err != CL_SUCCESS || bin_status != CL_SUCCESS)
+                st = qe_cl_fail_call("clCreateProgramWithBinary (wgmma)", srcs[0].name,
+                                     err != CL_SUCCESS ? err : bin_status);
+            else if ((err = clBuildProgram(p, 1, &cl->info.device, options, NULL, NULL)) !=
+                     CL_SUCCESS) {
+                free(log);
+                log = build_log(cl, p);
+                st = qe_fail(QE_ECL, "clBuildProgram(%s, wgmma, options '%s'): %s; build log: %.640s",
+                             srcs[0].name, options, qe_cl_errstr(err), log ? log : "");
+            }
+            if (st != QE_OK && p) {
+                clReleaseProgram(p);
+                p = NULL;
+            }
+        }
+        free(bin);
+        bin = (unsigned char *)patched;
+        n = pn;
+        if (st != QE_OK)
+            goto done;
     }
+    if (dir && bin)
+        cache_write(dir, path, key, bin, n);
 done:
     if (st == QE_OK)
         *out = p;
@@ -500,6 +661,12 @@ qe_status qe_cl_build(qe_cl *cl, const char *const *names, size_t n_names, const
 qe_status qe_cl_build1(qe_cl *cl, const char *name, const char *options, cl_program *out)
 {
     return qe_cl_build_ex(cl, &name, 1, options, 0, out);
+}
+
+qe_status qe_cl_build_wgmma(qe_cl *cl, const char *const *names, size_t n_names,
+                            const char *options, cl_program *out)
+{
+    return qe_cl_build_ex(cl, names, n_names, options, QE_CL_WGMMA, out);
 }
 
 void qe_cl_program_free(cl_program p)

@@ -31,9 +31,11 @@ struct qe_cl_prof_pending {
  * debug log, and return QE_ECL. */
 qe_status qe_cl_fail_call(const char *call, const char *what, cl_int err);
 
-/* Build like qe_cl_build; quiet = 1 skips printing the build log of a
- * failed build (probes expect failures). */
+/* Build like qe_cl_build with flags: QE_CL_QUIET skips printing the build
+ * log of a failed build (probes expect failures), QE_CL_WGMMA builds as
+ * qe_cl_build_wgmma. */
+enum { QE_CL_QUIET = 1, QE_CL_WGMMA = 2 };
 qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
-                         const char *options, int quiet, cl_program *out);
+                         const char *options, unsigned flags, cl_program *out);
 
 #endif

@@ -38,7 +38,8 @@ typedef struct pbuf {
     void *out;        /* read back after the run, or NULL */
 } pbuf;
 
-/* Build probe `define` (after ptx.cl's helpers when `ptx`), run `kernel`
+/* Build probe `define` (after ptx.cl's helpers when `ptx`, and with ptx 2
+ * wgmma.cl's too, patched by qe_cl_build_wgmma), run `kernel`
  * over `global` items in groups of `local` with the buffers as arguments
  * 0..n-1, read results back. Returns 1 if every step worked; failures are
  * debug-logged and cleared. */
@@ -51,8 +52,10 @@ static int run_probe_ex(qe_cl *cl, int ptx, const char *define, const char *kern
     cl_kernel k = NULL;
     cl_mem mem[4] = {0};
     static const char *const srcs[] = {"ptx.cl", "probe.cl"};
+    static const char *const wsrcs[] = {"ptx.cl", "wgmma.cl", "probe.cl"};
     snprintf(opts, sizeof opts, "-D%s", define);
-    if (qe_cl_build_ex(cl, srcs + !ptx, 2 - !ptx, opts, 1, &prog) || qe_cl_kernel(prog, kernel, &k))
+    if ((ptx == 2 ? qe_cl_build_ex(cl, wsrcs, 3, opts, QE_CL_QUIET | QE_CL_WGMMA, &prog)
+                  : qe_cl_build_ex(cl, srcs + !ptx, 2 - !ptx, opts, QE_CL_QUIET, &prog)) || qe_cl_kernel(prog, kernel, &k))
         goto done;
     for (size_t i = 0; i < n; i++) {
         if (qe_cl_alloc(cl, bufs[i].bytes, QE_CL_RW, bufs[i].init, &mem[i]))
@@ -215,6 +218,32 @@ static int probe_ptx_mma(qe_cl *cl)
     return probe_ptx_async(cl) && probe_ptx_ldsm(cl);
 }
 
+/* kernels/wgmma.cl through qe_cl_build_wgmma: one warpgroup's two
+ * m64n128k16 steps over a 64 x 128 x 32 product, A and B staged as mma.cl's
+ * MT_WG build stages them, against the host (small integers: exact). */
+static int probe_wgmma(qe_cl *cl)
+{
+    enum { M = 64, N = 128, K = 32 };
+    static uint16_t a[M * K], b[N * K];
+    static float d[M * N];
+    for (int i = 0; i < M * K; i++)
+        a[i] = qe_f32_to_f16((float)((i * 7 + 3) % 9 - 4));
+    for (int i = 0; i < N * K; i++)
+        b[i] = qe_f32_to_f16((float)((i * 5 + 1) % 7 - 3));
+    pbuf bufs[3] = {{sizeof a, a, NULL}, {sizeof b, b, NULL}, {sizeof d, NULL, d}};
+    if (!run_probe_ex(cl, 2, "QE_PROBE_WGMMA", "probe_wgmma", bufs, 3, 128, 128))
+        return 0;
+    for (int r = 0; r < M; r++)
+        for (int n = 0; n < N; n++) {
+            float want = 0;
+            for (int k = 0; k < K; k++)
+                want += qe_f16_to_f32(a[r * K + k]) * qe_f16_to_f32(b[n * K + k]);
+            if (d[r * N + n] != want)
+                return 0;
+        }
+    return 1;
+}
+
 qe_status qe_cl_probe(qe_cl *cl, qe_cl_caps *out)
 {
     qe_status st = QE_OK;
@@ -238,13 +267,15 @@ qe_status qe_cl_probe(qe_cl *cl, qe_cl_caps *out)
         /* mma last: a faulting kernel can leave an NVIDIA context unusable. */
         if (caps.ptx_shfl)
             caps.ptx_mma = probe_ptx_mma(cl);
+        if (caps.ptx_mma)
+            caps.wgmma = probe_wgmma(cl);
     }
     /* A probe may fail quietly; the queue itself must still work. */
     if ((st = qe_cl_finish(cl)) != QE_OK)
         goto done;
     qe_log_debug("probe %s: half_storage %d fp16 %d subgroups %d (size %d) ptx_shfl %d "
-                 "ptx_mma %d", info->name, caps.half_storage, caps.fp16, caps.subgroups,
-                 caps.subgroup_size, caps.ptx_shfl, caps.ptx_mma);
+                 "ptx_mma %d wgmma %d", info->name, caps.half_storage, caps.fp16, caps.subgroups,
+                 caps.subgroup_size, caps.ptx_shfl, caps.ptx_mma, caps.wgmma);
     if (n_probed < MAX_PROBED) {
         probed[n_probed].dev = info->device;
         probed[n_probed].caps = caps;

@@ -12,7 +12,7 @@ expect_exit "devices --device needs a value" 2 "$QEVAL" devices --device
 
 expect_exit "devices exits 0" 0 "$QEVAL" devices
 expect_match "devices lists a device row marked as default" "$OUT" '^\* 0 '
-expect_match "devices shows probed capabilities" "$OUT" 'half-store +fp16 +subgroups +ptx-shfl +ptx-mma'
+expect_match "devices shows probed capabilities" "$OUT" 'half-store +fp16 +subgroups +ptx-shfl +ptx-mma +wgmma'
 expect_match "devices shows each device's global memory cache" "$OUT" 'local +cache +CUs'
 # The number of device rows equals clinfo's count (independent listing).
 if command -v clinfo >/dev/null 2>&1; then
@@ -39,7 +39,7 @@ for i, x in enumerate(devs):
     assert x["type"] in ("GPU", "CPU", "ACCELERATOR", "OTHER")
     c = x["capabilities"]
     assert c["half_storage"] is True, c
-    for k in ("fp16", "subgroups", "ptx_shfl", "ptx_mma"):
+    for k in ("fp16", "subgroups", "ptx_shfl", "ptx_mma", "wgmma"):
         assert isinstance(c[k], bool), k
     if "cl_khr_fp16" not in x["extensions"]:
         assert c["fp16"] is False
