@@ -107,6 +107,28 @@ static char *wgmma_ptx(const char *ptx, char **same_target)
     return a_ptx;
 }
 
+/* Outputs of d (M x N) that differ from a b^T of the host's integers a (M
+ * x K) and b (N x K); their largest |difference| into *maxd and the count
+ * of zero outputs into *zero. */
+static int count_bad(const float *d, const int *a, const int *b, int M, int N, int K,
+                     double *maxd, int *zero)
+{
+    int bad = 0;
+    *maxd = 0;
+    *zero = 0;
+    for (int r = 0; r < M; r++)
+        for (int n = 0; n < N; n++) {
+            int ref = 0;
+            for (int kk = 0; kk < K; kk++)
+                ref += a[r * K + kk] * b[n * K + kk];
+            double x = fabs((double)d[r * N + n] - ref);
+            *maxd = x > *maxd ? x : *maxd;
+            bad += x != 0;
+            *zero += d[r * N + n] == 0.0f;
+        }
+    return bad;
+}
+
 /* wg_tile of prog (built for sm_90a): d = a b^T for one 128 x 128 x 32
  * tile against the host's, then the rate of its two m64n128k16 steps
  * repeated, on groups work-groups of two warpgroups. */
@@ -142,17 +164,8 @@ static void tile_test(cl_context ctx, cl_device_id dev, cl_program prog)
     size_t g = 256, l = 256;
     need(clEnqueueNDRangeKernel(q, k, 1, NULL, &g, &l, 0, NULL, NULL), "wg_tile");
     need(clEnqueueReadBuffer(q, db, CL_TRUE, 0, sizeof d, d, 0, NULL, NULL), "read d");
-    int bad = 0;
     double maxd = 0;
-    for (int r = 0; r < 128; r++)
-        for (int n = 0; n < 128; n++) {
-            int ref = 0;
-            for (int kk = 0; kk < 32; kk++)
-                ref += ai[r * 32 + kk] * bi[n * 32 + kk];
-            double x = fabs((double)d[r * 128 + n] - ref);
-            maxd = x > maxd ? x : maxd;
-            bad += x != 0;
-        }
+    int zero = 0, bad = count_bad(d, ai, bi, 128, 128, 32, &maxd, &zero);
     printf("wg_tile (128 x 128 x 32, two warpgroups, A and B by descriptor): %d of 16384 outputs "
            "differ from the host's (max |d| %g); d[0][0..3] = %g %g %g %g\n",
            bad, maxd, d[0], d[1], d[2], d[3]);
@@ -292,18 +305,8 @@ int main(int argc, char **argv)
         if (err != CL_SUCCESS) {
             printf("%s: built, the launch failed (%d)\n", forms[f].what, (int)err);
         } else {
-            int bad = 0, zero = 0;
             double maxd = 0;
-            for (int r = 0; r < 64; r++)
-                for (int n = 0; n < 8; n++) {
-                    int ref = 0;
-                    for (int kk = 0; kk < 16; kk++)
-                        ref += ai[r * 16 + kk] * bi[n * 16 + kk];
-                    double x = fabs((double)d[r * 8 + n] - ref);
-                    maxd = x > maxd ? x : maxd;
-                    bad += x != 0;
-                    zero += d[r * 8 + n] == 0.0f;
-                }
+            int zero = 0, bad = count_bad(d, ai, bi, 64, 8, 16, &maxd, &zero);
             printf("%s: built and ran: %d of 512 outputs differ from the host's a b^T (max |d| "
                    "%g), %d are 0; d[0][0..3] = %g %g %g %g\n",
                    forms[f].what, bad, maxd, zero, d[0], d[1], d[2], d[3]);
