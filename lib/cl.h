@@ -175,7 +175,7 @@ qe_status qe_cl_build_wgmma(qe_cl *cl, const char *const *names, size_t n_names,
 /* kernels/wgmma.cl's PTX comments ("// @WG...") in the n bytes of ptx as the
  * wgmma instructions they stand for, and ".target sm_90" as sm_90a, into a
  * malloc'ed, NUL-terminated text (*out, *out_n bytes without the NUL).
- * QE_EUNSUPPORTED when ptx has no .target sm_90 line or a PTX ISA version
+ * QE_EUNSUPPORTED when ptx has no .target sm_90 (or sm_90a) line or a PTX ISA version
  * before 8.0 (wgmma's first), QE_ECORRUPT for a marker it cannot read (its
  * byte offset named), QE_ENOMEM. Pure text: lib/cl's tests run it anywhere. */
 qe_status qe_cl_wgmma_patch(const char *ptx, size_t n, char **out, size_t *out_n);

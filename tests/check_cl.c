@@ -813,10 +813,14 @@ START_TEST(test_wgmma_patch)
     ck_assert_str_eq(out, want);
     ck_assert_uint_eq(n, strlen(want));
     free(out);
-    /* a program without markers only changes its target */
+    /* a program without markers only changes its target; sm_90a stays */
     static const char plain[] = ".version 8.0\n.target sm_90\n\tret;\n";
     OK(qe_cl_wgmma_patch(plain, sizeof plain - 1, &out, &n));
     ck_assert_str_eq(out, ".version 8.0\n.target sm_90a\n\tret;\n");
+    free(out);
+    static const char already[] = ".version 8.3\n.target sm_90a, texmode_independent";
+    OK(qe_cl_wgmma_patch(already, sizeof already - 1, &out, &n));
+    ck_assert_str_eq(out, ".version 8.3\n.target sm_90a, texmode_independent\n");
     free(out);
 }
 END_TEST
@@ -835,6 +839,7 @@ START_TEST(test_wgmma_patch_limits)
         {".version 9.0\n\tret;\n", QE_EUNSUPPORTED, "sm_90"},
         {".version 9.0\n.target sm_80\n", QE_EUNSUPPORTED, "sm_90"},
         {".version 9.0\n.target sm_900\n", QE_EUNSUPPORTED, "sm_90"},
+        {".version 9.0\n.target sm_90ab\n", QE_EUNSUPPORTED, "sm_90"},
         {".version 7.8\n.target sm_90\n", QE_EUNSUPPORTED, "ISA 8.0"},
         {".version 9.0\n.target sm_90\n\t// @WGWAIT9\n", QE_ECORRUPT, "byte 27"},
         {".version 9.0\n.target sm_90\n\t// @WGWAIT\n", QE_ECORRUPT, "@WGWAIT"},

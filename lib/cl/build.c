@@ -488,12 +488,19 @@ qe_status qe_cl_wgmma_patch(const char *ptx, size_t n, char **out, size_t *out_n
                 return qe_fail(QE_ECORRUPT, "wgmma patch: byte %zu: %s with operands it cannot take",
                                at, markers[mk]);
             }
-        } else if (len >= 13 && memcmp(line, ".target sm_90", 13) == 0 &&
-                   (len == 13 || line[13] == ',' || line[13] == ' ' || line[13] == '\r')) {
-            text_str(&t, ".target sm_90a");
-            text_add(&t, line + 13, len - 13);
-            text_str(&t, "\n");
-            target = 1;
+        } else if (len >= 13 && memcmp(line, ".target sm_90", 13) == 0) {
+            /* sm_90 becomes sm_90a; a compiler that already says sm_90a
+               keeps it; sm_900 and the like are other targets */
+            const size_t at_a = 13 + (len > 13 && line[13] == 'a');
+            const char end = at_a < len ? line[at_a] : '\n';
+            target = end == '\n' || end == ',' || end == ' ' || end == '\r';
+            if (target) {
+                text_str(&t, ".target sm_90a");
+                text_add(&t, line + at_a, len - at_a);
+                text_str(&t, "\n");
+            } else {
+                text_add(&t, line, next - at);
+            }
         } else {
             text_add(&t, line, next - at);
         }
