@@ -10,7 +10,12 @@
  * instructions with `.target sm_90a`, (3) the instructions with the
  * compiler's own target (expected to fail to build). For each it prints
  * whether it built, the build log's head if not, and d = a b^T against
- * the host's (small integers: exact). A development aid, not part of qeval. */
+ * the host's (small integers: exact). A development aid, not part of qeval.
+ * Its PTX patching (wgmma_ptx) is lib/cl's qe_cl_wgmma_patch again, plus
+ * the m64n8k16 step with A in registers that only this probe uses, written
+ * apart so that the probe still builds with one cc command as the other
+ * probes do (lib/cl's needs the library's status, log and kernel tables);
+ * a change of marker syntax in kernels/wgmma.cl must reach both. */
 #define CL_TARGET_OPENCL_VERSION 120
 #include "probe_util.h"
 

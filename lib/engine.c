@@ -531,13 +531,22 @@ static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char 
     return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
 }
 
+/* The options every kernels/mma.cl build for weights of format fmt starts
+ * with: the format, and rms.cl's reduction width (mma_skinny's one-row
+ * build normalises its row as norm.cl does: skinny_pro). */
+static void mma_base(const qe_engine *e, int fmt, char *base, size_t n)
+{
+    snprintf(base, n, "-cl-std=CL1.2 -DQE_WT=%d -DQE_NW=%d", fmt, e->nw);
+}
+
 /* mma_tile's builds for weights of format fmt (kernels/mma.cl: alone,
- * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once;
- * base holds the format's options. */
-static qe_status need_tiles(qe_engine *e, const char *base, int fmt)
+ * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once. */
+static qe_status need_tiles(qe_engine *e, int fmt)
 {
     if (e->prog_mma[fmt])
         return QE_OK;
+    char base[96];
+    mma_base(e, fmt, base, sizeof base);
     /* mma_tile's largest prefill matrix is an FFN one (the LM head
        multiplies a few rows), mma_tile_glu's gate and up together */
     const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
@@ -580,15 +589,10 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA) {
         /* kernels/mma.cl: mma_tile alone, mma_skinny, mma_wide split 1 and 8 */
         char base[96], mopts[256];
-        /* rms.cl's reduction width: mma_skinny's one-row build normalises
-           its row as norm.cl does (skinny_pro) */
-        snprintf(base, sizeof base, "%s -DQE_NW=%d", opts, e->nw);
-        st = need_tiles(e, base, fmt);
-        if (st == QE_OK && (e->wh_fmts >> fmt & 1)) { /* its prefill matmuls: tile_view */
-            char b16[96];
-            snprintf(b16, sizeof b16, "-cl-std=CL1.2 -DQE_WT=%d -DQE_NW=%d", WF_F16, e->nw);
-            st = need_tiles(e, b16, WF_F16);
-        }
+        mma_base(e, fmt, base, sizeof base);
+        st = need_tiles(e, fmt);
+        if (st == QE_OK && (e->wh_fmts >> fmt & 1)) /* its prefill matmuls: tile_view */
+            st = need_tiles(e, WF_F16);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
         snprintf(x1, sizeof x1, "-DMS_X1=%d", MSK_X1_MAX_K);

@@ -610,7 +610,8 @@ qe_status qe_cl_build_ex(qe_cl *cl, const char *const *names, size_t n_names,
     if (log && *log)
         qe_log_debug("build log of %s (options '%s'):\n%s", srcs[0].name, options, log);
     size_t n = 0;
-    bin = program_binary(p, &n);
+    if (dir || (flags & QE_CL_WGMMA)) /* for the cache, or to patch */
+        bin = program_binary(p, &n);
     if (flags & QE_CL_WGMMA) {
         /* the program again, from its PTX with the wgmma steps in */
         char *patched = NULL;

@@ -51,11 +51,13 @@ static int run_probe_ex(qe_cl *cl, int ptx, const char *define, const char *kern
     cl_program prog = NULL;
     cl_kernel k = NULL;
     cl_mem mem[4] = {0};
-    static const char *const srcs[] = {"ptx.cl", "probe.cl"};
-    static const char *const wsrcs[] = {"ptx.cl", "wgmma.cl", "probe.cl"};
+    /* ptx 0, 1, 2: ptx + 1 sources */
+    static const char *const srcs[3][3] = {
+        {"probe.cl"}, {"ptx.cl", "probe.cl"}, {"ptx.cl", "wgmma.cl", "probe.cl"}};
+    const unsigned flags = QE_CL_QUIET | (ptx == 2 ? QE_CL_WGMMA : 0u);
     snprintf(opts, sizeof opts, "-D%s", define);
-    if ((ptx == 2 ? qe_cl_build_ex(cl, wsrcs, 3, opts, QE_CL_QUIET | QE_CL_WGMMA, &prog)
-                  : qe_cl_build_ex(cl, srcs + !ptx, 2 - !ptx, opts, QE_CL_QUIET, &prog)) || qe_cl_kernel(prog, kernel, &k))
+    if (qe_cl_build_ex(cl, srcs[ptx], (size_t)ptx + 1, opts, flags, &prog) ||
+        qe_cl_kernel(prog, kernel, &k))
         goto done;
     for (size_t i = 0; i < n; i++) {
         if (qe_cl_alloc(cl, bufs[i].bytes, QE_CL_RW, bufs[i].init, &mem[i]))
