@@ -42,21 +42,21 @@ void wg_probe(const __global uint *a, const __global uint *b, __global float *d)
 /* ---- wg_tile: a 128 x 128 tile over one 32-wide K slice, as a prefill
  * kernel would lay it out: two warpgroups (256 work-items), each m64n128k16
  * twice (k 0..15, 16..31), A (128 rows of X) and B (128 weight rows) both
- * from local memory by descriptor, no swizzle, K-major: 8 x 8 core
- * matrices of 16-byte rows, core matrix (rows 8i.., k 8c..) at byte
- * (4 i + c) 128, so the next one along K is 128 bytes on (LBO) and the
- * next along M / N 512 (SBO). iters > 1 repeats the two steps, summing into
- * the same accumulators, to time the instruction's rate. d = iters a b^T.
- * kernels/wgmma.cl's wg_desc gives those offsets. */
+ * from local memory by descriptor, K-major with the 64-byte swizzle that
+ * kernels/wgmma.cl's wg_desc describes (mma.cl's MT_CHX): row r's 64 bytes
+ * at 64 r, its 16-byte chunk c at c ^ (r / 2 % 4), the arrays on 512-byte
+ * boundaries; step s starts 32 s bytes into the rows. iters > 1 repeats
+ * the two steps, summing into the same accumulators, to time the
+ * instruction's rate. d = iters a b^T. */
 __kernel __attribute__((reqd_work_group_size(256, 1, 1)))
 void wg_tile(const __global uint4 *a, const __global uint4 *b, __global float *d, int iters)
 {
-    __local uint4 as[512] __attribute__((aligned(128)));
-    __local uint4 bs[512] __attribute__((aligned(128)));
+    __local uint4 as[512] __attribute__((aligned(512)));
+    __local uint4 bs[512] __attribute__((aligned(512)));
     const int tid = get_local_id(0), wg = tid >> 7, w = (tid >> 5) & 3, lane = tid & 31;
     const int g = lane >> 2, t = lane & 3;
     for (int j = 0; j < 2; j++) { /* 128 rows x 4 chunks of 8 halves, each operand */
-        const int id = tid + 256 * j, r = id >> 2, c = id & 3, at = 8 * ((r >> 3) * 4 + c) + (r & 7);
+        const int id = tid + 256 * j, r = id >> 2, c = id & 3, at = 4 * r + (c ^ ((r >> 1) & 3));
         as[at] = a[id];
         bs[at] = b[id];
     }
@@ -65,10 +65,10 @@ void wg_tile(const __global uint4 *a, const __global uint4 *b, __global float *d
     float c[64];
     for (int i = 0; i < 64; i++)
         c[i] = 0.0f;
-    /* warpgroup wg's 64 rows start 8 core matrices (4096 bytes) in; step s
-       at k-block 2 s (256 bytes) */
-    const ulong da0 = wg_desc(as + 256 * wg), da1 = wg_desc(as + 256 * wg + 16);
-    const ulong db0 = wg_desc(bs), db1 = wg_desc(bs + 16);
+    /* warpgroup wg's 64 rows start 4096 bytes in; step s 32 s bytes into
+       the rows */
+    const ulong da0 = wg_desc(as + 256 * wg), da1 = wg_desc(as + 256 * wg + 2);
+    const ulong db0 = wg_desc(bs), db1 = wg_desc(bs + 2);
     WG_FENCE(c);
     for (int it = 0; it < iters; it++) {
         WG_MMA(c, da0, db0);

@@ -162,20 +162,20 @@ inline const __global uchar *mt_w(const __global uchar *w, const __global uchar 
 #endif
 }
 /* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
- * builds it with qe_cl_build_wgmma where lib/cl's probe says it works and
- * QEVAL_MMA_WGMMA=1 asks, for f16 weights, which Q8_0 / Q4_0 weights reach
- * as f16 copies: engine.c tile_view, tile_wg_of, which says why it is not
- * the default: half the mma.sync build's speed as it stands). The same tiles, stages and copies; each of the two
- * warpgroups multiplies its 64 rows by all 128 staged weight rows, two
- * m64n128k16 steps a slice, A and B read from local memory by the tensor
- * cores. Its sums run over k in wgmma's order, not mma.sync's: other last
- * bits than the MT_WG 0 build, the same for every row count. */
+ * builds it with qe_cl_build_wgmma where lib/cl's probe says it works,
+ * unless QEVAL_MMA_WGMMA=0, for f16 weights, which Q8_0 / Q4_0 weights
+ * reach as f16 copies: engine.c tile_view, tile_wg_of). The same tiles,
+ * stages, layout and copies; each of the two warpgroups multiplies its 64
+ * rows by all 128 staged weight rows, two m64n128k16 steps a slice, A and
+ * B read from local memory by the tensor cores. Its sums come out bit for
+ * bit as the MT_WG 0 build's (H200: equal perplexity dump hashes). */
 #ifndef MT_WG
 #define MT_WG 0
 #endif
 #if MT_WG && (QE_WT != 1 || MT_BM != 128 || MT_WN != 32)
 #error "mma_tile: MT_WG is built for f16 weights, 128 rows and warps of 32 outputs"
 #endif
+#define MT_AL (MT_WG ? 512 : 128) /* the stages' alignment: see mma_tile */
 #define MT_NJ (MT_WN / 8)                            /* 8-output mma tiles per warp */
 #define MT_WI (32 * (MT_BM / 64) * (MT_BN / MT_WN)) /* work-items */
 /* Slices in flight: MT_S stages of local memory, each X's MT_BM rows x 64
@@ -217,15 +217,9 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
  * 32 different banks without padding: ldmatrix reads one chunk of 8
  * consecutive rows at a time, so those 8 chunks must sit in 8 different
  * 16-byte bank groups: two rows share a 128-byte line, hence c ^ (r / 2 % 4). */
-#if MT_WG
-/* MT_WG: wgmma reads A and B from local memory itself, in 8 x 8 core
- * matrices of eight 16-byte rows (kernels/wgmma.cl): chunk c of row r is
- * row r % 8 of core matrix (r / 8, c), the core matrices of 8 rows one
- * after another along K (128 bytes apart), row blocks 512 bytes apart. */
-#define MT_CHX(r, c) (32 * (((r) >> 3) * 4 + (c)) + 4 * ((r) & 7))
-#else
+/* (The MT_WG build's wgmma reads this same layout as its 64-byte swizzle:
+ * kernels/wgmma.cl.) */
 #define MT_CHX(r, c) (16 * (r) + 4 * ((c) ^ (((r) >> 1) & 3)))
-#endif
 /* Q8_0: chunk c (0, 1) of a 32-byte row. (Its 8-byte loads read 4 rows'
  * 128 contiguous bytes a half-warp, conflict-free either way; the swizzle
  * spreads cp.async's 16-byte stores.) */
@@ -493,9 +487,10 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
        (and wgmma's core matrices want 128 bytes). With aligned(16) the
        compiler had placed them off the line: H200, pp512 B 8 of the f16
        synthetic Llama-3.2-1B 110.4K / 110.5K -> 140.9K / 140.7K tok/s,
-       mma_tile_glu 1036 -> 787 us a layer, the same bits (session 19). */
-    __local uint xs[MT_S][MT_XW] __attribute__((aligned(128)));
-    __local uint ws[MT_S][MT_WW] __attribute__((aligned(128)));
+       mma_tile_glu 1036 -> 787 us a layer, the same bits (session 19).
+       wgmma's swizzle wants its 512-byte atoms on 512-byte boundaries. */
+    __local uint xs[MT_S][MT_XW] __attribute__((aligned(MT_AL)));
+    __local uint ws[MT_S][MT_WW] __attribute__((aligned(MT_AL)));
 #if QE_WT == 2 || QE_WT == 3
     __local uint ds[MT_S][MT_BN]; /* per row: the f16 scales of the slice's block pair */
 #else
@@ -540,14 +535,14 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         ptx_cp_wait(MT_S - 2);
         WG_PROXY();
         barrier(CLK_LOCAL_MEM_FENCE);
-        /* A: this warpgroup's 8 row blocks (512 bytes each, so 4096 bytes
-           on), B: all 16; step s starts 2 s core matrices (256 bytes, 64
-           uints) along K. Chained on the same accumulators, the steps of
-           consecutive slices need no fence between them. */
+        /* A: this warpgroup's 64 rows (4096 bytes on), B: all 128; step s
+           starts 32 s bytes (8 s uints) into the rows. Chained on the same
+           accumulators, the steps of consecutive slices need no fence
+           between them. */
         const int st = sl % MT_S;
         const __local uint *xa = xs[st] + 1024 * wg, *wb = ws[st];
         WG_MMA(c, wg_desc(xa), wg_desc(wb));
-        WG_MMA(c, wg_desc(xa + 64), wg_desc(wb + 64));
+        WG_MMA(c, wg_desc(xa + 8), wg_desc(wb + 8));
         WG_COMMIT();
         /* slice sl - 1's steps are done here, and after the barrier in
            every warpgroup: its stage takes slice sl + MT_S - 1 while slice

@@ -143,16 +143,17 @@ __kernel void probe_ptx_ldsm(__global const uint *in, __global uint *out)
 /* wgmma, built after ptx.cl and wgmma.cl by qe_cl_build_wgmma: one
  * warpgroup (128 work-items). a: 64 rows x 32 halves, b: 128 rows x 32
  * halves (B^T, as weights are stored), d = a b^T (64 x 128 floats). Both
- * operands staged in local memory as mma.cl's MT_WG build stages a slice:
- * 16-byte chunk c of row r at uint 32 ((r / 8) 4 + c) + 4 (r % 8). */
+ * operands staged in local memory as mma.cl's MT_WG build stages a slice
+ * (wgmma.cl's 64-byte swizzle): 16-byte chunk c of row r at uint 16 r +
+ * 4 (c ^ (r / 2 % 4)), on 512-byte boundaries. */
 __kernel __attribute__((reqd_work_group_size(128, 1, 1)))
 void probe_wgmma(__global const uint4 *a, __global const uint4 *b, __global float *d)
 {
-    __local uint as[64 * 16] __attribute__((aligned(128)));
-    __local uint bs[128 * 16] __attribute__((aligned(128)));
+    __local uint as[64 * 16] __attribute__((aligned(512)));
+    __local uint bs[128 * 16] __attribute__((aligned(512)));
     const int tid = get_local_id(0), w = tid >> 5, lane = tid & 31, g = lane >> 2, t = lane & 3;
     for (int id = tid; id < 128 * 4; id += 128) {
-        const int r = id >> 2, c = id & 3, at = 32 * ((r >> 3) * 4 + c) + 4 * (r & 7);
+        const int r = id >> 2, c = id & 3, at = 16 * r + 4 * (c ^ ((r >> 1) & 3));
         if (r < 64)
             *(__local uint4 *)(as + at) = a[id];
         *(__local uint4 *)(bs + at) = b[id];
@@ -164,7 +165,7 @@ void probe_wgmma(__global const uint4 *a, __global const uint4 *b, __global floa
         c[i] = 0.0f;
     WG_FENCE(c);
     WG_MMA(c, wg_desc(as), wg_desc(bs));
-    WG_MMA(c, wg_desc(as + 64), wg_desc(bs + 64)); /* k 16 .. 31: two core matrices on */
+    WG_MMA(c, wg_desc(as + 8), wg_desc(bs + 8)); /* k 16 .. 31: 32 bytes into the rows */
     WG_COMMIT();
     WG_WAIT0(c);
     const int r = 16 * w + g;

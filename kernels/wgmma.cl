@@ -16,10 +16,24 @@
  *
  * The operand layout (PTX ISA, "Asynchronous Warpgroup Level Matrix Shared
  * Memory Layout"): A (64 rows x 16 k of a warpgroup) and B (N = 128 rows x
- * 16 k, the weight rows as stored) both K-major without swizzle, in 8 x 8
- * core matrices of eight 16-byte rows; wg_desc's descriptor says the next
- * core matrix along K is 128 bytes on (LBO) and the next along M / N 512
- * (SBO): mma.cl's MT_CHX lays a 32-wide slice out so. The accumulators
+ * 16 k, the weight rows as stored) both K-major with the 64-byte swizzle:
+ * each row's 64 bytes (32 halves of a slice) in one piece, its 16-byte
+ * chunk c at c ^ (r / 2 % 4), 8-row atoms of 512 bytes, which must start
+ * on a 512-byte boundary (the swizzle XORs address bits 4-5 with bits
+ * 7-8). That is mma.cl's MT_CHX, the layout its ldmatrix reads too, so a
+ * slice's cp.async copies are the same as the mma.sync build's. (The
+ * unswizzled layout, 8 x 16-byte core matrices, puts a row's four chunks
+ * 128 bytes apart, and its copies were what made the first MT_WG build
+ * half as fast as mma.sync: H200, mma_tile 4096 x 8192 x 2048 through
+ * bench/ptx_run.c, with the wgmma steps taken out 862 us against the
+ * mma.sync build's copies' 317; Nsight Compute counted 32 L2 sectors and
+ * 32 local-memory wavefronts a cp.async instruction, 16 and 4 ideal,
+ * whether a work-item's four chunks were one row's or a quarter-warp's
+ * eight rows' one chunk, and the L2 89 % busy. With this layout: 408 us,
+ * mma.sync 435; session 20.) A k16 step starts 32
+ * bytes into the rows (the hardware swizzles the address it forms from
+ * there); the next 8-row atom is 512 bytes on (SBO; LBO is unused with a
+ * swizzle). The accumulators
  * (64 floats a work-item, m64n128 f32): work-item (warp w of the
  * warpgroup, g = lane / 4, t = lane % 4) holds rows 16 w + g (+ 8) and
  * outputs 8 j + 2 t (+ 1) in c[4 j .. 4 j + 3], mma.sync's m16n8 order. */
@@ -38,12 +52,13 @@
     "+f"(c[48]), "+f"(c[49]), "+f"(c[50]), "+f"(c[51]), "+f"(c[52]), "+f"(c[53]), "+f"(c[54]), "+f"(c[55]), \
     "+f"(c[56]), "+f"(c[57]), "+f"(c[58]), "+f"(c[59]), "+f"(c[60]), "+f"(c[61]), "+f"(c[62]), "+f"(c[63])
 
-/* A local address as an operand descriptor: start >> 4 (14 bits), LBO 128
- * and SBO 512 bytes (>> 4), no swizzle */
+/* A local address as an operand descriptor: start >> 4 (14 bits), LBO 16
+ * bytes (unused: 1 as CUTLASS writes it), SBO 512 bytes (>> 4), the
+ * 64-byte swizzle (mode 2 in bits 62-63) */
 inline ulong wg_desc(const __local void *p)
 {
-    return ((ulong)(ptx_smem(p) >> 4) & 0x3FFFul) | ((ulong)(128 >> 4) << 16) |
-           ((ulong)(512 >> 4) << 32);
+    return ((ulong)(ptx_smem(p) >> 4) & 0x3FFFul) | (1ul << 16) | ((ulong)(512 >> 4) << 32) |
+           (2ul << 62);
 }
 
 /* this work-item's local-memory writes (cp.async's too) made visible to

@@ -334,22 +334,22 @@ static unsigned wh_fmts_of(void)
     return (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) | (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
 }
 
-/* Whether mma_tile's f16 builds run on wgmma (kernels/mma.cl MT_WG): only
- * with QEVAL_MMA_WGMMA=1 (read when the engine opens), under mma, where
- * lib/cl's probe built and checked kernels/wgmma.cl (Hopper, through PTX
- * patched to sm_90a: qe_cl_build_wgmma), in the default tile shape; Q8_0
- * and Q4_0 weights reach it as their f16 copies (wh_fmts_of). Not the
- * default: it computes the same bits as the mma.sync build but at half its
- * speed (H200, pp512 B 8 of the f16 synthetic Llama-3.2-1B 72.7K against
- * 141K tok/s, gate / up 1660 against 787 us a layer, with waits on every
- * 32-wide slice or only on the one before), while bench/wgmma_probe.c's
- * loop of the same instruction runs at 827-857 TFLOP/s: what its
- * mainloop's structure costs is still to be found (README "What limits"). */
+/* Whether mma_tile's f16 builds run on wgmma (kernels/mma.cl MT_WG): under
+ * mma, where lib/cl's probe built and checked kernels/wgmma.cl (Hopper,
+ * through PTX patched to sm_90a: qe_cl_build_wgmma), in the default tile
+ * shape, unless QEVAL_MMA_WGMMA=0 (read when the engine opens); Q8_0 and
+ * Q4_0 weights reach it as their f16 copies (wh_fmts_of). The same bits as
+ * the mma.sync build (the dump hashes are equal) and faster once its
+ * stages use wgmma's 64-byte swizzle (kernels/wgmma.cl says why the
+ * unswizzled layout had halved it): H200, pp512 B 8 of the synthetic
+ * Llama-3.2-1B, two rounds each, f16 139.9K / 139.6K -> 171.0K / 167.9K
+ * tok/s, q8_0 133.2K / 133.3K -> 157.5K / 155.6K; mma_tile_glu 786 -> 618
+ * us a layer, mma_tile 231 -> 193 (session 20). */
 static int tile_wg_of(qe_engine *e)
 {
     const char *env = getenv("QEVAL_MMA_WGMMA");
     qe_cl_caps caps;
-    if (e->opt.gemm != QE_GEMM_MMA || !env || strcmp(env, "1") != 0 ||
+    if (e->opt.gemm != QE_GEMM_MMA || (env && strcmp(env, "0") == 0) ||
         qe_cl_probe(e->cl, &caps) != QE_OK)
         return 0;
     return caps.wgmma && e->mt_shape.rows == 128 && e->mt_shape.stages == 3 &&

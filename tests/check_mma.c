@@ -10,8 +10,9 @@
  *           - prefill of the trained models in f32 / f16 / q8_0 / q4_0
  *             weights (q8_0 / q4_0 both through f16 copies of the weights
  *             and through mma_tile's build for the format, QEVAL_MMA_WH;
- *             f16 also through the wgmma build, QEVAL_MMA_WGMMA=1, where
- *             the probe found wgmma) against the same device's f32 kernels
+ *             f16 also through the mma.sync build, QEVAL_MMA_WGMMA=0,
+ *             where the probe found wgmma and the default is the wgmma
+ *             build) against the same device's f32 kernels
  *             and (f32 weights) the double reference: f16 operands carry a relative
  *             rounding error of at most 2^-11 each, so log-probs may move by
  *             a few 1e-3 through the layers: max |d| < 5e-2, mean < 5e-3
@@ -202,13 +203,13 @@ static void vs_f32_and_ref(const char *rel)
         char what[128];
         /* Q8_0 / Q4_0 prefill matmuls both through f16 copies of the
            weights and through mma_tile's build for the format (engine.c
-           tile_view); f16 ones through the mma.sync build and, where the
-           probe found wgmma, the MT_WG build (QEVAL_MMA_WGMMA=1). The
+           tile_view); f16 ones through the default build (MT_WG where the
+           probe found wgmma) and the mma.sync build (QEVAL_MMA_WGMMA=0). The
            last variant of each format runs with the defaults, so a holds
            the default's results for the reference below. */
         const int quant = fmts[f] == QE_DT_Q8_0 || fmts[f] == QE_DT_Q4_0;
         const char *const var = quant ? "QEVAL_MMA_WH" : "QEVAL_MMA_WGMMA";
-        const char *const vals[] = {quant ? "none" : "1", NULL};
+        const char *const vals[] = {quant ? "none" : "0", NULL};
         const int n_v = fmts[f] == QE_DT_F32 ? 1 : 2;
         for (int v = 2 - n_v; v < 2; v++) {
             if (vals[v])
@@ -221,7 +222,7 @@ static void vs_f32_and_ref(const char *rel)
                     diff_add(&d, a[i], b[i]);
             snprintf(what, sizeof what, "%s %s%s%s%s: mma vs f32 kernels", rel,
                      qe_dtype_name(fmts[f]), vals[v] ? ", " : "", vals[v] ? var : "",
-                     vals[v] ? (quant ? "=none" : "=1") : "");
+                     vals[v] ? (quant ? "=none" : "=0") : "");
             diff_check(&d, what);
         }
         if (fmts[f] == QE_DT_F32) { /* and against the double reference */
