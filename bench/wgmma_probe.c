@@ -91,6 +91,9 @@ static char *wgmma_ptx(const char *ptx, char **same_target)
     with = replace_all(with, "// @WGMMA8RS",
                        "\t" WG_SCALE_D "wgmma.mma_async.sync.aligned.m64n8k16.f32.f16.f16 %s, "
                        "wgp, 1, 1, 0; }");
+    with = replace_all(with, "// @WGMMA128RS",
+                       "\t" WG_SCALE_D "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 %s, "
+                       "wgp, 1, 1, 0; }");
     /* "{d}, a-desc, b-desc": then scale-d, scale-a, scale-b, neither transposed */
     with = replace_all(with, "// @WGMMA128SS",
                        "\t" WG_SCALE_D "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 %s, "

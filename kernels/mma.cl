@@ -141,12 +141,37 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #if MT_PAIR && MT_GLU
 #error "mma_tile: MT_PAIR and MT_GLU are different builds"
 #endif
+/* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
+ * builds it with qe_cl_build_wgmma where lib/cl's probe says it works,
+ * unless QEVAL_MMA_WGMMA=0: engine.c tile_wg_of). The same tiles, stages,
+ * layout and copies. f16 weights: each of the two warpgroups multiplies
+ * its 64 rows of X by all 128 staged weight rows, two m64n128k16 steps a
+ * slice, A and B read from local memory by the tensor cores; its sums come
+ * out bit for bit as the MT_WG 0 build's (H200: equal perplexity dump
+ * hashes). Q8_0 / Q4_0 weights: transposed, each warpgroup multiplies 64
+ * weight rows, dequantized from the stage into registers as the MT_WG 0
+ * build does its B fragments (A from registers), by all 128 staged rows of
+ * X (B by descriptor), so the weights cross from L2 as stored, with no f16
+ * copy (engine.c tile_view); the k order is the format's (xh.cl). Slower
+ * than the f16 copies through the f16 build (engine.c tile_wg_of has the
+ * figures), so only on request (QEVAL_MMA_WGMMA). */
+#ifndef MT_WG
+#define MT_WG 0
+#endif
+#if MT_WG && (QE_WT < 1 || MT_BM != 128 || MT_WN != 32)
+#error "mma_tile: MT_WG is built for f16, Q8_0 and Q4_0 weights, 128 rows, warps of 32 outputs"
+#endif
 /* Which weight row staged row p (0 .. MT_BN - 1) of the work-group whose
- * first staged row is n0 holds (mt_row), and of which weight (mt_w). */
+ * first staged row is n0 holds (mt_row), and of which weight (mt_w). For
+ * mma_tile_glu, blocks of MT_GB staged rows: gate's MT_GB / 2 rows, then
+ * up's same rows. MT_GB is where a work-item's sums of one output's gate
+ * and up rows meet: MT_WN (a warp's outputs) in mma.sync's tiles, 16 in
+ * the MT_WG Q8_0 / Q4_0 build's transposed ones (rows g and g + 8). */
+#define MT_GB (MT_WG && QE_WT >= 2 ? 16 : MT_WN)
 inline int mt_row(int n0, int p)
 {
 #if MT_GLU
-    return n0 / 2 + MT_WN / 2 * (p / MT_WN) + p % (MT_WN / 2);
+    return n0 / 2 + MT_GB / 2 * (p / MT_GB) + p % (MT_GB / 2);
 #else
     return n0 + p;
 #endif
@@ -154,27 +179,13 @@ inline int mt_row(int n0, int p)
 inline const __global uchar *mt_w(const __global uchar *w, const __global uchar *w2, int p)
 {
 #if MT_GLU
-    return p % MT_WN < MT_WN / 2 ? w : w2;
+    return p % MT_GB < MT_GB / 2 ? w : w2;
 #else
     (void)w2;
     (void)p;
     return w;
 #endif
 }
-/* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
- * builds it with qe_cl_build_wgmma where lib/cl's probe says it works,
- * unless QEVAL_MMA_WGMMA=0, for f16 weights, which Q8_0 / Q4_0 weights
- * reach as f16 copies: engine.c tile_view, tile_wg_of). The same tiles,
- * stages, layout and copies; each of the two warpgroups multiplies its 64
- * rows by all 128 staged weight rows, two m64n128k16 steps a slice, A and
- * B read from local memory by the tensor cores. Its sums come out bit for
- * bit as the MT_WG 0 build's (H200: equal perplexity dump hashes). */
-#ifndef MT_WG
-#define MT_WG 0
-#endif
-#if MT_WG && (QE_WT != 1 || MT_BM != 128 || MT_WN != 32)
-#error "mma_tile: MT_WG is built for f16 weights, 128 rows and warps of 32 outputs"
-#endif
 #define MT_AL (MT_WG ? 512 : 128) /* the stages' alignment: see mma_tile */
 #define MT_NJ (MT_WN / 8)                            /* 8-output mma tiles per warp */
 #define MT_WI (32 * (MT_BM / 64) * (MT_BN / MT_WN)) /* work-items */
@@ -243,6 +254,9 @@ __kernel void mma_xh(const __global float *x, ulong x_off, int ldx, int n_rows, 
 #endif
 #if !MT_PLAN && QE_WT != 2 && QE_WT != 3
 #error "mma_tile: f16 / f32 weights are always planned"
+#endif
+#if !MT_PLAN && MT_WG
+#error "mma_tile: the MT_WG build is planned"
 #endif
 #define MT_XJ (4 * MT_BM / MT_WI) /* X: MT_BM rows x 4 chunks */
 #if QE_WT == 2 || QE_WT == 3
@@ -524,10 +538,16 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
     for (int s = 0; s < MT_S - 1; s++) {
         if (s < n_sl)
-            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, s, tid, xs[s], ws[s], ds[0]);
+            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, s, tid, xs[s], ws[s],
+                     ds[QE_WT >= 2 ? s : 0]);
         ptx_cp_commit();
     }
     const int wg = warp >> 2; /* warpgroup: rows 64 wg .. 64 wg + 63 of the tile */
+#if QE_WT >= 2
+    /* this work-item's weight rows, staged rows pr and pr + 8 (A's rows g,
+       g + 8 of its warp's 16) */
+    const int pr = 64 * wg + 16 * (warp & 3) + g;
+#endif
     WG_FENCE(c);
     for (int sl = 0; sl < n_sl; sl++) {
         /* slice sl's copies have landed and are visible to wgmma's reads
@@ -535,27 +555,106 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         ptx_cp_wait(MT_S - 2);
         WG_PROXY();
         barrier(CLK_LOCAL_MEM_FENCE);
+        const int st = sl % MT_S;
+#if QE_WT >= 2
+        /* A = the weight rows as mma.sync's B fragments below (the same
+           f16 pairs, k in the format's slot order), a[s] for step s;
+           B = all 128 staged rows of X, step s 32 s bytes into them */
+        uint a[2][4];
+#pragma unroll
+        for (int h = 0; h < 2; h++) {
+            const uint d = ds[st][pr + 8 * h] >> (16 * (sl & 1)), d2 = (d & 0xFFFFu) | (d << 16);
+#if QE_WT == 2
+            const uint2 q8 =
+                *(const __local uint2 *)(ws[st] + MT_CH32(pr + 8 * h, t >> 1) + 2 * (t & 1));
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                a[s][h] = mma_q8_pair(s ? q8.y : q8.x, 0, d2);
+                a[s][2 + h] = mma_q8_pair(s ? q8.y : q8.x, 1, d2);
+            }
+#else
+            const uint q4 = ws[st][4 * (pr + 8 * h) + t];
+#pragma unroll
+            for (int s = 0; s < 2; s++) {
+                const uint q = (s ? q4 >> 4 : q4) & 0x0F0F0F0Fu;
+                a[s][h] = mma_q4_pair(q, 0, d2);
+                a[s][2 + h] = mma_q4_pair(q, 1, d2);
+            }
+#endif
+        }
+        /* registers that wgmma reads, written by other instructions */
+        WG_FENCE(c);
+        WG_MMA_RS(c, a[0], wg_desc(xs[st]));
+        WG_MMA_RS(c, a[1], wg_desc(xs[st] + 8));
+#else
         /* A: this warpgroup's 64 rows (4096 bytes on), B: all 128; step s
            starts 32 s bytes (8 s uints) into the rows. Chained on the same
            accumulators, the steps of consecutive slices need no fence
            between them. */
-        const int st = sl % MT_S;
         const __local uint *xa = xs[st] + 1024 * wg, *wb = ws[st];
         WG_MMA(c, wg_desc(xa), wg_desc(wb));
         WG_MMA(c, wg_desc(xa + 8), wg_desc(wb + 8));
+#endif
         WG_COMMIT();
+#if QE_WT >= 2
+        /* slice sl's steps are done before the next slice's A is written:
+           the steps read their A registers while they run, and ptxas
+           reuses those registers for the next slice's (waiting for all but
+           the last group, as below, gave other sums each run on the H200) */
+        WG_WAIT0(c);
+#else
         /* slice sl - 1's steps are done here, and after the barrier in
            every warpgroup: its stage takes slice sl + MT_S - 1 while slice
            sl's steps run */
         WG_WAIT1(c);
+#endif
         barrier(CLK_LOCAL_MEM_FENCE);
         const int nx = sl + MT_S - 1, sx = nx % MT_S;
         if (nx < n_sl)
-            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, nx, tid, xs[sx], ws[sx], ds[0]);
+            mt_issue(&plan, w, w2, w_row_bytes, K, N, n0, nx, tid, xs[sx], ws[sx],
+                     ds[QE_WT >= 2 ? sx : 0]);
         ptx_cp_commit();
     }
     WG_WAIT0(c);
 
+#if QE_WT >= 2
+    /* transposed: work-item (warp w of its warpgroup, g, t) holds staged
+       weight rows pr (h = 0) and pr + 8 (h = 1), rows m0 + 8 j + 2 t (+ 1)
+       of X, in c[4 j + 2 h ..] */
+#if MT_GLU
+    /* staged rows in blocks of 16 (MT_GB): rows pr and pr + 8 are one
+       output's gate and up. Outputs o and o + 1 (g even and odd: lanes 4
+       apart) make one f16 pair of the down matmul's input: the even lane
+       writes row 8 j + 2 t's pair, the odd one row 8 j + 2 t + 1's, each
+       with the other's sum for it from one shuffle (every lane shuffles) */
+    const int o = n0 / 2 + 8 * (pr / 16) + g, odd = g & 1;
+#pragma unroll
+    for (int j = 0; j < 16; j++) {
+        const float v0 = silu_mul1(c[4 * j], c[4 * j + 2]);
+        const float v1 = silu_mul1(c[4 * j + 1], c[4 * j + 3]);
+        const float x = ptx_shfl_xor(odd ? v0 : v1, 4);
+        const int r = m0 + 8 * j + 2 * t + odd;
+        if (r < n_rows && (o & ~1) < N)
+            yh[(size_t)r * ldh + xh_pos(o / 2, xo)] = odd ? mma_pack(x, v1) : mma_pack(v0, x);
+    }
+#else
+#pragma unroll
+    for (int j = 0; j < 16; j++)
+#pragma unroll
+        for (int e = 0; e < 2; e++) {
+            const int r = m0 + 8 * j + 2 * t + e;
+            if (r >= n_rows)
+                continue;
+            __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
+#pragma unroll
+            for (int h = 0; h < 2; h++) {
+                const int o = n0 + pr + 8 * h;
+                if (o < N)
+                    yr[o] = (accumulate ? yr[o] : 0.0f) + c[4 * j + 2 * h + e];
+            }
+        }
+#endif
+#else
     /* work-item (warp w of its warpgroup, g, t): rows 16 w + g (+ 8) of the
        warpgroup's 64, staged rows 8 j + 2 t (+ 1) in c[4 j ..] */
     const int wq = warp & 3;
@@ -590,6 +689,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             }
 #endif
     }
+#endif
 #else
     float acc[4][MT_NJ][4];
 #pragma unroll

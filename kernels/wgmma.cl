@@ -69,6 +69,14 @@ inline ulong wg_desc(const __local void *p)
 /* c += A B^T over 16 k: m64n128k16, f16 in, f32 sums, A and B by descriptor */
 #define WG_MMA(c, da, db)                                                                          \
     asm volatile("// @WGMMA128SS " WG_D64 ", %64, %65" : WG_ACC64(c) : "l"(da), "l"(db))
+/* c += A B^T over 16 k: m64n128k16 with A from registers, a[0 .. 3] this
+   work-item's f16 pairs in mma.sync's m16n8k16 A order (rows g, g + 8 of
+   its warp's 16 and pairs t, t + 4), B by descriptor (mma.cl's MT_WG builds
+   for Q8_0 / Q4_0 weights, which dequantize A, the weights, in registers) */
+#define WG_MMA_RS(c, a, db)                                                                        \
+    asm volatile("// @WGMMA128RS " WG_D64 ", {%64, %65, %66, %67}, %68"                          \
+                 : WG_ACC64(c)                                                                     \
+                 : "r"(a[0]), "r"(a[1]), "r"(a[2]), "r"(a[3]), "l"(db))
 /* the wgmmas issued since the last commit form a group */
 #define WG_COMMIT() asm volatile("// @WGCOMMIT" ::: "memory")
 /* wait until every group is done (WAIT0: c final, their local memory

@@ -316,44 +316,58 @@ static int xh_order(int fmt)
 /* The formats whose prefill matmuls under mma read an f16 copy of the
  * weight made just before each call (kernels/wh.cl wt_f16, tile_view)
  * instead of mma_tile's own build for the format, as a mask of
- * 1 << enum engine_wfmt: Q8_0 and Q4_0, whose own builds are slower than
- * the f16 one by more than the copy costs (tile_view has the figures).
- * (Q4_0's had been as fast as the f16 build, 112.1K / 112.7K -> 101.6K /
- * 101.5K tok/s with copies, until the f16 build's stages were put on
- * 128-byte lines: then 122.5K -> 132.1K.) The copy's values are the operands the format's own build would
- * hand the tensor cores; Q8_0's build sums them over k in another order
- * (xh.cl), so its last bits differ from the copy's, whatever the batch
- * (Q4_0's orders put the same k in each mma step: the same bits).
- * QEVAL_MMA_WH = a list of "q8_0", "q4_0" (or "none") replaces it for A/B
- * runs (read when the engine opens). */
-static unsigned wh_fmts_of(void)
+ * 1 << enum engine_wfmt: Q8_0 and Q4_0 where mma_tile's own build for
+ * them is mma.sync's (not in wg, tile_wg_of's formats): those are slower
+ * than the f16 build by more than the copy costs (tile_view has the
+ * figures). (Q4_0's had been as fast as the f16 build, 112.1K / 112.7K ->
+ * 101.6K / 101.5K tok/s with copies, until the f16 build's stages were put
+ * on 128-byte lines: then 122.5K -> 132.1K.) The copy's values are the
+ * operands the format's own build would hand the tensor cores; Q8_0's
+ * build sums them over k in another order (xh.cl), so its last bits differ
+ * from the copy's, whatever the batch (Q4_0's orders put the same k in
+ * each mma step: the same bits). QEVAL_MMA_WH = a list of "q8_0", "q4_0"
+ * (or "none") replaces it for A/B runs (read when the engine opens). */
+static unsigned wh_fmts_of(unsigned wg)
 {
     const char *env = getenv("QEVAL_MMA_WH");
     if (!env)
-        return 1u << WF_Q8_0 | 1u << WF_Q4_0;
+        return (1u << WF_Q8_0 | 1u << WF_Q4_0) & ~wg;
     return (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) | (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
 }
 
-/* Whether mma_tile's f16 builds run on wgmma (kernels/mma.cl MT_WG): under
- * mma, where lib/cl's probe built and checked kernels/wgmma.cl (Hopper,
- * through PTX patched to sm_90a: qe_cl_build_wgmma), in the default tile
- * shape, unless QEVAL_MMA_WGMMA=0 (read when the engine opens); Q8_0 and
- * Q4_0 weights reach it as their f16 copies (wh_fmts_of). The same bits as
- * the mma.sync build (the dump hashes are equal) and faster once its
- * stages use wgmma's 64-byte swizzle (kernels/wgmma.cl says why the
- * unswizzled layout had halved it): H200, pp512 B 8 of the synthetic
- * Llama-3.2-1B, two rounds each, f16 139.9K / 139.6K -> 171.0K / 167.9K
- * tok/s, q8_0 133.2K / 133.3K -> 157.5K / 155.6K; mma_tile_glu 786 -> 618
- * us a layer, mma_tile 231 -> 193 (session 20). */
-static int tile_wg_of(qe_engine *e)
+/* The weight formats whose mma_tile builds run on wgmma (kernels/mma.cl
+ * MT_WG), as a mask of 1 << enum engine_wfmt: under mma, where lib/cl's
+ * probe built and checked kernels/wgmma.cl (Hopper, through PTX patched to
+ * sm_90a: qe_cl_build_wgmma), in the default tile shape, f16 (and so Q8_0
+ * and Q4_0 through their f16 copies, wh_fmts_of); QEVAL_MMA_WGMMA (read
+ * when the engine opens) = 0 for none, 1 for f16, Q8_0 and Q4_0, or a list
+ * of "f16", "q8_0", "q4_0". f16: the same bits as the mma.sync build (the
+ * dump hashes are equal) and faster once its stages use wgmma's 64-byte
+ * swizzle (kernels/wgmma.cl says why the unswizzled layout had halved it):
+ * H200, pp512 B 8 of the synthetic Llama-3.2-1B, two rounds each, f16
+ * 139.9K / 139.6K -> 171.0K / 167.9K tok/s, q8_0 through f16 copies
+ * 133.2K / 133.3K -> 157.5K / 155.6K; mma_tile_glu 786 -> 618 us a layer,
+ * mma_tile 231 -> 193 (session 20). Q8_0 / Q4_0's own wgmma builds, which
+ * dequantize the weights in registers and need no copies, compute the bits
+ * of their mma.sync builds and are about as slow: q8_0 155.3K tok/s with
+ * copies, 115.2K / 114.6K without, the mma.sync build 114.8K (mma_tile_glu
+ * 628 / 945 / 1033 us; each slice's barrier, scale loads and
+ * dequantization lie on the path to its first wgmma, and since its steps
+ * read A from registers they are waited for before the next slice's: see
+ * kernels/mma.cl), so they are opt-in. */
+static unsigned tile_wg_of(qe_engine *e)
 {
     const char *env = getenv("QEVAL_MMA_WGMMA");
     qe_cl_caps caps;
-    if (e->opt.gemm != QE_GEMM_MMA || (env && strcmp(env, "0") == 0) ||
-        qe_cl_probe(e->cl, &caps) != QE_OK)
+    if (e->opt.gemm != QE_GEMM_MMA || qe_cl_probe(e->cl, &caps) != QE_OK || !caps.wgmma ||
+        e->mt_shape.rows != 128 || e->mt_shape.stages != 3 || e->mt_shape.wn != 32)
         return 0;
-    return caps.wgmma && e->mt_shape.rows == 128 && e->mt_shape.stages == 3 &&
-           e->mt_shape.wn == 32;
+    if (!env)
+        return 1u << WF_F16;
+    if (strcmp(env, "1") == 0)
+        return 1u << WF_F16 | 1u << WF_Q8_0 | 1u << WF_Q4_0;
+    return (strstr(env, "f16") ? 1u << WF_F16 : 0u) | (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) |
+           (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
 }
 
 /* The format mma_tile reads weight w in: f16 where tile_view copies it. */
@@ -521,7 +535,7 @@ static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char 
                             uint64_t w_bytes, const char *name, cl_program *p, cl_kernel *k)
 {
     char opts[320];
-    const int wg = e->mt_wg && fmt == WF_F16;
+    const int wg = (int)(e->mt_wg >> fmt & 1u);
     snprintf(opts, sizeof opts,
              "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d -DMT_WG=%d %s", base,
              e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt), tile_gm(w_bytes),
@@ -964,7 +978,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
     e->mt_wg = tile_wg_of(e);
-    e->wh_fmts = e->opt.gemm == QE_GEMM_MMA ? wh_fmts_of() : 0u;
+    e->wh_fmts = e->opt.gemm == QE_GEMM_MMA ? wh_fmts_of(e->mt_wg) : 0u;
     /* Every matmul input row (width dim, n_heads*hd or n_ff, row offsets
        multiples of it) starts 16-byte aligned: the decode kernels may read X
        as float4 (MS_XAL) */

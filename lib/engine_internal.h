@@ -219,10 +219,11 @@ struct qe_engine {
        weights (K and V, gate and up), each of the largest such weight */
     unsigned wh_fmts;
     cl_mem wh[2];
-    /* mma_tile's f16 builds run on wgmma (kernels/mma.cl MT_WG, built by
+    /* the weight formats (mask of 1 << enum engine_wfmt) whose mma_tile
+       builds run on wgmma (kernels/mma.cl MT_WG, built by
        qe_cl_build_wgmma) where lib/cl's probe says it works (engine.c
        tile_wg_of) */
-    int mt_wg;
+    unsigned mt_wg;
 
     /* every matmul input width is a multiple of 4: mma_skinny / mma_wide are
        built with -DMS_XAL (X read as aligned float4) and refuse other inputs */

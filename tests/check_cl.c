@@ -786,6 +786,7 @@ START_TEST(test_wgmma_patch)
                               "\t// end inline asm\n"
                               "\t// @WGFENCE\n"
                               "\t// @WGMMA128SS {%f1, %f2}, %rd7, %rd8   \n"
+                              "\t// @WGMMA128RS {%f1, %f2}, {%r1, %r2, %r3, %r4}, %rd9\n"
                               "\t// @WGCOMMIT\n"
                               "\t// @WGWAIT0\n"
                               "\t// @WGWAIT1\n"
@@ -803,6 +804,9 @@ START_TEST(test_wgmma_patch)
         "\t{ .reg .pred wgp; .reg .b32 wgs; mov.b32 wgs, 1; setp.ne.b32 wgp, wgs, 0; "
         "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%f1, %f2}, %rd7, %rd8, wgp, 1, 1, "
         "0, 0; }\n"
+        "\t{ .reg .pred wgp; .reg .b32 wgs; mov.b32 wgs, 1; setp.ne.b32 wgp, wgs, 0; "
+        "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 {%f1, %f2}, {%r1, %r2, %r3, %r4}, "
+        "%rd9, wgp, 1, 1, 0; }\n"
         "\twgmma.commit_group.sync.aligned;\n"
         "\twgmma.wait_group.sync.aligned 0;\n"
         "\twgmma.wait_group.sync.aligned 1;\n"
@@ -849,6 +853,9 @@ START_TEST(test_wgmma_patch_limits)
         {".version 9.0\n.target sm_90\n\t// @WGMMA128SS {%f1}; trap;\n", QE_ECORRUPT,
          "@WGMMA128SS"},
         {".version 9.0\n.target sm_90\n\t// @WGMMA128SS\n", QE_ECORRUPT, "@WGMMA128SS"},
+        {".version 9.0\n.target sm_90\n\t// @WGMMA128RS {%f1}, {%r1}; ret\n", QE_ECORRUPT,
+         "@WGMMA128RS"},
+        {".version 9.0\n.target sm_90\n\t// @WGMMA128RS %f1\n", QE_ECORRUPT, "@WGMMA128RS"},
     };
     for (size_t i = 0; i < sizeof bad / sizeof bad[0]; i++) {
         char *out = (char *)&out;

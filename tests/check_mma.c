@@ -8,11 +8,12 @@
  *           on PoCL, so CI covers the limits only - bench/gpu_check.sh runs
  *           this suite on the GPU machine):
  *           - prefill of the trained models in f32 / f16 / q8_0 / q4_0
- *             weights (q8_0 / q4_0 both through f16 copies of the weights
- *             and through mma_tile's build for the format, QEVAL_MMA_WH;
- *             f16 also through the mma.sync build, QEVAL_MMA_WGMMA=0,
- *             where the probe found wgmma and the default is the wgmma
- *             build) against the same device's f32 kernels
+ *             weights (q8_0 / q4_0 through f16 copies of the weights, the
+ *             default, and through mma_tile's builds for the format, its
+ *             wgmma build where the probe found wgmma and its mma.sync
+ *             one; f16 through the mma.sync build and the default, wgmma
+ *             where the probe found it)
+ *             against the same device's f32 kernels
  *             and (f32 weights) the double reference: f16 operands carry a relative
  *             rounding error of at most 2^-11 each, so log-probs may move by
  *             a few 1e-3 through the layers: max |d| < 5e-2, mean < 5e-3
@@ -21,7 +22,9 @@
  *             through its f16 copies)
  *           - tile order: prefill with mma_tile's work-groups in groups of
  *             2 and 5 row tiles (QEVAL_MMA_RASTER) is bit-identical to
- *             output tiles first, f16 and q8_0 weights
+ *             output tiles first, f16, q8_0 and q4_0 weights, through the
+ *             default, wgmma and mma.sync builds; the wgmma builds' sums
+ *             are the mma.sync builds' bit for bit
  *           - decode: a sequence decoded alone (mma_skinny; with q8_0 /
  *             q4_0 weights its one-row build, which makes the layer norms,
  *             the final norm and the SwiGLU itself and does RoPE and the
@@ -187,6 +190,23 @@ END_TEST
         }                                                                                          \
     } while (0)
 
+/* Set (on) or unset the environment variables of spec, "NAME=VALUE"
+ * words separated by spaces (an engine knob or two for one variant). */
+static void env_spec(const char *spec, int on)
+{
+    char buf[160];
+    snprintf(buf, sizeof buf, "%s", spec);
+    for (char *save = NULL, *w = strtok_r(buf, " ", &save); w; w = strtok_r(NULL, " ", &save)) {
+        char *eq = strchr(w, '=');
+        ck_assert_ptr_nonnull(eq);
+        *eq = '\0';
+        if (on)
+            setenv(w, eq + 1, 1);
+        else
+            unsetenv(w);
+    }
+}
+
 static void vs_f32_and_ref(const char *rel)
 {
     qe_model *m = open_model(rel);
@@ -201,28 +221,29 @@ static void vs_f32_and_ref(const char *rel)
         float a[N_SEQ * N_TOK], b[N_SEQ * N_TOK], la[N_SEQ * N_TOK], lb[N_SEQ * N_TOK];
         prefill(qm, QE_GEMM_F32, N_SEQ, tok, b, lb);
         char what[128];
-        /* Q8_0 / Q4_0 prefill matmuls both through f16 copies of the
-           weights and through mma_tile's build for the format (engine.c
-           tile_view); f16 ones through the default build (MT_WG where the
-           probe found wgmma) and the mma.sync build (QEVAL_MMA_WGMMA=0). The
-           last variant of each format runs with the defaults, so a holds
-           the default's results for the reference below. */
+        /* Q8_0 / Q4_0 prefill matmuls through the format's wgmma build
+           (where the probe found wgmma), its mma.sync build and the
+           default, f16 copies of the weights (engine.c tile_view); f16
+           ones through the mma.sync build and the default (MT_WG where the
+           probe found wgmma). The last variant of each format runs with
+           the defaults, so a holds the default's results for the reference
+           below. */
         const int quant = fmts[f] == QE_DT_Q8_0 || fmts[f] == QE_DT_Q4_0;
-        const char *const var = quant ? "QEVAL_MMA_WH" : "QEVAL_MMA_WGMMA";
-        const char *const vals[] = {quant ? "none" : "0", NULL};
-        const int n_v = fmts[f] == QE_DT_F32 ? 1 : 2;
-        for (int v = 2 - n_v; v < 2; v++) {
-            if (vals[v])
-                setenv(var, vals[v], 1);
+        const char *const quant_vs[] = {"QEVAL_MMA_WGMMA=1", "QEVAL_MMA_WH=none", NULL};
+        const char *const f16_vs[] = {"QEVAL_MMA_WGMMA=0", NULL}, *const f32_vs[] = {NULL};
+        const char *const *vs = quant ? quant_vs : fmts[f] == QE_DT_F16 ? f16_vs : f32_vs;
+        for (int v = 0; v == 0 || vs[v - 1]; v++) {
+            if (vs[v])
+                env_spec(vs[v], 1);
             prefill(qm, QE_GEMM_MMA, N_SEQ, tok, a, la);
-            unsetenv(var);
+            if (vs[v])
+                env_spec(vs[v], 0);
             diff d = {0};
             for (int i = 0; i < N_SEQ * N_TOK; i++)
                 if ((i + 1) % N_TOK)
                     diff_add(&d, a[i], b[i]);
-            snprintf(what, sizeof what, "%s %s%s%s%s: mma vs f32 kernels", rel,
-                     qe_dtype_name(fmts[f]), vals[v] ? ", " : "", vals[v] ? var : "",
-                     vals[v] ? (quant ? "=none" : "=0") : "");
+            snprintf(what, sizeof what, "%s %s%s%s: mma vs f32 kernels", rel,
+                     qe_dtype_name(fmts[f]), vs[v] ? ", " : "", vs[v] ? vs[v] : "");
             diff_check(&d, what);
         }
         if (fmts[f] == QE_DT_F32) { /* and against the double reference */
@@ -291,7 +312,12 @@ END_TEST
 /* mma_tile's work-group orders (QEVAL_MMA_RASTER, read at engine open):
  * 8 sequences of N_TOK tokens are 3 row tiles of 128, so groups of 2 row
  * tiles end with a partial group and groups of 5 are one partial group;
- * each order must compute every tile once, as the default order does. */
+ * each order must compute every tile once, as the default order does. For
+ * f16, Q8_0 and Q4_0 weights, through the default build, the wgmma builds
+ * (QEVAL_MMA_WGMMA=1, where the probe found wgmma) and the mma.sync ones;
+ * and the wgmma builds' sums are the mma.sync builds' bit for bit (the
+ * same k in each 16-wide step). A wgmma build that reads registers still
+ * in use gives other sums for other orders (session 20's first Q8_0 one). */
 START_TEST(test_tile_order)
 {
     NEED_MMA();
@@ -299,22 +325,43 @@ START_TEST(test_tile_order)
     qe_model *m = open_model("models/TinyStories-656K");
     static int32_t tok[NS * N_TOK];
     static float a[NS * N_TOK], la[NS * N_TOK], b[NS * N_TOK], lb[NS * N_TOK];
+    static float wa[NS * N_TOK], wla[NS * N_TOK];
     tokens(tok, NS * N_TOK, qe_model_hparams(m)->n_vocab, 13);
-    const qe_dtype fmts[] = {QE_DT_F16, QE_DT_Q8_0};
+    const qe_dtype fmts[] = {QE_DT_F16, QE_DT_Q8_0, QE_DT_Q4_0};
     const char *const orders[] = {"2", "5"};
     for (size_t f = 0; f < sizeof fmts / sizeof *fmts; f++) {
         qe_quant_model *q = NULL;
         OK(qe_quant_model_new(m, fmts[f], &q));
-        setenv("QEVAL_MMA_RASTER", "0", 1);
-        prefill(qe_quant_model_get(q), QE_GEMM_MMA, NS, tok, a, la);
-        for (size_t i = 0; i < sizeof orders / sizeof *orders; i++) {
-            setenv("QEVAL_MMA_RASTER", orders[i], 1);
-            prefill(qe_quant_model_get(q), QE_GEMM_MMA, NS, tok, b, lb);
-            ck_assert_msg(memcmp(la, lb, sizeof la) == 0 && memcmp(a, b, sizeof a) == 0,
-                          "%s weights: groups of %s row tiles differ from the default order",
-                          qe_dtype_name(fmts[f]), orders[i]);
+        /* default, wgmma, mma.sync */
+        const char *const builds[] = {NULL, "QEVAL_MMA_WGMMA=1",
+                                      fmts[f] == QE_DT_F16 ? "QEVAL_MMA_WGMMA=0"
+                                                           : "QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none"};
+        for (int v = 0; v < 3; v++) {
+            if (builds[v])
+                env_spec(builds[v], 1);
+            setenv("QEVAL_MMA_RASTER", "0", 1);
+            prefill(qe_quant_model_get(q), QE_GEMM_MMA, NS, tok, a, la);
+            for (size_t i = 0; i < sizeof orders / sizeof *orders; i++) {
+                setenv("QEVAL_MMA_RASTER", orders[i], 1);
+                prefill(qe_quant_model_get(q), QE_GEMM_MMA, NS, tok, b, lb);
+                ck_assert_msg(memcmp(la, lb, sizeof la) == 0 && memcmp(a, b, sizeof a) == 0,
+                              "%s weights, %s: groups of %s row tiles differ from the default "
+                              "order",
+                              qe_dtype_name(fmts[f]), builds[v] ? builds[v] : "default",
+                              orders[i]);
+            }
+            unsetenv("QEVAL_MMA_RASTER");
+            if (builds[v])
+                env_spec(builds[v], 0);
+            if (v == 1) {
+                memcpy(wa, a, sizeof a);
+                memcpy(wla, la, sizeof la);
+            } else if (v == 2) {
+                ck_assert_msg(memcmp(wla, la, sizeof la) == 0 && memcmp(wa, a, sizeof a) == 0,
+                              "%s weights: the wgmma build's sums differ from mma.sync's",
+                              qe_dtype_name(fmts[f]));
+            }
         }
-        unsetenv("QEVAL_MMA_RASTER");
         qe_quant_model_free(q);
     }
     qe_model_close(m);

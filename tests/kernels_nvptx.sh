@@ -67,9 +67,9 @@ for wt in 0 1 2 3; do
                 "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm $v"
         done
     done
-    # f16 weights' wgmma build (MT_WG: its wgmma steps are PTX comments
-    # here, instructions once lib/cl patches the PTX)
-    if [ $wt = 1 ]; then
+    # the wgmma builds of f16, Q8_0 and Q4_0 weights (MT_WG: its wgmma
+    # steps are PTX comments here, instructions once lib/cl patches the PTX)
+    if [ $wt != 0 ]; then
         for gm in 0 16; do
             for v in "" "-DMT_PAIR=1" "-DMT_GLU=1"; do
                 build "mma_tile wt $wt gm $gm wgmma $v" "$T/mma.cl" \

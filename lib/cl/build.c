@@ -441,13 +441,14 @@ static int wgmma_line(text *t, int marker, const char *rest, size_t len)
         text_str(t, "wgmma.wait_group.sync.aligned ");
         text_add(t, rest, 1);
         text_str(t, ";");
-    } else { /* "{d x 64}, a-desc, b-desc" */
+    } else { /* SS "{d x 64}, a-desc, b-desc"; RS "{d x 64}, {a x 4}, b-desc" */
         if (!len || rest[0] != '{' || memchr(rest, ';', len))
             return 0;
         text_str(t, "{ .reg .pred wgp; .reg .b32 wgs; mov.b32 wgs, 1; setp.ne.b32 wgp, wgs, 0; "
                     "wgmma.mma_async.sync.aligned.m64n128k16.f32.f16.f16 ");
         text_add(t, rest, len);
-        text_str(t, ", wgp, 1, 1, 0, 0; }");
+        /* then scale-d, scale-a, scale-b and the transposes: A's (SS only) and B's */
+        text_str(t, marker == 4 ? ", wgp, 1, 1, 0, 0; }" : ", wgp, 1, 1, 0; }");
     }
     text_str(t, "\n");
     return 1;
@@ -456,8 +457,9 @@ static int wgmma_line(text *t, int marker, const char *rest, size_t len)
 qe_status qe_cl_wgmma_patch(const char *ptx, size_t n, char **out, size_t *out_n)
 {
     /* longer markers first where one is another's prefix */
-    static const char *const markers[] = {"// @WGPROXY", "// @WGFENCE", "// @WGCOMMIT",
-                                          "// @WGWAIT", "// @WGMMA128SS"};
+    static const char *const markers[] = {"// @WGPROXY", "// @WGFENCE",    "// @WGCOMMIT",
+                                          "// @WGWAIT",  "// @WGMMA128SS", "// @WGMMA128RS"};
+    const int n_markers = (int)(sizeof markers / sizeof markers[0]);
     text t = {0};
     int target = 0, version_ok = 0;
     *out = NULL;
@@ -468,7 +470,7 @@ qe_status qe_cl_wgmma_patch(const char *ptx, size_t n, char **out, size_t *out_n
         size_t len = nl ? (size_t)(nl - line) : n - at, next = at + len + (nl != NULL);
         int mk = -1;
         const char *hit = NULL;
-        for (int m = 0; m < 5 && mk < 0; m++) {
+        for (int m = 0; m < n_markers && mk < 0; m++) {
             const size_t ml = strlen(markers[m]);
             for (const char *q = line; q + ml <= line + len; q++)
                 if (memcmp(q, markers[m], ml) == 0) {
