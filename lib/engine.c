@@ -1467,6 +1467,16 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out)
+{
+    cl_kernel k = e->k_wt_f16[w->fmt];
+    const int K = w->ne0, N = w->ne1;
+    qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
+                              sizeof(int), &K, sizeof(int), &N, sizeof(cl_mem), &out);
+    size_t global[2] = {qe_engine_round_up((size_t)K / 8, 64), (size_t)N}, local[2] = {64, 1};
+    return st == QE_OK ? qe_cl_run(e->cl, k, 2, global, local, NULL) : st;
+}
+
 /* mma_tile's operand for weight w: w itself, or where w->wh an f16 copy
  * of it made now by wt_f16 (kernels/wh.cl) into e->wh[slot], which *v then
  * describes. A prefill matmul of Q8_0 weights dequantizes them once a call
@@ -1487,13 +1497,8 @@ static qe_status tile_view(qe_engine *e, const dev_weight *w, int slot, dev_weig
     *out = w;
     if (!w->wh)
         return QE_OK;
-    cl_kernel k = e->k_wt_f16[w->fmt];
     const int K = w->ne0, N = w->ne1;
-    qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
-                              sizeof(int), &K, sizeof(int), &N, sizeof(cl_mem), &e->wh[slot]);
-    size_t global[2] = {qe_engine_round_up((size_t)K / 8, 64), (size_t)N}, local[2] = {64, 1};
-    if (st == QE_OK)
-        st = qe_cl_run(e->cl, k, 2, global, local, NULL);
+    qe_status st = qe_engine_run_wt_f16(e, w, e->wh[slot]);
     *v = (dev_weight){.buf = e->wh[slot], .fmt = WF_F16, .ne0 = K, .ne1 = N,
                       .row_bytes = 2 * (cl_ulong)K};
     *out = v;

@@ -234,6 +234,9 @@ struct qe_engine {
 
 /* n rounded up to a multiple of m (m > 0). */
 size_t qe_engine_round_up(size_t n, size_t m);
+/* kernels/wh.cl's wt_f16: Q8_0 / Q4_0 weight w as f16 rows into out (K x N
+   halves), as engine.c tile_view's copies are made */
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out);
 
 /* Allocate a device read-write buffer of rows x width elements of elem bytes
  * into *out; QE_ERANGE when the size overflows, the message naming what. */

@@ -274,14 +274,8 @@ static size_t wt_f16_bad(qe_engine *e, const dev_weight *w, const qe_tensor *t)
     const size_t K = (size_t)w->ne0, N = (size_t)w->ne1;
     cl_mem out = NULL;
     OK(qe_cl_alloc(qe_test_cl(), 2 * K * N, QE_CL_RW, NULL, &out));
-    cl_kernel k = e->k_wt_f16[w->fmt];
-    ck_assert_ptr_nonnull(k);
-    const int ki = w->ne0, ni = w->ne1;
-    OK(qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes, sizeof(int), &ki,
-                  sizeof(int), &ni, sizeof(cl_mem), &out));
-    /* as tile_view launches it: 8 elements a work-item, rows rounded up to 64 */
-    size_t global[2] = {qe_engine_round_up(K / 8, 64), N}, local[2] = {64, 1};
-    OK(qe_cl_run(qe_test_cl(), k, 2, global, local, NULL));
+    ck_assert_ptr_nonnull(e->k_wt_f16[w->fmt]);
+    OK(qe_engine_run_wt_f16(e, w, out)); /* as tile_view launches it */
     uint16_t *dev = malloc(2 * K * N);
     float *row = malloc(K * sizeof *row);
     ck_assert(dev && row);
