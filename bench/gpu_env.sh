@@ -55,3 +55,16 @@ qe_gpu_ppl_hash() {
     rm -f "$d"
     echo "$h"
 }
+
+# qe_gpu_cuda_ptx IN OUT: NVIDIA OpenCL's PTX (IN, from bench/cl_regs.c's
+# CL_REGS_PTX) as PTX the CUDA driver loads (OUT, for bench/ptx_run.c):
+# NUL bytes and the metadata section dropped, and the OpenCL registers
+# replaced: get_group_id(d) is %envreg<d> + %ctaid (a group offset, 0
+# here), the global offset %envreg<3 + d> (0), and get_num_groups(d)
+# %envreg<6 + d>; zeroing the latter had made mma_skinny's loop over its
+# blocks endless. Status 1 if an %envreg is left.
+qe_gpu_cuda_ptx() {
+    tr -d '\000' <"$1" | sed -E -e 's/%envreg[0-5]\b/0/g' -e 's/%envreg6\b/%nctaid.x/g' \
+        -e 's/%envreg7\b/%nctaid.y/g' -e 's/%envreg8\b/%nctaid.z/g' -e '/^\.metadata_section/,$d' >"$2"
+    ! grep -q envreg "$2"
+}

@@ -39,12 +39,8 @@ for c in ${LAUNCHES:-gateup:2,4:528:1:16384:2048:2 down:2,8:0:2:2048:8192:1 wo:2
     CL_REGS_PTX=/tmp/t.ptx step "build-$name" 120 /tmp/cl_regs "-DQE_WT=$WT -DQE_NW=256 -DMS_MT=1 \
 -DMS_NB=$nb -DMS_U=$u -DMS_XAL -DMS_X1=8192" $SRCS || continue
     grep -E "registers|spill" "$OUT/build-$name.log" | grep -i skinny -A2 | head -4
-    # NVIDIA's OpenCL reads get_group_id(d) as %envreg<d> + %ctaid (a group
-    # offset: 0 here) and get_num_groups(d) as %envreg<6 + d>; zeroing the
-    # latter had made mma_skinny's loop over its blocks endless
-    tr -d '\000' </tmp/t.ptx | sed -E -e 's/%envreg[0-2]\b/0/g' -e 's/%envreg6\b/%nctaid.x/g' \
-        -e 's/%envreg7\b/%nctaid.y/g' -e 's/%envreg8\b/%nctaid.z/g' -e '/^\.metadata_section/,$d' >/tmp/k.ptx
-    ! grep -q envreg /tmp/k.ptx || { echo "$name: $(grep -m1 envreg /tmp/k.ptx): unknown"; continue; }
+    qe_gpu_cuda_ptx /tmp/t.ptx /tmp/k.ptx ||
+        { echo "$name: $(grep -m1 envreg /tmp/k.ptx): unknown"; continue; }
     export MS_NB=$nb MS_GROUPS=$groups XOP=$xop
     step "run-$name" 60 /tmp/ptx_run /tmp/k.ptx skinny $WT 1 $n $k $nw 50 && cat "$OUT/run-$name.log"
     # shellcheck disable=SC2086

@@ -313,6 +313,19 @@ static int xh_order(int fmt)
     return fmt == WF_Q8_0 ? XH_K8 : fmt == WF_Q4_0 ? XH_K4 : XH_NAT;
 }
 
+/* The weight formats a knob's value names ("f16", "q8_0", "q4_0" anywhere
+ * in it, e.g. "q8_0,q4_0"; "none" names none) as a mask of 1 <<
+ * enum engine_wfmt. */
+static unsigned wfmt_list(const char *s)
+{
+    static const char *const names[] = {[WF_F16] = "f16", [WF_Q8_0] = "q8_0", [WF_Q4_0] = "q4_0"};
+    unsigned m = 0;
+    for (int f = 0; f < WF_COUNT; f++)
+        if (names[f] && strstr(s, names[f]))
+            m |= 1u << f;
+    return m;
+}
+
 /* The formats whose prefill matmuls under mma read an f16 copy of the
  * weight made just before each call (kernels/wh.cl wt_f16, tile_view)
  * instead of mma_tile's own build for the format, as a mask of
@@ -330,9 +343,8 @@ static int xh_order(int fmt)
 static unsigned wh_fmts_of(unsigned wg)
 {
     const char *env = getenv("QEVAL_MMA_WH");
-    if (!env)
-        return (1u << WF_Q8_0 | 1u << WF_Q4_0) & ~wg;
-    return (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) | (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
+    return env ? wfmt_list(env) & (1u << WF_Q8_0 | 1u << WF_Q4_0)
+               : (1u << WF_Q8_0 | 1u << WF_Q4_0) & ~wg;
 }
 
 /* The weight formats whose mma_tile builds run on wgmma (kernels/mma.cl
@@ -364,10 +376,7 @@ static unsigned tile_wg_of(qe_engine *e)
         return 0;
     if (!env)
         return 1u << WF_F16;
-    if (strcmp(env, "1") == 0)
-        return 1u << WF_F16 | 1u << WF_Q8_0 | 1u << WF_Q4_0;
-    return (strstr(env, "f16") ? 1u << WF_F16 : 0u) | (strstr(env, "q8_0") ? 1u << WF_Q8_0 : 0u) |
-           (strstr(env, "q4_0") ? 1u << WF_Q4_0 : 0u);
+    return wfmt_list(strcmp(env, "1") == 0 ? "f16,q8_0,q4_0" : env);
 }
 
 /* The format mma_tile reads weight w in: f16 where tile_view copies it. */
@@ -554,7 +563,11 @@ static void mma_base(const qe_engine *e, int fmt, char *base, size_t n)
 }
 
 /* mma_tile's builds for weights of format fmt (kernels/mma.cl: alone,
- * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once. */
+ * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once.
+ * A format whose layer weights are multiplied as f16 copies (e->wh_fmts,
+ * tile_view) needs only the plain build, for the LM head (K and V, gate
+ * and up are layer weights): its pair and glu builds would be two compiles
+ * no call uses. */
 static qe_status need_tiles(qe_engine *e, int fmt)
 {
     if (e->prog_mma[fmt])
@@ -568,11 +581,12 @@ static qe_status need_tiles(qe_engine *e, int fmt)
         tile_build(e, base, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
-    if (st == QE_OK) /* prefill's K and V (run_kv) */
+    const int own = !(e->wh_fmts >> fmt & 1u); /* its layer weights through these builds */
+    if (st == QE_OK && own) /* prefill's K and V (run_kv) */
         st = tile_build(e, base, fmt, "-DMT_PAIR=1",
                         wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
                         "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
-    if (st == QE_OK && e->hp.ffn_act == QE_ACT_SILU)
+    if (st == QE_OK && own && e->hp.ffn_act == QE_ACT_SILU)
         st = tile_build(e, base, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu", &e->prog_glu[fmt],
                         &e->k_mma_glu[fmt]);
     return st;
