@@ -8,8 +8,9 @@
  * assumes a vendor: features are learned by compiling tiny probe kernels
  * (qe_cl_caps), never from version strings.
  *
- * Handles: a qe_cl owns one context and one in-order command queue on one
- * device. Buffers, programs, kernels and events are the plain OpenCL handles
+ * Handles: a qe_cl owns one context and an in-order command queue on one
+ * device (and a second one for work that may overlap it: "a second queue").
+ * Buffers, programs, kernels and events are the plain OpenCL handles
  * (cl_mem, cl_program, cl_kernel, cl_event): the wrappers below create,
  * use and release them, so callers never call cl* themselves.
  *
@@ -207,6 +208,25 @@ qe_status qe_cl_kernel_limits(qe_cl *cl, cl_kernel k, size_t *max_wg, size_t *wg
 qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                     const size_t *local, cl_event *ev);
 
+/* ---- a second queue ----
+ * A qe_cl also has a side queue (in-order, made on first use, profiled
+ * like the main one): work on it may run beside the main queue's, ordered
+ * against it only by events. engine.c's f16 weight copies run there while
+ * the main queue multiplies (lib/engine_wh.c). Buffer reads, writes, fills
+ * and qe_cl_run use the main queue; qe_cl_finish and qe_cl_flush cover both. */
+enum qe_cl_queue { QE_CL_MAIN = 0, QE_CL_SIDE = 1 };
+
+/* qe_cl_run on queue `queue`, starting only after the n_wait events in
+ * wait (from either queue) have completed. A queue other than the two, or
+ * a wait list that does not match n_wait or holds NULL, is QE_EINVAL. */
+qe_status qe_cl_run_on(qe_cl *cl, int queue, cl_kernel k, cl_uint dims, const size_t *global,
+                       const size_t *local, cl_uint n_wait, const cl_event *wait, cl_event *ev);
+/* Later commands on `queue` wait for the n_wait events in wait and for
+ * everything enqueued on `queue` before; *ev (if ev is non-NULL; free with
+ * qe_cl_event_free) completes then. With n_wait 0 it is a marker: an event
+ * for "all of queue's work so far is done". Errors as qe_cl_run_on. */
+qe_status qe_cl_barrier(qe_cl *cl, int queue, cl_uint n_wait, const cl_event *wait, cl_event *ev);
+
 /* ---- buffers ---- */
 
 enum qe_cl_mem_flags {
@@ -248,6 +268,8 @@ qe_status qe_cl_event_wait(cl_event ev);
 qe_status qe_cl_event_times(cl_event ev, uint64_t *queued_ns, uint64_t *start_ns,
                             uint64_t *end_ns);
 void qe_cl_event_free(cl_event ev); /* NULL is fine */
+/* One more reference to ev (each freed by its own qe_cl_event_free). */
+qe_status qe_cl_event_retain(cl_event ev);
 
 /* ---- per-kernel profile ----
  * With QE_CL_PROFILE, every qe_cl_run also keeps its launch's event and

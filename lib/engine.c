@@ -327,11 +327,11 @@ static unsigned wfmt_list(const char *s)
 }
 
 /* The formats whose prefill matmuls under mma read an f16 copy of the
- * weight made just before each call (kernels/wh.cl wt_f16, tile_view)
+ * weight made for each call (kernels/wh.cl wt_f16, engine_wh.c)
  * instead of mma_tile's own build for the format, as a mask of
  * 1 << enum engine_wfmt: Q8_0 and Q4_0 where mma_tile's own build for
  * them is mma.sync's (not in wg, tile_wg_of's formats): those are slower
- * than the f16 build by more than the copy costs (tile_view has the
+ * than the f16 build by more than the copy costs (engine_wh.c has the
  * figures). (Q4_0's had been as fast as the f16 build, 112.1K / 112.7K ->
  * 101.6K / 101.5K tok/s with copies, until the f16 build's stages were put
  * on 128-byte lines: then 122.5K -> 132.1K.) The copy's values are the
@@ -379,7 +379,7 @@ static unsigned tile_wg_of(qe_engine *e)
     return wfmt_list(strcmp(env, "1") == 0 ? "f16,q8_0,q4_0" : env);
 }
 
-/* The format mma_tile reads weight w in: f16 where tile_view copies it. */
+/* The format mma_tile reads weight w in: f16 where engine_wh.c copies it. */
 static int tile_fmt(const dev_weight *w) { return w->wh ? WF_F16 : w->fmt; }
 
 /* f16 pairs per row of e->xh for a matmul input of K floats: rounded up to
@@ -565,7 +565,7 @@ static void mma_base(const qe_engine *e, int fmt, char *base, size_t n)
 /* mma_tile's builds for weights of format fmt (kernels/mma.cl: alone,
  * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once.
  * A format whose layer weights are multiplied as f16 copies (e->wh_fmts,
- * tile_view) needs only the plain build, for the LM head (K and V, gate
+ * engine_wh.c) needs only the plain build, for the LM head (K and V, gate
  * and up are layer weights): its pair and glu builds would be two compiles
  * no call uses. */
 static qe_status need_tiles(qe_engine *e, int fmt)
@@ -619,7 +619,7 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         char base[96], mopts[256];
         mma_base(e, fmt, base, sizeof base);
         st = need_tiles(e, fmt);
-        if (st == QE_OK && (e->wh_fmts >> fmt & 1)) /* its prefill matmuls: tile_view */
+        if (st == QE_OK && (e->wh_fmts >> fmt & 1)) /* its prefill matmuls: engine_wh.c */
             st = need_tiles(e, WF_F16);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
@@ -939,29 +939,6 @@ qe_status qe_engine_alloc_act(qe_engine *e, size_t rows, size_t width, size_t el
     return st == QE_OK ? st : qe_fail_prefix(st, "engine: %s buffer", what);
 }
 
-/* Marks the layer weights whose prefill matmuls read an f16 copy
- * (e->wh_fmts, tile_view) and allocates the two copies' buffers, each the
- * size of the largest such weight in f16 (the LM head keeps its own build:
- * a copy of it would be the vocabulary's 525 MB for Llama-3.2-1B). */
-static qe_status wh_open(qe_engine *e)
-{
-    size_t most = 0;
-    for (int l = 0; l < e->hp.n_layers; l++) {
-        dev_layer *d = &e->layers[l];
-        dev_weight *const ws[] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w_gate, &d->w_up, &d->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-            dev_weight *w = ws[i];
-            w->wh = (e->wh_fmts >> w->fmt & 1) && e->k_wt_f16[w->fmt];
-            const size_t bytes = 2 * (size_t)w->ne0 * (size_t)w->ne1;
-            most = w->wh && bytes > most ? bytes : most;
-        }
-    }
-    qe_status st = QE_OK;
-    for (int i = 0; most && st == QE_OK && i < 2; i++)
-        st = qe_engine_alloc_act(e, 1, most, 1, &e->wh[i], "f16 weight copy");
-    return st;
-}
-
 qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opts,
                          qe_engine **out)
 {
@@ -1097,7 +1074,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
             st = qe_engine_alloc_act(e, rows, e->kv_row_bytes[1], 1, &d->vc, "V cache");
     }
     if (st == QE_OK)
-        st = wh_open(e);
+        st = qe_engine_wh_open(e);
     if (st != QE_OK)
         goto done;
 
@@ -1166,14 +1143,14 @@ void qe_engine_close(qe_engine *e)
         }
         free(e->layers);
     }
+    qe_engine_wh_close(e);
     free_weight(&e->output);
     free_weight(&e->tok_embd);
     qe_cl_free(e->out_norm);
     qe_cl_free(e->rope_cs);
     qe_cl_free(e->rope_cs_swa);
     cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
-                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part, e->xh,
-                     e->wh[0], e->wh[1]};
+                     e->g, e->u, e->hout, e->logits, e->stats, e->mw_part, e->xh};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         qe_cl_free(acts[i]);
     for (int f = 0; f < WF_COUNT; f++) {
@@ -1481,42 +1458,22 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out)
+qe_status qe_engine_run_wt_f16_on(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
+                                  cl_event after, cl_event *done)
 {
     cl_kernel k = e->k_wt_f16[w->fmt];
     const int K = w->ne0, N = w->ne1;
     qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
                               sizeof(int), &K, sizeof(int), &N, sizeof(cl_mem), &out);
     size_t global[2] = {qe_engine_round_up((size_t)K / 8, 64), (size_t)N}, local[2] = {64, 1};
-    return st == QE_OK ? qe_cl_run(e->cl, k, 2, global, local, NULL) : st;
+    return st == QE_OK ? qe_cl_run_on(e->cl, queue, k, 2, global, local, after ? 1 : 0,
+                                      after ? &after : NULL, done)
+                       : st;
 }
 
-/* mma_tile's operand for weight w: w itself, or where w->wh an f16 copy
- * of it made now by wt_f16 (kernels/wh.cl) into e->wh[slot], which *v then
- * describes. A prefill matmul of Q8_0 weights dequantizes them once a call
- * this way instead of once per 128-row tile inside mma_tile's Q8_0 build
- * (tile_build), whose B fragments then cost local loads and integer work
- * beside each mma step. H200, synthetic Llama-3.2-1B q8_0 (PP=1
- * VAR=QEVAL_MMA_WH VALS="none q8_0 none q8_0" bash bench/gpu_sweep.sh):
- * pp512 B 8 95.3K / 95.4K -> 105.2K / 105.1K tok/s; a layer's gate / up
- * launch 1271 -> 1041 us (the f16 model's), Q / wo / down 356 -> 317, K
- * and V 96 -> 81, for 24 us to copy gate, up or down (2.1 TB/s) and 9.4 /
- * 5.6 us for Q or wo / K or V; all of wiki.test.raw 3.79 -> 3.47 s. With
- * the f16 build's stages on 128-byte lines (mma.cl) the copies' tiles
- * run as the f16 model's (gate / up 787 us): q8_0 132K-134K tok/s, q4_0
- * 132.1K against 122.5K through its own build. */
-static qe_status tile_view(qe_engine *e, const dev_weight *w, int slot, dev_weight *v,
-                           const dev_weight **out)
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out)
 {
-    *out = w;
-    if (!w->wh)
-        return QE_OK;
-    const int K = w->ne0, N = w->ne1;
-    qe_status st = qe_engine_run_wt_f16(e, w, e->wh[slot]);
-    *v = (dev_weight){.buf = e->wh[slot], .fmt = WF_F16, .ne0 = K, .ne1 = N,
-                      .row_bytes = 2 * (cl_ulong)K};
-    *out = v;
-    return st;
+    return qe_engine_run_wt_f16_on(e, w, out, QE_CL_MAIN, NULL, NULL);
 }
 
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs
@@ -1528,10 +1485,11 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
                           int y_seq, int y_seq_stride, int accumulate)
 {
     const int K = w->ne0, ldp = xh_pairs(K);
-    dev_weight va, vb;
-    qe_status st = tile_view(e, w, 0, &va, &w);
-    if (st == QE_OK && wb)
-        st = tile_view(e, wb, 1, &vb, &wb);
+    const dev_weight *ws[2] = {w, wb};
+    dev_weight views[2];
+    qe_status st = qe_engine_wh_take(e, wb ? 2 : 1, ws, views);
+    w = ws[0];
+    wb = ws[1];
     cl_kernel kt = wb ? e->k_mma_pair[w->fmt] : e->k_mma_tile[w->fmt];
     if (st == QE_OK)
         st = xh_ready(e, w, x, x_off, ldx, n_rows);
@@ -1547,7 +1505,9 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
         st = qe_cl_arg(kt, 13, sizeof(cl_mem), &yb);
     const size_t n_staged =
         wb ? 2 * qe_engine_round_up((size_t)w->ne1, MMA_TILE) : (size_t)w->ne1;
-    return st != QE_OK ? st : run_tile_grid(e, kt, n_staged, n_rows);
+    if (st == QE_OK)
+        st = run_tile_grid(e, kt, n_staged, n_rows);
+    return st == QE_OK ? qe_engine_wh_done(e) : st;
 }
 
 /* Whether qe_engine_run_matmul serves matmuls by mma_tile now: under mma,
@@ -1972,11 +1932,12 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
         return st == QE_OK ? run_ffn_out(e, d, rows) : st;
     }
     int ldp = xh_pairs(dim), ldh = n_ff / 2, xo = xh_order(tile_fmt(&d->w_down));
-    dev_weight vg, vu;
+    const dev_weight *ws[2] = {wg, wu};
+    dev_weight views[2];
     if (st == QE_OK)
-        st = tile_view(e, wg, 0, &vg, &wg);
-    if (st == QE_OK)
-        st = tile_view(e, wu, 1, &vu, &wu);
+        st = qe_engine_wh_take(e, 2, ws, views);
+    wg = ws[0];
+    wu = ws[1];
     if (st == QE_OK)
         st = xh_ready(e, wg, e->h, 0, dim, rows);
     cl_kernel k = e->k_mma_glu[wg->fmt];
@@ -1987,6 +1948,8 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
                         sizeof(cl_mem), &e->g, sizeof(int), &ldh, sizeof(int), &xo);
     if (st == QE_OK) /* gate's and up's rows both staged */
         st = run_tile_grid(e, k, 2 * (size_t)n_ff, rows);
+    if (st == QE_OK)
+        st = qe_engine_wh_done(e);
     xh_share(e, 0);
     if (st != QE_OK)
         return st;

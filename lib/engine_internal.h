@@ -51,6 +51,7 @@ enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
 #define STATS_PART_HDR 3 /* logits.cl LS_PART: the same in a split row's part record */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
+#define WH_SLOTS 4      /* engine_wh.c: f16 weight copies in the ring (a call reads 2 at most) */
 
 /* A work-group shape of mma.cl's mma_skinny (engine.c skinny_shape_of). */
 typedef struct skinny_shape {
@@ -76,8 +77,8 @@ typedef struct dev_weight {
     int ne0, ne1;        /* row length (input dim), rows (output dim) */
     cl_ulong row_bytes;
     int owned;           /* 0 when buf aliases another weight (tied output) */
-    int wh;              /* mma_tile reads it as an f16 copy made per call (engine.c
-                            tile_view); set on layer weights of the wh_fmts formats */
+    int wh;              /* mma_tile reads it as an f16 copy (engine_wh.c); set on
+                            layer weights of the wh_fmts formats */
 } dev_weight;
 
 typedef struct dev_layer {
@@ -214,11 +215,19 @@ struct qe_engine {
     cl_kernel k_silu_xh;          /* ffn.cl silu_mul_xh: SwiGLU straight into xh */
     cl_kernel k_norm_xh;          /* norm.cl rmsnorm_xh: a layer's norm straight into xh */
     /* Prefill matmuls of weights in these formats (a mask of 1 << enum
-       engine_wfmt) read an f16 copy made just before each call by wh.cl's
-       wt_f16 (engine.c tile_view): two buffers, as a call reads at most two
-       weights (K and V, gate and up), each of the largest such weight */
+       engine_wfmt) read f16 copies made by wh.cl's wt_f16 on the side queue
+       into a ring of slots, each the size of the largest such weight
+       (engine_wh.c) */
     unsigned wh_fmts;
-    cl_mem wh[2];
+    struct wh_slot {
+        cl_mem buf;          /* NULL where no weight is copied */
+        const dev_weight *w; /* whose copy it holds or is making; NULL none */
+        cl_event copied;     /* side queue: that copy done */
+        cl_event read;       /* main queue: the last matmul that read it done */
+        int taken;           /* read by the call being enqueued */
+        uint64_t used;       /* wh_clock when last read: the oldest is reused first */
+    } wh[WH_SLOTS];
+    uint64_t wh_clock;
     /* the weight formats (mask of 1 << enum engine_wfmt) whose mma_tile
        builds run on wgmma (kernels/mma.cl MT_WG, built by
        qe_cl_build_wgmma) where lib/cl's probe says it works (engine.c
@@ -235,8 +244,26 @@ struct qe_engine {
 /* n rounded up to a multiple of m (m > 0). */
 size_t qe_engine_round_up(size_t n, size_t m);
 /* kernels/wh.cl's wt_f16: Q8_0 / Q4_0 weight w as f16 rows into out (K x N
-   halves), as engine.c tile_view's copies are made */
+   halves), as engine_wh.c's copies are made; _on: on queue `queue` (enum
+   qe_cl_queue) after event `after` (NULL: none), *done its event (NULL:
+   none wanted) */
 qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out);
+qe_status qe_engine_run_wt_f16_on(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
+                                  cl_event after, cl_event *done);
+
+/* ---- f16 copies of Q8_0 / Q4_0 weights for mma_tile (engine_wh.c) ---- */
+
+/* Marks the layer weights whose prefill matmuls read an f16 copy (wh) and
+   allocates the ring's slots. */
+qe_status qe_engine_wh_open(qe_engine *e);
+void qe_engine_wh_close(qe_engine *e); /* events and buffers; safe twice */
+/* Before one mma_tile launch reading the n (1 or 2) weights w: each w[j]
+   marked wh is replaced by view[j], its f16 copy (made now on the side
+   queue if no slot holds it), and the main queue waits for those copies. */
+qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weight *view);
+/* After that launch: its slots' last reader is it. A no-op when the call
+   read no copy. */
+qe_status qe_engine_wh_done(qe_engine *e);
 
 /* Allocate a device read-write buffer of rows x width elements of elem bytes
  * into *out; QE_ERANGE when the size overflows, the message naming what. */

@@ -682,6 +682,73 @@ START_TEST(test_profile_take)
 }
 END_TEST
 
+/* The side queue: work there ordered against the main queue's by events
+ * alone. Eight rounds of: the side queue fills x with r (after the main
+ * queue's previous axpy has read x: its marker), the main queue adds x to
+ * y (after the fill: its event). y ends as 1 + 2 + ... + 8 everywhere only if
+ * both waits hold; x is 16 MB so that a dropped wait shows (a fill still
+ * running under the axpy, or the next fill overwriting x under it). The
+ * side queue's launches are profiled with the main queue's. */
+START_TEST(test_side_queue)
+{
+    qe_cl *cl = NULL;
+    cl_program p = NULL;
+    cl_kernel fill = NULL, axpy = NULL;
+    cl_mem x = NULL, y = NULL;
+    OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
+    OK(qe_cl_build1(cl, "util.cl", NULL, &p));
+    OK(qe_cl_kernel(p, "fill_f32", &fill));
+    OK(qe_cl_kernel(p, "axpy_f32", &axpy));
+    cl_uint n = 1u << 22;
+    float zero = 0, one = 1;
+    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &x));
+    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &y));
+    OK(qe_cl_args(fill, 3, sizeof y, &y, sizeof zero, &zero, sizeof n, &n));
+    size_t g = n;
+    OK(qe_cl_run(cl, fill, 1, &g, NULL, NULL));
+    cl_event read = NULL; /* the main queue's last axpy done */
+    OK(qe_cl_barrier(cl, QE_CL_MAIN, 0, NULL, &read));
+    for (int r = 1; r <= 8; r++) {
+        float v = (float)r;
+        cl_event filled = NULL;
+        OK(qe_cl_args(fill, 3, sizeof x, &x, sizeof v, &v, sizeof n, &n));
+        OK(qe_cl_run_on(cl, QE_CL_SIDE, fill, 1, &g, NULL, 1, &read, &filled));
+        ck_assert_ptr_nonnull(filled);
+        qe_cl_event_free(read);
+        OK(qe_cl_barrier(cl, QE_CL_MAIN, 1, &filled, NULL));
+        OK(qe_cl_args(axpy, 4, sizeof y, &y, sizeof x, &x, sizeof one, &one, sizeof n, &n));
+        OK(qe_cl_run(cl, axpy, 1, &g, NULL, NULL));
+        OK(qe_cl_barrier(cl, QE_CL_MAIN, 0, NULL, &read));
+        OK(qe_cl_event_retain(filled)); /* two references, each freed */
+        qe_cl_event_free(filled);
+        qe_cl_event_free(filled);
+    }
+    qe_cl_event_free(read);
+    OK(qe_cl_finish(cl));
+    float *h = malloc(n * sizeof *h);
+    ck_assert_ptr_nonnull(h);
+    OK(qe_cl_read(cl, y, 0, n * sizeof *h, h));
+    cl_uint bad = 0;
+    for (cl_uint i = 0; i < n; i++)
+        bad += h[i] != 36.0f;
+    ck_assert_msg(bad == 0, "%u of %u sums are not 36 (y[0] = %g)", bad, n, (double)h[0]);
+    free(h);
+    qe_cl_kernel_time *t = NULL;
+    size_t nt = 0;
+    OK(qe_cl_profile_take(cl, &t, &nt));
+    ck_assert_uint_eq(nt, 2);
+    ck_assert_str_eq(t[0].name, "fill_f32");
+    ck_assert_uint_eq(t[0].calls, 9); /* y's on the main queue and x's 8 on the side */
+    free(t);
+    qe_cl_free(x);
+    qe_cl_free(y);
+    qe_cl_kernel_free(fill);
+    qe_cl_kernel_free(axpy);
+    qe_cl_program_free(p);
+    qe_cl_close(cl);
+}
+END_TEST
+
 START_TEST(test_profiling)
 {
     qe_cl *cl = NULL;
@@ -1384,6 +1451,20 @@ START_TEST(test_kernel_limits)
     ck_assert_int_eq(qe_cl_run(cl, k, 1, bad, l, NULL), QE_EINVAL);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "fill_f32"));
     ck_assert_int_eq(qe_cl_run(cl, k, 1, zero, NULL, NULL), QE_EINVAL);
+    /* Queues and wait lists: only the two queues, a list for n events. */
+    cl_event none[1] = {NULL};
+    ck_assert_int_eq(qe_cl_run_on(cl, 2, k, 1, g, l, 0, NULL, NULL), QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "queue 2"));
+    ck_assert_int_eq(qe_cl_run_on(cl, -1, k, 1, g, l, 0, NULL, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_cl_run_on(cl, QE_CL_SIDE, k, 1, g, l, 1, NULL, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_cl_run_on(cl, QE_CL_SIDE, k, 1, g, l, 0, none, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_cl_run_on(cl, QE_CL_SIDE, k, 1, g, l, 1, none, NULL), QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "event 0 of the wait list is NULL"));
+    ck_assert_int_eq(qe_cl_barrier(cl, 7, 0, NULL, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_cl_barrier(cl, QE_CL_MAIN, 2, NULL, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_cl_barrier(cl, QE_CL_SIDE, 1, none, NULL), QE_EINVAL);
+    ck_assert_int_eq(qe_cl_event_retain(NULL), QE_ECL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "clRetainEvent"));
     /* Arguments not set: the driver refuses; the message names the kernel. */
     cl_event ev = (cl_event)&ev;
     ck_assert_int_eq(qe_cl_run(cl, k, 1, g, l, &ev), QE_ECL);
@@ -1433,6 +1514,7 @@ Suite *cl_suite(void)
     tcase_add_test(core, test_rmsnorm_xh);
     tcase_add_test(core, test_rms_wide);
     tcase_add_test(core, test_profiling);
+    tcase_add_test(core, test_side_queue);
     tcase_add_test(core, test_profile_take);
     tcase_add_test(core, test_probe);
     tcase_add_test(core, test_wgmma_patch);

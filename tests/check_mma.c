@@ -93,25 +93,31 @@ static void tokens(int32_t *t, int n, int n_vocab, uint64_t seed)
     }
 }
 
-/* Target log-probs (next token) of n_seq sequences of N_TOK tokens. */
-static void prefill(const qe_model *m, qe_gemm gemm, int n_seq, const int32_t *tok, float *tlp,
-                    float *lse)
+/* Target log-probs (next token) of n_seq sequences of n_tok tokens. */
+static void prefill_n(const qe_model *m, qe_gemm gemm, int n_seq, int n_tok, const int32_t *tok,
+                      float *tlp, float *lse)
 {
     qe_engine_opts o = qe_engine_opts_default();
-    o.n_ctx = N_TOK;
+    o.n_ctx = n_tok;
     o.n_seq = n_seq;
     o.gemm = gemm;
     qe_engine *e = qe_test_engine(m, &o);
     ck_assert_int_eq(qe_engine_options(e).gemm, gemm);
-    int32_t *tgt = malloc((size_t)n_seq * N_TOK * sizeof *tgt);
+    int32_t *tgt = malloc((size_t)n_seq * (size_t)n_tok * sizeof *tgt);
     ck_assert_ptr_nonnull(tgt);
     for (int s = 0; s < n_seq; s++)
-        for (int p = 0; p < N_TOK; p++)
-            tgt[s * N_TOK + p] = p + 1 < N_TOK ? tok[s * N_TOK + p + 1] : -1;
+        for (int p = 0; p < n_tok; p++)
+            tgt[s * n_tok + p] = p + 1 < n_tok ? tok[s * n_tok + p + 1] : -1;
     qe_engine_out out = {.lse = lse, .target_logp = tlp};
-    OK(qe_engine_prefill(e, n_seq, N_TOK, tok, 0, tgt, &out));
+    OK(qe_engine_prefill(e, n_seq, n_tok, tok, 0, tgt, &out));
     free(tgt);
     qe_engine_close(e);
+}
+
+static void prefill(const qe_model *m, qe_gemm gemm, int n_seq, const int32_t *tok, float *tlp,
+                    float *lse)
+{
+    prefill_n(m, gemm, n_seq, N_TOK, tok, tlp, lse);
 }
 
 typedef struct diff {
@@ -317,7 +323,10 @@ END_TEST
  * (QEVAL_MMA_WGMMA=1, where the probe found wgmma) and the mma.sync ones;
  * and the wgmma builds' sums are the mma.sync builds' bit for bit (the
  * same k in each 16-wide step). A wgmma build that reads registers still
- * in use gives other sums for other orders (session 20's first Q8_0 one). */
+ * in use gives other sums for other orders (session 20's first Q8_0 one).
+ * Q4_0's default reads f16 copies of its weights (lib/engine_wh.c), with
+ * the same k in each step as its own builds: its sums must be theirs too
+ * (test_wh_ring checks the copies' ordering where copies overlap). */
 START_TEST(test_tile_order)
 {
     NEED_MMA();
@@ -325,7 +334,7 @@ START_TEST(test_tile_order)
     qe_model *m = open_model("models/TinyStories-656K");
     static int32_t tok[NS * N_TOK];
     static float a[NS * N_TOK], la[NS * N_TOK], b[NS * N_TOK], lb[NS * N_TOK];
-    static float wa[NS * N_TOK], wla[NS * N_TOK];
+    static float wa[NS * N_TOK], wla[NS * N_TOK], da[NS * N_TOK], dla[NS * N_TOK];
     tokens(tok, NS * N_TOK, qe_model_hparams(m)->n_vocab, 13);
     const qe_dtype fmts[] = {QE_DT_F16, QE_DT_Q8_0, QE_DT_Q4_0};
     const char *const orders[] = {"2", "5"};
@@ -353,18 +362,84 @@ START_TEST(test_tile_order)
             unsetenv("QEVAL_MMA_RASTER");
             if (builds[v])
                 env_spec(builds[v], 0);
-            if (v == 1) {
+            if (v == 0) {
+                memcpy(da, a, sizeof a);
+                memcpy(dla, la, sizeof la);
+            } else if (v == 1) {
                 memcpy(wa, a, sizeof a);
                 memcpy(wla, la, sizeof la);
-            } else if (v == 2) {
+            } else {
                 ck_assert_msg(memcmp(wla, la, sizeof la) == 0 && memcmp(wa, a, sizeof a) == 0,
                               "%s weights: the wgmma build's sums differ from mma.sync's",
                               qe_dtype_name(fmts[f]));
+                ck_assert_msg(fmts[f] != QE_DT_Q4_0 ||
+                                  (memcmp(dla, la, sizeof la) == 0 && memcmp(da, a, sizeof a) == 0),
+                              "q4_0 weights: the default build's sums (through f16 copies) "
+                              "differ from the format's own build's");
             }
         }
         qe_quant_model_free(q);
     }
     qe_model_close(m);
+}
+END_TEST
+
+/* The f16 copies' ring (lib/engine_wh.c) with the GPU behind the host, as
+ * in real prefill: a synthetic model of Llama-3.2-1B's layer widths (3
+ * layers, Q4_0 weights), 8 sequences of 512 tokens (gate and up about
+ * 0.6 ms a launch on the H200, a copy about 25 us), the default build
+ * (copies on the side queue) against Q4_0's own mma.sync build
+ * (QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none), which puts the same k in each
+ * step: the same bits, unless a copy overwrites a slot a matmul still
+ * reads, or a matmul reads a copy not yet made. (TinyStories-656K's tiny
+ * launches keep the GPU up with the host, so no copy overlaps a matmul
+ * there and test_tile_order alone would not notice a dropped wait.) */
+START_TEST(test_wh_ring)
+{
+    NEED_MMA();
+    enum { NS = 8, NT = 512 };
+    char *dir = qe_test_tmpdir();
+    qe_synth_config c;
+    OK(qe_synth_find("llama-3.2-1b", &c));
+    c.name = "wh-ring";
+    c.n_layers = 3;
+    c.n_vocab = QE_SYNTH_MIN_VOCAB;
+    qe_synth *sy = NULL;
+    OK(qe_synth_new(&c, QE_DT_Q4_0, 5, &sy));
+    char path[512];
+    snprintf(path, sizeof path, "%s/wh-ring.gguf", dir);
+    OK(qe_synth_write(sy, path, 0));
+    qe_synth_free(sy);
+    qe_model *m = NULL;
+    OK(qe_model_open(path, &m));
+    const size_t n = (size_t)NS * NT;
+    int32_t *tok = malloc(n * sizeof *tok);
+    float *a = malloc(n * sizeof *a), *la = malloc(n * sizeof *la);
+    float *b = malloc(n * sizeof *b), *lb = malloc(n * sizeof *lb);
+    ck_assert(tok && a && la && b && lb);
+    tokens(tok, (int)n, c.n_vocab, 21);
+    prefill_n(m, QE_GEMM_MMA, NS, NT, tok, a, la);
+    env_spec("QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none", 1);
+    prefill_n(m, QE_GEMM_MMA, NS, NT, tok, b, lb);
+    env_spec("QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none", 0);
+    size_t bad = 0, first = n;
+    for (size_t i = 0; i < n; i++)
+        if (memcmp(&la[i], &lb[i], sizeof *la) || memcmp(&a[i], &b[i], sizeof *a)) {
+            bad++;
+            first = first < i ? first : i;
+        }
+    ck_assert_msg(bad == 0, "q4_0 through the copies' ring: %zu of %zu positions differ from "
+                            "Q4_0's own build, the first %zu (lse %.9g vs %.9g)",
+                  bad, n, first, first < n ? (double)la[first] : 0.0,
+                  first < n ? (double)lb[first] : 0.0);
+    free(tok);
+    free(a);
+    free(la);
+    free(b);
+    free(lb);
+    qe_model_close(m);
+    qe_test_rmtree(dir);
+    free(dir);
 }
 END_TEST
 
@@ -648,6 +723,7 @@ Suite *mma_suite(void)
     tcase_add_test(tc, test_vs_f32_656k);
     tcase_add_test(tc, test_batch_invariance);
     tcase_add_test(tc, test_tile_order);
+    tcase_add_test(tc, test_wh_ring);
     tcase_add_test(tc, test_decode);
     suite_add_tcase(s, tc);
     TCase *at = tcase_create("attention");

@@ -494,6 +494,10 @@ void qe_cl_close(qe_cl *cl)
 {
     if (!cl)
         return;
+    if (cl->side) {
+        clFinish(cl->side);
+        clReleaseCommandQueue(cl->side);
+    }
     if (cl->queue) {
         clFinish(cl->queue);
         clReleaseCommandQueue(cl->queue);
@@ -530,14 +534,18 @@ static uint64_t mono_ns(void)
 qe_status qe_cl_finish(qe_cl *cl)
 {
     const uint64_t t0 = mono_ns();
-    cl_int err = clFinish(cl->queue);
+    cl_int err = cl->side ? clFinish(cl->side) : CL_SUCCESS;
+    if (err == CL_SUCCESS)
+        err = clFinish(cl->queue);
     cl->wait_ns += mono_ns() - t0;
     return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clFinish", NULL, err);
 }
 
 qe_status qe_cl_flush(qe_cl *cl)
 {
-    cl_int err = clFlush(cl->queue);
+    cl_int err = cl->side ? clFlush(cl->side) : CL_SUCCESS;
+    if (err == CL_SUCCESS)
+        err = clFlush(cl->queue);
     return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clFlush", NULL, err);
 }
 
@@ -748,9 +756,70 @@ static qe_status prof_fold(qe_cl *cl);
 qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
                     const size_t *local, cl_event *ev)
 {
-    char name[128];
+    return qe_cl_run_on(cl, QE_CL_MAIN, k, dims, global, local, 0, NULL, ev);
+}
+
+/* The queue `queue` names (QE_CL_MAIN or QE_CL_SIDE) into *q, the side
+ * queue made on first use (most runs never need it); what fails names
+ * `what`. */
+static qe_status queue_of(qe_cl *cl, int queue, const char *what, cl_command_queue *q)
+{
+    if (queue != QE_CL_MAIN && queue != QE_CL_SIDE)
+        return qe_fail(QE_EINVAL, "%s: queue %d (QE_CL_MAIN or QE_CL_SIDE allowed)", what, queue);
+    if (queue == QE_CL_SIDE && !cl->side) {
+        cl_int err;
+        cl_command_queue_properties qp =
+            (cl->flags & QE_CL_PROFILE) ? CL_QUEUE_PROFILING_ENABLE : 0;
+        cl->side = clCreateCommandQueue(cl->ctx, cl->info.device, qp, &err);
+        if (!cl->side)
+            return qe_cl_fail_call("clCreateCommandQueue", "side queue", err);
+    }
+    *q = queue == QE_CL_SIDE ? cl->side : cl->queue;
+    return QE_OK;
+}
+
+/* A wait list's shape: n events need a list (OpenCL's own rule, checked
+ * here so the message names the caller). */
+static qe_status check_waits(const char *what, cl_uint n_wait, const cl_event *wait)
+{
+    if ((n_wait > 0) != (wait != NULL))
+        return qe_fail(QE_EINVAL, "%s: %u events to wait for and %s list", what, n_wait,
+                       wait ? "a" : "no");
+    for (cl_uint i = 0; i < n_wait; i++)
+        if (!wait[i])
+            return qe_fail(QE_EINVAL, "%s: event %u of the wait list is NULL", what, i);
+    return QE_OK;
+}
+
+/* What qe_cl_barrier and qe_cl_run_on check first: *ev cleared, the wait
+ * list and the queue (into *q). */
+static qe_status enqueue_prelude(qe_cl *cl, int queue, const char *what, cl_uint n_wait,
+                                 const cl_event *wait, cl_event *ev, cl_command_queue *q)
+{
     if (ev)
         *ev = NULL;
+    qe_status st = check_waits(what, n_wait, wait);
+    return st == QE_OK ? queue_of(cl, queue, what, q) : st;
+}
+
+qe_status qe_cl_barrier(qe_cl *cl, int queue, cl_uint n_wait, const cl_event *wait, cl_event *ev)
+{
+    cl_command_queue q = NULL;
+    qe_status st = enqueue_prelude(cl, queue, "barrier", n_wait, wait, ev, &q);
+    if (st != QE_OK)
+        return st;
+    cl_int err = clEnqueueBarrierWithWaitList(q, n_wait, wait, ev);
+    return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clEnqueueBarrierWithWaitList", NULL, err);
+}
+
+qe_status qe_cl_run_on(qe_cl *cl, int queue, cl_kernel k, cl_uint dims, const size_t *global,
+                       const size_t *local, cl_uint n_wait, const cl_event *wait, cl_event *ev)
+{
+    char name[128];
+    cl_command_queue q = NULL;
+    qe_status qs = enqueue_prelude(cl, queue, "kernel launch", n_wait, wait, ev, &q);
+    if (qs != QE_OK)
+        return qs;
     if (dims < 1 || dims > 3) {
         kernel_name(k, name, sizeof name);
         return qe_fail(QE_EINVAL, "kernel %s: %u dimensions (1 to 3 allowed)", name, dims);
@@ -771,7 +840,7 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
             return st;
     }
     const uint64_t t0 = mono_ns();
-    cl_int err = clEnqueueNDRangeKernel(cl->queue, k, dims, NULL, global, local, 0, NULL,
+    cl_int err = clEnqueueNDRangeKernel(q, k, dims, NULL, global, local, n_wait, wait,
                                         ev ? ev : prof ? &own : NULL);
     const uint64_t t1 = mono_ns();
     if (err != CL_SUCCESS) {
@@ -907,6 +976,12 @@ qe_status qe_cl_event_times(cl_event ev, uint64_t *queued_ns, uint64_t *start_ns
             *outs[i] = t;
     }
     return st;
+}
+
+qe_status qe_cl_event_retain(cl_event ev)
+{
+    cl_int err = ev ? clRetainEvent(ev) : CL_INVALID_EVENT;
+    return err == CL_SUCCESS ? QE_OK : qe_cl_fail_call("clRetainEvent", NULL, err);
 }
 
 void qe_cl_event_free(cl_event ev)

@@ -10,6 +10,7 @@ struct qe_cl {
     qe_cl_device_info info; /* own copy; info.extensions owned */
     cl_context ctx;
     cl_command_queue queue; /* in-order */
+    cl_command_queue side;  /* QE_CL_SIDE, in-order, made on first use (NULL before) */
     unsigned flags;         /* QE_CL_* */
     /* QE_CL_PROFILE: launches not yet summed (events retained), and the
      * per-kernel totals since the last qe_cl_profile_take. */

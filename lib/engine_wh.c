@@ -1,0 +1,156 @@
+/* engine_wh.c - the f16 copies of Q8_0 / Q4_0 layer weights that prefill's
+ * mma_tile launches read instead of the weights themselves (engine.c
+ * wh_fmts_of says when and why), made by kernels/wh.cl's wt_f16 on lib/cl's
+ * side queue into a ring of WH_SLOTS buffers.
+ *
+ * A copy is enqueued when its call is, but on the side queue, waiting only
+ * for the last matmul that read its slot (a marker on the main queue after
+ * it); the call's matmul waits for the copy (a barrier on the main queue).
+ * The host enqueues a forward well ahead of the GPU, so a copy starts as
+ * soon as its slot is free, a few calls before the matmul that needs it,
+ * and runs beside the matmuls and attention in between instead of between
+ * them. The slot reused is the one read longest ago. What a matmul reads is
+ * the copy either way (check_mma's dumps compare the bits on the GPU; PoCL
+ * never copies).
+ *
+ * Measured (H200, pp512 B 8 of the synthetic Llama-3.2-1B, -r 3, two
+ * rounds, against af594f6's copies on the main queue): q8_0 156.7K /
+ * 157.9K -> 161.0K / 160.5K tok/s, q4_0 159.0K / 159.3K -> 161.0K / 161.0K;
+ * f16 171.3K / 168.3K. Copying a layer ahead at its attention instead (a
+ * learned order, 8 slots) was no faster (158.2K / 160.0K, 161.5K /
+ * 160.2K): the copies' 3 bytes of L2 traffic an element, against the
+ * matmuls' 64 (32 row tiles read each 2-byte weight), load the L2 that the
+ * f16 build is bound by (Nsight: 75 % busy), wherever they run.
+ *
+ * Why copies at all: a prefill matmul of Q8_0 weights dequantizes them once
+ * a call this way instead of once per 128-row tile inside mma_tile's Q8_0
+ * build, whose B fragments then cost local loads and integer work beside
+ * each mma step. H200, synthetic Llama-3.2-1B q8_0, copies made just before
+ * each call on the main queue (PP=1 VAR=QEVAL_MMA_WH VALS="none q8_0 none
+ * q8_0" bash bench/gpu_sweep.sh): pp512 B 8 95.3K / 95.4K -> 105.2K /
+ * 105.1K tok/s; a layer's gate / up launch 1271 -> 1041 us, for 24 us to
+ * copy gate, up or down (2.1 TB/s) and 9.4 / 5.6 us for Q or wo / K or V.
+ * Later (session 20) the copies were ~1.6 ms of a 26.3 ms q8_0 forward,
+ * about all of its gap to the f16 model's 24.4 ms; beside the matmuls
+ * they cost about two thirds of that (the figures above). */
+#include <string.h>
+
+#include "engine_internal.h"
+
+_Static_assert(WH_SLOTS >= 3, "a call holds two slots and a copy needs a third");
+
+qe_status qe_engine_wh_open(qe_engine *e)
+{
+    size_t most = 0;
+    int n = 0;
+    for (int l = 0; l < e->hp.n_layers; l++) {
+        dev_layer *d = &e->layers[l];
+        dev_weight *const ws[] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w_gate, &d->w_up, &d->w_down};
+        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
+            dev_weight *w = ws[i];
+            w->wh = (e->wh_fmts >> w->fmt & 1) && e->k_wt_f16[w->fmt];
+            n += w->wh;
+            const size_t bytes = 2 * (size_t)w->ne0 * (size_t)w->ne1;
+            most = w->wh && bytes > most ? bytes : most;
+        }
+    }
+    qe_status st = QE_OK;
+    for (int i = 0; n && st == QE_OK && i < WH_SLOTS; i++)
+        st = qe_engine_alloc_act(e, 1, most, 1, &e->wh[i].buf, "f16 weight copy");
+    return st;
+}
+
+void qe_engine_wh_close(qe_engine *e)
+{
+    for (int i = 0; i < WH_SLOTS; i++) {
+        qe_cl_event_free(e->wh[i].copied);
+        qe_cl_event_free(e->wh[i].read);
+        qe_cl_free(e->wh[i].buf);
+    }
+    memset(e->wh, 0, sizeof e->wh);
+}
+
+/* The slot holding w's copy, or -1. */
+static int slot_of(const qe_engine *e, const dev_weight *w)
+{
+    for (int i = 0; i < WH_SLOTS; i++)
+        if (e->wh[i].w == w)
+            return i;
+    return -1;
+}
+
+/* The slot a new copy goes into: of those the current call does not hold,
+ * the one read longest ago, so that its copy waits least for its reader. */
+static int victim(const qe_engine *e)
+{
+    int best = -1;
+    for (int i = 0; i < WH_SLOTS; i++)
+        if (!e->wh[i].taken && (best < 0 || e->wh[i].used < e->wh[best].used))
+            best = i;
+    return best;
+}
+
+/* Copy w into slot i on the side queue, after the slot's last reader. */
+static qe_status copy_into(qe_engine *e, int i, const dev_weight *w)
+{
+    struct wh_slot *s = &e->wh[i];
+    cl_event done = NULL;
+    s->w = NULL;
+    qe_status st = qe_engine_run_wt_f16_on(e, w, s->buf, QE_CL_SIDE, s->read, &done);
+    if (st != QE_OK)
+        return st;
+    qe_cl_event_free(s->copied);
+    s->copied = done;
+    s->w = w;
+    return QE_OK;
+}
+
+qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weight *view)
+{
+    cl_event wait[2];
+    cl_uint n_wait = 0;
+    for (int i = 0; i < WH_SLOTS; i++)
+        e->wh[i].taken = 0;
+    for (int j = 0; j < n && j < 2; j++) {
+        if (!w[j]->wh)
+            continue;
+        int i = slot_of(e, w[j]);
+        if (i < 0) {
+            i = victim(e);
+            qe_status st = copy_into(e, i, w[j]);
+            if (st != QE_OK)
+                return st;
+        }
+        e->wh[i].taken = 1;
+        wait[n_wait++] = e->wh[i].copied;
+        view[j] = (dev_weight){.buf = e->wh[i].buf, .fmt = WF_F16, .ne0 = w[j]->ne0,
+                               .ne1 = w[j]->ne1, .row_bytes = 2 * (cl_ulong)w[j]->ne0};
+        w[j] = &view[j];
+    }
+    return n_wait ? qe_cl_barrier(e->cl, QE_CL_MAIN, n_wait, wait, NULL) : QE_OK;
+}
+
+qe_status qe_engine_wh_done(qe_engine *e)
+{
+    int any = 0;
+    for (int i = 0; i < WH_SLOTS; i++)
+        any |= e->wh[i].taken;
+    if (!any)
+        return QE_OK;
+    cl_event read = NULL;
+    qe_status st = qe_cl_barrier(e->cl, QE_CL_MAIN, 0, NULL, &read);
+    for (int i = 0; st == QE_OK && i < WH_SLOTS; i++) {
+        struct wh_slot *s = &e->wh[i];
+        if (!s->taken)
+            continue;
+        st = qe_cl_event_retain(read);
+        if (st != QE_OK)
+            break;
+        qe_cl_event_free(s->read);
+        s->read = read;
+        s->taken = 0;
+        s->used = ++e->wh_clock;
+    }
+    qe_cl_event_free(read);
+    return st;
+}
