@@ -217,8 +217,10 @@ qe_status qe_cl_run(qe_cl *cl, cl_kernel k, cl_uint dims, const size_t *global,
 enum qe_cl_queue { QE_CL_MAIN = 0, QE_CL_SIDE = 1 };
 
 /* qe_cl_run on queue `queue`, starting only after the n_wait events in
- * wait (from either queue) have completed. A queue other than the two, or
- * a wait list that does not match n_wait or holds NULL, is QE_EINVAL. */
+ * wait (from either queue) have completed; with a wait list the other
+ * queue is flushed first (OpenCL's condition for waiting across queues).
+ * A queue other than the two, or a wait list that does not match n_wait
+ * or holds NULL, is QE_EINVAL. */
 qe_status qe_cl_run_on(qe_cl *cl, int queue, cl_kernel k, cl_uint dims, const size_t *global,
                        const size_t *local, cl_uint n_wait, const cl_event *wait, cl_event *ev);
 /* Later commands on `queue` wait for the n_wait events in wait and for

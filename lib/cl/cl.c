@@ -791,15 +791,23 @@ static qe_status check_waits(const char *what, cl_uint n_wait, const cl_event *w
     return QE_OK;
 }
 
-/* What qe_cl_barrier and qe_cl_run_on check first: *ev cleared, the wait
- * list and the queue (into *q). */
+/* What qe_cl_barrier and qe_cl_run_on do first: *ev cleared, the wait
+ * list checked, the queue into *q; and where the command waits for events,
+ * the other queue flushed: OpenCL only promises that a command waiting for
+ * another queue's event runs once the commands behind that event have been
+ * flushed (clFlush's rule; NVIDIA's and PoCL's drivers submit without it,
+ * others may wait forever). */
 static qe_status enqueue_prelude(qe_cl *cl, int queue, const char *what, cl_uint n_wait,
                                  const cl_event *wait, cl_event *ev, cl_command_queue *q)
 {
     if (ev)
         *ev = NULL;
     qe_status st = check_waits(what, n_wait, wait);
-    return st == QE_OK ? queue_of(cl, queue, what, q) : st;
+    if (st == QE_OK)
+        st = queue_of(cl, queue, what, q);
+    cl_command_queue other = queue == QE_CL_MAIN ? cl->side : cl->queue;
+    cl_int err = st == QE_OK && n_wait && other ? clFlush(other) : CL_SUCCESS;
+    return err == CL_SUCCESS ? st : qe_cl_fail_call("clFlush", what, err);
 }
 
 qe_status qe_cl_barrier(qe_cl *cl, int queue, cl_uint n_wait, const cl_event *wait, cl_event *ev)
