@@ -14,8 +14,10 @@
 # Knobs: VARIANTS (builds separated by ';', each NAME=VALUE words added as
 # -D options; NREG=N adds .maxnreg N to the entry instead), WT (1 f16,
 # 2 q8_0, 3 q4_0; the weight format and its X order), MMA (the mma.cl to
-# build: a modified copy for A/B), NCU. Session 20 found the MT_WG build's
-# half speed this way (README "Session 20").
+# build: a modified copy for A/B), NCU; a variant's MT_BM (the last given
+# wins over the default 128) sets ptx_run's launch shape. Session 20 found
+# the MT_WG build's half speed this way (README "Session 20"); session 21
+# measured 256-row tiles: VARIANTS="MT_WG=1;MT_WG=1 MT_BM=256 MT_S=2".
 set -u
 OUT=${OUT:-/tmp/qeval-gpu}
 L=$(mktemp -d /tmp/qeval-tile-XXXXXX)
@@ -56,8 +58,12 @@ for v in "${VS[@]}"; do
     [ -n "$nreg" ] && sed -i -E "/^\.entry mma_tile\(/,/^\{/ s/^\{/.maxnreg $nreg\n{/" "$L/k$i.ptx"
     ptxas -arch=sm_90a -v "$L/k$i.ptx" -o "$L/t.cubin" >"$L/ptxas-$i.log" 2>&1
     grep -E "C75|Used|rror" "$L/ptxas-$i.log" | grep -v "Used 18 reg" | sed -E 's/ by compiler.*//' | head -4
+    # the launch shape the build wants: MT_BM rows, 32 x MT_BM / 64 x 4 work-items
+    bm=$(sed -nE 's/.*-DMT_BM=([0-9]+).*/\1/p' <<<"$opts")
+    export MT_BM=$bm WI=$((32 * bm / 64 * 4))
     timeout 60 /tmp/ptx_run "$L/k$i.ptx" tile "$WT" 4096 8192 2048 1 20
     timeout 60 /tmp/ptx_run "$L/k$i.ptx" tile "$WT" 4096 2048 8192 1 20
+    unset MT_BM WI
 done
 for n in ${NCU:-}; do
     echo "== ncu $n"

@@ -8,7 +8,8 @@
  * WT is QE_WT (1 f16, 2 q8_0, 3 q4_0); M rows, N outputs (split evenly
  * over NW weights for skinny, as Q/K/V or gate/up share a launch), K the
  * inner size. The work-group shape must match the PTX's build: tile uses
- * MT_BM (env, default 128) rows and 256 work-items; skinny MS_MT and MS_NB
+ * MT_BM (env, default 128) rows; every build WI (env, default 256)
+ * work-items a work-group (the build's MT_WI); skinny MS_MT and MS_NB
  * (env, default 1 and 2); for the one-row build (-DMS_X1) XOP (env: 0 the
  * row as it is, 1 normed, 2 SwiGLU) and MS_GROUPS (env: work-groups along the
  * blocks, 0 one a block). Weights and X are random (no NaN or inf); the
@@ -183,11 +184,13 @@ int main(int argc, char **argv)
     ck(cuEventCreate(&e0, 0), "cuEventCreate");
     ck(cuEventCreate(&e1, 0), "cuEventCreate");
     float *ms = malloc(sizeof(float) * (size_t)reps);
-    ck(cuLaunchKernel(fn, gx, gy, 1, 256, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
+    /* WI: work-items a work-group (the build's MT_WI: 512 for mma_tile's 256-row MT_WG build) */
+    const unsigned wi = (unsigned)env_int("WI", 256);
+    ck(cuLaunchKernel(fn, gx, gy, 1, wi, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
     ck(cuCtxSynchronize(), "warm-up");
     for (int r = 0; r < reps; r++) {
         ck(cuEventRecord(e0, NULL), "cuEventRecord");
-        ck(cuLaunchKernel(fn, gx, gy, 1, 256, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
+        ck(cuLaunchKernel(fn, gx, gy, 1, wi, 1, 1, 0, NULL, args, NULL), "cuLaunchKernel");
         ck(cuEventRecord(e1, NULL), "cuEventRecord");
         ck(cuEventSynchronize(e1), "cuEventSynchronize");
         ck(cuEventElapsedTime(&ms[r], e0, e1), "cuEventElapsedTime");

@@ -1,9 +1,13 @@
 /* attn_mma.cl - attention.cl's causal grouped-query attention on NVIDIA
  * tensor cores (flash-attention style), for prefill under QE_GEMM_MMA.
- * Needs kvfmt.cl, ptx.cl, -DQE_HD (a multiple of 16, at most 128), and
- * -DQE_KVK / -DQE_KVV (any cache format).
+ * Needs kvfmt.cl, ptx.cl, xh.cl, -DQE_HD (a multiple of 16, at most 128),
+ * and -DQE_KVK / -DQE_KVV (any cache format).
  *
- * Same arguments, layout and result as attention.cl:
+ * attention.cl's arguments, layout and result, and three more: with xo >= 0
+ * the output goes to xh instead of out, as the f16 pairs mma_tile reads for
+ * the wo matmul (mma.cl mma_xh's values and xh.cl's order xo, rows of ldp
+ * pairs), which spares the f32 output's write and read and an mma_xh launch
+ * (lib/engine.c run_attention says when):
  *   out[s,p][h] = sum_{j<=p, j>p-window} softmax_j(scale * q[s,p][h] . k[s,j][g]) v[s,j][g]
  * with f16 operands and f32 sums, PyTorch's fp16 SDPA precision: q, the
  * cache values (decoded by kv_load, exactly as attention.cl reads them) and
@@ -121,7 +125,8 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
               const __global uchar *kc,  /* [n_seq*n_ctx] rows of k_row_bytes */
               const __global uchar *vc,  /* [n_seq*n_ctx] rows of v_row_bytes */
               ulong k_row_bytes, ulong v_row_bytes, int n_tok, int n_ctx, int n_heads, int n_kv,
-              float scale, int window, __global float *out)
+              float scale, int window, __global float *out,
+              __global uint *xh, int ldp, int xo) /* xo >= 0: out as wo's f16 pairs instead */
 {
     /* K and V tiles: f16 pairs (d, d + 1) of key j */
     __local uint ks[AM_NB][AM_BK][AM_LD] __attribute__((aligned(16)));
@@ -272,8 +277,20 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         const int p = pr[r];
         if (p >= n_tok)
             continue;
-        __global float *op = out + ((size_t)s * n_tok + p) * qd + h * QE_HD;
         const float inv = 1.0f / l[r];
+        if (xo >= 0) {
+            /* the wo matmul's input as mma_xh would make it from out:
+               elements (d, d + 1) are pair (h QE_HD + d) / 2, in xh.cl's
+               order xo, rows of ldp pairs (the engine calls this only
+               where n_heads QE_HD fills them: no padding pairs) */
+            __global uint *xr = xh + ((size_t)s * n_tok + p) * ldp;
+#pragma unroll
+            for (int i = 0; i < AM_DT; i++)
+                xr[xh_pos((h * QE_HD + 8 * i + 2 * t4) / 2, xo)] =
+                    mma_pack(o[i][2 * r] * inv, o[i][2 * r + 1] * inv);
+            continue;
+        }
+        __global float *op = out + ((size_t)s * n_tok + p) * qd + h * QE_HD;
 #pragma unroll
         for (int i = 0; i < AM_DT; i++)
             vstore2((float2)(o[i][2 * r] * inv, o[i][2 * r + 1] * inv), 0, op + 8 * i + 2 * t4);

@@ -894,10 +894,11 @@ static qe_status build_common(qe_engine *e)
        (attn_mma with f16: 2.0 ms). */
     const int hd = e->hp.head_dim;
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA && hd % 16 == 0 && hd <= 128) {
-        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "attn_mma.cl", "tqrot.cl"};
+        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "xh.cl", "attn_mma.cl",
+                                            "tqrot.cl"};
         snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d -DTR_WI=%d", defs,
                  (int)e->opt.kv_k, (int)e->opt.kv_v, TQROT_WI);
-        st = qe_cl_build(e->cl, asrcs, 4, opts, &e->prog_attn_mma);
+        st = qe_cl_build(e->cl, asrcs, 5, opts, &e->prog_attn_mma);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_attn_mma, "attn_mma", &e->k_attn_mma);
         if (st == QE_OK &&
@@ -1693,17 +1694,27 @@ static qe_status run_tq_rotate(qe_engine *e, cl_mem buf, size_t n_rows, int inve
     return st ? st : qe_cl_run(e->cl, e->k_tq_rotate, 2, global, local, NULL);
 }
 
-qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+/* Attention into e->att (xo < 0), or under attn_mma with xo >= 0 straight
+ * into e->xh as the wo matmul's f16 pairs in xh.cl's order xo (the
+ * caller holds them: qe_engine_run_trunk). */
+static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok, int xo)
 {
     float scale = e->hp.attn_scale;
     int window = qe_model_layer_swa(&e->hp, (int)(d - e->layers)) ? e->hp.swa_window : 0;
     const cl_ulong krb = (cl_ulong)e->kv_row_bytes[0], vrb = (cl_ulong)e->kv_row_bytes[1];
-    cl_kernel k = e->k_attn_mma ? e->k_attn_mma : e->k_attn; /* same arguments */
+    cl_kernel k = e->k_attn_mma ? e->k_attn_mma : e->k_attn; /* the same first 12 arguments */
     qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &e->q, sizeof(cl_mem), &d->kc,
                               sizeof(cl_mem), &d->vc, sizeof(cl_ulong), &krb, sizeof(cl_ulong),
                               &vrb, sizeof(int), &n_tok, sizeof(int), &e->opt.n_ctx, sizeof(int),
                               &e->hp.n_heads, sizeof(int), &e->hp.n_kv_heads, sizeof(float),
                               &scale, sizeof(int), &window, sizeof(cl_mem), &e->att);
+    const int ldp = xh_pairs(e->q_dim);
+    if (st == QE_OK && e->k_attn_mma) /* attn_mma's own three */
+        st = qe_cl_arg(k, 12, sizeof(cl_mem), xo >= 0 ? &e->xh : &e->att);
+    if (st == QE_OK && e->k_attn_mma)
+        st = qe_cl_arg(k, 13, sizeof(int), &ldp);
+    if (st == QE_OK && e->k_attn_mma)
+        st = qe_cl_arg(k, 14, sizeof(int), &xo);
     if (st != QE_OK)
         return st;
     size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
@@ -1721,6 +1732,27 @@ qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, i
     if (st == QE_OK && e->k_attn_mma && qe_kv_format_per_head(e->opt.kv_v))
         st = run_tq_rotate(e, e->att, rows, 1);
     return st;
+}
+
+qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
+{
+    return run_attention(e, d, n_seq, n_tok, -1);
+}
+
+/* The order in which attention writes the wo matmul's input straight into
+ * e->xh, or -1 where it writes e->att: under attn_mma when wo is served by
+ * mma_tile (f16 pairs are what it reads), no TurboQuant V (whose output is
+ * rotated back in place afterwards) and rows of n_heads * head_dim that
+ * need no padding pairs (a multiple of 32). The pairs are mma_xh's from
+ * e->att, so the sums are the same bits; H200, pp512 B 8 of the synthetic
+ * Llama-3.2-1B: one mma_xh launch (19 us) and the f32 output's 33.5 MB
+ * written and read less a layer. */
+static int attention_xh_order(const qe_engine *e, const dev_layer *d)
+{
+    return e->k_attn_mma && tile_serves(e) && !qe_kv_format_per_head(e->opt.kv_v) &&
+                   e->q_dim % 32 == 0
+               ? xh_order(tile_fmt(&d->wo))
+               : -1;
 }
 
 qe_status qe_engine_run_qk_prep(qe_engine *e, cl_mem buf, int ld, int n_heads, int n_seq,
@@ -1977,6 +2009,7 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
     for (int l = 0; st == QE_OK && l < hp->n_layers; l++) {
         const dev_layer *d = &e->layers[l];
         const dev_weight *const qkv[] = {&d->wq, &d->wk, &d->wv};
+        const int axo = attention_xh_order(e, d);
         if ((st = norm_for_matmuls(e, d->attn_norm, rows, qkv, 3)) != QE_OK) /* Q, K and V read h */
             break;
         if ((st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) == QE_OK)
@@ -1985,9 +2018,15 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         if (st != QE_OK ||
             (st = qe_engine_run_qk_prep(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok, d->bq, d->q_norm)) != QE_OK ||
             (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
-            (st = qe_engine_run_attention(e, d, n_seq, n_tok)) != QE_OK ||
-            (st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h)) != QE_OK ||
-            (st = run_ffn(e, d, rows)) != QE_OK)
+            (st = run_attention(e, d, n_seq, n_tok, axo)) != QE_OK)
+            break;
+        if (axo >= 0) { /* wo's input: attention's pairs in e->xh, e->att unwritten */
+            xh_share(e, 1);
+            xh_hold(e, e->xh, e->att, 0, e->q_dim, rows, e->q_dim, axo, 1, 1);
+        }
+        st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h);
+        xh_share(e, 0);
+        if (st != QE_OK || (st = run_ffn(e, d, rows)) != QE_OK)
             break;
     }
     if (st == QE_OK)
