@@ -2,9 +2,10 @@
 """gpu_table.py - one table from `qeval bench -o json` and bench/torch_peer.py's
 JSON lines, measured in the same run on the same GPU (bench/gpu.sh).
 
-For each qeval result: tokens/s (mean +- sample stddev), PyTorch fp16's median
-tokens/s for the same test and batch, the ratio, and the fraction of a
-roofline:
+For each qeval result: tokens/s (the median of its repetitions, as PyTorch's
+figure is, +- their sample stddev; the mean where a result has no samples),
+PyTorch fp16's median tokens/s for the same test and batch, the ratio of the
+medians, and the fraction of a roofline:
   decode (tgN):  B * copy_bw / weight_bytes  - every step streams the weights
                  once; copy_bw = the measured device-to-device copy rate
                  (bytes read + written per second);
@@ -17,6 +18,7 @@ usage: gpu_table.py QEVAL.json TORCH.jsonl [--fp32-tflops 67] [--tc-tflops 989]
 """
 import argparse
 import json
+import statistics
 
 
 def main():
@@ -41,7 +43,7 @@ def main():
           % (q[0]["device"] if q else "?", (bw or 0) / 1e9,
              peer[0].get("torch", "?") if peer else "?", peer[0].get("transformers", "?") if peer else "?"))
     print()
-    print("| test | B | weights | KV | gemm | qeval tok/s | PyTorch fp16 tok/s | qeval/PyTorch | qeval % of roofline | PyTorch % of roofline |")
+    print("| test | B | weights | KV | gemm | qeval tok/s (median ± sd) | PyTorch fp16 tok/s (median) | qeval/PyTorch | qeval % of roofline | PyTorch % of roofline |")
     print("|---|---:|---|---|---|---:|---:|---:|---:|---:|")
     for r in q:
         kind = "pp" if r["n_prompt"] > 0 else "tg"
@@ -57,11 +59,12 @@ def main():
             roof_q = peak * 1e12 / (2 * r["n_params"])
             roof_p = a.tc_tflops * 1e12 / (2 * r["n_params"])
         kv = r["kv_k"] if r["kv_k"] == r["kv_v"] else r["kv_k"] + "/" + r["kv_v"]
+        tps = statistics.median(r["samples_tps"]) if r.get("samples_tps") else r["mean_tps"]
         print("| %s%d | %d | %s | %s | %s | %.1f ± %.1f | %s | %s | %s | %s |" % (
-            kind, size, B, r["weights"], kv, r.get("gemm", "f32"), r["mean_tps"], r["stddev_tps"],
+            kind, size, B, r["weights"], kv, r.get("gemm", "f32"), tps, r["stddev_tps"],
             "%.1f" % ptps if ptps else "-",
-            "%.2f" % (r["mean_tps"] / ptps) if ptps else "-",
-            "%.1f %%" % (100 * r["mean_tps"] / roof_q) if roof_q else "-",
+            "%.2f" % (tps / ptps) if ptps else "-",
+            "%.1f %%" % (100 * tps / roof_q) if roof_q else "-",
             "%.1f %%" % (100 * ptps / roof_p) if (ptps and roof_p) else "-"))
 
 
