@@ -152,7 +152,7 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
  * weight rows, dequantized from the stage into registers as the MT_WG 0
  * build does its B fragments (A from registers), by all 128 staged rows of
  * X (B by descriptor), so the weights cross from L2 as stored, with no f16
- * copy (engine.c tile_view); the k order is the format's (xh.cl). Slower
+ * copy (lib/engine_wh.c); the k order is the format's (xh.cl). Slower
  * than the f16 copies through the f16 build (engine.c tile_wg_of has the
  * figures), so only on request (QEVAL_MMA_WGMMA). */
 #ifndef MT_WG

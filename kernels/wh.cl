@@ -13,8 +13,8 @@
  *
  * Why: under mma a prefill matmul of Q8_0 weights runs faster as mma_tile's
  * f16 build over a copy made just before it than as its Q8_0 build, which
- * dequantizes every weight again for each 128-row tile (lib/engine.c
- * tile_view says what was measured). The values are the operands the Q8_0
+ * dequantizes every weight again for each 128-row tile (lib/engine_wh.c
+ * says what was measured). The values are the operands the Q8_0
  * build hands the tensor cores (mma.cl's mma_q8_pair rounds the same exact
  * product q d once, to nearest even): only the k order of the sums differs.
  * Plain OpenCL, so PoCL builds it too and tests/check_engine_formats.c

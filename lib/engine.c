@@ -1459,8 +1459,8 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-qe_status qe_engine_run_wt_f16_on(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
-                                  cl_event after, cl_event *done)
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
+                               cl_event after, cl_event *done)
 {
     cl_kernel k = e->k_wt_f16[w->fmt];
     const int K = w->ne0, N = w->ne1;
@@ -1470,11 +1470,6 @@ qe_status qe_engine_run_wt_f16_on(qe_engine *e, const dev_weight *w, cl_mem out,
     return st == QE_OK ? qe_cl_run_on(e->cl, queue, k, 2, global, local, after ? 1 : 0,
                                       after ? &after : NULL, done)
                        : st;
-}
-
-qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out)
-{
-    return qe_engine_run_wt_f16_on(e, w, out, QE_CL_MAIN, NULL, NULL);
 }
 
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs

@@ -244,12 +244,10 @@ struct qe_engine {
 /* n rounded up to a multiple of m (m > 0). */
 size_t qe_engine_round_up(size_t n, size_t m);
 /* kernels/wh.cl's wt_f16: Q8_0 / Q4_0 weight w as f16 rows into out (K x N
-   halves), as engine_wh.c's copies are made; _on: on queue `queue` (enum
-   qe_cl_queue) after event `after` (NULL: none), *done its event (NULL:
-   none wanted) */
-qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out);
-qe_status qe_engine_run_wt_f16_on(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
-                                  cl_event after, cl_event *done);
+   halves) on queue `queue` (enum qe_cl_queue) after event `after` (NULL:
+   none), *done its event (done NULL: none wanted); engine_wh.c's copies */
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
+                               cl_event after, cl_event *done);
 
 /* ---- f16 copies of Q8_0 / Q4_0 weights for mma_tile (engine_wh.c) ---- */
 

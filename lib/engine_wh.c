@@ -96,7 +96,7 @@ static qe_status copy_into(qe_engine *e, int i, const dev_weight *w)
     struct wh_slot *s = &e->wh[i];
     cl_event done = NULL;
     s->w = NULL;
-    qe_status st = qe_engine_run_wt_f16_on(e, w, s->buf, QE_CL_SIDE, s->read, &done);
+    qe_status st = qe_engine_run_wt_f16(e, w, s->buf, QE_CL_SIDE, s->read, &done);
     if (st != QE_OK)
         return st;
     qe_cl_event_free(s->copied);

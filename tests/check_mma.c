@@ -93,6 +93,22 @@ static void tokens(int32_t *t, int n, int n_vocab, uint64_t seed)
     }
 }
 
+/* qeval synth's model c (weights of type wt, values from seed) written to
+ * dir/name.gguf and opened. */
+static qe_model *synth_model(const char *dir, const char *name, const qe_synth_config *c,
+                             qe_dtype wt, uint64_t seed)
+{
+    qe_synth *sy = NULL;
+    OK(qe_synth_new(c, wt, seed, &sy));
+    char path[512];
+    snprintf(path, sizeof path, "%s/%s.gguf", dir, name);
+    OK(qe_synth_write(sy, path, 0));
+    qe_synth_free(sy);
+    qe_model *m = NULL;
+    OK(qe_model_open(path, &m));
+    return m;
+}
+
 /* Target log-probs (next token) of n_seq sequences of n_tok tokens. */
 static void prefill_n(const qe_model *m, qe_gemm gemm, int n_seq, int n_tok, const int32_t *tok,
                       float *tlp, float *lse)
@@ -229,7 +245,7 @@ static void vs_f32_and_ref(const char *rel)
         char what[128];
         /* Q8_0 / Q4_0 prefill matmuls through the format's wgmma build
            (where the probe found wgmma), its mma.sync build and the
-           default, f16 copies of the weights (engine.c tile_view); f16
+           default, f16 copies of the weights (lib/engine_wh.c); f16
            ones through the mma.sync build and the default (MT_WG where the
            probe found wgmma). The last variant of each format runs with
            the defaults, so a holds the default's results for the reference
@@ -404,14 +420,7 @@ START_TEST(test_wh_ring)
     c.name = "wh-ring";
     c.n_layers = 3;
     c.n_vocab = QE_SYNTH_MIN_VOCAB;
-    qe_synth *sy = NULL;
-    OK(qe_synth_new(&c, QE_DT_Q4_0, 5, &sy));
-    char path[512];
-    snprintf(path, sizeof path, "%s/wh-ring.gguf", dir);
-    OK(qe_synth_write(sy, path, 0));
-    qe_synth_free(sy);
-    qe_model *m = NULL;
-    OK(qe_model_open(path, &m));
+    qe_model *m = synth_model(dir, "wh-ring", &c, QE_DT_Q4_0, 5);
     const size_t n = (size_t)NS * NT;
     int32_t *tok = malloc(n * sizeof *tok);
     float *a = malloc(n * sizeof *a), *la = malloc(n * sizeof *la);
@@ -547,15 +556,9 @@ static qe_model *attn_model(const char *dir, int hd)
     qe_synth_config c = {.name = "attn-test", .dim = 4 * hd, .n_layers = 1, .n_heads = 4,
                          .n_kv_heads = 2, .head_dim = hd, .n_ff = 32, .n_vocab = QE_SYNTH_MIN_VOCAB,
                          .n_ctx = 256, .rope_base = 10000.0, .rms_eps = 1e-5};
-    qe_synth *sy = NULL;
-    OK(qe_synth_new(&c, QE_DT_F16, 3, &sy));
-    char path[512];
-    snprintf(path, sizeof path, "%s/attn%d.gguf", dir, hd);
-    OK(qe_synth_write(sy, path, 1));
-    qe_synth_free(sy);
-    qe_model *m = NULL;
-    OK(qe_model_open(path, &m));
-    return m;
+    char name[32];
+    snprintf(name, sizeof name, "attn%d", hd);
+    return synth_model(dir, name, &c, QE_DT_F16, 3);
 }
 
 /* out[s][p][h*hd + d] in double: causal (and windowed) softmax attention of
