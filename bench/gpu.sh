@@ -2,7 +2,7 @@
 # Speed on the GPU machine, qeval and PyTorch side by side in one run:
 #   bash bench/gpu.sh [ARCH]     (default llama-3.2-1b; device tool, carry .debs)
 # Builds qeval there (bench/gpu_env.sh), writes a synthetic model of ARCH's
-# exact shapes (qeval synth), runs qeval bench (pp512 at B 1,8; tg128 at B 1,64;
+# exact shapes (qeval synth), runs qeval bench (pp512, ppl512 at B 1,8; tg128 at B 1,64;
 # f16/q8_0/q4_0 weights; f16 and tq4 KV, both for prefill and decode) and
 # bench/torch_peer.py (fp16, sdpa) on the same shapes, then prints
 # bench/gpu_table.py's table. Raw results go to $OUT (qeval-pp.json,
@@ -17,10 +17,12 @@ qe_gpu_build "$OUT" || exit 1
 Q=build-gpu/bin/qeval
 M=$(qe_gpu_synth "$ARCH") || exit 1
 export PYTHONUNBUFFERED=1
-timeout 300 python3 bench/torch_peer.py --arch "$ARCH" --measure copy,prefill,decode \
+timeout 300 python3 bench/torch_peer.py --arch "$ARCH" --measure copy,prefill,prefill-last,decode \
     --prefill-batches 1,8 --decode-batches 1,64 --reps "$REPS" --out "$OUT/torch.jsonl" >/dev/null
-timeout 400 $Q bench -d nvidia -m "$M" -p 512 -n 0 -b 1,8 --weights file,q8_0,q4_0 --kv f16,tq4 \
-    -r "$REPS" -o json > "$OUT/qeval-pp.json"
+# ppl512 is the prefill that does PyTorch's work (LM head, log-softmax and
+# NLL on the scored half); pp512 (head on the last position) is llama-bench's
+timeout 400 $Q bench -d nvidia -m "$M" -p 512 --ppl 512 -n 0 -b 1,8 --weights file,q8_0,q4_0 \
+    --kv f16,tq4 -r "$REPS" -o json > "$OUT/qeval-pp.json"
 timeout 400 $Q bench -d nvidia -m "$M" -p 0 -n 128 -b 1,64 --weights file,q8_0,q4_0 --kv f16,tq4 \
     -r "$REPS" -o json > "$OUT/qeval-tg.json"
 python3 - "$OUT" <<'PY'

@@ -9,11 +9,15 @@ medians, and the fraction of a roofline:
   decode (tgN):  B * copy_bw / weight_bytes  - every step streams the weights
                  once; copy_bw = the measured device-to-device copy rate
                  (bytes read + written per second);
-  prefill (ppN): peak / (2 * n_params)       - FLOPs per token of the matrix
+  prefill (ppN, pplN): peak / (2 * n_params) - FLOPs per token of the matrix
                  products (attention ignored); peak = the tensor-core f16
                  peak (--tc-tflops) for PyTorch and for qeval rows measured
                  with gemm "mma", the FP32 non-tensor-core peak
                  (--fp32-tflops) for qeval's f32 kernels.
+PyTorch's "prefill" is perplexity-style (the LM head, log-softmax and the
+targets' NLL for the second half of each sequence): it is set against
+qeval's pplN rows, which do the same work. Its "prefill-last" (the head for
+the last position only, llama-bench's pp) is set against qeval's ppN rows.
 usage: gpu_table.py QEVAL.json TORCH.jsonl [--fp32-tflops 67] [--tc-tflops 989]
 """
 import argparse
@@ -35,8 +39,8 @@ def main():
     bw = copy[0]["gb_per_s_read_plus_write"]["median"] * 1e9 if copy else None
     pt = {}
     for r in peer:
-        if r["measurement"] == "prefill":
-            pt[("pp", r["seq_len"], r["batch"])] = r
+        if r["measurement"] == "prefill":  # "logits" absent: scored (before it was recorded)
+            pt[("pp" if r.get("logits") == "last" else "ppl", r["seq_len"], r["batch"])] = r
         elif r["measurement"] == "decode":
             pt[("tg", r["n_gen"], r["batch"])] = r
     print("device: %s; copy %.0f GB/s (read+write); torch %s, transformers %s"
@@ -46,8 +50,8 @@ def main():
     print("| test | B | weights | KV | gemm | qeval tok/s (median ± sd) | PyTorch fp16 tok/s (median) | qeval/PyTorch | qeval % of roofline | PyTorch % of roofline |")
     print("|---|---:|---|---|---|---:|---:|---:|---:|---:|")
     for r in q:
-        kind = "pp" if r["n_prompt"] > 0 else "tg"
-        size = r["n_prompt"] if kind == "pp" else r["n_gen"]
+        kind = "tg" if r["n_gen"] > 0 else "ppl" if r["test"].startswith("ppl") else "pp"
+        size = r["n_gen"] if kind == "tg" else r["n_prompt"]
         B = r["n_batch"]
         p = pt.get((kind, size, B))
         ptps = p["tokens_per_s"]["median"] if p else None

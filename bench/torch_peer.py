@@ -14,6 +14,11 @@ one CUDA GPU, and measures:
            llama-perplexity scores a chunk (positions L/2-1 .. L-2 predict
            tokens L/2 .. L-1) - then float32 log-softmax and the targets' NLL.
            tokens/s counts all B x L positions processed. B in {1, 8, 32}.
+           qeval's test that does this work is `qeval bench --ppl 512`.
+  prefill-last  llama-bench's pp test: the same batches, logits of the last
+           position only (logits_to_keep=1) and their float32 log-softmax:
+           the peer of `qeval bench -p 512`. Its JSON record is measurement
+           "prefill" with "logits": "last" (the other: "scored").
   decode   tg128: B sequences of one BOS token each generate 128 tokens with a
            static KV cache: `generate(cache_implementation="static",
            min_new_tokens=max_new_tokens=128)` (default; transformers compiles
@@ -217,7 +222,7 @@ def build_model(torch, transformers, a, args):
     return model, cfg, got, impl
 
 
-def measure_prefill(torch, model, a, args, B, L, common):
+def measure_prefill(torch, model, a, args, B, L, common, last=False):
     import inspect
     timer = Timer(torch)
     gen = torch.Generator(device="cuda").manual_seed(args.seed + B)
@@ -225,6 +230,8 @@ def measure_prefill(torch, model, a, args, B, L, common):
     ids[:, 0] = 1  # BOS starts every chunk, as llama-perplexity does
     first = L // 2  # scored targets: positions first .. L-1
     keep = L - first + 1  # logits of positions first-1 .. L-1 (the last is dropped)
+    if last:  # the last position's logits; its "target" is its own token (a stand-in)
+        first, keep = L - 1, 1
     has_keep = "logits_to_keep" in inspect.signature(model.forward).parameters
 
     def run():
@@ -233,6 +240,9 @@ def measure_prefill(torch, model, a, args, B, L, common):
                 logits = model(input_ids=ids, logits_to_keep=keep, use_cache=False).logits
             else:
                 logits = model(input_ids=ids, use_cache=False).logits[:, first - 1 - L:, :]
+            if last:
+                lp = torch.log_softmax(logits[:, -1:, :].float(), dim=-1)
+                return -lp.gather(-1, ids[:, -1:].unsqueeze(-1)).sum()
             lp = torch.log_softmax(logits[:, :-1, :].float(), dim=-1)
             nll = -lp.gather(-1, ids[:, first:].unsqueeze(-1)).squeeze(-1)
             return nll.sum()
@@ -244,15 +254,16 @@ def measure_prefill(torch, model, a, args, B, L, common):
         s, w, out = timer(run)
         secs.append(s)
         walls.append(w)
-        nlls.append(out.item() / (B * (L - first)))
+        nlls.append(out.item() / (B * max(L - first, 1)))
     tps = [B * L / s for s in secs]
-    rec = dict(common, measurement="prefill", batch=B, seq_len=L, scored_per_seq=L - first,
+    rec = dict(common, measurement="prefill", logits="last" if last else "scored", batch=B,
+               seq_len=L, scored_per_seq=0 if last else L - first,
                logits_to_keep=has_keep, tokens_per_s=summarize(tps), seconds=summarize(secs),
                wall_seconds=summarize(walls), nll_mean=statistics.fmean(nlls),
                ppl=math.exp(statistics.fmean(nlls)))
     t = rec["tokens_per_s"]
-    human = ("prefill  %-28s B=%-3d L=%d  %10.0f tok/s median  (mean %.0f +- %.0f, n=%d)  nll %.3f"
-             % (common["label"], B, L, t["median"], t["mean"], t["stddev"], t["n"], rec["nll_mean"]))
+    human = ("prefill%s %-28s B=%-3d L=%d  %10.0f tok/s median  (mean %.0f +- %.0f, n=%d)  nll %.3f"
+             % ("-last" if last else "", common["label"], B, L, t["median"], t["mean"], t["stddev"], t["n"], rec["nll_mean"]))
     return rec, human
 
 
@@ -402,7 +413,7 @@ def main(argv=None):
         raise SystemExit("torch_peer: no CUDA device")
     measures = [m.strip() for m in args.measure.split(",") if m.strip()]
     for m in measures:
-        if m not in ("prefill", "decode", "copy"):
+        if m not in ("prefill", "prefill-last", "decode", "copy"):
             p.error("unknown measurement '%s'" % m)
     common = {
         "tool": "torch_peer",
@@ -420,7 +431,7 @@ def main(argv=None):
     if "copy" in measures:
         rec, human = measure_copy(torch, args, common)
         emit(rec, args, human)
-    if "prefill" in measures or "decode" in measures:
+    if {"prefill", "prefill-last", "decode"} & set(measures):
         t0 = time.perf_counter()
         model, cfg, got, impl = build_model(torch, transformers, a, args)
         want = n_params(a)
@@ -434,6 +445,12 @@ def main(argv=None):
         if "prefill" in measures:
             for B in parse_list(args.prefill_batches):
                 rec, human = measure_prefill(torch, model, a, args, B, args.prefill_len, common)
+                emit(rec, args, human)
+                torch.cuda.empty_cache()
+        if "prefill-last" in measures:
+            for B in parse_list(args.prefill_batches):
+                rec, human = measure_prefill(torch, model, a, args, B, args.prefill_len, common,
+                                             last=True)
                 emit(rec, args, human)
                 torch.cuda.empty_cache()
         if "decode" in measures:

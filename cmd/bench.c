@@ -18,14 +18,19 @@ static void usage(FILE *f)
 {
     fprintf(f,
             "usage: qeval bench --model M [options]\n\n"
-            "Measures prompt processing (ppN: prefill of N tokens for each of b sequences)\n"
-            "and text generation (tgN: N decode steps for each of b sequences) like\n"
-            "llama-bench. Every list is crossed with the others: weights x kv x b x\n"
-            "(pp sizes, then tg sizes). Each test runs once untimed, then -r times;\n"
-            "t/s is the mean ± sample standard deviation of tokens/s over the repetitions.\n\n"
+            "Measures prompt processing (ppN: prefill of N tokens for each of b sequences,\n"
+            "the LM head for the last one) and text generation (tgN: N decode steps for\n"
+            "each of b sequences) like llama-bench, and perplexity-style prefill (pplN:\n"
+            "the same prefill, then the LM head, log-softmax and the next token's log-prob\n"
+            "for the second half of each sequence, as qeval perplexity and PyTorch's\n"
+            "perplexity loop compute them). Every list is crossed with the others:\n"
+            "weights x kv x b x (pp sizes, ppl sizes, then tg sizes). Each test runs\n"
+            "once untimed, then -r times; t/s is the mean ± sample standard deviation of\n"
+            "tokens/s over the repetitions.\n\n"
             "options:\n"
             "  -m, --model PATH      .gguf file or Hugging Face model directory\n"
             "  -p, --n-prompt LIST   pp sizes, e.g. 128,512 (default 512; 0 = no pp test)\n"
+            "      --ppl LIST        ppl sizes, each >= 2 (default none)\n"
             "  -n, --n-gen LIST      tg sizes (default 128; 0 = no tg test)\n"
             "  -b, --batch LIST      sequences side by side (default 1)\n"
             "      --weights LIST    file (as stored) or f32, f16, q8_0, q4_0: the model is\n"
@@ -102,7 +107,7 @@ static qe_status on_result(void *ud, const qe_bench_result *r)
 
 int qe_cmd_bench(int argc, char **argv)
 {
-    enum { O_WEIGHTS = 256, O_KV, O_NOWARM, O_DB, O_PROFILE, O_SEED, O_GEMM };
+    enum { O_WEIGHTS = 256, O_KV, O_NOWARM, O_DB, O_PROFILE, O_SEED, O_GEMM, O_PPL };
     static const struct option longopts[] = {
         {"model", required_argument, 0, 'm'},     {"n-prompt", required_argument, 0, 'p'},
         {"n-gen", required_argument, 0, 'n'},     {"batch", required_argument, 0, 'b'},
@@ -111,10 +116,10 @@ int qe_cmd_bench(int argc, char **argv)
         {"output", required_argument, 0, 'o'},    {"db", required_argument, 0, O_DB},
         {"profile", no_argument, 0, O_PROFILE},   {"seed", required_argument, 0, O_SEED},
         {"device", required_argument, 0, 'd'},    {"help", no_argument, 0, 'h'},
-        {"gemm", required_argument, 0, O_GEMM},
+        {"gemm", required_argument, 0, O_GEMM},   {"ppl", required_argument, 0, O_PPL},
         {0, 0, 0, 0}};
     static char def_p[] = "512", def_n[] = "128", def_b[] = "1", def_w[] = "file", def_kv[] = "f16";
-    char *lp = def_p, *ln = def_n, *lb = def_b, *lw = def_w, *lkv = def_kv;
+    char *lp = def_p, *ll = NULL, *ln = def_n, *lb = def_b, *lw = def_w, *lkv = def_kv;
     const char *model_path = NULL, *db_path = NULL, *device = NULL;
     qe_bench_opts o = qe_bench_opts_default();
     qe_bench_format fmt = QE_BENCH_MD;
@@ -126,6 +131,7 @@ int qe_cmd_bench(int argc, char **argv)
         switch (c) {
         case 'm': model_path = optarg; break;
         case 'p': lp = optarg; break;
+        case O_PPL: ll = optarg; break;
         case 'n': ln = optarg; break;
         case 'b': lb = optarg; break;
         case O_WEIGHTS: lw = optarg; break;
@@ -162,13 +168,15 @@ int qe_cmd_bench(int argc, char **argv)
         return qe_cli_usage_error("bench", "unexpected argument '%s'", argv[optind]);
     if (!model_path)
         return qe_cli_usage_error("bench", "--model is required");
-    int np[LIST_MAX], ng[LIST_MAX], nb[LIST_MAX], nw = 0, nk = 0;
+    int np[LIST_MAX], nl[LIST_MAX], ng[LIST_MAX], nb[LIST_MAX], nw = 0, nk = 0;
     char *weights[LIST_MAX], *kv[LIST_MAX];
     if ((rc = parse_ints(lp, np, &o.n_n_prompt, "n-prompt")) || (rc = parse_ints(ln, ng, &o.n_n_gen, "n-gen")) ||
+        (ll && (rc = parse_ints(ll, nl, &o.n_n_ppl, "ppl"))) ||
         (rc = parse_ints(lb, nb, &o.n_n_batch, "batch")) ||
         (rc = split(lw, weights, LIST_MAX, &nw, "weights")) || (rc = split(lkv, kv, LIST_MAX, &nk, "kv")))
         return rc;
     o.n_prompt = np;
+    o.n_ppl = nl;
     o.n_gen = ng;
     o.n_batch = nb;
     o.weights = (const char *const *)weights;

@@ -2,8 +2,10 @@
  * 2 or 3; built into the format's embed / matmul program).
  *
  * wt_f16: out[o][k] = wt_load(w, row_bytes, o, k) rounded to the nearest
- *   f16 (ties to even), for o < N, k < K (a multiple of 32: whole blocks);
- *   out holds N rows of K halves. global (K / 8 rounded up, N), any local
+ *   f16 (ties to even), for o0 <= o < N, k < K (a multiple of 32: whole
+ *   blocks); out holds N rows of K halves (rows from o0 written: the LM
+ *   head's copy is made a slice of rows at a time, lib/engine_wh.c).
+ *   global (K / 8 rounded up, N - o0), any local
  *   size (lib/engine.c qe_engine_run_wt_f16 launches it); work-item i of
  *   row o converts elements 8i .. 8i + 7 with one 8-byte load and one
  *   16-byte store, so a warp reads and writes one contiguous run of the
@@ -31,9 +33,10 @@ inline uint wh_pair(float a, float b)
     return u;
 }
 
-__kernel void wt_f16(const __global uchar *w, ulong row_bytes, int K, int N, __global uint4 *out)
+__kernel void wt_f16(const __global uchar *w, ulong row_bytes, int K, int N, __global uint4 *out,
+                     int o0)
 {
-    const int i = get_global_id(0), o = get_global_id(1);
+    const int i = get_global_id(0), o = o0 + (int)get_global_id(1);
     if (i >= K / 8 || o >= N)
         return;
     const __global uchar *r = w + (ulong)o * row_bytes;

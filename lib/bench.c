@@ -80,7 +80,8 @@ static int list_max(const int *v, int n)
 qe_status qe_bench_check(const qe_model *m, const qe_bench_opts *o)
 {
     const qe_hparams *hp = qe_model_hparams(m);
-    if (o->n_n_prompt < 1 || o->n_n_gen < 1 || o->n_n_batch < 1 || o->n_weights < 1 || o->n_kv < 1)
+    if (o->n_n_prompt < 1 || o->n_n_gen < 1 || o->n_n_batch < 1 || o->n_weights < 1 || o->n_kv < 1 ||
+        o->n_n_ppl < 0 || (o->n_n_ppl > 0 && !o->n_ppl))
         return qe_fail(QE_EINVAL, "bench: every list (-p, -n, -b, --weights, --kv) needs a value");
     if (o->reps < 1 || o->reps > 100000)
         return qe_fail(QE_EINVAL, "bench: %d repetitions; 1 .. 100000 allowed", o->reps);
@@ -91,6 +92,12 @@ qe_status qe_bench_check(const qe_model *m, const qe_bench_opts *o)
                            BENCH_MAX_TOK);
         tests += o->n_prompt[i] > 0;
     }
+    for (int i = 0; i < o->n_n_ppl; i++) {
+        if (o->n_ppl[i] < 0 || o->n_ppl[i] == 1 || o->n_ppl[i] > BENCH_MAX_TOK)
+            return qe_fail(QE_EINVAL, "bench: ppl size %d is outside 2 .. %d (0 = none)",
+                           o->n_ppl[i], BENCH_MAX_TOK);
+        tests += o->n_ppl[i] > 0;
+    }
     for (int i = 0; i < o->n_n_gen; i++) {
         if (o->n_gen[i] < 0 || o->n_gen[i] > BENCH_MAX_TOK)
             return qe_fail(QE_EINVAL, "bench: generation size %d is outside 0 .. %d", o->n_gen[i],
@@ -98,7 +105,7 @@ qe_status qe_bench_check(const qe_model *m, const qe_bench_opts *o)
         tests += o->n_gen[i] > 0;
     }
     if (tests == 0)
-        return qe_fail(QE_EINVAL, "bench: no test (every -p and -n size is 0)");
+        return qe_fail(QE_EINVAL, "bench: no test (every -p, --ppl and -n size is 0)");
     for (int i = 0; i < o->n_n_batch; i++)
         if (o->n_batch[i] < 1 || o->n_batch[i] > BENCH_MAX_B)
             return qe_fail(QE_EINVAL, "bench: batch %d is outside 1 .. %d", o->n_batch[i], BENCH_MAX_B);
@@ -133,6 +140,9 @@ typedef struct bench_run {
     int b, n_ctx;
     int32_t *tokens;   /* [b * n_ctx] random ids */
     int32_t *next;     /* [b] tg feedback */
+    int32_t *targets;  /* ppl: [b * rows] next tokens, -1 for each sequence's last row */
+    float *logp;       /* ppl: [b * rows] the targets' log-probs */
+    double nll;        /* ppl: the last repetition's mean -logp over rows with a target */
     double *seconds, *tps; /* [reps] */
     qe_sample_rng rng;
 } bench_run;
@@ -143,6 +153,30 @@ static qe_status run_pp(bench_run *br, int n, double *sec)
     const double t = qe_now();
     qe_status st = qe_engine_prefill(br->e, br->b, n, br->tokens, n - 1, NULL, &out);
     *sec = qe_now() - t;
+    return st;
+}
+
+/* pplN: the head rows of torch_peer.py's prefill (logits_to_keep N - N/2 + 1:
+ * positions N/2-1 .. N-1), the targets the next tokens (none for the last),
+ * statistics read back as qeval perplexity reads them. */
+static qe_status run_ppl(bench_run *br, int n, double *sec)
+{
+    const int first = n / 2 - 1, rows = n - first;
+    for (int s = 0; s < br->b; s++)
+        for (int i = 0; i < rows; i++)
+            br->targets[s * rows + i] = first + i < n - 1 ? br->tokens[s * n + first + i + 1] : -1;
+    qe_engine_out out = {.target_logp = br->logp};
+    const double t = qe_now();
+    qe_status st = qe_engine_prefill(br->e, br->b, n, br->tokens, first, br->targets, &out);
+    *sec = qe_now() - t;
+    double sum = 0;
+    int cnt = 0;
+    for (int r = 0; st == QE_OK && r < br->b * rows; r++)
+        if (br->targets[r] >= 0) {
+            sum -= br->logp[r];
+            cnt++;
+        }
+    br->nll = cnt ? sum / cnt : 0;
     return st;
 }
 
@@ -163,8 +197,16 @@ static qe_status run_tg(bench_run *br, int n, double *sec, qe_decode_seq *seqs)
 }
 
 /* Warm-up, then the measured repetitions of one test; fn gets the result. */
+enum { T_PP, T_PPL, T_TG };
+
+static qe_status run_one(bench_run *br, int kind, int n, double *sec, qe_decode_seq *seqs)
+{
+    return kind == T_PP ? run_pp(br, n, sec) : kind == T_PPL ? run_ppl(br, n, sec)
+                                             : run_tg(br, n, sec, seqs);
+}
+
 static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights, qe_kv_format kk,
-                          qe_kv_format kv, int pp, int n, qe_bench_fn fn, void *ud)
+                          qe_kv_format kv, int kind, int n, qe_bench_fn fn, void *ud)
 {
     const qe_bench_opts *o = br->o;
     qe_decode_seq *seqs = NULL;
@@ -172,10 +214,11 @@ static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights
     size_t nkt = 0;
     double dummy;
     qe_status st = QE_OK;
+    const int pp = kind != T_TG;
     if (!pp && !(seqs = malloc((size_t)br->b * sizeof *seqs)))
         return qe_fail(QE_ENOMEM, "bench: out of memory");
     if (o->warmup)
-        st = pp ? run_pp(br, n, &dummy) : run_tg(br, n, &dummy, seqs);
+        st = run_one(br, kind, n, &dummy, seqs);
     if (st == QE_OK && o->profile) { /* drop what the warm-up recorded */
         st = qe_cl_profile_take(br->cl, &kt, &nkt);
         free(kt);
@@ -186,7 +229,7 @@ static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights
     qe_cl_launch_stats(br->cl, &l0, &e0);
     const uint64_t w0 = qe_cl_wait_ns(br->cl);
     for (int r = 0; r < o->reps && st == QE_OK; r++) {
-        st = pp ? run_pp(br, n, &br->seconds[r]) : run_tg(br, n, &br->seconds[r], seqs);
+        st = run_one(br, kind, n, &br->seconds[r], seqs);
         br->tps[r] = (double)br->b * n / br->seconds[r];
     }
     qe_cl_launch_stats(br->cl, &l1, &e1);
@@ -203,8 +246,10 @@ static qe_status run_test(bench_run *br, const qe_model *bm, const char *weights
                              .n_tokens = (int64_t)br->b * n, .reps = o->reps,
                              .seconds = br->seconds, .tps = br->tps, .kernels = kt,
                              .n_kernels = nkt, .launches = l1 - l0, .enqueue_ns = e1 - e0,
-                             .wait_ns = w1 - w0};
-        snprintf(r.test, sizeof r.test, "%s%d", pp ? "pp" : "tg", n);
+                             .wait_ns = w1 - w0,
+                             .scored = kind == T_PPL ? n - n / 2 : 0,
+                             .nll = kind == T_PPL ? br->nll : 0};
+        snprintf(r.test, sizeof r.test, "%s%d", kind == T_PP ? "pp" : kind == T_PPL ? "ppl" : "tg", n);
         qe_bench_mean_sd(br->tps, o->reps, &r.mean_tps, &r.stddev_tps);
         qe_log_debug("bench: %s b=%d %s %s/%s: %.2f +/- %.2f tokens/s", r.test, br->b, weights,
                      qe_kv_format_name(kk), qe_kv_format_name(kv), r.mean_tps, r.stddev_tps);
@@ -220,15 +265,20 @@ static qe_status run_config(const qe_model *bm, qe_cl *cl, const qe_bench_opts *
                             qe_bench_fn fn, void *ud)
 {
     bench_run br = {.o = o, .cl = cl, .b = b};
-    const int max_p = list_max(o->n_prompt, o->n_n_prompt), max_g = list_max(o->n_gen, o->n_n_gen);
+    const int max_p = list_max(o->n_prompt, o->n_n_prompt), max_g = list_max(o->n_gen, o->n_n_gen),
+              max_l = list_max(o->n_ppl, o->n_n_ppl);
     br.n_ctx = max_p > max_g ? max_p : max_g;
+    br.n_ctx = max_l > br.n_ctx ? max_l : br.n_ctx;
+    const size_t nrow = (size_t)b * (size_t)(max_l - max_l / 2 + 1); /* ppl's head rows */
     qe_status st = QE_OK;
     const size_t nt = (size_t)b * (size_t)br.n_ctx;
     br.tokens = malloc(nt * sizeof *br.tokens);
     br.next = malloc((size_t)b * sizeof *br.next);
     br.seconds = malloc((size_t)o->reps * sizeof *br.seconds);
     br.tps = malloc((size_t)o->reps * sizeof *br.tps);
-    if (!br.tokens || !br.next || !br.seconds || !br.tps) {
+    br.targets = max_l ? malloc(nrow * sizeof *br.targets) : NULL;
+    br.logp = max_l ? malloc(nrow * sizeof *br.logp) : NULL;
+    if (!br.tokens || !br.next || !br.seconds || !br.tps || (max_l && (!br.targets || !br.logp))) {
         st = qe_fail(QE_ENOMEM, "bench: out of memory for %zu tokens", nt);
         goto done;
     }
@@ -240,7 +290,10 @@ static qe_status run_config(const qe_model *bm, qe_cl *cl, const qe_bench_opts *
     eo.n_ctx = br.n_ctx;
     eo.n_seq = b;
     eo.top_k = 1;
-    eo.head_rows = b; /* pp runs the head on one row per sequence */
+    /* pp runs the head on one row per sequence; ppl on about half of them,
+       in passes of as many rows as the engine's logits budget holds (as
+       qeval perplexity's engine) */
+    eo.head_rows = max_l ? 0 : b;
     eo.kv_k = kk;
     eo.kv_v = kv;
     eo.gemm = o->gemm;
@@ -250,11 +303,14 @@ static qe_status run_config(const qe_model *bm, qe_cl *cl, const qe_bench_opts *
         goto done;
     for (int i = 0; i < o->n_n_prompt && st == QE_OK; i++)
         if (o->n_prompt[i] > 0)
-            st = run_test(&br, bm, weights, kk, kv, 1, o->n_prompt[i], fn, ud);
+            st = run_test(&br, bm, weights, kk, kv, T_PP, o->n_prompt[i], fn, ud);
+    for (int i = 0; i < o->n_n_ppl && st == QE_OK; i++)
+        if (o->n_ppl[i] > 0)
+            st = run_test(&br, bm, weights, kk, kv, T_PPL, o->n_ppl[i], fn, ud);
     /* The prefill overwrote the caches: the decoder's slots start over. */
     for (int i = 0; i < o->n_n_gen && st == QE_OK; i++)
         if (o->n_gen[i] > 0)
-            st = run_test(&br, bm, weights, kk, kv, 0, o->n_gen[i], fn, ud);
+            st = run_test(&br, bm, weights, kk, kv, T_TG, o->n_gen[i], fn, ud);
 done:
     if (st != QE_OK)
         qe_fail_prefix(st, "bench: weights %s, kv %s/%s, b %d", weights, qe_kv_format_name(kk),
@@ -263,6 +319,8 @@ done:
     qe_engine_close(br.e);
     free(br.tokens);
     free(br.next);
+    free(br.targets);
+    free(br.logp);
     free(br.seconds);
     free(br.tps);
     return st;

@@ -7,6 +7,14 @@
  *   ppN  prefill of N tokens for each of b sequences from an empty cache
  *        (qe_engine_prefill, statistics of the last position only, as
  *        llama-bench asks for the last token's logits); b*N tokens.
+ *   pplN perplexity-style prefill of N tokens for each of b sequences
+ *        (N >= 2): the same forward, then the LM head, log-softmax and
+ *        each target's log-prob for the scored half as qeval perplexity
+ *        and bench/torch_peer.py's prefill compute them: rows for positions
+ *        N/2-1 .. N-1 (N - N/2 + 1 of them, the last without a target),
+ *        targets the next tokens; statistics read back; b*N tokens. This is
+ *        the test to set against PyTorch's prefill, which does that work;
+ *        ppN leaves out the head of all but one row per sequence.
  *   tgN  N decode steps for each of b sequences from an empty cache
  *        (qe_decode_run, one token per sequence per step at positions
  *        0 .. N-1, each step's arg-max fed back); b*N tokens.
@@ -15,8 +23,8 @@
  * a repetition (host round trips included), reported as mean and sample
  * standard deviation over the repetitions (llama-bench's avg_ts, stdev_ts).
  *
- * The cross product, in output order: weights x kv x b x (pp sizes, then tg
- * sizes); one engine per (weights, kv, b), sized for the largest test.
+ * The cross product, in output order: weights x kv x b x (pp sizes, ppl
+ * sizes, then tg sizes); one engine per (weights, kv, b), sized for the largest test.
  * Weights: "file" (as stored, as qeval perplexity --weights names it) or a
  * requantization target (f32, f16, q8_0, q4_0; lib/quant.h's policy). KV: a lib/kv_format.h name for both caches,
  * or "K/V" for two ("q8_0/f16").
@@ -42,6 +50,8 @@
 typedef struct qe_bench_opts {
     const int *n_prompt;        /* [n_n_prompt] pp sizes; a 0 entry is skipped */
     int n_n_prompt;
+    const int *n_ppl;           /* [n_n_ppl] ppl sizes; may be empty, a 0 entry is skipped */
+    int n_n_ppl;
     const int *n_gen;           /* [n_n_gen] tg sizes; a 0 entry is skipped */
     int n_n_gen;
     const int *n_batch;         /* [n_n_batch] sequences side by side, >= 1 */
@@ -63,8 +73,10 @@ qe_bench_opts qe_bench_opts_default(void);
 
 /* One measured test. Arrays are valid during the callback only. */
 typedef struct qe_bench_result {
-    char test[32];              /* "pp512", "tg128" */
-    int n_prompt, n_gen;        /* one of them is 0 */
+    char test[32];              /* "pp512", "ppl512", "tg128" */
+    int n_prompt, n_gen;        /* one of them is 0 (pp and ppl: n_prompt) */
+    int scored;                 /* ppl: rows with a target a sequence (N - N/2); else 0 */
+    double nll;                 /* ppl: mean -log p(target) over those rows, last repetition */
     int n_batch;
     const char *weights;        /* as given */
     qe_kv_format kv_k, kv_v;
@@ -86,8 +98,9 @@ typedef struct qe_bench_result {
 
 typedef qe_status (*qe_bench_fn)(void *ud, const qe_bench_result *r);
 
-/* Validate options against the model before anything runs: non-empty lists,
- * pp/tg sizes in 0 .. 2^20 with at least one test, b in 1 .. 65536, known
+/* Validate options against the model before anything runs: non-empty lists
+ * (the ppl list may be empty), pp/ppl/tg sizes in 0 .. 2^20 (ppl: 0 or >= 2)
+ * with at least one test, b in 1 .. 65536, known
  * weight and KV names (the formats must fit the model's rows), reps >= 1.
  * QE_EINVAL naming the list and value; QE_EUNSUPPORTED for a KV format the
  * model's head sizes do not fit. */

@@ -116,6 +116,10 @@ static json_t *result_json(const qe_bench_env *env, const qe_bench_result *r, in
     json_object_set_new(o, "launches", json_integer((json_int_t)r->launches));
     json_object_set_new(o, "enqueue_s", json_real((double)r->enqueue_ns / 1e9));
     json_object_set_new(o, "wait_s", json_real((double)r->wait_ns / 1e9));
+    if (r->scored) { /* ppl: what its head computed, for a check against the peer's nll */
+        json_object_set_new(o, "scored", json_integer(r->scored));
+        json_object_set_new(o, "nll", isfinite(r->nll) ? json_real(r->nll) : json_null());
+    }
     if (kernels && r->n_kernels) {
         json_t *k = json_array();
         for (size_t i = 0; i < r->n_kernels; i++) {

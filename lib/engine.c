@@ -574,11 +574,17 @@ static qe_status need_tiles(qe_engine *e, int fmt)
         return QE_OK;
     char base[96];
     mma_base(e, fmt, base, sizeof base);
-    /* mma_tile's largest prefill matrix is an FFN one (the LM head
-       multiplies a few rows), mma_tile_glu's gate and up together */
+    /* mma_tile's largest prefill matrix: an FFN one, or the LM head where
+       this build serves it (head_fmt), mma_tile_glu's gate and up together.
+       The head counts: a perplexity pass multiplies it by up to 1,024 rows
+       (8 row tiles). H200, ppl512 B 8 of the synthetic Llama-3.2-1B in f16
+       (QEVAL_MMA_RASTER 16 against the f16 build's 0 then): the head's
+       two 1,024-row passes 3.92 -> 2.85 ms, the other mma_tile calls 9.31
+       / 9.37 ms. */
     const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
-    qe_status st =
-        tile_build(e, base, fmt, "", ffn, "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
+    const uint64_t head = wfmt_bytes(fmt, (uint64_t)e->hp.n_vocab * (uint64_t)e->hp.dim);
+    qe_status st = tile_build(e, base, fmt, "", fmt == e->head_fmt && head > ffn ? head : ffn,
+                              "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
     const int own = !(e->wh_fmts >> fmt & 1u); /* its layer weights through these builds */
@@ -619,7 +625,8 @@ static qe_status need_wfmt(qe_engine *e, int fmt)
         char base[96], mopts[256];
         mma_base(e, fmt, base, sizeof base);
         st = need_tiles(e, fmt);
-        if (st == QE_OK && (e->wh_fmts >> fmt & 1)) /* its prefill matmuls: engine_wh.c */
+        /* its prefill matmuls, or the LM head's, through f16 copies: engine_wh.c */
+        if (st == QE_OK && ((e->wh_fmts >> fmt & 1) || e->head_wh))
             st = need_tiles(e, WF_F16);
         const char *xal = e->ms_xal ? "-DMS_XAL" : "";
         char x1[32];
@@ -1026,7 +1033,25 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         st = qe_fail(QE_ENOMEM, "engine: out of memory");
         goto done;
     }
-    st = upload_weight(e, &w->token_embd, &e->tok_embd);
+    /* The format prefill's LM head matmul reads (need_tiles orders that
+       build's tiles for it): an f16 copy (engine_wh.c) where the head is
+       Q8_0 or Q4_0 without a wgmma build of its own (as wh_fmts_of picks
+       for the layers; the head of a q4_0 model is Q8_0, lib/quant.h) and
+       the copy takes at most 1/32 of the device's memory, else the head's
+       own format. QEVAL_MMA_WH_HEAD=0 turns the copy off (A/B runs, and
+       check_mma's comparisons of the layers' builds). */
+    int hconv;
+    const char *whh_env = getenv("QEVAL_MMA_WH_HEAD");
+    st = engine_wfmt_of(&w->output, &e->head_fmt, &hconv);
+    e->head_wh = st == QE_OK && e->opt.gemm == QE_GEMM_MMA && !(whh_env && !strcmp(whh_env, "0")) &&
+                 (e->head_fmt == WF_Q8_0 || e->head_fmt == WF_Q4_0) &&
+                 !(e->mt_wg >> e->head_fmt & 1u) &&
+                 (uint64_t)2 * (uint64_t)hp->n_vocab * (uint64_t)hp->dim <=
+                     qe_cl_device(cl)->global_mem / 32;
+    if (e->head_wh)
+        e->head_fmt = WF_F16;
+    if (st == QE_OK)
+        st = upload_weight(e, &w->token_embd, &e->tok_embd);
     if (st == QE_OK && w->output.data == w->token_embd.data && w->output.type == w->token_embd.type) {
         e->output = e->tok_embd;
         e->output.owned = 0;
@@ -1459,14 +1484,16 @@ static qe_status run_tile_grid(qe_engine *e, cl_kernel k, size_t n_staged, int n
     return qe_cl_run(e->cl, k, 2, global, local, NULL);
 }
 
-qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
-                               cl_event after, cl_event *done)
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, int row0, int n_rows,
+                               int queue, cl_event after, cl_event *done)
 {
     cl_kernel k = e->k_wt_f16[w->fmt];
-    const int K = w->ne0, N = w->ne1;
-    qe_status st = qe_cl_args(k, 5, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
-                              sizeof(int), &K, sizeof(int), &N, sizeof(cl_mem), &out);
-    size_t global[2] = {qe_engine_round_up((size_t)K / 8, 64), (size_t)N}, local[2] = {64, 1};
+    const int K = w->ne0, N = row0 + n_rows;
+    QE_ASSERT(row0 >= 0 && n_rows >= 1 && N <= w->ne1);
+    qe_status st = qe_cl_args(k, 6, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
+                              sizeof(int), &K, sizeof(int), &N, sizeof(cl_mem), &out, sizeof(int),
+                              &row0);
+    size_t global[2] = {qe_engine_round_up((size_t)K / 8, 64), (size_t)n_rows}, local[2] = {64, 1};
     return st == QE_OK ? qe_cl_run_on(e->cl, queue, k, 2, global, local, after ? 1 : 0,
                                       after ? &after : NULL, done)
                        : st;
@@ -2021,7 +2048,8 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         }
         st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h);
         xh_share(e, 0);
-        if (st != QE_OK || (st = run_ffn(e, d, rows)) != QE_OK)
+        if (st != QE_OK || (st = run_ffn(e, d, rows)) != QE_OK ||
+            (st = qe_engine_wh_head_slice(e)) != QE_OK)
             break;
     }
     if (st == QE_OK)
@@ -2115,6 +2143,7 @@ qe_status qe_engine_begin(qe_engine *e, int n_seq, int n_tok, const int32_t *tok
                 e->htmp[r] = -1;
         st = qe_cl_write(e->cl, e->targets, 0, (size_t)out_rows * sizeof(int32_t), e->htmp, 1);
     }
+    qe_engine_wh_head_reset(e, with_targets);
     if (st == QE_OK)
         st = qe_engine_run_trunk(e, n_seq, n_tok, out_first);
     e->last_n_seq = n_seq;
@@ -2149,8 +2178,17 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
         return st;
     const int out_rows = n_seq * (n_tok - out_first);
     st = qe_engine_begin(e, n_seq, n_tok, tokens, out_first, targets, out != NULL);
-    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += e->opt.head_rows)
-        st = qe_engine_run_head(e, r0, out_rows - r0 < e->opt.head_rows ? out_rows - r0 : e->opt.head_rows, 1);
+    /* As few passes as head_rows allows, of equal size rounded up to whole
+       row tiles: 2,056 rows in passes of at most 1,024 as 768, 768, 520
+       rather than 1,024, 1,024, 8, whose last pass costs a whole row tile
+       and a latency-bound logit_stats of 8 work-groups (0.35 ms of a 30 ms
+       ppl512 B 8 on the H200). The statistics do not depend on it. */
+    const int hr = e->opt.head_rows, passes = (out_rows + hr - 1) / hr;
+    const int tile = e->opt.gemm == QE_GEMM_MMA ? e->mt_shape.rows : MM_TILE;
+    int per = (out_rows + passes - 1) / passes;
+    per = per % tile && (per / tile + 1) * tile <= hr ? (per / tile + 1) * tile : per;
+    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += per)
+        st = qe_engine_run_head(e, r0, out_rows - r0 < per ? out_rows - r0 : per, 1);
     if (st == QE_OK && out)
         st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
     else if (st == QE_OK)

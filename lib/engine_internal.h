@@ -228,6 +228,20 @@ struct qe_engine {
         uint64_t used;       /* wh_clock when last read: the oldest is reused first */
     } wh[WH_SLOTS];
     uint64_t wh_clock;
+    /* The LM head's f16 copy (engine_wh.c), where prefill's head reads one
+       (head_wh: its format is a wh_fmts one and the copy fits): made again
+       each prefill, a slice of rows after each layer on the side queue */
+    int head_wh;
+    int head_fmt;            /* the format that head matmul reads (F16 under head_wh) */
+    struct wh_head {
+        cl_mem buf;
+        cl_event copied;     /* side queue: the last slice enqueued done */
+        cl_event read;       /* main queue: the last head matmul that read it done */
+        int rows;            /* rows enqueued for this prefill (ne1: all) */
+        int slice;           /* rows a layer adds */
+        int early;           /* this prefill will run the head: slices after each layer */
+        int taken;           /* read by the call being enqueued */
+    } whh;
     /* the weight formats (mask of 1 << enum engine_wfmt) whose mma_tile
        builds run on wgmma (kernels/mma.cl MT_WG, built by
        qe_cl_build_wgmma) where lib/cl's probe says it works (engine.c
@@ -243,11 +257,12 @@ struct qe_engine {
 
 /* n rounded up to a multiple of m (m > 0). */
 size_t qe_engine_round_up(size_t n, size_t m);
-/* kernels/wh.cl's wt_f16: Q8_0 / Q4_0 weight w as f16 rows into out (K x N
-   halves) on queue `queue` (enum qe_cl_queue) after event `after` (NULL:
-   none), *done its event (done NULL: none wanted); engine_wh.c's copies */
-qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, int queue,
-                               cl_event after, cl_event *done);
+/* kernels/wh.cl's wt_f16: rows row0 .. row0 + n_rows - 1 of Q8_0 / Q4_0
+   weight w as f16 rows into the same rows of out (K x N halves) on queue
+   `queue` (enum qe_cl_queue) after event `after` (NULL: none), *done its
+   event (done NULL: none wanted); engine_wh.c's copies */
+qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, int row0, int n_rows,
+                               int queue, cl_event after, cl_event *done);
 
 /* ---- f16 copies of Q8_0 / Q4_0 weights for mma_tile (engine_wh.c) ---- */
 
@@ -262,6 +277,12 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
 /* After that launch: its slots' last reader is it. A no-op when the call
    read no copy. */
 qe_status qe_engine_wh_done(qe_engine *e);
+/* The LM head's copy (head_wh): a prefill starts it over (whh.rows 0,
+   whh.early: whether it will run the head); qe_engine_wh_head_slice, after
+   each layer of a prefill with whh.early, enqueues its next slice of rows; wh_take enqueues whatever is left
+   when the head's matmul takes the copy. A no-op without head_wh. */
+void qe_engine_wh_head_reset(qe_engine *e, int early);
+qe_status qe_engine_wh_head_slice(qe_engine *e);
 
 /* Allocate a device read-write buffer of rows x width elements of elem bytes
  * into *out; QE_ERANGE when the size overflows, the message naming what. */

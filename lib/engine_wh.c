@@ -57,6 +57,12 @@ qe_status qe_engine_wh_open(qe_engine *e)
     qe_status st = QE_OK;
     for (int i = 0; n && st == QE_OK && i < WH_SLOTS; i++)
         st = qe_engine_alloc_act(e, 1, most, 1, &e->wh[i].buf, "f16 weight copy");
+    if (st == QE_OK && e->head_wh) {
+        const dev_weight *o = &e->output;
+        e->whh.slice = (o->ne1 + e->hp.n_layers - 1) / e->hp.n_layers;
+        st = qe_engine_alloc_act(e, (size_t)o->ne1, (size_t)o->ne0, 2, &e->whh.buf,
+                                 "LM head f16 copy");
+    }
     return st;
 }
 
@@ -68,6 +74,45 @@ void qe_engine_wh_close(qe_engine *e)
         qe_cl_free(e->wh[i].buf);
     }
     memset(e->wh, 0, sizeof e->wh);
+    qe_cl_event_free(e->whh.copied);
+    qe_cl_event_free(e->whh.read);
+    qe_cl_free(e->whh.buf);
+    memset(&e->whh, 0, sizeof e->whh);
+}
+
+/* The LM head (why a copy: its Q8_0 / Q4_0 build runs mma.sync with the
+ * dequantization inside, the f16 one wgmma, as for the layers). H200,
+ * ppl512 B 8 of the synthetic Llama-3.2-1B (2,056 head rows in passes of
+ * 1,024), before this copy: the head's matmuls 4.2 ms a prefill in q8_0 or
+ * q4_0 against f16's 2.85 (grouped, engine.c need_tiles). Made in slices
+ * so that no copy of the ring waits long behind it on the side queue. */
+void qe_engine_wh_head_reset(qe_engine *e, int early)
+{
+    e->whh.rows = 0;
+    e->whh.early = early;
+}
+
+/* Rows [whh.rows, whh.rows + n) of the head into its copy, the first
+ * slice of a prefill after the previous prefill's last head matmul. */
+static qe_status head_rows_copy(qe_engine *e, int n)
+{
+    cl_event done = NULL;
+    qe_status st = qe_engine_run_wt_f16(e, &e->output, e->whh.buf, e->whh.rows, n, QE_CL_SIDE,
+                                        e->whh.rows == 0 ? e->whh.read : NULL, &done);
+    if (st != QE_OK)
+        return st;
+    qe_cl_event_free(e->whh.copied);
+    e->whh.copied = done;
+    e->whh.rows += n;
+    return QE_OK;
+}
+
+qe_status qe_engine_wh_head_slice(qe_engine *e)
+{
+    const int left = e->output.ne1 - e->whh.rows;
+    if (!e->head_wh || !e->whh.early || left <= 0)
+        return QE_OK;
+    return head_rows_copy(e, left < e->whh.slice ? left : e->whh.slice);
 }
 
 /* The slot holding w's copy, or -1. */
@@ -96,7 +141,7 @@ static qe_status copy_into(qe_engine *e, int i, const dev_weight *w)
     struct wh_slot *s = &e->wh[i];
     cl_event done = NULL;
     s->w = NULL;
-    qe_status st = qe_engine_run_wt_f16(e, w, s->buf, QE_CL_SIDE, s->read, &done);
+    qe_status st = qe_engine_run_wt_f16(e, w, s->buf, 0, w->ne1, QE_CL_SIDE, s->read, &done);
     if (st != QE_OK)
         return st;
     qe_cl_event_free(s->copied);
@@ -111,7 +156,20 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
     cl_uint n_wait = 0;
     for (int i = 0; i < WH_SLOTS; i++)
         e->wh[i].taken = 0;
+    e->whh.taken = 0;
     for (int j = 0; j < n && j < 2; j++) {
+        if (w[j] == &e->output && e->head_wh) { /* the head's own copy, finished now */
+            const int left = e->output.ne1 - e->whh.rows;
+            qe_status st = left > 0 ? head_rows_copy(e, left) : QE_OK;
+            if (st != QE_OK)
+                return st;
+            e->whh.taken = 1;
+            wait[n_wait++] = e->whh.copied;
+            view[j] = (dev_weight){.buf = e->whh.buf, .fmt = WF_F16, .ne0 = w[j]->ne0,
+                                   .ne1 = w[j]->ne1, .row_bytes = 2 * (cl_ulong)w[j]->ne0};
+            w[j] = &view[j];
+            continue;
+        }
         if (!w[j]->wh)
             continue;
         int i = slot_of(e, w[j]);
@@ -132,13 +190,21 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
 
 qe_status qe_engine_wh_done(qe_engine *e)
 {
-    int any = 0;
+    int any = e->whh.taken;
     for (int i = 0; i < WH_SLOTS; i++)
         any |= e->wh[i].taken;
     if (!any)
         return QE_OK;
     cl_event read = NULL;
     qe_status st = qe_cl_barrier(e->cl, QE_CL_MAIN, 0, NULL, &read);
+    if (st == QE_OK && e->whh.taken) {
+        st = qe_cl_event_retain(read);
+        if (st == QE_OK) {
+            qe_cl_event_free(e->whh.read);
+            e->whh.read = read;
+            e->whh.taken = 0;
+        }
+    }
     for (int i = 0; st == QE_OK && i < WH_SLOTS; i++) {
         struct wh_slot *s = &e->wh[i];
         if (!s->taken)

@@ -18,7 +18,9 @@
 
 #include "bench.h"
 #include "cl.h"
+#include "engine.h"
 #include "model.h"
+#include "sample.h"
 #include "testutil.h"
 
 #define OK(call) ck_assert_msg((call) == QE_OK, "%s: %s", #call, qe_errmsg())
@@ -326,6 +328,103 @@ START_TEST(test_run)
 }
 END_TEST
 
+/* pplN against the engine run directly: bench.c draws b * N ids from
+ * qe_sample_seed(seed, b) (each modulo n_vocab) and scores positions
+ * N/2 .. N-1 from the rows at N/2-1 .. N-2, as qeval perplexity does; the
+ * NLL it reports must be that prefill's mean -log p(target), whatever b. */
+static double direct_nll(const qe_model *m, qe_cl *cl, int b, int n, uint64_t seed)
+{
+    const int nv = qe_model_hparams(m)->n_vocab, first = n / 2 - 1, rows = n - first;
+    int32_t *tok = malloc((size_t)b * n * sizeof *tok), *tg = malloc((size_t)b * rows * sizeof *tg);
+    float *lp = malloc((size_t)b * rows * sizeof *lp);
+    ck_assert(tok && tg && lp);
+    qe_sample_rng rng;
+    qe_sample_rng_init(&rng, qe_sample_seed(seed, (uint64_t)b));
+    for (int i = 0; i < b * n; i++)
+        tok[i] = (int32_t)(qe_sample_next(&rng) % (uint32_t)nv);
+    for (int s = 0; s < b; s++)
+        for (int i = 0; i < rows; i++)
+            tg[s * rows + i] = first + i + 1 < n ? tok[s * n + first + i + 1] : -1;
+    qe_engine_opts eo = qe_engine_opts_default();
+    eo.n_ctx = n;
+    eo.n_seq = b;
+    eo.kv_k = eo.kv_v = QE_KV_F16;
+    eo.head_rows = 3; /* other head passes than the bench's: the same statistics */
+    qe_engine *e = NULL;
+    OK(qe_engine_open(cl, m, &eo, &e));
+    qe_engine_out out = {.target_logp = lp};
+    OK(qe_engine_prefill(e, b, n, tok, first, tg, &out));
+    double sum = 0;
+    int cnt = 0;
+    for (int r = 0; r < b * rows; r++)
+        if (tg[r] >= 0) {
+            ck_assert(isfinite(lp[r]) && lp[r] <= 0);
+            sum -= lp[r];
+            cnt++;
+        }
+    ck_assert_int_eq(cnt, b * (n - n / 2));
+    qe_engine_close(e);
+    free(tok);
+    free(tg);
+    free(lp);
+    return sum / cnt;
+}
+
+START_TEST(test_ppl)
+{
+    qe_model *m = NULL;
+    OK(qe_model_open(qe_test_data("models/stories260K.gguf"), &m));
+    qe_cl *cl = NULL;
+    OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
+    static const int zero[] = {0}, l[] = {16, 0, 9}, b[] = {1, 3};
+    static const char *const w[] = {"file"}, *const kv[] = {"f16"};
+    qe_bench_opts o = qe_bench_opts_default();
+    o.n_prompt = zero;
+    o.n_n_prompt = 1;
+    o.n_ppl = l;
+    o.n_n_ppl = 3;
+    o.n_gen = zero;
+    o.n_n_gen = 1;
+    o.n_batch = b;
+    o.n_n_batch = 2;
+    o.weights = w;
+    o.n_weights = 1;
+    o.kv = kv;
+    o.n_kv = 1;
+    o.reps = 2;
+    o.profile = 1;
+    o.seed = 7;
+    collected *c = calloc(1, sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    qe_cl_caps caps;
+    OK(qe_cl_probe(cl, &caps));
+    const char *env = getenv("QEVAL_GEMM");
+    c->gemm = env && (!strcmp(env, "f32") || !strcmp(env, "mma")) ? env
+              : caps.ptx_mma                                       ? "mma"
+                                                                   : "f32";
+    OK(qe_bench_run(m, cl, &o, collect, c));
+    ck_assert_int_eq(c->n, 4); /* 2 b x (ppl16, ppl9) */
+    for (int i = 0; i < 4; i++) {
+        const qe_bench_result *r = &c->r[i];
+        const int n = l[2 * (i % 2)], bb = b[i / 2];
+        char name[16];
+        snprintf(name, sizeof name, "ppl%d", n);
+        ck_assert_str_eq(r->test, name);
+        ck_assert_int_eq(r->n_prompt, n);
+        ck_assert_int_eq(r->n_gen, 0);
+        ck_assert_int_eq(r->n_tokens, (int64_t)bb * n);
+        ck_assert_int_eq(r->n_ctx, 16);
+        ck_assert_int_eq(r->scored, n - n / 2);
+        const double want = direct_nll(m, cl, bb, n, o.seed);
+        ck_assert_msg(fabs(r->nll - want) <= 1e-6 * want, "%s b %d: nll %.9g, engine %.9g", r->test, bb,
+                      r->nll, want);
+    }
+    free(c);
+    qe_cl_close(cl);
+    qe_model_close(m);
+}
+END_TEST
+
 /* The SHA-256 the data set publishes for a file (SHA256SUMS). */
 static void published_sha(const char *rel, char out[65])
 {
@@ -477,6 +576,20 @@ START_TEST(test_limits)
     t.n_gen = zero;
     ck_assert_int_eq(qe_bench_check(m, &t), QE_EINVAL);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "no test"));
+    static const int one[] = {1}, l2[] = {2};
+    t = o; /* ppl: 0 or at least 2 (a row to score and the next token) */
+    t.n_ppl = one;
+    t.n_n_ppl = 1;
+    ck_assert_int_eq(qe_bench_check(m, &t), QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "ppl size 1"));
+    t.n_ppl = neg;
+    ck_assert_int_eq(qe_bench_check(m, &t), QE_EINVAL);
+    t.n_ppl = NULL; /* a count without a list */
+    ck_assert_int_eq(qe_bench_check(m, &t), QE_EINVAL);
+    t.n_ppl = l2; /* the only test */
+    t.n_prompt = zero;
+    t.n_gen = zero;
+    OK(qe_bench_check(m, &t));
     t = o;
     t.n_batch = b0;
     ck_assert_int_eq(qe_bench_check(m, &t), QE_EINVAL);
@@ -515,6 +628,7 @@ Suite *bench_suite(void)
     tcase_add_unchecked_fixture(dev, cache_setup, cache_teardown);
     tcase_add_test(dev, test_run);
     tcase_add_test(dev, test_db);
+    tcase_add_test(dev, test_ppl);
     suite_add_tcase(s, dev);
     TCase *lim = tcase_create("limits");
     tcase_add_test(lim, test_limits);

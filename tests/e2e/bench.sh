@@ -56,6 +56,12 @@ expect_match "JSON: the cross product in order" "$tests" '^file f16/f16 pp16,fil
 smaller=$(printf '%s\n' "$OUT" | jq '([.[] | select(.weights == "q8_0") | .weight_bytes] | max) < (([.[] | select(.weights == "file") | .weight_bytes] | min) / 3)')
 expect_match "q8_0 weights take under a third of the f32 bytes" "$smaller" '^true$'
 
+expect_exit "bench --ppl 1 (nothing to score) exits 2" 2 "$QEVAL" bench -m "$M" -p 0 -n 0 --ppl 1
+expect_exit "bench --ppl x exits 2" 2 "$QEVAL" bench -m "$M" --ppl x
+expect_exit "bench -p 8 --ppl 16 -n 0 -b 2 -o json" 0 "$QEVAL" bench -m "$M" -p 8 --ppl 16 -n 0 -r 1 -b 2 -o json
+ppl=$(printf '%s\n' "$OUT" | jq -r '[.[] | "\(.test) \(.n_tokens) \(.scored // "-") \(if .nll then (.nll > 0) else "-" end)"] | join(",")')
+expect_match "JSON: pp8 then ppl16 (32 tokens, 8 scored a sequence, a positive nll)" "$ppl" '^pp8 16 - -,ppl16 32 8 true$'
+
 sha=$(sha256sum "$M" | cut -d' ' -f1)
 expect_exit "bench --db --profile" 0 "$QEVAL" bench -m "$M" -p 8 -n 2 -r 2 --db "$E2E_TMP/b.db" --profile
 expect_match "profile tables follow the results" "$OUT" 'kernels: tg2, b 1, weights file, kv f16/f16'
