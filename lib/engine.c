@@ -565,7 +565,7 @@ static void mma_base(const qe_engine *e, int fmt, char *base, size_t n)
 /* mma_tile's builds for weights of format fmt (kernels/mma.cl: alone,
  * mma_tile_pair and, for SwiGLU models, mma_tile_glu) and its mma_xh, once.
  * A format whose layer weights are multiplied as f16 copies (e->wh_fmts,
- * engine_wh.c) needs only the plain build, for the LM head (K and V, gate
+ * engine_wh.c) needs only the plain build, for an LM head not copied (K and V, gate
  * and up are layer weights): its pair and glu builds would be two compiles
  * no call uses. */
 static qe_status need_tiles(qe_engine *e, int fmt)

@@ -1,7 +1,9 @@
 /* engine_wh.c - the f16 copies of Q8_0 / Q4_0 layer weights that prefill's
  * mma_tile launches read instead of the weights themselves (engine.c
  * wh_fmts_of says when and why), made by kernels/wh.cl's wt_f16 on lib/cl's
- * side queue into a ring of WH_SLOTS buffers.
+ * side queue into a ring of WH_SLOTS buffers; and the LM head's own copy
+ * (whh, engine.c head_wh), made in slices as a prefill's layers run (below,
+ * qe_engine_wh_head_reset).
  *
  * A copy is enqueued when its call is, but on the side queue, waiting only
  * for the last matmul that read its slot (a marker on the main queue after

@@ -253,6 +253,45 @@ static qe_status collect(void *ud, const qe_bench_result *r)
     return QE_OK;
 }
 
+/* Options of the given lists (each array's length counted by the macro
+ * below), 2 repetitions, profiled. */
+static qe_bench_opts opts_of(const int *p, int np, const int *n, int nn, const int *b, int nb,
+                             const char *const *w, int nw, const char *const *kv, int nk)
+{
+    qe_bench_opts o = qe_bench_opts_default();
+    o.n_prompt = p;
+    o.n_n_prompt = np;
+    o.n_gen = n;
+    o.n_n_gen = nn;
+    o.n_batch = b;
+    o.n_n_batch = nb;
+    o.weights = w;
+    o.n_weights = nw;
+    o.kv = kv;
+    o.n_kv = nk;
+    o.reps = 2;
+    o.profile = 1;
+    return o;
+}
+#define N_OF(a) ((int)(sizeof(a) / sizeof *(a)))
+#define OPTS(p, n, b, w, kv) opts_of(p, N_OF(p), n, N_OF(n), b, N_OF(b), w, N_OF(w), kv, N_OF(kv))
+
+/* A collector for results on cl, expecting the matmul kernels gemm auto
+ * picks: QEVAL_GEMM when it names one (bench/gpu_check.sh sets f32), else
+ * tensor cores where the probe found mma.sync. */
+static collected *collector(qe_cl *cl)
+{
+    collected *c = calloc(1, sizeof *c);
+    ck_assert_ptr_nonnull(c);
+    qe_cl_caps caps;
+    OK(qe_cl_probe(cl, &caps));
+    const char *env = getenv("QEVAL_GEMM");
+    c->gemm = env && (!strcmp(env, "f32") || !strcmp(env, "mma")) ? env
+              : caps.ptx_mma                                       ? "mma"
+                                                                   : "f32";
+    return c;
+}
+
 START_TEST(test_run)
 {
     qe_model *m = NULL;
@@ -262,29 +301,8 @@ START_TEST(test_run)
     OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
     static const int p[] = {8, 0}, n[] = {3}, b[] = {1, 2};
     static const char *const w[] = {"file", "q8_0"}, *const kv[] = {"f32", "tq4/q8_0"};
-    qe_bench_opts o = qe_bench_opts_default();
-    o.n_prompt = p;
-    o.n_n_prompt = 2;
-    o.n_gen = n;
-    o.n_n_gen = 1;
-    o.n_batch = b;
-    o.n_n_batch = 2;
-    o.weights = w;
-    o.n_weights = 2;
-    o.kv = kv;
-    o.n_kv = 2;
-    o.reps = 2;
-    o.profile = 1;
-    collected *c = calloc(1, sizeof *c);
-    ck_assert_ptr_nonnull(c);
-    /* gemm auto: QEVAL_GEMM when it names one (bench/gpu_check.sh sets f32), else
-       tensor cores where the probe found mma.sync */
-    qe_cl_caps caps;
-    OK(qe_cl_probe(cl, &caps));
-    const char *env = getenv("QEVAL_GEMM");
-    c->gemm = env && (!strcmp(env, "f32") || !strcmp(env, "mma")) ? env
-              : caps.ptx_mma                                       ? "mma"
-                                                                   : "f32";
+    qe_bench_opts o = OPTS(p, n, b, w, kv);
+    collected *c = collector(cl);
     OK(qe_bench_run(m, cl, &o, collect, c));
     ck_assert_int_eq(c->n, 16); /* 2 weights x 2 kv x 2 b x (pp8, tg3) */
     uint64_t native_bytes = 0;
@@ -378,30 +396,11 @@ START_TEST(test_ppl)
     OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
     static const int zero[] = {0}, l[] = {16, 0, 9}, b[] = {1, 3};
     static const char *const w[] = {"file"}, *const kv[] = {"f16"};
-    qe_bench_opts o = qe_bench_opts_default();
-    o.n_prompt = zero;
-    o.n_n_prompt = 1;
+    qe_bench_opts o = OPTS(zero, zero, b, w, kv);
     o.n_ppl = l;
-    o.n_n_ppl = 3;
-    o.n_gen = zero;
-    o.n_n_gen = 1;
-    o.n_batch = b;
-    o.n_n_batch = 2;
-    o.weights = w;
-    o.n_weights = 1;
-    o.kv = kv;
-    o.n_kv = 1;
-    o.reps = 2;
-    o.profile = 1;
+    o.n_n_ppl = N_OF(l);
     o.seed = 7;
-    collected *c = calloc(1, sizeof *c);
-    ck_assert_ptr_nonnull(c);
-    qe_cl_caps caps;
-    OK(qe_cl_probe(cl, &caps));
-    const char *env = getenv("QEVAL_GEMM");
-    c->gemm = env && (!strcmp(env, "f32") || !strcmp(env, "mma")) ? env
-              : caps.ptx_mma                                       ? "mma"
-                                                                   : "f32";
+    collected *c = collector(cl);
     OK(qe_bench_run(m, cl, &o, collect, c));
     ck_assert_int_eq(c->n, 4); /* 2 b x (ppl16, ppl9) */
     for (int i = 0; i < 4; i++) {
@@ -470,19 +469,8 @@ START_TEST(test_db)
     ck_assert_int_eq(env.synthetic, 0);
     static const int p[] = {4}, n[] = {2}, b[] = {1};
     static const char *const w[] = {"file"}, *const kv[] = {"f16"};
-    qe_bench_opts o = qe_bench_opts_default();
-    o.n_prompt = p;
-    o.n_n_prompt = 1;
-    o.n_gen = n;
-    o.n_n_gen = 1;
-    o.n_batch = b;
-    o.n_n_batch = 1;
-    o.weights = w;
-    o.n_weights = 1;
-    o.kv = kv;
-    o.n_kv = 1;
+    qe_bench_opts o = OPTS(p, n, b, w, kv);
     o.reps = 3;
-    o.profile = 1;
     qe_bench_db *db = NULL;
     OK(qe_bench_db_open(path, &db));
     db_ctx ctx = {db, &env, &o};
