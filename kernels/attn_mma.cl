@@ -18,8 +18,10 @@
  * sequence: global (ceil(n_tok/64)*128, n_heads, n_seq), local (128, 1, 1).
  * Group 0 of dimension 0 takes the LAST query block (most keys), so the
  * long causal rows start first. Keys stream through local memory 64 at a
- * time as f16, K and V both as [key][d] pairs (V's B fragments of O = P V
- * pair two keys' halves of one d); rows past the block's last query are
+ * time as f16, K and V both as [key][d] pairs, their B fragments read by
+ * ldmatrix.x4 (K) and ldmatrix.x4.trans (V: O = P V's fragments pair two
+ * keys' halves of one d), four registers an instruction where scalar local
+ * loads had taken one (K) or two halves (V) each; rows past the block's last query are
  * zeros and never read from the cache. f16 caches are copied as they are
  * by cp.async, 16 bytes at a time; other formats are decoded by kv_load and
  * stored, 8 elements of a key a work-item (am_load8; TurboQuant through
@@ -60,7 +62,6 @@
                                    conflict free; rows stay 16-byte aligned */
 #define AM_CP (QE_KVK == KV_F16 && QE_KVV == KV_F16) /* cp.async the rows as stored */
 #define AM_NB (QE_HD <= 64 ? 2 : 1) /* tile buffers (48 KB of local memory at most) */
-#define AM_VH(j, d) ((uint)vh[(j) * (2 * AM_LD) + (d)]) /* V's f16 bits of key j, dim d */
 #define AM_TQ (KV_IS_TQ(QE_KVK) || KV_IS_TQ(QE_KVV))
 
 /* Elements 8 c .. 8 c + 7 of head gk of cache row `row` (format fmt) into
@@ -189,7 +190,6 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         ptx_cp_commit();
 #endif
 #endif
-        const __local ushort *vh = (const __local ushort *)vs[bf]; /* V's halves */
 
         /* Does any query of this warp see a key of this tile? (uniform) */
         const int pmax = min(pw + 15, n_tok - 1);
@@ -199,12 +199,24 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
 #pragma unroll
             for (int nt = 0; nt < AM_BK / 8; nt++) {
                 sc[nt][0] = sc[nt][1] = sc[nt][2] = sc[nt][3] = 0.0f;
+                /* K's B fragments of two k16 steps by one ldmatrix.x4: lane
+                   l names key 8 nt + l % 8, pairs 8 k + 4 (l / 8) .. + 3;
+                   an odd last step reads its two registers itself */
 #pragma unroll
-                for (int k = 0; k < AM_KS; k++) {
-                    const uint kb[2] = {ks[bf][8 * nt + g8][8 * k + t4],
-                                        ks[bf][8 * nt + g8][8 * k + 4 + t4]};
-                    MMA(sc[nt], qa[k], kb);
+                for (int k = 0; k + 1 < AM_KS; k += 2) {
+                    const uint4 b4 =
+                        ptx_ldsm4(ptx_smem(&ks[bf][8 * nt + (lane & 7)][8 * k + 4 * (lane >> 3)]));
+                    const uint kb0[2] = {b4.x, b4.y}, kb1[2] = {b4.z, b4.w};
+                    MMA(sc[nt], qa[k], kb0);
+                    MMA(sc[nt], qa[k + 1], kb1);
                 }
+#if AM_KS % 2
+                {
+                    const uint kb[2] = {ks[bf][8 * nt + g8][8 * (AM_KS - 1) + t4],
+                                        ks[bf][8 * nt + g8][8 * (AM_KS - 1) + 4 + t4]};
+                    MMA(sc[nt], qa[AM_KS - 1], kb);
+                }
+#endif
             }
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
@@ -245,12 +257,17 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                     }
                 const uint pa[4] = {mma_pack(pv[0][0], pv[0][1]), mma_pack(pv[0][2], pv[0][3]),
                                     mma_pack(pv[1][0], pv[1][1]), mma_pack(pv[1][2], pv[1][3])};
+                /* V's B fragments (keys 16 kk + 2 t4 + {0, 1} (+ 8) of d =
+                   8 i + g8) of two output blocks by one ldmatrix.x4.trans:
+                   lane l names key 16 kk + 8 ((l / 8) % 2) + l % 8, the 8
+                   dims of block i + l / 16 (AM_DT is even) */
 #pragma unroll
-                for (int i = 0; i < AM_DT; i++) { /* keys 16 kk + 2 t4 + {0, 1} (+ 8) of d */
-                    const int d = 8 * i + g8, j = 16 * kk + 2 * t4;
-                    const uint vb[2] = {AM_VH(j, d) | AM_VH(j + 1, d) << 16,
-                                        AM_VH(j + 8, d) | AM_VH(j + 9, d) << 16};
-                    MMA(o[i], pa, vb);
+                for (int i = 0; i < AM_DT; i += 2) {
+                    const uint4 b4 = ptx_ldsm4t(ptx_smem(
+                        &vs[bf][16 * kk + 8 * ((lane >> 3) & 1) + (lane & 7)][4 * (i + (lane >> 4))]));
+                    const uint vb0[2] = {b4.x, b4.y}, vb1[2] = {b4.z, b4.w};
+                    MMA(o[i], pa, vb0);
+                    MMA(o[i + 1], pa, vb1);
                 }
             }
         }

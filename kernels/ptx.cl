@@ -93,3 +93,17 @@ inline uint4 ptx_ldsm4(uint addr)
                  : "memory");
     return r;
 }
+
+/* ldmatrix.x4.trans: the same four matrices transposed: lane 4 g + t
+ * receives rows 2 t and 2 t + 1 of column g of matrix j (the lower row in
+ * the low half) in component j, the B fragment of an mma over the rows'
+ * index (attn_mma's V: rows are keys). */
+inline uint4 ptx_ldsm4t(uint addr)
+{
+    uint4 r;
+    asm volatile("ldmatrix.sync.aligned.m8n8.x4.trans.shared.b16 {%0, %1, %2, %3}, [%4];"
+                 : "=r"(r.x), "=r"(r.y), "=r"(r.z), "=r"(r.w)
+                 : "r"(addr)
+                 : "memory");
+    return r;
+}
