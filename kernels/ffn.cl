@@ -23,7 +23,8 @@ __kernel void silu_mul_xh(const __global float *g, const __global float *u, int 
     const int i = get_global_id(0), r = get_global_id(1), k = 2 * i;
     if (i >= ldp)
         return;
-    const size_t at = (size_t)r * n_ff + k, to = 2 * ((size_t)r * ldp + xh_pos(i, xo));
-    vstore_half_rte(k < n_ff ? silu_mul1(g[at], u[at]) : 0.0f, to, xh);
-    vstore_half_rte(k + 1 < n_ff ? silu_mul1(g[at + 1], u[at + 1]) : 0.0f, to + 1, xh);
+    const size_t at = (size_t)r * n_ff + k;
+    ((__global uint *)xh)[(size_t)r * ldp + xh_pos(i, xo)] =
+        xh_pair(k < n_ff ? silu_mul1(g[at], u[at]) : 0.0f,
+                k + 1 < n_ff ? silu_mul1(g[at + 1], u[at + 1]) : 0.0f);
 }

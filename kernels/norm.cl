@@ -54,8 +54,8 @@ void rmsnorm_xh(const __global float *x, const __global float *w, int dim, float
     const float scale = rms_scale(red, xr, dim, eps, t);
     for (int i = t; i < ldp; i += QE_NW) {
         const int k = 2 * i;
-        const size_t to = 2 * ((size_t)r * ldp + xh_pos(i, xo));
-        vstore_half_rte(k < dim ? xr[k] * scale * w[k] : 0.0f, to, xh);
-        vstore_half_rte(k + 1 < dim ? xr[k + 1] * scale * w[k + 1] : 0.0f, to + 1, xh);
+        ((__global uint *)xh)[(size_t)r * ldp + xh_pos(i, xo)] =
+            xh_pair(k < dim ? xr[k] * scale * w[k] : 0.0f,
+                    k + 1 < dim ? xr[k + 1] * scale * w[k + 1] : 0.0f);
     }
 }

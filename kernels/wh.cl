@@ -1,5 +1,5 @@
-/* wh.cl - a Q8_0 / Q4_0 weight as rows of f16 (needs weights.cl and -DQE_WT
- * 2 or 3; built into the format's embed / matmul program).
+/* wh.cl - a Q8_0 / Q4_0 weight as rows of f16 (needs weights.cl, xh.cl and
+ * -DQE_WT 2 or 3; built into the format's embed / matmul program).
  *
  * wt_f16: out[o][k] = wt_load(w, row_bytes, o, k) rounded to the nearest
  *   f16 (ties to even), for o0 <= o < N, k < K (a multiple of 32: whole
@@ -23,15 +23,6 @@
  * checks it bit for bit against the host's dequantizer and f16 rounding.
  */
 #if QE_WT == 2 || QE_WT == 3
-/* a and b as an f16 pair (a in the low half), rounded as vstore_half_rte
- * rounds, in a register: stored as halves, each work-item's 8 elements
- * became eight 2-byte stores (the H200 then moved 0.3-1 TB/s) */
-inline uint wh_pair(float a, float b)
-{
-    uint u;
-    vstore_half2_rte((float2)(a, b), 0, (__private half *)&u);
-    return u;
-}
 
 __kernel void wt_f16(const __global uchar *w, ulong row_bytes, int K, int N, __global uint4 *out,
                      int o0)
@@ -54,7 +45,7 @@ __kernel void wt_f16(const __global uchar *w, ulong row_bytes, int K, int N, __g
         *(const __global uchar8 *)(r + wt_row_scale_bytes(row_bytes) + 16 * b + (j & 15));
     const float8 v = convert_float8(convert_int8(j < 16 ? u & (uchar)15 : u >> (uchar)4) - 8) * d;
 #endif
-    out[(size_t)o * (size_t)(K / 8) + (size_t)i] = (uint4)(wh_pair(v.s0, v.s1), wh_pair(v.s2, v.s3),
-                                                           wh_pair(v.s4, v.s5), wh_pair(v.s6, v.s7));
+    out[(size_t)o * (size_t)(K / 8) + (size_t)i] = (uint4)(xh_pair(v.s0, v.s1), xh_pair(v.s2, v.s3),
+                                                           xh_pair(v.s4, v.s5), xh_pair(v.s6, v.s7));
 }
 #endif

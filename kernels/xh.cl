@@ -28,6 +28,17 @@
 #define XH_K4 1
 #define XH_K8 2
 
+/* a and b as one f16 pair (a in the low half), each rounded as
+ * vstore_half_rte rounds, in a register: a pair's two 2-byte stores had
+ * run at 0.3-1 TB/s on the H200 where one 4-byte store streams (wh.cl's
+ * copies, session 20; rmsnorm_xh) */
+inline uint xh_pair(float a, float b)
+{
+    uint u;
+    vstore_half2_rte((float2)(a, b), 0, (__private half *)&u);
+    return u;
+}
+
 inline int xh_pos(int i, int xo)
 {
     if (xo == XH_K4)

@@ -602,7 +602,7 @@ static qe_status need_tiles(qe_engine *e, int fmt)
  * weight of that format is uploaded. */
 static qe_status need_wfmt(qe_engine *e, int fmt)
 {
-    static const char *const srcs[] = {"weights.cl", "embed.cl", "matmul.cl", "wh.cl"};
+    static const char *const srcs[] = {"weights.cl", "embed.cl", "matmul.cl", "xh.cl", "wh.cl"};
     if (e->prog_wt[fmt])
         return QE_OK;
     char opts[64];

@@ -11,4 +11,6 @@ void __attribute__((overloadable)) vstore_half(float, size_t, __global half *);
 void __attribute__((overloadable)) vstore_half(float, size_t, __local half *);
 void __attribute__((overloadable)) vstore_half_rte(float, size_t, __global half *);
 void __attribute__((overloadable)) vstore_half_rte(float, size_t, __local half *);
+void __attribute__((overloadable)) vstore_half_rte(float, size_t, __private half *);
+void __attribute__((overloadable)) vstore_half2_rte(float2, size_t, __private half *);
 #define asm __asm__
