@@ -234,13 +234,9 @@ struct qe_engine {
     int head_wh;
     int head_fmt;            /* the format that head matmul reads (F16 under head_wh) */
     struct wh_head {
-        cl_mem buf;
-        cl_event copied;     /* side queue: the last slice enqueued done */
-        cl_event read;       /* main queue: the last head matmul that read it done */
+        struct wh_slot s;    /* the copy, as a ring slot's (copied: its last slice done) */
         int rows;            /* rows enqueued for this prefill (ne1: all) */
-        int slice;           /* rows a layer adds */
         int early;           /* this prefill will run the head: slices after each layer */
-        int taken;           /* read by the call being enqueued */
     } whh;
     /* the weight formats (mask of 1 << enum engine_wfmt) whose mma_tile
        builds run on wgmma (kernels/mma.cl MT_WG, built by

@@ -60,25 +60,26 @@ qe_status qe_engine_wh_open(qe_engine *e)
     for (int i = 0; n && st == QE_OK && i < WH_SLOTS; i++)
         st = qe_engine_alloc_act(e, 1, most, 1, &e->wh[i].buf, "f16 weight copy");
     if (st == QE_OK && e->head_wh) {
-        const dev_weight *o = &e->output;
-        e->whh.slice = (o->ne1 + e->hp.n_layers - 1) / e->hp.n_layers;
-        st = qe_engine_alloc_act(e, (size_t)o->ne1, (size_t)o->ne0, 2, &e->whh.buf,
-                                 "LM head f16 copy");
+        e->whh.s.w = &e->output;
+        st = qe_engine_alloc_act(e, (size_t)e->output.ne1, (size_t)e->output.ne0, 2,
+                                 &e->whh.s.buf, "LM head f16 copy");
     }
     return st;
 }
 
+static void slot_free(struct wh_slot *s)
+{
+    qe_cl_event_free(s->copied);
+    qe_cl_event_free(s->read);
+    qe_cl_free(s->buf);
+    memset(s, 0, sizeof *s);
+}
+
 void qe_engine_wh_close(qe_engine *e)
 {
-    for (int i = 0; i < WH_SLOTS; i++) {
-        qe_cl_event_free(e->wh[i].copied);
-        qe_cl_event_free(e->wh[i].read);
-        qe_cl_free(e->wh[i].buf);
-    }
-    memset(e->wh, 0, sizeof e->wh);
-    qe_cl_event_free(e->whh.copied);
-    qe_cl_event_free(e->whh.read);
-    qe_cl_free(e->whh.buf);
+    for (int i = 0; i < WH_SLOTS; i++)
+        slot_free(&e->wh[i]);
+    slot_free(&e->whh.s);
     memset(&e->whh, 0, sizeof e->whh);
 }
 
@@ -98,13 +99,14 @@ void qe_engine_wh_head_reset(qe_engine *e, int early)
  * slice of a prefill after the previous prefill's last head matmul. */
 static qe_status head_rows_copy(qe_engine *e, int n)
 {
+    struct wh_slot *s = &e->whh.s;
     cl_event done = NULL;
-    qe_status st = qe_engine_run_wt_f16(e, &e->output, e->whh.buf, e->whh.rows, n, QE_CL_SIDE,
-                                        e->whh.rows == 0 ? e->whh.read : NULL, &done);
+    qe_status st = qe_engine_run_wt_f16(e, &e->output, s->buf, e->whh.rows, n, QE_CL_SIDE,
+                                        e->whh.rows == 0 ? s->read : NULL, &done);
     if (st != QE_OK)
         return st;
-    qe_cl_event_free(e->whh.copied);
-    e->whh.copied = done;
+    qe_cl_event_free(s->copied);
+    s->copied = done;
     e->whh.rows += n;
     return QE_OK;
 }
@@ -112,9 +114,10 @@ static qe_status head_rows_copy(qe_engine *e, int n)
 qe_status qe_engine_wh_head_slice(qe_engine *e)
 {
     const int left = e->output.ne1 - e->whh.rows;
+    const int slice = (e->output.ne1 + e->hp.n_layers - 1) / e->hp.n_layers;
     if (!e->head_wh || !e->whh.early || left <= 0)
         return QE_OK;
-    return head_rows_copy(e, left < e->whh.slice ? left : e->whh.slice);
+    return head_rows_copy(e, left < slice ? left : slice);
 }
 
 /* The slot holding w's copy, or -1. */
@@ -152,63 +155,63 @@ static qe_status copy_into(qe_engine *e, int i, const dev_weight *w)
     return QE_OK;
 }
 
+/* The launch being enqueued reads slot s, which holds (or is making) the
+ * copy of *w: *w becomes *view, the copy's f16 rows, and *wait the event the
+ * main queue waits for. */
+static void slot_take(struct wh_slot *s, const dev_weight **w, dev_weight *view, cl_event *wait)
+{
+    s->taken = 1;
+    *wait = s->copied;
+    *view = (dev_weight){.buf = s->buf, .fmt = WF_F16, .ne0 = (*w)->ne0, .ne1 = (*w)->ne1,
+                         .row_bytes = 2 * (cl_ulong)(*w)->ne0};
+    *w = view;
+}
+
 qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weight *view)
 {
     cl_event wait[2];
     cl_uint n_wait = 0;
     for (int i = 0; i < WH_SLOTS; i++)
         e->wh[i].taken = 0;
-    e->whh.taken = 0;
+    e->whh.s.taken = 0;
     for (int j = 0; j < n && j < 2; j++) {
+        qe_status st = QE_OK;
         if (w[j] == &e->output && e->head_wh) { /* the head's own copy, finished now */
             const int left = e->output.ne1 - e->whh.rows;
-            qe_status st = left > 0 ? head_rows_copy(e, left) : QE_OK;
-            if (st != QE_OK)
-                return st;
-            e->whh.taken = 1;
-            wait[n_wait++] = e->whh.copied;
-            view[j] = (dev_weight){.buf = e->whh.buf, .fmt = WF_F16, .ne0 = w[j]->ne0,
-                                   .ne1 = w[j]->ne1, .row_bytes = 2 * (cl_ulong)w[j]->ne0};
-            w[j] = &view[j];
-            continue;
+            if (left > 0)
+                st = head_rows_copy(e, left);
+            if (st == QE_OK)
+                slot_take(&e->whh.s, &w[j], &view[j], &wait[n_wait++]);
+        } else if (w[j]->wh) {
+            int i = slot_of(e, w[j]);
+            if (i < 0) {
+                i = victim(e);
+                st = copy_into(e, i, w[j]);
+            }
+            if (st == QE_OK)
+                slot_take(&e->wh[i], &w[j], &view[j], &wait[n_wait++]);
         }
-        if (!w[j]->wh)
-            continue;
-        int i = slot_of(e, w[j]);
-        if (i < 0) {
-            i = victim(e);
-            qe_status st = copy_into(e, i, w[j]);
-            if (st != QE_OK)
-                return st;
-        }
-        e->wh[i].taken = 1;
-        wait[n_wait++] = e->wh[i].copied;
-        view[j] = (dev_weight){.buf = e->wh[i].buf, .fmt = WF_F16, .ne0 = w[j]->ne0,
-                               .ne1 = w[j]->ne1, .row_bytes = 2 * (cl_ulong)w[j]->ne0};
-        w[j] = &view[j];
+        if (st != QE_OK)
+            return st;
     }
     return n_wait ? qe_cl_barrier(e->cl, QE_CL_MAIN, n_wait, wait, NULL) : QE_OK;
 }
 
 qe_status qe_engine_wh_done(qe_engine *e)
 {
-    int any = e->whh.taken;
+    struct wh_slot *all[WH_SLOTS + 1];
+    int any = 0;
     for (int i = 0; i < WH_SLOTS; i++)
-        any |= e->wh[i].taken;
+        all[i] = &e->wh[i];
+    all[WH_SLOTS] = &e->whh.s;
+    for (int i = 0; i <= WH_SLOTS; i++)
+        any |= all[i]->taken;
     if (!any)
         return QE_OK;
     cl_event read = NULL;
     qe_status st = qe_cl_barrier(e->cl, QE_CL_MAIN, 0, NULL, &read);
-    if (st == QE_OK && e->whh.taken) {
-        st = qe_cl_event_retain(read);
-        if (st == QE_OK) {
-            qe_cl_event_free(e->whh.read);
-            e->whh.read = read;
-            e->whh.taken = 0;
-        }
-    }
-    for (int i = 0; st == QE_OK && i < WH_SLOTS; i++) {
-        struct wh_slot *s = &e->wh[i];
+    for (int i = 0; st == QE_OK && i <= WH_SLOTS; i++) {
+        struct wh_slot *s = all[i];
         if (!s->taken)
             continue;
         st = qe_cl_event_retain(read);

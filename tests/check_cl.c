@@ -625,22 +625,47 @@ END_TEST
 
 /* qe_cl_profile_take sums every launch per kernel name, including launches
  * whose event the caller did not ask for, across the 4096-launch fold. */
+/* A profiling qe_cl with util.cl's fill_f32 and axpy_f32 and two buffers
+ * x, y of n floats: what test_profile_take and test_side_queue run on. */
+typedef struct axpy_rig {
+    qe_cl *cl;
+    cl_program p;
+    cl_kernel fill, axpy;
+    cl_mem x, y;
+} axpy_rig;
+
+static axpy_rig rig_open(cl_uint n)
+{
+    axpy_rig r = {0};
+    OK(qe_cl_open(NULL, QE_CL_PROFILE, &r.cl));
+    OK(qe_cl_build1(r.cl, "util.cl", NULL, &r.p));
+    OK(qe_cl_kernel(r.p, "fill_f32", &r.fill));
+    OK(qe_cl_kernel(r.p, "axpy_f32", &r.axpy));
+    OK(qe_cl_alloc(r.cl, n * sizeof(float), QE_CL_RW, NULL, &r.x));
+    OK(qe_cl_alloc(r.cl, n * sizeof(float), QE_CL_RW, NULL, &r.y));
+    return r;
+}
+
+static void rig_close(axpy_rig *r)
+{
+    qe_cl_free(r->x);
+    qe_cl_free(r->y);
+    qe_cl_kernel_free(r->fill);
+    qe_cl_kernel_free(r->axpy);
+    qe_cl_program_free(r->p);
+    qe_cl_close(r->cl);
+}
+
 START_TEST(test_profile_take)
 {
-    qe_cl *cl = NULL;
-    cl_program p = NULL;
-    cl_kernel fill = NULL, axpy = NULL;
-    cl_mem x = NULL, y = NULL;
     qe_cl_kernel_time *t = NULL;
     size_t nt = 99;
-    OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
-    OK(qe_cl_build1(cl, "util.cl", NULL, &p));
-    OK(qe_cl_kernel(p, "fill_f32", &fill));
-    OK(qe_cl_kernel(p, "axpy_f32", &axpy));
     cl_uint n = 256;
+    axpy_rig rig = rig_open(n);
+    qe_cl *cl = rig.cl;
+    cl_kernel fill = rig.fill, axpy = rig.axpy;
+    cl_mem x = rig.x, y = rig.y;
     float v = 1, a = 2;
-    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &x));
-    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &y));
     OK(qe_cl_args(fill, 3, sizeof x, &x, sizeof v, &v, sizeof n, &n));
     OK(qe_cl_args(axpy, 4, sizeof y, &y, sizeof x, &x, sizeof a, &a, sizeof n, &n));
     size_t g = n;
@@ -673,12 +698,7 @@ START_TEST(test_profile_take)
     OK(qe_cl_profile_take(plain, &t, &nt));
     ck_assert_uint_eq(nt, 0);
     OK(qe_cl_run(cl, fill, 1, &g, NULL, NULL)); /* left pending: released at close */
-    qe_cl_free(x);
-    qe_cl_free(y);
-    qe_cl_kernel_free(fill);
-    qe_cl_kernel_free(axpy);
-    qe_cl_program_free(p);
-    qe_cl_close(cl);
+    rig_close(&rig);
 }
 END_TEST
 
@@ -691,18 +711,12 @@ END_TEST
  * side queue's launches are profiled with the main queue's. */
 START_TEST(test_side_queue)
 {
-    qe_cl *cl = NULL;
-    cl_program p = NULL;
-    cl_kernel fill = NULL, axpy = NULL;
-    cl_mem x = NULL, y = NULL;
-    OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
-    OK(qe_cl_build1(cl, "util.cl", NULL, &p));
-    OK(qe_cl_kernel(p, "fill_f32", &fill));
-    OK(qe_cl_kernel(p, "axpy_f32", &axpy));
     cl_uint n = 1u << 22;
+    axpy_rig rig = rig_open(n);
+    qe_cl *cl = rig.cl;
+    cl_kernel fill = rig.fill, axpy = rig.axpy;
+    cl_mem x = rig.x, y = rig.y;
     float zero = 0, one = 1;
-    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &x));
-    OK(qe_cl_alloc(cl, n * sizeof(float), QE_CL_RW, NULL, &y));
     OK(qe_cl_args(fill, 3, sizeof y, &y, sizeof zero, &zero, sizeof n, &n));
     size_t g = n;
     OK(qe_cl_run(cl, fill, 1, &g, NULL, NULL));
@@ -740,12 +754,7 @@ START_TEST(test_side_queue)
     ck_assert_str_eq(t[0].name, "fill_f32");
     ck_assert_uint_eq(t[0].calls, 9); /* y's on the main queue and x's 8 on the side */
     free(t);
-    qe_cl_free(x);
-    qe_cl_free(y);
-    qe_cl_kernel_free(fill);
-    qe_cl_kernel_free(axpy);
-    qe_cl_program_free(p);
-    qe_cl_close(cl);
+    rig_close(&rig);
 }
 END_TEST
 
