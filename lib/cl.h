@@ -281,7 +281,11 @@ qe_status qe_cl_event_retain(cl_event ev);
  * into the totals (profiling runs are for breakdowns, not for wall time).
  * With QEVAL_PROFILE_SHAPES set (not "0") when the device is opened, a launch counts under
  * "name[global sizes]", so one kernel's launches on different matrix shapes
- * are told apart (bench/gpu_profile.sh). */
+ * are told apart (bench/gpu_profile.sh). With QEVAL_PROFILE_TRACE=FILE
+ * set at open, each launch summed also becomes a line of FILE (written
+ * anew): name, then the device's queued, start and end times in ns, tab
+ * separated, in order of launch: the gaps between kernels that totals hide
+ * (bench/trace_gaps.py reads it). */
 
 typedef struct qe_cl_kernel_time {
     char name[64];   /* kernel function name (truncated) */

@@ -702,6 +702,66 @@ START_TEST(test_profile_take)
 }
 END_TEST
 
+/* QEVAL_PROFILE_TRACE: a line a launch summed, in launch order, each
+ * "name TAB queued TAB start TAB end" with queued <= start <= end and each
+ * launch starting after the one before it ends (an in-order queue); a path
+ * that cannot be written fails the open naming it; without QE_CL_PROFILE
+ * the variable is ignored. */
+START_TEST(test_profile_trace)
+{
+    char *dir = qe_test_tmpdir();
+    char path[1024], bad[1024];
+    snprintf(path, sizeof path, "%s/trace.tsv", dir);
+    snprintf(bad, sizeof bad, "%s/no-such-dir/trace.tsv", dir);
+    setenv("QEVAL_PROFILE_TRACE", path, 1);
+    cl_uint n = 256;
+    axpy_rig rig = rig_open(n);
+    float v = 1, a = 2;
+    OK(qe_cl_args(rig.fill, 3, sizeof rig.x, &rig.x, sizeof v, &v, sizeof n, &n));
+    OK(qe_cl_args(rig.axpy, 4, sizeof rig.y, &rig.y, sizeof rig.x, &rig.x, sizeof a, &a,
+                  sizeof n, &n));
+    size_t g = n;
+    OK(qe_cl_run(rig.cl, rig.axpy, 1, &g, NULL, NULL));
+    OK(qe_cl_run(rig.cl, rig.fill, 1, &g, NULL, NULL));
+    OK(qe_cl_run(rig.cl, rig.fill, 1, &g, NULL, NULL));
+    qe_cl_kernel_time *t = NULL;
+    size_t nt = 0;
+    OK(qe_cl_profile_take(rig.cl, &t, &nt));
+    free(t);
+    rig_close(&rig);
+    FILE *f = fopen(path, "r");
+    ck_assert_ptr_nonnull(f);
+    const char *const names[] = {"axpy_f32", "fill_f32", "fill_f32"};
+    char name[64];
+    unsigned long long q, st, en, prev_end = 0;
+    int lines = 0;
+    while (fscanf(f, "%63s %llu %llu %llu", name, &q, &st, &en) == 4) {
+        ck_assert_int_lt(lines, 3);
+        ck_assert_str_eq(name, names[lines]);
+        ck_assert_msg(q <= st && st <= en, "line %d: queued %llu start %llu end %llu", lines + 1,
+                      q, st, en);
+        ck_assert_msg(st >= prev_end, "line %d starts at %llu before the last ended (%llu)",
+                      lines + 1, st, prev_end);
+        prev_end = en;
+        lines++;
+    }
+    ck_assert(feof(f));
+    fclose(f);
+    ck_assert_int_eq(lines, 3);
+
+    qe_cl *cl = NULL;
+    setenv("QEVAL_PROFILE_TRACE", bad, 1);
+    ck_assert_int_eq(qe_cl_open(NULL, QE_CL_PROFILE, &cl), QE_EIO);
+    ck_assert_ptr_null(cl);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), bad));
+    OK(qe_cl_open(NULL, 0, &cl)); /* not profiling: not opened */
+    qe_cl_close(cl);
+    unsetenv("QEVAL_PROFILE_TRACE");
+    qe_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* The side queue: work there ordered against the main queue's by events
  * alone. Eight rounds of: the side queue fills x with r (after the main
  * queue's previous axpy has read x: its marker), the main queue adds x to
@@ -1525,6 +1585,7 @@ Suite *cl_suite(void)
     tcase_add_test(core, test_profiling);
     tcase_add_test(core, test_side_queue);
     tcase_add_test(core, test_profile_take);
+    tcase_add_test(core, test_profile_trace);
     tcase_add_test(core, test_probe);
     tcase_add_test(core, test_wgmma_patch);
     tcase_add_test(core, test_multi_source);

@@ -10,6 +10,8 @@
 #include "internal.h"
 
 #include <ctype.h>
+#include <errno.h>
+#include <inttypes.h>
 #include <stdarg.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -468,6 +470,11 @@ qe_status qe_cl_open(const char *choice, unsigned flags, qe_cl **out)
     cl->flags = flags;
     const char *shapes = getenv("QEVAL_PROFILE_SHAPES");
     cl->prof_shapes = shapes && *shapes && strcmp(shapes, "0");
+    const char *trace = getenv("QEVAL_PROFILE_TRACE");
+    if ((flags & QE_CL_PROFILE) && trace && *trace && !(cl->prof_trace = fopen(trace, "w"))) {
+        st = qe_fail(QE_EIO, "QEVAL_PROFILE_TRACE: cannot write %s: %s", trace, strerror(errno));
+        goto done;
+    }
     cl_context_properties props[] = {CL_CONTEXT_PLATFORM, (cl_context_properties)cl->info.platform, 0};
     cl->ctx = clCreateContext(props, 1, &cl->info.device, NULL, NULL, &err);
     if (!cl->ctx) {
@@ -506,6 +513,8 @@ void qe_cl_close(qe_cl *cl)
         clReleaseEvent(cl->prof_ev[i].ev);
     free(cl->prof_ev);
     free(cl->prof_tot);
+    if (cl->prof_trace)
+        fclose(cl->prof_trace);
     if (cl->ctx)
         clReleaseContext(cl->ctx);
     free(cl->info.extensions);
@@ -911,7 +920,10 @@ static qe_status prof_fold(qe_cl *cl)
     for (; i < cl->prof_n && st == QE_OK; i++) {
         struct qe_cl_prof_pending *p = &cl->prof_ev[i];
         uint64_t t0 = 0, t1 = 0;
-        st = qe_cl_event_times(p->ev, NULL, &t0, &t1);
+        uint64_t tq = 0;
+        st = qe_cl_event_times(p->ev, &tq, &t0, &t1);
+        if (st == QE_OK && cl->prof_trace)
+            fprintf(cl->prof_trace, "%s\t%" PRIu64 "\t%" PRIu64 "\t%" PRIu64 "\n", p->name, tq, t0, t1);
         size_t j = 0;
         while (st == QE_OK && j < cl->prof_nk && strcmp(cl->prof_tot[j].name, p->name))
             j++;

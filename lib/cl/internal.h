@@ -4,6 +4,8 @@
 #ifndef QE_CL_INTERNAL_H
 #define QE_CL_INTERNAL_H
 
+#include <stdio.h>
+
 #include "cl.h"
 
 struct qe_cl {
@@ -19,6 +21,7 @@ struct qe_cl {
     qe_cl_kernel_time *prof_tot;        /* [prof_nk] of prof_capk */
     size_t prof_nk, prof_capk;
     int prof_shapes;                    /* QEVAL_PROFILE_SHAPES at open: name[global sizes] */
+    FILE *prof_trace;                   /* QEVAL_PROFILE_TRACE at open: one line a launch */
     uint64_t n_launch, enqueue_ns;      /* qe_cl_launch_stats */
     uint64_t wait_ns;                   /* qe_cl_wait_ns */
 };
