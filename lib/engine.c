@@ -2143,7 +2143,7 @@ qe_status qe_engine_begin(qe_engine *e, int n_seq, int n_tok, const int32_t *tok
                 e->htmp[r] = -1;
         st = qe_cl_write(e->cl, e->targets, 0, (size_t)out_rows * sizeof(int32_t), e->htmp, 1);
     }
-    qe_engine_wh_head_reset(e, with_targets);
+    qe_engine_wh_head_early(e, with_targets);
     if (st == QE_OK)
         st = qe_engine_run_trunk(e, n_seq, n_tok, out_first);
     e->last_n_seq = n_seq;

@@ -52,6 +52,7 @@ enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 #define STATS_PART_HDR 3 /* logits.cl LS_PART: the same in a split row's part record */
 #define KLD_STRIDE 4    /* kld.cl: floats per row of a comparison (kld, dp, same_top, pad) */
 #define WH_SLOTS 4      /* engine_wh.c: f16 weight copies in the ring (a call reads 2 at most) */
+#define WH_RESIDENT_DIV 8 /* engine_wh.c: copies of all layers kept if <= 1/8 of device memory */
 
 /* A work-group shape of mma.cl's mma_skinny (engine.c skinny_shape_of). */
 typedef struct skinny_shape {
@@ -79,6 +80,7 @@ typedef struct dev_weight {
     int owned;           /* 0 when buf aliases another weight (tied output) */
     int wh;              /* mma_tile reads it as an f16 copy (engine_wh.c); set on
                             layer weights of the wh_fmts formats */
+    int wh_slot;         /* with resident copies, its own slot in e->wh */
 } dev_weight;
 
 typedef struct dev_layer {
@@ -226,16 +228,19 @@ struct qe_engine {
         cl_event read;       /* main queue: the last matmul that read it done */
         int taken;           /* read by the call being enqueued */
         uint64_t used;       /* wh_clock when last read: the oldest is reused first */
-    } wh[WH_SLOTS];
+    } *wh;                   /* [n_wh]: WH_SLOTS in a ring, or one a weight (wh_resident) */
+    int n_wh;
+    int wh_resident;         /* each copy made once, by the first prefill, and kept */
     uint64_t wh_clock;
     /* The LM head's f16 copy (engine_wh.c), where prefill's head reads one
-       (head_wh: its format is a wh_fmts one and the copy fits): made again
-       each prefill, a slice of rows after each layer on the side queue */
+       (head_wh: its format is a wh_fmts one and the copy fits): made by the
+       first prefill that runs the head, a slice of rows after each layer on
+       the side queue, and kept */
     int head_wh;
     int head_fmt;            /* the format that head matmul reads (F16 under head_wh) */
     struct wh_head {
         struct wh_slot s;    /* the copy, as a ring slot's (copied: its last slice done) */
-        int rows;            /* rows enqueued for this prefill (ne1: all) */
+        int rows;            /* rows enqueued so far (ne1: all) */
         int early;           /* this prefill will run the head: slices after each layer */
     } whh;
     /* the weight formats (mask of 1 << enum engine_wfmt) whose mma_tile
@@ -263,7 +268,9 @@ qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, in
 /* ---- f16 copies of Q8_0 / Q4_0 weights for mma_tile (engine_wh.c) ---- */
 
 /* Marks the layer weights whose prefill matmuls read an f16 copy (wh) and
-   allocates the ring's slots. */
+   allocates the slots: one a weight where all copies fit in 1 /
+   WH_RESIDENT_DIV of the device's memory (and QEVAL_MMA_WH_RESIDENT is not
+   0), else a ring of WH_SLOTS. */
 qe_status qe_engine_wh_open(qe_engine *e);
 void qe_engine_wh_close(qe_engine *e); /* events and buffers; safe twice */
 /* Before one mma_tile launch reading the n (1 or 2) weights w: each w[j]
@@ -273,11 +280,12 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
 /* After that launch: its slots' last reader is it. A no-op when the call
    read no copy. */
 qe_status qe_engine_wh_done(qe_engine *e);
-/* The LM head's copy (head_wh): a prefill starts it over (whh.rows 0,
-   whh.early: whether it will run the head); qe_engine_wh_head_slice, after
-   each layer of a prefill with whh.early, enqueues its next slice of rows; wh_take enqueues whatever is left
-   when the head's matmul takes the copy. A no-op without head_wh. */
-void qe_engine_wh_head_reset(qe_engine *e, int early);
+/* The LM head's copy (head_wh), made once: a prefill says whether it will
+   run the head (whh.early); qe_engine_wh_head_slice, after each layer of a
+   prefill with whh.early, enqueues the next slice of rows not yet copied;
+   wh_take enqueues whatever is left when the head's matmul takes the copy.
+   A no-op without head_wh or once the copy is whole. */
+void qe_engine_wh_head_early(qe_engine *e, int early);
 qe_status qe_engine_wh_head_slice(qe_engine *e);
 
 /* Allocate a device read-write buffer of rows x width elements of elem bytes

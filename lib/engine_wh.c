@@ -1,9 +1,11 @@
 /* engine_wh.c - the f16 copies of Q8_0 / Q4_0 layer weights that prefill's
  * mma_tile launches read instead of the weights themselves (engine.c
  * wh_fmts_of says when and why), made by kernels/wh.cl's wt_f16 on lib/cl's
- * side queue into a ring of WH_SLOTS buffers; and the LM head's own copy
- * (whh, engine.c head_wh), made in slices as a prefill's layers run (below,
- * qe_engine_wh_head_reset).
+ * side queue into a ring of WH_SLOTS buffers, or, where all of them fit in
+ * 1 / WH_RESIDENT_DIV of the device's memory, each into its own buffer once
+ * and kept (resident, below); and the LM head's own copy (whh, engine.c
+ * head_wh), made once, in slices as the first prefill's layers run (below,
+ * qe_engine_wh_head_early).
  *
  * A copy is enqueued when its call is, but on the side queue, waiting only
  * for the last matmul that read its slot (a marker on the main queue after
@@ -34,31 +36,81 @@
  * copy gate, up or down (2.1 TB/s) and 9.4 / 5.6 us for Q or wo / K or V.
  * Later (session 20) the copies were ~1.6 ms of a 26.3 ms q8_0 forward,
  * about all of its gap to the f16 model's 24.4 ms; beside the matmuls
- * they cost about two thirds of that (the figures above). */
+ * they cost about two thirds of that (the figures above).
+ *
+ * Resident copies: the weights never change once the engine is open, so
+ * where memory allows (Llama-3.2-1B's layers: 1.9 GB of f16, against 1/8 of
+ * an H200's 141 GB) each weight's copy is made by the first prefill that
+ * reads it and every later prefill reads it with no copy and no wait: the
+ * prefill of a Q8_0 / Q4_0 model then does the f16 model's work, the same
+ * bits as the ring's copies. QEVAL_MMA_WH_RESIDENT=0 keeps the ring (A/B
+ * runs). Decode reads the weights as stored either way. */
+#include <stdlib.h>
 #include <string.h>
 
 #include "engine_internal.h"
 
 _Static_assert(WH_SLOTS >= 3, "a call holds two slots and a copy needs a third");
 
-qe_status qe_engine_wh_open(qe_engine *e)
+static size_t copy_bytes(const dev_weight *w) { return 2 * (size_t)w->ne0 * (size_t)w->ne1; }
+
+/* Calls fn(e, w, arg) on each layer weight in order. */
+static qe_status each_weight(qe_engine *e, qe_status (*fn)(qe_engine *, dev_weight *, void *),
+                             void *arg)
 {
-    size_t most = 0;
-    int n = 0;
-    for (int l = 0; l < e->hp.n_layers; l++) {
+    qe_status st = QE_OK;
+    for (int l = 0; st == QE_OK && l < e->hp.n_layers; l++) {
         dev_layer *d = &e->layers[l];
         dev_weight *const ws[] = {&d->wq, &d->wk, &d->wv, &d->wo, &d->w_gate, &d->w_up, &d->w_down};
-        for (size_t i = 0; i < sizeof ws / sizeof ws[0]; i++) {
-            dev_weight *w = ws[i];
-            w->wh = (e->wh_fmts >> w->fmt & 1) && e->k_wt_f16[w->fmt];
-            n += w->wh;
-            const size_t bytes = 2 * (size_t)w->ne0 * (size_t)w->ne1;
-            most = w->wh && bytes > most ? bytes : most;
-        }
+        for (size_t i = 0; st == QE_OK && i < sizeof ws / sizeof ws[0]; i++)
+            st = fn(e, ws[i], arg);
     }
+    return st;
+}
+
+struct wh_count {
+    int n;
+    uint64_t total, most;
+};
+
+static qe_status mark(qe_engine *e, dev_weight *w, void *arg)
+{
+    struct wh_count *c = arg;
+    w->wh = (e->wh_fmts >> w->fmt & 1) && e->k_wt_f16[w->fmt];
+    w->wh_slot = -1;
+    if (w->wh) {
+        c->n++;
+        c->total += copy_bytes(w);
+        c->most = copy_bytes(w) > c->most ? copy_bytes(w) : c->most;
+    }
+    return QE_OK;
+}
+
+/* Resident: w's own slot, sized for it. */
+static qe_status own_slot(qe_engine *e, dev_weight *w, void *arg)
+{
+    (void)arg;
+    if (!w->wh)
+        return QE_OK;
+    w->wh_slot = e->n_wh++;
+    return qe_engine_alloc_act(e, 1, copy_bytes(w), 1, &e->wh[w->wh_slot].buf, "f16 weight copy");
+}
+
+qe_status qe_engine_wh_open(qe_engine *e)
+{
+    struct wh_count c = {0, 0, 0};
+    (void)each_weight(e, mark, &c);
+    const char *env = getenv("QEVAL_MMA_WH_RESIDENT");
+    e->wh_resident = c.n && !(env && !strcmp(env, "0")) &&
+                     c.total <= qe_cl_device(e->cl)->global_mem / WH_RESIDENT_DIV;
+    const int slots = e->wh_resident ? c.n : c.n ? WH_SLOTS : 0;
     qe_status st = QE_OK;
-    for (int i = 0; n && st == QE_OK && i < WH_SLOTS; i++)
-        st = qe_engine_alloc_act(e, 1, most, 1, &e->wh[i].buf, "f16 weight copy");
+    if (slots && !(e->wh = calloc((size_t)slots, sizeof *e->wh)))
+        return qe_fail(QE_ENOMEM, "engine: out of memory");
+    if (e->wh_resident)
+        st = each_weight(e, own_slot, NULL);
+    for (; !e->wh_resident && st == QE_OK && e->n_wh < slots; e->n_wh++)
+        st = qe_engine_alloc_act(e, 1, c.most, 1, &e->wh[e->n_wh].buf, "f16 weight copy");
     if (st == QE_OK && e->head_wh) {
         e->whh.s.w = &e->output;
         st = qe_engine_alloc_act(e, (size_t)e->output.ne1, (size_t)e->output.ne0, 2,
@@ -77,8 +129,11 @@ static void slot_free(struct wh_slot *s)
 
 void qe_engine_wh_close(qe_engine *e)
 {
-    for (int i = 0; i < WH_SLOTS; i++)
+    for (int i = 0; i < e->n_wh; i++)
         slot_free(&e->wh[i]);
+    free(e->wh);
+    e->wh = NULL;
+    e->n_wh = 0;
     slot_free(&e->whh.s);
     memset(&e->whh, 0, sizeof e->whh);
 }
@@ -88,21 +143,19 @@ void qe_engine_wh_close(qe_engine *e)
  * ppl512 B 8 of the synthetic Llama-3.2-1B (2,056 head rows in passes of
  * 1,024), before this copy: the head's matmuls 4.2 ms a prefill in q8_0 or
  * q4_0 against f16's 2.85 (grouped, engine.c need_tiles). Made in slices
- * so that no copy of the ring waits long behind it on the side queue. */
-void qe_engine_wh_head_reset(qe_engine *e, int early)
-{
-    e->whh.rows = 0;
-    e->whh.early = early;
-}
+ * so that no copy of the ring waits long behind it on the side queue.
+ * Until session 23 every prefill made it again (0.64 ms of side-queue work
+ * beside the layers); it is made once, as the weights never change. */
+void qe_engine_wh_head_early(qe_engine *e, int early) { e->whh.early = early; }
 
-/* Rows [whh.rows, whh.rows + n) of the head into its copy, the first
- * slice of a prefill after the previous prefill's last head matmul. */
+/* Rows [whh.rows, whh.rows + n) of the head into its copy. Each row is
+ * written once, before any matmul reads the copy: no wait. */
 static qe_status head_rows_copy(qe_engine *e, int n)
 {
     struct wh_slot *s = &e->whh.s;
     cl_event done = NULL;
-    qe_status st = qe_engine_run_wt_f16(e, &e->output, s->buf, e->whh.rows, n, QE_CL_SIDE,
-                                        e->whh.rows == 0 ? s->read : NULL, &done);
+    qe_status st = qe_engine_run_wt_f16(e, &e->output, s->buf, e->whh.rows, n, QE_CL_SIDE, NULL,
+                                        &done);
     if (st != QE_OK)
         return st;
     qe_cl_event_free(s->copied);
@@ -123,18 +176,21 @@ qe_status qe_engine_wh_head_slice(qe_engine *e)
 /* The slot holding w's copy, or -1. */
 static int slot_of(const qe_engine *e, const dev_weight *w)
 {
-    for (int i = 0; i < WH_SLOTS; i++)
+    for (int i = 0; i < e->n_wh; i++)
         if (e->wh[i].w == w)
             return i;
     return -1;
 }
 
-/* The slot a new copy goes into: of those the current call does not hold,
- * the one read longest ago, so that its copy waits least for its reader. */
-static int victim(const qe_engine *e)
+/* The slot a new copy of w goes into: its own where copies are resident;
+ * in the ring, of the slots the current call does not hold, the one read
+ * longest ago, so that its copy waits least for its reader. */
+static int victim(const qe_engine *e, const dev_weight *w)
 {
+    if (e->wh_resident)
+        return w->wh_slot;
     int best = -1;
-    for (int i = 0; i < WH_SLOTS; i++)
+    for (int i = 0; i < e->n_wh; i++)
         if (!e->wh[i].taken && (best < 0 || e->wh[i].used < e->wh[best].used))
             best = i;
     return best;
@@ -171,7 +227,7 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
 {
     cl_event wait[2];
     cl_uint n_wait = 0;
-    for (int i = 0; i < WH_SLOTS; i++)
+    for (int i = 0; i < e->n_wh; i++)
         e->wh[i].taken = 0;
     e->whh.s.taken = 0;
     for (int j = 0; j < n && j < 2; j++) {
@@ -185,7 +241,7 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
         } else if (w[j]->wh) {
             int i = slot_of(e, w[j]);
             if (i < 0) {
-                i = victim(e);
+                i = victim(e, w[j]);
                 st = copy_into(e, i, w[j]);
             }
             if (st == QE_OK)
@@ -199,19 +255,15 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
 
 qe_status qe_engine_wh_done(qe_engine *e)
 {
-    struct wh_slot *all[WH_SLOTS + 1];
-    int any = 0;
-    for (int i = 0; i < WH_SLOTS; i++)
-        all[i] = &e->wh[i];
-    all[WH_SLOTS] = &e->whh.s;
-    for (int i = 0; i <= WH_SLOTS; i++)
-        any |= all[i]->taken;
+    int any = e->whh.s.taken;
+    for (int i = 0; i < e->n_wh; i++)
+        any |= e->wh[i].taken;
     if (!any)
         return QE_OK;
     cl_event read = NULL;
     qe_status st = qe_cl_barrier(e->cl, QE_CL_MAIN, 0, NULL, &read);
-    for (int i = 0; st == QE_OK && i <= WH_SLOTS; i++) {
-        struct wh_slot *s = all[i];
+    for (int i = 0; st == QE_OK && i <= e->n_wh; i++) { /* i == n_wh: the head's */
+        struct wh_slot *s = i < e->n_wh ? &e->wh[i] : &e->whh.s;
         if (!s->taken)
             continue;
         st = qe_cl_event_retain(read);

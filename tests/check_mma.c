@@ -110,8 +110,11 @@ static qe_model *synth_model(const char *dir, const char *name, const qe_synth_c
 }
 
 /* Target log-probs (next token) of n_seq sequences of n_tok tokens. */
+/* runs prefills on one engine, each asserted to give the first's bits (the
+ * later ones read what the first left: kept f16 copies, engine_wh.c);
+ * tlp and lse from the last. */
 static void prefill_n(const qe_model *m, qe_gemm gemm, int n_seq, int n_tok, const int32_t *tok,
-                      float *tlp, float *lse)
+                      float *tlp, float *lse, int runs)
 {
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = n_tok;
@@ -124,8 +127,21 @@ static void prefill_n(const qe_model *m, qe_gemm gemm, int n_seq, int n_tok, con
     for (int s = 0; s < n_seq; s++)
         for (int p = 0; p < n_tok; p++)
             tgt[s * n_tok + p] = p + 1 < n_tok ? tok[s * n_tok + p + 1] : -1;
-    qe_engine_out out = {.lse = lse, .target_logp = tlp};
-    OK(qe_engine_prefill(e, n_seq, n_tok, tok, 0, tgt, &out));
+    const size_t n = (size_t)n_seq * (size_t)n_tok;
+    float *t0 = malloc(n * sizeof *t0), *l0 = malloc(n * sizeof *l0);
+    ck_assert(t0 && l0);
+    for (int r = 0; r < runs; r++) {
+        qe_engine_out out = {.lse = lse, .target_logp = tlp};
+        OK(qe_engine_prefill(e, n_seq, n_tok, tok, 0, tgt, &out));
+        if (r == 0) {
+            memcpy(t0, tlp, n * sizeof *t0);
+            memcpy(l0, lse, n * sizeof *l0);
+        }
+        ck_assert_msg(memcmp(t0, tlp, n * sizeof *t0) == 0 && memcmp(l0, lse, n * sizeof *l0) == 0,
+                      "prefill %d of one engine differs from its first", r + 1);
+    }
+    free(t0);
+    free(l0);
     free(tgt);
     qe_engine_close(e);
 }
@@ -133,7 +149,7 @@ static void prefill_n(const qe_model *m, qe_gemm gemm, int n_seq, int n_tok, con
 static void prefill(const qe_model *m, qe_gemm gemm, int n_seq, const int32_t *tok, float *tlp,
                     float *lse)
 {
-    prefill_n(m, gemm, n_seq, N_TOK, tok, tlp, lse);
+    prefill_n(m, gemm, n_seq, N_TOK, tok, tlp, lse, 1);
 }
 
 typedef struct diff {
@@ -405,16 +421,18 @@ START_TEST(test_tile_order)
 }
 END_TEST
 
-/* The f16 copies' ring (lib/engine_wh.c) with the GPU behind the host, as
- * in real prefill: a synthetic model of Llama-3.2-1B's layer widths (3
+/* The f16 copies (lib/engine_wh.c) with the GPU behind the host, as in
+ * real prefill: a synthetic model of Llama-3.2-1B's layer widths (3
  * layers, Q4_0 weights), 8 sequences of 512 tokens (gate and up about
  * 0.6 ms a launch on the H200, a copy about 25 us), the default build
- * (copies on the side queue) against Q4_0's own mma.sync build
- * (QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none), which puts the same k in each
- * step: the same bits, unless a copy overwrites a slot a matmul still
- * reads, or a matmul reads a copy not yet made. (TinyStories-656K's tiny
- * launches keep the GPU up with the host, so no copy overlaps a matmul
- * there and test_tile_order alone would not notice a dropped wait.) */
+ * (copies on the side queue), resident (the default here) and in the ring
+ * (QEVAL_MMA_WH_RESIDENT=0), each two prefills of one engine (the second
+ * reads the kept copies, or the ring's reused slots), against Q4_0's own
+ * mma.sync build (QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none), which puts the same
+ * k in each step: the same bits, unless a copy overwrites a slot a matmul
+ * still reads, or a matmul reads a copy not yet made. (TinyStories-656K's
+ * tiny launches keep the GPU up with the host, so no copy overlaps a
+ * matmul there and test_tile_order alone would not notice a dropped wait.) */
 START_TEST(test_wh_ring)
 {
     NEED_MMA();
@@ -432,20 +450,27 @@ START_TEST(test_wh_ring)
     float *b = malloc(n * sizeof *b), *lb = malloc(n * sizeof *lb);
     ck_assert(tok && a && la && b && lb);
     tokens(tok, (int)n, c.n_vocab, 21);
-    prefill_n(m, QE_GEMM_MMA, NS, NT, tok, a, la);
     env_spec("QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none", 1);
-    prefill_n(m, QE_GEMM_MMA, NS, NT, tok, b, lb);
+    prefill_n(m, QE_GEMM_MMA, NS, NT, tok, b, lb, 1);
     env_spec("QEVAL_MMA_WGMMA=0 QEVAL_MMA_WH=none", 0);
-    size_t bad = 0, first = n;
-    for (size_t i = 0; i < n; i++)
-        if (memcmp(&la[i], &lb[i], sizeof *la) || memcmp(&a[i], &b[i], sizeof *a)) {
-            bad++;
-            first = first < i ? first : i;
-        }
-    ck_assert_msg(bad == 0, "q4_0 through the copies' ring: %zu of %zu positions differ from "
-                            "Q4_0's own build, the first %zu (lse %.9g vs %.9g)",
-                  bad, n, first, first < n ? (double)la[first] : 0.0,
-                  first < n ? (double)lb[first] : 0.0);
+    const char *const modes[] = {NULL, "QEVAL_MMA_WH_RESIDENT=0"};
+    for (int v = 0; v < 2; v++) {
+        if (modes[v])
+            env_spec(modes[v], 1);
+        prefill_n(m, QE_GEMM_MMA, NS, NT, tok, a, la, 2);
+        if (modes[v])
+            env_spec(modes[v], 0);
+        size_t bad = 0, first = n;
+        for (size_t i = 0; i < n; i++)
+            if (memcmp(&la[i], &lb[i], sizeof *la) || memcmp(&a[i], &b[i], sizeof *a)) {
+                bad++;
+                first = first < i ? first : i;
+            }
+        ck_assert_msg(bad == 0, "q4_0 through %s copies: %zu of %zu positions differ from "
+                                "Q4_0's own build, the first %zu (lse %.9g vs %.9g)",
+                      v ? "the ring's" : "resident", bad, n, first,
+                      first < n ? (double)la[first] : 0.0, first < n ? (double)lb[first] : 0.0);
+    }
     free(tok);
     free(a);
     free(la);
