@@ -15,6 +15,7 @@
  *   xo)] (xh.cl): the same bits as rmsnorm then mma_xh, without y's write
  *   and read and a launch. Same work-groups. Needs xh.cl and rms.cl (the
  *   row's scale, shared with mma.cl's one-row decode build) before this file.
+ * rmsnorm_xh_add: x += res, row by row, then rmsnorm_xh (see there).
  */
 
 __kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
@@ -44,13 +45,11 @@ void rmsnorm(const __global float *x, int in_seq, int in_seq_stride, int in_off,
     }
 }
 
-__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
-void rmsnorm_xh(const __global float *x, const __global float *w, int dim, float eps,
-                __global half *xh, int ldp, int xo)
+/* Row r of x (xr) normed into its f16 pairs: rmsnorm_xh's and
+ * rmsnorm_xh_add's work after the sum. */
+inline void norm_xh_row(__local float *red, const __global float *xr, const __global float *w,
+                        int dim, float eps, __global half *xh, int ldp, int xo, int r, int t)
 {
-    __local float red[QE_NW];
-    const int r = get_group_id(0), t = get_local_id(0);
-    const __global float *xr = x + (size_t)r * dim;
     const float scale = rms_scale(red, xr, dim, eps, t);
     for (int i = t; i < ldp; i += QE_NW) {
         const int k = 2 * i;
@@ -58,4 +57,31 @@ void rmsnorm_xh(const __global float *x, const __global float *w, int dim, float
             xh_pair(k < dim ? xr[k] * scale * w[k] : 0.0f,
                     k + 1 < dim ? xr[k + 1] * scale * w[k + 1] : 0.0f);
     }
+}
+
+__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
+void rmsnorm_xh(const __global float *x, const __global float *w, int dim, float eps,
+                __global half *xh, int ldp, int xo)
+{
+    __local float red[QE_NW];
+    const int r = get_group_id(0), t = get_local_id(0);
+    norm_xh_row(red, x + (size_t)r * dim, w, dim, eps, xh, ldp, xo, r, t);
+}
+
+/* rmsnorm_xh_add: x[r][i] += res[r][i] first (the residual add that wo's or
+ * down's matmul makes when it accumulates into x, moved here by
+ * engine.c's deferred residual: the same float sums), then rmsnorm_xh of
+ * the new x. Same work-groups. */
+__kernel __attribute__((reqd_work_group_size(QE_NW, 1, 1)))
+void rmsnorm_xh_add(__global float *x, const __global float *res, const __global float *w, int dim,
+                    float eps, __global half *xh, int ldp, int xo)
+{
+    __local float red[QE_NW];
+    const int r = get_group_id(0), t = get_local_id(0);
+    __global float *xr = x + (size_t)r * dim;
+    const __global float *rr = res + (size_t)r * dim;
+    for (int i = t; i < dim; i += QE_NW)
+        xr[i] += rr[i];
+    barrier(CLK_GLOBAL_MEM_FENCE); /* the row's sums, each written by one work-item, for all */
+    norm_xh_row(red, xr, w, dim, eps, xh, ldp, xo, r, t);
 }

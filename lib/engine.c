@@ -340,6 +340,13 @@ static unsigned wfmt_list(const char *s)
  * from the copy's, whatever the batch (Q4_0's orders put the same k in
  * each mma step: the same bits). QEVAL_MMA_WH = a list of "q8_0", "q4_0"
  * (or "none") replaces it for A/B runs (read when the engine opens). */
+/* Whether the knob `name` is set to "0" (turned off). */
+static int env_is_0(const char *name)
+{
+    const char *v = getenv(name);
+    return v && !strcmp(v, "0");
+}
+
 static unsigned wh_fmts_of(unsigned wg)
 {
     const char *env = getenv("QEVAL_MMA_WH");
@@ -871,6 +878,8 @@ static qe_status build_common(qe_engine *e)
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rmsnorm_xh", &e->k_norm_xh);
     if (st == QE_OK)
+        st = qe_cl_kernel(e->prog_common, "rmsnorm_xh_add", &e->k_norm_xh_add);
+    if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "rope", &e->k_rope);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "attention", &e->k_attn);
@@ -1109,6 +1118,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         (st = qe_engine_alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
+        (e->opt.gemm == QE_GEMM_MMA && !env_is_0("QEVAL_MMA_DEFER") &&
+         (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->res, "deferred residual")) != QE_OK) ||
         (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)hp->n_ff, sizeof(float), &e->g, "ffn gate")) != QE_OK ||
@@ -1175,7 +1186,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_free(e->out_norm);
     qe_cl_free(e->rope_cs);
     qe_cl_free(e->rope_cs_swa);
-    cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->q, e->att,
+    cl_mem acts[] = {e->tokens, e->targets, e->x, e->h, e->res, e->q, e->att,
                      e->g, e->u, e->hout, e->logits, e->stats, e->mw_part, e->xh};
     for (size_t i = 0; i < sizeof acts / sizeof acts[0]; i++)
         qe_cl_free(acts[i]);
@@ -1210,6 +1221,7 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_silu);
     qe_cl_kernel_free(e->k_silu_xh);
     qe_cl_kernel_free(e->k_norm_xh);
+    qe_cl_kernel_free(e->k_norm_xh_add);
     cl_kernel arch_k[] = {e->k_qk_prep, e->k_norm_add, e->k_gelu, e->k_scale, e->k_softcap};
     for (size_t i = 0; i < sizeof arch_k / sizeof arch_k[0]; i++)
         qe_cl_kernel_free(arch_k[i]);
@@ -1878,18 +1890,37 @@ qe_status qe_engine_run_act(qe_engine *e, cl_mem g, cl_mem u, int n_rows)
     return st != QE_OK ? st : qe_cl_run(e->cl, ka, 2, global, NULL, NULL);
 }
 
+/* Prefill's wo or down matmul (w on in), its product added to x: now, as
+ * qe_engine_run_out_add does (accumulating into x), or with defer written
+ * to e->res (e->res_pending), for the next norm_for_matmuls to add as it
+ * norms x (rmsnorm_xh_add: the same sums). run_trunk defers where that next
+ * norm fuses and there is no post-norm: a matmul that accumulates reads
+ * x's values in its epilogue, all work-groups of a wave at once, and with
+ * accumulation off (a probe) wo and down took 103.4 / 315.5 us a layer
+ * instead of 132.0 / 344.8 (H200, pp512 B 8 of the synthetic
+ * Llama-3.2-1B), while the norm's add reads and writes x once more.
+ * QEVAL_MMA_DEFER=0 (read at engine open) adds at once everywhere. */
+static qe_status out_add(qe_engine *e, const dev_weight *w, cl_mem in, int ld_in, int rows,
+                         cl_mem post, int defer)
+{
+    if (!defer)
+        return qe_engine_run_out_add(e, w, in, ld_in, rows, post, e->x, e->h);
+    QE_ASSERT(e->res && !post && !e->res_pending);
+    e->res_pending = 1;
+    return qe_engine_run_matmul(e, w, in, 0, ld_in, rows, e->res, e->hp.dim, rows, rows, 0);
+}
+
 /* Prefill's SwiGLU and down projection: under mma, silu_mul_xh writes the
  * products straight into e->xh as f16 pairs, which the down matmul (its
  * input nominally g, which keeps the gate) takes as converted: the same
  * bits as silu_mul then mma_xh, without g's write and read. */
-static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
+static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows, int defer)
 {
     const int n_ff = e->hp.n_ff;
     qe_status st;
     if (e->opt.gemm != QE_GEMM_MMA || e->hp.ffn_act != QE_ACT_SILU) {
         st = qe_engine_run_act(e, e->g, e->u, rows);
-        return st != QE_OK ? st : qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows,
-                                                        d->ffn_post, e->x, e->h);
+        return st != QE_OK ? st : out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, defer);
     }
     int ldp = xh_pairs(n_ff), xo = xh_order(tile_fmt(&d->w_down));
     st = qe_cl_args(e->k_silu_xh, 6, sizeof(cl_mem), &e->g, sizeof(cl_mem), &e->u, sizeof(int),
@@ -1901,7 +1932,7 @@ static qe_status run_ffn_out(qe_engine *e, const dev_layer *d, int rows)
         return st;
     xh_share(e, 1);
     xh_hold(e, e->xh, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
-    st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
+    st = out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, defer);
     xh_share(e, 0);
     return st;
 }
@@ -1934,15 +1965,25 @@ qe_status qe_engine_run_softcap(qe_engine *e, cl_mem logits, int n_rows)
  * Under mma in prefill, when all of ws want one xh order, rmsnorm_xh writes
  * the norm straight into e->xh as their f16 pairs (the same bits as rmsnorm
  * then mma_xh) and h is not written: pp512 B 8 on the H200 skipped 32 MB of
- * writes and reads and two launches a layer. */
+ * writes and reads and two launches a layer (norm_fuses says when). With a
+ * deferred residual pending (out_add), rmsnorm_xh_add first adds it to x;
+ * out_add defers only where this norm fuses. */
+static int norm_fuses(const qe_engine *e, int rows, const dev_weight *const *ws, int n)
+{
+    const int xo = xh_order(tile_fmt(ws[0]));
+    int fuse = tile_serves(e) && (size_t)rows <= (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
+    for (int i = 1; i < n; i++)
+        fuse = fuse && xh_order(tile_fmt(ws[i])) == xo;
+    return fuse;
+}
+
 static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
                                   const dev_weight *const *ws, int n)
 {
     const int dim = e->hp.dim, xo = xh_order(tile_fmt(ws[0]));
-    int fuse = tile_serves(e) && (size_t)rows <= (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx;
-    for (int i = 1; i < n; i++)
-        fuse = fuse && xh_order(tile_fmt(ws[i])) == xo;
+    const int fuse = norm_fuses(e, rows, ws, n);
     qe_status st;
+    QE_ASSERT(fuse || !e->res_pending);
     if (!fuse) {
         st = qe_engine_run_norm(e, e->x, rows, rows, 0, w_norm, e->h, rows);
         xh_share(e, 1);
@@ -1950,12 +1991,20 @@ static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
     }
     int ldp = xh_pairs(dim);
     float eps = e->hp.rms_eps;
-    st = qe_cl_args(e->k_norm_xh, 7, sizeof(cl_mem), &e->x, sizeof(cl_mem), &w_norm, sizeof(int),
-                    &dim, sizeof(float), &eps, sizeof(cl_mem), &e->xh, sizeof(int), &ldp,
-                    sizeof(int), &xo);
+    const int add = e->res_pending;
+    cl_kernel k = add ? e->k_norm_xh_add : e->k_norm_xh;
+    e->res_pending = 0;
+    if (add)
+        st = qe_cl_args(k, 8, sizeof(cl_mem), &e->x, sizeof(cl_mem), &e->res, sizeof(cl_mem),
+                        &w_norm, sizeof(int), &dim, sizeof(float), &eps, sizeof(cl_mem), &e->xh,
+                        sizeof(int), &ldp, sizeof(int), &xo);
+    else
+        st = qe_cl_args(k, 7, sizeof(cl_mem), &e->x, sizeof(cl_mem), &w_norm, sizeof(int), &dim,
+                        sizeof(float), &eps, sizeof(cl_mem), &e->xh, sizeof(int), &ldp,
+                        sizeof(int), &xo);
     size_t global = (size_t)rows * (size_t)e->nw, local = (size_t)e->nw;
     if (st == QE_OK)
-        st = qe_cl_run(e->cl, e->k_norm_xh, 1, &global, &local, NULL);
+        st = qe_cl_run(e->cl, k, 1, &global, &local, NULL);
     xh_share(e, 1);
     xh_hold(e, e->xh, e->h, 0, dim, rows, dim, xo, 1, st == QE_OK);
     return st;
@@ -1969,7 +2018,7 @@ static qe_status norm_for_matmuls(qe_engine *e, cl_mem w_norm, int rows,
  * g and u never written (H200, pp512 B 8: a layer's gate, up and
  * silu_mul_xh launches become one, and g and u, 268 MB of f32, are neither
  * written nor read). Else gate and up, then run_ffn_out. */
-static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
+static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows, int defer)
 {
     const dev_weight *wg = &d->w_gate, *wu = &d->w_up, *const gu[] = {wg, wu};
     int dim = e->hp.dim, n_ff = e->hp.n_ff;
@@ -1983,7 +2032,7 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
         if (st == QE_OK)
             st = qe_engine_run_matmul(e, wu, e->h, 0, dim, rows, e->u, n_ff, rows, rows, 0);
         xh_share(e, 0);
-        return st == QE_OK ? run_ffn_out(e, d, rows) : st;
+        return st == QE_OK ? run_ffn_out(e, d, rows, defer) : st;
     }
     int ldp = xh_pairs(dim), ldh = n_ff / 2, xo = xh_order(tile_fmt(&d->w_down));
     const dev_weight *ws[2] = {wg, wu};
@@ -2009,7 +2058,7 @@ static qe_status run_ffn(qe_engine *e, const dev_layer *d, int rows)
         return st;
     xh_share(e, 1); /* the down matmul's input, nominally g: its pairs, in g's memory */
     xh_hold(e, e->g, e->g, 0, n_ff, rows, n_ff, xo, 1, 1);
-    st = qe_engine_run_out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, e->x, e->h);
+    st = out_add(e, &d->w_down, e->g, n_ff, rows, d->ffn_post, defer);
     xh_share(e, 0);
     return st;
 }
@@ -2020,6 +2069,7 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
     const qe_hparams *hp = &e->hp;
     const int rows = n_seq * n_tok, n_out = n_tok - out_first;
     cl_kernel ke = e->k_embed[e->tok_embd.fmt];
+    e->res_pending = 0;
     qe_status st = qe_cl_args(ke, 5, sizeof(cl_mem), &e->tokens, sizeof(cl_mem), &e->tok_embd.buf,
                               sizeof(cl_ulong), &e->tok_embd.row_bytes, sizeof(int), &hp->dim,
                               sizeof(cl_mem), &e->x);
@@ -2046,9 +2096,19 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
             xh_share(e, 1);
             xh_hold(e, e->xh, e->att, 0, e->q_dim, rows, e->q_dim, axo, 1, 1);
         }
-        st = qe_engine_run_out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, e->x, e->h);
+        /* the residual adds deferred to the next norm where it fuses (out_add);
+           the last layer's down adds at once, for the final norm */
+        const dev_weight *const gu[] = {&d->w_gate, &d->w_up};
+        const int defer_o = e->res && !d->attn_post && norm_fuses(e, rows, gu, 2);
+        int defer_d = 0;
+        if (e->res && !d->ffn_post && l + 1 < hp->n_layers) {
+            const dev_layer *n = &e->layers[l + 1];
+            const dev_weight *const nqkv[] = {&n->wq, &n->wk, &n->wv};
+            defer_d = norm_fuses(e, rows, nqkv, 3);
+        }
+        st = out_add(e, &d->wo, e->att, e->q_dim, rows, d->attn_post, defer_o);
         xh_share(e, 0);
-        if (st != QE_OK || (st = run_ffn(e, d, rows)) != QE_OK ||
+        if (st != QE_OK || (st = run_ffn(e, d, rows, defer_d)) != QE_OK ||
             (st = qe_engine_wh_head_slice(e)) != QE_OK)
             break;
     }
@@ -2231,9 +2291,10 @@ qe_status qe_engine_poison(qe_engine *e)
 {
     const float nan = NAN;
     qe_status st = QE_OK;
-    cl_mem bufs[] = {e->x, e->h, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats, e->kld};
+    cl_mem bufs[] = {e->x, e->h, e->res, e->q, e->att, e->g, e->u, e->hout, e->logits, e->stats, e->kld};
     for (size_t i = 0; st == QE_OK && i < sizeof bufs / sizeof bufs[0]; i++)
-        st = qe_cl_fill(e->cl, bufs[i], &nan, sizeof nan, 0, qe_cl_size(bufs[i]));
+        if (bufs[i]) /* res: under mma only */
+            st = qe_cl_fill(e->cl, bufs[i], &nan, sizeof nan, 0, qe_cl_size(bufs[i]));
     if (st == QE_OK && e->kvs)
         st = qe_cl_fill(e->cl, e->kvs, &nan, sizeof nan, 0, qe_cl_size(e->kvs));
     /* All-ones bytes decode to NaN in every cache format (f32/f16 NaN, a NaN

@@ -167,6 +167,9 @@ struct qe_engine {
     cl_mem tokens;       /* [n_seq*n_ctx] int */
     cl_mem targets;      /* [n_seq*n_ctx] int */
     cl_mem x, h;         /* [n_seq*n_ctx][dim] */
+    cl_mem res;          /* [n_seq*n_ctx][dim] under mma: a deferred residual (engine.c
+                            out_add), NULL otherwise */
+    int res_pending;     /* res holds a product the next norm adds to x */
     cl_mem q, att;       /* [n_seq*n_ctx][q_dim] */
     cl_mem g, u;         /* [n_seq*n_ctx][n_ff] */
     cl_mem hout;         /* [n_seq*n_ctx][dim] final-normed scored rows */
@@ -216,6 +219,7 @@ struct qe_engine {
     int xh_keep;
     cl_kernel k_silu_xh;          /* ffn.cl silu_mul_xh: SwiGLU straight into xh */
     cl_kernel k_norm_xh;          /* norm.cl rmsnorm_xh: a layer's norm straight into xh */
+    cl_kernel k_norm_xh_add;      /* norm.cl rmsnorm_xh_add: x += res, then rmsnorm_xh */
     /* Prefill matmuls of weights in these formats (a mask of 1 << enum
        engine_wfmt) read f16 copies made by wh.cl's wt_f16 on the side queue
        into a ring of slots, each the size of the largest such weight

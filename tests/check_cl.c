@@ -452,7 +452,8 @@ END_TEST
  * to f16 to nearest even, as pairs padded to ldp with zeros in each of
  * xh.cl's orders: the same bits mma_xh would make of rmsnorm's output. A
  * dim that is odd and not a multiple of the work-group leaves a half pair
- * and padding, and work-items with fewer elements than others. */
+ * and padding, and work-items with fewer elements than others. Then
+ * rmsnorm_xh_add (the deferred residual, engine.c out_add). */
 START_TEST(test_rmsnorm_xh)
 {
     qe_cl *cl = qe_test_cl();
@@ -501,6 +502,39 @@ START_TEST(test_rmsnorm_xh)
         OK(qe_cl_read(cl, dh, 0, sizeof xh, xh));
         check_xh_rows(xh, want, ROWS, DIM, LDP, xo, "rmsnorm");
     }
+    /* rmsnorm_xh_add: x becomes x + res (each element the host's float
+       sum, bit for bit), and xh rmsnorm_xh's pairs of that sum */
+    float res[DIM * ROWS], sum[DIM * ROWS], got[DIM * ROWS], want2[DIM * ROWS];
+    for (int i = 0; i < DIM * ROWS; i++) {
+        res[i] = rnd_float() * 2.0f;
+        sum[i] = x[i] + res[i];
+    }
+    cl_mem dxa = NULL, dres = NULL, dsum = NULL;
+    cl_kernel ka = NULL;
+    OK(qe_cl_alloc(cl, sizeof x, QE_CL_RW, NULL, &dxa));
+    OK(qe_cl_alloc(cl, sizeof res, QE_CL_RO, res, &dres));
+    OK(qe_cl_alloc(cl, sizeof sum, QE_CL_RO, sum, &dsum));
+    OK(qe_cl_args(k, 8, sizeof dsum, &dsum, sizeof rows, &rows, sizeof rows, &rows, sizeof zero,
+                  &zero, sizeof dw, &dw, sizeof dim, &dim, sizeof eps, &eps, sizeof dy, &dy));
+    OK(qe_cl_run(cl, k, 1, &global, &local, NULL));
+    OK(qe_cl_read(cl, dy, 0, sizeof want2, want2));
+    OK(qe_cl_kernel(p, "rmsnorm_xh_add", &ka));
+    for (int xo = 0; xo < 3; xo++) {
+        unsigned char poison = 0xA5;
+        OK(qe_cl_fill(cl, dh, &poison, 1, 0, sizeof xh));
+        OK(qe_cl_write(cl, dxa, 0, sizeof x, x, 1));
+        OK(qe_cl_args(ka, 8, sizeof dxa, &dxa, sizeof dres, &dres, sizeof dw, &dw, sizeof dim,
+                      &dim, sizeof eps, &eps, sizeof dh, &dh, sizeof ldp, &ldp, sizeof xo, &xo));
+        OK(qe_cl_run(cl, ka, 1, &global, &local, NULL));
+        OK(qe_cl_read(cl, dxa, 0, sizeof got, got));
+        ck_assert_msg(memcmp(got, sum, sizeof sum) == 0, "rmsnorm_xh_add: x is not x + res");
+        OK(qe_cl_read(cl, dh, 0, sizeof xh, xh));
+        check_xh_rows(xh, want2, ROWS, DIM, LDP, xo, "rmsnorm of x + res");
+    }
+    qe_cl_free(dxa);
+    qe_cl_free(dres);
+    qe_cl_free(dsum);
+    qe_cl_kernel_free(ka);
     qe_cl_free(dx);
     qe_cl_free(dw);
     qe_cl_free(dy);
