@@ -326,8 +326,16 @@ static unsigned wfmt_list(const char *s)
     return m;
 }
 
+/* Whether the knob `name` is set to "0" (turned off). */
+static int env_is_0(const char *name)
+{
+    const char *v = getenv(name);
+    return v && !strcmp(v, "0");
+}
+
 /* The formats whose prefill matmuls under mma read an f16 copy of the
- * weight made for each call (kernels/wh.cl wt_f16, engine_wh.c)
+ * weight (kernels/wh.cl wt_f16, engine_wh.c: made once and kept where
+ * memory allows, else again for each call)
  * instead of mma_tile's own build for the format, as a mask of
  * 1 << enum engine_wfmt: Q8_0 and Q4_0 where mma_tile's own build for
  * them is mma.sync's (not in wg, tile_wg_of's formats): those are slower
@@ -340,13 +348,6 @@ static unsigned wfmt_list(const char *s)
  * from the copy's, whatever the batch (Q4_0's orders put the same k in
  * each mma step: the same bits). QEVAL_MMA_WH = a list of "q8_0", "q4_0"
  * (or "none") replaces it for A/B runs (read when the engine opens). */
-/* Whether the knob `name` is set to "0" (turned off). */
-static int env_is_0(const char *name)
-{
-    const char *v = getenv(name);
-    return v && !strcmp(v, "0");
-}
-
 static unsigned wh_fmts_of(unsigned wg)
 {
     const char *env = getenv("QEVAL_MMA_WH");
