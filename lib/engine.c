@@ -326,8 +326,7 @@ static unsigned wfmt_list(const char *s)
     return m;
 }
 
-/* Whether the knob `name` is set to "0" (turned off). */
-static int env_is_0(const char *name)
+int qe_engine_env_off(const char *name)
 {
     const char *v = getenv(name);
     return v && !strcmp(v, "0");
@@ -982,8 +981,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         x1_few_of(e, f);
     e->msk_x1_groups = x1_groups_of((int)qe_cl_device(e->cl)->compute_units);
     e->msk_xfree_rows = msk_xfree_of();
-    const char *pro = getenv("QEVAL_MMA_PRO");
-    e->msk_pro = !(pro && strcmp(pro, "0") == 0);
+    e->msk_pro = !qe_engine_env_off("QEVAL_MMA_PRO");
     e->mw_shape = wide_shape_of();
     e->mt_shape = tile_shape_of();
     e->mt_wg = tile_wg_of(e);
@@ -1051,9 +1049,8 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
        own format. QEVAL_MMA_WH_HEAD=0 turns the copy off (A/B runs, and
        check_mma's comparisons of the layers' builds). */
     int hconv;
-    const char *whh_env = getenv("QEVAL_MMA_WH_HEAD");
     st = engine_wfmt_of(&w->output, &e->head_fmt, &hconv);
-    e->head_wh = st == QE_OK && e->opt.gemm == QE_GEMM_MMA && !(whh_env && !strcmp(whh_env, "0")) &&
+    e->head_wh = st == QE_OK && e->opt.gemm == QE_GEMM_MMA && !qe_engine_env_off("QEVAL_MMA_WH_HEAD") &&
                  (e->head_fmt == WF_Q8_0 || e->head_fmt == WF_Q4_0) &&
                  !(e->mt_wg >> e->head_fmt & 1u) &&
                  (uint64_t)2 * (uint64_t)hp->n_vocab * (uint64_t)hp->dim <=
@@ -1119,7 +1116,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         (st = qe_engine_alloc_act(e, rows, 1, sizeof(cl_int), &e->targets, "targets")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->x, "residual")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->h, "norm")) != QE_OK ||
-        (e->opt.gemm == QE_GEMM_MMA && !env_is_0("QEVAL_MMA_DEFER") &&
+        (e->opt.gemm == QE_GEMM_MMA && !qe_engine_env_off("QEVAL_MMA_DEFER") &&
          (st = qe_engine_alloc_act(e, rows, (size_t)hp->dim, sizeof(float), &e->res, "deferred residual")) != QE_OK) ||
         (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->q, "query")) != QE_OK ||
         (st = qe_engine_alloc_act(e, rows, (size_t)e->q_dim, sizeof(float), &e->att, "attention")) != QE_OK ||

@@ -281,8 +281,10 @@ void qe_engine_wh_close(qe_engine *e); /* events and buffers; safe twice */
    marked wh is replaced by view[j], its f16 copy (made now on the side
    queue if no slot holds it), and the main queue waits for those copies. */
 qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weight *view);
-/* After that launch: its slots' last reader is it. A no-op when the call
-   read no copy. */
+/* After that launch: the last reader of the ring slots it read is it (a
+   copy into a resident slot or the head's is never overwritten: wh_take
+   waits for it once and keeps no readers). A no-op when the call read no
+   ring slot. */
 qe_status qe_engine_wh_done(qe_engine *e);
 /* The LM head's copy (head_wh), made once: a prefill says whether it will
    run the head (whh.early); qe_engine_wh_head_slice, after each layer of a
@@ -291,6 +293,10 @@ qe_status qe_engine_wh_done(qe_engine *e);
    A no-op without head_wh or once the copy is whole. */
 void qe_engine_wh_head_early(qe_engine *e, int early);
 qe_status qe_engine_wh_head_slice(qe_engine *e);
+
+/* Whether the environment knob `name` is "0" (turned off; engine knobs are
+   read when the engine opens). */
+int qe_engine_env_off(const char *name);
 
 /* Allocate a device read-write buffer of rows x width elements of elem bytes
  * into *out; QE_ERANGE when the size overflows, the message naming what. */

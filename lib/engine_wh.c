@@ -100,8 +100,7 @@ qe_status qe_engine_wh_open(qe_engine *e)
 {
     struct wh_count c = {0, 0, 0};
     (void)each_weight(e, mark, &c);
-    const char *env = getenv("QEVAL_MMA_WH_RESIDENT");
-    e->wh_resident = c.n && !(env && !strcmp(env, "0")) &&
+    e->wh_resident = c.n && !qe_engine_env_off("QEVAL_MMA_WH_RESIDENT") &&
                      c.total <= qe_cl_device(e->cl)->global_mem / WH_RESIDENT_DIV;
     const int slots = e->wh_resident ? c.n : c.n ? WH_SLOTS : 0;
     qe_status st = QE_OK;
@@ -176,6 +175,8 @@ qe_status qe_engine_wh_head_slice(qe_engine *e)
 /* The slot holding w's copy, or -1. */
 static int slot_of(const qe_engine *e, const dev_weight *w)
 {
+    if (e->wh_resident)
+        return e->wh[w->wh_slot].w == w ? w->wh_slot : -1;
     for (int i = 0; i < e->n_wh; i++)
         if (e->wh[i].w == w)
             return i;
@@ -211,13 +212,25 @@ static qe_status copy_into(qe_engine *e, int i, const dev_weight *w)
     return QE_OK;
 }
 
+/* Slots whose copy nothing overwrites: every slot where copies are
+ * resident, and the head's. The main queue (in order) waits for such a copy
+ * once, at its first reader, and every later command runs after that wait:
+ * later readers need no wait, and no record of readers is kept (only a new
+ * copy into a ring slot waits for one). */
+static int slot_kept(const qe_engine *e, const struct wh_slot *s)
+{
+    return e->wh_resident || s == &e->whh.s;
+}
+
 /* The launch being enqueued reads slot s, which holds (or is making) the
- * copy of *w: *w becomes *view, the copy's f16 rows, and *wait the event the
- * main queue waits for. */
-static void slot_take(struct wh_slot *s, const dev_weight **w, dev_weight *view, cl_event *wait)
+ * copy of *w: *w becomes *view, the copy's f16 rows, and the copy's event,
+ * if the main queue has not waited for it yet, joins wait[]. */
+static void slot_take(struct wh_slot *s, const dev_weight **w, dev_weight *view, cl_event *wait,
+                      cl_uint *n_wait)
 {
     s->taken = 1;
-    *wait = s->copied;
+    if (s->copied)
+        wait[(*n_wait)++] = s->copied;
     *view = (dev_weight){.buf = s->buf, .fmt = WF_F16, .ne0 = (*w)->ne0, .ne1 = (*w)->ne1,
                          .row_bytes = 2 * (cl_ulong)(*w)->ne0};
     *w = view;
@@ -237,7 +250,7 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
             if (left > 0)
                 st = head_rows_copy(e, left);
             if (st == QE_OK)
-                slot_take(&e->whh.s, &w[j], &view[j], &wait[n_wait++]);
+                slot_take(&e->whh.s, &w[j], &view[j], wait, &n_wait);
         } else if (w[j]->wh) {
             int i = slot_of(e, w[j]);
             if (i < 0) {
@@ -245,14 +258,25 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
                 st = copy_into(e, i, w[j]);
             }
             if (st == QE_OK)
-                slot_take(&e->wh[i], &w[j], &view[j], &wait[n_wait++]);
+                slot_take(&e->wh[i], &w[j], &view[j], wait, &n_wait);
         }
         if (st != QE_OK)
             return st;
     }
-    return n_wait ? qe_cl_barrier(e->cl, QE_CL_MAIN, n_wait, wait, NULL) : QE_OK;
+    qe_status st = n_wait ? qe_cl_barrier(e->cl, QE_CL_MAIN, n_wait, wait, NULL) : QE_OK;
+    for (int i = 0; st == QE_OK && i <= e->n_wh; i++) { /* i == n_wh: the head's */
+        struct wh_slot *s = i < e->n_wh ? &e->wh[i] : &e->whh.s;
+        if (s->taken && slot_kept(e, s)) { /* waited for now, for good */
+            qe_cl_event_free(s->copied);
+            s->copied = NULL;
+            s->taken = 0;
+        }
+    }
+    return st;
 }
 
+/* Records the launch just enqueued as the last reader of the ring slots it
+ * took (kept slots were let go by wh_take). */
 qe_status qe_engine_wh_done(qe_engine *e)
 {
     int any = e->whh.s.taken;
