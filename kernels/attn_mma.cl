@@ -313,3 +313,43 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
             vstore2((float2)(o[i][2 * r] * inv, o[i][2 * r + 1] * inv), 0, op + 8 * i + 2 * t4);
     }
 }
+
+/* attn_kv_f16: rows 0 .. n_tok - 1 of each of n_seq sequences' K and V
+ * caches (rows s * n_ctx + j) as the f16 pairs am_stage would stage from
+ * them (am_load8's values rounded by mma_pack) into k16 / v16, row
+ * s * n_tok + j of n_kv * QE_HD halves. attn_mma's f16 build then attends
+ * over those rows (n_ctx = n_tok) with cp.async copies: the same operands,
+ * so the same results, as this build decoding every tile in every
+ * work-group that reads it, which each key is, once for each query block
+ * and head of its group (lib/engine.c run_attention). Global
+ * (n_seq * n_tok * n_kv * QE_HD / 8 rounded up to 128), local (128): a
+ * work-item decodes elements 8 c .. 8 c + 7 of one head of one row of K
+ * and of V. */
+__kernel __attribute__((reqd_work_group_size(128, 1, 1)))
+void attn_kv_f16(const __global uchar *kc, const __global uchar *vc, ulong k_row_bytes,
+                 ulong v_row_bytes, int n_seq, int n_tok, int n_ctx, int n_kv,
+                 __global uint4 *k16, __global uint4 *v16)
+{
+    __local float lut[2][16]; /* K's and V's TurboQuant centroids (unused otherwise) */
+#if AM_TQ
+    const int tid = get_local_id(0);
+    if (KV_IS_TQ(QE_KVK))
+        kv_tq_lut(lut[0], QE_KVK, tid, 128);
+    if (KV_IS_TQ(QE_KVV))
+        kv_tq_lut(lut[1], QE_KVV, tid, 128);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#endif
+    const int per = n_kv * (QE_HD / 8); /* 8-element chunks a row */
+    const size_t i = get_global_id(0);
+    if (i >= (size_t)n_seq * n_tok * per)
+        return;
+    const int r = (int)(i / per), ch = (int)(i % per);
+    const ulong row = (ulong)(r / n_tok) * n_ctx + r % n_tok;
+    float a[8], b[8];
+    am_load8(kc + row * k_row_bytes, QE_KVK, ch / (QE_HD / 8), ch % (QE_HD / 8), lut[0], a);
+    am_load8(vc + row * v_row_bytes, QE_KVV, ch / (QE_HD / 8), ch % (QE_HD / 8), lut[1], b);
+    k16[i] = (uint4)(mma_pack(a[0], a[1]), mma_pack(a[2], a[3]), mma_pack(a[4], a[5]),
+                     mma_pack(a[6], a[7]));
+    v16[i] = (uint4)(mma_pack(b[0], b[1]), mma_pack(b[2], b[3]), mma_pack(b[4], b[5]),
+                     mma_pack(b[6], b[7]));
+}

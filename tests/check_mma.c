@@ -651,6 +651,20 @@ static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_fo
     qe_engine *e = attn_engine(m, gemm, kf, vf);
     ck_assert_msg((e->k_attn_mma != NULL) == (gemm == QE_GEMM_MMA),
                   "hd %d gemm %s: attn_mma built %d", hd, qe_gemm_name(gemm), e->k_attn_mma != NULL);
+    /* under mma, caches that are not f16 are decoded once a layer for
+       attn_mma's f16 build (engine.c run_kv16); e0 attends them as the
+       format's own build does, tile by tile, and must give the same bits */
+    const int kv16 = e->k_attn_mma && (kf != QE_KV_F16 || vf != QE_KV_F16);
+    ck_assert_msg((e->k_attn16 != NULL) == kv16, "hd %d %s/%s: f16 attention built %d", hd,
+                  qe_kv_format_name(kf), qe_kv_format_name(vf), e->k_attn16 != NULL);
+    qe_engine *e0 = NULL;
+    if (kv16) {
+        setenv("QEVAL_MMA_KV16", "0", 1);
+        e0 = attn_engine(m, gemm, kf, vf);
+        unsetenv("QEVAL_MMA_KV16");
+        ck_assert_ptr_null(e0->k_attn16);
+        e0->hp.attn_scale = 4.0f / sqrtf((float)hd);
+    }
     /* scores of a few units: the softmax is neither flat nor one-hot */
     e->hp.attn_scale = 4.0f / sqrtf((float)hd);
     const size_t rows = (size_t)AT_SEQ * AT_CTX;
@@ -674,6 +688,8 @@ static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_fo
             qe_kv_format_dequantize_row(f, bytes + r * rb, 2, hd, dec[c] + r * kvd);
         }
         OK(qe_cl_write(e->cl, c ? e->layers[0].vc : e->layers[0].kc, 0, rows * rb, bytes, 1));
+        if (e0)
+            OK(qe_cl_write(e0->cl, c ? e0->layers[0].vc : e0->layers[0].kc, 0, rows * rb, bytes, 1));
         free(bytes);
     }
     const double tol = gemm == QE_GEMM_MMA ? 1e-2 : 1e-4;
@@ -681,6 +697,14 @@ static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_fo
         e->hp.swa_window = window; /* layer 0 is local when > 0 (swa_pattern 0: all layers) */
         e->hp.swa_pattern = 0;
         attn_run(e, q, AT_CTX, att);
+        if (e0) {
+            e0->hp.swa_window = window;
+            e0->hp.swa_pattern = 0;
+            attn_run(e0, q, AT_CTX, att2);
+            ck_assert_msg(memcmp(att, att2, rows * qd * sizeof *att) == 0,
+                          "hd %d %s/%s window %d: f16 keys and values give other bits", hd,
+                          qe_kv_format_name(kf), qe_kv_format_name(vf), window);
+        }
         attn_ref(q, dec[0], dec[1], AT_CTX, hd, e->hp.attn_scale, window, ref);
         double mx = 0;
         for (size_t i = 0; i < rows * qd; i++) {
@@ -715,6 +739,7 @@ static void attn_case(const qe_model *m, qe_gemm gemm, qe_kv_format kf, qe_kv_fo
     free(att2);
     free(ref);
     qe_engine_close(e);
+    qe_engine_close(e0);
 }
 
 START_TEST(test_attention)
