@@ -81,6 +81,22 @@ __attribute__((always_inline)) inline void am_load8(const __global uchar *row, c
     }
 }
 
+/* lut[0] / lut[1] = K's / V's TurboQuant centroids, where a cache is
+ * TurboQuant, by the work-group's 128 work-items (tid), then a barrier. */
+inline void am_luts(__local float (*lut)[16], int tid)
+{
+#if AM_TQ
+    if (KV_IS_TQ(QE_KVK))
+        kv_tq_lut(lut[0], QE_KVK, tid, 128);
+    if (KV_IS_TQ(QE_KVV))
+        kv_tq_lut(lut[1], QE_KVV, tid, 128);
+    barrier(CLK_LOCAL_MEM_FENCE);
+#else
+    (void)lut;
+    (void)tid;
+#endif
+}
+
 /* Keys j0 .. j0 + AM_BK - 1 of K and V (cache rows of sequence s, head gk)
  * into ks / vs as f16 pairs; keys past `last` as zeros. */
 __attribute__((always_inline)) inline void am_stage(const __global uchar *kc, const __global uchar *vc,
@@ -162,13 +178,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
     __local float lut[2][16]; /* K's and V's TurboQuant centroids (unused otherwise) */
-#if AM_TQ
-    if (KV_IS_TQ(QE_KVK))
-        kv_tq_lut(lut[0], QE_KVK, tid, 128);
-    if (KV_IS_TQ(QE_KVV))
-        kv_tq_lut(lut[1], QE_KVV, tid, 128);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    am_luts(lut, tid);
 
     am_stage(kc, vc, k_row_bytes, v_row_bytes, s, n_ctx, gk, 0, last, tid, ks[0], vs[0], lut[0],
              lut[1]);
@@ -331,14 +341,7 @@ void attn_kv_f16(const __global uchar *kc, const __global uchar *vc, ulong k_row
                  __global uint4 *k16, __global uint4 *v16)
 {
     __local float lut[2][16]; /* K's and V's TurboQuant centroids (unused otherwise) */
-#if AM_TQ
-    const int tid = get_local_id(0);
-    if (KV_IS_TQ(QE_KVK))
-        kv_tq_lut(lut[0], QE_KVK, tid, 128);
-    if (KV_IS_TQ(QE_KVV))
-        kv_tq_lut(lut[1], QE_KVV, tid, 128);
-    barrier(CLK_LOCAL_MEM_FENCE);
-#endif
+    am_luts(lut, get_local_id(0));
     const int per = n_kv * (QE_HD / 8); /* 8-element chunks a row */
     const size_t i = get_global_id(0);
     if (i >= (size_t)n_seq * n_tok * per)
