@@ -1142,7 +1142,7 @@ qe_status qe_engine_open(qe_cl *cl, const qe_model *m, const qe_engine_opts *opt
         (st = qe_engine_alloc_act(e, rows, KLD_STRIDE, sizeof(float), &e->kld, "comparison")) != QE_OK)
         goto done;
     if (e->k_kv16) { /* attention's f16 keys and values (run_attention) */
-        const size_t kvd = (size_t)e->hp.n_kv_heads * (size_t)e->hp.head_dim;
+        const size_t kvd = (size_t)e->kv_dim;
         if ((st = qe_engine_alloc_act(e, rows, kvd, sizeof(cl_half), &e->k16, "f16 keys")) != QE_OK ||
             (st = qe_engine_alloc_act(e, rows, kvd, sizeof(cl_half), &e->v16, "f16 values")) != QE_OK)
             goto done;
@@ -1776,8 +1776,8 @@ static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int 
 {
     float scale = e->hp.attn_scale;
     int window = qe_model_layer_swa(&e->hp, (int)(d - e->layers)) ? e->hp.swa_window : 0;
-    const int f16 = e->k_attn_mma && e->k_attn16;
-    const cl_ulong kvb = (cl_ulong)e->hp.n_kv_heads * (cl_ulong)e->hp.head_dim * 2;
+    const int f16 = e->k_attn16 != NULL; /* built only beside attn_mma */
+    const cl_ulong kvb = (cl_ulong)e->kv_dim * sizeof(cl_half);
     const cl_ulong krb = f16 ? kvb : (cl_ulong)e->kv_row_bytes[0];
     const cl_ulong vrb = f16 ? kvb : (cl_ulong)e->kv_row_bytes[1];
     const cl_mem kc = f16 ? e->k16 : d->kc, vc = f16 ? e->v16 : d->vc;

@@ -202,7 +202,7 @@ struct qe_engine {
                                  to 128; else NULL and attention.cl serves prefill */
     cl_kernel k_attn_mma;
     cl_kernel k_tq_rotate;    /* its tqrot.cl, where a cache is TurboQuant (else NULL) */
-    /* Where a cache is not f16 (engine.c attn_f16_open): attn_mma built for
+    /* Where a cache is not f16 (engine.c build_common, run_attention): attn_mma built for
        f16 caches (prog_attn16, k_attn16), which then reads the prefill's
        keys and values as f16 rows k16 / v16 ([n_seq*n_ctx][kv_dim] halves)
        that prog_attn_mma's attn_kv_f16 (k_kv16) decodes once a layer;

@@ -279,15 +279,15 @@ qe_status qe_engine_wh_take(qe_engine *e, int n, const dev_weight **w, dev_weigh
  * took (kept slots were let go by wh_take). */
 qe_status qe_engine_wh_done(qe_engine *e)
 {
-    int any = e->whh.s.taken;
+    int any = 0;
     for (int i = 0; i < e->n_wh; i++)
         any |= e->wh[i].taken;
     if (!any)
         return QE_OK;
     cl_event read = NULL;
     qe_status st = qe_cl_barrier(e->cl, QE_CL_MAIN, 0, NULL, &read);
-    for (int i = 0; st == QE_OK && i <= e->n_wh; i++) { /* i == n_wh: the head's */
-        struct wh_slot *s = i < e->n_wh ? &e->wh[i] : &e->whh.s;
+    for (int i = 0; st == QE_OK && i < e->n_wh; i++) {
+        struct wh_slot *s = &e->wh[i];
         if (!s->taken)
             continue;
         st = qe_cl_event_retain(read);
