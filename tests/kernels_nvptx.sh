@@ -139,8 +139,8 @@ for kv in "1 1" "2 3" "4 5" "6 1" "0 0"; do
 done
 
 # the GPU probes' kernels (bench/limits_probe.cl, bench/stream_probe.cl,
-# bench/wgmma_probe.cl), which their programs build after kernels/ptx.cl
-# (and kernels/wgmma.cl):
+# bench/wgmma_probe.cl, bench/cluster_probe.cl), which their programs build
+# after kernels/ptx.cl (and kernels/wgmma.cl):
 # inline PTX too, and a slip in them costs a device call just the same
 for probe in limits stream; do
     cat kernels/ptx.cl "bench/${probe}_probe.cl" >"$T/$probe.cl" || exit 1
@@ -152,6 +152,8 @@ done
 build "bench/limits_probe.cl GW_R 1" "$T/limits.cl" "-DCH=4 -DGW_R=1"
 build "bench/stream_probe.cl" "$T/stream.cl" ""
 build "bench/wgmma_probe.cl" "$T/wgmma.cl" ""
+cat kernels/ptx.cl bench/cluster_probe.cl >"$T/cluster.cl" || exit 1
+build "bench/cluster_probe.cl" "$T/cluster.cl" ""
 # lib/cl's wgmma probe (kernels/probe.cl after ptx.cl and wgmma.cl)
 cat kernels/ptx.cl kernels/wgmma.cl kernels/probe.cl >"$T/probe.cl" || exit 1
 build "kernels/probe.cl QE_PROBE_WGMMA" "$T/probe.cl" "-DQE_PROBE_WGMMA"
