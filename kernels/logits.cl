@@ -217,3 +217,56 @@ void logit_merge(const __global float *part, int n_parts, /* [n_rows][n_parts][L
     }
 #endif
 }
+
+#if QE_TOPK <= 1
+/* logit_tiles: row r's statistics from n_tiles records of kernels/mma.cl's
+ * mma_tile_lse (part[r][i]: tile i's largest logit m_i, its id, s_i = the
+ * sum of exp(z - m_i) over the tile, the target's logit if the tile holds
+ * it, else NaN), for engines whose top-K is at most 1: max and arg-max over
+ * the tiles (those of the whole row), lse = max + log(sum_i s_i exp(m_i -
+ * max)), work-item t adding tiles t, t + QE_RW, ... in order, then
+ * tree_sum. lse may differ from logit_stats' in the last bits (another
+ * order of the same terms). One work-group of QE_RW a row: global (QE_RW,
+ * n_rows). */
+__kernel __attribute__((reqd_work_group_size(QE_RW, 1, 1)))
+void logit_tiles(const __global float4 *part, int n_tiles, const __global int *targets,
+                 __global float *stats, int row0)
+{
+    __local float lv[QE_RW];
+    __local int li[QE_RW];
+    const int r = get_group_id(1), t = get_local_id(0);
+    const __global float4 *pr = part + (size_t)r * n_tiles;
+    __global float *out = stats + (size_t)(row0 + r) * (4 + 2 * QE_TOPK);
+    float bv = -INFINITY;
+    int bi = INT_MAX;
+    for (int i = t; i < n_tiles; i += QE_RW) {
+        const float4 p = pr[i];
+        if (LS_BEFORE(p.x, as_int(p.z), bv, bi)) {
+            bv = p.x;
+            bi = as_int(p.z);
+        }
+    }
+    ls_best(lv, li, t, QE_RW, bv, bi);
+    const float zmax = lv[0];
+    const int amax = li[0];
+    barrier(CLK_LOCAL_MEM_FENCE);
+    float se = 0.0f;
+    for (int i = t; i < n_tiles; i += QE_RW) {
+        const float4 p = pr[i];
+        se += p.y * exp(p.x - zmax);
+    }
+    tree_sum(lv, t, QE_RW, se);
+    const float lse = zmax + log(lv[0]);
+    if (t == 0) {
+        const int tg = targets[row0 + r];
+        out[0] = lse;
+        out[1] = tg >= 0 ? pr[tg / 128].w - lse : NAN;
+        out[2] = as_float(amax == INT_MAX ? -1 : amax);
+        out[3] = zmax;
+#if QE_TOPK == 1
+        out[4] = as_float(amax);
+        out[5] = zmax - lse;
+#endif
+    }
+}
+#endif

@@ -141,6 +141,28 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #if MT_PAIR && MT_GLU
 #error "mma_tile: MT_PAIR and MT_GLU are different builds"
 #endif
+/* -DMT_LSE=1: the build of mma_tile_lse, the LM head of a prefill whose
+ * statistics need no logit but the target's and the largest (top-K of at
+ * most 1: engine.c lse_of): instead of storing its 128 x 128 tile of
+ * logits, each work-group reduces every row of it to a record of four
+ * floats, part[r][n0 / 128]: the tile's largest logit m (the lowest id
+ * among equals, as logits.cl ranks), its id, the sum of exp(z - m) over
+ * the tile, and the target's logit where the target (targets[row0 + r])
+ * is one of the tile's ids, else NaN. logits.cl's logit_tiles adds a
+ * row's records into its statistics. The logits (4 bytes each: 1.05 GB
+ * for ppl512 B 8's 2,056 rows of 128,256) are never written, nor read
+ * twice by logit_stats. Each row's sums have a fixed order (its 32
+ * values a work-item in id order, then the four work-items of the row by
+ * a fixed tree), so they do not depend on the batch. f16 wgmma build only. */
+#ifndef MT_LSE
+#define MT_LSE 0
+#endif
+#if MT_LSE && (MT_PAIR || MT_GLU)
+#error "mma_tile: MT_LSE is a build of its own"
+#endif
+/* (va, ia) ranks before (vb, ib): larger value, then lower id (logits.cl's
+ * LS_BEFORE) */
+#define MT_BEFORE(va, ia, vb, ib) ((va) > (vb) || ((va) == (vb) && (ia) < (ib)))
 /* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
  * builds it with qe_cl_build_wgmma where lib/cl's probe says it works,
  * unless QEVAL_MMA_WGMMA=0: engine.c tile_wg_of). The same tiles, stages,
@@ -163,6 +185,9 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
  * README "Session 21"; the engine builds 128 rows.) */
 #if MT_WG && (QE_WT < 1 || (MT_BM != 128 && !(MT_BM == 256 && QE_WT == 1)) || MT_WN != 32)
 #error "mma_tile: MT_WG is built for f16, Q8_0 and Q4_0 weights, 128 rows, warps of 32 outputs"
+#endif
+#if MT_LSE && (MT_WG != 1 || QE_WT != 1 || MT_BM != 128)
+#error "mma_tile: MT_LSE is the f16 wgmma build's, 128 rows"
 #endif
 /* Which weight row staged row p (0 .. MT_BN - 1) of the work-group whose
  * first staged row is n0 holds (mt_row), and of which weight (mt_w). For
@@ -490,6 +515,11 @@ void mma_tile_pair(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pai
                    const __global uchar *w, ulong w_row_bytes, int K, int N,
                    __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
                    const __global uchar *wb, __global float *yb)
+#elif MT_LSE
+void mma_tile_lse(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
+                  const __global uchar *w, ulong w_row_bytes, int K, int N,
+                  __global float4 *part, /* [n_rows][ceil(N / 128)] */
+                  const __global int *targets, int row0)
 #else
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
@@ -664,9 +694,61 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #pragma unroll
     for (int hh = 0; hh < 2; hh++) {
         const int r = m0 + 64 * wg + 16 * wq + g + 8 * hh;
+#if MT_LSE
+        /* row r's 128 logits lie in the four work-items t of its quad, 32
+           each (outputs 8 j + 2 t + e); every lane shuffles, rows past
+           n_rows included, and only those write nothing */
+        const int tg = r < n_rows ? targets[row0 + r] : -1;
+        /* trees, not chains: the largest value (exact in any order), then
+           the lowest id holding it, then the sum in a fixed tree (its
+           first version, a chain of 32 compares and of 32 adds, made the
+           head 17 % slower than storing its logits). Ids past N take
+           -inf and add 0. */
+        float v[32], zt = 0.0f;
+        int has = 0;
+#pragma unroll
+        for (int i = 0; i < 32; i++) {
+            const int o = n0 + 8 * (i >> 1) + 2 * t + (i & 1);
+            v[i] = o < N ? c[4 * (i >> 1) + 2 * hh + (i & 1)] : -INFINITY;
+            zt = o == tg ? v[i] : zt;
+            has |= o == tg;
+        }
+        float m8[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            m8[i] = fmax(fmax(v[4 * i], v[4 * i + 1]), fmax(v[4 * i + 2], v[4 * i + 3]));
+        float bv = fmax(fmax(fmax(m8[0], m8[1]), fmax(m8[2], m8[3])),
+                        fmax(fmax(m8[4], m8[5]), fmax(m8[6], m8[7])));
+        bv = fmax(bv, ptx_shfl_xor(bv, 1));
+        bv = fmax(bv, ptx_shfl_xor(bv, 2));
+        int bi = INT_MAX;
+#pragma unroll
+        for (int i = 31; i >= 0; i--) /* the lowest id last: it wins */
+            bi = v[i] == bv ? n0 + 8 * (i >> 1) + 2 * t + (i & 1) : bi;
+        bi = min(bi, as_int(ptx_shfl_xor(as_float(bi), 1)));
+        bi = min(bi, as_int(ptx_shfl_xor(as_float(bi), 2)));
+        float e8[8];
+#pragma unroll
+        for (int i = 0; i < 8; i++)
+            e8[i] = (exp(v[4 * i] - bv) + exp(v[4 * i + 1] - bv)) +
+                    (exp(v[4 * i + 2] - bv) + exp(v[4 * i + 3] - bv));
+        float se = ((e8[0] + e8[1]) + (e8[2] + e8[3])) + ((e8[4] + e8[5]) + (e8[6] + e8[7]));
+        /* (a + b == b + a: every lane ends with the same sums) */
+        se += ptx_shfl_xor(se, 1);
+        se += ptx_shfl_xor(se, 2);
+        zt += ptx_shfl_xor(zt, 1); /* one lane at most holds the target */
+        zt += ptx_shfl_xor(zt, 2);
+        has |= as_int(ptx_shfl_xor(as_float(has), 1));
+        has |= as_int(ptx_shfl_xor(as_float(has), 2));
+        if (t == 0 && r < n_rows)
+            part[(size_t)r * ((N + MT_BN - 1) / MT_BN) + n0 / MT_BN] =
+                (float4)(bv, se, as_float(bi), has ? zt : NAN);
+#else
         if (r >= n_rows)
             continue;
-#if MT_GLU
+#endif
+#if MT_LSE
+#elif MT_GLU
         /* staged rows: blocks of 32, gate's 16 then up's 16 (mt_row), so
            tiles j and j + 2 (j % 4 < 2) hold the gate and up sums of one
            output pair */

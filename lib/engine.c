@@ -22,6 +22,9 @@
  *   per head pass of <= head_rows rows:
  *     matmul output            hout -> logits             [head_rows][n_vocab]
  *     logit_stats              logits -> stats            [n_out_rows][4+2k]
+ *   (or, where lse_of says, per pass of up to 32 x head_rows rows:
+ *     mma_tile_lse             hout -> a record per 128 logits, in logits
+ *     logit_tiles              records -> stats)
  *   one read of stats.
  * rows = n_seq * n_tok, row s*n_tok + p for position p of sequence s.
  *
@@ -386,6 +389,19 @@ static unsigned tile_wg_of(qe_engine *e)
     return wfmt_list(strcmp(env, "1") == 0 ? "f16,q8_0,q4_0" : env);
 }
 
+/* Whether prefill's LM head reduces its logits to statistics as it makes
+ * them (kernels/mma.cl MT_LSE, logits.cl logit_tiles) instead of storing
+ * them for logit_stats: where the head runs through the f16 wgmma build,
+ * the statistics need no logit but the target's and the largest (top-K of
+ * at most 1, as qeval bench and perplexity-only runs ask) and no softcap
+ * rewrites the logits. QEVAL_MMA_LSE=0 keeps logit_stats (A/B runs, and
+ * check_mma's comparison). */
+static int lse_of(const qe_engine *e)
+{
+    return e->opt.gemm == QE_GEMM_MMA && (e->mt_wg >> WF_F16 & 1u) && e->head_fmt == WF_F16 &&
+           e->opt.top_k <= 1 && !(e->hp.final_softcap > 0) && !qe_engine_env_off("QEVAL_MMA_LSE");
+}
+
 /* The format mma_tile reads weight w in: f16 where engine_wh.c copies it. */
 static int tile_fmt(const dev_weight *w) { return w->wh ? WF_F16 : w->fmt; }
 
@@ -602,6 +618,9 @@ static qe_status need_tiles(qe_engine *e, int fmt)
     if (st == QE_OK && own && e->hp.ffn_act == QE_ACT_SILU)
         st = tile_build(e, base, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu", &e->prog_glu[fmt],
                         &e->k_mma_glu[fmt]);
+    if (st == QE_OK && fmt == WF_F16 && lse_of(e))
+        st = tile_build(e, base, fmt, "-DMT_LSE=1", head, "mma_tile_lse", &e->prog_lse,
+                        &e->k_mma_lse);
     return st;
 }
 
@@ -901,6 +920,8 @@ static qe_status build_common(qe_engine *e)
         st = qe_cl_kernel(e->prog_common, "logit_stats", &e->k_stats);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "logit_merge", &e->k_stats_merge);
+    if (st == QE_OK && e->opt.top_k <= 1) /* built only then (logits.cl) */
+        st = qe_cl_kernel(e->prog_common, "logit_tiles", &e->k_tiles);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "kld_rows", &e->k_kld);
     /* Tensor-core prefill attention where its fragments fit the head
@@ -945,6 +966,7 @@ static qe_status build_common(qe_engine *e)
     } req[] = {{e->k_norm, (size_t)e->nw, "rmsnorm"},
                {e->k_stats, (size_t)e->rw, "logit_stats"},
                {e->k_stats_merge, STATS_PARTS_MAX, "logit_merge"},
+               {e->k_tiles, (size_t)e->rw, "logit_tiles"},
                {e->k_kld, (size_t)e->rw, "kld_rows"},
                {e->k_attn, ATT_BQ, "attention"},
                {e->k_tq_rotate, (size_t)hd, "tq_rotate"}}; /* a work-item per element of a head */
@@ -1249,6 +1271,9 @@ void qe_engine_close(qe_engine *e)
         qe_cl_kernel_free(arch_k[i]);
     qe_cl_kernel_free(e->k_stats);
     qe_cl_kernel_free(e->k_stats_merge);
+    qe_cl_kernel_free(e->k_tiles);
+    qe_cl_kernel_free(e->k_mma_lse);
+    qe_cl_program_free(e->prog_lse);
     qe_cl_kernel_free(e->k_kld);
     qe_cl_free(e->kld);
     free(e->hkld);
@@ -1565,6 +1590,36 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
     if (st == QE_OK)
         st = run_tile_grid(e, kt, n_staged, n_rows);
     return st == QE_OK ? qe_engine_wh_done(e) : st;
+}
+
+/* Prefill's LM head over rows [row0, row0 + n) of e->hout reduced to
+ * statistics rows row0 .. (lse_of): mma_tile_lse writes each row's records
+ * (one a 128-logit tile) into e->logits, logit_tiles adds them into
+ * e->stats. */
+static qe_status run_head_lse(qe_engine *e, int row0, int n)
+{
+    const dev_weight *ws[1] = {&e->output};
+    dev_weight views[1];
+    const int K = e->hp.dim, ldp = xh_pairs(K), n_tiles = (e->hp.n_vocab + MMA_TILE - 1) / MMA_TILE;
+    qe_status st = qe_engine_wh_take(e, 1, ws, views);
+    const dev_weight *w = ws[0];
+    QE_ASSERT(st != QE_OK || w->fmt == WF_F16);
+    if (st == QE_OK)
+        st = xh_ready(e, w, e->hout, (cl_ulong)row0 * (cl_ulong)K, K, n);
+    if (st == QE_OK)
+        st = qe_cl_args(e->k_mma_lse, 10, sizeof(cl_mem), &e->xh_src.buf, sizeof(int), &ldp,
+                        sizeof(int), &n, sizeof(cl_mem), &w->buf, sizeof(cl_ulong), &w->row_bytes,
+                        sizeof(int), &K, sizeof(int), &w->ne1, sizeof(cl_mem), &e->logits,
+                        sizeof(cl_mem), &e->targets, sizeof(int), &row0);
+    if (st == QE_OK)
+        st = run_tile_grid(e, e->k_mma_lse, (size_t)w->ne1, n);
+    if (st == QE_OK)
+        st = qe_engine_wh_done(e);
+    if (st == QE_OK)
+        st = qe_cl_args(e->k_tiles, 5, sizeof(cl_mem), &e->logits, sizeof(int), &n_tiles,
+                        sizeof(cl_mem), &e->targets, sizeof(cl_mem), &e->stats, sizeof(int), &row0);
+    size_t global[2] = {(size_t)e->rw, (size_t)n}, local[2] = {(size_t)e->rw, 1};
+    return st == QE_OK ? qe_cl_run(e->cl, e->k_tiles, 2, global, local, NULL) : st;
 }
 
 /* Whether qe_engine_run_matmul serves matmuls by mma_tile now: under mma,
@@ -2292,12 +2347,20 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
        rather than 1,024, 1,024, 8, whose last pass costs a whole row tile
        and a latency-bound logit_stats of 8 work-groups (0.35 ms of a 30 ms
        ppl512 B 8 on the H200). The statistics do not depend on it. */
-    const int hr = e->opt.head_rows, passes = (out_rows + hr - 1) / hr;
+    /* With the head reduced as it runs (lse_of), a row takes 16 bytes of
+       e->logits for each 128 logits instead of 512: 32 times the rows a
+       pass (ppl512 B 8's 2,056 in one) */
+    const int fused = e->k_mma_lse != NULL;
+    const int hr = fused ? (int)(qe_cl_size(e->logits) /
+                                 ((size_t)(e->hp.n_vocab + MMA_TILE - 1) / MMA_TILE * 16))
+                         : e->opt.head_rows,
+              passes = (out_rows + hr - 1) / hr;
     const int tile = e->opt.gemm == QE_GEMM_MMA ? e->mt_shape.rows : MM_TILE;
     int per = (out_rows + passes - 1) / passes;
     per = per % tile && (per / tile + 1) * tile <= hr ? (per / tile + 1) * tile : per;
     for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += per)
-        st = qe_engine_run_head(e, r0, out_rows - r0 < per ? out_rows - r0 : per, 1);
+        st = fused ? run_head_lse(e, r0, out_rows - r0 < per ? out_rows - r0 : per)
+                   : qe_engine_run_head(e, r0, out_rows - r0 < per ? out_rows - r0 : per, 1);
     if (st == QE_OK && out)
         st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
     else if (st == QE_OK)

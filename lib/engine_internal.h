@@ -126,6 +126,11 @@ struct qe_engine {
        (engine.c run_kv) */
     cl_program prog_pair[WF_COUNT];
     cl_kernel k_mma_pair[WF_COUNT];
+    /* mma_tile_lse (-DMT_LSE=1, f16 wgmma build) and logits.cl's
+       logit_tiles: prefill's LM head reduced to statistics in its epilogue,
+       no logits stored (engine.c lse_of says when) */
+    cl_program prog_lse;
+    cl_kernel k_mma_lse, k_tiles;
     /* mma_skinny, decode calls of up to 16 rows, builds [shape][enum
        msk_xread]: shape [0] the default, [1] a second one for calls that
        [0] would give fewer than msk_few work-groups (0: no second build);

@@ -574,6 +574,91 @@ START_TEST(test_decode)
 }
 END_TEST
 
+/* ---- the LM head reduced to statistics as it runs ---- */
+
+enum { HL_SEQ = 8, HL_TOK = 100 };
+
+/* One prefill of the first n_seq of HL_SEQ sequences (each one's last row
+ * without a target) on an engine of top-K k: per row lse, target log-prob,
+ * arg-max, and (k = 1) the top-1 id and log-prob. */
+static void head_stats(const qe_model *m, int k, int n_seq, const int32_t *tok, float *lse,
+                       float *tlp, int32_t *amax, int32_t *tid, float *tlk)
+{
+    qe_engine_opts o = qe_engine_opts_default();
+    o.n_ctx = HL_TOK;
+    o.n_seq = HL_SEQ;
+    o.top_k = k;
+    o.gemm = QE_GEMM_MMA;
+    qe_engine *e = qe_test_engine(m, &o);
+    static int32_t tgt[HL_SEQ * HL_TOK];
+    for (int r = 0; r < n_seq * HL_TOK; r++)
+        tgt[r] = r % HL_TOK + 1 < HL_TOK ? tok[r + 1] : -1;
+    qe_engine_out out = {.lse = lse, .target_logp = tlp, .argmax = amax,
+                         .topk_id = k ? tid : NULL, .topk_logp = k ? tlk : NULL};
+    OK(qe_engine_prefill(e, n_seq, HL_TOK, tok, 0, tgt, &out));
+    qe_engine_close(e);
+}
+
+/* Prefill's LM head through mma_tile_lse and logit_tiles (the default
+ * where the f16 wgmma build serves the head and top-K is at most 1: f16
+ * weights, and Q8_0 ones through the head's f16 copy) against logit_stats
+ * over stored logits (QEVAL_MMA_LSE=0): the same arg-max and top-1, lse and
+ * log-probs within 1e-4 (the same terms summed in another order). A vocab
+ * of 1,000 ends in a partial tile of 104 ids. And the fused rows do not
+ * depend on the batch: one sequence alone gives its rows of the batch of
+ * 8 bit for bit. */
+START_TEST(test_head_lse)
+{
+    NEED_MMA();
+    char *dir = qe_test_tmpdir();
+    qe_synth_config c = {.name = "head-lse", .dim = 128, .n_layers = 2, .n_heads = 2,
+                         .n_kv_heads = 1, .head_dim = 64, .n_ff = 256, .n_vocab = 1000,
+                         .n_ctx = 256, .rope_base = 10000.0, .rms_eps = 1e-5};
+    enum { N = HL_SEQ * HL_TOK };
+    static int32_t tok[N], a_am[N], b_am[N], a_id[N], b_id[N], s_am[N], s_id[N];
+    static float a_l[N], a_t[N], a_k[N], b_l[N], b_t[N], b_k[N], s_l[N], s_t[N], s_k[N];
+    tokens(tok, N, c.n_vocab, 29);
+    const qe_dtype wts[] = {QE_DT_F16, QE_DT_Q8_0};
+    for (size_t w = 0; w < sizeof wts / sizeof wts[0]; w++) {
+        qe_model *m = synth_model(dir, qe_dtype_name(wts[w]), &c, wts[w], 11);
+        for (int k = 0; k <= 1; k++) {
+            head_stats(m, k, HL_SEQ, tok, a_l, a_t, a_am, a_id, a_k);
+            setenv("QEVAL_MMA_LSE", "0", 1);
+            head_stats(m, k, HL_SEQ, tok, b_l, b_t, b_am, b_id, b_k);
+            unsetenv("QEVAL_MMA_LSE");
+            double dl = 0, dt = 0;
+            for (int r = 0; r < N; r++) {
+                const int last = r % HL_TOK == HL_TOK - 1;
+                ck_assert_msg(a_am[r] == b_am[r], "%s top-K %d row %d: arg-max %d, logit_stats %d",
+                              qe_dtype_name(wts[w]), k, r, (int)a_am[r], (int)b_am[r]);
+                ck_assert(isfinite(a_l[r]) && last == isnan(a_t[r]) && last == isnan(b_t[r]));
+                dl = fmax(dl, fabs((double)a_l[r] - b_l[r]));
+                dt = last ? dt : fmax(dt, fabs((double)a_t[r] - b_t[r]));
+                if (k) {
+                    ck_assert_int_eq(a_id[r], b_id[r]);
+                    dt = fmax(dt, fabs((double)a_k[r] - b_k[r]));
+                }
+            }
+            printf("# mma: head statistics as the head runs, %s top-K %d: max |d lse| %.3g, "
+                   "|d logp| %.3g against logit_stats\n",
+                   qe_dtype_name(wts[w]), k, dl, dt);
+            ck_assert_msg(dl < 1e-4 && dt < 1e-4, "%s top-K %d: lse %g, logp %g apart",
+                          qe_dtype_name(wts[w]), k, dl, dt);
+            head_stats(m, k, 1, tok, s_l, s_t, s_am, s_id, s_k);
+            ck_assert_msg(memcmp(s_l, a_l, HL_TOK * sizeof *s_l) == 0 &&
+                              memcmp(s_t, a_t, HL_TOK * sizeof *s_t) == 0 &&
+                              memcmp(s_am, a_am, HL_TOK * sizeof *s_am) == 0 &&
+                              (!k || memcmp(s_k, a_k, HL_TOK * sizeof *s_k) == 0),
+                          "%s top-K %d: one sequence's statistics differ from its rows of 8",
+                          qe_dtype_name(wts[w]), k);
+        }
+        qe_model_close(m);
+    }
+    qe_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- prefill attention against a double-precision softmax ---- */
 
 #define AT_CTX 150 /* 3 key tiles of attn_mma (the last partial), 3 of its query blocks */
@@ -783,6 +868,7 @@ Suite *mma_suite(void)
     tcase_add_test(tc, test_tile_order);
     tcase_add_test(tc, test_wh_ring);
     tcase_add_test(tc, test_decode);
+    tcase_add_test(tc, test_head_lse);
     suite_add_tcase(s, tc);
     TCase *at = tcase_create("attention");
     tcase_add_unchecked_fixture(at, qe_test_cl_setup, qe_test_cl_teardown);

@@ -75,6 +75,9 @@ for wt in 0 1 2 3; do
                 build "mma_tile wt $wt gm $gm wgmma $v" "$T/mma.cl" \
                     "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 $v"
             done
+            # the LM head reduced to statistics (f16 only: engine.c lse_of)
+            [ $wt = 1 ] && build "mma_tile wt $wt gm $gm wgmma -DMT_LSE=1" "$T/mma.cl" \
+                "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 -DMT_LSE=1"
         done
     fi
     for sh in "64 2 64" "128 4 64" "64 4 32"; do
