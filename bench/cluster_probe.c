@@ -48,43 +48,11 @@ int main(int argc, char **argv)
     char *src = slurp(argc - 1, argv + 1);
     if (!src)
         return 2;
-    cl_platform_id plats[8];
-    cl_uint np = 0;
-    need(clGetPlatformIDs(8, plats, &np), "clGetPlatformIDs");
-    cl_device_id dev = NULL;
-    for (cl_uint i = 0; i < np && !dev; i++)
-        if (clGetDeviceIDs(plats[i], CL_DEVICE_TYPE_GPU, 1, &dev, NULL) != CL_SUCCESS)
-            dev = NULL;
-    if (!dev) {
-        fprintf(stderr, "no GPU\n");
-        return 1;
-    }
-    char name[256], drv[64];
-    clGetDeviceInfo(dev, CL_DEVICE_NAME, sizeof name, name, NULL);
-    clGetDeviceInfo(dev, CL_DRIVER_VERSION, sizeof drv, drv, NULL);
-    printf("device: %s, driver %s\n", name, drv);
+    cl_context ctx;
+    cl_command_queue q;
+    cl_device_id dev = probe_gpu(&ctx, &q);
     cl_int err;
-    cl_context ctx = clCreateContext(NULL, 1, &dev, NULL, NULL, &err);
-    need(err, "clCreateContext");
-    cl_command_queue q = clCreateCommandQueue(ctx, dev, 0, &err);
-    need(err, "clCreateCommandQueue");
-    const char *s = src;
-    cl_program prog = clCreateProgramWithSource(ctx, 1, &s, NULL, &err);
-    need(err, "clCreateProgramWithSource");
-    if (clBuildProgram(prog, 1, &dev, "-cl-std=CL1.2", NULL, NULL) != CL_SUCCESS) {
-        char log[4096] = {0};
-        clGetProgramBuildInfo(prog, dev, CL_PROGRAM_BUILD_LOG, sizeof log - 1, log, NULL);
-        printf("source does not build: %.1500s\n", log);
-        return 1;
-    }
-    size_t bl = 0;
-    need(clGetProgramInfo(prog, CL_PROGRAM_BINARY_SIZES, sizeof bl, &bl, NULL), "binary size");
-    char *ptx = calloc(1, bl + 1);
-    need(clGetProgramInfo(prog, CL_PROGRAM_BINARIES, sizeof ptx, &ptx, NULL), "binary");
-    clReleaseProgram(prog);
-    const char *ver = strstr(ptx, ".version"), *tgt = strstr(ptx, ".target");
-    printf("compiled PTX: %.*s, %.*s\n", ver ? (int)strcspn(ver, "\n") : 0, ver ? ver : "",
-           tgt ? (int)strcspn(tgt, "\n") : 0, tgt ? tgt : "");
+    char *ptx = probe_source_ptx(ctx, dev, src);
     struct {
         const char *what, *directive;
     } forms[] = {{"(1) as compiled (no directive)", ""},
