@@ -220,16 +220,17 @@ void logit_merge(const __global float *part, int n_parts, /* [n_rows][n_parts][L
 
 #if QE_TOPK <= 1
 /* logit_tiles: row r's statistics from n_tiles records of kernels/mma.cl's
- * mma_tile_lse (part[r][i]: tile i's largest logit m_i, its id, s_i = the
- * sum of exp(z - m_i) over the tile, the target's logit if the tile holds
- * it, else NaN), for engines whose top-K is at most 1: max and arg-max over
+ * mma_tile_lse, each over `tile` ids (part[r][i]: tile i's largest logit
+ * m_i, its id, s_i = the sum of exp(z - m_i) over the tile, and the
+ * target's logit in the tile that holds the target), for engines whose
+ * top-K is at most 1: max and arg-max over
  * the tiles (those of the whole row), lse = max + log(sum_i s_i exp(m_i -
  * max)), work-item t adding tiles t, t + QE_RW, ... in order, then
  * tree_sum. lse may differ from logit_stats' in the last bits (another
  * order of the same terms). One work-group of QE_RW a row: global (QE_RW,
  * n_rows). */
 __kernel __attribute__((reqd_work_group_size(QE_RW, 1, 1)))
-void logit_tiles(const __global float4 *part, int n_tiles, const __global int *targets,
+void logit_tiles(const __global float4 *part, int n_tiles, int tile, const __global int *targets,
                  __global float *stats, int row0)
 {
     __local float lv[QE_RW];
@@ -260,7 +261,7 @@ void logit_tiles(const __global float4 *part, int n_tiles, const __global int *t
     if (t == 0) {
         const int tg = targets[row0 + r];
         out[0] = lse;
-        out[1] = tg >= 0 ? pr[tg / 128].w - lse : NAN;
+        out[1] = tg >= 0 ? pr[tg / tile].w - lse : NAN;
         out[2] = as_float(amax == INT_MAX ? -1 : amax);
         out[3] = zmax;
 #if QE_TOPK == 1

@@ -147,22 +147,20 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
  * logits, each work-group reduces every row of it to a record of four
  * floats, part[r][n0 / 128]: the tile's largest logit m (the lowest id
  * among equals, as logits.cl ranks), its id, the sum of exp(z - m) over
- * the tile, and the target's logit where the target (targets[row0 + r])
- * is one of the tile's ids, else NaN. logits.cl's logit_tiles adds a
- * row's records into its statistics. The logits (4 bytes each: 1.05 GB
- * for ppl512 B 8's 2,056 rows of 128,256) are never written, nor read
- * twice by logit_stats. Each row's sums have a fixed order (its 32
- * values a work-item in id order, then the four work-items of the row by
- * a fixed tree), so they do not depend on the batch. f16 wgmma build only. */
+ * the tile, and, in the tile that holds the target (targets[row0 + r]),
+ * the target's logit (0 in the others, which logits.cl's logit_tiles
+ * never reads; it adds a row's records into its statistics). The logits
+ * (4 bytes each: 1.05 GB for ppl512 B 8's 2,056 rows of 128,256) are
+ * never written, nor read twice by logit_stats. Each row's sums have a
+ * fixed order (a fixed tree over a work-item's 32 values, then over the
+ * four work-items of the row), so they do not depend on the batch. f16
+ * wgmma build only. */
 #ifndef MT_LSE
 #define MT_LSE 0
 #endif
 #if MT_LSE && (MT_PAIR || MT_GLU)
 #error "mma_tile: MT_LSE is a build of its own"
 #endif
-/* (va, ia) ranks before (vb, ib): larger value, then lower id (logits.cl's
- * LS_BEFORE) */
-#define MT_BEFORE(va, ia, vb, ib) ((va) > (vb) || ((va) == (vb) && (ia) < (ib)))
 /* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
  * builds it with qe_cl_build_wgmma where lib/cl's probe says it works,
  * unless QEVAL_MMA_WGMMA=0: engine.c tile_wg_of). The same tiles, stages,
@@ -705,13 +703,11 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
            head 17 % slower than storing its logits). Ids past N take
            -inf and add 0. */
         float v[32], zt = 0.0f;
-        int has = 0;
 #pragma unroll
         for (int i = 0; i < 32; i++) {
             const int o = n0 + 8 * (i >> 1) + 2 * t + (i & 1);
             v[i] = o < N ? c[4 * (i >> 1) + 2 * hh + (i & 1)] : -INFINITY;
             zt = o == tg ? v[i] : zt;
-            has |= o == tg;
         }
         float m8[8];
 #pragma unroll
@@ -738,11 +734,9 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         se += ptx_shfl_xor(se, 2);
         zt += ptx_shfl_xor(zt, 1); /* one lane at most holds the target */
         zt += ptx_shfl_xor(zt, 2);
-        has |= as_int(ptx_shfl_xor(as_float(has), 1));
-        has |= as_int(ptx_shfl_xor(as_float(has), 2));
         if (t == 0 && r < n_rows)
             part[(size_t)r * ((N + MT_BN - 1) / MT_BN) + n0 / MT_BN] =
-                (float4)(bv, se, as_float(bi), has ? zt : NAN);
+                (float4)(bv, se, as_float(bi), zt);
 #else
         if (r >= n_rows)
             continue;

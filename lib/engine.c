@@ -1592,15 +1592,19 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
     return st == QE_OK ? qe_engine_wh_done(e) : st;
 }
 
+/* The records of a row that mma_tile_lse writes: one a tile of MMA_TILE
+ * logits. */
+static int lse_tiles(const qe_engine *e) { return (e->hp.n_vocab + MMA_TILE - 1) / MMA_TILE; }
+
 /* Prefill's LM head over rows [row0, row0 + n) of e->hout reduced to
  * statistics rows row0 .. (lse_of): mma_tile_lse writes each row's records
- * (one a 128-logit tile) into e->logits, logit_tiles adds them into
+ * (lse_tiles, 16 bytes each) into e->logits, logit_tiles adds them into
  * e->stats. */
 static qe_status run_head_lse(qe_engine *e, int row0, int n)
 {
     const dev_weight *ws[1] = {&e->output};
     dev_weight views[1];
-    const int K = e->hp.dim, ldp = xh_pairs(K), n_tiles = (e->hp.n_vocab + MMA_TILE - 1) / MMA_TILE;
+    const int K = e->hp.dim, ldp = xh_pairs(K), n_tiles = lse_tiles(e), tile = MMA_TILE;
     qe_status st = qe_engine_wh_take(e, 1, ws, views);
     const dev_weight *w = ws[0];
     QE_ASSERT(st != QE_OK || w->fmt == WF_F16);
@@ -1616,8 +1620,9 @@ static qe_status run_head_lse(qe_engine *e, int row0, int n)
     if (st == QE_OK)
         st = qe_engine_wh_done(e);
     if (st == QE_OK)
-        st = qe_cl_args(e->k_tiles, 5, sizeof(cl_mem), &e->logits, sizeof(int), &n_tiles,
-                        sizeof(cl_mem), &e->targets, sizeof(cl_mem), &e->stats, sizeof(int), &row0);
+        st = qe_cl_args(e->k_tiles, 6, sizeof(cl_mem), &e->logits, sizeof(int), &n_tiles,
+                        sizeof(int), &tile, sizeof(cl_mem), &e->targets, sizeof(cl_mem), &e->stats,
+                        sizeof(int), &row0);
     size_t global[2] = {(size_t)e->rw, (size_t)n}, local[2] = {(size_t)e->rw, 1};
     return st == QE_OK ? qe_cl_run(e->cl, e->k_tiles, 2, global, local, NULL) : st;
 }
@@ -2351,16 +2356,16 @@ qe_status qe_engine_prefill(qe_engine *e, int n_seq, int n_tok, const int32_t *t
        e->logits for each 128 logits instead of 512: 32 times the rows a
        pass (ppl512 B 8's 2,056 in one) */
     const int fused = e->k_mma_lse != NULL;
-    const int hr = fused ? (int)(qe_cl_size(e->logits) /
-                                 ((size_t)(e->hp.n_vocab + MMA_TILE - 1) / MMA_TILE * 16))
+    const int hr = fused ? (int)(qe_cl_size(e->logits) / ((size_t)lse_tiles(e) * 16))
                          : e->opt.head_rows,
               passes = (out_rows + hr - 1) / hr;
     const int tile = e->opt.gemm == QE_GEMM_MMA ? e->mt_shape.rows : MM_TILE;
     int per = (out_rows + passes - 1) / passes;
     per = per % tile && (per / tile + 1) * tile <= hr ? (per / tile + 1) * tile : per;
-    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += per)
-        st = fused ? run_head_lse(e, r0, out_rows - r0 < per ? out_rows - r0 : per)
-                   : qe_engine_run_head(e, r0, out_rows - r0 < per ? out_rows - r0 : per, 1);
+    for (int r0 = 0; st == QE_OK && out && r0 < out_rows; r0 += per) {
+        const int n = out_rows - r0 < per ? out_rows - r0 : per;
+        st = fused ? run_head_lse(e, r0, n) : qe_engine_run_head(e, r0, n, 1);
+    }
     if (st == QE_OK && out)
         st = qe_cl_read(e->cl, e->stats, 0, (size_t)out_rows * e->stride * sizeof(float), e->hstats);
     else if (st == QE_OK)
