@@ -161,6 +161,46 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #if MT_LSE && (MT_PAIR || MT_GLU)
 #error "mma_tile: MT_LSE is a build of its own"
 #endif
+/* -DMT_ROPE=1: mma_tile (Q) or mma_tile_pair (K then V) of prefill with
+ * RoPE in the epilogue (engine.c rope_tile_of): the outputs of row r are
+ * rotated at position r % r_tok (prefill from position 0) by the table rcs
+ * ([n_ctx][MT_RROT / 2] float2, rope.cl's), as rope.cl would rotate them
+ * once stored (0 + the sum: qkv.cl's rope_pair, explicit fma, on those),
+ * so q and K come out the same bits and rope never runs for them. The pair
+ * rotates its first matmul's tiles only. Head shape by -DMT_RHD (head_dim),
+ * -DMT_RROT (n_rot) and -DMT_RHALF (rope.cl's layout 1): every pair of
+ * outputs lies in one work-item, which in the f16 wgmma build holds outputs
+ * n0 + 8 j + 2 t + {0, 1}: (o, o + 1) for the pairs layout; (o, o + n_rot /
+ * 2), tiles j and j + n_rot / 16, for halves, which needs n_rot / 2 a
+ * multiple of 8 and heads that do not straddle a 128-output tile. Never
+ * accumulates (accumulate is not read). f16 wgmma build only. */
+#ifndef MT_ROPE
+#define MT_ROPE 0
+#endif
+/* -DMT_KV16=1 (with MT_ROPE and MT_PAIR): y and yb are a layer's f16 K and
+ * V caches, rows of ldy halves, and the sums (K rotated) go into them as
+ * kv.cl's kv_store would encode them from the f32 rows (qkv.cl f16_put):
+ * the staging rows are never written nor kv_store run (engine.c run_kv,
+ * both caches f16). Row r is cache row (r / y_seq) y_seq_stride + r %
+ * y_seq, as for an f32 output. */
+#ifndef MT_KV16
+#define MT_KV16 0
+#endif
+#if MT_KV16 && !(MT_ROPE && MT_PAIR)
+#error "mma_tile: MT_KV16 is a build of mma_tile_pair with MT_ROPE"
+#endif
+#if MT_ROPE
+#if MT_LSE || MT_GLU
+#error "mma_tile: MT_ROPE is built with mma_tile or mma_tile_pair"
+#endif
+#if !defined(MT_RHD) || !defined(MT_RROT) || !defined(MT_RHALF) || MT_RHD % 2 || MT_RROT % 2 || \
+    MT_RROT > MT_RHD || MT_RROT < 2
+#error "mma_tile: MT_ROPE needs an even head_dim MT_RHD, an even 2 <= MT_RROT <= MT_RHD and MT_RHALF"
+#endif
+#if MT_RHALF && (128 % MT_RHD || (MT_RROT / 2) % 8)
+#error "mma_tile: MT_ROPE's halves layout needs head_dim dividing 128 and n_rot / 2 a multiple of 8"
+#endif
+#endif
 /* -DMT_WG=1: the build on Hopper's wgmma (kernels/wgmma.cl; the engine
  * builds it with qe_cl_build_wgmma where lib/cl's probe says it works,
  * unless QEVAL_MMA_WGMMA=0: engine.c tile_wg_of). The same tiles, stages,
@@ -186,6 +226,9 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #endif
 #if MT_LSE && (MT_WG != 1 || QE_WT != 1 || MT_BM != 128)
 #error "mma_tile: MT_LSE is the f16 wgmma build's, 128 rows"
+#endif
+#if MT_ROPE && (MT_WG != 1 || QE_WT != 1 || MT_BM != 128)
+#error "mma_tile: MT_ROPE is the f16 wgmma build's, 128 rows"
 #endif
 /* Which weight row staged row p (0 .. MT_BN - 1) of the work-group whose
  * first staged row is n0 holds (mt_row), and of which weight (mt_w). For
@@ -512,7 +555,11 @@ void mma_tile_glu(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pair
 void mma_tile_pair(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                    const __global uchar *w, ulong w_row_bytes, int K, int N,
                    __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
-                   const __global uchar *wb, __global float *yb)
+                   const __global uchar *wb, __global float *yb
+#if MT_ROPE
+                   , const __global float2 *rcs, int r_tok
+#endif
+                   )
 #elif MT_LSE
 void mma_tile_lse(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                   const __global uchar *w, ulong w_row_bytes, int K, int N,
@@ -521,7 +568,11 @@ void mma_tile_lse(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pair
 #else
 void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
               const __global uchar *w, ulong w_row_bytes, int K, int N,
-              __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate)
+              __global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate
+#if MT_ROPE
+              , const __global float2 *rcs, int r_tok
+#endif
+              )
 #endif
 {
 #if !MT_GLU
@@ -548,6 +599,9 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
     const int wm = warp / (MT_BN / MT_WN), wn = warp % (MT_BN / MT_WN);
 #endif
     int2 tl = mt_tile_of();
+#if MT_ROPE
+    int rot = 1; /* this tile's outputs are rotated */
+#endif
 #if MT_PAIR
     /* the output tiles past N's are the second matmul's: weights wb of the
        same shape into yb */
@@ -555,6 +609,9 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         tl.x -= (N + MT_BN - 1) / MT_BN;
         w = w2 = wb;
         y = yb;
+#if MT_ROPE
+        rot = 0;
+#endif
     }
 #endif
     const int m0 = tl.y * MT_BM, n0 = tl.x * MT_BN;
@@ -757,7 +814,62 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                                                  silu_mul1(c[e + 1], c[e + 9]));
         }
 #else
+#if !MT_KV16
         __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
+#endif
+#if MT_ROPE
+        /* the values rope.cl reads (0 + the sum), rotated where they are
+           rotated, and stored as they are: rope.cl writes rope_pair's
+           results without adding 0 (a -0 stays -0) */
+#pragma unroll
+        for (int i = 0; i < 32; i++)
+            c[4 * (i >> 1) + 2 * hh + (i & 1)] += 0.0f;
+        if (rot) {
+            const __global float2 *cr = rcs + (size_t)(r % r_tok) * (MT_RROT / 2);
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                const int od = (n0 + 8 * j) % MT_RHD + 2 * t; /* output e = 0 in its head */
+                float *ca = c + 4 * j + 2 * hh;
+#if MT_RHALF
+                /* heads divide the tile: od's group is compile-time */
+                if ((8 * j) % MT_RHD < MT_RROT / 2) {
+                    float *cb = c + 4 * (j + MT_RROT / 16) + 2 * hh;
+#pragma unroll
+                    for (int e = 0; e < 2; e++) {
+                        const float2 v = rope_pair(ca[e], cb[e], cr[od + e]);
+                        ca[e] = v.x;
+                        cb[e] = v.y;
+                    }
+                }
+#else
+                if (od < MT_RROT) {
+                    const float2 v = rope_pair(ca[0], ca[1], cr[od / 2]);
+                    ca[0] = v.x;
+                    ca[1] = v.y;
+                }
+#endif
+            }
+        }
+#if MT_KV16
+        __global ushort *hr = (__global ushort *)y +
+                              ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
+#pragma unroll
+        for (int j = 0; j < 16; j++)
+#pragma unroll
+            for (int e = 0; e < 2; e++) {
+                const int o = n0 + 8 * j + 2 * t + e;
+                if (o < N)
+                    f16_put(hr, o, c[4 * j + 2 * hh + e]);
+            }
+#else
+#pragma unroll
+        for (int j = 0; j < 16; j++) {
+            const int o = n0 + 8 * j + 2 * t;
+            if (o < N)
+                *(__global float2 *)(yr + o) = (float2)(c[4 * j + 2 * hh], c[4 * j + 2 * hh + 1]);
+        }
+#endif
+#else
         /* Outputs o, o + 1 as one 8-byte store where they are aligned (0 +
            the sum, as below: -0 written as +0). Accumulating kept the
            scalar loop, which measured faster for it. H100, pp512 B 8 of the
@@ -782,6 +894,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
                         yr[o] = (accumulate ? yr[o] : 0.0f) + c[4 * j + 2 * hh + e];
                 }
         }
+#endif /* MT_ROPE */
 #endif
     }
 #endif

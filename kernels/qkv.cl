@@ -6,13 +6,17 @@
  */
 
 /* RoPE of the pair (x0, x1) with (cos, sin) = c: (x0 c.x - x1 c.y,
- * x0 c.y + x1 c.x). Not contracted into fused multiply-adds wherever it is
- * compiled (rope_rows' program has kvfmt.cl's FP_CONTRACT OFF at file
- * scope, mma.cl's does not). */
+ * x0 c.y + x1 c.x), each as one explicit fused multiply-add (fma rounds
+ * once, on every device), so it gives the same bits wherever it is
+ * compiled: rope.cl's pass, decode.cl's rope_rows and mma.cl's epilogues.
+ * Not the un-fused products: with those PoCL's prefill of stories260K with
+ * f16 caches came 4x further from the reference's own f16 round trip (mean
+ * |d logp| 3.3e-4 against 8.5e-5, tests/check_engine_formats.c kv): where
+ * two products nearly cancel, rounding the first one too costs bits that
+ * the cache's rounding then magnifies. */
 inline float2 rope_pair(float x0, float x1, float2 c)
 {
-#pragma OPENCL FP_CONTRACT OFF
-    return (float2)(x0 * c.x - x1 * c.y, x0 * c.y + x1 * c.x);
+    return (float2)(fma(x0, c.x, -(x1 * c.y)), fma(x0, c.y, x1 * c.x));
 }
 
 /* Element u of an f16 cache row as lib/kv_format.c writes it: rounded to

@@ -11,6 +11,10 @@
  *   Dimensions n_rot .. head_dim-1 are left alone.
  * global (n_rot/2, n_heads, n_rows), any local size. Positions start at 0
  *   (prefill from an empty cache); p < n_ctx of the table.
+ * The rotation is qkv.cl's rope_pair (explicit fused multiply-adds),
+ * which mma.cl's MT_ROPE build applies in the Q and K matmuls' epilogue:
+ * where it runs, this kernel does not, and the bits are the same either
+ * way.
  */
 __kernel void rope(__global float *x, int ld,      /* rows of ld floats */
                    int n_tok, int seq_stride,
@@ -24,7 +28,7 @@ __kernel void rope(__global float *x, int ld,      /* rows of ld floats */
     const int ia = layout == 0 ? 2 * i : i;
     const int ib = layout == 0 ? 2 * i + 1 : i + half_rot;
     const float2 c = cs[(size_t)p * half_rot + i];
-    const float a = v[ia], b = v[ib];
-    v[ia] = a * c.x - b * c.y;
-    v[ib] = a * c.y + b * c.x;
+    const float2 y = rope_pair(v[ia], v[ib], c);
+    v[ia] = y.x;
+    v[ib] = y.y;
 }

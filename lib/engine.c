@@ -402,6 +402,36 @@ static int lse_of(const qe_engine *e)
            e->opt.top_k <= 1 && !(e->hp.final_softcap > 0) && !qe_engine_env_off("QEVAL_MMA_LSE");
 }
 
+/* Whether prefill's Q and K matmuls may rotate their outputs by RoPE as
+ * they store them (kernels/mma.cl MT_ROPE, built beside the f16 wgmma
+ * build): the same bits as rope.cl's pass over the stored rows, which it
+ * saves (H100, ppl512 B 8 of the synthetic Llama-3.2-1B: 0.58 ms of a
+ * 25.7 ms forward, and Q's 32 MB read and written again). Every pair of a
+ * head must lie in one work-item: any even head for the pairs layout; for
+ * halves, heads dividing the 128-output tile and n_rot / 2 a multiple of 8.
+ * A layer whose Q or K takes a bias or a norm first keeps rope.cl
+ * (rope_tile_of). QEVAL_MMA_ROPE=0 keeps it everywhere (A/B runs, and
+ * check_mma's comparison). */
+static int rope_fuses(const qe_engine *e)
+{
+    const qe_hparams *hp = &e->hp;
+    const int hd = hp->head_dim, rot = hp->n_rot;
+    return e->opt.gemm == QE_GEMM_MMA && (e->mt_wg >> WF_F16 & 1u) && rot >= 2 && rot % 2 == 0 &&
+           hd % 2 == 0 && rot <= hd &&
+           (hp->rope_layout == QE_ROPE_PAIRS || (MMA_TILE % hd == 0 && (rot / 2) % 8 == 0)) &&
+           !qe_engine_env_off("QEVAL_MMA_ROPE");
+}
+
+/* Whether mma_tile_pair's MT_ROPE build writes a layer's K and V into
+ * their caches itself (kernels/mma.cl MT_KV16): both caches f16, so
+ * kv.cl's kv_store, which would only round the staged rows to f16, and
+ * the staged rows themselves are saved (H100, ppl512 B 8 of the synthetic
+ * Llama-3.2-1B: kv_store 0.32 ms of a 25.2 ms forward). */
+static int kv16_of(const qe_engine *e)
+{
+    return e->opt.kv_k == QE_KV_F16 && e->opt.kv_v == QE_KV_F16;
+}
+
 /* The format mma_tile reads weight w in: f16 where engine_wh.c copies it. */
 static int tile_fmt(const dev_weight *w) { return w->wh ? WF_F16 : w->fmt; }
 
@@ -621,6 +651,20 @@ static qe_status need_tiles(qe_engine *e, int fmt)
     if (st == QE_OK && fmt == WF_F16 && lse_of(e))
         st = tile_build(e, base, fmt, "-DMT_LSE=1", head, "mma_tile_lse", &e->prog_lse,
                         &e->k_mma_lse);
+    if (st == QE_OK && fmt == WF_F16 && rope_fuses(e)) {
+        char rope[96], pair[144];
+        snprintf(rope, sizeof rope, "-DMT_ROPE=1 -DMT_RHD=%d -DMT_RROT=%d -DMT_RHALF=%d",
+                 e->hp.head_dim, e->hp.n_rot, e->hp.rope_layout == QE_ROPE_HALVES);
+        /* both caches f16: K and V go straight into them (MT_KV16, run_kv) */
+        snprintf(pair, sizeof pair, "%s -DMT_PAIR=1 -DMT_KV16=%d", rope, kv16_of(e));
+        const uint64_t q_dim = (uint64_t)e->hp.n_heads * (uint64_t)e->hp.head_dim;
+        st = tile_build(e, base, fmt, rope, wfmt_bytes(fmt, q_dim * (uint64_t)e->hp.dim),
+                        "mma_tile", &e->prog_rope, &e->k_mma_rope);
+        if (st == QE_OK)
+            st = tile_build(e, base, fmt, pair,
+                            wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
+                            "mma_tile_pair", &e->prog_pair_rope, &e->k_mma_pair_rope);
+    }
     return st;
 }
 
@@ -881,7 +925,7 @@ static int pow2_upto(size_t limit)
 
 static qe_status build_common(qe_engine *e)
 {
-    static const char *const srcs[] = {"xh.cl",   "rms.cl",    "norm.cl", "rope.cl",
+    static const char *const srcs[] = {"xh.cl",   "rms.cl",    "norm.cl", "qkv.cl", "rope.cl",
                                        "kvfmt.cl", "attention.cl", "act.cl", "ffn.cl",
                                        "logits.cl", "kld.cl",      "arch.cl"};
     char defs[128], opts[320];
@@ -1274,6 +1318,10 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_tiles);
     qe_cl_kernel_free(e->k_mma_lse);
     qe_cl_program_free(e->prog_lse);
+    qe_cl_kernel_free(e->k_mma_rope);
+    qe_cl_program_free(e->prog_rope);
+    qe_cl_kernel_free(e->k_mma_pair_rope);
+    qe_cl_program_free(e->prog_pair_rope);
     qe_cl_kernel_free(e->k_kld);
     qe_cl_free(e->kld);
     free(e->hkld);
@@ -1558,13 +1606,21 @@ qe_status qe_engine_run_wt_f16(qe_engine *e, const dev_weight *w, cl_mem out, in
                        : st;
 }
 
+/* RoPE for mma_tile's epilogue (MT_ROPE): the layer's table and the
+ * tokens per sequence (row r is at position r % n_tok). */
+typedef struct tile_rope {
+    cl_mem cs;
+    int n_tok;
+} tile_rope;
+
 /* mma_tile (kernels/mma.cl) for a prefill matmul: X as f16 pairs
  * (xh_ready), then the 128 x 128 tiles. With wb (one format and shape as
  * w) it is mma_tile_pair, which also writes x W_b^T into yb (same layout),
- * wb's output tiles after w's. */
+ * wb's output tiles after w's. With rope (rope_tile_of said so: never
+ * accumulating) the MT_ROPE build, which rotates w's outputs. */
 static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *wb, cl_mem x,
                           cl_ulong x_off, int ldx, int n_rows, cl_mem y, cl_mem yb, int ldy,
-                          int y_seq, int y_seq_stride, int accumulate)
+                          int y_seq, int y_seq_stride, int accumulate, const tile_rope *rope)
 {
     const int K = w->ne0, ldp = xh_pairs(K);
     const dev_weight *ws[2] = {w, wb};
@@ -1573,6 +1629,10 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
     w = ws[0];
     wb = ws[1];
     cl_kernel kt = wb ? e->k_mma_pair[w->fmt] : e->k_mma_tile[w->fmt];
+    if (rope) {
+        QE_ASSERT(st != QE_OK || (w->fmt == WF_F16 && !accumulate));
+        kt = wb ? e->k_mma_pair_rope : e->k_mma_rope;
+    }
     if (st == QE_OK)
         st = xh_ready(e, w, x, x_off, ldx, n_rows);
     if (st == QE_OK)
@@ -1585,6 +1645,11 @@ static qe_status run_tile(qe_engine *e, const dev_weight *w, const dev_weight *w
         st = qe_cl_arg(kt, 12, sizeof(cl_mem), &wb->buf);
     if (st == QE_OK && wb)
         st = qe_cl_arg(kt, 13, sizeof(cl_mem), &yb);
+    const cl_uint ra = wb ? 14 : 12; /* MT_ROPE's arguments follow */
+    if (st == QE_OK && rope)
+        st = qe_cl_arg(kt, ra, sizeof(cl_mem), &rope->cs);
+    if (st == QE_OK && rope)
+        st = qe_cl_arg(kt, ra + 1, sizeof(int), &rope->n_tok);
     const size_t n_staged =
         wb ? 2 * qe_engine_round_up((size_t)w->ne1, MMA_TILE) : (size_t)w->ne1;
     if (st == QE_OK)
@@ -1633,19 +1698,64 @@ static int tile_serves(const qe_engine *e) { return e->opt.gemm == QE_GEMM_MMA &
 
 /* y_a = x W_a^T and y_b = x W_b^T, not accumulating, dense rows of ldy:
  * one mma_tile_pair launch where mma_tile serves prefill and the weights
- * share a format and shape (the bits of two mma_tile launches), else
- * qe_engine_run_matmul_n's. */
-static qe_status run_matmul_pair(qe_engine *e, const dev_weight *wa, const dev_weight *wb,
-                                 cl_mem x, int ldx, int n_rows, cl_mem ya, cl_mem yb, int ldy)
+ * share a format and shape (pair_serves: the bits of two mma_tile
+ * launches), else qe_engine_run_matmul_n's. With rope, y_a rotated in the
+ * pair's epilogue where it can be (pair_rope_serves: *rotated = 1). */
+static int pair_serves(const qe_engine *e, const dev_weight *wa, const dev_weight *wb)
 {
-    if (tile_serves(e) && e->k_mma_pair[tile_fmt(wa)] && tile_fmt(wb) == tile_fmt(wa) &&
-        wb->fmt == wa->fmt && wb->ne0 == wa->ne0 &&
-        wb->ne1 == wa->ne1 && wb->row_bytes == wa->row_bytes)
-        return run_tile(e, wa, wb, x, 0, ldx, n_rows, ya, yb, ldy, n_rows, n_rows, 0);
+    return tile_serves(e) && e->k_mma_pair[tile_fmt(wa)] && tile_fmt(wb) == tile_fmt(wa) &&
+           wb->fmt == wa->fmt && wb->ne0 == wa->ne0 && wb->ne1 == wa->ne1 &&
+           wb->row_bytes == wa->row_bytes;
+}
+
+/* Whether mma_tile_pair's MT_ROPE build serves wa and wb with rope
+ * (rope_tile_of's) for wa: multiplied as f16. */
+static int pair_rope_serves(const qe_engine *e, const dev_weight *wa, const dev_weight *wb,
+                            const tile_rope *rope)
+{
+    return rope && e->k_mma_pair_rope && pair_serves(e, wa, wb) && tile_fmt(wa) == WF_F16;
+}
+
+static qe_status run_matmul_pair(qe_engine *e, const dev_weight *wa, const dev_weight *wb,
+                                 cl_mem x, int ldx, int n_rows, cl_mem ya, cl_mem yb, int ldy,
+                                 const tile_rope *rope, int *rotated)
+{
+    *rotated = pair_rope_serves(e, wa, wb, rope);
+    if (pair_serves(e, wa, wb))
+        return run_tile(e, wa, wb, x, 0, ldx, n_rows, ya, yb, ldy, n_rows, n_rows, 0,
+                        *rotated ? rope : NULL);
     const dev_weight *const w[2] = {wa, wb};
     const cl_mem y[2] = {ya, yb};
     const int ld[2] = {ldy, ldy};
     return qe_engine_run_matmul_n(e, 2, w, x, ldx, n_rows, y, ld);
+}
+
+/* Layer l's RoPE (n_tok tokens a sequence) into *r for its Q or K matmul
+ * to apply in its epilogue, where the MT_ROPE builds exist (rope_fuses),
+ * mma_tile serves the matmul and no bias or norm comes between it and
+ * RoPE; returns r, or NULL: the caller runs qk_prep and rope.cl. */
+static const tile_rope *rope_tile_of(const qe_engine *e, int l, cl_mem bias, cl_mem norm,
+                                     int n_tok, tile_rope *r)
+{
+    if (!e->k_mma_rope || !tile_serves(e) || bias || norm)
+        return NULL;
+    r->cs = qe_model_layer_swa(&e->hp, l) ? e->rope_cs_swa : e->rope_cs;
+    r->n_tok = n_tok;
+    return r;
+}
+
+/* Prefill's Q or K: y = h W^T over n_rows dense rows of e->h, rotated as
+ * it is stored where rope is given and w is multiplied as f16 (*rotated =
+ * 1), else qe_engine_run_matmul's (*rotated = 0). */
+static qe_status run_matmul_rope(qe_engine *e, const dev_weight *w, const tile_rope *rope,
+                                 int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
+                                 int *rotated)
+{
+    *rotated = rope && tile_fmt(w) == WF_F16;
+    if (*rotated)
+        return run_tile(e, w, NULL, e->h, 0, e->hp.dim, n_rows, y, NULL, ldy, y_seq,
+                        y_seq_stride, 0, rope);
+    return qe_engine_run_matmul(e, w, e->h, 0, e->hp.dim, n_rows, y, ldy, y_seq, y_seq_stride, 0);
 }
 
 /* Under mma, the prefill matmuls between xh_share(e, 1) and xh_share(e, 0)
@@ -1672,7 +1782,7 @@ qe_status qe_engine_run_matmul(qe_engine *e, const dev_weight *w, cl_mem x, cl_u
     size_t local[2] = {MM_WI, MM_WI};
     if (tile_serves(e))
         return run_tile(e, w, NULL, x, x_off, ldx, n_rows, y, NULL, ldy, y_seq, y_seq_stride,
-                        accumulate);
+                        accumulate, NULL);
     qe_status st = qe_cl_args(k, 13, sizeof(cl_mem), &x, sizeof(cl_ulong), &x_off, sizeof(int), &ldx,
                               sizeof(int), &n_rows, sizeof(cl_mem), &w->buf, sizeof(cl_ulong),
                               &w->row_bytes, sizeof(int), &w->ne0, sizeof(int), &w->ne1,
@@ -1926,14 +2036,24 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
     const dev_layer *d = &e->layers[l];
     const int rows = n_seq * n_tok, ctx = e->opt.n_ctx;
     qe_status st = QE_OK;
+    tile_rope tr;
+    const tile_rope *rope = rope_tile_of(e, l, d->bk, d->k_norm, n_tok, &tr);
+    int rot = 0; /* K came out of its matmul rotated */
+    if (e->kvs_v && kv16_of(e) && pair_rope_serves(e, &d->wk, &d->wv, rope)) {
+        /* MT_KV16: K rotated and V straight into their f16 caches */
+        QE_ASSERT(e->kv_row_bytes[0] == (size_t)e->kv_dim * 2 &&
+                  e->kv_row_bytes[1] == (size_t)e->kv_dim * 2);
+        return run_tile(e, &d->wk, &d->wv, e->h, 0, hp->dim, rows, d->kc, d->vc, e->kv_dim, n_tok,
+                        ctx, 0, rope);
+    }
     if (e->kvs_v) {
         const int one = e->opt.kv_k == e->opt.kv_v;
         if ((st = run_matmul_pair(e, &d->wk, &d->wv, e->h, hp->dim, rows, e->kvs, e->kvs_v,
-                                  e->kv_dim)) != QE_OK ||
+                                  e->kv_dim, rope, &rot)) != QE_OK ||
             (st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok,
                                         d->bk, d->k_norm)) != QE_OK ||
-            (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
-                                     n_tok)) != QE_OK ||
+            (!rot && (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq,
+                                              n_tok, n_tok)) != QE_OK) ||
             (st = qe_engine_run_qk_prep(e, e->kvs_v, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
                                         n_tok, d->bv, NULL)) != QE_OK ||
             (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0,
@@ -1943,19 +2063,19 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
                    : qe_engine_run_kv_store(e, 1, e->kvs_v, rows, d->vc, n_tok, ctx, 0, NULL, NULL);
     }
     if (e->opt.kv_k == QE_KV_F32) {
-        if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, d->kc, e->kv_dim, n_tok,
-                                       ctx, 0)) != QE_OK ||
+        if ((st = run_matmul_rope(e, &d->wk, rope, rows, d->kc, e->kv_dim, n_tok, ctx, &rot)) !=
+                QE_OK ||
             (st = qe_engine_run_qk_prep(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx, d->bk,
                               d->k_norm)) != QE_OK ||
-            (st = qe_engine_run_rope(e, l, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx)) !=
-                QE_OK)
+            (!rot && (st = qe_engine_run_rope(e, l, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
+                                              ctx)) != QE_OK))
             return st;
-    } else if ((st = qe_engine_run_matmul(e, &d->wk, e->h, 0, hp->dim, rows, e->kvs, e->kv_dim,
-                                          rows, rows, 0)) != QE_OK ||
+    } else if ((st = run_matmul_rope(e, &d->wk, rope, rows, e->kvs, e->kv_dim, rows, rows,
+                                     &rot)) != QE_OK ||
                (st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok, d->bk,
                                  d->k_norm)) != QE_OK ||
-               (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
-                                        n_tok)) != QE_OK ||
+               (!rot && (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq,
+                                                 n_tok, n_tok)) != QE_OK) ||
                (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0, NULL, NULL)) !=
                    QE_OK) {
         return st;
@@ -2193,12 +2313,16 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         const int axo = attention_xh_order(e, d);
         if ((st = norm_for_matmuls(e, d->attn_norm, rows, qkv, 3)) != QE_OK) /* Q, K and V read h */
             break;
-        if ((st = qe_engine_run_matmul(e, &d->wq, e->h, 0, hp->dim, rows, e->q, e->q_dim, rows, rows, 0)) == QE_OK)
+        tile_rope tr;
+        int q_rot; /* q came out of its matmul rotated */
+        if ((st = run_matmul_rope(e, &d->wq, rope_tile_of(e, l, d->bq, d->q_norm, n_tok, &tr),
+                                  rows, e->q, e->q_dim, rows, rows, &q_rot)) == QE_OK)
             st = run_kv(e, l, n_seq, n_tok);
         xh_share(e, 0);
         if (st != QE_OK ||
             (st = qe_engine_run_qk_prep(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok, d->bq, d->q_norm)) != QE_OK ||
-            (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok)) != QE_OK ||
+            (!q_rot && (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok,
+                                                n_tok)) != QE_OK) ||
             (st = run_attention(e, d, n_seq, n_tok, axo)) != QE_OK)
             break;
         if (axo >= 0) { /* wo's input: attention's pairs in e->xh, e->att unwritten */

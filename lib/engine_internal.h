@@ -131,6 +131,10 @@ struct qe_engine {
        no logits stored (engine.c lse_of says when) */
     cl_program prog_lse;
     cl_kernel k_mma_lse, k_tiles;
+    /* mma_tile and mma_tile_pair with RoPE in the epilogue (-DMT_ROPE=1,
+       f16 wgmma build): prefill's Q, and K with V (engine.c rope_fuses) */
+    cl_program prog_rope, prog_pair_rope;
+    cl_kernel k_mma_rope, k_mma_pair_rope;
     /* mma_skinny, decode calls of up to 16 rows, builds [shape][enum
        msk_xread]: shape [0] the default, [1] a second one for calls that
        [0] would give fewer than msk_few work-groups (0: no second build);

@@ -659,6 +659,144 @@ START_TEST(test_head_lse)
 }
 END_TEST
 
+/* ---- RoPE in the Q and K matmuls' epilogue ---- */
+
+enum { RE_SEQ = 3, RE_TOK = 100, RE_CTX = 128 };
+#define RE_ROWS (RE_SEQ * RE_TOK)
+#define RE_K 10
+
+typedef struct rope_out {
+    float lse[RE_ROWS], tlp[RE_ROWS], tlk[RE_ROWS * RE_K];
+    int32_t tid[RE_ROWS * RE_K];
+} rope_out;
+
+/* One prefill of RE_SEQ sequences of RE_TOK tokens (positions past RE_TOK
+ * of the RE_CTX-row caches unused, so a row's position is not its cache
+ * row) with caches kk / kv and top-K 10, on a profiled context: the
+ * results into *out, and the launches of rope.cl's kernel (ropes[0]) and
+ * of kv.cl's kv_store (ropes[1]). */
+static void rope_run(uint64_t ropes[2], qe_cl *cl, const qe_model *m, qe_kv_format kk, qe_kv_format kv,
+                         const int32_t *tok, rope_out *out)
+{
+    qe_engine_opts o = qe_engine_opts_default();
+    o.n_ctx = RE_CTX;
+    o.n_seq = RE_SEQ;
+    o.top_k = RE_K;
+    o.gemm = QE_GEMM_MMA;
+    o.kv_k = kk;
+    o.kv_v = kv;
+    qe_engine *e = NULL;
+    ck_assert_msg(qe_engine_open(cl, m, &o, &e) == QE_OK, "qe_engine_open: %s", qe_errmsg());
+    int32_t tgt[RE_ROWS], t[RE_ROWS];
+    for (int r = 0; r < RE_ROWS; r++) {
+        t[r] = tok[r];
+        tgt[r] = r % RE_TOK + 1 < RE_TOK ? tok[r + 1] : -1;
+    }
+    qe_cl_kernel_time *kt = NULL;
+    size_t nk = 0;
+    OK(qe_cl_profile_take(cl, &kt, &nk)); /* the open's launches */
+    free(kt);
+    qe_engine_out eo = {.lse = out->lse, .target_logp = out->tlp, .topk_id = out->tid,
+                        .topk_logp = out->tlk};
+    OK(qe_engine_prefill(e, RE_SEQ, RE_TOK, t, 0, tgt, &eo));
+    OK(qe_cl_profile_take(cl, &kt, &nk));
+    ropes[0] = ropes[1] = 0;
+    for (size_t i = 0; i < nk; i++) {
+        ropes[0] += strcmp(kt[i].name, "rope") == 0 ? kt[i].calls : 0;
+        ropes[1] += strcmp(kt[i].name, "kv_store") == 0 ? kt[i].calls : 0;
+    }
+    free(kt);
+    qe_engine_close(e);
+}
+
+/* Prefill with RoPE applied by the Q matmul and the K (or K and V) matmul
+ * as they store (kernels/mma.cl MT_ROPE, engine.c rope_fuses) gives the
+ * bits of rope.cl's pass over the stored rows (QEVAL_MMA_ROPE=0): every
+ * lse, target log-prob and top-10 entry equal, and rope.cl never runs;
+ * with f16 caches the pair writes them (MT_KV16), and kv_store never runs
+ * either.
+ * Heads of 64 in the pairs layout (f16 weights, and Q8_0 through their f16
+ * copies), heads of 80 (straddling the 128-output tiles) under llama3
+ * frequency scaling, and TinyStories-656K
+ * (Hugging Face's halves layout, heads of 16) as f16; K through the pair
+ * launch (f16 caches), alone into its f32 cache, and alone into a staging
+ * buffer (Q8_0 K beside an f32 V). Where the probe finds no wgmma the
+ * MT_ROPE build does not exist: rope.cl runs, and the bits are compared
+ * the same. */
+START_TEST(test_rope_epilogue)
+{
+    NEED_MMA();
+    char *dir = qe_test_tmpdir();
+    qe_cl *cl = NULL;
+    OK(qe_cl_open(NULL, QE_CL_PROFILE, &cl));
+    qe_cl_caps caps;
+    OK(qe_cl_probe(cl, &caps));
+    qe_synth_config c64 = {.name = "rope64", .dim = 128, .n_layers = 2, .n_heads = 2,
+                           .n_kv_heads = 1, .head_dim = 64, .n_ff = 256, .n_vocab = 600,
+                           .n_ctx = 256, .rope_base = 10000.0, .rms_eps = 1e-5};
+    qe_synth_config c80 = c64;
+    c80.name = "rope80";
+    c80.dim = 160;
+    c80.n_heads = 4;
+    c80.n_kv_heads = 2;
+    c80.head_dim = 80;
+    c80.rope_base = 500000.0;
+    c80.rope_factor = 32.0;
+    c80.rope_low_freq = 1.0;
+    c80.rope_high_freq = 4.0;
+    c80.rope_orig_ctx = 64;
+    qe_model *ms[4];
+    ms[0] = synth_model(dir, "rope64-f16", &c64, QE_DT_F16, 5);
+    ms[1] = synth_model(dir, "rope64-q8", &c64, QE_DT_Q8_0, 6);
+    ms[2] = synth_model(dir, "rope80-f16", &c80, QE_DT_F16, 7);
+    qe_model *st = open_model("models/TinyStories-656K");
+    qe_quant_model *st16 = NULL;
+    OK(qe_quant_model_new(st, QE_DT_F16, &st16));
+    ms[3] = (qe_model *)qe_quant_model_get(st16);
+    const char *const names[] = {"heads of 64, f16", "heads of 64, q8_0",
+                                 "heads of 80 (straddling tiles), f16", "TinyStories-656K (halves), f16"};
+    ck_assert_int_eq(qe_model_hparams(ms[2])->n_rot, 80); /* the synth rotates whole heads */
+    const qe_kv_format kvs[][2] = {
+        {QE_KV_F16, QE_KV_F16}, {QE_KV_F32, QE_KV_F32}, {QE_KV_Q8_0, QE_KV_F32}};
+    static rope_out a, b;
+    static int32_t tok[RE_ROWS];
+    for (int i = 0; i < 4; i++) {
+        const qe_hparams *hp = qe_model_hparams(ms[i]);
+        tokens(tok, RE_ROWS, hp->n_vocab, 17 + (uint64_t)i);
+        for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+            uint64_t fused[2], apart[2];
+            rope_run(fused, cl, ms[i], kvs[k][0], kvs[k][1], tok, &a);
+            setenv("QEVAL_MMA_ROPE", "0", 1);
+            rope_run(apart, cl, ms[i], kvs[k][0], kvs[k][1], tok, &b);
+            unsetenv("QEVAL_MMA_ROPE");
+            const char *kn = qe_kv_format_name(kvs[k][0]), *vn = qe_kv_format_name(kvs[k][1]);
+            printf("# mma: RoPE in the epilogue, %s, K %s V %s: rope / kv_store launches %llu / "
+                   "%llu, %llu / %llu apart\n",
+                   names[i], kn, vn, (unsigned long long)fused[0], (unsigned long long)fused[1],
+                   (unsigned long long)apart[0], (unsigned long long)apart[1]);
+            const uint64_t nl = (uint64_t)hp->n_layers, kv16 = kvs[k][0] == QE_KV_F16;
+            ck_assert_msg(apart[0] == 2 * nl && apart[1] == (kvs[k][0] == QE_KV_F32 ? 0 : nl),
+                          "%s: rope ran %llu times apart, kv_store %llu", names[i],
+                          (unsigned long long)apart[0], (unsigned long long)apart[1]);
+            ck_assert_msg(fused[0] == (caps.wgmma ? 0 : apart[0]) &&
+                              fused[1] == (caps.wgmma && kv16 ? 0 : apart[1]),
+                          "%s K %s V %s: rope ran %llu times, kv_store %llu", names[i], kn, vn,
+                          (unsigned long long)fused[0], (unsigned long long)fused[1]);
+            ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,
+                          "%s K %s V %s: RoPE in the epilogue changed the results", names[i], kn,
+                          vn);
+        }
+    }
+    for (int i = 0; i < 3; i++)
+        qe_model_close(ms[i]);
+    qe_quant_model_free(st16);
+    qe_model_close(st);
+    qe_cl_close(cl);
+    qe_test_rmtree(dir);
+    free(dir);
+}
+END_TEST
+
 /* ---- prefill attention against a double-precision softmax ---- */
 
 #define AT_CTX 150 /* 3 key tiles of attn_mma (the last partial), 3 of its query blocks */
@@ -869,6 +1007,7 @@ Suite *mma_suite(void)
     tcase_add_test(tc, test_wh_ring);
     tcase_add_test(tc, test_decode);
     tcase_add_test(tc, test_head_lse);
+    tcase_add_test(tc, test_rope_epilogue);
     suite_add_tcase(s, tc);
     TCase *at = tcase_create("attention");
     tcase_add_unchecked_fixture(at, qe_test_cl_setup, qe_test_cl_teardown);

@@ -78,6 +78,19 @@ for wt in 0 1 2 3; do
             # the LM head reduced to statistics (f16 only: engine.c lse_of)
             [ $wt = 1 ] && build "mma_tile wt $wt gm $gm wgmma -DMT_LSE=1" "$T/mma.cl" \
                 "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 -DMT_LSE=1"
+            # RoPE in Q's and K's epilogue (f16 only: engine.c rope_tile_of),
+            # K and V into f16 caches (MT_KV16): pairs of a 64-wide head, of
+            # a head that straddles tiles (80, 40 rotated), halves of
+            # TinyStories-656K's 16-wide heads and of 128-wide ones
+            if [ $wt = 1 ]; then
+                for r in "64 64 0" "80 40 0" "16 16 1" "128 64 1"; do
+                    read -r hd rot half <<<"$r"
+                    for v in "" "-DMT_PAIR=1" "-DMT_PAIR=1 -DMT_KV16=1"; do
+                        build "mma_tile wt $wt gm $gm wgmma rope $hd/$rot/$half $v" "$T/mma.cl" \
+                            "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 $v -DMT_ROPE=1 -DMT_RHD=$hd -DMT_RROT=$rot -DMT_RHALF=$half"
+                    done
+                done
+            fi
         done
     fi
     for sh in "64 2 64" "128 4 64" "64 4 32"; do
