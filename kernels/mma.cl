@@ -178,16 +178,34 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #define MT_ROPE 0
 #endif
 /* -DMT_KV16=1 (with MT_ROPE and MT_PAIR): y and yb are a layer's f16 K and
- * V caches, rows of ldy halves, and the sums (K rotated) go into them as
- * kv.cl's kv_store would encode them from the f32 rows (qkv.cl f16_put):
- * the staging rows are never written nor kv_store run (engine.c run_kv,
- * both caches f16). Row r is cache row (r / y_seq) y_seq_stride + r %
- * y_seq, as for an f32 output. */
+ * V caches, rows of ldy halves (a multiple of 8: 16-byte stores), and the
+ * sums (K rotated) go into them as kv.cl's kv_store would encode them from
+ * the f32 rows (qkv.cl f16_put's bits): the staging rows are never written
+ * nor kv_store run (engine.c run_kv, both caches f16). Row r is cache row
+ * (r / y_seq) y_seq_stride + r % y_seq, as for an f32 output. */
 #ifndef MT_KV16
 #define MT_KV16 0
 #endif
 #if MT_KV16 && !(MT_ROPE && MT_PAIR)
 #error "mma_tile: MT_KV16 is a build of mma_tile_pair with MT_ROPE"
+#endif
+#if MT_KV16
+/* qkv.cl f16_put's bits of (lo, hi) as one pair: mma_pack's round to
+   nearest even, f16_nan_bits where either is a NaN */
+inline uint kv16_pair(float lo, float hi)
+{
+    uint p = mma_pack(lo, hi);
+    if (isnan(lo))
+        p = (p & 0xFFFF0000u) | f16_nan_bits(lo);
+    if (isnan(hi))
+        p = (p & 0xFFFFu) | f16_nan_bits(hi) << 16;
+    return p;
+}
+/* a0 .. a3's element i (0 .. 3) without indexing registers */
+inline uint kv16_sel(uint a0, uint a1, uint a2, uint a3, int i)
+{
+    return i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3;
+}
 #endif
 #if MT_ROPE
 #if MT_LSE || MT_GLU
@@ -794,7 +812,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         if (t == 0 && r < n_rows)
             part[(size_t)r * ((N + MT_BN - 1) / MT_BN) + n0 / MT_BN] =
                 (float4)(bv, se, as_float(bi), zt);
-#else
+#elif !MT_KV16 /* (MT_KV16's lanes all shuffle, and check r at the store) */
         if (r >= n_rows)
             continue;
 #endif
@@ -853,14 +871,28 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #if MT_KV16
         __global ushort *hr = (__global ushort *)y +
                               ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
+        /* pairs p[j] (outputs 8 j + 2 t, + 1), transposed across the quad
+           (lane t receives lane t ^ m's p[4 k + t] in round m): lane t
+           stores outputs 8 (4 k + t) .. + 7 as 16 bytes, the quad 64 in a
+           row (a 4-byte store per pair had made the launch 0.96 ms against
+           0.78 on the H100, ppl512 B 8 of the synthetic Llama-3.2-1B) */
+        uint p[16];
 #pragma unroll
         for (int j = 0; j < 16; j++)
+            p[j] = kv16_pair(c[4 * j + 2 * hh], c[4 * j + 2 * hh + 1]);
 #pragma unroll
-            for (int e = 0; e < 2; e++) {
-                const int o = n0 + 8 * j + 2 * t + e;
-                if (o < N)
-                    f16_put(hr, o, c[4 * j + 2 * hh + e]);
-            }
+        for (int k = 0; k < 4; k++) {
+            const uint a0 = p[4 * k], a1 = p[4 * k + 1], a2 = p[4 * k + 2], a3 = p[4 * k + 3];
+            const uint r0 = kv16_sel(a0, a1, a2, a3, t);
+            const uint r1 = as_uint(ptx_shfl_xor(as_float(kv16_sel(a0, a1, a2, a3, t ^ 1)), 1));
+            const uint r2 = as_uint(ptx_shfl_xor(as_float(kv16_sel(a0, a1, a2, a3, t ^ 2)), 2));
+            const uint r3 = as_uint(ptx_shfl_xor(as_float(kv16_sel(a0, a1, a2, a3, t ^ 3)), 3));
+            const int o = n0 + 8 * (4 * k + t);
+            if (r < n_rows && o < N)
+                *(__global uint4 *)(hr + o) =
+                    (uint4)(kv16_sel(r0, r1, r2, r3, t), kv16_sel(r0, r1, r2, r3, 1 ^ t),
+                            kv16_sel(r0, r1, r2, r3, 2 ^ t), kv16_sel(r0, r1, r2, r3, 3 ^ t));
+        }
 #else
 #pragma unroll
         for (int j = 0; j < 16; j++) {

@@ -19,14 +19,20 @@ inline float2 rope_pair(float x0, float x1, float2 c)
     return (float2)(fma(x0, c.x, -(x1 * c.y)), fma(x0, c.y, x1 * c.x));
 }
 
+/* The f16 bits qe_f32_to_f16 gives NaN v: its sign and top payload bits,
+ * made quiet (vstore_half's NaN is unspecified). */
+inline uint f16_nan_bits(float v)
+{
+    const uint b = as_uint(v);
+    return ((b >> 16) & 0x8000u) | 0x7e00u | ((b & 0x7fffffu) >> 13);
+}
+
 /* Element u of an f16 cache row as lib/kv_format.c writes it: rounded to
- * nearest even; a NaN keeps its sign and top payload bits, made quiet, as
- * qe_f32_to_f16 writes it (vstore_half's NaN is unspecified). */
+ * nearest even; a NaN as f16_nan_bits. */
 inline void f16_put(__global ushort *row, size_t u, float v)
 {
     if (isnan(v)) {
-        const uint b = as_uint(v);
-        row[u] = (ushort)(((b >> 16) & 0x8000) | 0x7e00 | ((b & 0x7fffff) >> 13));
+        row[u] = (ushort)f16_nan_bits(v);
     } else {
         vstore_half_rte(v, u, (__global half *)row);
     }

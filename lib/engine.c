@@ -426,10 +426,11 @@ static int rope_fuses(const qe_engine *e)
  * their caches itself (kernels/mma.cl MT_KV16): both caches f16, so
  * kv.cl's kv_store, which would only round the staged rows to f16, and
  * the staged rows themselves are saved (H100, ppl512 B 8 of the synthetic
- * Llama-3.2-1B: kv_store 0.32 ms of a 25.2 ms forward). */
+ * Llama-3.2-1B: kv_store 0.32 ms of a 25.2 ms forward); rows of a multiple
+ * of 8 halves, which it stores 16 bytes at a time. */
 static int kv16_of(const qe_engine *e)
 {
-    return e->opt.kv_k == QE_KV_F16 && e->opt.kv_v == QE_KV_F16;
+    return e->opt.kv_k == QE_KV_F16 && e->opt.kv_v == QE_KV_F16 && e->kv_dim % 8 == 0;
 }
 
 /* The format mma_tile reads weight w in: f16 where engine_wh.c copies it. */
