@@ -201,19 +201,33 @@ inline uint kv16_pair(float lo, float hi)
         p = (p & 0xFFFFu) | f16_nan_bits(hi) << 16;
     return p;
 }
+#endif
 /* a0 .. a3's element i (0 .. 3) without indexing registers */
-inline uint kv16_sel(uint a0, uint a1, uint a2, uint a3, int i)
+inline uint mt_sel4(uint a0, uint a1, uint a2, uint a3, int i)
 {
     return i == 0 ? a0 : i == 1 ? a1 : i == 2 ? a2 : a3;
 }
-#endif
+/* A 4 x 4 transpose across the quad of lane t (= lane & 3): returns lane
+ * s's a_t as element s. Round m of three shuffles sends a_(t ^ m) and
+ * receives lane t ^ m's a_t; every lane of the warp must take part. The
+ * epilogues that write f16 pairs store the result as 16 bytes, the quad's
+ * 64 in a row, instead of a 4-byte store per pair. */
+inline uint4 mt_quad_t(uint a0, uint a1, uint a2, uint a3, int t)
+{
+    const uint r0 = mt_sel4(a0, a1, a2, a3, t);
+    const uint r1 = as_uint(ptx_shfl_xor(as_float(mt_sel4(a0, a1, a2, a3, t ^ 1)), 1));
+    const uint r2 = as_uint(ptx_shfl_xor(as_float(mt_sel4(a0, a1, a2, a3, t ^ 2)), 2));
+    const uint r3 = as_uint(ptx_shfl_xor(as_float(mt_sel4(a0, a1, a2, a3, t ^ 3)), 3));
+    return (uint4)(mt_sel4(r0, r1, r2, r3, t), mt_sel4(r0, r1, r2, r3, 1 ^ t),
+                   mt_sel4(r0, r1, r2, r3, 2 ^ t), mt_sel4(r0, r1, r2, r3, 3 ^ t));
+}
 #if MT_ROPE
 #if MT_LSE || MT_GLU
 #error "mma_tile: MT_ROPE is built with mma_tile or mma_tile_pair"
 #endif
 #if !defined(MT_RHD) || !defined(MT_RROT) || !defined(MT_RHALF) || MT_RHD % 2 || MT_RROT % 2 || \
     MT_RROT > MT_RHD || MT_RROT < 2
-#error "mma_tile: MT_ROPE needs an even head_dim MT_RHD, an even 2 <= MT_RROT <= MT_RHD and MT_RHALF"
+#error "mma_tile: MT_ROPE needs an even MT_RHD, an even 2 <= MT_RROT <= MT_RHD and MT_RHALF"
 #endif
 #if MT_RHALF && (128 % MT_RHD || (MT_RROT / 2) % 8)
 #error "mma_tile: MT_ROPE's halves layout needs head_dim dividing 128 and n_rot / 2 a multiple of 8"
@@ -812,7 +826,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         if (t == 0 && r < n_rows)
             part[(size_t)r * ((N + MT_BN - 1) / MT_BN) + n0 / MT_BN] =
                 (float4)(bv, se, as_float(bi), zt);
-#elif !MT_KV16 /* (MT_KV16's lanes all shuffle, and check r at the store) */
+#elif !MT_KV16 && !MT_GLU /* (their lanes all shuffle, and check r at the store) */
         if (r >= n_rows)
             continue;
 #endif
@@ -822,14 +836,36 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
            tiles j and j + 2 (j % 4 < 2) hold the gate and up sums of one
            output pair */
         __global uint *hr = yh + (size_t)r * ldh;
+        if (xo == XH_NAT) {
+            /* pairs n0 / 4 + 8 G + 4 u + t (tiles j = 4 G + u) in lane t,
+               a_q for G = 2 h + q / 2, u = q % 2, transposed (mt_quad_t):
+               lane t stores pairs n0 / 4 + 16 h + 4 t .. + 3. H100, ppl512
+               B 8 of the synthetic Llama-3.2-1B f16, against a 4-byte store
+               per pair, alternating two rounds: 9.94 / 9.86 -> 9.74 / 9.75
+               ms a forward, the same dump hashes. Other orders (a Q8_0 /
+               Q4_0 down matmul's own build) keep those stores. */
 #pragma unroll
-        for (int j = 0; j < 16; j++) {
-            if ((j & 3) >= 2)
-                continue;
-            const int o = n0 / 2 + 16 * (j >> 2) + 8 * (j & 3) + 2 * t, e = 4 * j + 2 * hh;
-            if (o < N)
-                hr[xh_pos(o / 2, xo)] = mma_pack(silu_mul1(c[e], c[e + 8]),
-                                                 silu_mul1(c[e + 1], c[e + 9]));
+            for (int h = 0; h < 2; h++) {
+                uint a[4];
+#pragma unroll
+                for (int q = 0; q < 4; q++) {
+                    const int e = 4 * (4 * (2 * h + (q >> 1)) + (q & 1)) + 2 * hh;
+                    a[q] = mma_pack(silu_mul1(c[e], c[e + 8]), silu_mul1(c[e + 1], c[e + 9]));
+                }
+                const uint4 v = mt_quad_t(a[0], a[1], a[2], a[3], t);
+                if (r < n_rows && n0 / 2 + 32 * h + 8 * t < N)
+                    *(__global uint4 *)(hr + n0 / 4 + 16 * h + 4 * t) = v;
+            }
+        } else if (r < n_rows) {
+#pragma unroll
+            for (int j = 0; j < 16; j++) {
+                if ((j & 3) >= 2)
+                    continue;
+                const int o = n0 / 2 + 16 * (j >> 2) + 8 * (j & 3) + 2 * t, e = 4 * j + 2 * hh;
+                if (o < N)
+                    hr[xh_pos(o / 2, xo)] = mma_pack(silu_mul1(c[e], c[e + 8]),
+                                                     silu_mul1(c[e + 1], c[e + 9]));
+            }
         }
 #else
 #if !MT_KV16
@@ -871,27 +907,20 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
 #if MT_KV16
         __global ushort *hr = (__global ushort *)y +
                               ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
-        /* pairs p[j] (outputs 8 j + 2 t, + 1), transposed across the quad
-           (lane t receives lane t ^ m's p[4 k + t] in round m): lane t
-           stores outputs 8 (4 k + t) .. + 7 as 16 bytes, the quad 64 in a
-           row (a 4-byte store per pair had made the launch 0.96 ms against
-           0.78 on the H100, ppl512 B 8 of the synthetic Llama-3.2-1B) */
+        /* pairs p[j] (outputs 8 j + 2 t, + 1), transposed (mt_quad_t):
+           lane t stores outputs 8 (4 k + t) .. + 7 (a 2-byte f16_put per
+           output had made the launch 0.96 ms against 0.78 on the H100,
+           ppl512 B 8 of the synthetic Llama-3.2-1B) */
         uint p[16];
 #pragma unroll
         for (int j = 0; j < 16; j++)
             p[j] = kv16_pair(c[4 * j + 2 * hh], c[4 * j + 2 * hh + 1]);
 #pragma unroll
         for (int k = 0; k < 4; k++) {
-            const uint a0 = p[4 * k], a1 = p[4 * k + 1], a2 = p[4 * k + 2], a3 = p[4 * k + 3];
-            const uint r0 = kv16_sel(a0, a1, a2, a3, t);
-            const uint r1 = as_uint(ptx_shfl_xor(as_float(kv16_sel(a0, a1, a2, a3, t ^ 1)), 1));
-            const uint r2 = as_uint(ptx_shfl_xor(as_float(kv16_sel(a0, a1, a2, a3, t ^ 2)), 2));
-            const uint r3 = as_uint(ptx_shfl_xor(as_float(kv16_sel(a0, a1, a2, a3, t ^ 3)), 3));
+            const uint4 v = mt_quad_t(p[4 * k], p[4 * k + 1], p[4 * k + 2], p[4 * k + 3], t);
             const int o = n0 + 8 * (4 * k + t);
             if (r < n_rows && o < N)
-                *(__global uint4 *)(hr + o) =
-                    (uint4)(kv16_sel(r0, r1, r2, r3, t), kv16_sel(r0, r1, r2, r3, 1 ^ t),
-                            kv16_sel(r0, r1, r2, r3, 2 ^ t), kv16_sel(r0, r1, r2, r3, 3 ^ t));
+                *(__global uint4 *)(hr + o) = v;
         }
 #else
 #pragma unroll
