@@ -11,7 +11,9 @@
  *     rmsnorm                  x -> h                     [rows][dim]
  *     matmul wq / wk / wv      h -> q [rows][n_heads*hd], K/V cache rows
  *                              s*n_ctx + p [n_seq*n_ctx][n_kv*hd]
- *     rope                     q, K cache (in place)
+ *     rope                     q, K cache (in place; under mma's f16 wgmma
+ *                              build the Q and K matmuls rotate as they store
+ *                              instead: rope_fuses)
  *     attention                q, K, V -> att             [rows][n_heads*hd]
  *     matmul wo (accumulate)   att -> x
  *     rmsnorm                  x -> h
