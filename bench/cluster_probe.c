@@ -45,14 +45,13 @@ int main(int argc, char **argv)
                 argv[0]);
         return 2;
     }
-    char *src = slurp(argc - 1, argv + 1);
-    if (!src)
-        return 2;
     cl_context ctx;
     cl_command_queue q;
-    cl_device_id dev = probe_gpu(&ctx, &q);
+    cl_device_id dev;
+    char *ptx = probe_open_ptx(argc - 1, argv + 1, &ctx, &q, &dev);
+    if (!ptx)
+        return 2;
     cl_int err;
-    char *ptx = probe_source_ptx(ctx, dev, src);
     struct {
         const char *what, *directive;
     } forms[] = {{"(1) as compiled (no directive)", ""},

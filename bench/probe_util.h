@@ -123,4 +123,19 @@ static char *probe_source_ptx(cl_context ctx, cl_device_id dev, const char *src)
     return ptx;
 }
 
+/* A PTX probe's start: the files named concatenated (slurp), the first GPU
+ * with a context and queue (probe_gpu) into *ctx, *q, *dev, and the
+ * program's PTX (probe_source_ptx); NULL when a file cannot be read. */
+static char *probe_open_ptx(int n, char **files, cl_context *ctx, cl_command_queue *q,
+                            cl_device_id *dev)
+{
+    char *src = slurp(n, files);
+    if (!src)
+        return NULL;
+    *dev = probe_gpu(ctx, q);
+    char *ptx = probe_source_ptx(*ctx, *dev, src);
+    free(src);
+    return ptx;
+}
+
 #endif

@@ -214,14 +214,13 @@ int main(int argc, char **argv)
         fputs(out, stdout);
         return 0;
     }
-    char *src = slurp(argc - 1, argv + 1);
-    if (!src)
-        return 2;
     cl_context ctx;
     cl_command_queue q;
-    cl_device_id dev = probe_gpu(&ctx, &q);
+    cl_device_id dev;
+    char *ptx = probe_open_ptx(argc - 1, argv + 1, &ctx, &q, &dev);
+    if (!ptx)
+        return 2;
     cl_int err;
-    char *ptx = probe_source_ptx(ctx, dev, src);
 
     char *with = NULL, *a_ptx = wgmma_ptx(ptx, &with);
     const char *m = strstr(a_ptx, "wgmma.mma_async");

@@ -79,10 +79,16 @@ inline uint mma_q4_pair(uint w, int hi, uint d2)
 }
 #endif
 
-/* Row r's outputs in y (the output rule at the top) */
+/* The row of y that row r's outputs go to (the output rule at the top) */
+inline size_t mma_yidx(int y_seq, int y_seq_stride, int r)
+{
+    return (size_t)(r / y_seq) * y_seq_stride + r % y_seq;
+}
+
+/* Row r's outputs in y */
 inline __global float *mma_yrow(__global float *y, int ldy, int y_seq, int y_seq_stride, int r)
 {
-    return y + ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
+    return y + mma_yidx(y_seq, y_seq_stride, r) * ldy;
 }
 
 inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, int accumulate,
@@ -182,7 +188,7 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
  * sums (K rotated) go into them as kv.cl's kv_store would encode them from
  * the f32 rows (qkv.cl f16_put's bits): the staging rows are never written
  * nor kv_store run (engine.c run_kv, both caches f16). Row r is cache row
- * (r / y_seq) y_seq_stride + r % y_seq, as for an f32 output. */
+ * mma_yidx(r), as for an f32 output. */
 #ifndef MT_KV16
 #define MT_KV16 0
 #endif
@@ -905,8 +911,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             }
         }
 #if MT_KV16
-        __global ushort *hr = (__global ushort *)y +
-                              ((size_t)(r / y_seq) * y_seq_stride + r % y_seq) * ldy;
+        __global ushort *hr = (__global ushort *)y + mma_yidx(y_seq, y_seq_stride, r) * ldy;
         /* pairs p[j] (outputs 8 j + 2 t, + 1), transposed (mt_quad_t):
            lane t stores outputs 8 (4 k + t) .. + 7 (a 2-byte f16_put per
            output had made the launch 0.96 ms against 0.78 on the H100,

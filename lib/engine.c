@@ -1747,18 +1747,35 @@ static const tile_rope *rope_tile_of(const qe_engine *e, int l, cl_mem bias, cl_
     return r;
 }
 
-/* Prefill's Q or K: y = h W^T over n_rows dense rows of e->h, rotated as
- * it is stored where rope is given and w is multiplied as f16 (*rotated =
- * 1), else qe_engine_run_matmul's (*rotated = 0). */
-static qe_status run_matmul_rope(qe_engine *e, const dev_weight *w, const tile_rope *rope,
-                                 int n_rows, cl_mem y, int ldy, int y_seq, int y_seq_stride,
-                                 int *rotated)
+/* After prefill's Q or K matmul into y (rows s * seq_stride + p of ldy
+ * floats, n_heads heads): the bias and norm (qk_prep), then RoPE unless
+ * the matmul's epilogue rotated already (rotated). */
+static qe_status qk_finish(qe_engine *e, int l, cl_mem y, int ldy, int n_heads, int n_seq,
+                           int n_tok, int seq_stride, cl_mem bias, cl_mem norm, int rotated)
 {
-    *rotated = rope && tile_fmt(w) == WF_F16;
-    if (*rotated)
-        return run_tile(e, w, NULL, e->h, 0, e->hp.dim, n_rows, y, NULL, ldy, y_seq,
-                        y_seq_stride, 0, rope);
-    return qe_engine_run_matmul(e, w, e->h, 0, e->hp.dim, n_rows, y, ldy, y_seq, y_seq_stride, 0);
+    qe_status st =
+        qe_engine_run_qk_prep(e, y, ldy, n_heads, n_seq, n_tok, seq_stride, bias, norm);
+    if (st == QE_OK && !rotated)
+        st = qe_engine_run_rope(e, l, y, ldy, n_heads, n_seq, n_tok, seq_stride);
+    return st;
+}
+
+/* Prefill's Q (into e->q) or K (into its f32 cache or the staging rows) of
+ * layer l: y = h W^T over the n_seq * n_tok rows of e->h, row s * n_tok + p
+ * into y row s * seq_stride + p, rotated as it is stored where rope_tile_of
+ * allows and w is multiplied as f16, then qk_finish. */
+static qe_status run_qk(qe_engine *e, int l, const dev_weight *w, cl_mem bias, cl_mem norm,
+                        int n_heads, int n_seq, int n_tok, cl_mem y, int ldy, int seq_stride)
+{
+    tile_rope tr;
+    const tile_rope *rope = rope_tile_of(e, l, bias, norm, n_tok, &tr);
+    const int rows = n_seq * n_tok, rot = rope && tile_fmt(w) == WF_F16;
+    qe_status st = rot ? run_tile(e, w, NULL, e->h, 0, e->hp.dim, rows, y, NULL, ldy, n_tok,
+                                  seq_stride, 0, rope)
+                       : qe_engine_run_matmul(e, w, e->h, 0, e->hp.dim, rows, y, ldy, n_tok,
+                                              seq_stride, 0);
+    return st != QE_OK ? st
+                       : qk_finish(e, l, y, ldy, n_heads, n_seq, n_tok, seq_stride, bias, norm, rot);
 }
 
 /* Under mma, the prefill matmuls between xh_share(e, 1) and xh_share(e, 0)
@@ -2041,7 +2058,6 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
     qe_status st = QE_OK;
     tile_rope tr;
     const tile_rope *rope = rope_tile_of(e, l, d->bk, d->k_norm, n_tok, &tr);
-    int rot = 0; /* K came out of its matmul rotated */
     if (e->kvs_v && kv16_of(e) && pair_rope_serves(e, &d->wk, &d->wv, rope)) {
         /* MT_KV16: K rotated and V straight into their f16 caches */
         QE_ASSERT(e->kv_row_bytes[0] == (size_t)e->kv_dim * 2 &&
@@ -2051,12 +2067,11 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
     }
     if (e->kvs_v) {
         const int one = e->opt.kv_k == e->opt.kv_v;
+        int rot; /* K came out of its matmul rotated */
         if ((st = run_matmul_pair(e, &d->wk, &d->wv, e->h, hp->dim, rows, e->kvs, e->kvs_v,
                                   e->kv_dim, rope, &rot)) != QE_OK ||
-            (st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok,
-                                        d->bk, d->k_norm)) != QE_OK ||
-            (!rot && (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq,
-                                              n_tok, n_tok)) != QE_OK) ||
+            (st = qk_finish(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok, d->bk,
+                            d->k_norm, rot)) != QE_OK ||
             (st = qe_engine_run_qk_prep(e, e->kvs_v, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
                                         n_tok, d->bv, NULL)) != QE_OK ||
             (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0,
@@ -2066,19 +2081,11 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
                    : qe_engine_run_kv_store(e, 1, e->kvs_v, rows, d->vc, n_tok, ctx, 0, NULL, NULL);
     }
     if (e->opt.kv_k == QE_KV_F32) {
-        if ((st = run_matmul_rope(e, &d->wk, rope, rows, d->kc, e->kv_dim, n_tok, ctx, &rot)) !=
-                QE_OK ||
-            (st = qe_engine_run_qk_prep(e, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, ctx, d->bk,
-                              d->k_norm)) != QE_OK ||
-            (!rot && (st = qe_engine_run_rope(e, l, d->kc, e->kv_dim, hp->n_kv_heads, n_seq, n_tok,
-                                              ctx)) != QE_OK))
+        if ((st = run_qk(e, l, &d->wk, d->bk, d->k_norm, hp->n_kv_heads, n_seq, n_tok, d->kc,
+                         e->kv_dim, ctx)) != QE_OK)
             return st;
-    } else if ((st = run_matmul_rope(e, &d->wk, rope, rows, e->kvs, e->kv_dim, rows, rows,
-                                     &rot)) != QE_OK ||
-               (st = qe_engine_run_qk_prep(e, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq, n_tok, n_tok, d->bk,
-                                 d->k_norm)) != QE_OK ||
-               (!rot && (st = qe_engine_run_rope(e, l, e->kvs, e->kv_dim, hp->n_kv_heads, n_seq,
-                                                 n_tok, n_tok)) != QE_OK) ||
+    } else if ((st = run_qk(e, l, &d->wk, d->bk, d->k_norm, hp->n_kv_heads, n_seq, n_tok, e->kvs,
+                            e->kv_dim, n_tok)) != QE_OK ||
                (st = qe_engine_run_kv_store(e, 0, e->kvs, rows, d->kc, n_tok, ctx, 0, NULL, NULL)) !=
                    QE_OK) {
         return st;
@@ -2316,17 +2323,11 @@ qe_status qe_engine_run_trunk(qe_engine *e, int n_seq, int n_tok, int out_first)
         const int axo = attention_xh_order(e, d);
         if ((st = norm_for_matmuls(e, d->attn_norm, rows, qkv, 3)) != QE_OK) /* Q, K and V read h */
             break;
-        tile_rope tr;
-        int q_rot; /* q came out of its matmul rotated */
-        if ((st = run_matmul_rope(e, &d->wq, rope_tile_of(e, l, d->bq, d->q_norm, n_tok, &tr),
-                                  rows, e->q, e->q_dim, rows, rows, &q_rot)) == QE_OK)
+        if ((st = run_qk(e, l, &d->wq, d->bq, d->q_norm, hp->n_heads, n_seq, n_tok, e->q,
+                         e->q_dim, n_tok)) == QE_OK)
             st = run_kv(e, l, n_seq, n_tok);
         xh_share(e, 0);
-        if (st != QE_OK ||
-            (st = qe_engine_run_qk_prep(e, e->q, e->q_dim, hp->n_heads, n_seq, n_tok, n_tok, d->bq, d->q_norm)) != QE_OK ||
-            (!q_rot && (st = qe_engine_run_rope(e, l, e->q, e->q_dim, hp->n_heads, n_seq, n_tok,
-                                                n_tok)) != QE_OK) ||
-            (st = run_attention(e, d, n_seq, n_tok, axo)) != QE_OK)
+        if (st != QE_OK || (st = run_attention(e, d, n_seq, n_tok, axo)) != QE_OK)
             break;
         if (axo >= 0) { /* wo's input: attention's pairs in e->xh, e->att unwritten */
             xh_share(e, 1);

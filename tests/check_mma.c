@@ -685,8 +685,7 @@ static void rope_run(uint64_t ropes[2], qe_cl *cl, const qe_model *m, qe_kv_form
     o.gemm = QE_GEMM_MMA;
     o.kv_k = kk;
     o.kv_v = kv;
-    qe_engine *e = NULL;
-    ck_assert_msg(qe_engine_open(cl, m, &o, &e) == QE_OK, "qe_engine_open: %s", qe_errmsg());
+    qe_engine *e = qe_test_engine_on(cl, m, &o);
     int32_t tgt[RE_ROWS], t[RE_ROWS];
     for (int r = 0; r < RE_ROWS; r++) {
         t[r] = tok[r];

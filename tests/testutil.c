@@ -136,12 +136,16 @@ qe_model *qe_test_model(const char *rel)
     return m;
 }
 
-qe_engine *qe_test_engine(const qe_model *m, const qe_engine_opts *o)
+qe_engine *qe_test_engine_on(qe_cl *cl, const qe_model *m, const qe_engine_opts *o)
 {
     qe_engine *e = NULL;
-    ck_assert_msg(qe_engine_open(qe_test_cl(), m, o, &e) == QE_OK, "qe_engine_open: %s",
-                  qe_errmsg());
+    ck_assert_msg(qe_engine_open(cl, m, o, &e) == QE_OK, "qe_engine_open: %s", qe_errmsg());
     return e;
+}
+
+qe_engine *qe_test_engine(const qe_model *m, const qe_engine_opts *o)
+{
+    return qe_test_engine_on(qe_test_cl(), m, o);
 }
 
 qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k, qe_kv_format kk,

@@ -44,6 +44,8 @@ void qe_test_rnd_tokens(int32_t *t, size_t n, int n_vocab);
 struct qe_model *qe_test_model(const char *rel);
 /* An engine on the shared context with options o, asserted to open. */
 qe_engine *qe_test_engine(const struct qe_model *m, const qe_engine_opts *o);
+/* The same on context cl (a profiled one, say). */
+qe_engine *qe_test_engine_on(struct qe_cl *cl, const struct qe_model *m, const qe_engine_opts *o);
 /* One with the default options but these positions, sequences, top-k and
  * K/V cache formats. */
 qe_engine *qe_test_engine_kv(const struct qe_model *m, int n_ctx, int n_seq, int top_k,
