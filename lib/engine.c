@@ -489,14 +489,39 @@ static tile_shape tile_shape_of(void)
  * G row tiles in every build (0: output tiles fastest). */
 #define MT_GROUP_ROWS 16
 #define MT_GROUP_BYTES ((uint64_t)48 << 20)
-static int tile_gm(uint64_t w_bytes)
+/* A group size forced by environment variable name: 0 .. 4096, or -1. */
+static int env_group(const char *name)
 {
-    const char *env = getenv("QEVAL_MMA_RASTER");
+    const char *env = getenv(name);
     char *end;
     long g = env ? strtol(env, &end, 10) : -1;
-    if (env && *env && !*end && g >= 0 && g <= 4096)
-        return (int)g;
-    return w_bytes > MT_GROUP_BYTES ? MT_GROUP_ROWS : 0;
+    return env && *env && !*end && g >= 0 && g <= 4096 ? (int)g : -1;
+}
+
+static int tile_gm(uint64_t w_bytes)
+{
+    const int g = env_group("QEVAL_MMA_RASTER");
+    return g >= 0 ? g : w_bytes > MT_GROUP_BYTES ? MT_GROUP_ROWS : 0;
+}
+
+/* mma_tile_lse's order: every row tile of a pass in one group (up to
+ * MT_HEAD_GROUP, 8,192 rows), so each tile of the LM head's weights
+ * crosses from memory once a pass. With groups of 16 a ppl512 B 8 pass
+ * (2,056 rows, 17 row tiles) read all 525 MB of an f16 head a second time
+ * for its last 8 rows; a wave now holds the pass's rows of X (8.4 MB
+ * there) and 264 / 17 tiles of W in L2. H100, synthetic Llama-3.2-1B,
+ * groups of 16 / 64: mma_tile_lse 2.71 / 2.53 ms a ppl512 B 8 forward;
+ * ppl512 B 8 f16 166.6K / 170.1K, 163.6K / 170.0K tok/s, q8_0 165.6K /
+ * 170.0K, 160.0K / 160.9K (two rounds, the same nll). QEVAL_MMA_RASTER_HEAD
+ * = G forces groups of G (A/B runs); QEVAL_MMA_RASTER, which orders every
+ * build, wins. */
+#define MT_HEAD_GROUP 64
+static int tile_gm_head(uint64_t w_bytes)
+{
+    const int g = env_group("QEVAL_MMA_RASTER_HEAD");
+    if (env_group("QEVAL_MMA_RASTER") >= 0 || (g < 0 && w_bytes <= MT_GROUP_BYTES))
+        return tile_gm(w_bytes);
+    return g >= 0 ? g : MT_HEAD_GROUP;
 }
 
 /* Bytes of n weights in format fmt (Q8_0 / Q4_0: 34 / 18 bytes a block
@@ -597,13 +622,13 @@ static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "wgmma.cl", "xh.c
  * "-DMT_PAIR=1" or "-DMT_GLU=1") and the work-group order tile_gm gives its
  * largest matrix of w_bytes; its kernel name into *k. */
 static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char *variant,
-                            uint64_t w_bytes, const char *name, cl_program *p, cl_kernel *k)
+                            int gm, const char *name, cl_program *p, cl_kernel *k)
 {
     char opts[320];
     const int wg = (int)(e->mt_wg >> fmt & 1u);
     snprintf(opts, sizeof opts,
              "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d -DMT_WG=%d %s", base,
-             e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt), tile_gm(w_bytes),
+             e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt), gm,
              wg, variant);
     qe_status st = wg ? qe_cl_build_wgmma(e->cl, mma_srcs, N_MMA_SRCS, opts, p)
                       : qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, opts, p);
@@ -639,20 +664,20 @@ static qe_status need_tiles(qe_engine *e, int fmt)
        / 9.37 ms. */
     const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
     const uint64_t head = wfmt_bytes(fmt, (uint64_t)e->hp.n_vocab * (uint64_t)e->hp.dim);
-    qe_status st = tile_build(e, base, fmt, "", fmt == e->head_fmt && head > ffn ? head : ffn,
+    qe_status st = tile_build(e, base, fmt, "", tile_gm(fmt == e->head_fmt && head > ffn ? head : ffn),
                               "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
     const int own = !(e->wh_fmts >> fmt & 1u); /* its layer weights through these builds */
     if (st == QE_OK && own) /* prefill's K and V (run_kv) */
         st = tile_build(e, base, fmt, "-DMT_PAIR=1",
-                        wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
+                        tile_gm(wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)),
                         "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
     if (st == QE_OK && own && e->hp.ffn_act == QE_ACT_SILU)
-        st = tile_build(e, base, fmt, "-DMT_GLU=1", 2 * ffn, "mma_tile_glu", &e->prog_glu[fmt],
+        st = tile_build(e, base, fmt, "-DMT_GLU=1", tile_gm(2 * ffn), "mma_tile_glu", &e->prog_glu[fmt],
                         &e->k_mma_glu[fmt]);
     if (st == QE_OK && fmt == WF_F16 && lse_of(e))
-        st = tile_build(e, base, fmt, "-DMT_LSE=1", head, "mma_tile_lse", &e->prog_lse,
+        st = tile_build(e, base, fmt, "-DMT_LSE=1", tile_gm_head(head), "mma_tile_lse", &e->prog_lse,
                         &e->k_mma_lse);
     if (st == QE_OK && fmt == WF_F16 && rope_fuses(e)) {
         char rope[96], pair[144];
@@ -661,11 +686,11 @@ static qe_status need_tiles(qe_engine *e, int fmt)
         /* both caches f16: K and V go straight into them (MT_KV16, run_kv) */
         snprintf(pair, sizeof pair, "%s -DMT_PAIR=1 -DMT_KV16=%d", rope, kv16_of(e));
         const uint64_t q_dim = (uint64_t)e->hp.n_heads * (uint64_t)e->hp.head_dim;
-        st = tile_build(e, base, fmt, rope, wfmt_bytes(fmt, q_dim * (uint64_t)e->hp.dim),
+        st = tile_build(e, base, fmt, rope, tile_gm(wfmt_bytes(fmt, q_dim * (uint64_t)e->hp.dim)),
                         "mma_tile", &e->prog_rope, &e->k_mma_rope);
         if (st == QE_OK)
             st = tile_build(e, base, fmt, pair,
-                            wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim),
+                            tile_gm(wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)),
                             "mma_tile_pair", &e->prog_pair_rope, &e->k_mma_pair_rope);
     }
     return st;
