@@ -34,9 +34,13 @@
  * H D q / sqrt(QE_HD) for a TurboQuant K, and the output leaves in the
  * rotated domain for a TurboQuant V (then D H y / sqrt(QE_HD)).
  * Per tile a warp computes its 16 x 64 scores (QE_HD/16 mma steps per 8
- * keys), masks them (causal, window) to -inf, updates the online softmax in
- * registers (row max and sum over the 4 lanes that share a row, through
- * shfl.sync), turns the weights into A fragments in place (an accumulator
+ * keys), scales them into the log2 domain (scale * log2 e) and, on a tile
+ * that some of its rows may not see whole (the diagonal, a window's edge),
+ * masks them to -inf, updates the online softmax in registers (row max and
+ * sum over the 4 lanes that share a row, through shfl.sync; weights
+ * 2^(s - max) by ex2.approx, a row that has seen no key yet subtracting 0
+ * so that its -inf scores give exact zeros, FlashAttention-2's form),
+ * turns the weights into A fragments in place (an accumulator
  * pair of two 8-key blocks is the A fragment of their 16 keys), and adds
  * P V to its 16 x QE_HD output. A warp skips tiles none of its queries can
  * see; a skipped tile would change nothing (masked weights are exactly 0).
@@ -176,7 +180,9 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
 #pragma unroll
     for (int i = 0; i < AM_DT; i++)
         o[i][0] = o[i][1] = o[i][2] = o[i][3] = 0.0f;
+    /* running max (log2 domain) and sum of each of this lane's two rows */
     float m[2] = {-INFINITY, -INFINITY}, l[2] = {0.0f, 0.0f};
+    const float sl2 = scale * M_LOG2E_F; /* scores to the log2 domain */
     __local float lut[2][16]; /* K's and V's TurboQuant centroids (unused otherwise) */
     am_luts(lut, tid);
 
@@ -228,14 +234,20 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                 }
 #endif
             }
+            /* every row of the warp sees every key of the tile (uniform):
+               no mask to apply */
+            const int whole = window <= 0 && j0 + AM_BK - 1 <= pw;
             float mx[2] = {-INFINITY, -INFINITY};
 #pragma unroll
             for (int nt = 0; nt < AM_BK / 8; nt++)
 #pragma unroll
                 for (int e = 0; e < 4; e++) {
-                    const int j = j0 + 8 * nt + 2 * t4 + (e & 1), p = pr[e >> 1];
-                    const int masked = j > p || (window > 0 && j <= p - window);
-                    sc[nt][e] = masked ? -INFINITY : sc[nt][e] * scale;
+                    sc[nt][e] *= sl2;
+                    if (!whole) {
+                        const int j = j0 + 8 * nt + 2 * t4 + (e & 1), p = pr[e >> 1];
+                        if (j > p || (window > 0 && j <= p - window))
+                            sc[nt][e] = -INFINITY;
+                    }
                     mx[e >> 1] = fmax(mx[e >> 1], sc[nt][e]);
                 }
             float corr[2], mn[2];
@@ -243,11 +255,14 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
             for (int r = 0; r < 2; r++) {
                 mx[r] = fmax(mx[r], ptx_shfl_xor(mx[r], 1));
                 mx[r] = fmax(mx[r], ptx_shfl_xor(mx[r], 2));
-                mn[r] = fmax(m[r], mx[r]);
-                /* a row that has seen no key yet keeps m = -inf: nothing to rescale */
-                corr[r] = mn[r] == -INFINITY ? 1.0f : exp(m[r] - mn[r]);
+                const float mr = fmax(m[r], mx[r]);
+                /* a row that has seen no key yet (mr = -inf) subtracts 0:
+                   its scores, all -inf, weigh exactly 0, and its l and o
+                   (0) are scaled by 2^-inf = 0 */
+                mn[r] = mr == -INFINITY ? 0.0f : mr;
+                corr[r] = ptx_ex2(m[r] - mn[r]);
                 l[r] *= corr[r];
-                m[r] = mn[r];
+                m[r] = mr;
             }
 #pragma unroll
             for (int i = 0; i < AM_DT; i++)
@@ -261,8 +276,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                 for (int hf = 0; hf < 2; hf++)
 #pragma unroll
                     for (int e = 0; e < 4; e++) {
-                        const float x = sc[2 * kk + hf][e];
-                        pv[hf][e] = x == -INFINITY ? 0.0f : exp(x - mn[e >> 1]);
+                        pv[hf][e] = ptx_ex2(sc[2 * kk + hf][e] - mn[e >> 1]);
                         l[e >> 1] += pv[hf][e];
                     }
                 const uint pa[4] = {mma_pack(pv[0][0], pv[0][1]), mma_pack(pv[0][2], pv[0][3]),

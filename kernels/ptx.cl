@@ -32,6 +32,16 @@ inline float ptx_shfl_xor(float v, int m)
     return r;
 }
 
+/* 2^x on the special function unit (ex2.approx.ftz: at most 2 ulp off,
+ * 2^-inf = +0, subnormal results flushed): one instruction, where OpenCL's
+ * exp is a range-reduced sequence around the same one. */
+inline float ptx_ex2(float x)
+{
+    float r;
+    asm("ex2.approx.ftz.f32 %0, %1;" : "=f"(r) : "f"(x));
+    return r;
+}
+
 /* f16x2 arithmetic, round to nearest even, subnormals kept (no .ftz) */
 inline uint ptx_hsub2(uint a, uint b)
 {
