@@ -45,7 +45,19 @@
 #ifndef TR_WI
 #error "build with -DTR_WI=<most work-items of a TurboQuant work-group>"
 #endif
-#define KS_V (TR_WI / QE_HD > 1 ? TR_WI / QE_HD : 1) /* head vectors a work-group, at most */
+/* -DQE_SHFL (ptx.cl before this file; lib/engine_kv.c build_kv): a
+ * TurboQuant head vector of 32 .. 128 elements (a multiple of 32) held by
+ * one warp, KS_K consecutive elements a work-item (kv_store_tq_warp) */
+#if defined(QE_SHFL) && QE_HD % 32 == 0 && QE_HD <= 128
+#define KS_WARP 1
+#define KS_K (QE_HD / 32)
+#define KS_N 32
+#else
+#define KS_WARP 0
+#define KS_K 1
+#define KS_N QE_HD
+#endif
+#define KS_V (TR_WI / KS_N > 1 ? TR_WI / KS_N : 1) /* head vectors a work-group, at most */
 
 /* roundf(v) as an int8, saturated (lib/quant.c's sat_i8). */
 inline char kv_sat_i8(float v)
@@ -71,6 +83,91 @@ inline void kv_put_half(__global uchar *p, float v)
     p[0] = (uchar)(h & 0xff);
     p[1] = (uchar)(h >> 8);
 }
+
+#if KS_WARP
+/* kv_store's TurboQuant encoder for head vector x of a warp: the same
+ * floats as the local-memory one below, which is lib/turboquant.c's. The
+ * norm is the same double (or float) sum in element order, added by every
+ * lane from shfl.idx broadcasts (one work-item had added it there while
+ * the others waited at a barrier); the butterflies are tq_rotate's, pairs
+ * inside a work-item in registers and the rest by shfl.xor; each group of
+ * 8 indices meets by shfl.xor ORs in its first lane. H100, ppl512 B 8 of
+ * the synthetic Llama-3.2-1B with a tq4 cache: see lib/engine_kv.c. */
+inline void kv_store_tq_warp(const __global float *x, __global uchar *v)
+{
+    const int lane = get_local_id(0) % 32, bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
+    float a[KS_K];
+#pragma unroll
+    for (int k = 0; k < KS_K; k++)
+        a[k] = x[KS_K * lane + k];
+    int finite = 1;
+#ifdef QE_FP64
+    double ss = 0.0;
+#else
+    float ss = 0.0f;
+#endif
+#pragma unroll
+    for (int e = 0; e < QE_HD; e++) {
+        const float te = ptx_shfl_idx(a[e % KS_K], e / KS_K);
+#ifdef QE_FP64
+        ss += (double)te * (double)te;
+#else
+        ss += te * te;
+#endif
+        finite &= isfinite(te) ? 1 : 0;
+    }
+    const float norm = (float)sqrt(ss);
+    const int ok = finite && norm > 0.0f;
+#pragma unroll
+    for (int k = 0; k < KS_K; k++)
+        a[k] *= tq_sign_at(KS_K * lane + k);
+#pragma unroll
+    for (int len = 1; len < KS_K; len *= 2)
+#pragma unroll
+        for (int k = 0; k < KS_K; k++)
+            if (!(k & len)) {
+                const float lo = a[k], hi = a[k | len];
+                a[k] = lo + hi;
+                a[k | len] = lo - hi;
+            }
+#pragma unroll
+    for (int len = KS_K; len < QE_HD; len *= 2)
+#pragma unroll
+        for (int k = 0; k < KS_K; k++) {
+            const float b = ptx_shfl_xor(a[k], len / KS_K);
+            a[k] = (lane & (len / KS_K)) ? b - a[k] : a[k] + b;
+        }
+    /* element e's index at bits (e % 8) of its group's word */
+    uint w = 0;
+#pragma unroll
+    for (int k = 0; k < KS_K; k++) {
+        int q = 0;
+        if (ok) {
+            const float z = KV_DIV(a[k], norm);
+#pragma unroll
+            for (int m = 0; m + 1 < levels; m++) /* see the local build */
+                q += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
+        }
+        w |= (uint)q << (bits * ((KS_K * lane + k) % 8));
+    }
+#pragma unroll
+    for (int o = 1; o < 8 / KS_K; o *= 2)
+        w |= as_uint(ptx_shfl_xor(as_float(w), o));
+    if (lane % (8 / KS_K) == 0) {
+        const int g = KS_K * lane / 8;
+        for (int b = 0; b < bits; b++)
+            v[2 + g * bits + b] = (uchar)(w >> (8 * b));
+    }
+    if (lane == 0) {
+        if (ok) {
+            kv_put_half(v, norm);
+        } else {
+            v[0] = finite ? 0 : F16_NAN_LO;
+            v[1] = finite ? 0 : F16_NAN_HI;
+        }
+    }
+}
+#endif
 
 __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_HD] */
                        __global uchar *dst, ulong row_bytes,
@@ -141,6 +238,8 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
         b[2 + j] = (uchar)(kv_nibble(v0) | kv_nibble(v1) << 4);
     }
 #endif
+#elif KS_WARP /* TurboQuant, a warp a head vector */
+    kv_store_tq_warp(x + u / 32 * QE_HD, row + u / 32 * KV_TQ_VEC(QE_KVF));
 #else /* TurboQuant: head vectors h of the work-group's, work-item i their element i */
     const int i = get_local_id(0) % QE_HD, j = get_local_id(0) / QE_HD, h = u / QE_HD;
     x += h * QE_HD;
@@ -184,8 +283,17 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     int k = 0;
     if (ok) {
         const float z = KV_DIV(t[i], norm);
-        while (k + 1 < levels && z > 0.5f * (tq_centroid(bits, k) + tq_centroid(bits, k + 1)))
-            k++;
+        /* lib/turboquant.c's search (while z > bound[k], k++) stops at the
+           first bound at or above z, and the bounds increase: k counts the
+           bounds below z. Counted with every bound alike, not searched, so
+           no lane loops alone or reads the table at its own address (a
+           warp's __constant reads at different addresses are served one at
+           a time): H100, ppl512 B 8 of the synthetic Llama-3.2-1B with a tq4
+           cache, kv_store 1.57 -> 1.26 ms a forward; tg128 B 1 733 -> 752-761
+           tok/s; the same bytes (dump hash of q8_0 + tq4 unchanged). */
+#pragma unroll
+        for (int m = 0; m + 1 < levels; m++)
+            k += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
         if (i == 0)
             kv_put_half(v, norm);
     } else if (i == 0) {

@@ -32,6 +32,14 @@ inline float ptx_shfl_xor(float v, int m)
     return r;
 }
 
+/* v of lane src of the warp (all lanes) */
+inline float ptx_shfl_idx(float v, int src)
+{
+    float r;
+    asm volatile("shfl.sync.idx.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(src));
+    return r;
+}
+
 /* 2^x on the special function unit (ex2.approx.ftz: at most 2 ulp off,
  * 2^-inf = +0, subnormal results flushed): one instruction, where OpenCL's
  * exp is a range-reduced sequence around the same one. */

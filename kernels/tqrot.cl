@@ -12,7 +12,7 @@
  * Work-group: tr head vectors (consecutive in row-major order, vector
  *   r * n_heads + h), TR_N work-items a vector: global (TR_N, n_rows *
  *   n_heads), local (TR_N, tr), tr at most TR_WI / TR_N (-DTR_WI, the
- *   engine's bound; lib/engine.c tq_rot_items is TR_N). Where a vector
+ *   engine's bound; lib/engine_kv.c qe_engine_tq_items is TR_N). Where a vector
  *   fills a warp (QE_HD 32 .. 128, a multiple of 32) the warp holds it,
  *   TR_K = QE_HD / 32 consecutive elements a work-item: the butterflies of
  *   pairs inside a work-item in registers, the rest by shfl.xor, no local

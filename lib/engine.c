@@ -942,14 +942,6 @@ static qe_status check_opts(const qe_hparams *hp, const qe_engine_opts *o)
     return QE_OK; /* gemm: qe_engine_gemm_resolve checks it */
 }
 
-/* Work-items tqrot.cl's tq_rotate gives a head vector (its TR_N): a warp
- * where the vector fills one (head_dim 32 .. 128, a multiple of 32), with
- * head_dim / 32 elements each; else one an element. */
-static int tq_rot_items(int head_dim)
-{
-    return head_dim % 32 == 0 && head_dim <= 128 ? 32 : head_dim;
-}
-
 /* The largest power of two <= min(256, limit). */
 static int pow2_upto(size_t limit)
 {
@@ -1024,7 +1016,7 @@ static qe_status build_common(qe_engine *e)
         size_t max_wg = 0;
         if (st == QE_OK && e->k_tq_rotate &&
             (st = qe_cl_kernel_limits(e->cl, e->k_tq_rotate, &max_wg, NULL, NULL)) == QE_OK)
-            e->tq_rot_v = qe_engine_tq_vec_cap(max_wg, tq_rot_items(hd));
+            e->tq_rot_v = qe_engine_tq_vec_cap(max_wg, qe_engine_tq_items(1, hd));
         /* attn_kv_f16 and attn_mma's f16 build, where a cache is not f16
            (run_attention): each key had been decoded once for each query
            block and head that reads it */
@@ -1049,7 +1041,7 @@ static qe_status build_common(qe_engine *e)
                {e->k_tiles, (size_t)e->rw, "logit_tiles"},
                {e->k_kld, (size_t)e->rw, "kld_rows"},
                {e->k_attn, ATT_BQ, "attention"},
-               {e->k_tq_rotate, (size_t)tq_rot_items(hd), "tq_rotate"}};
+               {e->k_tq_rotate, (size_t)qe_engine_tq_items(1, hd), "tq_rotate"}};
     for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
         size_t max_wg = 0;
         if (!req[i].k) /* not built for this engine */
@@ -1963,12 +1955,13 @@ qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_
 
 /* tqrot.cl's rotation of every head of n_rows rows of buf (e->q or
  * e->att): forward (a query) or inverse (an output), several head vectors a
- * work-group (qe_engine_tq_vecs), tq_rot_items work-items each. */
+ * work-group (qe_engine_tq_vecs), qe_engine_tq_items work-items each (tq_rotate
+ * is built for NVIDIA only, beside attn_mma). */
 static qe_status run_tq_rotate(qe_engine *e, cl_mem buf, size_t n_rows, int inverse)
 {
     qe_status st = qe_cl_args(e->k_tq_rotate, 4, sizeof(cl_mem), &buf, sizeof(int), &e->q_dim,
                               sizeof(int), &e->hp.n_heads, sizeof(int), &inverse);
-    const size_t n = (size_t)tq_rot_items(e->hp.head_dim), n_vec = (size_t)e->hp.n_heads * n_rows;
+    const size_t n = (size_t)qe_engine_tq_items(1, e->hp.head_dim), n_vec = (size_t)e->hp.n_heads * n_rows;
     size_t global[2] = {n, n_vec}, local[2] = {n, qe_engine_tq_vecs(e->tq_rot_v, n_vec)};
     return st ? st : qe_cl_run(e->cl, e->k_tq_rotate, 2, global, local, NULL);
 }

@@ -196,6 +196,7 @@ struct qe_engine {
     cl_program prog_kv[2];   /* kv.cl built for the K / V format; NULL when f32 */
     cl_kernel k_store[2];    /* kv_store of prog_kv[i] */
     int kv_store_v[2];       /* head vectors its TurboQuant work-groups may take (build_kv) */
+    int kv_store_n[2];       /* work-items a TurboQuant head vector (qe_engine_tq_items) */
     cl_mem kvs;              /* [n_seq*n_ctx][kv_dim] f32 staging of K/V rows before they are
                                 encoded; NULL when both formats are f32 (matmul writes the
                                 cache directly) */
@@ -467,6 +468,12 @@ void qe_engine_kv_close(qe_engine *e);
  * max_wg), and for a launch of n vectors the largest power of two up to
  * that cap dividing n (qe_engine_tq_vecs), so no work-group is partial. */
 int qe_engine_tq_vec_cap(size_t max_wg, int head_dim);
+/* Work-items a TurboQuant kernel gives a head vector where warp shuffles
+ * may hold it (shfl: NVIDIA, the engine's QE_GEMM_MMA): a warp of 32 where
+ * the vector fills one (head_dim 32 .. 128, a multiple of 32), head_dim /
+ * 32 elements each; else one an element. kv.cl's QE_SHFL build and
+ * tqrot.cl's TR_N follow it. */
+int qe_engine_tq_items(int shfl, int head_dim);
 size_t qe_engine_tq_vecs(int cap, size_t n);
 
 /* Encode n_rows f32 rows of src (dense, kv_dim floats each) into cache dst in

@@ -23,6 +23,11 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap)
              fp64 ? " -DQE_FP64" : "");
 }
 
+int qe_engine_tq_items(int shfl, int head_dim)
+{
+    return shfl && head_dim % 32 == 0 && head_dim <= 128 ? 32 : head_dim;
+}
+
 int qe_engine_tq_vec_cap(size_t max_wg, int head_dim)
 {
     return (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)head_dim);
@@ -38,28 +43,35 @@ size_t qe_engine_tq_vecs(int cap, size_t n)
 
 /* Build kv.cl for format f into *prog / *store (and *load when non-NULL);
  * *vecs: the most head vectors a TurboQuant kv_store work-group may take
- * (TQROT_WI work-items at most; 1 for the other formats). */
-static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *prog,
-                          cl_kernel *store, cl_kernel *load, int *vecs)
+ * (TQROT_WI work-items at most; 1 for the other formats), *items: its
+ * work-items a vector (qe_engine_tq_items: with shfl, a TurboQuant format
+ * takes kv.cl's QE_SHFL build, ptx.cl before it, where a warp holds a
+ * vector). */
+static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, int shfl, cl_program *prog,
+                          cl_kernel *store, cl_kernel *load, int *vecs, int *items)
 {
-    static const char *const srcs[] = {"kvfmt.cl", "qkv.cl", "kv.cl"};
+    static const char *const all_srcs[] = {"ptx.cl", "kvfmt.cl", "qkv.cl", "kv.cl"};
     char defs[128], opts[192];
+    *items = qe_kv_format_per_head(f) ? qe_engine_tq_items(shfl, head_dim) : 1;
+    const int warp = qe_kv_format_per_head(f) && shfl && *items == 32;
     qe_engine_kv_defines(cl, head_dim, defs, sizeof defs);
-    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d -DTR_WI=%d", defs, (int)f, TQROT_WI);
-    qe_status st = qe_cl_build(cl, srcs, sizeof srcs / sizeof srcs[0], opts, prog);
+    snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d -DTR_WI=%d%s", defs, (int)f,
+             TQROT_WI, warp ? " -DQE_SHFL" : "");
+    qe_status st = qe_cl_build(cl, all_srcs + !warp, sizeof all_srcs / sizeof all_srcs[0] - !warp,
+                               opts, prog);
     size_t max_wg = 0;
     *vecs = 1;
     if (st == QE_OK)
         st = qe_cl_kernel(*prog, "kv_store", store);
     if (st == QE_OK && qe_kv_format_per_head(f) &&
         (st = qe_cl_kernel_limits(cl, *store, &max_wg, NULL, NULL)) == QE_OK) {
-        if (max_wg < (size_t)head_dim)
+        if (max_wg < (size_t)*items)
             st = qe_fail(QE_EUNSUPPORTED,
                          "engine: the %s cache encodes a head in a work-group of %d, the device "
                          "allows %zu",
-                         qe_kv_format_name(f), head_dim, max_wg);
+                         qe_kv_format_name(f), *items, max_wg);
         else
-            *vecs = qe_engine_tq_vec_cap(max_wg, head_dim);
+            *vecs = qe_engine_tq_vec_cap(max_wg, *items);
     }
     if (st == QE_OK && load)
         st = qe_cl_kernel(*prog, "kv_load_rows", load);
@@ -78,8 +90,8 @@ qe_status qe_engine_kv_open(qe_engine *e)
             break;
         }
         if (fmt[i] != QE_KV_F32)
-            st = build_kv(e->cl, fmt[i], hd, &e->prog_kv[i], &e->k_store[i], NULL,
-                          &e->kv_store_v[i]);
+            st = build_kv(e->cl, fmt[i], hd, e->opt.gemm == QE_GEMM_MMA, &e->prog_kv[i],
+                          &e->k_store[i], NULL, &e->kv_store_v[i], &e->kv_store_n[i]);
     }
     if (st == QE_OK && (fmt[0] != QE_KV_F32 || fmt[1] != QE_KV_F32))
         st = qe_engine_alloc_act(e, (size_t)e->opt.n_seq * (size_t)e->opt.n_ctx,
@@ -105,19 +117,22 @@ void qe_engine_kv_close(qe_engine *e)
     e->kvs = e->kvs_v = NULL;
 }
 
-/* Work-items per row of kv_store for format f: one per element (f32, f16,
- * and TurboQuant's, in a work-group per head vector) or per block of 32. */
-static size_t store_units(qe_kv_format f, int n_heads, int head_dim)
+/* Work-items per row of kv_store for format f: one per element (f32,
+ * f16), per block of 32 (q8_0, q4_0) or items per head vector
+ * (TurboQuant's). */
+static size_t store_units(qe_kv_format f, int n_heads, int head_dim, int items)
 {
     const size_t n = (size_t)n_heads * (size_t)head_dim;
-    return f == QE_KV_Q8_0 || f == QE_KV_Q4_0 ? n / 32 : n;
+    return qe_kv_format_per_head(f) ? (size_t)n_heads * (size_t)items
+           : f == QE_KV_Q8_0 || f == QE_KV_Q4_0 ? n / 32
+                                                : n;
 }
 
 /* kv_store of src into dst and, src_b non-NULL, of src_b into dst_b in the
  * same launch (kernels/kv.cl); TurboQuant: up to vecs head vectors of a
  * row a work-group (qe_engine_tq_vecs of n_heads). */
-static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int n_heads,
-                           int head_dim, cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes,
+static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int items,
+                           int n_heads, int head_dim, cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes,
                            int y_seq, int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos,
                            cl_mem src_b, cl_mem dst_b)
 {
@@ -127,8 +142,8 @@ static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int
                               &y_seq_stride, sizeof(int), &y_off, sizeof(int), &n_rows,
                               sizeof(cl_mem), &rslot, sizeof(cl_mem), &rpos, sizeof(cl_mem),
                               src_b ? &src_b : &src, sizeof(cl_mem), src_b ? &dst_b : &dst);
-    size_t global[3] = {store_units(f, n_heads, head_dim), (size_t)n_rows, src_b ? 2 : 1};
-    size_t local[3] = {(size_t)head_dim * tv, 1, 1}; /* TurboQuant: tv head vectors */
+    size_t global[3] = {store_units(f, n_heads, head_dim, items), (size_t)n_rows, src_b ? 2 : 1};
+    size_t local[3] = {(size_t)items * tv, 1, 1}; /* TurboQuant: tv head vectors */
     if (st == QE_OK)
         st = qe_cl_run(cl, k, 3, global, qe_kv_format_per_head(f) ? local : NULL, NULL);
     return st;
@@ -143,7 +158,7 @@ static qe_status engine_store(qe_engine *e, int which, cl_mem src, int n_rows, c
     if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
         return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
     return run_store(e->cl, e->k_store[which], which ? e->opt.kv_v : e->opt.kv_k,
-                     e->kv_store_v[which], e->hp.n_kv_heads, e->hp.head_dim, src, n_rows, dst,
+                     e->kv_store_v[which], e->kv_store_n[which], e->hp.n_kv_heads, e->hp.head_dim, src, n_rows, dst,
                      (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off, rslot, rpos,
                      src_b, dst_b);
 }
@@ -176,8 +191,12 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
         return qe_fail(QE_EINVAL, "engine: KV codec test of %d rows x %d heads x %d is out of range",
                        n_rows, n_heads, head_dim);
     const size_t n = (size_t)n_heads * (size_t)head_dim;
-    int vecs = 1;
-    if ((st = build_kv(cl, f, head_dim, &prog, &store, &load, &vecs)) != QE_OK ||
+    /* the store the engine builds on this device: QE_SHFL's where it has
+       inline PTX (the engine's QE_GEMM_MMA) */
+    qe_cl_caps caps;
+    const int shfl = qe_cl_probe(cl, &caps) == QE_OK && caps.ptx_mma;
+    int vecs = 1, items = 1;
+    if ((st = build_kv(cl, f, head_dim, shfl, &prog, &store, &load, &vecs, &items)) != QE_OK ||
         (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_RO, x, &src)) != QE_OK ||
         (st = qe_cl_alloc(cl, row_bytes * (size_t)n_rows, QE_CL_RW, NULL, &enc)) != QE_OK ||
         (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_WO, NULL, &dec)) != QE_OK)
@@ -185,7 +204,7 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
     /* Poison the cache bytes: every unit must be written. */
     const unsigned char ff = 0xff;
     if ((st = qe_cl_fill(cl, enc, &ff, 1, 0, row_bytes * (size_t)n_rows)) != QE_OK ||
-        (st = run_store(cl, store, f, vecs, n_heads, head_dim, src, n_rows, enc,
+        (st = run_store(cl, store, f, vecs, items, n_heads, head_dim, src, n_rows, enc,
                         (cl_ulong)row_bytes, n_rows, n_rows, 0, NULL, NULL, NULL, NULL)) != QE_OK)
         goto done;
     if (dst && (st = qe_cl_read(cl, enc, 0, row_bytes * (size_t)n_rows, dst)) != QE_OK)

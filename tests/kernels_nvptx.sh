@@ -154,6 +154,19 @@ for kv in "1 1" "2 3" "4 5" "6 1" "0 0"; do
     done
 done
 
+# the KV store as NVIDIA gets it under mma (engine_kv.c build_kv: ptx.cl
+# first, -DQE_SHFL: TurboQuant head vectors of 32 .. 128 held by a warp,
+# other sizes and formats the local-memory build), fp64 or not
+(cd kernels && cat ptx.cl kvfmt.cl qkv.cl kv.cl) >"$T/kv.cl" || exit 1
+for hd in 32 64 128 16 256; do
+    for f in 4 5 6 2; do
+        for fp in "" "-DQE_FP64"; do
+            build "kv_store hd $hd format $f shfl $fp" "$T/kv.cl" \
+                "-DQE_HD=$hd -DQE_SQRT_HD=0x1p+3f $fp -DQE_KVF=$f -DTR_WI=256 -DQE_SHFL"
+        done
+    done
+done
+
 # the GPU probes' kernels (bench/limits_probe.cl, bench/stream_probe.cl,
 # bench/wgmma_probe.cl, bench/cluster_probe.cl), which their programs build
 # after kernels/ptx.cl (and kernels/wgmma.cl):
