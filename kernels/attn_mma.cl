@@ -29,10 +29,13 @@
  * With QE_HD <= 64 two tile buffers alternate, so the next tile's copies
  * are in flight while one is multiplied.
  * TurboQuant caches are attended in the rotated domain, as attention.cl
- * does, but the rotations of whole vectors are tqrot.cl's launches around
- * this one (lib/engine.c qe_engine_run_attention): q arrives as
- * H D q / sqrt(QE_HD) for a TurboQuant K, and the output leaves in the
- * rotated domain for a TurboQuant V (then D H y / sqrt(QE_HD)).
+ * does: with -DAM_ROTQ (a TurboQuant K) each query is rotated to
+ * H D q / sqrt(QE_HD) as it is loaded, and with -DAM_ROTO (a TurboQuant V)
+ * each output back by D H y / sqrt(QE_HD) before it is stored (am_fwht:
+ * the four lanes of a quad hold a row's QE_HD values, so the butterflies
+ * are in registers and two shfl.xor stages; the same floats as
+ * attention.cl's tq_fwht and the CPU's). The build the engine runs on
+ * decoded f16 rows of a TurboQuant cache (attn_kv_f16) takes them too.
  * Per tile a warp computes its 16 x 64 scores (QE_HD/16 mma steps per 8
  * keys), scales them into the log2 domain (scale * log2 e) and, on a tile
  * that some of its rows may not see whole (the diagonal, a window's edge),
@@ -82,6 +85,49 @@ __attribute__((always_inline)) inline void am_load8(const __global uchar *row, c
 #pragma unroll
         for (int k = 0; k < 8; k++)
             out[k] = kv_load(row, fmt, gk * QE_HD + 8 * c + k);
+    }
+}
+
+#ifndef AM_ROTQ
+#define AM_ROTQ 0
+#endif
+#ifndef AM_ROTO
+#define AM_ROTO 0
+#endif
+#if (AM_ROTQ || AM_ROTO) && (QE_HD & (QE_HD - 1))
+#error "attn_mma: TurboQuant's rotations need a power-of-two QE_HD"
+#endif
+
+/* The Walsh-Hadamard butterflies of one head vector (a query or an output
+ * row) held by the four lanes of a quad (t4 = lane % 4): lane t4's v[n] is
+ * element d = 8 (n / 2) + 2 t4 + n % 2, which is where an A fragment's
+ * (16 k + 8 h + 2 t4 + e, n = 4 k + 2 h + e) and an accumulator's (8 i +
+ * 2 t4 + e, n = 2 i + e) elements lie. Stage len pairs d with d + len and
+ * makes (a + b, a - b), stages in tq_fwht's order (len 1, 2, 4, ...): bit
+ * 0 of d is bit 0 of n, bits 1 and 2 are t4's (the other lane by shfl.xor),
+ * bits 3 .. are n's bits 1 ..; so each value is the same float as
+ * tq_fwht's. Every lane of the warp calls it. */
+inline void am_fwht(float *v, int t4)
+{
+#pragma unroll
+    for (int len = 1; len < QE_HD; len *= 2) {
+        if (len == 2 || len == 4) {
+            const int m = len / 2; /* the lane bit */
+#pragma unroll
+            for (int n = 0; n < QE_HD / 4; n++) {
+                const float b = ptx_shfl_xor(v[n], m);
+                v[n] = (t4 & m) ? b - v[n] : v[n] + b;
+            }
+        } else {
+            const int m = len == 1 ? 1 : len / 4; /* the register bit */
+#pragma unroll
+            for (int n = 0; n < QE_HD / 4; n++)
+                if (!(n & m)) {
+                    const float lo = v[n], hi = v[n | m];
+                    v[n] = lo + hi;
+                    v[n | m] = lo - hi;
+                }
+        }
     }
 }
 
@@ -166,6 +212,36 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
     /* Q as A fragments: register r of step ks holds row g8 + 8 (r & 1),
        d = 16 ks + 2 t4 + 8 (r >> 1) + {0, 1} */
     uint qa[AM_KS][4];
+#if AM_ROTQ
+    /* each row's QE_HD / 4 values of this lane (am_fwht's order), rotated
+       as attention.cl rotates a query: signs, butterflies, / sqrt */
+    float qv[2][QE_HD / 4];
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++)
+#pragma unroll
+        for (int n = 0; n < QE_HD / 4; n += 2) {
+            const int d = 8 * (n / 2) + 2 * t4;
+            float2 v = (float2)(0.0f, 0.0f);
+            if (pr[rr] < n_tok)
+                v = vload2(0, q + ((size_t)s * n_tok + pr[rr]) * qd + h * QE_HD + d);
+            qv[rr][n] = tq_sign_at(d) * v.x;
+            qv[rr][n + 1] = tq_sign_at(d + 1) * v.y;
+        }
+#pragma unroll
+    for (int rr = 0; rr < 2; rr++) {
+        am_fwht(qv[rr], t4);
+#pragma unroll
+        for (int n = 0; n < QE_HD / 4; n++)
+            qv[rr][n] = qv[rr][n] / QE_SQRT_HD;
+    }
+#pragma unroll
+    for (int k = 0; k < AM_KS; k++)
+#pragma unroll
+        for (int r = 0; r < 4; r++) {
+            const int n = 4 * k + 2 * (r >> 1);
+            qa[k][r] = mma_pack(qv[r & 1][n], qv[r & 1][n + 1]);
+        }
+#else
 #pragma unroll
     for (int k = 0; k < AM_KS; k++)
 #pragma unroll
@@ -176,6 +252,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
                 v = vload2(0, q + ((size_t)s * n_tok + p) * qd + h * QE_HD + d);
             qa[k][r] = mma_pack(v.x, v.y);
         }
+#endif
     float o[AM_DT][4];
 #pragma unroll
     for (int i = 0; i < AM_DT; i++)
@@ -313,12 +390,35 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         l[r] += ptx_shfl_xor(l[r], 1);
         l[r] += ptx_shfl_xor(l[r], 2);
     }
+#if AM_ROTO
+    /* the rows back from the rotated domain as attention.cl turns an
+       output back (butterflies, / sqrt, signs), by every lane (rows past
+       n_tok included: a quad is one row) */
+#pragma unroll
+    for (int r = 0; r < 2; r++) {
+        const float inv = 1.0f / l[r];
+        float y[QE_HD / 4];
+#pragma unroll
+        for (int i = 0; i < AM_DT; i++) {
+            y[2 * i] = o[i][2 * r] * inv;
+            y[2 * i + 1] = o[i][2 * r + 1] * inv;
+        }
+        am_fwht(y, t4);
+#pragma unroll
+        for (int i = 0; i < AM_DT; i++) {
+            const int d = 8 * i + 2 * t4;
+            o[i][2 * r] = tq_sign_at(d) * (y[2 * i] / QE_SQRT_HD);
+            o[i][2 * r + 1] = tq_sign_at(d + 1) * (y[2 * i + 1] / QE_SQRT_HD);
+        }
+    }
+#endif
 #pragma unroll
     for (int r = 0; r < 2; r++) {
         const int p = pr[r];
         if (p >= n_tok)
             continue;
-        const float inv = 1.0f / l[r];
+        /* (AM_ROTO: o holds the finished rows) */
+        const float inv = AM_ROTO ? 1.0f : 1.0f / l[r];
         if (xo >= 0) {
             /* the wo matmul's input as mma_xh would make it from out:
                elements (d, d + 1) are pair (h QE_HD + d) / 2, in xh.cl's

@@ -89,7 +89,7 @@ inline void kv_put_half(__global uchar *p, float v)
  * floats as the local-memory one below, which is lib/turboquant.c's. The
  * norm is the same double (or float) sum in element order, added by every
  * lane from shfl.idx broadcasts (one work-item had added it there while
- * the others waited at a barrier); the butterflies are tq_rotate's, pairs
+ * the others waited at a barrier); the butterflies in tq_fwht's order, pairs
  * inside a work-item in registers and the rest by shfl.xor; each group of
  * 8 indices meets by shfl.xor ORs in its first lane. H100, ppl512 B 8 of
  * the synthetic Llama-3.2-1B with a tq4 cache: see lib/engine_kv.c. */

@@ -997,34 +997,36 @@ static qe_status build_common(qe_engine *e)
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_common, "kld_rows", &e->k_kld);
     /* Tensor-core prefill attention where its fragments fit the head
-       (attn_mma.cl's limits), with tqrot.cl's rotations around it for
-       TurboQuant caches. H200, pp512 B 8 of the synthetic Llama-3.2-1B q8_0
-       with a tq4 cache: attention.cl had taken 23.9 of 68 ms a batch, 35 %
-       (attn_mma with f16: 2.0 ms). */
+       (attn_mma.cl's limits), rotating queries into TurboQuant's domain
+       (AM_ROTQ, a TurboQuant K) and outputs back (AM_ROTO, a TurboQuant
+       V) itself. H200, pp512 B 8 of the synthetic Llama-3.2-1B q8_0 with a
+       tq4 cache: attention.cl had taken 23.9 of 68 ms a batch, 35 %
+       (attn_mma with f16: 2.0 ms). The rotations had been two tq_rotate
+       launches around it (tqrot.cl) and an mma_xh of the output: H100,
+       ppl512 B 8 of that model with a tq4 cache, attn_mma 1.14 -> 1.41 ms
+       a forward, tq_rotate's 1.05 and mma_xh's 0.33 gone (forward 26.10 ->
+       25.24 ms); the same bits (dump hashes). */
     const int hd = e->hp.head_dim;
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA && hd % 16 == 0 && hd <= 128) {
-        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "xh.cl", "attn_mma.cl",
-                                            "tqrot.cl"};
-        snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d -DTR_WI=%d", defs,
-                 (int)e->opt.kv_k, (int)e->opt.kv_v, TQROT_WI);
-        st = qe_cl_build(e->cl, asrcs, 5, opts, &e->prog_attn_mma);
+        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "xh.cl", "attn_mma.cl"};
+        char rot[48];
+        snprintf(rot, sizeof rot, "-DAM_ROTQ=%d -DAM_ROTO=%d",
+                 qe_kv_format_per_head(e->opt.kv_k), qe_kv_format_per_head(e->opt.kv_v));
+        snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d %s", defs,
+                 (int)e->opt.kv_k, (int)e->opt.kv_v, rot);
+        st = qe_cl_build(e->cl, asrcs, 4, opts, &e->prog_attn_mma);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_attn_mma, "attn_mma", &e->k_attn_mma);
-        if (st == QE_OK &&
-            (qe_kv_format_per_head(e->opt.kv_k) || qe_kv_format_per_head(e->opt.kv_v)))
-            st = qe_cl_kernel(e->prog_attn_mma, "tq_rotate", &e->k_tq_rotate);
-        size_t max_wg = 0;
-        if (st == QE_OK && e->k_tq_rotate &&
-            (st = qe_cl_kernel_limits(e->cl, e->k_tq_rotate, &max_wg, NULL, NULL)) == QE_OK)
-            e->tq_rot_v = qe_engine_tq_vec_cap(max_wg, qe_engine_tq_items(1, hd));
         /* attn_kv_f16 and attn_mma's f16 build, where a cache is not f16
            (run_attention): each key had been decoded once for each query
            block and head that reads it */
         if (st == QE_OK && (e->opt.kv_k != QE_KV_F16 || e->opt.kv_v != QE_KV_F16) &&
             !qe_engine_env_off("QEVAL_MMA_KV16")) {
-            snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d -DTR_WI=%d",
-                     defs, (int)QE_KV_F16, (int)QE_KV_F16, TQROT_WI);
-            st = qe_cl_build(e->cl, asrcs, 5, opts, &e->prog_attn16);
+            /* the same rotations: its f16 rows are a TurboQuant cache's
+               rotated-domain values */
+            snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d %s", defs,
+                     (int)QE_KV_F16, (int)QE_KV_F16, rot);
+            st = qe_cl_build(e->cl, asrcs, 4, opts, &e->prog_attn16);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_attn16, "attn_mma", &e->k_attn16);
             if (st == QE_OK)
@@ -1040,8 +1042,7 @@ static qe_status build_common(qe_engine *e)
                {e->k_stats_merge, STATS_PARTS_MAX, "logit_merge"},
                {e->k_tiles, (size_t)e->rw, "logit_tiles"},
                {e->k_kld, (size_t)e->rw, "kld_rows"},
-               {e->k_attn, ATT_BQ, "attention"},
-               {e->k_tq_rotate, (size_t)qe_engine_tq_items(1, hd), "tq_rotate"}};
+               {e->k_attn, ATT_BQ, "attention"}};
     for (size_t i = 0; st == QE_OK && i < sizeof req / sizeof req[0]; i++) {
         size_t max_wg = 0;
         if (!req[i].k) /* not built for this engine */
@@ -1327,7 +1328,6 @@ void qe_engine_close(qe_engine *e)
     qe_cl_kernel_free(e->k_rope);
     qe_cl_kernel_free(e->k_attn);
     qe_cl_kernel_free(e->k_attn_mma);
-    qe_cl_kernel_free(e->k_tq_rotate);
     qe_cl_kernel_free(e->k_kv16);
     qe_cl_program_free(e->prog_attn_mma);
     qe_cl_kernel_free(e->k_attn16);
@@ -1953,19 +1953,6 @@ qe_status qe_engine_run_rope(qe_engine *e, int layer, cl_mem buf, int ld, int n_
     return qe_cl_run(e->cl, e->k_rope, 3, global, qe_engine_head_local(e, global, local), NULL);
 }
 
-/* tqrot.cl's rotation of every head of n_rows rows of buf (e->q or
- * e->att): forward (a query) or inverse (an output), several head vectors a
- * work-group (qe_engine_tq_vecs), qe_engine_tq_items work-items each (tq_rotate
- * is built for NVIDIA only, beside attn_mma). */
-static qe_status run_tq_rotate(qe_engine *e, cl_mem buf, size_t n_rows, int inverse)
-{
-    qe_status st = qe_cl_args(e->k_tq_rotate, 4, sizeof(cl_mem), &buf, sizeof(int), &e->q_dim,
-                              sizeof(int), &e->hp.n_heads, sizeof(int), &inverse);
-    const size_t n = (size_t)qe_engine_tq_items(1, e->hp.head_dim), n_vec = (size_t)e->hp.n_heads * n_rows;
-    size_t global[2] = {n, n_vec}, local[2] = {n, qe_engine_tq_vecs(e->tq_rot_v, n_vec)};
-    return st ? st : qe_cl_run(e->cl, e->k_tq_rotate, 2, global, local, NULL);
-}
-
 /* attn_kv_f16: rows 0 .. n_tok - 1 of each sequence's caches of layer d
  * into e->k16 / e->v16 as f16, for attn_mma's f16 build. H100, pp512 B 8
  * of the synthetic Llama-3.2-1B with a tq4 cache: attn_mma had taken 2.59
@@ -2018,19 +2005,11 @@ static qe_status run_attention(qe_engine *e, const dev_layer *d, int n_seq, int 
         return st;
     size_t global[3] = {qe_engine_round_up((size_t)n_tok, ATT_BQ), (size_t)e->hp.n_heads, (size_t)n_seq};
     size_t local[3] = {ATT_BQ, 1, 1};
-    const size_t rows = (size_t)n_seq * (size_t)n_tok;
     if (e->k_attn_mma) { /* 4 warps per 64 queries */
         global[0] = qe_engine_round_up((size_t)n_tok, ATT_MMA_BQ) / ATT_MMA_BQ * 128;
         local[0] = 128;
-        /* TurboQuant: attn_mma attends in the rotated domain (tqrot.cl) */
-        if (qe_kv_format_per_head(e->opt.kv_k))
-            st = run_tq_rotate(e, e->q, rows, 0);
     }
-    if (st == QE_OK)
-        st = qe_cl_run(e->cl, k, 3, global, local, NULL);
-    if (st == QE_OK && e->k_attn_mma && qe_kv_format_per_head(e->opt.kv_v))
-        st = run_tq_rotate(e, e->att, rows, 1);
-    return st;
+    return qe_cl_run(e->cl, k, 3, global, local, NULL);
 }
 
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok)
@@ -2040,16 +2019,15 @@ qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, i
 
 /* The order in which attention writes the wo matmul's input straight into
  * e->xh, or -1 where it writes e->att: under attn_mma when wo is served by
- * mma_tile (f16 pairs are what it reads), no TurboQuant V (whose output is
- * rotated back in place afterwards) and rows of n_heads * head_dim that
- * need no padding pairs (a multiple of 32). The pairs are mma_xh's from
- * e->att, so the sums are the same bits; H200, pp512 B 8 of the synthetic
- * Llama-3.2-1B: one mma_xh launch (19 us) and the f32 output's 33.5 MB
- * written and read less a layer. */
+ * mma_tile (f16 pairs are what it reads) and rows of n_heads * head_dim
+ * that need no padding pairs (a multiple of 32). The pairs are mma_xh's
+ * from e->att, so the sums are the same bits; H200, pp512 B 8 of the
+ * synthetic Llama-3.2-1B: one mma_xh launch (19 us) and the f32 output's
+ * 33.5 MB written and read less a layer. A TurboQuant V's output joins
+ * since attn_mma rotates it back itself (AM_ROTO; build_common). */
 static int attention_xh_order(const qe_engine *e, const dev_layer *d)
 {
-    return e->k_attn_mma && tile_serves(e) && !qe_kv_format_per_head(e->opt.kv_v) &&
-                   e->q_dim % 32 == 0
+    return e->k_attn_mma && tile_serves(e) && e->q_dim % 32 == 0
                ? xh_order(tile_fmt(&d->wo))
                : -1;
 }

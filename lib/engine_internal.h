@@ -45,7 +45,7 @@ enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 #define MSK_MULTI 3     /* mma.cl decode kernels: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define ATT_MMA_BQ 64   /* attn_mma.cl: queries per work-group (4 warps) */
-#define TQROT_WI 256    /* tqrot.cl: work-items of a tq_rotate work-group, at most (TR_WI) */
+#define TQROT_WI 256    /* kv.cl: work-items of a TurboQuant kv_store work-group, at most (TR_WI) */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define HEAD_BYTES_MMA ((uint64_t)512 << 20) /* the same under mma (engine_open says why) */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
@@ -211,7 +211,6 @@ struct qe_engine {
     cl_program prog_attn_mma; /* built under QE_GEMM_MMA when head_dim is a multiple of 16 up
                                  to 128; else NULL and attention.cl serves prefill */
     cl_kernel k_attn_mma;
-    cl_kernel k_tq_rotate;    /* its tqrot.cl, where a cache is TurboQuant (else NULL) */
     /* Where a cache is not f16 (engine.c build_common, run_attention): attn_mma built for
        f16 caches (prog_attn16, k_attn16), which then reads the prefill's
        keys and values as f16 rows k16 / v16 ([n_seq*n_ctx][kv_dim] halves)
@@ -220,7 +219,6 @@ struct qe_engine {
     cl_program prog_attn16;
     cl_kernel k_attn16, k_kv16;
     cl_mem k16, v16;
-    int tq_rot_v;             /* head vectors a tq_rotate work-group may take (>= 1) */
 
     /* ---- mma_tile's input (kernels/mma.cl mma_xh), under QE_GEMM_MMA ---- */
     cl_kernel k_mma_xh[WF_COUNT]; /* in prog_mma[fmt], beside mma_tile */
@@ -388,8 +386,7 @@ const size_t *qe_engine_head_local(const qe_engine *e, const size_t global[3], s
  * e->q [n_seq*n_tok][q_dim] against d's K/V cache rows s*n_ctx + p, into
  * e->att [n_seq*n_tok][q_dim]; scale hp.attn_scale, and the sliding window
  * when d (one of e->layers) is a local layer. attn_mma.cl when the engine
- * built it (k_attn_mma), else attention.cl. Under attn_mma with a
- * TurboQuant K cache, e->q is left rotated (tqrot.cl). */
+ * built it (k_attn_mma), else attention.cl. */
 qe_status qe_engine_run_attention(qe_engine *e, const dev_layer *d, int n_seq, int n_tok);
 
 /* ---- architecture switches (model.h), each a no-op for models without it ---- */
@@ -462,7 +459,7 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap);
 qe_status qe_engine_kv_open(qe_engine *e);
 void qe_engine_kv_close(qe_engine *e);
 
-/* TurboQuant kernels (kv.cl kv_store, tqrot.cl tq_rotate) give each head
+/* TurboQuant's kv.cl kv_store gives each head
  * vector head_dim work-items and a work-group several vectors: at most
  * qe_engine_tq_vec_cap of them (TQROT_WI work-items and the kernel's
  * max_wg), and for a launch of n vectors the largest power of two up to
@@ -471,8 +468,8 @@ int qe_engine_tq_vec_cap(size_t max_wg, int head_dim);
 /* Work-items a TurboQuant kernel gives a head vector where warp shuffles
  * may hold it (shfl: NVIDIA, the engine's QE_GEMM_MMA): a warp of 32 where
  * the vector fills one (head_dim 32 .. 128, a multiple of 32), head_dim /
- * 32 elements each; else one an element. kv.cl's QE_SHFL build and
- * tqrot.cl's TR_N follow it. */
+ * 32 elements each; else one an element. kv.cl's QE_SHFL build follows
+ * it. */
 int qe_engine_tq_items(int shfl, int head_dim);
 size_t qe_engine_tq_vecs(int cap, size_t n);
 

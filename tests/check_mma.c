@@ -39,7 +39,7 @@
  *           too where mma.sync works) of random q, K and V in one-layer
  *           synthetic models of head_dim 32, 64 and 128, caches f32, f16,
  *           q8_0 / q4_0 and TurboQuant (tq4 / tq3, tq2 / f16, q8_0 / tq4:
- *           attn_mma with tqrot.cl's rotations), with and without a sliding
+ *           attn_mma rotating q and its output itself), with and without a sliding
  *           window, against a double-precision softmax over the
  *           host-decoded cache rows: max |d| < 1e-4 for the f32 kernel,
  *           < 1e-2 for f16 operands (outputs are O(1)); a prefix of the

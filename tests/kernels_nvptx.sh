@@ -128,17 +128,23 @@ for wt in 0 1 2 3; do
     done
 done
 
-# attn_mma with tqrot.cl: every head size it takes (16 .. 128 in 16s: the
-# engine's hd % 16 == 0 && hd <= 128), KV formats (kv_format.h: f32 0, f16
-# 1, q8_0 2, q4_0 3, tq4 4, tq3 5, tq2 6) in pairs, fp64 with one
-# (QE_SQRT_HD's value does not matter to the front end)
+# attn_mma: every head size it takes (16 .. 128 in 16s: the engine's
+# hd % 16 == 0 && hd <= 128), KV formats (kv_format.h: f32 0, f16 1, q8_0 2,
+# q4_0 3, tq4 4, tq3 5, tq2 6) in pairs with TurboQuant's rotations where
+# the engine asks for them (AM_ROTQ for a TurboQuant K, AM_ROTO for a V:
+# power-of-two heads, which TurboQuant needs), also in the f16 build that
+# reads decoded TurboQuant rows, fp64 with one (QE_SQRT_HD's value does not
+# matter to the front end)
 for hd in 16 64 80 128; do
-    for kv in "1 1" "2 3" "4 5" "6 1" "0 0"; do
-        read -r kk vv <<<"$kv"
+    for kv in "1 1" "2 3" "4 5" "6 1" "0 0" "1 1 1 1" "2 4"; do
+        read -r kk vv rq ro <<<"$kv"
+        [ -z "$rq" ] && rq=$([ "$kk" -ge 4 ] && echo 1 || echo 0)
+        [ -z "$ro" ] && ro=$([ "$vv" -ge 4 ] && echo 1 || echo 0)
+        [ $((hd & (hd - 1))) != 0 ] && { rq=0; ro=0; }
         fp=""
         [ "$kk" = 4 ] && fp="-DQE_FP64"
-        build "attn_mma hd $hd kv $kk/$vv $fp" "$T/attn.cl" \
-            "-DQE_HD=$hd -DQE_SQRT_HD=0x1p+3f $fp -DQE_KVK=$kk -DQE_KVV=$vv -DTR_WI=256"
+        build "attn_mma hd $hd kv $kk/$vv rot $rq/$ro $fp" "$T/attn.cl" \
+            "-DQE_HD=$hd -DQE_SQRT_HD=0x1p+3f $fp -DQE_KVK=$kk -DQE_KVV=$vv -DAM_ROTQ=$rq -DAM_ROTO=$ro"
     done
 done
 
