@@ -48,7 +48,7 @@
 /* -DQE_SHFL (ptx.cl before this file; lib/engine_kv.c build_kv): a
  * TurboQuant head vector of 32 .. 128 elements (a multiple of 32) held by
  * one warp, KS_K consecutive elements a work-item (kv_store_tq_warp) */
-#if defined(QE_SHFL) && QE_HD % 32 == 0 && QE_HD <= 128
+#if defined(QE_SHFL) && KV_IS_TQ(QE_KVF) && QE_HD % 32 == 0 && QE_HD <= 128
 #define KS_WARP 1
 #define KS_K (QE_HD / 32)
 #define KS_N 32
@@ -84,6 +84,39 @@ inline void kv_put_half(__global uchar *p, float v)
     p[1] = (uchar)(h >> 8);
 }
 
+#if KV_IS_TQ(QE_KVF)
+/* The centroid index of a TurboQuant element z (rotated, over the norm).
+ * lib/turboquant.c's search (while z > bound[k], k++) stops at the first
+ * bound at or above z, and the bounds increase: k counts the bounds below
+ * z. Counted with every bound alike, not searched, so no lane loops alone
+ * or reads the table at its own address (a warp's __constant reads at
+ * different addresses are served one at a time): H100, ppl512 B 8 of the
+ * synthetic Llama-3.2-1B with a tq4 cache, kv_store 1.57 -> 1.26 ms a
+ * forward; tg128 B 1 733 -> 752-761 tok/s; the same bytes (dump hash of
+ * q8_0 + tq4 unchanged). */
+inline int kv_tq_quantize(float z)
+{
+    const int bits = KV_TQ_BITS(QE_KVF);
+    int k = 0;
+#pragma unroll
+    for (int m = 0; m + 1 < (1 << bits); m++)
+        k += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
+    return k;
+}
+
+/* A head vector's f16 norm: the norm where it could be encoded (ok), else
+ * 0 (a zero vector) or NaN (a non-finite element), as lib/turboquant.c. */
+inline void kv_tq_put_norm(__global uchar *v, int ok, int finite, float norm)
+{
+    if (ok) {
+        kv_put_half(v, norm);
+    } else {
+        v[0] = finite ? 0 : F16_NAN_LO;
+        v[1] = finite ? 0 : F16_NAN_HI;
+    }
+}
+#endif
+
 #if KS_WARP
 /* kv_store's TurboQuant encoder for head vector x of a warp: the same
  * floats as the local-memory one below, which is lib/turboquant.c's. The
@@ -95,7 +128,7 @@ inline void kv_put_half(__global uchar *p, float v)
  * the synthetic Llama-3.2-1B with a tq4 cache: see lib/engine_kv.c. */
 inline void kv_store_tq_warp(const __global float *x, __global uchar *v)
 {
-    const int lane = get_local_id(0) % 32, bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
+    const int lane = get_local_id(0) % 32, bits = KV_TQ_BITS(QE_KVF);
     float a[KS_K];
 #pragma unroll
     for (int k = 0; k < KS_K; k++)
@@ -141,13 +174,7 @@ inline void kv_store_tq_warp(const __global float *x, __global uchar *v)
     uint w = 0;
 #pragma unroll
     for (int k = 0; k < KS_K; k++) {
-        int q = 0;
-        if (ok) {
-            const float z = KV_DIV(a[k], norm);
-#pragma unroll
-            for (int m = 0; m + 1 < levels; m++) /* see the local build */
-                q += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
-        }
+        const int q = ok ? kv_tq_quantize(KV_DIV(a[k], norm)) : 0;
         w |= (uint)q << (bits * ((KS_K * lane + k) % 8));
     }
 #pragma unroll
@@ -158,14 +185,8 @@ inline void kv_store_tq_warp(const __global float *x, __global uchar *v)
         for (int b = 0; b < bits; b++)
             v[2 + g * bits + b] = (uchar)(w >> (8 * b));
     }
-    if (lane == 0) {
-        if (ok) {
-            kv_put_half(v, norm);
-        } else {
-            v[0] = finite ? 0 : F16_NAN_LO;
-            v[1] = finite ? 0 : F16_NAN_HI;
-        }
-    }
+    if (lane == 0)
+        kv_tq_put_norm(v, ok, finite, norm);
 }
 #endif
 
@@ -244,7 +265,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     const int i = get_local_id(0) % QE_HD, j = get_local_id(0) / QE_HD, h = u / QE_HD;
     x += h * QE_HD;
     __global uchar *v = row + h * KV_TQ_VEC(QE_KVF);
-    const int bits = KV_TQ_BITS(QE_KVF), levels = 1 << bits;
+    const int bits = KV_TQ_BITS(QE_KVF);
     __local float ts[KS_V][QE_HD];
     __local uchar idxs[KS_V][QE_HD];
     __local float norm_s[KS_V];
@@ -280,27 +301,9 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     t[i] = tq_sign_at(i) * t[i]; /* tq_signs' s[i] x[i] */
     barrier(CLK_LOCAL_MEM_FENCE);
     tq_fwht_local(t, i);
-    int k = 0;
-    if (ok) {
-        const float z = KV_DIV(t[i], norm);
-        /* lib/turboquant.c's search (while z > bound[k], k++) stops at the
-           first bound at or above z, and the bounds increase: k counts the
-           bounds below z. Counted with every bound alike, not searched, so
-           no lane loops alone or reads the table at its own address (a
-           warp's __constant reads at different addresses are served one at
-           a time): H100, ppl512 B 8 of the synthetic Llama-3.2-1B with a tq4
-           cache, kv_store 1.57 -> 1.26 ms a forward; tg128 B 1 733 -> 752-761
-           tok/s; the same bytes (dump hash of q8_0 + tq4 unchanged). */
-#pragma unroll
-        for (int m = 0; m + 1 < levels; m++)
-            k += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
-        if (i == 0)
-            kv_put_half(v, norm);
-    } else if (i == 0) {
-        v[0] = finite_s[j] ? 0 : F16_NAN_LO;
-        v[1] = finite_s[j] ? 0 : F16_NAN_HI;
-    }
-    idx[i] = (uchar)k;
+    if (i == 0)
+        kv_tq_put_norm(v, ok, finite_s[j], norm);
+    idx[i] = (uchar)(ok ? kv_tq_quantize(KV_DIV(t[i], norm)) : 0);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (i < QE_HD / 8) {
         uint w = 0;

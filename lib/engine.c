@@ -518,10 +518,12 @@ static int tile_gm(uint64_t w_bytes)
 #define MT_HEAD_GROUP 64
 static int tile_gm_head(uint64_t w_bytes)
 {
-    const int g = env_group("QEVAL_MMA_RASTER_HEAD");
-    if (env_group("QEVAL_MMA_RASTER") >= 0 || (g < 0 && w_bytes <= MT_GROUP_BYTES))
-        return tile_gm(w_bytes);
-    return g >= 0 ? g : MT_HEAD_GROUP;
+    const int all = env_group("QEVAL_MMA_RASTER"), head = env_group("QEVAL_MMA_RASTER_HEAD");
+    if (all >= 0)
+        return all;
+    if (head >= 0)
+        return head;
+    return w_bytes > MT_GROUP_BYTES ? MT_HEAD_GROUP : 0;
 }
 
 /* Bytes of n weights in format fmt (Q8_0 / Q4_0: 34 / 18 bytes a block
@@ -664,15 +666,14 @@ static qe_status need_tiles(qe_engine *e, int fmt)
        / 9.37 ms. */
     const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
     const uint64_t head = wfmt_bytes(fmt, (uint64_t)e->hp.n_vocab * (uint64_t)e->hp.dim);
+    const uint64_t kv = wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim); /* K, V */
     qe_status st = tile_build(e, base, fmt, "", tile_gm(fmt == e->head_fmt && head > ffn ? head : ffn),
                               "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
     const int own = !(e->wh_fmts >> fmt & 1u); /* its layer weights through these builds */
     if (st == QE_OK && own) /* prefill's K and V (run_kv) */
-        st = tile_build(e, base, fmt, "-DMT_PAIR=1",
-                        tile_gm(wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)),
-                        "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
+        st = tile_build(e, base, fmt, "-DMT_PAIR=1", tile_gm(kv), "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
     if (st == QE_OK && own && e->hp.ffn_act == QE_ACT_SILU)
         st = tile_build(e, base, fmt, "-DMT_GLU=1", tile_gm(2 * ffn), "mma_tile_glu", &e->prog_glu[fmt],
                         &e->k_mma_glu[fmt]);
@@ -689,9 +690,7 @@ static qe_status need_tiles(qe_engine *e, int fmt)
         st = tile_build(e, base, fmt, rope, tile_gm(wfmt_bytes(fmt, q_dim * (uint64_t)e->hp.dim)),
                         "mma_tile", &e->prog_rope, &e->k_mma_rope);
         if (st == QE_OK)
-            st = tile_build(e, base, fmt, pair,
-                            tile_gm(wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim)),
-                            "mma_tile_pair", &e->prog_pair_rope, &e->k_mma_pair_rope);
+            st = tile_build(e, base, fmt, pair, tile_gm(kv), "mma_tile_pair", &e->prog_pair_rope, &e->k_mma_pair_rope);
     }
     return st;
 }

@@ -45,7 +45,6 @@ enum msk_xread { MSK_XBRANCH, MSK_XFREE, MSK_X1, MSK_XREADS };
 #define MSK_MULTI 3     /* mma.cl decode kernels: weights one launch may multiply */
 #define ATT_BQ 32       /* attention.cl: queries per work-group */
 #define ATT_MMA_BQ 64   /* attn_mma.cl: queries per work-group (4 warps) */
-#define TQROT_WI 256    /* kv.cl: work-items of a TurboQuant kv_store work-group, at most (TR_WI) */
 #define HEAD_BYTES (64u << 20) /* default logits buffer budget */
 #define HEAD_BYTES_MMA ((uint64_t)512 << 20) /* the same under mma (engine_open says why) */
 #define STATS_HDR 4     /* logits.cl: floats before the top-k ids in a stats row */
@@ -196,7 +195,7 @@ struct qe_engine {
     cl_program prog_kv[2];   /* kv.cl built for the K / V format; NULL when f32 */
     cl_kernel k_store[2];    /* kv_store of prog_kv[i] */
     int kv_store_v[2];       /* head vectors its TurboQuant work-groups may take (build_kv) */
-    int kv_store_n[2];       /* work-items a TurboQuant head vector (qe_engine_tq_items) */
+    int kv_store_n[2];       /* work-items a TurboQuant head vector (build_kv) */
     cl_mem kvs;              /* [n_seq*n_ctx][kv_dim] f32 staging of K/V rows before they are
                                 encoded; NULL when both formats are f32 (matmul writes the
                                 cache directly) */
@@ -458,20 +457,6 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap);
  * format), the store programs and the staging buffer. */
 qe_status qe_engine_kv_open(qe_engine *e);
 void qe_engine_kv_close(qe_engine *e);
-
-/* TurboQuant's kv.cl kv_store gives each head
- * vector head_dim work-items and a work-group several vectors: at most
- * qe_engine_tq_vec_cap of them (TQROT_WI work-items and the kernel's
- * max_wg), and for a launch of n vectors the largest power of two up to
- * that cap dividing n (qe_engine_tq_vecs), so no work-group is partial. */
-int qe_engine_tq_vec_cap(size_t max_wg, int head_dim);
-/* Work-items a TurboQuant kernel gives a head vector where warp shuffles
- * may hold it (shfl: NVIDIA, the engine's QE_GEMM_MMA): a warp of 32 where
- * the vector fills one (head_dim 32 .. 128, a multiple of 32), head_dim /
- * 32 elements each; else one an element. kv.cl's QE_SHFL build follows
- * it. */
-int qe_engine_tq_items(int shfl, int head_dim);
-size_t qe_engine_tq_vecs(int cap, size_t n);
 
 /* Encode n_rows f32 rows of src (dense, kv_dim floats each) into cache dst in
  * the K (which = 0) or V (which = 1) format: source row r goes to cache row

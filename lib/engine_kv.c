@@ -23,17 +23,30 @@ void qe_engine_kv_defines(const qe_cl *cl, int head_dim, char *buf, size_t cap)
              fp64 ? " -DQE_FP64" : "");
 }
 
-int qe_engine_tq_items(int shfl, int head_dim)
+/* TurboQuant's kv_store gives each head vector tq_items work-items and a
+ * work-group several vectors: at most tq_vec_cap of them (TQ_STORE_WI
+ * work-items and the kernel's max_wg), and for a launch of n vectors the
+ * largest power of two up to that cap dividing n (tq_vecs), so no
+ * work-group is partial. */
+#define TQ_STORE_WI 256 /* kv.cl's TR_WI */
+
+/* Whether kv.cl's QE_SHFL build gives a head vector one warp: where warp
+ * shuffles may be used (shfl: NVIDIA, the engine's QE_GEMM_MMA) and the
+ * vector fills a warp (head_dim 32 .. 128, a multiple of 32: kv.cl's
+ * KS_WARP, head_dim / 32 elements a work-item). */
+static int tq_warp(int shfl, int head_dim)
 {
-    return shfl && head_dim % 32 == 0 && head_dim <= 128 ? 32 : head_dim;
+    return shfl && head_dim % 32 == 0 && head_dim <= 128;
 }
 
-int qe_engine_tq_vec_cap(size_t max_wg, int head_dim)
+static int tq_items(int shfl, int head_dim) { return tq_warp(shfl, head_dim) ? 32 : head_dim; }
+
+static int tq_vec_cap(size_t max_wg, int items)
 {
-    return (int)((max_wg < TQROT_WI ? max_wg : TQROT_WI) / (size_t)head_dim);
+    return (int)((max_wg < TQ_STORE_WI ? max_wg : TQ_STORE_WI) / (size_t)items);
 }
 
-size_t qe_engine_tq_vecs(int cap, size_t n)
+static size_t tq_vecs(int cap, size_t n)
 {
     size_t v = 1;
     while (2 * v <= (size_t)cap && n % (2 * v) == 0)
@@ -43,20 +56,19 @@ size_t qe_engine_tq_vecs(int cap, size_t n)
 
 /* Build kv.cl for format f into *prog / *store (and *load when non-NULL);
  * *vecs: the most head vectors a TurboQuant kv_store work-group may take
- * (TQROT_WI work-items at most; 1 for the other formats), *items: its
- * work-items a vector (qe_engine_tq_items: with shfl, a TurboQuant format
- * takes kv.cl's QE_SHFL build, ptx.cl before it, where a warp holds a
- * vector). */
+ * (TQ_STORE_WI work-items at most; 1 for the other formats), *items: its
+ * work-items a vector (tq_items: where tq_warp says, kv.cl's QE_SHFL
+ * build, ptx.cl before it, a warp a vector). */
 static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, int shfl, cl_program *prog,
                           cl_kernel *store, cl_kernel *load, int *vecs, int *items)
 {
     static const char *const all_srcs[] = {"ptx.cl", "kvfmt.cl", "qkv.cl", "kv.cl"};
     char defs[128], opts[192];
-    *items = qe_kv_format_per_head(f) ? qe_engine_tq_items(shfl, head_dim) : 1;
-    const int warp = qe_kv_format_per_head(f) && shfl && *items == 32;
+    const int tq = qe_kv_format_per_head(f), warp = tq && tq_warp(shfl, head_dim);
+    *items = tq ? tq_items(shfl, head_dim) : 1;
     qe_engine_kv_defines(cl, head_dim, defs, sizeof defs);
     snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVF=%d -DTR_WI=%d%s", defs, (int)f,
-             TQROT_WI, warp ? " -DQE_SHFL" : "");
+             TQ_STORE_WI, warp ? " -DQE_SHFL" : "");
     qe_status st = qe_cl_build(cl, all_srcs + !warp, sizeof all_srcs / sizeof all_srcs[0] - !warp,
                                opts, prog);
     size_t max_wg = 0;
@@ -71,7 +83,7 @@ static qe_status build_kv(qe_cl *cl, qe_kv_format f, int head_dim, int shfl, cl_
                          "allows %zu",
                          qe_kv_format_name(f), *items, max_wg);
         else
-            *vecs = qe_engine_tq_vec_cap(max_wg, *items);
+            *vecs = tq_vec_cap(max_wg, *items);
     }
     if (st == QE_OK && load)
         st = qe_cl_kernel(*prog, "kv_load_rows", load);
@@ -130,13 +142,13 @@ static size_t store_units(qe_kv_format f, int n_heads, int head_dim, int items)
 
 /* kv_store of src into dst and, src_b non-NULL, of src_b into dst_b in the
  * same launch (kernels/kv.cl); TurboQuant: up to vecs head vectors of a
- * row a work-group (qe_engine_tq_vecs of n_heads). */
+ * row a work-group (tq_vecs of n_heads). */
 static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int items,
                            int n_heads, int head_dim, cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes,
                            int y_seq, int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos,
                            cl_mem src_b, cl_mem dst_b)
 {
-    const size_t tv = qe_engine_tq_vecs(vecs, (size_t)n_heads);
+    const size_t tv = tq_vecs(vecs, (size_t)n_heads);
     qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
                               &dst, sizeof(cl_ulong), &row_bytes, sizeof(int), &y_seq, sizeof(int),
                               &y_seq_stride, sizeof(int), &y_off, sizeof(int), &n_rows,

@@ -678,13 +678,8 @@ typedef struct rope_out {
 static void rope_run(uint64_t ropes[2], qe_cl *cl, const qe_model *m, qe_kv_format kk, qe_kv_format kv,
                          const int32_t *tok, rope_out *out)
 {
-    qe_engine_opts o = qe_engine_opts_default();
-    o.n_ctx = RE_CTX;
-    o.n_seq = RE_SEQ;
-    o.top_k = RE_K;
+    qe_engine_opts o = qe_test_opts_kv(RE_CTX, RE_SEQ, RE_K, kk, kv);
     o.gemm = QE_GEMM_MMA;
-    o.kv_k = kk;
-    o.kv_v = kv;
     qe_engine *e = qe_test_engine_on(cl, m, &o);
     int32_t tgt[RE_ROWS], t[RE_ROWS];
     for (int r = 0; r < RE_ROWS; r++) {

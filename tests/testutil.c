@@ -148,8 +148,7 @@ qe_engine *qe_test_engine(const qe_model *m, const qe_engine_opts *o)
     return qe_test_engine_on(qe_test_cl(), m, o);
 }
 
-qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k, qe_kv_format kk,
-                             qe_kv_format kv)
+qe_engine_opts qe_test_opts_kv(int n_ctx, int n_seq, int top_k, qe_kv_format kk, qe_kv_format kv)
 {
     qe_engine_opts o = qe_engine_opts_default();
     o.n_ctx = n_ctx;
@@ -157,6 +156,13 @@ qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k,
     o.top_k = top_k;
     o.kv_k = kk;
     o.kv_v = kv;
+    return o;
+}
+
+qe_engine *qe_test_engine_kv(const qe_model *m, int n_ctx, int n_seq, int top_k, qe_kv_format kk,
+                             qe_kv_format kv)
+{
+    const qe_engine_opts o = qe_test_opts_kv(n_ctx, n_seq, top_k, kk, kv);
     return qe_test_engine(m, &o);
 }
 

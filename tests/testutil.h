@@ -46,8 +46,9 @@ struct qe_model *qe_test_model(const char *rel);
 qe_engine *qe_test_engine(const struct qe_model *m, const qe_engine_opts *o);
 /* The same on context cl (a profiled one, say). */
 qe_engine *qe_test_engine_on(struct qe_cl *cl, const struct qe_model *m, const qe_engine_opts *o);
-/* One with the default options but these positions, sequences, top-k and
- * K/V cache formats. */
+/* The default options but these positions, sequences, top-k and K/V cache
+ * formats, and an engine with them. */
+qe_engine_opts qe_test_opts_kv(int n_ctx, int n_seq, int top_k, qe_kv_format kk, qe_kv_format kv);
 qe_engine *qe_test_engine_kv(const struct qe_model *m, int n_ctx, int n_seq, int top_k,
                              qe_kv_format kk, qe_kv_format kv);
 
