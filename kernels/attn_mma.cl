@@ -1,6 +1,6 @@
 /* attn_mma.cl - attention.cl's causal grouped-query attention on NVIDIA
  * tensor cores (flash-attention style), for prefill under QE_GEMM_MMA.
- * Needs kvfmt.cl, ptx.cl, xh.cl, -DQE_HD (a multiple of 16, at most 128),
+ * Needs kvfmt.cl, ptx.cl, tqquad.cl, xh.cl, -DQE_HD (a multiple of 16, at most 128),
  * and -DQE_KVK / -DQE_KVV (any cache format).
  *
  * attention.cl's arguments, layout and result, and three more: with xo >= 0
@@ -31,10 +31,10 @@
  * TurboQuant caches are attended in the rotated domain, as attention.cl
  * does: with -DAM_ROTQ (a TurboQuant K) each query is rotated to
  * H D q / sqrt(QE_HD) as it is loaded, and with -DAM_ROTO (a TurboQuant V)
- * each output back by D H y / sqrt(QE_HD) before it is stored (am_fwht:
- * the four lanes of a quad hold a row's QE_HD values, so the butterflies
- * are in registers and two shfl.xor stages; the same floats as
- * attention.cl's tq_fwht and the CPU's). The build the engine runs on
+ * each output back by D H y / sqrt(QE_HD) before it is stored
+ * (tqquad.cl's tq_fwht_quad: the four lanes of a quad hold a row's QE_HD
+ * values, so the butterflies are in registers and two shfl.xor stages; the
+ * same floats as attention.cl's tq_fwht and the CPU's). The build the engine runs on
  * decoded f16 rows of a TurboQuant cache (attn_kv_f16) takes them too.
  * Per tile a warp computes its 16 x 64 scores (QE_HD/16 mma steps per 8
  * keys), scales them into the log2 domain (scale * log2 e) and, on a tile
@@ -94,42 +94,9 @@ __attribute__((always_inline)) inline void am_load8(const __global uchar *row, c
 #ifndef AM_ROTO
 #define AM_ROTO 0
 #endif
-#if (AM_ROTQ || AM_ROTO) && (QE_HD & (QE_HD - 1))
+#if (AM_ROTQ || AM_ROTO) && !TQ_QUAD
 #error "attn_mma: TurboQuant's rotations need a power-of-two QE_HD"
 #endif
-
-/* The Walsh-Hadamard butterflies of one head vector (a query or an output
- * row) held by the four lanes of a quad (t4 = lane % 4): lane t4's v[n] is
- * element d = 8 (n / 2) + 2 t4 + n % 2, which is where an A fragment's
- * (16 k + 8 h + 2 t4 + e, n = 4 k + 2 h + e) and an accumulator's (8 i +
- * 2 t4 + e, n = 2 i + e) elements lie. Stage len pairs d with d + len and
- * makes (a + b, a - b), stages in tq_fwht's order (len 1, 2, 4, ...): bit
- * 0 of d is bit 0 of n, bits 1 and 2 are t4's (the other lane by shfl.xor),
- * bits 3 .. are n's bits 1 ..; so each value is the same float as
- * tq_fwht's. Every lane of the warp calls it. */
-inline void am_fwht(float *v, int t4)
-{
-#pragma unroll
-    for (int len = 1; len < QE_HD; len *= 2) {
-        if (len == 2 || len == 4) {
-            const int m = len / 2; /* the lane bit */
-#pragma unroll
-            for (int n = 0; n < QE_HD / 4; n++) {
-                const float b = ptx_shfl_xor(v[n], m);
-                v[n] = (t4 & m) ? b - v[n] : v[n] + b;
-            }
-        } else {
-            const int m = len == 1 ? 1 : len / 4; /* the register bit */
-#pragma unroll
-            for (int n = 0; n < QE_HD / 4; n++)
-                if (!(n & m)) {
-                    const float lo = v[n], hi = v[n | m];
-                    v[n] = lo + hi;
-                    v[n | m] = lo - hi;
-                }
-        }
-    }
-}
 
 /* lut[0] / lut[1] = K's / V's TurboQuant centroids, where a cache is
  * TurboQuant, by the work-group's 128 work-items (tid), then a barrier. */
@@ -213,7 +180,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
        d = 16 ks + 2 t4 + 8 (r >> 1) + {0, 1} */
     uint qa[AM_KS][4];
 #if AM_ROTQ
-    /* each row's QE_HD / 4 values of this lane (am_fwht's order), rotated
+    /* each row's QE_HD / 4 values of this lane (tq_fwht_quad's order), rotated
        as attention.cl rotates a query (signs, butterflies, / sqrt) and
        packed a row at a time: both rows' values live at once had made
        attn_mma 1.37 / 1.40 ms a ppl512 B 8 forward with a tq4 cache on the
@@ -230,7 +197,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
             qv[n] = tq_sign_at(d) * v.x;
             qv[n + 1] = tq_sign_at(d + 1) * v.y;
         }
-        am_fwht(qv, t4);
+        tq_fwht_quad(qv, t4);
 #pragma unroll
         for (int k = 0; k < AM_KS; k++)
 #pragma unroll
@@ -401,7 +368,7 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
             y[2 * i] = o[i][2 * r] * inv;
             y[2 * i + 1] = o[i][2 * r + 1] * inv;
         }
-        am_fwht(y, t4);
+        tq_fwht_quad(y, t4);
 #pragma unroll
         for (int i = 0; i < AM_DT; i++) {
             const int d = 8 * i + 2 * t4;

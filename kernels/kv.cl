@@ -10,7 +10,10 @@
  *   the same float expressions in the same order, no contraction, f16 by
  *   round-to-nearest-even (vstore_half_rte), divisions and the TurboQuant
  *   norm in double when QE_FP64 is set (a float quotient rounded from double
- *   is the correctly rounded one, and the norm is defined as a double sum).
+ *   is the correctly rounded one, and the norm is defined as a double sum;
+ *   the engine also builds this file with
+ *   -cl-fp32-correctly-rounded-divide-sqrt, as compilers narrow the double
+ *   division: lib/engine_kv.c build_kv).
  *   Without fp64 divisions are OpenCL float divisions (<= 2.5 ulp), so a rare
  *   byte may differ from the CPU's.
  *   Work-items: one per element (f32, f16) or per block of 32 (q8_0, q4_0):
@@ -30,18 +33,13 @@
  *   when both caches have this format: one launch).
  * kv_load_rows: tests only: decodes rows with kvfmt.cl's kv_load into
  *   floats (tq*: the rotated domain), global (n_kv * QE_HD, n_rows).
+ * kv_div_rows: tests only: the encoders' quotients, KV_DIV and KV_DIVF, of
+ *   n pairs, global (n).
  */
 #ifndef QE_KVF
 #error "build with -DQE_KVF=<KV-cache format>"
 #endif
 
-#ifdef QE_FP64
-#define KV_DIV(a, b) ((float)((double)(a) / (double)(b)))
-#else
-#define KV_DIV(a, b) ((a) / (b))
-#endif
-#define F16_NAN_LO 0x00
-#define F16_NAN_HI 0x7e
 #ifndef TR_WI
 #error "build with -DTR_WI=<most work-items of a TurboQuant work-group>"
 #endif
@@ -74,48 +72,6 @@ inline uint kv_nibble(float v)
         return 15;
     return v > 0.0f ? (uint)v : 0;
 }
-
-inline void kv_put_half(__global uchar *p, float v)
-{
-    /* p may be odd for tq head vectors: round through private memory. */
-    ushort h;
-    vstore_half_rte(v, 0, (__private half *)&h);
-    p[0] = (uchar)(h & 0xff);
-    p[1] = (uchar)(h >> 8);
-}
-
-#if KV_IS_TQ(QE_KVF)
-/* The centroid index of a TurboQuant element z (rotated, over the norm).
- * lib/turboquant.c's search (while z > bound[k], k++) stops at the first
- * bound at or above z, and the bounds increase: k counts the bounds below
- * z. Counted with every bound alike, not searched, so no lane loops alone
- * or reads the table at its own address (a warp's __constant reads at
- * different addresses are served one at a time): H100, ppl512 B 8 of the
- * synthetic Llama-3.2-1B with a tq4 cache, kv_store 1.57 -> 1.26 ms a
- * forward; tg128 B 1 733 -> 752-761 tok/s; the same bytes (dump hash of
- * q8_0 + tq4 unchanged). */
-inline int kv_tq_quantize(float z)
-{
-    const int bits = KV_TQ_BITS(QE_KVF);
-    int k = 0;
-#pragma unroll
-    for (int m = 0; m + 1 < (1 << bits); m++)
-        k += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
-    return k;
-}
-
-/* A head vector's f16 norm: the norm where it could be encoded (ok), else
- * 0 (a zero vector) or NaN (a non-finite element), as lib/turboquant.c. */
-inline void kv_tq_put_norm(__global uchar *v, int ok, int finite, float norm)
-{
-    if (ok) {
-        kv_put_half(v, norm);
-    } else {
-        v[0] = finite ? 0 : F16_NAN_LO;
-        v[1] = finite ? 0 : F16_NAN_HI;
-    }
-}
-#endif
 
 #if KS_WARP
 /* kv_store's TurboQuant encoder for head vector x of a warp: the same
@@ -174,7 +130,7 @@ inline void kv_store_tq_warp(const __global float *x, __global uchar *v)
     uint w = 0;
 #pragma unroll
     for (int k = 0; k < KS_K; k++) {
-        const int q = ok ? kv_tq_quantize(KV_DIV(a[k], norm)) : 0;
+        const int q = ok ? kv_tq_quantize(KV_DIVF(a[k], norm), bits) : 0;
         w |= (uint)q << (bits * ((KS_K * lane + k) % 8));
     }
 #pragma unroll
@@ -303,7 +259,7 @@ __kernel void kv_store(const __global float *src, int n_kv, /* [n_rows][n_kv*QE_
     tq_fwht_local(t, i);
     if (i == 0)
         kv_tq_put_norm(v, ok, finite_s[j], norm);
-    idx[i] = (uchar)(ok ? kv_tq_quantize(KV_DIV(t[i], norm)) : 0);
+    idx[i] = (uchar)(ok ? kv_tq_quantize(KV_DIV(t[i], norm), bits) : 0);
     barrier(CLK_LOCAL_MEM_FENCE);
     if (i < QE_HD / 8) {
         uint w = 0;
@@ -321,4 +277,12 @@ __kernel void kv_load_rows(const __global uchar *src, ulong row_bytes, int n, /*
     const int e = get_global_id(0), r = get_global_id(1);
     if (e < n)
         y[(size_t)r * n + e] = kv_load(src + (ulong)r * row_bytes, QE_KVF, e);
+}
+
+__kernel void kv_div_rows(const __global float *a, const __global float *b, int n,
+                          __global float2 *y)
+{
+    const int i = get_global_id(0);
+    if (i < n)
+        y[i] = (float2)(KV_DIV(a[i], b[i]), KV_DIVF(a[i], b[i]));
 }

@@ -173,6 +173,72 @@ inline float kv_load(const __global uchar *row, const int fmt, int e)
     return tq_centroid(KV_TQ_BITS(fmt), idx) * (kv_half_at(v) / QE_SQRT_HD);
 }
 
+/* ---- the TurboQuant encoder's pieces (kv.cl's kv_store, mma.cl's MT_KVTQ
+ * epilogue): lib/turboquant.c's steps, byte for byte ---- */
+/* Divisions in double where the device has it: a float quotient rounded
+ * from double is the correctly rounded one, as the CPU's. (A compiler may
+ * narrow it to a float division, which OpenCL lets be 2.5 ulp off unless
+ * the program is built with -cl-fp32-correctly-rounded-divide-sqrt, as
+ * lib/engine_kv.c builds kv.cl.) */
+#ifdef QE_FP64
+#define KV_DIV(a, b) ((float)((double)(a) / (double)(b)))
+#else
+#define KV_DIV(a, b) ((a) / (b))
+#endif
+/* KV_DIV where ptx.cl came before this file (QE_PTX: NVIDIA): div.rn.f32's
+ * correctly rounded float, the CPU's quotient (ptx.cl ptx_div_rn), in a
+ * build that need not take -cl-fp32-correctly-rounded-divide-sqrt for all
+ * its divisions (lib/engine_kv.c build_kv says why KV_DIV needs it) */
+#if defined(QE_PTX)
+#define KV_DIVF(a, b) ptx_div_rn(a, b)
+#else
+#define KV_DIVF(a, b) KV_DIV(a, b)
+#endif
+/* the f16 NaN the CPU stores for a block or vector that is not finite */
+#define F16_NAN_LO 0x00
+#define F16_NAN_HI 0x7e
+
+/* v as an f16 at any byte address (round to nearest even) */
+inline void kv_put_half(__global uchar *p, float v)
+{
+    /* p may be odd for tq head vectors: round through private memory. */
+    ushort h;
+    vstore_half_rte(v, 0, (__private half *)&h);
+    p[0] = (uchar)(h & 0xff);
+    p[1] = (uchar)(h >> 8);
+}
+
+/* The centroid index of a TurboQuant element z (rotated, over the norm)
+ * for a table of 2^bits (bits a compile-time constant at every call).
+ * lib/turboquant.c's search (while z > bound[k], k++) stops at the first
+ * bound at or above z, and the bounds increase: k counts the bounds below
+ * z. Counted with every bound alike, not searched, so no lane loops alone
+ * or reads the table at its own address (a warp's __constant reads at
+ * different addresses are served one at a time): H100, ppl512 B 8 of the
+ * synthetic Llama-3.2-1B with a tq4 cache, kv_store 1.57 -> 1.26 ms a
+ * forward; tg128 B 1 733 -> 752-761 tok/s; the same bytes (dump hash of
+ * q8_0 + tq4 unchanged). */
+inline int kv_tq_quantize(float z, const int bits)
+{
+    int k = 0;
+#pragma unroll
+    for (int m = 0; m + 1 < (1 << bits); m++)
+        k += z > 0.5f * (tq_centroid(bits, m) + tq_centroid(bits, m + 1));
+    return k;
+}
+
+/* A head vector's f16 norm: the norm where it could be encoded (ok), else
+ * 0 (a zero vector) or NaN (a non-finite element), as lib/turboquant.c. */
+inline void kv_tq_put_norm(__global uchar *v, int ok, int finite, float norm)
+{
+    if (ok) {
+        kv_put_half(v, norm);
+    } else {
+        v[0] = finite ? 0 : F16_NAN_LO;
+        v[1] = finite ? 0 : F16_NAN_HI;
+    }
+}
+
 /* ---- TurboQuant with the centroids in local memory ----
  * On NVIDIA a warp's __constant reads at different addresses are served one
  * address at a time, and the lanes of a TurboQuant decode read up to 16

@@ -195,6 +195,27 @@ inline void mma_store(__global float *y, int ldy, int y_seq, int y_seq_stride, i
 #if MT_KV16 && !(MT_ROPE && MT_PAIR)
 #error "mma_tile: MT_KV16 is a build of mma_tile_pair with MT_ROPE"
 #endif
+/* -DMT_KVTQ=1 (with MT_ROPE and MT_PAIR; kvfmt.cl and tqquad.cl in the
+ * build, -DMT_KVK / -DMT_KVV the caches' TurboQuant formats): y and yb are
+ * a layer's TurboQuant K and V caches, rows of N / QE_HD head vectors, and
+ * each head vector of the sums (K rotated) goes into them as kv.cl's
+ * kv_store would encode it from the f32 row (tqquad.cl tq_encode_quad: the
+ * quad of lanes holding a row's 128 outputs holds its heads whole): the
+ * staging rows are never written nor kv_store run (engine.c run_kv, both
+ * caches TurboQuant). Row r is cache row mma_yidx(r). H100, ppl512 B 8 of
+ * the synthetic Llama-3.2-1B q8_0 + tq4, profiled, QEVAL_MMA_KVTQ=0 / 1:
+ * mma_tile_pair 0.79 + kv_store 0.90 ms -> mma_tile_pair 1.36 ms a forward
+ * (25.13 -> 24.67 ms), the same dump hash. Its first form, every lane
+ * adding all of a vector's squares from shfl.idx broadcasts, took 148
+ * registers (the f16 build 122), one work-group a multiprocessor, and 2.19
+ * ms; the sum passed around the quad takes 126. */
+#ifndef MT_KVTQ
+#define MT_KVTQ 0
+#endif
+#if MT_KVTQ && (!(MT_ROPE && MT_PAIR) || MT_KV16 || !defined(MT_KVK) || !defined(MT_KVV) || \
+                !TQ_QUAD)
+#error "mma_tile: MT_KVTQ is a build of mma_tile_pair with MT_ROPE, MT_KVK, MT_KVV and tqquad.cl"
+#endif
 #if MT_KV16
 /* qkv.cl f16_put's bits of (lo, hi) as one pair: mma_pack's round to
    nearest even, f16_nan_bits where either is a NaN */
@@ -832,7 +853,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
         if (t == 0 && r < n_rows)
             part[(size_t)r * ((N + MT_BN - 1) / MT_BN) + n0 / MT_BN] =
                 (float4)(bv, se, as_float(bi), zt);
-#elif !MT_KV16 && !MT_GLU /* (their lanes all shuffle, and check r at the store) */
+#elif !MT_KV16 && !MT_KVTQ && !MT_GLU /* (their lanes all shuffle, and check r at the store) */
         if (r >= n_rows)
             continue;
 #endif
@@ -874,7 +895,7 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             }
         }
 #else
-#if !MT_KV16
+#if !MT_KV16 && !MT_KVTQ
         __global float *yr = mma_yrow(y, ldy, y_seq, y_seq_stride, r);
 #endif
 #if MT_ROPE
@@ -927,6 +948,24 @@ void mma_tile(const __global uint *xh, int ldp, int n_rows, /* mma_xh's pairs */
             if (r < n_rows && o < N)
                 *(__global uint4 *)(hr + o) = v;
         }
+#elif MT_KVTQ
+        /* the row's 128 outputs in tqquad.cl's order are the tile's heads
+           in turn (v[i] = output 8 (i / 2) + 2 t + i % 2: head i / (QE_HD
+           / 4)); K's tiles (rot) into y in K's format, V's into yb in V's.
+           H100, ppl512 B 8 of the synthetic Llama-3.2-1B q8_0 + tq4: see
+           MT_KVTQ above. */
+        float v[32];
+#pragma unroll
+        for (int i = 0; i < 32; i++)
+            v[i] = c[4 * (i / 2) + 2 * hh + i % 2];
+        const int n_store = r < n_rows ? min(MT_BN, N - n0) / QE_HD : 0;
+        const size_t h0 = mma_yidx(y_seq, y_seq_stride, r) * (N / QE_HD) + n0 / QE_HD;
+        if (rot)
+            tq_encode_quad(v, MT_BN / QE_HD, t, KV_TQ_BITS(MT_KVK),
+                           (__global uchar *)y + h0 * KV_TQ_VEC(MT_KVK), n_store);
+        else
+            tq_encode_quad(v, MT_BN / QE_HD, t, KV_TQ_BITS(MT_KVV),
+                           (__global uchar *)y + h0 * KV_TQ_VEC(MT_KVV), n_store);
 #else
 #pragma unroll
         for (int j = 0; j < 16; j++) {

@@ -9,6 +9,8 @@
  * register r holds k slots 2t + 8 r + {0, 1} of column g; accumulator e
  * holds row g + 8 (e >> 1), column 2t + (e & 1).
  */
+#define QE_PTX 1 /* for the files after this one */
+
 /* Two floats -> f16x2 (lo in the low half), round to nearest even. */
 inline uint mma_pack(float lo, float hi)
 {
@@ -37,6 +39,21 @@ inline float ptx_shfl_idx(float v, int src)
 {
     float r;
     asm volatile("shfl.sync.idx.b32 %0, %1, %2, 0x1f, 0xffffffff;" : "=f"(r) : "f"(v), "r"(src));
+    return r;
+}
+
+/* a / b correctly rounded (div.rn.f32: IEEE 754 round to nearest even,
+ * subnormals kept), where OpenCL's float division may be 2.5 ulp off.
+ * It is the CPU's a / b, and what kvfmt.cl's KV_DIV, (float)((double)a /
+ * (double)b), means: rounding the double quotient again to float is
+ * innocuous for division, as 53 >= 2 * 24 + 2 bits (Figueroa, "When is
+ * double rounding innocuous?", 1995). That is also why compilers narrow
+ * KV_DIV to a float division, which NVIDIA's OpenCL made div.full.f32
+ * (2 ulp): lib/engine_kv.c build_kv. */
+inline float ptx_div_rn(float a, float b)
+{
+    float r;
+    asm("div.rn.f32 %0, %1, %2;" : "=f"(r) : "f"(a), "f"(b));
     return r;
 }
 

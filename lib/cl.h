@@ -87,6 +87,7 @@ typedef struct qe_cl_device_info {
     uint32_t mem_base_align;    /* sub-buffer origin alignment, bytes */
     size_t max_wg_size;         /* work-items per work-group */
     size_t max_wi_sizes[3];     /* per dimension */
+    int fp32_div_rn;            /* -cl-fp32-correctly-rounded-divide-sqrt builds (its FP config) */
     char *extensions;           /* space-separated, malloc'ed, never NULL */
 } qe_cl_device_info;
 

@@ -435,6 +435,20 @@ static int kv16_of(const qe_engine *e)
     return e->opt.kv_k == QE_KV_F16 && e->opt.kv_v == QE_KV_F16 && e->kv_dim % 8 == 0;
 }
 
+/* Whether mma_tile_pair's MT_ROPE build encodes a layer's K and V into
+ * TurboQuant caches itself (kernels/mma.cl MT_KVTQ): both caches
+ * TurboQuant (their heads a power of two, which TurboQuant needs, of 16 ..
+ * 128: a quad of lanes holds each, tqquad.cl), so the f32 staging rows
+ * and kv.cl's kv_store are saved (H100, ppl512 B 8 of the synthetic
+ * Llama-3.2-1B q8_0 + tq4: 0.33 ms of a 25.1 ms forward, profiled).
+ * QEVAL_MMA_KVTQ=0 keeps them (A/B runs, check_mma's comparison). */
+static int kvtq_of(const qe_engine *e)
+{
+    const int hd = e->hp.head_dim;
+    return qe_kv_format_per_head(e->opt.kv_k) && qe_kv_format_per_head(e->opt.kv_v) && hd >= 16 &&
+           hd <= MMA_TILE && (hd & (hd - 1)) == 0 && !qe_engine_env_off("QEVAL_MMA_KVTQ");
+}
+
 /* The format mma_tile reads weight w in: f16 where engine_wh.c copies it. */
 static int tile_fmt(const dev_weight *w) { return w->wh ? WF_F16 : w->fmt; }
 
@@ -614,10 +628,15 @@ static qe_status x1_args(const qe_engine *e, cl_kernel k, const skinny_pro *pro,
     return st;
 }
 
-/* The sources of every kernels/mma.cl build, in order. */
+/* The sources of every kernels/mma.cl build, in order; the MT_KVTQ build
+ * (kvtq_of) also takes the cache formats and the quad encoder. */
 static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "wgmma.cl", "xh.cl",
                                        "rms.cl",     "act.cl", "qkv.cl",   "mma.cl"};
 #define N_MMA_SRCS (sizeof mma_srcs / sizeof mma_srcs[0])
+static const char *const mma_kvtq_srcs[] = {"weights.cl", "ptx.cl",   "wgmma.cl",  "xh.cl",
+                                            "rms.cl",     "act.cl",   "qkv.cl",    "kvfmt.cl",
+                                            "tqquad.cl",  "mma.cl"};
+#define N_MMA_KVTQ_SRCS (sizeof mma_kvtq_srcs / sizeof mma_kvtq_srcs[0])
 
 /* One mma_tile build for weights of format fmt: the format's options
  * (base), the engine's tile shape, the format's X order, variant ("",
@@ -626,14 +645,16 @@ static const char *const mma_srcs[] = {"weights.cl", "ptx.cl", "wgmma.cl", "xh.c
 static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char *variant,
                             int gm, const char *name, cl_program *p, cl_kernel *k)
 {
-    char opts[320];
-    const int wg = (int)(e->mt_wg >> fmt & 1u);
+    char opts[384];
+    const int wg = (int)(e->mt_wg >> fmt & 1u), tq = strstr(variant, "-DMT_KVTQ=1") != NULL;
+    const char *const *srcs = tq ? mma_kvtq_srcs : mma_srcs;
+    const size_t n_srcs = tq ? N_MMA_KVTQ_SRCS : N_MMA_SRCS;
     snprintf(opts, sizeof opts,
              "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d -DMT_WG=%d %s", base,
              e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt), gm,
              wg, variant);
-    qe_status st = wg ? qe_cl_build_wgmma(e->cl, mma_srcs, N_MMA_SRCS, opts, p)
-                      : qe_cl_build(e->cl, mma_srcs, N_MMA_SRCS, opts, p);
+    qe_status st = wg ? qe_cl_build_wgmma(e->cl, srcs, n_srcs, opts, p)
+                      : qe_cl_build(e->cl, srcs, n_srcs, opts, p);
     return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
 }
 
@@ -681,11 +702,18 @@ static qe_status need_tiles(qe_engine *e, int fmt)
         st = tile_build(e, base, fmt, "-DMT_LSE=1", tile_gm_head(head), "mma_tile_lse", &e->prog_lse,
                         &e->k_mma_lse);
     if (st == QE_OK && fmt == WF_F16 && rope_fuses(e)) {
-        char rope[96], pair[144];
+        char rope[96], pair[256], tq[160] = "";
         snprintf(rope, sizeof rope, "-DMT_ROPE=1 -DMT_RHD=%d -DMT_RROT=%d -DMT_RHALF=%d",
                  e->hp.head_dim, e->hp.n_rot, e->hp.rope_layout == QE_ROPE_HALVES);
-        /* both caches f16: K and V go straight into them (MT_KV16, run_kv) */
-        snprintf(pair, sizeof pair, "%s -DMT_PAIR=1 -DMT_KV16=%d", rope, kv16_of(e));
+        /* both caches f16 or both TurboQuant: K and V go straight into them
+           (MT_KV16, MT_KVTQ; run_kv) */
+        if (kvtq_of(e)) {
+            char defs[96];
+            qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
+            snprintf(tq, sizeof tq, " -DMT_KVTQ=1 -DMT_KVK=%d -DMT_KVV=%d %s", (int)e->opt.kv_k,
+                     (int)e->opt.kv_v, defs);
+        }
+        snprintf(pair, sizeof pair, "%s -DMT_PAIR=1 -DMT_KV16=%d%s", rope, kv16_of(e), tq);
         const uint64_t q_dim = (uint64_t)e->hp.n_heads * (uint64_t)e->hp.head_dim;
         st = tile_build(e, base, fmt, rope, tile_gm(wfmt_bytes(fmt, q_dim * (uint64_t)e->hp.dim)),
                         "mma_tile", &e->prog_rope, &e->k_mma_rope);
@@ -1007,13 +1035,15 @@ static qe_status build_common(qe_engine *e)
        25.24 ms); the same bits (dump hashes). */
     const int hd = e->hp.head_dim;
     if (st == QE_OK && e->opt.gemm == QE_GEMM_MMA && hd % 16 == 0 && hd <= 128) {
-        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "xh.cl", "attn_mma.cl"};
+        static const char *const asrcs[] = {"kvfmt.cl", "ptx.cl", "tqquad.cl", "xh.cl",
+                                            "attn_mma.cl"};
+#define N_ASRCS (sizeof asrcs / sizeof asrcs[0])
         char rot[48];
         snprintf(rot, sizeof rot, "-DAM_ROTQ=%d -DAM_ROTO=%d",
                  qe_kv_format_per_head(e->opt.kv_k), qe_kv_format_per_head(e->opt.kv_v));
         snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d %s", defs,
                  (int)e->opt.kv_k, (int)e->opt.kv_v, rot);
-        st = qe_cl_build(e->cl, asrcs, 4, opts, &e->prog_attn_mma);
+        st = qe_cl_build(e->cl, asrcs, N_ASRCS, opts, &e->prog_attn_mma);
         if (st == QE_OK)
             st = qe_cl_kernel(e->prog_attn_mma, "attn_mma", &e->k_attn_mma);
         /* attn_kv_f16 and attn_mma's f16 build, where a cache is not f16
@@ -1025,7 +1055,7 @@ static qe_status build_common(qe_engine *e)
                rotated-domain values */
             snprintf(opts, sizeof opts, "-cl-std=CL1.2 %s -DQE_KVK=%d -DQE_KVV=%d %s", defs,
                      (int)QE_KV_F16, (int)QE_KV_F16, rot);
-            st = qe_cl_build(e->cl, asrcs, 4, opts, &e->prog_attn16);
+            st = qe_cl_build(e->cl, asrcs, N_ASRCS, opts, &e->prog_attn16);
             if (st == QE_OK)
                 st = qe_cl_kernel(e->prog_attn16, "attn_mma", &e->k_attn16);
             if (st == QE_OK)
@@ -2061,10 +2091,11 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
     qe_status st = QE_OK;
     tile_rope tr;
     const tile_rope *rope = rope_tile_of(e, l, d->bk, d->k_norm, n_tok, &tr);
-    if (e->kvs_v && kv16_of(e) && pair_rope_serves(e, &d->wk, &d->wv, rope)) {
-        /* MT_KV16: K rotated and V straight into their f16 caches */
-        QE_ASSERT(e->kv_row_bytes[0] == (size_t)e->kv_dim * 2 &&
-                  e->kv_row_bytes[1] == (size_t)e->kv_dim * 2);
+    if (e->kvs_v && (kv16_of(e) || kvtq_of(e)) && pair_rope_serves(e, &d->wk, &d->wv, rope)) {
+        /* MT_KV16 / MT_KVTQ: K rotated and V straight into their caches
+           (rows of kv_dim halves, or of n_kv head vectors the kernel sizes) */
+        QE_ASSERT(!kv16_of(e) || (e->kv_row_bytes[0] == (size_t)e->kv_dim * 2 &&
+                                  e->kv_row_bytes[1] == (size_t)e->kv_dim * 2));
         return run_tile(e, &d->wk, &d->wv, e->h, 0, hp->dim, rows, d->kc, d->vc, e->kv_dim, n_tok,
                         ctx, 0, rope);
     }

@@ -303,6 +303,64 @@ static size_t wt_f16_bad(qe_engine *e, const dev_weight *w, const qe_tensor *t)
     return bad;
 }
 
+/* The encoders' quotients (kernels/kv.cl KV_DIV, and KV_DIVF in the warp
+ * build) are the CPU's float divisions, bit for bit, on a device that can
+ * divide correctly rounded: NVIDIA's OpenCL had compiled KV_DIV's double
+ * quotient to an approximate float division, 1 ulp off for 38.0M of 134.2M
+ * random pairs on the H100, too rare a flip for the codec rows above to
+ * show. Quotients of the encoders' kinds: a block maximum over 127 or -8,
+ * 1 over the scale, and rotated elements over their norm. */
+#define DIV_N (1 << 18)
+START_TEST(test_codec_div)
+{
+    qe_test_rng_seed(23);
+    float *a = malloc(DIV_N * sizeof *a), *b = malloc(DIV_N * sizeof *b);
+    float *y = malloc(2 * DIV_N * sizeof *y);
+    ck_assert(a && b && y);
+    for (int i = 0; i < DIV_N; i++) {
+        const double m = pow(2.0, 24.0 * qe_test_rnd_unit()); /* magnitudes 2^-24 .. 2^24 */
+        switch (i % 4) {
+        case 0: /* amax / 127 */
+            a[i] = (float)(fabs(rnd_normal()) * m);
+            b[i] = 127.0f;
+            break;
+        case 1: /* mx / -8 */
+            a[i] = (float)(rnd_normal() * m);
+            b[i] = -8.0f;
+            break;
+        case 2: /* 1 / d */
+            a[i] = 1.0f;
+            b[i] = (float)(fabs(rnd_normal()) * m + 1e-30);
+            break;
+        default: /* z = t / norm */
+            a[i] = (float)(rnd_normal() * m);
+            b[i] = (float)(fabs(rnd_normal()) * m * 8.0 + 1e-30);
+        }
+    }
+    const int exact = qe_cl_device(qe_test_cl())->fp32_div_rn;
+    const qe_kv_format fs[] = {QE_KV_Q8_0, QE_KV_TQ4};
+    for (size_t k = 0; k < sizeof fs / sizeof fs[0]; k++) {
+        OK(qe_engine_kv_div(qe_test_cl(), fs[k], 64, DIV_N, a, b, y));
+        int bad[2] = {0, 0};
+        for (int i = 0; i < DIV_N; i++) {
+            volatile float c = a[i] / b[i]; /* the CPU encoder's float division */
+            for (int w = 0; w < 2; w++)
+                bad[w] += y[2 * i + w] != c;
+        }
+        printf("# codec: %s encoder's quotients off the CPU's: KV_DIV %d, KV_DIVF %d of %d "
+               "(the device divides correctly rounded: %s)\n",
+               qe_kv_format_name(fs[k]), bad[0], bad[1], DIV_N, exact ? "yes" : "no");
+        if (exact)
+            ck_assert_msg(bad[0] == 0 && bad[1] == 0,
+                          "%s: %d / %d of %d quotients differ from the CPU's (KV_DIV / KV_DIVF)",
+                          qe_kv_format_name(fs[k]), bad[0], bad[1], DIV_N);
+    }
+    free(a);
+    free(b);
+    free(y);
+}
+END_TEST
+
 START_TEST(test_wt_f16)
 {
     const char *const models[] = {"models/stories260K.gguf", "models/TinyStories-656K"};
@@ -894,6 +952,7 @@ Suite *engine_formats_suite(void)
     tcase_set_timeout(tc, 240);
     tcase_add_unchecked_fixture(tc, qe_test_cl_setup, qe_test_cl_teardown);
     tcase_add_test(tc, test_codec);
+    tcase_add_test(tc, test_codec_div);
     tcase_add_test(tc, test_weights_260k);
     tcase_add_test(tc, test_weights_656k);
     tcase_add_test(tc, test_weights_kquants);

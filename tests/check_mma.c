@@ -707,7 +707,8 @@ static void rope_run(uint64_t ropes[2], qe_cl *cl, const qe_model *m, qe_kv_form
  * as they store (kernels/mma.cl MT_ROPE, engine.c rope_fuses) gives the
  * bits of rope.cl's pass over the stored rows (QEVAL_MMA_ROPE=0): every
  * lse, target log-prob and top-10 entry equal, and rope.cl never runs;
- * with f16 caches the pair writes them (MT_KV16), and kv_store never runs
+ * with f16 caches the pair writes them (MT_KV16), and with TurboQuant ones
+ * encodes them (MT_KVTQ: tq4 / tq4, tq3 / tq2), and kv_store never runs
  * either.
  * Heads of 64 in the pairs layout (f16 weights, and Q8_0 through their f16
  * copies), heads of 80 (straddling the 128-output tiles) under llama3
@@ -750,14 +751,20 @@ START_TEST(test_rope_epilogue)
     const char *const names[] = {"heads of 64, f16", "heads of 64, q8_0",
                                  "heads of 80 (straddling tiles), f16", "TinyStories-656K (halves), f16"};
     ck_assert_int_eq(qe_model_hparams(ms[2])->n_rot, 80); /* the synth rotates whole heads */
-    const qe_kv_format kvs[][2] = {
-        {QE_KV_F16, QE_KV_F16}, {QE_KV_F32, QE_KV_F32}, {QE_KV_Q8_0, QE_KV_F32}};
+    const qe_kv_format kvs[][2] = {{QE_KV_F16, QE_KV_F16}, {QE_KV_F32, QE_KV_F32},
+                                   {QE_KV_Q8_0, QE_KV_F32}, {QE_KV_TQ4, QE_KV_TQ4},
+                                   {QE_KV_TQ3, QE_KV_TQ2}};
     static rope_out a, b;
     static int32_t tok[RE_ROWS];
     for (int i = 0; i < 4; i++) {
         const qe_hparams *hp = qe_model_hparams(ms[i]);
         tokens(tok, RE_ROWS, hp->n_vocab, 17 + (uint64_t)i);
         for (size_t k = 0; k < sizeof kvs / sizeof kvs[0]; k++) {
+            /* both caches f16 (MT_KV16) or both TurboQuant (MT_KVTQ, which
+               needs power-of-two heads): the pair writes them */
+            const int tq = qe_kv_format_per_head(kvs[k][0]) && qe_kv_format_per_head(kvs[k][1]);
+            if (tq && (hp->head_dim & (hp->head_dim - 1)))
+                continue;
             uint64_t fused[2], apart[2];
             rope_run(fused, cl, ms[i], kvs[k][0], kvs[k][1], tok, &a);
             setenv("QEVAL_MMA_ROPE", "0", 1);
@@ -768,12 +775,17 @@ START_TEST(test_rope_epilogue)
                    "%llu, %llu / %llu apart\n",
                    names[i], kn, vn, (unsigned long long)fused[0], (unsigned long long)fused[1],
                    (unsigned long long)apart[0], (unsigned long long)apart[1]);
-            const uint64_t nl = (uint64_t)hp->n_layers, kv16 = kvs[k][0] == QE_KV_F16;
-            ck_assert_msg(apart[0] == 2 * nl && apart[1] == (kvs[k][0] == QE_KV_F32 ? 0 : nl),
+            const uint64_t nl = (uint64_t)hp->n_layers;
+            const int direct = kvs[k][0] == QE_KV_F16 || tq;
+            /* apart: one kv_store a layer for K, V beside it in one format */
+            const uint64_t stores = kvs[k][0] == QE_KV_F32                           ? 0
+                                    : kvs[k][1] != QE_KV_F32 && kvs[k][1] != kvs[k][0] ? 2 * nl
+                                                                                     : nl;
+            ck_assert_msg(apart[0] == 2 * nl && apart[1] == stores,
                           "%s: rope ran %llu times apart, kv_store %llu", names[i],
                           (unsigned long long)apart[0], (unsigned long long)apart[1]);
             ck_assert_msg(fused[0] == (caps.wgmma ? 0 : apart[0]) &&
-                              fused[1] == (caps.wgmma && kv16 ? 0 : apart[1]),
+                              fused[1] == (caps.wgmma && direct ? 0 : apart[1]),
                           "%s K %s V %s: rope ran %llu times, kv_store %llu", names[i], kn, vn,
                           (unsigned long long)fused[0], (unsigned long long)fused[1]);
             ck_assert_msg(memcmp(&a, &b, sizeof a) == 0,

@@ -30,7 +30,7 @@ fail=0
 srcs_of() { # ARRAY: the .cl names in lib/engine.c's "ARRAY[] = { ... };"
     sed -n "/ $1\[\] = {/,/};/p" lib/engine.c | grep -o '"[a-z_0-9]*\.cl"' | tr -d '"'
 }
-for prog in mma:mma_srcs attn:asrcs; do
+for prog in mma:mma_srcs mmatq:mma_kvtq_srcs attn:asrcs; do
     names=$(srcs_of "${prog#*:}")
     [ -n "$names" ] || { echo "not ok - no ${prog#*:} sources found in lib/engine.c"; exit 1; }
     # shellcheck disable=SC2086
@@ -89,6 +89,15 @@ for wt in 0 1 2 3; do
                         build "mma_tile wt $wt gm $gm wgmma rope $hd/$rot/$half $v" "$T/mma.cl" \
                             "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 $v -DMT_ROPE=1 -DMT_RHD=$hd -DMT_RROT=$rot -DMT_RHALF=$half"
                     done
+                    # K and V into TurboQuant caches (MT_KVTQ: power-of-two
+                    # heads; tq4 / tq4 and tq3 / tq2, with and without fp64)
+                    if [ $((hd & (hd - 1))) = 0 ]; then
+                        for kv in "4 4 -DQE_FP64" "5 6"; do
+                            read -r kk vv fp <<<"$kv"
+                            build "mma_tile wt $wt gm $gm wgmma rope $hd/$rot/$half KVTQ $kk/$vv $fp" "$T/mmatq.cl" \
+                                "$base -DMT_BM=128 -DMT_S=3 -DMT_WN=32 -DMT_XO=$xo -DMT_GM=$gm -DMT_WG=1 -DMT_PAIR=1 -DMT_ROPE=1 -DMT_RHD=$hd -DMT_RROT=$rot -DMT_RHALF=$half -DMT_KVTQ=1 -DMT_KVK=$kk -DMT_KVV=$vv -DQE_HD=$hd -DQE_SQRT_HD=1.0f $fp"
+                        done
+                    fi
                 done
             fi
         done

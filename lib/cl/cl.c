@@ -251,6 +251,10 @@ static qe_status fill_device(cl_platform_id plat, cl_device_id dev, qe_cl_device
     if (u32 >= 3 && (st = info_val(dev, CL_DEVICE_MAX_WORK_ITEM_SIZES, wi, sizeof wi)))
         return st;
     memcpy(d->max_wi_sizes, wi, sizeof wi);
+    cl_device_fp_config fp = 0;
+    if ((st = info_val(dev, CL_DEVICE_SINGLE_FP_CONFIG, &fp, sizeof fp)))
+        return st;
+    d->fp32_div_rn = (fp & CL_FP_CORRECTLY_ROUNDED_DIVIDE_SQRT) != 0;
     return QE_OK;
 }
 
