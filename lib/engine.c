@@ -645,7 +645,7 @@ static const char *const mma_kvtq_srcs[] = {"weights.cl", "ptx.cl",   "wgmma.cl"
 static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char *variant,
                             int gm, const char *name, cl_program *p, cl_kernel *k)
 {
-    char opts[384];
+    char opts[512];
     const int wg = (int)(e->mt_wg >> fmt & 1u), tq = strstr(variant, "-DMT_KVTQ=1") != NULL;
     const char *const *srcs = tq ? mma_kvtq_srcs : mma_srcs;
     const size_t n_srcs = tq ? N_MMA_KVTQ_SRCS : N_MMA_SRCS;
@@ -702,7 +702,7 @@ static qe_status need_tiles(qe_engine *e, int fmt)
         st = tile_build(e, base, fmt, "-DMT_LSE=1", tile_gm_head(head), "mma_tile_lse", &e->prog_lse,
                         &e->k_mma_lse);
     if (st == QE_OK && fmt == WF_F16 && rope_fuses(e)) {
-        char rope[96], pair[256], tq[160] = "";
+        char rope[96], pair[320], tq[160] = "";
         snprintf(rope, sizeof rope, "-DMT_ROPE=1 -DMT_RHD=%d -DMT_RROT=%d -DMT_RHALF=%d",
                  e->hp.head_dim, e->hp.n_rot, e->hp.rope_layout == QE_ROPE_HALVES);
         /* both caches f16 or both TurboQuant: K and V go straight into them
