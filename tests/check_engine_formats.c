@@ -932,6 +932,15 @@ START_TEST(test_limits)
     ck_assert_int_eq(qe_engine_kv_codec(qe_test_cl(), QE_KV_TQ3, 1, 12, 1, x, enc, NULL),
                      QE_EUNSUPPORTED);
     ck_assert_int_eq(qe_engine_kv_codec(qe_test_cl(), QE_KV_F16, 1, 16, 0, x, enc, NULL), QE_EINVAL);
+    /* and its quotients': no pairs, heads it does not build for */
+    float q[2 * 64];
+    const float one[64] = {1.0f};
+    ck_assert_int_eq(qe_engine_kv_div(qe_test_cl(), QE_KV_Q8_0, 64, 0, one, one, q), QE_EINVAL);
+    ck_assert_int_eq(qe_engine_kv_div(qe_test_cl(), QE_KV_Q8_0, 0, 1, one, one, q), QE_EINVAL);
+    ck_assert_int_eq(qe_engine_kv_div(qe_test_cl(), QE_KV_TQ4, 512, 1, one, one, q), QE_EINVAL);
+    /* one pair: 1 / 1 both ways */
+    OK(qe_engine_kv_div(qe_test_cl(), QE_KV_TQ4, 16, 1, one, one, q));
+    ck_assert(q[0] == 1.0f && q[1] == 1.0f);
 
     qe_engine_close(other);
     qe_cl_close(cl2);
