@@ -190,12 +190,11 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         float qv[QE_HD / 4];
 #pragma unroll
         for (int n = 0; n < QE_HD / 4; n += 2) {
-            const int d = 8 * (n / 2) + 2 * t4;
             float2 v = (float2)(0.0f, 0.0f);
             if (pr[rr] < n_tok)
-                v = vload2(0, q + ((size_t)s * n_tok + pr[rr]) * qd + h * QE_HD + d);
-            qv[n] = tq_sign_at(d) * v.x;
-            qv[n + 1] = tq_sign_at(d + 1) * v.y;
+                v = vload2(0, q + ((size_t)s * n_tok + pr[rr]) * qd + h * QE_HD + TQ_QD(n, t4));
+            qv[n] = tq_sign_quad(n, t4) * v.x;
+            qv[n + 1] = tq_sign_quad(n + 1, t4) * v.y;
         }
         tq_fwht_quad(qv, t4);
 #pragma unroll
@@ -371,9 +370,8 @@ void attn_mma(const __global float *q,   /* [n_seq*n_tok][n_heads*QE_HD] */
         tq_fwht_quad(y, t4);
 #pragma unroll
         for (int i = 0; i < AM_DT; i++) {
-            const int d = 8 * i + 2 * t4;
-            o[i][2 * r] = tq_sign_at(d) * (y[2 * i] / QE_SQRT_HD);
-            o[i][2 * r + 1] = tq_sign_at(d + 1) * (y[2 * i + 1] / QE_SQRT_HD);
+            o[i][2 * r] = tq_sign_quad(2 * i, t4) * (y[2 * i] / QE_SQRT_HD);
+            o[i][2 * r + 1] = tq_sign_quad(2 * i + 1, t4) * (y[2 * i + 1] / QE_SQRT_HD);
         }
     }
 #endif

@@ -8,13 +8,10 @@
  *   The encoders reproduce lib/kv_format.c byte for byte (lib/quant.c's
  *   Q8_0/Q4_0 quantizers, lib/turboquant.c's encoder):
  *   the same float expressions in the same order, no contraction, f16 by
- *   round-to-nearest-even (vstore_half_rte), divisions and the TurboQuant
- *   norm in double when QE_FP64 is set (a float quotient rounded from double
- *   is the correctly rounded one, and the norm is defined as a double sum;
- *   the engine also builds this file with
- *   -cl-fp32-correctly-rounded-divide-sqrt, as compilers narrow the double
- *   division: lib/engine_kv.c build_kv).
- *   Without fp64 divisions are OpenCL float divisions (<= 2.5 ulp), so a rare
+ *   round-to-nearest-even (vstore_half_rte), divisions correctly rounded
+ *   (kvfmt.cl KV_DIV) and the TurboQuant norm in double when QE_FP64 is set
+ *   (the norm is defined as a double sum). Without fp64, or built without
+ *   -cl-fp32-correctly-rounded-divide-sqrt where the device lacks it, a rare
  *   byte may differ from the CPU's.
  *   Work-items: one per element (f32, f16) or per block of 32 (q8_0, q4_0):
  *   global (units per row, n_rows, 1), any local size, each unit encoded
@@ -33,8 +30,8 @@
  *   when both caches have this format: one launch).
  * kv_load_rows: tests only: decodes rows with kvfmt.cl's kv_load into
  *   floats (tq*: the rotated domain), global (n_kv * QE_HD, n_rows).
- * kv_div_rows: tests only: the encoders' quotients, KV_DIV and KV_DIVF, of
- *   n pairs, global (n).
+ * kv_div_rows: tests only: the encoders' quotients (kvfmt.cl KV_DIV) of n
+ *   pairs, global (n).
  */
 #ifndef QE_KVF
 #error "build with -DQE_KVF=<KV-cache format>"
@@ -130,7 +127,7 @@ inline void kv_store_tq_warp(const __global float *x, __global uchar *v)
     uint w = 0;
 #pragma unroll
     for (int k = 0; k < KS_K; k++) {
-        const int q = ok ? kv_tq_quantize(KV_DIVF(a[k], norm), bits) : 0;
+        const int q = ok ? kv_tq_quantize(KV_DIV(a[k], norm), bits) : 0;
         w |= (uint)q << (bits * ((KS_K * lane + k) % 8));
     }
 #pragma unroll
@@ -280,9 +277,9 @@ __kernel void kv_load_rows(const __global uchar *src, ulong row_bytes, int n, /*
 }
 
 __kernel void kv_div_rows(const __global float *a, const __global float *b, int n,
-                          __global float2 *y)
+                          __global float *y)
 {
     const int i = get_global_id(0);
     if (i < n)
-        y[i] = (float2)(KV_DIV(a[i], b[i]), KV_DIVF(a[i], b[i]));
+        y[i] = KV_DIV(a[i], b[i]);
 }

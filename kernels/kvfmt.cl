@@ -175,24 +175,19 @@ inline float kv_load(const __global uchar *row, const int fmt, int e)
 
 /* ---- the TurboQuant encoder's pieces (kv.cl's kv_store, mma.cl's MT_KVTQ
  * epilogue): lib/turboquant.c's steps, byte for byte ---- */
-/* Divisions in double where the device has it: a float quotient rounded
- * from double is the correctly rounded one, as the CPU's. (A compiler may
- * narrow it to a float division, which OpenCL lets be 2.5 ulp off unless
- * the program is built with -cl-fp32-correctly-rounded-divide-sqrt, as
- * lib/engine_kv.c builds kv.cl.) */
-#ifdef QE_FP64
+/* The encoders' quotients: the CPU's float divisions, correctly rounded.
+ * Where ptx.cl came before this file (QE_PTX: NVIDIA), div.rn.f32
+ * (ptx_div_rn). Elsewhere in double where the device has it (a float
+ * quotient rounded from double is the correctly rounded one), which a
+ * compiler may narrow to a float division that OpenCL lets be 2.5 ulp off
+ * unless the program is built with -cl-fp32-correctly-rounded-divide-sqrt,
+ * as lib/engine_kv.c builds kv.cl (its build_kv says what NVIDIA did). */
+#if defined(QE_PTX)
+#define KV_DIV(a, b) ptx_div_rn(a, b)
+#elif defined(QE_FP64)
 #define KV_DIV(a, b) ((float)((double)(a) / (double)(b)))
 #else
 #define KV_DIV(a, b) ((a) / (b))
-#endif
-/* KV_DIV where ptx.cl came before this file (QE_PTX: NVIDIA): div.rn.f32's
- * correctly rounded float, the CPU's quotient (ptx.cl ptx_div_rn), in a
- * build that need not take -cl-fp32-correctly-rounded-divide-sqrt for all
- * its divisions (lib/engine_kv.c build_kv says why KV_DIV needs it) */
-#if defined(QE_PTX)
-#define KV_DIVF(a, b) ptx_div_rn(a, b)
-#else
-#define KV_DIVF(a, b) KV_DIV(a, b)
 #endif
 /* the f16 NaN the CPU stores for a block or vector that is not finite */
 #define F16_NAN_LO 0x00

@@ -44,12 +44,12 @@ inline float ptx_shfl_idx(float v, int src)
 
 /* a / b correctly rounded (div.rn.f32: IEEE 754 round to nearest even,
  * subnormals kept), where OpenCL's float division may be 2.5 ulp off.
- * It is the CPU's a / b, and what kvfmt.cl's KV_DIV, (float)((double)a /
- * (double)b), means: rounding the double quotient again to float is
- * innocuous for division, as 53 >= 2 * 24 + 2 bits (Figueroa, "When is
- * double rounding innocuous?", 1995). That is also why compilers narrow
- * KV_DIV to a float division, which NVIDIA's OpenCL made div.full.f32
- * (2 ulp): lib/engine_kv.c build_kv. */
+ * It is the CPU's a / b, and what kvfmt.cl's KV_DIV means elsewhere by
+ * (float)((double)a / (double)b): rounding the double quotient again to
+ * float is innocuous for division, as 53 >= 2 * 24 + 2 bits (Figueroa,
+ * "When is double rounding innocuous?", 1995). That is also why compilers
+ * narrow that form to a float division, which NVIDIA's OpenCL made
+ * div.full.f32 (2 ulp): lib/engine_kv.c build_kv. */
 inline float ptx_div_rn(float a, float b)
 {
     float r;

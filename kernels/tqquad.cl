@@ -16,6 +16,13 @@
 /* Element d of lane t4's n (see the top). */
 #define TQ_QD(n, t4) (8 * ((n) / 2) + 2 * (t4) + (n) % 2)
 
+/* tq_sign_at of lane t4's n: d / 64 = n / 16, so the word is a constant
+ * where n is (an unrolled loop's) */
+inline float tq_sign_quad(int n, int t4)
+{
+    return tq_sign_of(tq_word((ulong)(n / 16)), TQ_QD(n, t4));
+}
+
 /* The Walsh-Hadamard butterflies of the head vector in v. Stage len pairs
  * d with d + len and makes (a + b, a - b), stages in tq_fwht's order (len
  * 1, 2, 4, ...): bit 0 of d is bit 0 of n, bits 1 and 2 are t4's (the
@@ -105,8 +112,8 @@ inline void tq_encode_quad(float *v, const int nv, int t4, const int bits, __glo
     for (int h = 0; h < nv; h++) {
         norm[h] = (float)sqrt(ss[h]);
 #pragma unroll
-        for (int n = 0; n < TQ_NQ; n++) /* d / 64 = n / 16: one word for 64 signs */
-            v[TQ_NQ * h + n] *= tq_sign_of(tq_word((ulong)(n / 16)), TQ_QD(n, t4));
+        for (int n = 0; n < TQ_NQ; n++)
+            v[TQ_NQ * h + n] *= tq_sign_quad(n, t4);
         tq_fwht_quad(v + TQ_NQ * h, t4);
     }
 #pragma unroll
@@ -117,7 +124,7 @@ inline void tq_encode_quad(float *v, const int nv, int t4, const int bits, __glo
             uint w = 0;
 #pragma unroll
             for (int e = 0; e < 2; e++) {
-                const float z = KV_DIVF(v[TQ_NQ * h + 2 * g + e], norm[h]);
+                const float z = KV_DIV(v[TQ_NQ * h + 2 * g + e], norm[h]);
                 w |= (ok ? (uint)kv_tq_quantize(z, bits) : 0u) << (bits * (2 * t4 + e));
             }
             w |= as_uint(ptx_shfl_xor(as_float(w), 1));

@@ -638,17 +638,17 @@ static const char *const mma_kvtq_srcs[] = {"weights.cl", "ptx.cl",   "wgmma.cl"
                                             "tqquad.cl",  "mma.cl"};
 #define N_MMA_KVTQ_SRCS (sizeof mma_kvtq_srcs / sizeof mma_kvtq_srcs[0])
 
-/* One mma_tile build for weights of format fmt: the format's options
- * (base), the engine's tile shape, the format's X order, variant ("",
- * "-DMT_PAIR=1" or "-DMT_GLU=1") and the work-group order tile_gm gives its
- * largest matrix of w_bytes; its kernel name into *k. */
-static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char *variant,
-                            int gm, const char *name, cl_program *p, cl_kernel *k)
+/* One mma_tile build for weights of format fmt from sources srcs (n_srcs):
+ * the format's options (base), the engine's tile shape, the format's X
+ * order, variant ("", "-DMT_PAIR=1" or "-DMT_GLU=1") and the work-group
+ * order tile_gm gives its largest matrix of w_bytes; its kernel name into
+ * *k. tile_build: from mma_srcs. */
+static qe_status tile_build_srcs(qe_engine *e, const char *const *srcs, size_t n_srcs,
+                                 const char *base, int fmt, const char *variant, int gm,
+                                 const char *name, cl_program *p, cl_kernel *k)
 {
     char opts[512];
-    const int wg = (int)(e->mt_wg >> fmt & 1u), tq = strstr(variant, "-DMT_KVTQ=1") != NULL;
-    const char *const *srcs = tq ? mma_kvtq_srcs : mma_srcs;
-    const size_t n_srcs = tq ? N_MMA_KVTQ_SRCS : N_MMA_SRCS;
+    const int wg = (int)(e->mt_wg >> fmt & 1u);
     snprintf(opts, sizeof opts,
              "%s -DMT_BM=%d -DMT_S=%d -DMT_WN=%d -DMT_XO=%d -DMT_GM=%d -DMT_WG=%d %s", base,
              e->mt_shape.rows, e->mt_shape.stages, e->mt_shape.wn, xh_order(fmt), gm,
@@ -656,6 +656,12 @@ static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char 
     qe_status st = wg ? qe_cl_build_wgmma(e->cl, srcs, n_srcs, opts, p)
                       : qe_cl_build(e->cl, srcs, n_srcs, opts, p);
     return st == QE_OK ? qe_cl_kernel(*p, name, k) : st;
+}
+
+static qe_status tile_build(qe_engine *e, const char *base, int fmt, const char *variant,
+                            int gm, const char *name, cl_program *p, cl_kernel *k)
+{
+    return tile_build_srcs(e, mma_srcs, N_MMA_SRCS, base, fmt, variant, gm, name, p, k);
 }
 
 /* The options every kernels/mma.cl build for weights of format fmt starts
@@ -688,37 +694,45 @@ static qe_status need_tiles(qe_engine *e, int fmt)
     const uint64_t ffn = wfmt_bytes(fmt, (uint64_t)e->hp.n_ff * (uint64_t)e->hp.dim);
     const uint64_t head = wfmt_bytes(fmt, (uint64_t)e->hp.n_vocab * (uint64_t)e->hp.dim);
     const uint64_t kv = wfmt_bytes(fmt, 2 * (uint64_t)e->kv_dim * (uint64_t)e->hp.dim); /* K, V */
-    qe_status st = tile_build(e, base, fmt, "", tile_gm(fmt == e->head_fmt && head > ffn ? head : ffn),
-                              "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
+    qe_status st =
+        tile_build(e, base, fmt, "", tile_gm(fmt == e->head_fmt && head > ffn ? head : ffn),
+                   "mma_tile", &e->prog_mma[fmt], &e->k_mma_tile[fmt]);
     if (st == QE_OK)
         st = qe_cl_kernel(e->prog_mma[fmt], "mma_xh", &e->k_mma_xh[fmt]);
     const int own = !(e->wh_fmts >> fmt & 1u); /* its layer weights through these builds */
     if (st == QE_OK && own) /* prefill's K and V (run_kv) */
-        st = tile_build(e, base, fmt, "-DMT_PAIR=1", tile_gm(kv), "mma_tile_pair", &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
+        st = tile_build(e, base, fmt, "-DMT_PAIR=1", tile_gm(kv), "mma_tile_pair",
+                        &e->prog_pair[fmt], &e->k_mma_pair[fmt]);
     if (st == QE_OK && own && e->hp.ffn_act == QE_ACT_SILU)
-        st = tile_build(e, base, fmt, "-DMT_GLU=1", tile_gm(2 * ffn), "mma_tile_glu", &e->prog_glu[fmt],
-                        &e->k_mma_glu[fmt]);
+        st = tile_build(e, base, fmt, "-DMT_GLU=1", tile_gm(2 * ffn), "mma_tile_glu",
+                        &e->prog_glu[fmt], &e->k_mma_glu[fmt]);
     if (st == QE_OK && fmt == WF_F16 && lse_of(e))
-        st = tile_build(e, base, fmt, "-DMT_LSE=1", tile_gm_head(head), "mma_tile_lse", &e->prog_lse,
-                        &e->k_mma_lse);
+        st = tile_build(e, base, fmt, "-DMT_LSE=1", tile_gm_head(head), "mma_tile_lse",
+                        &e->prog_lse, &e->k_mma_lse);
     if (st == QE_OK && fmt == WF_F16 && rope_fuses(e)) {
         char rope[96], pair[320], tq[160] = "";
         snprintf(rope, sizeof rope, "-DMT_ROPE=1 -DMT_RHD=%d -DMT_RROT=%d -DMT_RHALF=%d",
                  e->hp.head_dim, e->hp.n_rot, e->hp.rope_layout == QE_ROPE_HALVES);
         /* both caches f16 or both TurboQuant: K and V go straight into them
-           (MT_KV16, MT_KVTQ; run_kv) */
-        if (kvtq_of(e)) {
+           (MT_KV16, MT_KVTQ; run_kv), the TurboQuant build from
+           mma_kvtq_srcs */
+        const int kv16 = kv16_of(e), kvtq = kvtq_of(e);
+        if (kvtq) {
             char defs[96];
             qe_engine_kv_defines(e->cl, e->hp.head_dim, defs, sizeof defs);
             snprintf(tq, sizeof tq, " -DMT_KVTQ=1 -DMT_KVK=%d -DMT_KVV=%d %s", (int)e->opt.kv_k,
                      (int)e->opt.kv_v, defs);
         }
-        snprintf(pair, sizeof pair, "%s -DMT_PAIR=1 -DMT_KV16=%d%s", rope, kv16_of(e), tq);
+        snprintf(pair, sizeof pair, "%s -DMT_PAIR=1 -DMT_KV16=%d%s", rope, kv16, tq);
         const uint64_t q_dim = (uint64_t)e->hp.n_heads * (uint64_t)e->hp.head_dim;
         st = tile_build(e, base, fmt, rope, tile_gm(wfmt_bytes(fmt, q_dim * (uint64_t)e->hp.dim)),
                         "mma_tile", &e->prog_rope, &e->k_mma_rope);
         if (st == QE_OK)
-            st = tile_build(e, base, fmt, pair, tile_gm(kv), "mma_tile_pair", &e->prog_pair_rope, &e->k_mma_pair_rope);
+            st = tile_build_srcs(e, kvtq ? mma_kvtq_srcs : mma_srcs,
+                                 kvtq ? N_MMA_KVTQ_SRCS : N_MMA_SRCS, base, fmt, pair,
+                                 tile_gm(kv), "mma_tile_pair", &e->prog_pair_rope,
+                                 &e->k_mma_pair_rope);
+        e->pair_kv = st == QE_OK && (kv16 || kvtq);
     }
     return st;
 }
@@ -2091,7 +2105,7 @@ static qe_status run_kv(qe_engine *e, int l, int n_seq, int n_tok)
     qe_status st = QE_OK;
     tile_rope tr;
     const tile_rope *rope = rope_tile_of(e, l, d->bk, d->k_norm, n_tok, &tr);
-    if (e->kvs_v && (kv16_of(e) || kvtq_of(e)) && pair_rope_serves(e, &d->wk, &d->wv, rope)) {
+    if (e->kvs_v && e->pair_kv && pair_rope_serves(e, &d->wk, &d->wv, rope)) {
         /* MT_KV16 / MT_KVTQ: K rotated and V straight into their caches
            (rows of kv_dim halves, or of n_kv head vectors the kernel sizes) */
         QE_ASSERT(!kv16_of(e) || (e->kv_row_bytes[0] == (size_t)e->kv_dim * 2 &&

@@ -204,9 +204,9 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
                              const float *x, void *dst, float *y);
 
 /* Tests: the quotients a[i] / b[i] (i < n) that the codec's encoders for
- * format f compute on this device, both ways kernels/kv.cl divides
- * (KV_DIV, KV_DIVF), into y[2 i] and y[2 i + 1]: the CPU's encoder divides
- * in float, correctly rounded, and the device must match it. */
+ * format f compute on this device (kvfmt.cl KV_DIV in the program the
+ * engine builds), into y[i]: the CPU's encoder divides in float, correctly
+ * rounded, and the device must match it. */
 qe_status qe_engine_kv_div(qe_cl *cl, qe_kv_format f, int head_dim, int n, const float *a,
                            const float *b, float *y);
 

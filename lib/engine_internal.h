@@ -134,6 +134,8 @@ struct qe_engine {
        f16 wgmma build): prefill's Q, and K with V (engine.c rope_fuses) */
     cl_program prog_rope, prog_pair_rope;
     cl_kernel k_mma_rope, k_mma_pair_rope;
+    int pair_kv; /* k_mma_pair_rope writes K and V into their caches (MT_KV16 / MT_KVTQ:
+                    kv16_of, kvtq_of), decided once where it is built */
     /* mma_skinny, decode calls of up to 16 rows, builds [shape][enum
        msk_xread]: shape [0] the default, [1] a second one for calls that
        [0] would give fewer than msk_few work-groups (0: no second build);

@@ -153,9 +153,9 @@ static size_t store_units(qe_kv_format f, int n_heads, int head_dim, int items)
  * same launch (kernels/kv.cl); TurboQuant: up to vecs head vectors of a
  * row a work-group (tq_vecs of n_heads). */
 static qe_status run_store(qe_cl *cl, cl_kernel k, qe_kv_format f, int vecs, int items,
-                           int n_heads, int head_dim, cl_mem src, int n_rows, cl_mem dst, cl_ulong row_bytes,
-                           int y_seq, int y_seq_stride, int y_off, cl_mem rslot, cl_mem rpos,
-                           cl_mem src_b, cl_mem dst_b)
+                           int n_heads, int head_dim, cl_mem src, int n_rows, cl_mem dst,
+                           cl_ulong row_bytes, int y_seq, int y_seq_stride, int y_off,
+                           cl_mem rslot, cl_mem rpos, cl_mem src_b, cl_mem dst_b)
 {
     const size_t tv = tq_vecs(vecs, (size_t)n_heads);
     qe_status st = qe_cl_args(k, 12, sizeof(cl_mem), &src, sizeof(int), &n_heads, sizeof(cl_mem),
@@ -179,9 +179,9 @@ static qe_status engine_store(qe_engine *e, int which, cl_mem src, int n_rows, c
     if (src_b && (which || e->opt.kv_k != e->opt.kv_v))
         return qe_fail(QE_EINVAL, "engine: K and V rows in one store need one cache format");
     return run_store(e->cl, e->k_store[which], which ? e->opt.kv_v : e->opt.kv_k,
-                     e->kv_store_v[which], e->kv_store_n[which], e->hp.n_kv_heads, e->hp.head_dim, src, n_rows, dst,
-                     (cl_ulong)e->kv_row_bytes[which], y_seq, y_seq_stride, y_off, rslot, rpos,
-                     src_b, dst_b);
+                     e->kv_store_v[which], e->kv_store_n[which], e->hp.n_kv_heads,
+                     e->hp.head_dim, src, n_rows, dst, (cl_ulong)e->kv_row_bytes[which], y_seq,
+                     y_seq_stride, y_off, rslot, rpos, src_b, dst_b);
 }
 
 qe_status qe_engine_run_kv_store(qe_engine *e, int which, cl_mem src, int n_rows, cl_mem dst,
@@ -198,6 +198,17 @@ qe_status qe_engine_run_kv_store_rows(qe_engine *e, int which, cl_mem src, int n
     return engine_store(e, which, src, n_rows, dst, 1, e->opt.n_ctx, 0, rslot, rpos, src_b, dst_b);
 }
 
+/* build_kv for the tests' entry points: the store the engine builds on
+ * this device, QE_SHFL's where it has inline PTX (the engine's
+ * QE_GEMM_MMA). */
+static qe_status build_kv_test(qe_cl *cl, qe_kv_format f, int head_dim, cl_program *prog,
+                               cl_kernel *store, cl_kernel *load, int *vecs, int *items)
+{
+    qe_cl_caps caps;
+    const int shfl = qe_cl_probe(cl, &caps) == QE_OK && caps.ptx_mma;
+    return build_kv(cl, f, head_dim, shfl, prog, store, load, vecs, items);
+}
+
 qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_dim, int n_rows,
                              const float *x, void *dst, float *y)
 {
@@ -212,12 +223,8 @@ qe_status qe_engine_kv_codec(qe_cl *cl, qe_kv_format f, int n_heads, int head_di
         return qe_fail(QE_EINVAL, "engine: KV codec test of %d rows x %d heads x %d is out of range",
                        n_rows, n_heads, head_dim);
     const size_t n = (size_t)n_heads * (size_t)head_dim;
-    /* the store the engine builds on this device: QE_SHFL's where it has
-       inline PTX (the engine's QE_GEMM_MMA) */
-    qe_cl_caps caps;
-    const int shfl = qe_cl_probe(cl, &caps) == QE_OK && caps.ptx_mma;
     int vecs = 1, items = 1;
-    if ((st = build_kv(cl, f, head_dim, shfl, &prog, &store, &load, &vecs, &items)) != QE_OK ||
+    if ((st = build_kv_test(cl, f, head_dim, &prog, &store, &load, &vecs, &items)) != QE_OK ||
         (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_RO, x, &src)) != QE_OK ||
         (st = qe_cl_alloc(cl, row_bytes * (size_t)n_rows, QE_CL_RW, NULL, &enc)) != QE_OK ||
         (st = qe_cl_alloc(cl, n * (size_t)n_rows * sizeof(float), QE_CL_WO, NULL, &dec)) != QE_OK)
@@ -258,22 +265,20 @@ qe_status qe_engine_kv_div(qe_cl *cl, qe_kv_format f, int head_dim, int n, const
     cl_mem ma = NULL, mb = NULL, my = NULL;
     if (n < 1 || head_dim < 1 || head_dim > 256)
         return qe_fail(QE_EINVAL, "engine: KV division test of %d pairs, heads of %d", n, head_dim);
-    qe_cl_caps caps;
-    const int shfl = qe_cl_probe(cl, &caps) == QE_OK && caps.ptx_mma;
     int vecs = 1, items = 1;
     const size_t bytes = (size_t)n * sizeof(float);
     qe_status st;
-    if ((st = build_kv(cl, f, head_dim, shfl, &prog, &store, NULL, &vecs, &items)) != QE_OK ||
+    if ((st = build_kv_test(cl, f, head_dim, &prog, &store, NULL, &vecs, &items)) != QE_OK ||
         (st = qe_cl_kernel(prog, "kv_div_rows", &div)) != QE_OK ||
         (st = qe_cl_alloc(cl, bytes, QE_CL_RO, a, &ma)) != QE_OK ||
         (st = qe_cl_alloc(cl, bytes, QE_CL_RO, b, &mb)) != QE_OK ||
-        (st = qe_cl_alloc(cl, 2 * bytes, QE_CL_WO, NULL, &my)) != QE_OK)
+        (st = qe_cl_alloc(cl, bytes, QE_CL_WO, NULL, &my)) != QE_OK)
         goto done;
     size_t global[1] = {(size_t)n};
     if ((st = qe_cl_args(div, 4, sizeof(cl_mem), &ma, sizeof(cl_mem), &mb, sizeof(int), &n,
                          sizeof(cl_mem), &my)) == QE_OK &&
         (st = qe_cl_run(cl, div, 1, global, NULL, NULL)) == QE_OK)
-        st = qe_cl_read(cl, my, 0, 2 * bytes, y);
+        st = qe_cl_read(cl, my, 0, bytes, y);
 done:
     qe_cl_free(ma);
     qe_cl_free(mb);
