@@ -578,14 +578,23 @@ qe_status qe_cl_alloc(qe_cl *cl, size_t bytes, unsigned flags, const void *init,
     cl_mem_flags mf = (flags & QE_CL_RO)   ? CL_MEM_READ_ONLY
                       : (flags & QE_CL_WO) ? CL_MEM_WRITE_ONLY
                                            : CL_MEM_READ_WRITE;
-    if (init)
-        mf |= CL_MEM_COPY_HOST_PTR;
     cl_int err;
-    cl_mem m = clCreateBuffer(cl->ctx, mf, bytes, (void *)init, &err);
+    cl_mem m = clCreateBuffer(cl->ctx, mf, bytes, NULL, &err);
     if (!m) {
         char what[64];
         snprintf(what, sizeof what, "%zu bytes", bytes);
         return qe_cl_fail_call("clCreateBuffer", what, err);
+    }
+    /* init by a blocking write rather than CL_MEM_COPY_HOST_PTR: NVIDIA's
+       OpenCL copied such a buffer to the device only when a kernel first
+       used it, so an f16 model's 2.4 GB crossed PCIe inside the first
+       prefill (timed as prefill, not upload) */
+    if (init) {
+        err = clEnqueueWriteBuffer(cl->queue, m, CL_TRUE, 0, bytes, init, 0, NULL, NULL);
+        if (err != CL_SUCCESS) {
+            clReleaseMemObject(m);
+            return qe_cl_fail_call("clEnqueueWriteBuffer", NULL, err);
+        }
     }
     *out = m;
     return QE_OK;
