@@ -55,7 +55,8 @@
  * the rule and why.
  *
  * Threading: row codecs are pure; a qe_quant_model is immutable after
- * creation and may be read from any number of threads.
+ * creation and may be read from any number of threads; creating one runs
+ * threads of its own (qe_quant_model_new_threads).
  */
 #ifndef QE_QUANT_H
 #define QE_QUANT_H
@@ -140,6 +141,13 @@ typedef struct qe_quant_model qe_quant_model;
  * outlive the result. A tied model stays tied (one converted matrix, role
  * OUTPUT). QE_EINVAL for a target outside f32/f16/q8_0/q4_0, QE_ENOMEM. */
 qe_status qe_quant_model_new(const qe_model *src, qe_dtype target, qe_quant_model **out);
+/* The same with n_threads converting threads (1 .. 64; each matrix's rows
+ * split among them), or 0: one per online CPU, at most 64, and matrices of
+ * fewer than 2^20 elements on the calling thread; qe_quant_model_new is 0.
+ * The bytes do not depend on it. QE_EINVAL for a count out of range,
+ * QE_ENOMEM (also for a thread's row buffer). */
+qe_status qe_quant_model_new_threads(const qe_model *src, qe_dtype target, int n_threads,
+                                     qe_quant_model **out);
 
 /* The requantized model; owned by q. */
 const qe_model *qe_quant_model_get(const qe_quant_model *q);

@@ -405,6 +405,55 @@ START_TEST(test_requant_types)
 }
 END_TEST
 
+/* Every converted matrix has the same bytes whatever the thread count: 1,
+ * 3 and 8 threads splitting each matrix's rows, and the default. */
+static void check_same_tensor(const qe_tensor *a, const qe_tensor *b, const char *what)
+{
+    ck_assert_int_eq(a->type, b->type);
+    ck_assert_int_eq(a->nbytes, b->nbytes);
+    ck_assert_msg(memcmp(a->data, b->data, a->nbytes) == 0, "%s: %s differs", what, a->name);
+}
+
+START_TEST(test_requant_threads)
+{
+    static const char *const models[] = {"models/stories260K.gguf", "models/TinyStories-656K"};
+    static const qe_dtype targets[] = {QE_DT_Q8_0, QE_DT_Q4_0, QE_DT_F16};
+    static const int threads[] = {3, 8, 0};
+    for (int mi = 0; mi < 2; mi++) {
+        qe_model *src = open_model(models[mi]);
+        const int n_layers = qe_model_hparams(src)->n_layers;
+        for (int k = 0; k < 3; k++) {
+            qe_quant_model *one = NULL;
+            ck_assert_msg(qe_quant_model_new_threads(src, targets[k], 1, &one) == QE_OK, "%s",
+                          qe_errmsg());
+            const qe_weights *w1 = qe_model_weights(qe_quant_model_get(one));
+            for (int n = 0; n < 3; n++) {
+                qe_quant_model *q = NULL;
+                ck_assert_msg(qe_quant_model_new_threads(src, targets[k], threads[n], &q) == QE_OK,
+                              "%s", qe_errmsg());
+                const qe_weights *w = qe_model_weights(qe_quant_model_get(q));
+                char what[96];
+                snprintf(what, sizeof what, "%s %s, %d threads against 1", models[mi],
+                         qe_dtype_name(targets[k]), threads[n]);
+                check_same_tensor(&w1->token_embd, &w->token_embd, what);
+                for (int l = 0; l < n_layers; l++) {
+                    const qe_layer *a = &w1->layers[l], *b = &w->layers[l];
+                    const qe_tensor *ma[] = {&a->wq, &a->wk, &a->wv, &a->wo,
+                                             &a->w_gate, &a->w_up, &a->w_down};
+                    const qe_tensor *mb[] = {&b->wq, &b->wk, &b->wv, &b->wo,
+                                             &b->w_gate, &b->w_up, &b->w_down};
+                    for (int p = 0; p < 7; p++)
+                        check_same_tensor(ma[p], mb[p], what);
+                }
+                qe_quant_model_free(q);
+            }
+            qe_quant_model_free(one);
+        }
+        qe_model_close(src);
+    }
+}
+END_TEST
+
 /* The policy table itself, for shapes stories260K lacks. */
 START_TEST(test_weight_type_rule)
 {
@@ -654,6 +703,13 @@ START_TEST(test_limits)
     ck_assert_int_eq(qe_quant_model_new(src, QE_DT_Q4_1, &q), QE_EINVAL);
     ck_assert_ptr_null(q);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "q4_1"));
+    ck_assert_int_eq(qe_quant_model_new_threads(src, QE_DT_Q8_0, -1, &q), QE_EINVAL);
+    ck_assert_ptr_null(q);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "-1 threads"));
+    ck_assert_int_eq(qe_quant_model_new_threads(src, QE_DT_Q8_0, 65, &q), QE_EINVAL);
+    ck_assert_ptr_nonnull(strstr(qe_errmsg(), "1 .. 64"));
+    ck_assert_int_eq(qe_quant_model_new_threads(src, QE_DT_Q8_0, 64, &q), QE_OK); /* > rows: fine */
+    qe_quant_model_free(q);
     ck_assert_int_eq(qe_quant_model_new(src, QE_DT_Q8_0, &q), QE_OK);
     ck_assert_int_eq(qe_quant_model_write_gguf(q, "/nonexistent-dir/x.gguf"), QE_EIO);
     ck_assert_ptr_nonnull(strstr(qe_errmsg(), "/nonexistent-dir/x.gguf"));
@@ -683,6 +739,7 @@ Suite *quant_suite(void)
     tc = tcase_create("models");
     tcase_set_timeout(tc, 120);
     tcase_add_test(tc, test_requant_types);
+    tcase_add_test(tc, test_requant_threads);
     tcase_add_test(tc, test_weight_type_rule);
     tcase_add_test(tc, test_write_gguf);
     tcase_add_test(tc, test_quality_ordering);
