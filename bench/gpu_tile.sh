@@ -17,7 +17,8 @@
 # build: a modified copy for A/B), NCU; a variant's MT_BM (the last given
 # wins over the default 128) sets ptx_run's launch shape. Session 20 found
 # the MT_WG build's half speed this way (README "Session 20"); session 21
-# measured 256-row tiles: VARIANTS="MT_WG=1;MT_WG=1 MT_BM=256 MT_S=2".
+# measured 256-row tiles: VARIANTS="MT_WG=1;MT_WG=1 MT_BM=256 MT_S=2", session
+# 29 64-row ones: VARIANTS="MT_WG=1;MT_WG=1 MT_BM=64 MT_S=4".
 set -u
 OUT=${OUT:-/tmp/qeval-gpu}
 L=$(mktemp -d /tmp/qeval-tile-XXXXXX)

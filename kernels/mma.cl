@@ -279,8 +279,11 @@ inline uint4 mt_quad_t(uint a0, uint a1, uint a2, uint a3, int t)
 #endif
 /* (-DMT_BM=256 builds the f16 one with four warpgroups, 512 work-items, for
  * bench/gpu_tile.sh: two stages are all 48 KB holds, and it was slower,
- * README "Session 21"; the engine builds 128 rows.) */
-#if MT_WG && (QE_WT < 1 || (MT_BM != 128 && !(MT_BM == 256 && QE_WT == 1)) || MT_WN != 32)
+ * README "Session 21"; -DMT_BM=64 with one warpgroup, 128 work-items, four
+ * work-groups a multiprocessor, was slower too, README "Session 29"; the
+ * engine builds 128 rows.) */
+#if MT_WG && (QE_WT < 1 || (MT_BM != 128 && !((MT_BM == 256 || MT_BM == 64) && QE_WT == 1)) || \
+              MT_WN != 32)
 #error "mma_tile: MT_WG is built for f16, Q8_0 and Q4_0 weights, 128 rows, warps of 32 outputs"
 #endif
 #if MT_LSE && (MT_WG != 1 || QE_WT != 1 || MT_BM != 128)
