@@ -9,7 +9,8 @@
  * into the pool and re-raised with qe_fail on the thread that asks.
  *
  * Workload: a few to a few thousand jobs per second (chunks, documents);
- * the single mutex is never the bottleneck.
+ * the single mutex is never the bottleneck. qe_split: a fork-join of
+ * threads per call (per matrix or slab of rows), no queue.
  */
 #include "pool.h"
 
@@ -19,6 +20,7 @@
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
+#include <unistd.h>
 
 #define MAX_WORKERS 256
 #define MAX_CAPACITY ((size_t)1 << 20)
@@ -453,4 +455,58 @@ qe_status qe_pipe_run(const qe_pipe_opts *o, uint64_t n, qe_pipe_make_fn make,
     }
     qe_pipe_free(p);
     return st;
+}
+
+/* ---- fork-join split ---- */
+
+int qe_split_cpus(void)
+{
+    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    return n < 1 ? 1 : n > QE_SPLIT_MAX ? QE_SPLIT_MAX : (int)n;
+}
+
+typedef struct {
+    qe_split_fn fn;
+    void *ctx;
+    int64_t i0, i1;
+    int rc;
+} split_range;
+
+static void *split_run(void *arg)
+{
+    split_range *r = arg;
+    r->rc = r->fn(r->ctx, r->i0, r->i1);
+    return NULL;
+}
+
+int qe_split(int64_t n, int n_threads, qe_split_fn fn, void *ctx)
+{
+    if (n <= 0)
+        return 0;
+    int64_t nt = n_threads < 1 ? 1 : n_threads > QE_SPLIT_MAX ? QE_SPLIT_MAX : n_threads;
+    if (nt > n)
+        nt = n;
+    split_range r[QE_SPLIT_MAX];
+    pthread_t tid[QE_SPLIT_MAX];
+    int started[QE_SPLIT_MAX] = {0};
+    for (int64_t k = 0; k < nt; k++)
+        r[k] = (split_range){fn, ctx, n * k / nt, n * (k + 1) / nt, 0};
+    /* the threads block every signal, as the pool's workers do */
+    sigset_t all, old;
+    sigfillset(&all);
+    pthread_sigmask(SIG_BLOCK, &all, &old);
+    for (int64_t k = 1; k < nt; k++)
+        started[k] = pthread_create(&tid[k], NULL, split_run, &r[k]) == 0;
+    pthread_sigmask(SIG_SETMASK, &old, NULL);
+    split_run(&r[0]);
+    for (int64_t k = 1; k < nt; k++) {
+        if (started[k])
+            pthread_join(tid[k], NULL);
+        else
+            split_run(&r[k]);
+    }
+    for (int64_t k = 0; k < nt; k++)
+        if (r[k].rc)
+            return r[k].rc;
+    return 0;
 }

@@ -1,5 +1,6 @@
 /* pool.h - worker threads fed through bounded queues (modelled on redis
- * bio.c): a FIFO job pool, and an ordered pipeline.
+ * bio.c): a FIFO job pool, and an ordered pipeline; and a fork-join split
+ * of a range among threads.
  *
  * qe_pool: N workers take jobs from one bounded FIFO queue guarded by a
  *   mutex and condition variables. Ordering guarantee: jobs START in
@@ -126,5 +127,26 @@ typedef qe_status (*qe_pipe_make_fn)(void *ctx, uint64_t seq, void **item);
  * are released through o->free_item. */
 qe_status qe_pipe_run(const qe_pipe_opts *o, uint64_t n, qe_pipe_make_fn make,
                       qe_pipe_consume_fn consume, void *ctx);
+
+/* ---- fork-join split ---- */
+
+#define QE_SPLIT_MAX 64 /* threads of one split at most */
+
+/* Online CPUs, 1 .. QE_SPLIT_MAX. */
+int qe_split_cpus(void);
+
+/* Runs range [i0, i1) of a split. Returns 0, or a nonzero code that
+ * qe_split returns; it must not need a message from this thread (qe_fail's
+ * is per thread): the caller of qe_split writes one. */
+typedef int (*qe_split_fn)(void *ctx, int64_t i0, int64_t i1);
+
+/* fn over [0, n) cut into n_threads contiguous ranges (range k is
+ * [n k / t, n (k + 1) / t), t = min(n_threads, n)), range 0 on the calling
+ * thread and the others on threads of their own, joined before it returns;
+ * a range whose thread cannot start runs on the calling thread afterwards.
+ * For work whose results do not depend on the cut (each index by itself),
+ * so the same for any n_threads. Returns the first nonzero code by range,
+ * 0 if none. n_threads is clamped to 1 .. QE_SPLIT_MAX; n <= 0 runs nothing. */
+int qe_split(int64_t n, int n_threads, qe_split_fn fn, void *ctx);
 
 #endif

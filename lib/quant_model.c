@@ -16,18 +16,16 @@
  */
 #include "quant.h"
 
-#include <pthread.h>
 #include <stddef.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "gguf_write.h"
+#include "pool.h"
 
 #define QNT_VERSION 2 /* GGML_QNT_VERSION, written as general.quantization_version */
 
-#define QM_MAX_THREADS 64
 /* With the thread count left to qeval, matrices smaller than this (elements)
  * are converted on the calling thread alone: starting threads would cost
  * more than they save. */
@@ -72,30 +70,26 @@ uint32_t qe_quant_ftype(qe_dtype target)
     }
 }
 
-/* Rows r0 .. r1 - 1 of a matrix, converted on one thread. */
+/* A matrix being converted: rows [i0, i1) of it on one thread (qe_split). */
 typedef struct {
     const qe_tensor *in;
     qe_dtype t;
     size_t rb;
     unsigned char *buf;
-    int64_t r0, r1;
-    int oom;
 } qm_job;
 
-static void *qm_run(void *arg)
+static int qm_rows(void *ctx, int64_t i0, int64_t i1)
 {
-    qm_job *j = arg;
+    const qm_job *j = ctx;
     float *row = malloc((size_t)j->in->ne[0] * sizeof *row);
-    if (!row) {
-        j->oom = 1;
-        return NULL;
-    }
-    for (int64_t r = j->r0; r < j->r1; r++) {
+    if (!row)
+        return QE_ENOMEM;
+    for (int64_t r = i0; r < i1; r++) {
         qe_tensor_row_f32(j->in, r, row);
         qe_quant_quantize_row(j->t, row, j->in->ne[0], j->buf + (size_t)r * j->rb);
     }
     free(row);
-    return NULL;
+    return 0;
 }
 
 /* *out = `in` converted for `role`, its data in a new buffer of q (or `in`
@@ -119,33 +113,10 @@ static qe_status convert(qe_quant_model *q, qe_quant_role role, const qe_tensor 
     if (!buf)
         return qe_fail(QE_ENOMEM, "requantizing %s: out of memory for %zu bytes", in->name, size);
     q->bufs[q->n_bufs++] = buf;
-    const int64_t rows = in->ne[1];
-    int64_t nt = q->n_threads;
-    if (nt < 1) {
-        const long n = sysconf(_SC_NPROCESSORS_ONLN);
-        nt = in->ne[0] * rows < QM_MIN_PARALLEL ? 1 : n < 1 ? 1 : n > QM_MAX_THREADS ? QM_MAX_THREADS : n;
-    }
-    if (nt > rows)
-        nt = rows;
-    qm_job jobs[QM_MAX_THREADS];
-    pthread_t tid[QM_MAX_THREADS];
-    int started[QM_MAX_THREADS] = {0};
-    for (int64_t k = 0; k < nt; k++)
-        jobs[k] = (qm_job){in, t, (size_t)rb, buf, rows * k / nt, rows * (k + 1) / nt, 0};
-    /* jobs 1 .. nt - 1 on threads, job 0 here; a thread that cannot start
-       runs here too (the same bytes either way) */
-    for (int64_t k = 1; k < nt; k++)
-        started[k] = pthread_create(&tid[k], NULL, qm_run, &jobs[k]) == 0;
-    qm_run(&jobs[0]);
-    int oom = jobs[0].oom;
-    for (int64_t k = 1; k < nt; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            qm_run(&jobs[k]);
-        oom |= jobs[k].oom;
-    }
-    if (oom)
+    const int nt = q->n_threads ? q->n_threads
+                 : in->ne[0] * in->ne[1] < QM_MIN_PARALLEL ? 1 : qe_split_cpus();
+    qm_job job = {in, t, (size_t)rb, buf};
+    if (qe_split(in->ne[1], nt, qm_rows, &job))
         return qe_fail(QE_ENOMEM, "requantizing %s: out of memory for a row of %lld elements",
                        in->name, (long long)in->ne[0]);
     return qe_tensor_view(out, in->name, t, in->ne[0], in->ne[1], buf, size, 1);
@@ -170,9 +141,9 @@ qe_status qe_quant_model_new_threads(const qe_model *src, qe_dtype target, int n
     if (!qe_quant_target_ok(target))
         return qe_fail(QE_EINVAL, "cannot requantize to %s (expected f32, f16, q8_0 or q4_0)",
                        qe_dtype_name(target));
-    if (n_threads < 0 || n_threads > QM_MAX_THREADS)
+    if (n_threads < 0 || n_threads > QE_SPLIT_MAX)
         return qe_fail(QE_EINVAL, "requantizing: %d threads (expected 0 for one per CPU, or 1 .. %d)",
-                       n_threads, QM_MAX_THREADS);
+                       n_threads, QE_SPLIT_MAX);
     const qe_hparams *hp = qe_model_hparams(src);
     const qe_weights *w = qe_model_weights(src);
     qe_status st = QE_OK;

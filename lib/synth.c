@@ -17,19 +17,17 @@
 #include "synth.h"
 
 #include <math.h>
-#include <pthread.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
-#include <unistd.h>
 
 #include "gguf_write.h"
+#include "pool.h"
 
 /* qeval's model limits (lib/model.c); synth refuses what qeval cannot open. */
 #define MAX_LAYERS 4096
 #define MAX_WIDTH (1 << 20)
 #define MAX_VOCAB (1 << 24)
-#define MAX_THREADS 64
 /* Below this many elements per fill call, threads cost more than they save. */
 #define MIN_PARALLEL_ELEMS (1 << 16)
 #define NORM_NOISE 0.02f
@@ -504,71 +502,46 @@ static float llama3_divisor(const qe_synth_config *c, int i)
     return (float)(1.0 / ((1.0 - smooth) / c->rope_factor + smooth));
 }
 
-struct job {
+/* Rows [row0 + i0, row0 + i1) of a fill into its buffer (a qe_split range). */
+struct fill_job {
     const struct tctx *tc;
-    uint64_t row0, n;
+    uint64_t row0;
     unsigned char *dst;
-    int oom;
 };
 
-static void *run_job(void *arg)
+static int fill_rows(void *ctx, int64_t i0, int64_t i1)
 {
-    struct job *j = arg;
+    const struct fill_job *j = ctx;
     const qe_synth *s = j->tc->s;
     const qe_synth_tensor *t = &s->t[j->tc->index];
     size_t row_bytes = (size_t)(t->nbytes / (uint64_t)t->ne[1]);
     float *x = malloc((size_t)t->ne[0] * sizeof *x);
-    if (!x) {
-        j->oom = 1;
-        return NULL;
-    }
+    if (!x)
+        return QE_ENOMEM;
     /* Vectors are norms (around 1) except biases (around 0). */
     int norm = t->role == QE_QUANT_ROLE_OTHER && !strstr(t->name, ".bias");
-    for (uint64_t r = 0; r < j->n; r++) {
+    for (int64_t r = i0; r < i1; r++) {
         if (j->tc->rope)
             for (int64_t i = 0; i < t->ne[0]; i++)
                 x[i] = llama3_divisor(&s->c, (int)i);
         else
-            gen_row(j->tc->key, j->row0 + r, t->ne[0], norm ? 1.0f : 0.0f, t->std, x);
-        qe_quant_quantize_row(t->type, x, t->ne[0], j->dst + r * row_bytes);
+            gen_row(j->tc->key, j->row0 + (uint64_t)r, t->ne[0], norm ? 1.0f : 0.0f, t->std, x);
+        qe_quant_quantize_row(t->type, x, t->ne[0], j->dst + (size_t)r * row_bytes);
     }
     free(x);
-    return NULL;
+    return 0;
 }
 
-/* The writer's fill callback: rows [row0, row0 + n_rows) of one tensor. */
+/* The writer's fill callback: rows [row0, row0 + n_rows) of one tensor, on
+ * the writer's threads (the same bytes for any count: each row by itself). */
 static qe_status fill(void *ctx, uint64_t row0, uint64_t n_rows, void *dst)
 {
     const struct tctx *tc = ctx;
     const qe_synth *s = tc->s;
     const qe_synth_tensor *t = &s->t[tc->index];
-    size_t row_bytes = (size_t)(t->nbytes / (uint64_t)t->ne[1]);
-    uint64_t nt = (uint64_t)s->n_threads;
-    if (nt > n_rows)
-        nt = n_rows;
-    if (n_rows * (uint64_t)t->ne[0] < MIN_PARALLEL_ELEMS)
-        nt = 1;
-    struct job jobs[MAX_THREADS];
-    pthread_t tid[MAX_THREADS];
-    int started[MAX_THREADS] = {0};
-    for (uint64_t k = 0; k < nt; k++) {
-        uint64_t a = n_rows * k / nt, b = n_rows * (k + 1) / nt;
-        jobs[k] = (struct job){tc, row0 + a, b - a, (unsigned char *)dst + a * row_bytes, 0};
-    }
-    /* Workers 1..nt-1 on threads, worker 0 here; a thread that cannot start
-     * runs here too (same bytes either way). */
-    for (uint64_t k = 1; k < nt; k++)
-        started[k] = pthread_create(&tid[k], NULL, run_job, &jobs[k]) == 0;
-    run_job(&jobs[0]);
-    int oom = jobs[0].oom;
-    for (uint64_t k = 1; k < nt; k++) {
-        if (started[k])
-            pthread_join(tid[k], NULL);
-        else
-            run_job(&jobs[k]);
-        oom |= jobs[k].oom;
-    }
-    if (oom)
+    const int nt = n_rows * (uint64_t)t->ne[0] < MIN_PARALLEL_ELEMS ? 1 : s->n_threads;
+    struct fill_job j = {tc, row0, dst};
+    if (qe_split((int64_t)n_rows, nt, fill_rows, &j))
         return qe_fail(QE_ENOMEM, "out of memory for a row of %lld elements",
                        (long long)t->ne[0]);
     return QE_OK;
@@ -576,10 +549,8 @@ static qe_status fill(void *ctx, uint64_t row0, uint64_t n_rows, void *dst)
 
 qe_status qe_synth_write(qe_synth *s, const char *path, int n_threads)
 {
-    if (n_threads < 1) {
-        long n = sysconf(_SC_NPROCESSORS_ONLN);
-        n_threads = n < 1 ? 1 : (int)(n > MAX_THREADS ? MAX_THREADS : n);
-    }
-    s->n_threads = n_threads > MAX_THREADS ? MAX_THREADS : n_threads;
+    if (n_threads < 1)
+        n_threads = qe_split_cpus();
+    s->n_threads = n_threads > QE_SPLIT_MAX ? QE_SPLIT_MAX : n_threads;
     return qe_gguf_writer_write_file(s->w, path);
 }

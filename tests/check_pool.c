@@ -377,6 +377,53 @@ START_TEST(test_pipe_error_stops_run)
 }
 END_TEST
 
+/* qe_split: every index in exactly one range, ranges in order, the first
+ * failing range's code, whatever the thread count. */
+struct sctx {
+    int hits[1000];
+    int64_t fail_at; /* ranges ending past this index return 7 + their start; -1: none */
+    int calls;
+    pthread_mutex_t mu;
+};
+
+static int s_range(void *ctx, int64_t i0, int64_t i1)
+{
+    struct sctx *c = ctx;
+    for (int64_t i = i0; i < i1; i++)
+        c->hits[i]++; /* ranges are disjoint: no lock needed */
+    pthread_mutex_lock(&c->mu);
+    c->calls++;
+    pthread_mutex_unlock(&c->mu);
+    return c->fail_at >= 0 && i1 > c->fail_at ? (int)(7 + i0) : 0;
+}
+
+START_TEST(test_split)
+{
+    static const int64_t ns[] = {1, 2, 7, 64, 999, 1000};
+    static const int threads[] = {1, 2, 3, 8, 64, 1000};
+    ck_assert_int_ge(qe_split_cpus(), 1);
+    ck_assert_int_le(qe_split_cpus(), QE_SPLIT_MAX);
+    for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
+        for (size_t b = 0; b < sizeof threads / sizeof threads[0]; b++) {
+            struct sctx c = {.fail_at = -1};
+            pthread_mutex_init(&c.mu, NULL);
+            ck_assert_int_eq(qe_split(ns[a], threads[b], s_range, &c), 0);
+            for (int64_t i = 0; i < 1000; i++)
+                ck_assert_msg(c.hits[i] == (i < ns[a]), "n %lld, %d threads: index %lld hit %d times",
+                              (long long)ns[a], threads[b], (long long)i, c.hits[i]);
+            const int64_t want = threads[b] > QE_SPLIT_MAX ? QE_SPLIT_MAX : threads[b];
+            ck_assert_int_eq(c.calls, want < ns[a] ? want : ns[a]);
+            pthread_mutex_destroy(&c.mu);
+        }
+    /* ranges of 100 from 400 on fail: the first by range order wins */
+    struct sctx c = {.fail_at = 450};
+    pthread_mutex_init(&c.mu, NULL);
+    ck_assert_int_eq(qe_split(1000, 10, s_range, &c), 7 + 400);
+    ck_assert_int_eq(c.calls, 10); /* every range ran */
+    pthread_mutex_destroy(&c.mu);
+}
+END_TEST
+
 START_TEST(test_limits)
 {
     struct rec r;
@@ -413,6 +460,18 @@ START_TEST(test_limits)
     po.work = NULL;
     ck_assert_int_eq(qe_pipe_new(&po, &pp), QE_EINVAL);
     qe_pipe_free(NULL);
+
+    /* qe_split: nothing for n <= 0, one range for fewer than one thread */
+    struct sctx sc = {.fail_at = -1};
+    pthread_mutex_init(&sc.mu, NULL);
+    ck_assert_int_eq(qe_split(0, 4, s_range, &sc), 0);
+    ck_assert_int_eq(qe_split(-5, 4, s_range, &sc), 0);
+    ck_assert_int_eq(sc.calls, 0);
+    ck_assert_int_eq(qe_split(5, 0, s_range, &sc), 0);
+    ck_assert_int_eq(qe_split(5, -3, s_range, &sc), 0);
+    ck_assert_int_eq(sc.calls, 2);
+    ck_assert_int_eq(sc.hits[4], 2);
+    pthread_mutex_destroy(&sc.mu);
 }
 END_TEST
 
@@ -429,6 +488,7 @@ Suite *pool_suite(void)
     tcase_add_test(tc, test_pipe_order_1_2_8);
     tcase_add_test(tc, test_pipe_push_pop);
     tcase_add_test(tc, test_pipe_error_stops_run);
+    tcase_add_test(tc, test_split);
     suite_add_tcase(s, tc);
     TCase *lim = tcase_create("limits");
     tcase_add_test(lim, test_limits);
