@@ -12,15 +12,21 @@
  * the single mutex is never the bottleneck. qe_split: a fork-join of
  * threads per call (per matrix or slab of rows), no queue.
  */
+/* sched_getaffinity: the CPUs this process may run on (a Slurm task's or a
+ * container's share), not only how many the machine has */
+#define _GNU_SOURCE
 #include "pool.h"
 
 #include <errno.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
 #include <unistd.h>
+
+#include "log.h"
 
 #define MAX_WORKERS 256
 #define MAX_CAPACITY ((size_t)1 << 20)
@@ -461,7 +467,29 @@ qe_status qe_pipe_run(const qe_pipe_opts *o, uint64_t n, qe_pipe_make_fn make,
 
 int qe_split_cpus(void)
 {
-    const long n = sysconf(_SC_NPROCESSORS_ONLN);
+    long n = 0;
+    const char *env = getenv("QEVAL_THREADS");
+    if (env && *env) {
+        char *end;
+        errno = 0;
+        n = strtol(env, &end, 10);
+        if (errno || *end || n < 1) {
+            /* said once a process: every split asks */
+            static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
+            static int warned;
+            pthread_mutex_lock(&mu);
+            if (!warned)
+                qe_log_warn("QEVAL_THREADS=%s is not a thread count of 1 or more: ignored", env);
+            warned = 1;
+            pthread_mutex_unlock(&mu);
+            n = 0;
+        }
+    }
+    cpu_set_t set;
+    if (n < 1 && sched_getaffinity(0, sizeof set, &set) == 0)
+        n = CPU_COUNT(&set);
+    if (n < 1)
+        n = sysconf(_SC_NPROCESSORS_ONLN);
     return n < 1 ? 1 : n > QE_SPLIT_MAX ? QE_SPLIT_MAX : (int)n;
 }
 

@@ -132,7 +132,10 @@ qe_status qe_pipe_run(const qe_pipe_opts *o, uint64_t n, qe_pipe_make_fn make,
 
 #define QE_SPLIT_MAX 64 /* threads of one split at most */
 
-/* Online CPUs, 1 .. QE_SPLIT_MAX. */
+/* The threads a split uses by default, 1 .. QE_SPLIT_MAX: QEVAL_THREADS
+ * when it holds a count of 1 or more (anything else is ignored with a
+ * warning), else the CPUs this process may run on (its affinity mask: a
+ * Slurm task's cores, not the whole node's), else the online CPUs. */
 int qe_split_cpus(void);
 
 /* Runs range [i0, i1) of a split. Returns 0, or a nonzero code that

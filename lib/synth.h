@@ -173,7 +173,7 @@ qe_status qe_synth_file_bytes(qe_synth *s, uint64_t *out);
 
 /* Generate and write the model to `path` atomically (temporary file +
  * rename), streaming: memory stays at a few 16 MiB chunks whatever the model
- * size. n_threads generator threads (< 1: one per online CPU, at most 64);
+ * size. n_threads generator threads (< 1: qe_split_cpus, pool.h);
  * the bytes do not depend on it. QE_EIO naming the path when it cannot be
  * written (path untouched), QE_ENOMEM. */
 qe_status qe_synth_write(qe_synth *s, const char *path, int n_threads);

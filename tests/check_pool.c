@@ -403,6 +403,24 @@ START_TEST(test_split)
     static const int threads[] = {1, 2, 3, 8, 64, 1000};
     ck_assert_int_ge(qe_split_cpus(), 1);
     ck_assert_int_le(qe_split_cpus(), QE_SPLIT_MAX);
+    /* QEVAL_THREADS picks the count, clamped; junk is ignored */
+    const char *was = getenv("QEVAL_THREADS");
+    char *saved = was ? strdup(was) : NULL;
+    setenv("QEVAL_THREADS", "3", 1);
+    ck_assert_int_eq(qe_split_cpus(), 3);
+    setenv("QEVAL_THREADS", "1000", 1);
+    ck_assert_int_eq(qe_split_cpus(), QE_SPLIT_MAX);
+    static const char *const junk[] = {"0", "-2", "4x", "many", "99999999999999999999"};
+    for (size_t i = 0; i < sizeof junk / sizeof junk[0]; i++) {
+        setenv("QEVAL_THREADS", junk[i], 1);
+        ck_assert_int_ge(qe_split_cpus(), 1);
+        ck_assert_int_le(qe_split_cpus(), QE_SPLIT_MAX);
+    }
+    if (saved)
+        setenv("QEVAL_THREADS", saved, 1);
+    else
+        unsetenv("QEVAL_THREADS");
+    free(saved);
     for (size_t a = 0; a < sizeof ns / sizeof ns[0]; a++)
         for (size_t b = 0; b < sizeof threads / sizeof threads[0]; b++) {
             struct sctx c = {.fail_at = -1};
