@@ -211,6 +211,34 @@ static qe_status check_plans(qe_store *dst, const char *src_path)
     return r;
 }
 
+/* The counts that readers add up in SQL inside what qeval writes (C ints):
+ * a chunk's scored positions and top-1 hits (0 <= n_top1 <= n_scored <
+ * 2^31) and a prompt's generated tokens (0 .. 2^31 - 1). With at most
+ * QE_STORE_MAX_CHUNKS chunks a run, their sums stay far inside SQLite's
+ * 64-bit integers; one chunk scoring 2^63 - 1 positions had made every
+ * comparison of the merged database fail with "integer overflow"
+ * (fuzz/fuzz_merge.c found it). */
+static qe_status check_counts(qe_store *dst, const char *src_path)
+{
+    char bad[200];
+    qe_status r = query_text(
+        dst, src_path,
+        "SELECT printf('run %.16s...: chunk %lld scores %lld positions with %lld top-1 hits "
+        "(expected 0 <= hits <= positions <= %lld)', run_key, chunk, n_scored, n_top1, ?1) "
+        "FROM src.chunks WHERE n_scored NOT BETWEEN 0 AND ?1 OR n_top1 NOT BETWEEN 0 AND n_scored "
+        "LIMIT 1",
+        INT32_MAX, bad, sizeof bad, "reading the source's chunks");
+    if (r == QE_OK && !bad[0])
+        r = query_text(dst, src_path,
+                       "SELECT printf('generation %.16s...: prompt %lld generated %lld tokens "
+                       "(expected 0 .. %lld)', gen_key, prompt_index, n_gen, ?1) FROM "
+                       "src.gen_prompts WHERE n_gen NOT BETWEEN 0 AND ?1 LIMIT 1",
+                       INT32_MAX, bad, sizeof bad, "reading the source's prompts");
+    if (r == QE_OK && bad[0])
+        r = qe_fail(QE_ECORRUPT, "%s: %s", src_path, bad);
+    return r;
+}
+
 static qe_status check_source(qe_store *dst, const char *src_path)
 {
     int64_t app = 0, ver = 0;
@@ -247,7 +275,9 @@ static qe_status check_source(qe_store *dst, const char *src_path)
         return qe_fail(QE_ECORRUPT, "%s: table %s is not the one schema version %lld defines "
                        "(changed by hand?)", src_path, bad, (long long)ver);
     r = check_values(dst, src_path);
-    return r != QE_OK ? r : check_plans(dst, src_path);
+    if (r == QE_OK)
+        r = check_plans(dst, src_path);
+    return r != QE_OK ? r : check_counts(dst, src_path);
 }
 
 /* The token rows of the chunks in temp.merge_new (numbered by seq from 1),
