@@ -909,11 +909,11 @@ static qe_status upload_weight(qe_engine *e, const qe_tensor *t, dev_weight *w)
         /* each slab's rows decoded on every CPU (one thread decoded a
            270M-parameter Q4_K_M model's at 5 ns an element): each row by
            itself, so the same bytes for any count */
-        const int nt = qe_split_cpus();
         for (size_t r0 = 0; st == QE_OK && r0 < rows; r0 += slab) {
             size_t n = rows - r0 < slab ? rows - r0 : slab;
             conv_job job = {t, r0, tmp, conv == CONV_F16 ? tmp16 : NULL};
-            qe_split((int64_t)n, nt, conv_rows, &job);
+            qe_split((int64_t)n, qe_split_threads((int64_t)(n * (size_t)t->ne[0])), conv_rows,
+                     &job);
             st = qe_cl_write(e->cl, w->buf, r0 * row, n * row,
                              conv == CONV_F16 ? (const void *)tmp16 : (const void *)tmp, 1);
         }

@@ -493,6 +493,11 @@ int qe_split_cpus(void)
     return n < 1 ? 1 : n > QE_SPLIT_MAX ? QE_SPLIT_MAX : (int)n;
 }
 
+int qe_split_threads(int64_t elements)
+{
+    return elements < QE_SPLIT_MIN ? 1 : qe_split_cpus();
+}
+
 typedef struct {
     qe_split_fn fn;
     void *ctx;

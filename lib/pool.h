@@ -138,6 +138,15 @@ qe_status qe_pipe_run(const qe_pipe_opts *o, uint64_t n, qe_pipe_make_fn make,
  * Slurm task's cores, not the whole node's), else the online CPUs. */
 int qe_split_cpus(void);
 
+/* Below this many elements of work (of row conversions at about 5 ns an
+ * element, 0.3 ms on one core) a split runs on the calling thread: starting
+ * threads (tens of us each) would cost more than they save. */
+#define QE_SPLIT_MIN ((int64_t)1 << 16)
+
+/* Threads for a split of `elements` elements of work: qe_split_cpus, or 1
+ * below QE_SPLIT_MIN. */
+int qe_split_threads(int64_t elements);
+
 /* Runs range [i0, i1) of a split. Returns 0, or a nonzero code that
  * qe_split returns; it must not need a message from this thread (qe_fail's
  * is per thread): the caller of qe_split writes one. */

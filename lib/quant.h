@@ -142,8 +142,8 @@ typedef struct qe_quant_model qe_quant_model;
  * OUTPUT). QE_EINVAL for a target outside f32/f16/q8_0/q4_0, QE_ENOMEM. */
 qe_status qe_quant_model_new(const qe_model *src, qe_dtype target, qe_quant_model **out);
 /* The same with n_threads converting threads (1 .. 64; each matrix's rows
- * split among them), or 0: qe_split_cpus (pool.h), and matrices of
- * fewer than 2^20 elements on the calling thread; qe_quant_model_new is 0.
+ * split among them), or 0: qe_split_threads (pool.h) of each matrix;
+ * qe_quant_model_new is 0.
  * The bytes do not depend on it. QE_EINVAL for a count out of range,
  * QE_ENOMEM (also for a thread's row buffer). */
 qe_status qe_quant_model_new_threads(const qe_model *src, qe_dtype target, int n_threads,

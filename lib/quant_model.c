@@ -26,15 +26,10 @@
 
 #define QNT_VERSION 2 /* GGML_QNT_VERSION, written as general.quantization_version */
 
-/* With the thread count left to qeval, matrices smaller than this (elements)
- * are converted on the calling thread alone: starting threads would cost
- * more than they save. */
-#define QM_MIN_PARALLEL ((int64_t)1 << 20)
-
 struct qe_quant_model {
     const qe_model *src; /* borrowed: names and unconverted tensors point into it */
     qe_dtype target;
-    int n_threads;       /* converting threads; 0 = one per CPU, small matrices alone */
+    int n_threads;       /* converting threads; 0: qe_split_threads of each matrix */
     qe_model *model;     /* built over bufs[] and src's views */
     void **bufs;         /* [n_bufs] converted tensor data */
     int n_bufs;
@@ -113,8 +108,7 @@ static qe_status convert(qe_quant_model *q, qe_quant_role role, const qe_tensor 
     if (!buf)
         return qe_fail(QE_ENOMEM, "requantizing %s: out of memory for %zu bytes", in->name, size);
     q->bufs[q->n_bufs++] = buf;
-    const int nt = q->n_threads ? q->n_threads
-                 : in->ne[0] * in->ne[1] < QM_MIN_PARALLEL ? 1 : qe_split_cpus();
+    const int nt = q->n_threads ? q->n_threads : qe_split_threads(in->ne[0] * in->ne[1]);
     qm_job job = {in, t, (size_t)rb, buf};
     if (qe_split(in->ne[1], nt, qm_rows, &job))
         return qe_fail(QE_ENOMEM, "requantizing %s: out of memory for a row of %lld elements",

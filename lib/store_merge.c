@@ -193,50 +193,51 @@ static qe_status check_values(qe_store *dst, const char *src_path)
     return QE_OK;
 }
 
-/* Every chunk inside its run's plan (the destination's where it has the
- * run, else the source's): a resumed job refuses a run holding one past
- * it, so merging it in would break the destination's run. */
-static qe_status check_plans(qe_store *dst, const char *src_path)
-{
-    char bad[160];
-    qe_status r = query_text(
-        dst, src_path,
-        "SELECT printf('run %.16s...: chunk %lld outside its plan of %lld chunks', c.run_key, "
-        "c.chunk, min(coalesce(d.n_chunks, r.n_chunks, ?1), ?1)) FROM src.chunks c LEFT JOIN "
-        "src.runs r ON r.run_key = c.run_key LEFT JOIN main.runs d ON d.run_key = c.run_key "
-        "WHERE c.chunk < 0 OR c.chunk >= min(coalesce(d.n_chunks, r.n_chunks, ?1), ?1) LIMIT 1",
-        QE_STORE_MAX_CHUNKS, bad, sizeof bad, "reading the source's chunks");
-    if (r == QE_OK && bad[0])
-        r = qe_fail(QE_ECORRUPT, "%s: %s", src_path, bad);
-    return r;
-}
+/* Rows qeval never writes, beyond their types (check_values): each rule a
+ * query that describes the source's first such row in one line (?1 its
+ * bound), refused whole as corrupt. */
+static const struct {
+    const char *sql;
+    int64_t bound;
+    const char *what;
+} row_rules[] = {
+    /* Every chunk inside its run's plan (the destination's where it has
+       the run, else the source's): a resumed job refuses a run holding one
+       past it, so merging it in would break the destination's run. */
+    {"SELECT printf('run %.16s...: chunk %lld outside its plan of %lld chunks', c.run_key, "
+     "c.chunk, min(coalesce(d.n_chunks, r.n_chunks, ?1), ?1)) FROM src.chunks c LEFT JOIN "
+     "src.runs r ON r.run_key = c.run_key LEFT JOIN main.runs d ON d.run_key = c.run_key "
+     "WHERE c.chunk < 0 OR c.chunk >= min(coalesce(d.n_chunks, r.n_chunks, ?1), ?1) LIMIT 1",
+     QE_STORE_MAX_CHUNKS, "reading the source's chunks"},
+    /* The counts readers add up in SQL within what qeval writes (C ints):
+       a chunk's scored positions and top-1 hits, a prompt's generated
+       tokens. With at most QE_STORE_MAX_CHUNKS chunks a run their sums stay
+       far inside SQLite's 64-bit integers; one chunk scoring 2^63 - 1
+       positions had made every comparison of the merged database fail with
+       "integer overflow" (fuzz/fuzz_merge.c found it). */
+    {"SELECT printf('run %.16s...: chunk %lld scores %lld positions with %lld top-1 hits "
+     "(expected 0 <= hits <= positions <= %lld)', run_key, chunk, n_scored, n_top1, ?1) "
+     "FROM src.chunks WHERE n_scored NOT BETWEEN 0 AND ?1 OR n_top1 NOT BETWEEN 0 AND n_scored "
+     "LIMIT 1",
+     INT32_MAX, "reading the source's chunks"},
+    {"SELECT printf('generation %.16s...: prompt %lld generated %lld tokens (expected 0 .. "
+     "%lld)', gen_key, prompt_index, n_gen, ?1) FROM src.gen_prompts WHERE n_gen NOT BETWEEN "
+     "0 AND ?1 LIMIT 1",
+     INT32_MAX, "reading the source's prompts"},
+};
 
-/* The counts that readers add up in SQL inside what qeval writes (C ints):
- * a chunk's scored positions and top-1 hits (0 <= n_top1 <= n_scored <
- * 2^31) and a prompt's generated tokens (0 .. 2^31 - 1). With at most
- * QE_STORE_MAX_CHUNKS chunks a run, their sums stay far inside SQLite's
- * 64-bit integers; one chunk scoring 2^63 - 1 positions had made every
- * comparison of the merged database fail with "integer overflow"
- * (fuzz/fuzz_merge.c found it). */
-static qe_status check_counts(qe_store *dst, const char *src_path)
+static qe_status check_rows(qe_store *dst, const char *src_path)
 {
     char bad[200];
-    qe_status r = query_text(
-        dst, src_path,
-        "SELECT printf('run %.16s...: chunk %lld scores %lld positions with %lld top-1 hits "
-        "(expected 0 <= hits <= positions <= %lld)', run_key, chunk, n_scored, n_top1, ?1) "
-        "FROM src.chunks WHERE n_scored NOT BETWEEN 0 AND ?1 OR n_top1 NOT BETWEEN 0 AND n_scored "
-        "LIMIT 1",
-        INT32_MAX, bad, sizeof bad, "reading the source's chunks");
-    if (r == QE_OK && !bad[0])
-        r = query_text(dst, src_path,
-                       "SELECT printf('generation %.16s...: prompt %lld generated %lld tokens "
-                       "(expected 0 .. %lld)', gen_key, prompt_index, n_gen, ?1) FROM "
-                       "src.gen_prompts WHERE n_gen NOT BETWEEN 0 AND ?1 LIMIT 1",
-                       INT32_MAX, bad, sizeof bad, "reading the source's prompts");
-    if (r == QE_OK && bad[0])
-        r = qe_fail(QE_ECORRUPT, "%s: %s", src_path, bad);
-    return r;
+    for (size_t i = 0; i < sizeof row_rules / sizeof row_rules[0]; i++) {
+        qe_status r = query_text(dst, src_path, row_rules[i].sql, row_rules[i].bound, bad,
+                                 sizeof bad, row_rules[i].what);
+        if (r != QE_OK)
+            return r;
+        if (bad[0])
+            return qe_fail(QE_ECORRUPT, "%s: %s", src_path, bad);
+    }
+    return QE_OK;
 }
 
 static qe_status check_source(qe_store *dst, const char *src_path)
@@ -275,9 +276,7 @@ static qe_status check_source(qe_store *dst, const char *src_path)
         return qe_fail(QE_ECORRUPT, "%s: table %s is not the one schema version %lld defines "
                        "(changed by hand?)", src_path, bad, (long long)ver);
     r = check_values(dst, src_path);
-    if (r == QE_OK)
-        r = check_plans(dst, src_path);
-    return r != QE_OK ? r : check_counts(dst, src_path);
+    return r != QE_OK ? r : check_rows(dst, src_path);
 }
 
 /* The token rows of the chunks in temp.merge_new (numbered by seq from 1),

@@ -28,8 +28,6 @@
 #define MAX_LAYERS 4096
 #define MAX_WIDTH (1 << 20)
 #define MAX_VOCAB (1 << 24)
-/* Below this many elements per fill call, threads cost more than they save. */
-#define MIN_PARALLEL_ELEMS (1 << 16)
 #define NORM_NOISE 0.02f
 #define BIAS_STD 0.1f /* qwen2 attention biases: centred on 0, unlike norms */
 /* <unk>, <s>, </s> and the 256 byte tokens come before the pieces. */
@@ -539,7 +537,7 @@ static qe_status fill(void *ctx, uint64_t row0, uint64_t n_rows, void *dst)
     const struct tctx *tc = ctx;
     const qe_synth *s = tc->s;
     const qe_synth_tensor *t = &s->t[tc->index];
-    const int nt = n_rows * (uint64_t)t->ne[0] < MIN_PARALLEL_ELEMS ? 1 : s->n_threads;
+    const int nt = (int64_t)(n_rows * (uint64_t)t->ne[0]) < QE_SPLIT_MIN ? 1 : s->n_threads;
     struct fill_job j = {tc, row0, dst};
     if (qe_split((int64_t)n_rows, nt, fill_rows, &j))
         return qe_fail(QE_ENOMEM, "out of memory for a row of %lld elements",
